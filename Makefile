@@ -1,0 +1,55 @@
+# Two commands on a fresh machine: `make run` and `make test`.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+DATA ?= .data
+HOST ?= 127.0.0.1
+PORT ?= 8000
+export PYTHONDONTWRITEBYTECODE := 1
+
+.PHONY: install browser postgres run test lint typecheck pytest bench fuzz clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+# Debian's chromium for the Playwright tests; never a downloaded browser.
+browser:
+	@test -x /usr/bin/chromium || { \
+	  echo "installing Debian chromium (needs root and apt)"; \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-noto-cjk fonts-noto-core) >/dev/null; }
+	@test -x /usr/bin/chromium
+
+# The tests need the PostgreSQL on 127.0.0.1:5432; start it if the machine has it stopped.
+postgres:
+	@pg_isready -q -h 127.0.0.1 -p 5432 || { \
+	  pg_ctlcluster --skip-systemctl-redirect $$(ls /etc/postgresql) main start 2>/dev/null; sleep 2; }
+	@pg_isready -h 127.0.0.1 -p 5432 || { echo "PostgreSQL is required on 127.0.0.1:5432"; exit 1; }
+
+run: install
+	$(BIN)/python -m cardsvc.demo --data-dir $(DATA) --host $(HOST) --port $(PORT)
+
+lint: install
+	$(BIN)/ruff check schemas keys verifier wallet_sim cardsvc tests bench
+
+typecheck: install
+	$(BIN)/mypy
+
+pytest: install browser postgres
+	$(BIN)/pytest -q -p no:cacheprovider
+
+test: lint typecheck pytest
+
+bench: install postgres
+	$(BIN)/python -m bench
+
+fuzz: install
+	FMC_FUZZ_EXAMPLES=$${FMC_FUZZ_EXAMPLES:-20000} $(BIN)/pytest -q -p no:cacheprovider tests -m fuzz
+
+clean:
+	rm -rf $(VENV) $(DATA) .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,39 @@
+"""Key material: Ed25519 signers, the encrypted key store, signing and key rotation.
+
+Example::
+
+    from keys import Ed25519Signer, sign_credential
+    issuer = Ed25519Signer.generate()
+    token = sign_credential(credential, issuer)      # compact JWS, EdDSA, zip DEF
+"""
+
+from keys.ed25519 import Ed25519Signer, Signer, jwk_thumbprint, public_jwk, verify_signature
+from keys.jws import (
+    sign_compact,
+    sign_credential,
+    sign_presentation,
+    sign_status_list,
+    sign_trust_list,
+)
+from keys.keystore import KeyStore, KeyStoreError
+from keys.rotation import RotationError, active_key, compromise, initial_keys, rotate
+
+__all__ = [
+    "Ed25519Signer",
+    "KeyStore",
+    "KeyStoreError",
+    "RotationError",
+    "Signer",
+    "active_key",
+    "compromise",
+    "initial_keys",
+    "jwk_thumbprint",
+    "public_jwk",
+    "rotate",
+    "sign_compact",
+    "sign_credential",
+    "sign_presentation",
+    "sign_status_list",
+    "sign_trust_list",
+    "verify_signature",
+]

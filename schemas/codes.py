@@ -1,0 +1,162 @@
+"""Result codes (DESIGN.md section 7) and the exception raised for each failed check.
+
+Every failed check has its own exception class carrying a stable :class:`ResultCode`;
+callers and tests compare codes, never message text.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+__all__ = [
+    "AlgorithmNotAllowed",
+    "BadSignature",
+    "EntitlementMissing",
+    "Expired",
+    "FmcError",
+    "HolderProofInvalid",
+    "HolderProofStale",
+    "KeyCompromised",
+    "KeyNotValidAtIssue",
+    "Malformed",
+    "NotYetValid",
+    "Replayed",
+    "ResultCode",
+    "Revoked",
+    "StatusUnavailable",
+    "Suspended",
+    "TrustListRollback",
+    "TrustListStale",
+    "UnknownKey",
+    "UnsupportedVersion",
+    "WrongPurpose",
+    "error_for_code",
+]
+
+
+class ResultCode(StrEnum):
+    """Machine-readable outcome of a check. Codes may be added, never renamed."""
+
+    OK = "OK"
+    MALFORMED = "MALFORMED"
+    UNSUPPORTED_VERSION = "UNSUPPORTED_VERSION"
+    ALGORITHM_NOT_ALLOWED = "ALGORITHM_NOT_ALLOWED"
+    UNKNOWN_KEY = "UNKNOWN_KEY"
+    BAD_SIGNATURE = "BAD_SIGNATURE"
+    KEY_NOT_VALID_AT_ISSUE = "KEY_NOT_VALID_AT_ISSUE"
+    EXPIRED = "EXPIRED"
+    NOT_YET_VALID = "NOT_YET_VALID"
+    REVOKED = "REVOKED"
+    SUSPENDED = "SUSPENDED"
+    STATUS_UNAVAILABLE = "STATUS_UNAVAILABLE"
+    TRUST_LIST_STALE = "TRUST_LIST_STALE"
+    HOLDER_PROOF_INVALID = "HOLDER_PROOF_INVALID"
+    HOLDER_PROOF_STALE = "HOLDER_PROOF_STALE"
+    REPLAYED = "REPLAYED"
+    WRONG_PURPOSE = "WRONG_PURPOSE"
+    ENTITLEMENT_MISSING = "ENTITLEMENT_MISSING"
+    # Added beyond DESIGN.md section 7 (allowed: "more may be added, none renamed").
+    KEY_COMPROMISED = "KEY_COMPROMISED"
+    TRUST_LIST_ROLLBACK = "TRUST_LIST_ROLLBACK"
+
+
+class FmcError(Exception):
+    """Base of every failed check; ``code`` is the stable machine-readable reason."""
+
+    code: ResultCode = ResultCode.MALFORMED
+
+    def __init__(self, detail: str = "") -> None:
+        super().__init__(detail or self.code.value)
+        self.detail = detail or self.code.value
+
+
+class Malformed(FmcError):
+    code = ResultCode.MALFORMED
+
+
+class UnsupportedVersion(FmcError):
+    code = ResultCode.UNSUPPORTED_VERSION
+
+
+class AlgorithmNotAllowed(FmcError):
+    code = ResultCode.ALGORITHM_NOT_ALLOWED
+
+
+class UnknownKey(FmcError):
+    code = ResultCode.UNKNOWN_KEY
+
+
+class BadSignature(FmcError):
+    code = ResultCode.BAD_SIGNATURE
+
+
+class KeyNotValidAtIssue(FmcError):
+    code = ResultCode.KEY_NOT_VALID_AT_ISSUE
+
+
+class KeyCompromised(FmcError):
+    code = ResultCode.KEY_COMPROMISED
+
+
+class Expired(FmcError):
+    code = ResultCode.EXPIRED
+
+
+class NotYetValid(FmcError):
+    code = ResultCode.NOT_YET_VALID
+
+
+class Revoked(FmcError):
+    code = ResultCode.REVOKED
+
+
+class Suspended(FmcError):
+    code = ResultCode.SUSPENDED
+
+
+class StatusUnavailable(FmcError):
+    code = ResultCode.STATUS_UNAVAILABLE
+
+
+class TrustListStale(FmcError):
+    code = ResultCode.TRUST_LIST_STALE
+
+
+class TrustListRollback(FmcError):
+    code = ResultCode.TRUST_LIST_ROLLBACK
+
+
+class HolderProofInvalid(FmcError):
+    code = ResultCode.HOLDER_PROOF_INVALID
+
+
+class HolderProofStale(FmcError):
+    code = ResultCode.HOLDER_PROOF_STALE
+
+
+class Replayed(FmcError):
+    code = ResultCode.REPLAYED
+
+
+class WrongPurpose(FmcError):
+    code = ResultCode.WRONG_PURPOSE
+
+
+class EntitlementMissing(FmcError):
+    code = ResultCode.ENTITLEMENT_MISSING
+
+
+_BY_CODE: dict[ResultCode, type[FmcError]] = {
+    cls.code: cls
+    for cls in (
+        Malformed, UnsupportedVersion, AlgorithmNotAllowed, UnknownKey, BadSignature,
+        KeyNotValidAtIssue, KeyCompromised, Expired, NotYetValid, Revoked, Suspended,
+        StatusUnavailable, TrustListStale, TrustListRollback, HolderProofInvalid,
+        HolderProofStale, Replayed, WrongPurpose, EntitlementMissing,
+    )
+}
+
+
+def error_for_code(code: ResultCode, detail: str = "") -> FmcError:
+    """The exception instance for ``code`` (for layers that only carry the code)."""
+    return _BY_CODE[code](detail)

@@ -1,0 +1,115 @@
+"""Trust lists: the root-signed list of issuer keys a verifier may trust (DESIGN.md section 6).
+
+Header: ``{"alg": "EdDSA", "typ": "fmc-trust+jwt", "jwk": <root public JWK>}``.
+Payload: ``{"iss", "ver", "iat", "exp", "keys": [issuer key JWK + window + state]}``.
+
+Example::
+
+    claims = TrustListClaims.from_payload(payload)
+    key = claims.keys_by_kid["k1"]
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+from schemas._jose import b64url_decode, b64url_encode
+from schemas.codes import Malformed
+
+__all__ = ["TRUST_LIST_TYP", "IssuerKey", "KeyState", "TrustListClaims"]
+
+TRUST_LIST_TYP = "fmc-trust+jwt"
+
+
+class KeyState(StrEnum):
+    NEXT = "next"  # published ahead of use so offline verifiers already know it
+    ACTIVE = "active"  # signs new credentials and status lists
+    RETIRED = "retired"  # signs nothing new; its credentials verify until they expire
+    COMPROMISED = "compromised"  # nothing it signed is accepted
+
+
+@dataclass(frozen=True, slots=True)
+class IssuerKey:
+    """An issuer key with the window in which it may have signed (``iat`` in [from, until))."""
+
+    kid: str
+    public_key: bytes
+    state: KeyState
+    valid_from: int
+    valid_until: int | None = None
+
+    def to_jwk(self) -> dict[str, Any]:
+        jwk: dict[str, Any] = {
+            "kty": "OKP",
+            "crv": "Ed25519",
+            "x": b64url_encode(self.public_key),
+            "kid": self.kid,
+            "use": "sig",
+            "state": self.state.value,
+            "valid_from": self.valid_from,
+        }
+        if self.valid_until is not None:
+            jwk["valid_until"] = self.valid_until
+        return jwk
+
+    @staticmethod
+    def from_jwk(jwk: Any) -> IssuerKey:
+        if not isinstance(jwk, dict):
+            raise Malformed("issuer key must be a JWK object")
+        if jwk.get("kty") != "OKP" or jwk.get("crv") != "Ed25519":
+            raise Malformed("issuer keys must be OKP Ed25519")
+        kid, x, valid_from = jwk.get("kid"), jwk.get("x"), jwk.get("valid_from")
+        valid_until = jwk.get("valid_until")
+        if not isinstance(kid, str) or not kid or not isinstance(x, str):
+            raise Malformed("issuer key needs kid and x")
+        if type(valid_from) is not int or not (valid_until is None or type(valid_until) is int):
+            raise Malformed("issuer key window must be integer times")
+        public_key = b64url_decode(x)
+        if len(public_key) != 32:
+            raise Malformed("Ed25519 public keys are 32 bytes")
+        try:
+            state = KeyState(str(jwk.get("state")))
+        except ValueError as exc:
+            raise Malformed("unknown key state") from exc
+        return IssuerKey(kid, public_key, state, valid_from, valid_until)
+
+
+@dataclass(frozen=True, slots=True)
+class TrustListClaims:
+    issuer: str
+    version: int
+    issued_at: int
+    expires_at: int
+    keys: tuple[IssuerKey, ...]
+
+    @property
+    def keys_by_kid(self) -> dict[str, IssuerKey]:
+        return {key.kid: key for key in self.keys}
+
+    def to_payload(self) -> dict[str, Any]:
+        return {
+            "iss": self.issuer,
+            "ver": self.version,
+            "iat": self.issued_at,
+            "exp": self.expires_at,
+            "keys": [key.to_jwk() for key in self.keys],
+        }
+
+    @staticmethod
+    def from_payload(payload: dict[str, Any]) -> TrustListClaims:
+        issuer, version = payload.get("iss"), payload.get("ver")
+        iat, exp, keys = payload.get("iat"), payload.get("exp"), payload.get("keys")
+        if not isinstance(issuer, str) or not issuer:
+            raise Malformed("trust list needs iss")
+        for value in (version, iat, exp):
+            if type(value) is not int or value < 0:
+                raise Malformed("ver, iat and exp must be integers")
+        if not isinstance(keys, list) or not 1 <= len(keys) <= 256:
+            raise Malformed("trust list needs 1 to 256 keys")
+        parsed = tuple(IssuerKey.from_jwk(jwk) for jwk in keys)
+        if len({key.kid for key in parsed}) != len(parsed):
+            raise Malformed("duplicate kid in trust list")
+        assert isinstance(version, int) and isinstance(iat, int) and isinstance(exp, int)
+        return TrustListClaims(issuer, version, iat, exp, parsed)

@@ -1,0 +1,115 @@
+"""Fixed keys, a fixed clock and a small issuing world for tests (no randomness)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+from keys import (
+    Ed25519Signer,
+    jwk_thumbprint,
+    public_jwk,
+    sign_credential,
+    sign_presentation,
+    sign_status_list,
+    sign_trust_list,
+)
+from schemas import (
+    Credential,
+    Entitlement,
+    IssuerKey,
+    KeyState,
+    Purpose,
+    StatusList,
+    StatusListClaims,
+    StatusRef,
+    TrustListClaims,
+)
+from schemas.credential import portrait_digest
+from verifier import TrustedSet, VerifierState
+
+NOW = 1_800_000_000  # 2027-01-15T08:00:00Z
+DAY = 86_400
+ISSUER = "CN-YW"
+LONG_SURNAME = "ABDULRAHMAN MOHAMMED AL-HASHIMI BIN KHAL"  # 40 characters
+LONG_GIVEN = "MUHAMMAD IBRAHIM ABDULLAH OLUWASEUN ADEX"  # 40 characters
+
+ROOT = Ed25519Signer(bytes(range(32)), kid="root")
+ISSUER_KEY = Ed25519Signer(bytes(range(1, 33)), kid="k1")
+NEXT_KEY = Ed25519Signer(bytes(range(2, 34)), kid="k2")
+DEVICE = Ed25519Signer(bytes(range(3, 35)), kid="device")
+OTHER_DEVICE = Ed25519Signer(bytes(range(4, 36)), kid="device2")
+FOREIGN_KEY = Ed25519Signer(bytes(range(5, 37)), kid="k1")  # same kid, not in the trust list
+ROOT_FINGERPRINT = jwk_thumbprint(public_jwk(ROOT.public_key))
+
+
+def credential(purpose: Purpose, **overrides: object) -> Credential:
+    fields: dict[str, object] = dict(
+        purpose=purpose,
+        issuer=ISSUER,
+        issued_at=NOW - DAY,
+        expires_at=NOW + 365 * DAY,
+        card_number="3300012345678901",
+        status=StatusRef("1", 123_456),
+        holder_key=DEVICE.public_key,
+    )
+    if purpose is Purpose.PAY:
+        fields["offline_limit_fen"] = 50_000
+    else:
+        fields.update(
+            foreigner_code="933566199001010017",
+            surname=LONG_SURNAME,
+            given_names=LONG_GIVEN,
+            birth_date="1990-01-01",
+            nationality="NGA",
+            sex="M",
+            portrait_digest=portrait_digest(b"portrait bytes"),
+        )
+    if purpose is Purpose.SVC:
+        fields["entitlements"] = (Entitlement.HEALTHCARE, Entitlement.SOCIAL_INSURANCE)
+    fields.update(overrides)
+    return Credential(**fields)  # type: ignore[arg-type]
+
+
+@dataclass
+class World:
+    """A trust list with k1 active and k2 next, one status list, and helpers to present."""
+
+    keys: tuple[IssuerKey, ...] = (
+        IssuerKey("k1", ISSUER_KEY.public_key, KeyState.ACTIVE, NOW - 30 * DAY),
+        IssuerKey("k2", NEXT_KEY.public_key, KeyState.NEXT, NOW - 30 * DAY),
+    )
+    trust_version: int = 1
+    trust_expires: int = NOW + 7 * DAY
+    statuses: StatusList = field(default_factory=lambda: StatusList.empty(131_072))
+    status_issued: int = NOW - 60
+    status_ttl: int = 3600
+    status_expires: int = NOW + DAY
+
+    def trust_list_jwt(self, **overrides: object) -> str:
+        claims = TrustListClaims(ISSUER, self.trust_version, NOW - 60, self.trust_expires,
+                                 self.keys)
+        return sign_trust_list(replace(claims, **overrides), ROOT)  # type: ignore[arg-type]
+
+    def status_list_jwt(self, list_id: str = "1", signer: Ed25519Signer = ISSUER_KEY) -> str:
+        claims = StatusListClaims(list_id, f"https://fmc.example/v1/status-lists/{list_id}",
+                                  self.status_issued, self.status_expires, self.status_ttl,
+                                  self.statuses)
+        return sign_status_list(claims, signer)
+
+    def state(self, now: int = NOW) -> VerifierState:
+        trusted = TrustedSet(root_fingerprint=ROOT_FINGERPRINT)
+        trusted.update_trust_list(self.trust_list_jwt(), now=now)
+        trusted.update_status_list(self.status_list_jwt(), now=now)
+        return trusted.snapshot()
+
+
+def present(
+    purpose: Purpose,
+    *,
+    signer: Ed25519Signer = ISSUER_KEY,
+    device: Ed25519Signer = DEVICE,
+    proof_time: int = NOW,
+    **overrides: object,
+) -> str:
+    jws = sign_credential(credential(purpose, **overrides), signer)
+    return sign_presentation(jws, device, proof_time=proof_time, purpose=purpose.value)

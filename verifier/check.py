@@ -1,0 +1,291 @@
+"""The offline check: a pure function of (presentation, verifier state, policy, now, replay).
+
+Steps, in this fixed order (DESIGN.md section 7); the first failure decides the code:
+
+ 1. parse      size limit, ``FMC1:`` prefix, container        MALFORMED, UNSUPPORTED_VERSION
+ 2. header     ``alg`` allow-list before anything else; crit,  ALGORITHM_NOT_ALLOWED, MALFORMED
+               members, typ, zip
+ 3. key        trust list fresh; ``kid`` is only a hint to     TRUST_LIST_STALE, UNKNOWN_KEY,
+               find a key that the trust list already holds    KEY_COMPROMISED
+ 4. signature  Ed25519 over the JWS signing input              BAD_SIGNATURE
+ 5. claims     inflate (capped) and parse, only now            MALFORMED
+ 6. dates      iat inside the key's window, iat/exp vs now     KEY_NOT_VALID_AT_ISSUE,
+                                                               NOT_YET_VALID, EXPIRED
+ 7. status     the list named in the credential, fresh         STATUS_UNAVAILABLE, REVOKED,
+                                                               SUSPENDED
+ 8. proof      device signature, then its age                  HOLDER_PROOF_INVALID,
+                                                               HOLDER_PROOF_STALE
+ 9. replay     each proof once                                 REPLAYED
+10. policy     purpose, then entitlement                       WRONG_PURPOSE, ENTITLEMENT_MISSING
+
+Nothing here does I/O; the replay cache is the only state and is passed in.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import nacl.bindings
+import nacl.exceptions
+
+from schemas._jose import b64url_encode, check_header, inflate_capped, parse_json_object
+from schemas.codes import (
+    BadSignature,
+    EntitlementMissing,
+    Expired,
+    FmcError,
+    HolderProofInvalid,
+    HolderProofStale,
+    KeyCompromised,
+    KeyNotValidAtIssue,
+    Malformed,
+    NotYetValid,
+    Replayed,
+    ResultCode,
+    Revoked,
+    StatusUnavailable,
+    Suspended,
+    TrustListStale,
+    UnknownKey,
+    WrongPurpose,
+)
+from schemas.credential import MAX_INFLATED_PAYLOAD, Credential
+from schemas.presentation import decode_presentation
+from schemas.status_list import STATUS_REVOKED, STATUS_SUSPENDED, STATUS_VALID
+from schemas.trust_list import KeyState
+from verifier.policy import Policy
+from verifier.replay import ReplayCache, replay_key
+from verifier.trust import VerifierState
+
+__all__ = ["VerificationResult", "as_epoch", "verify_presentation"]
+
+_CREDENTIAL_HEADER = frozenset({"alg", "kid", "zip"})
+_PROOF_DOMAIN = b"FMC1 holder proof\x00"
+
+
+@dataclass(frozen=True, slots=True)
+class VerificationResult:
+    """The answer. ``credential`` is set only once the issuer signature has passed."""
+
+    code: ResultCode
+    service: str
+    checked_at: int
+    detail: str = ""
+    credential: Credential | None = None
+    proof_time: int | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.code is ResultCode.OK
+
+    def to_json(self) -> dict[str, Any]:
+        """The ``verifier check --json`` shape (DESIGN.md section 8)."""
+        cred = self.credential
+        holder: dict[str, Any] | None = None
+        if cred is not None and cred.foreigner_code is not None and self.ok:
+            holder = {
+                "foreigner_code": cred.foreigner_code,
+                "surname": cred.surname,
+                "given_names": cred.given_names,
+                "birth_date": cred.birth_date,
+                "nationality": cred.nationality,
+                "sex": cred.sex,
+                "portrait_digest": (
+                    None if cred.portrait_digest is None else b64url_encode(cred.portrait_digest)
+                ),
+            }
+        return {
+            "ok": self.ok,
+            "code": self.code.value,
+            "detail": self.detail,
+            "service": self.service,
+            "card": cred.card_number if cred is not None and self.ok else None,
+            "purpose": cred.purpose.value if cred is not None else None,
+            "holder": holder,
+            "entitlements": (
+                [e.value for e in cred.entitlements] if cred is not None and self.ok else []
+            ),
+            "checked_at": datetime.fromtimestamp(self.checked_at).astimezone().isoformat(),
+        }
+
+
+def as_epoch(now: int | float | datetime) -> int:
+    if isinstance(now, datetime):
+        if now.tzinfo is None:
+            raise ValueError("now must be timezone-aware")
+        return int(now.timestamp())
+    return int(now)
+
+
+def _ed25519_ok(public_key: bytes, message: bytes, signature: bytes) -> bool:
+    try:
+        nacl.bindings.crypto_sign_open(signature + message, public_key)
+    except (nacl.exceptions.BadSignatureError, nacl.exceptions.ValueError, ValueError):
+        return False
+    return True
+
+
+def verify_presentation(
+    unverified_text: str | bytes,
+    *,
+    state: VerifierState,
+    policy: Policy,
+    now: int | datetime,
+    replay_cache: ReplayCache | None,
+) -> VerificationResult:
+    """Check one presentation; never raises for bad input, always returns a code.
+
+    ``replay_cache=None`` skips step 9 and must only be used where replay is handled
+    elsewhere (the payments API charges each pay code once in its database).
+    """
+    checked_at = as_epoch(now)
+    credential: Credential | None = None
+    proof_time: int | None = None
+    try:
+        credential, proof_time = _run_checks(unverified_text, state, policy, checked_at,
+                                             replay_cache)
+    except _Failed as failure:
+        credential, proof_time = failure.credential, failure.proof_time
+        return VerificationResult(failure.error.code, policy.service, checked_at,
+                                  failure.error.detail, credential, proof_time)
+    except FmcError as error:
+        return VerificationResult(error.code, policy.service, checked_at, error.detail)
+    except Exception as error:
+        return VerificationResult(ResultCode.MALFORMED, policy.service, checked_at,
+                                  f"unreadable input ({type(error).__name__})")
+    return VerificationResult(ResultCode.OK, policy.service, checked_at, "", credential,
+                              proof_time)
+
+
+# Header bytes that passed step 2, and their kid. Step 2 is a pure function of the
+# bytes, and every credential of one issuer key has the same header, so this is only
+# a memo; it is bounded so hostile input cannot grow it.
+_HEADER_MEMO: dict[bytes, str] = {}
+_HEADER_MEMO_MAX = 64
+
+
+def _checked_header_kid(unverified_header_bytes: bytes) -> str:
+    kid = _HEADER_MEMO.get(unverified_header_bytes)
+    if kid is not None:
+        return kid
+    unverified_header = parse_json_object(unverified_header_bytes)
+    check_header(unverified_header, expected_typ=None,
+                 allowed_members=_CREDENTIAL_HEADER, require_kid=True)
+    if unverified_header.get("zip") != "DEF":
+        raise Malformed("credential payload must be zip DEF")
+    kid = str(unverified_header["kid"])
+    if len(_HEADER_MEMO) < _HEADER_MEMO_MAX:
+        _HEADER_MEMO[unverified_header_bytes] = kid
+    return kid
+
+
+class _Failed(Exception):
+    """A failure after the signature passed: carries the verified claims for display."""
+
+    def __init__(self, error: FmcError, credential: Credential, proof_time: int) -> None:
+        self.error, self.credential, self.proof_time = error, credential, proof_time
+
+
+def _run_checks(
+    unverified_text: str | bytes,
+    state: VerifierState,
+    policy: Policy,
+    now: int,
+    replay_cache: ReplayCache | None,
+) -> tuple[Credential, int]:
+    # 1. parse
+    parts = decode_presentation(unverified_text)
+    # 2. header: alg first, then everything else about its shape
+    unverified_kid = _checked_header_kid(parts.header)
+    # 3. key: the trust list must be fresh; kid only selects among trusted keys
+    trust_list = state.trust_list
+    if trust_list.expires_at + policy.trust_grace <= now:
+        raise TrustListStale("the cached trust list has expired; sync the verifier")
+    key = state.keys_by_kid.get(unverified_kid)
+    if key is None:
+        raise UnknownKey("credential signed by a key not in the trust list")
+    if key.state is KeyState.COMPROMISED:
+        raise KeyCompromised("credential signed by a compromised key")
+    # 4. signature
+    signing_input = parts.signing_input
+    if not _ed25519_ok(key.public_key, signing_input, parts.signature):
+        raise BadSignature("issuer signature does not verify")
+    # 5. claims, only now that they are signed
+    claims = parse_json_object(inflate_capped(parts.payload, MAX_INFLATED_PAYLOAD))
+    credential = Credential.from_payload(claims)
+    proof_time = parts.proof_time
+    try:
+        if credential.issuer != trust_list.issuer:
+            raise UnknownKey("credential issuer is not the trust list's issuer")
+        _check_dates(credential, key.valid_from, key.valid_until, policy, now)
+        _check_status(credential, state, policy, now)
+        # 8. holder proof: the device key named in the credential signed this moment
+        jws = signing_input + b"." + b64url_encode(parts.signature).encode("ascii")
+        message = (
+            _PROOF_DOMAIN
+            + proof_time.to_bytes(8, "big")
+            + credential.purpose.value.encode("ascii")
+            + b"\x00"
+            + hashlib.sha256(jws).digest()
+        )
+        if not _ed25519_ok(credential.holder_key, message, parts.holder_proof):
+            raise HolderProofInvalid("holder proof is not by this card's device key")
+        if proof_time > now + policy.leeway:
+            raise HolderProofStale("holder proof is from the future (clock skew)")
+        if proof_time < now - policy.proof_window - policy.leeway:
+            raise HolderProofStale("holder proof is older than the freshness window")
+        # 9. replay
+        if replay_cache is not None and not replay_cache.check_and_add(
+            replay_key(parts.signature, proof_time),
+            expires_at=proof_time + policy.proof_window + 2 * policy.leeway + 1,
+            now=now,
+        ):
+            raise Replayed("this code was already shown")
+        # 10. policy
+        if credential.purpose is not policy.purpose:
+            raise WrongPurpose(f"{policy.service} asks for a {policy.purpose} credential")
+        if (
+            policy.entitlement is not None
+            and policy.entitlement not in credential.granted_entitlements
+        ):
+            raise EntitlementMissing(f"no {policy.entitlement} entitlement")
+    except FmcError as error:
+        raise _Failed(error, credential, proof_time) from None
+    return credential, proof_time
+
+
+def _check_dates(
+    credential: Credential, valid_from: int, valid_until: int | None, policy: Policy, now: int
+) -> None:
+    # 6. dates: the key must have been allowed to sign at iat, then iat/exp against now
+    iat = credential.issued_at
+    if iat < valid_from or (valid_until is not None and iat >= valid_until):
+        raise KeyNotValidAtIssue("the key was not valid when this credential was issued")
+    if iat > now + policy.leeway:
+        raise NotYetValid("credential issued in the future")
+    if credential.expires_at <= now - policy.leeway:
+        raise Expired("credential has expired")
+
+
+def _check_status(credential: Credential, state: VerifierState, policy: Policy, now: int) -> None:
+    # 7. status: the named list, fresh (exp and iat + ttl), then the entry
+    status_list = state.status_lists.get(credential.status.list_id)
+    if status_list is None:
+        raise StatusUnavailable("no status list for this credential in the cache")
+    if status_list.expires_at <= now or (
+        status_list.issued_at + status_list.ttl + policy.status_grace <= now
+    ):
+        raise StatusUnavailable("the cached status list is stale; sync the verifier")
+    try:
+        status = status_list.statuses.get(credential.status.index)
+    except IndexError:
+        raise StatusUnavailable("status index outside the list") from None
+    if status == STATUS_REVOKED:
+        raise Revoked("card revoked")
+    if status == STATUS_SUSPENDED:
+        raise Suspended("card suspended")
+    if status != STATUS_VALID:
+        raise StatusUnavailable(f"unknown status value {status}")

@@ -1,0 +1,139 @@
+"""The trusted set: a pinned root, the verified trust list, and verified status lists.
+
+Like python-tuf's trusted metadata set, updates go through this object only; each is
+verified against what is already trusted and refused on rollback or freeze.
+
+Example::
+
+    trusted = TrustedSet(root_fingerprint="kPrK_qmx...")
+    trusted.update_trust_list(trust_list_jwt, now=now)
+    trusted.update_status_list(status_list_jwt, now=now)
+    state = trusted.snapshot()          # immutable input to verify_presentation
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+from keys.ed25519 import jwk_thumbprint, verify_signature
+from schemas._jose import b64url_decode, check_header, parse_json_object, split_compact
+from schemas.codes import (
+    BadSignature,
+    KeyCompromised,
+    Malformed,
+    StatusUnavailable,
+    TrustListRollback,
+    TrustListStale,
+    UnknownKey,
+)
+from schemas.status_list import STATUS_LIST_TYP, StatusListClaims
+from schemas.trust_list import TRUST_LIST_TYP, IssuerKey, KeyState, TrustListClaims
+
+__all__ = ["TrustedSet", "VerifierState", "verify_status_list", "verify_trust_list"]
+
+_TRUST_HEADER = frozenset({"alg", "typ", "jwk", "kid"})
+_STATUS_HEADER = frozenset({"alg", "typ", "kid"})
+_STATUS_SIGNERS = (KeyState.ACTIVE, KeyState.NEXT)
+
+
+@dataclass(frozen=True)
+class VerifierState:
+    """Everything the offline check needs besides the presentation: already verified."""
+
+    trust_list: TrustListClaims
+    status_lists: Mapping[str, StatusListClaims] = field(default_factory=dict)
+    keys_by_kid: Mapping[str, IssuerKey] = field(default_factory=dict)
+
+    @staticmethod
+    def of(
+        trust_list: TrustListClaims, status_lists: Mapping[str, StatusListClaims]
+    ) -> VerifierState:
+        return VerifierState(
+            trust_list,
+            MappingProxyType(dict(status_lists)),
+            MappingProxyType(trust_list.keys_by_kid),
+        )
+
+
+def verify_trust_list(unverified_jwt: str, *, root_fingerprint: str) -> TrustListClaims:
+    """Steps: split -> header (alg first) -> pinned root key -> signature -> claims."""
+    signing_input, header_bytes, payload_bytes, signature = split_compact(unverified_jwt)
+    unverified_header = parse_json_object(header_bytes)
+    check_header(
+        unverified_header, expected_typ=TRUST_LIST_TYP, allowed_members=_TRUST_HEADER,
+        require_kid=False,
+    )
+    unverified_jwk = unverified_header.get("jwk")
+    if not isinstance(unverified_jwk, dict) or not all(
+        isinstance(unverified_jwk.get(m), str) for m in ("kty", "crv", "x")
+    ):
+        raise Malformed("trust list header needs the root jwk")
+    if unverified_jwk["kty"] != "OKP" or unverified_jwk["crv"] != "Ed25519":
+        raise Malformed("root key must be OKP Ed25519")
+    if jwk_thumbprint(unverified_jwk) != root_fingerprint:
+        raise UnknownKey("trust list is not signed by the pinned root")
+    root_key = b64url_decode(unverified_jwk["x"])
+    if not verify_signature(root_key, signing_input, signature):
+        raise BadSignature("trust list signature does not verify")
+    return TrustListClaims.from_payload(parse_json_object(payload_bytes))
+
+
+def verify_status_list(unverified_jwt: str, *, trust_list: TrustListClaims) -> StatusListClaims:
+    """Steps: split -> header (alg first) -> issuer key by kid -> signature -> claims."""
+    signing_input, header_bytes, payload_bytes, signature = split_compact(unverified_jwt)
+    unverified_header = parse_json_object(header_bytes)
+    check_header(
+        unverified_header, expected_typ=STATUS_LIST_TYP, allowed_members=_STATUS_HEADER,
+        require_kid=True,
+    )
+    key = trust_list.keys_by_kid.get(unverified_header["kid"])
+    if key is None:
+        raise UnknownKey("status list signed by a key not in the trust list")
+    if key.state is KeyState.COMPROMISED:
+        raise KeyCompromised("status list signed by a compromised key")
+    if key.state not in _STATUS_SIGNERS:
+        raise UnknownKey("status lists must be signed by an active key")
+    if not verify_signature(key.public_key, signing_input, signature):
+        raise BadSignature("status list signature does not verify")
+    return StatusListClaims.from_payload(parse_json_object(payload_bytes))
+
+
+class TrustedSet:
+    """Holds the pinned root and refuses rollback (lower version) and freeze (expired)."""
+
+    def __init__(self, *, root_fingerprint: str) -> None:
+        if not root_fingerprint:
+            raise ValueError("a root fingerprint must be pinned")
+        self.root_fingerprint = root_fingerprint
+        self.trust_list: TrustListClaims | None = None
+        self.status_lists: dict[str, StatusListClaims] = {}
+
+    def update_trust_list(self, unverified_jwt: str, *, now: int) -> TrustListClaims:
+        claims = verify_trust_list(unverified_jwt, root_fingerprint=self.root_fingerprint)
+        if self.trust_list is not None and claims.version < self.trust_list.version:
+            raise TrustListRollback(
+                f"trust list version {claims.version} < cached {self.trust_list.version}"
+            )
+        if claims.expires_at <= now:
+            raise TrustListStale("trust list has expired")
+        self.trust_list = claims
+        return claims
+
+    def update_status_list(self, unverified_jwt: str, *, now: int) -> StatusListClaims:
+        if self.trust_list is None:
+            raise StatusUnavailable("load a trust list before status lists")
+        claims = verify_status_list(unverified_jwt, trust_list=self.trust_list)
+        cached = self.status_lists.get(claims.list_id)
+        if cached is not None and claims.issued_at < cached.issued_at:
+            raise StatusUnavailable("status list older than the cached one")
+        if claims.expires_at <= now:
+            raise StatusUnavailable("status list has expired")
+        self.status_lists[claims.list_id] = claims
+        return claims
+
+    def snapshot(self) -> VerifierState:
+        if self.trust_list is None:
+            raise TrustListStale("no trust list loaded")
+        return VerifierState.of(self.trust_list, self.status_lists)
