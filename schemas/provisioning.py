@@ -1,0 +1,37 @@
+"""Provisioning: how a wallet redeems a one-time code for its credential bundle.
+
+The wallet makes its device key on the phone and sends only the public key plus a
+signature proving it holds the private key::
+
+    POST /v1/provision
+    {"provisioning_code": "<code shown by the officer>",
+     "device_key": "<base64url Ed25519 public key, 32 bytes>",
+     "proof": "<base64url Ed25519 signature over provisioning_proof_message(...)>"}
+
+    200 {"card_number", "foreigner_code", "credentials": {"pay": JWS, "id": JWS, "svc": JWS},
+         "expires_at": <int, earliest exp of the bundle>, "holder": {...display fields},
+         "portrait": <base64 image or null>, "trust_list_url", "issuer"}
+
+Example::
+
+    message = provisioning_proof_message("ABCD-EFGH-JKLM", device.public_key)
+    proof = device.sign(message)
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+__all__ = ["PROVISION_DOMAIN", "provisioning_proof_message"]
+
+PROVISION_DOMAIN = b"FMC1 provision\x00"
+
+
+def provisioning_proof_message(provisioning_code: str, device_key: bytes) -> bytes:
+    """Bytes the device key signs to show possession when redeeming a code."""
+    normalized = provisioning_code.strip().upper().replace("-", "").replace(" ", "")
+    return (
+        PROVISION_DOMAIN
+        + hashlib.sha256(normalized.encode("utf-8")).digest()
+        + device_key
+    )
