@@ -96,10 +96,13 @@ class World:
                                   self.statuses)
         return sign_status_list(claims, signer)
 
-    def state(self, now: int = NOW) -> VerifierState:
+    def state(self, now: int = NOW, status_signer: Ed25519Signer | None = None) -> VerifierState:
+        """The verified state; status lists are signed by the active key unless told."""
+        active = next((k.kid for k in self.keys if k.state is KeyState.ACTIVE), "k1")
+        signer = status_signer or (NEXT_KEY if active == "k2" else ISSUER_KEY)
         trusted = TrustedSet(root_fingerprint=ROOT_FINGERPRINT)
         trusted.update_trust_list(self.trust_list_jwt(), now=now)
-        trusted.update_status_list(self.status_list_jwt(), now=now)
+        trusted.update_status_list(self.status_list_jwt(signer=signer), now=now)
         return trusted.snapshot()
 
 

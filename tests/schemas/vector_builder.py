@@ -1,0 +1,111 @@
+"""Builds schemas/vectors/fmc1-vectors.json: fixed keys, fixed clock, deterministic output.
+
+Run `python tests/schemas/vector_builder.py` from the repo root to regenerate; the test
+suite checks that the committed file equals a fresh build and that every vector verifies
+with its expected code.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+ROOT_DIR = Path(__file__).resolve().parents[2]
+sys.path[:0] = [str(ROOT_DIR), str(ROOT_DIR / "tests")]
+
+from keys import sign_credential, sign_presentation  # noqa: E402
+from schemas import STATUS_REVOKED, Purpose, StatusRef  # noqa: E402
+from support import (  # noqa: E402
+    DEVICE,
+    ISSUER_KEY,
+    NEXT_KEY,
+    NOW,
+    OTHER_DEVICE,
+    ROOT,
+    ROOT_FINGERPRINT,
+    World,
+    credential,
+)
+
+VECTORS_PATH = ROOT_DIR / "schemas" / "vectors" / "fmc1-vectors.json"
+SERVICE_FOR = {Purpose.PAY: "payment", Purpose.ID: "counter", Purpose.SVC: "hospital"}
+
+
+def build() -> dict[str, Any]:
+    world = World()
+    world.statuses.set(7, STATUS_REVOKED)
+    presentations = []
+    for purpose in Purpose:
+        claims = credential(purpose)
+        token = sign_credential(claims, ISSUER_KEY)
+        text = sign_presentation(token, DEVICE, proof_time=NOW, purpose=purpose.value)
+        presentations.append({
+            "name": f"valid {purpose.value}",
+            "claims": claims.to_payload(),
+            "credential_jws": token,
+            "presentation": text,
+            "checks": [
+                {"service": SERVICE_FOR[purpose], "now": NOW, "code": "OK"},
+                {"service": SERVICE_FOR[purpose], "now": NOW + 66, "code": "HOLDER_PROOF_STALE"},
+                {"service": "school", "now": NOW,
+                 "code": "WRONG_PURPOSE" if purpose is not Purpose.SVC else
+                 "ENTITLEMENT_MISSING"},
+            ],
+        })
+    revoked = credential(Purpose.ID, status=StatusRef("1", 7))
+    revoked_token = sign_credential(revoked, ISSUER_KEY)
+    next_key_token = sign_credential(credential(Purpose.ID), NEXT_KEY)
+    presentations += [
+        {
+            "name": "revoked id",
+            "claims": revoked.to_payload(),
+            "credential_jws": revoked_token,
+            "presentation": sign_presentation(revoked_token, DEVICE, proof_time=NOW,
+                                              purpose="id"),
+            "checks": [{"service": "counter", "now": NOW, "code": "REVOKED"}],
+        },
+        {
+            "name": "proof by another device",
+            "claims": credential(Purpose.ID).to_payload(),
+            "credential_jws": presentations[1]["credential_jws"],
+            "presentation": sign_presentation(presentations[1]["credential_jws"],
+                                              OTHER_DEVICE, proof_time=NOW, purpose="id"),
+            "checks": [{"service": "counter", "now": NOW, "code": "HOLDER_PROOF_INVALID"}],
+        },
+        {
+            "name": "signed by the published next key",
+            "claims": credential(Purpose.ID).to_payload(),
+            "credential_jws": next_key_token,
+            "presentation": sign_presentation(next_key_token, DEVICE, proof_time=NOW,
+                                              purpose="id"),
+            "checks": [{"service": "counter", "now": NOW, "code": "OK"}],
+        },
+    ]
+    return {
+        "description": "FMC1 test vectors: fixed Ed25519 seeds, fixed clock. Seeds are "
+                       "public test keys; never use them for anything else.",
+        "now": NOW,
+        "keys": {
+            "root_seed_hex": ROOT.seed.hex(),
+            "root_fingerprint": ROOT_FINGERPRINT,
+            "issuer_k1_seed_hex": ISSUER_KEY.seed.hex(),
+            "issuer_k2_seed_hex": NEXT_KEY.seed.hex(),
+            "device_seed_hex": DEVICE.seed.hex(),
+            "device_public_hex": DEVICE.public_key.hex(),
+        },
+        "trust_list_jwt": world.trust_list_jwt(),
+        "status_list_jwts": {"1": world.status_list_jwt()},
+        "presentations": presentations,
+    }
+
+
+def render() -> str:
+    return json.dumps(build(), indent=2, ensure_ascii=False) + "\n"
+
+
+if __name__ == "__main__":
+    VECTORS_PATH.write_text(render())
+    print(f"wrote {VECTORS_PATH}")
+
