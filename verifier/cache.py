@@ -1,0 +1,382 @@
+"""The verifier's cache directory: the signed lists, written atomically, read back verified.
+
+Layout of ``--cache DIR``::
+
+    pinned-root            the root fingerprint, written by the first sync, never changed
+    manifest.json          what is current: list files, ETags, sync time (written last)
+    manifest.prev.json     the previous good manifest (used if the current one is damaged)
+    lists/<sha256>.jwt     the raw signed JWTs, named by their content
+    portraits/<pd>         portraits named by their digest (the credential's ``pd`` claim)
+    replay.sqlite          seen holder proofs (verifier.replay_store)
+
+A sync writes new list files first (temp file, fsync, rename), then the manifest, so
+a reader sees the old set or the new set, never a mix. Loading re-verifies every JWT
+against the pinned root: nothing in the directory is trusted because it is there.
+
+Example::
+
+    cache = VerifierCache(Path("~/.cache/fmc-verifier").expanduser())
+    snapshot = cache.load()              # raises CacheError (code NO_CACHE, CACHE_CORRUPT)
+    verify_presentation(text, state=snapshot.state, ...)
+    print(snapshot.age_seconds(now))
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import re
+import tempfile
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+from schemas._jose import b64url_decode, b64url_encode
+from schemas.codes import FmcError
+from schemas.credential import PORTRAIT_DIGEST_BYTES, portrait_digest
+from schemas.status_list import StatusListClaims
+from schemas.trust_list import TrustListClaims
+from verifier.trust import VerifierState, verify_status_list, verify_trust_list
+
+__all__ = [
+    "CacheContents",
+    "CacheError",
+    "CacheSnapshot",
+    "CachedList",
+    "VerifierCache",
+    "default_cache_dir",
+    "portrait_digest_from_text",
+]
+
+MANIFEST = "manifest.json"
+PREVIOUS_MANIFEST = "manifest.prev.json"
+PINNED_ROOT = "pinned-root"
+REPLAY_DB = "replay.sqlite"
+_FORMAT = 1
+_MAX_LIST_FILE = 16 * 1024 * 1024
+_MAX_MANIFEST = 1024 * 1024
+_MAX_PORTRAIT = 2 * 1024 * 1024
+_LIST_FILE_RE = re.compile(r"^[0-9a-f]{64}\.jwt$")
+_FINGERPRINT_RE = re.compile(r"^[A-Za-z0-9_-]{43}$")
+_LIST_ID_RE = re.compile(r"^[0-9A-Za-z_-]{1,32}$")
+
+
+class CacheError(Exception):
+    """The cache cannot be used; ``code`` is NO_CACHE, CACHE_CORRUPT or ROOT_MISMATCH."""
+
+    def __init__(self, code: str, detail: str) -> None:
+        super().__init__(detail)
+        self.code = code
+        self.detail = detail
+
+
+@dataclass(frozen=True, slots=True)
+class CachedList:
+    """One signed list as fetched: the raw JWT and the server's ETag for it."""
+
+    jwt: str
+    etag: str | None = None
+
+
+@dataclass(frozen=True)
+class CacheContents:
+    """What a sync stores (the JWTs are verified again whenever they are loaded)."""
+
+    root_fingerprint: str
+    server: str | None
+    synced_at: int  # when the authority last confirmed every list (200 or 304)
+    trust_list: CachedList
+    status_lists: Mapping[str, CachedList] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class CacheSnapshot:
+    """A loaded, verified cache."""
+
+    contents: CacheContents
+    trust_list: TrustListClaims
+    status_lists: Mapping[str, StatusListClaims]
+    state: VerifierState
+    from_previous: bool = False  # the current manifest was damaged; the previous one is used
+
+    def age_seconds(self, now: int) -> int:
+        """Seconds since the last successful sync (never negative)."""
+        return max(0, now - self.contents.synced_at)
+
+
+def default_cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "fmc-verifier"
+
+
+class VerifierCache:
+    """One cache directory. Reads never raise anything but :class:`CacheError`."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+
+    @property
+    def replay_path(self) -> Path:
+        return self.directory / REPLAY_DB
+
+    @property
+    def manifest_path(self) -> Path:
+        return self.directory / MANIFEST
+
+    # -- the pinned root ------------------------------------------------------------
+
+    def pinned_root(self) -> str | None:
+        path = self.directory / PINNED_ROOT
+        try:
+            text = path.read_text("ascii").strip()
+        except FileNotFoundError:
+            return None
+        except (OSError, UnicodeDecodeError) as error:
+            raise CacheError("CACHE_CORRUPT", f"cannot read {path}: {error}") from None
+        if not _FINGERPRINT_RE.fullmatch(text):
+            raise CacheError("CACHE_CORRUPT", f"{path} does not hold a root fingerprint")
+        return text
+
+    def pin_root(self, root_fingerprint: str) -> None:
+        """Remember the root on first use; a different root later is ROOT_MISMATCH."""
+        pinned = self.pinned_root()
+        if pinned is None:
+            if not _FINGERPRINT_RE.fullmatch(root_fingerprint):
+                raise CacheError("ROOT_MISMATCH", "not a root fingerprint (43 base64url chars)")
+            self.directory.mkdir(parents=True, exist_ok=True)
+            _write_atomic(self.directory / PINNED_ROOT, (root_fingerprint + "\n").encode())
+        elif pinned != root_fingerprint:
+            raise CacheError(
+                "ROOT_MISMATCH",
+                f"this cache is pinned to root {pinned}, not {root_fingerprint}",
+            )
+
+    # -- reading ----------------------------------------------------------------------
+
+    def load(self) -> CacheSnapshot:
+        """The current verified cache, or the previous good one if the current is damaged."""
+        root = self.pinned_root()
+        if root is None or not (self.manifest_path.exists()
+                                or (self.directory / PREVIOUS_MANIFEST).exists()):
+            raise CacheError("NO_CACHE", f"no synced lists in {self.directory}")
+        try:
+            return self._load_manifest(MANIFEST, root)
+        except CacheError as current_error:
+            try:
+                snapshot = self._load_manifest(PREVIOUS_MANIFEST, root)
+            except CacheError:
+                raise current_error from None
+            return CacheSnapshot(snapshot.contents, snapshot.trust_list, snapshot.status_lists,
+                                 snapshot.state, from_previous=True)
+
+    def manifest_stamp(self) -> tuple[int, int, int] | None:
+        """Changes whenever a sync replaces the manifest (to reload a long-lived cache)."""
+        try:
+            stat = self.manifest_path.stat()
+        except OSError:
+            return None
+        return (stat.st_ino, stat.st_mtime_ns, stat.st_size)
+
+    def _load_manifest(self, name: str, root: str) -> CacheSnapshot:
+        contents = self._read_contents(name)
+        if contents.root_fingerprint != root:
+            raise CacheError("CACHE_CORRUPT", f"{name} names another root than {PINNED_ROOT}")
+        try:
+            trust_list = verify_trust_list(contents.trust_list.jwt, root_fingerprint=root)
+            status_lists: dict[str, StatusListClaims] = {}
+            for list_id, cached in contents.status_lists.items():
+                claims = verify_status_list(cached.jwt, trust_list=trust_list)
+                if claims.list_id != list_id:
+                    raise CacheError("CACHE_CORRUPT", f"status list {list_id} holds another id")
+                status_lists[list_id] = claims
+        except FmcError as error:
+            raise CacheError(
+                "CACHE_CORRUPT", f"a cached list no longer verifies ({error.code}): {error.detail}"
+            ) from None
+        state = VerifierState.of(trust_list, status_lists)
+        return CacheSnapshot(contents, trust_list, MappingProxyType(status_lists), state)
+
+    def _read_contents(self, name: str) -> CacheContents:
+        path = self.directory / name
+        try:
+            raw = _read_capped(path, _MAX_MANIFEST)
+            manifest = json.loads(raw)
+            if not isinstance(manifest, dict) or manifest.get("format") != _FORMAT:
+                raise ValueError("unknown manifest format")
+            trust = manifest["trust_list"]
+            contents = CacheContents(
+                root_fingerprint=_str(manifest["root"]),
+                server=_optional_str(manifest.get("server")),
+                synced_at=_int(manifest["synced_at"]),
+                trust_list=self._read_list(trust),
+                status_lists=MappingProxyType({
+                    _list_id(list_id): self._read_list(entry)
+                    for list_id, entry in _dict(manifest["status_lists"]).items()
+                }),
+            )
+        except CacheError:
+            raise
+        except (OSError, ValueError, KeyError, TypeError, UnicodeDecodeError) as error:
+            raise CacheError("CACHE_CORRUPT", f"cannot read {path}: {error}") from None
+        return contents
+
+    def _read_list(self, entry: Any) -> CachedList:
+        entry = _dict(entry)
+        file_name = _str(entry["file"])
+        if not _LIST_FILE_RE.fullmatch(file_name):
+            raise ValueError(f"bad list file name {file_name!r}")
+        raw = _read_capped(self.directory / "lists" / file_name, _MAX_LIST_FILE)
+        if hashlib.sha256(raw).hexdigest() + ".jwt" != file_name:
+            raise CacheError("CACHE_CORRUPT", f"lists/{file_name} is damaged (digest differs)")
+        return CachedList(raw.decode("ascii"), _optional_str(entry.get("etag")))
+
+    # -- writing ----------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def sync_lock(self) -> Iterator[None]:
+        """One sync at a time per directory (readers need no lock)."""
+        self.directory.mkdir(parents=True, exist_ok=True)
+        with open(self.directory / ".sync.lock", "a+b") as handle:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+    def store(self, contents: CacheContents) -> None:
+        """Write the lists, then the manifest; keep the previous manifest as a fallback."""
+        self.pin_root(contents.root_fingerprint)
+        lists_dir = self.directory / "lists"
+        lists_dir.mkdir(parents=True, exist_ok=True)
+        manifest: dict[str, Any] = {
+            "format": _FORMAT,
+            "root": contents.root_fingerprint,
+            "server": contents.server,
+            "synced_at": contents.synced_at,
+            "trust_list": self._write_list(lists_dir, contents.trust_list),
+            "status_lists": {
+                list_id: self._write_list(lists_dir, cached)
+                for list_id, cached in sorted(contents.status_lists.items())
+            },
+        }
+        current = self.manifest_path
+        if current.exists():
+            with contextlib.suppress(CacheError):
+                self._load_manifest(MANIFEST, contents.root_fingerprint)  # only a good one
+                _write_atomic(self.directory / PREVIOUS_MANIFEST, current.read_bytes())
+        _write_atomic(current, json.dumps(manifest, indent=1, sort_keys=True).encode())
+        self._remove_unreferenced(lists_dir)
+
+    def _write_list(self, lists_dir: Path, cached: CachedList) -> dict[str, Any]:
+        raw = cached.jwt.encode("ascii")
+        file_name = hashlib.sha256(raw).hexdigest() + ".jwt"
+        path = lists_dir / file_name
+        if not (path.exists() and path.stat().st_size == len(raw)):
+            _write_atomic(path, raw)
+        return {"file": file_name, "etag": cached.etag}
+
+    def _remove_unreferenced(self, lists_dir: Path) -> None:
+        keep: set[str] = set()
+        for name in (MANIFEST, PREVIOUS_MANIFEST):
+            with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
+                manifest = json.loads((self.directory / name).read_bytes())
+                keep.add(manifest["trust_list"]["file"])
+                keep.update(entry["file"] for entry in manifest["status_lists"].values())
+        for path in lists_dir.iterdir():
+            if path.name not in keep and (_LIST_FILE_RE.fullmatch(path.name)
+                                          or path.name.startswith(".tmp")):
+                with contextlib.suppress(OSError):
+                    path.unlink()
+
+    # -- portraits --------------------------------------------------------------------
+
+    def portrait(self, digest: bytes) -> bytes | None:
+        """The cached portrait whose digest is ``digest``, checked; None when absent."""
+        if len(digest) != PORTRAIT_DIGEST_BYTES:
+            return None
+        path = self.directory / "portraits" / b64url_encode(digest)
+        try:
+            image = _read_capped(path, _MAX_PORTRAIT)
+        except (OSError, ValueError):
+            return None
+        return image if portrait_digest(image) == digest else None
+
+    def add_portrait(self, image: bytes) -> bytes:
+        """Store a portrait under its digest; returns the digest (the ``pd`` claim)."""
+        if len(image) > _MAX_PORTRAIT:
+            raise ValueError("portrait larger than 2 MiB")
+        digest = portrait_digest(image)
+        folder = self.directory / "portraits"
+        folder.mkdir(parents=True, exist_ok=True)
+        _write_atomic(folder / b64url_encode(digest), image)
+        return digest
+
+
+def portrait_digest_from_text(text: str) -> bytes | None:
+    """Parse a base64url ``pd`` value from a URL; None when it is not one."""
+    try:
+        digest = b64url_decode(text)
+    except Exception:
+        return None
+    return digest if len(digest) == PORTRAIT_DIGEST_BYTES else None
+
+
+def _write_atomic(path: Path, raw: bytes) -> None:
+    """Temp file in the same directory, fsync, rename, fsync the directory."""
+    handle, temp_name = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+    try:
+        with os.fdopen(handle, "wb") as out:
+            out.write(raw)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(temp_name, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temp_name)
+        raise
+    directory = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(directory)
+    finally:
+        os.close(directory)
+
+
+def _read_capped(path: Path, cap: int) -> bytes:
+    with open(path, "rb") as handle:
+        raw = handle.read(cap + 1)
+    if len(raw) > cap:
+        raise ValueError(f"{path.name} is larger than {cap} bytes")
+    return raw
+
+
+def _str(value: Any) -> str:
+    if not isinstance(value, str):
+        raise TypeError("expected a string")
+    return value
+
+
+def _optional_str(value: Any) -> str | None:
+    return None if value is None else _str(value)
+
+
+def _int(value: Any) -> int:
+    if type(value) is not int:
+        raise TypeError("expected an integer")
+    return value
+
+
+def _dict(value: Any) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise TypeError("expected an object")
+    return value
+
+
+def _list_id(value: str) -> str:
+    if not _LIST_ID_RE.fullmatch(value):
+        raise ValueError(f"bad status list id {value!r}")
+    return value

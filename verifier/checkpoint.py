@@ -1,0 +1,219 @@
+"""A checkpoint: the synced cache, the lasting replay store and a service's policy together.
+
+``verifier check`` and the counter page (``verifier serve``) both verify through this
+object, so they give the same answer for the same code. Grace periods for a cache that
+has not been synced for a while (DESIGN.md section 6) are set here.
+
+Example::
+
+    checkpoint = Checkpoint(VerifierCache(path), status_grace=86_400)
+    outcome = checkpoint.check_image(png_bytes, service="hospital", now=int(time.time()))
+    outcome.ok, outcome.result.code, outcome.cache_age_seconds
+    outcome.to_json()     # the `verifier check --json` object
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from schemas._jose import b64url_encode
+from schemas.codes import ResultCode
+from verifier.cache import CacheSnapshot, VerifierCache
+from verifier.check import VerificationResult, verify_presentation
+from verifier.messages import reason
+from verifier.policy import POLICIES, Policy
+from verifier.qr import ScanError, decode_qr
+from verifier.replay_store import ReplayStoreError, SqliteReplayCache
+
+__all__ = [
+    "DEFAULT_STATUS_GRACE",
+    "DEFAULT_TRUST_GRACE",
+    "CheckOutcome",
+    "Checkpoint",
+    "UnknownService",
+    "portrait_name",
+]
+
+# An offline counter may go a day without a sync before it stops trusting the revocation
+# status it has (status lists are re-issued hourly; their hard `exp` still applies).
+DEFAULT_STATUS_GRACE = 86_400
+DEFAULT_TRUST_GRACE = 0  # the trust list's own `exp` already spans days
+
+
+class UnknownService(ValueError):
+    """No policy for this service name (code ``UNKNOWN_SERVICE``)."""
+
+    code = "UNKNOWN_SERVICE"
+
+
+@dataclass(frozen=True)
+class CheckOutcome:
+    """One answer at a checkpoint: the verification result plus what the counter shows."""
+
+    result: VerificationResult
+    policy: Policy
+    synced_at: int
+    cache_age_seconds: int
+    trust_list_version: int
+    cache_fallback: bool = False  # the current cache was damaged; the previous one was used
+    portrait: bytes | None = None  # only when the cache holds the image matching `pd`
+    scan_error: str | None = None  # QR_NOT_FOUND, IMAGE_TOO_LARGE, IMAGE_UNREADABLE
+
+    @property
+    def ok(self) -> bool:
+        return self.result.ok
+
+    @property
+    def code(self) -> str:
+        return self.scan_error or self.result.code.value
+
+    @property
+    def portrait_state(self) -> str:
+        """``available``, ``not_cached`` (the card names one), or ``none`` (it names none)."""
+        credential = self.result.credential
+        if not self.ok or credential is None or credential.portrait_digest is None:
+            return "none"
+        return "available" if self.portrait is not None else "not_cached"
+
+    def to_json(self) -> dict[str, Any]:
+        """The DESIGN.md section 8 object, plus the fields a counter needs beside it."""
+        out = self.result.to_json()
+        plain = reason(self.code)
+        out.update(
+            entitlement_asked=(None if self.policy.entitlement is None
+                               else self.policy.entitlement.value),
+            purpose_asked=self.policy.purpose.value,
+            reason={"en": plain.en, "zh": plain.zh},
+            scan_error=self.scan_error,
+            synced_at=datetime.fromtimestamp(self.synced_at, UTC).isoformat(),
+            cache_age_seconds=self.cache_age_seconds,
+            cache_fallback=self.cache_fallback,
+            trust_list_version=self.trust_list_version,
+            portrait=self.portrait_state,
+        )
+        return out
+
+
+class _RecordingReplay:
+    """Passes through to the store, keeping its failure so it is not reported as MALFORMED."""
+
+    def __init__(self, store: SqliteReplayCache) -> None:
+        self.store = store
+        self.error: ReplayStoreError | None = None
+
+    def check_and_add(self, key: bytes, *, expires_at: int, now: int) -> bool:
+        try:
+            return self.store.check_and_add(key, expires_at=expires_at, now=now)
+        except ReplayStoreError as error:
+            self.error = error
+            raise
+
+
+class Checkpoint:
+    """Verifies codes against one cache directory; safe to share between threads."""
+
+    def __init__(
+        self,
+        cache: VerifierCache,
+        *,
+        status_grace: int = DEFAULT_STATUS_GRACE,
+        trust_grace: int = DEFAULT_TRUST_GRACE,
+    ) -> None:
+        if status_grace < 0 or trust_grace < 0:
+            raise ValueError("grace periods cannot be negative")
+        self.cache = cache
+        self.status_grace = status_grace
+        self.trust_grace = trust_grace
+        self._lock = threading.Lock()
+        self._snapshot: CacheSnapshot | None = None
+        self._stamp: tuple[int, int, int] | None = None
+        self._replay: SqliteReplayCache | None = None
+
+    def policy(self, service: str) -> Policy:
+        base = POLICIES.get(service)
+        if base is None:
+            raise UnknownService(f"unknown service {service!r}; one of {', '.join(POLICIES)}")
+        return dataclasses.replace(base, status_grace=self.status_grace,
+                                   trust_grace=self.trust_grace)
+
+    def snapshot(self) -> CacheSnapshot:
+        """The verified cache, reloaded whenever a sync has replaced it."""
+        with self._lock:
+            stamp = self.cache.manifest_stamp()
+            if self._snapshot is None or stamp != self._stamp:
+                self._snapshot = self.cache.load()
+                self._stamp = stamp
+            return self._snapshot
+
+    def _replay_store(self) -> SqliteReplayCache:
+        with self._lock:
+            if self._replay is None:
+                self._replay = SqliteReplayCache(self.cache.replay_path)
+            return self._replay
+
+    def check_text(self, unverified_text: str | bytes, *, service: str, now: int) -> CheckOutcome:
+        """Verify one ``FMC1:`` text.
+
+        Raises UnknownService, verifier.cache.CacheError or ReplayStoreError (no answer).
+        """
+        policy = self.policy(service)
+        snapshot = self.snapshot()
+        replay = _RecordingReplay(self._replay_store())
+        if isinstance(unverified_text, str):
+            unverified_text = unverified_text.strip()
+        result = verify_presentation(unverified_text, state=snapshot.state, policy=policy,
+                                     now=now, replay_cache=replay)
+        if replay.error is not None:
+            raise replay.error
+        return self._outcome(result, policy, snapshot, now)
+
+    def check_image(self, unverified_image: bytes, *, service: str, now: int) -> CheckOutcome:
+        """Decode the QR in a picture and verify it; a picture without one is refused."""
+        policy = self.policy(service)
+        snapshot = self.snapshot()  # fail on a missing cache before the slow decode
+        try:
+            text = decode_qr(unverified_image)
+        except ScanError as error:
+            result = VerificationResult(ResultCode.MALFORMED, policy.service, now, error.detail)
+            return self._outcome(result, policy, snapshot, now, scan_error=error.code)
+        return self.check_text(text, service=service, now=now)
+
+    def _outcome(
+        self,
+        result: VerificationResult,
+        policy: Policy,
+        snapshot: CacheSnapshot,
+        now: int,
+        *,
+        scan_error: str | None = None,
+    ) -> CheckOutcome:
+        portrait = None
+        credential = result.credential
+        if result.ok and credential is not None and credential.portrait_digest is not None:
+            portrait = self.cache.portrait(credential.portrait_digest)
+        return CheckOutcome(
+            result=result,
+            policy=policy,
+            synced_at=snapshot.contents.synced_at,
+            cache_age_seconds=snapshot.age_seconds(now),
+            trust_list_version=snapshot.trust_list.version,
+            cache_fallback=snapshot.from_previous,
+            portrait=portrait,
+            scan_error=scan_error,
+        )
+
+    def close(self) -> None:
+        with self._lock:
+            if self._replay is not None:
+                self._replay.close()
+                self._replay = None
+
+
+def portrait_name(digest: bytes) -> str:
+    """The URL-safe name of a portrait (its ``pd`` claim)."""
+    return b64url_encode(digest)
+

@@ -1,0 +1,397 @@
+"""The ``verifier`` command (DESIGN.md section 8): sync, check, serve, status, portraits.
+
+Examples::
+
+    verifier --cache /var/cache/fmc sync --server https://authority.example --root kPrK_qmx...
+    verifier --cache /var/cache/fmc check --as hospital --image photo.jpg
+    verifier --cache /var/cache/fmc check --as school --text 'FMC1:...' --json
+    wallet-sim show --purpose id --text | verifier --cache /var/cache/fmc check --as counter -
+    verifier --cache /var/cache/fmc serve --port 8080        # the counter page
+
+``check`` exits 0 when accepted, 1 when refused, 2 on a usage or configuration error.
+
+More command groups plug in with one line (the cache directory is in the context)::
+
+    app.add_typer(terminal_app, name="terminal")      # then: cache_dir(ctx) inside
+
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
+
+import typer
+from rich.console import Console
+
+from verifier.cache import CacheError, VerifierCache, default_cache_dir
+from verifier.checkpoint import (
+    DEFAULT_STATUS_GRACE,
+    DEFAULT_TRUST_GRACE,
+    CheckOutcome,
+    Checkpoint,
+    UnknownService,
+)
+from verifier.policy import POLICIES
+from verifier.qr import MAX_IMAGE_BYTES
+from verifier.replay_store import ReplayStoreError
+
+__all__ = ["app", "cache_dir", "main", "parse_duration", "parse_time"]
+
+EXIT_ACCEPTED, EXIT_REFUSED, EXIT_USAGE = 0, 1, 2
+
+app = typer.Typer(
+    name="verifier",
+    help="Offline verifier of Foreign Merchant Card QR codes (外国人商户卡核验).",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,  # never dump locals (they may hold secrets)
+)
+portraits_app = typer.Typer(help="Portraits kept in the cache, shown by the counter page.",
+                            no_args_is_help=True)
+app.add_typer(portraits_app, name="portraits")
+
+_out = Console(highlight=False, soft_wrap=False)
+_err = Console(stderr=True, highlight=False)
+
+
+@dataclass(frozen=True)
+class _Settings:
+    cache: VerifierCache
+
+
+class Lang(StrEnum):
+    en = "en"
+    zh = "zh"
+
+
+def cache_dir(ctx: typer.Context) -> Path:
+    """The ``--cache`` directory, for commands in sub-apps."""
+    return _settings(ctx).cache.directory
+
+
+def _settings(ctx: typer.Context) -> _Settings:
+    root = ctx.find_root()
+    if not isinstance(root.obj, _Settings):
+        raise RuntimeError("the verifier callback did not run")
+    return root.obj
+
+
+@app.callback()
+def _root(
+    ctx: typer.Context,
+    cache: Annotated[Path, typer.Option(
+        "--cache", envvar="VERIFIER_CACHE", file_okay=False,
+        help="Cache directory (lists, replay store, portraits).",
+    )] = default_cache_dir(),
+) -> None:
+    ctx.obj = _Settings(VerifierCache(cache))
+
+
+# -- shared parsing ----------------------------------------------------------------------
+
+_DURATION_RE = re.compile(r"^\s*(\d+)\s*([smhd]?)\s*$")
+_UNIT = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86_400}
+
+
+def parse_duration(text: str) -> int:
+    """Seconds from ``90``, ``90s``, ``15m``, ``24h`` or ``7d``."""
+    match = _DURATION_RE.match(text.lower())
+    if match is None:
+        raise typer.BadParameter("a duration like 3600, 90m, 24h or 7d")
+    return int(match.group(1)) * _UNIT[match.group(2)]
+
+
+def parse_time(text: str) -> int:
+    """Epoch seconds from ISO 8601 (``Z`` or an offset; no offset means UTC) or a number."""
+    stripped = text.strip()
+    if re.fullmatch(r"\d{9,11}", stripped):
+        return int(stripped)
+    try:
+        moment = datetime.fromisoformat(stripped)
+    except ValueError:
+        raise typer.BadParameter("an ISO 8601 time such as 2027-01-15T08:00:00Z") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return int(moment.timestamp())
+
+
+def _now(at: str | None) -> int:
+    return int(time.time()) if at is None else parse_time(at)
+
+
+AtOption = Annotated[str | None, typer.Option(
+    "--at", help="Check as of this moment (ISO 8601) instead of the clock.",
+)]
+StatusGrace = Annotated[str, typer.Option(
+    "--status-grace", envvar="VERIFIER_STATUS_GRACE", metavar="DURATION",
+    help="Accept a status list this long past its iat + ttl (e.g. 24h) when offline;"
+         " its hard exp still applies.",
+)]
+TrustGrace = Annotated[str, typer.Option(
+    "--trust-grace", envvar="VERIFIER_TRUST_GRACE", metavar="DURATION",
+    help="Accept a trust list this long past its exp (e.g. 0, 12h).",
+)]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON object.")]
+
+
+def _fail(code: str, detail: str, *, as_json: bool, lang: str | None = None,
+          exit_code: int = EXIT_USAGE) -> NoReturn:
+    if as_json:
+        _print_json({"ok": False, "code": code, "error": code, "detail": detail})
+    else:
+        from verifier._render import render_error
+
+        render_error(_err, code, detail, lang)
+    raise typer.Exit(exit_code)
+
+
+def _print_json(value: dict[str, Any]) -> None:
+    sys.stdout.write(json.dumps(value, ensure_ascii=False) + "\n")
+    sys.stdout.flush()
+
+
+def _checkpoint(ctx: typer.Context, status_grace: str, trust_grace: str) -> Checkpoint:
+    return Checkpoint(_settings(ctx).cache, status_grace=parse_duration(status_grace),
+                      trust_grace=parse_duration(trust_grace))
+
+
+# -- sync --------------------------------------------------------------------------------
+
+@app.command()
+def sync(
+    ctx: typer.Context,
+    server: Annotated[str | None, typer.Option(
+        "--server", help="The authority's base URL (remembered after the first sync).",
+    )] = None,
+    root: Annotated[str | None, typer.Option(
+        "--root", metavar="FINGERPRINT",
+        help="The root key's RFC 7638 thumbprint (pinned by the first sync).",
+    )] = None,
+    at: AtOption = None,
+    timeout: Annotated[float, typer.Option(help="Seconds per request.")] = 10.0,
+    as_json: JsonOption = False,
+) -> None:
+    """Fetch the trust list and status lists, verify them, and store them for offline use.
+
+    On any failure the previous cache is kept and the exit code is 1 (2 for a usage or
+    configuration error)."""
+    from verifier._render import render_sync, when
+    from verifier.sync import SyncError, sync_cache
+
+    cache = _settings(ctx).cache
+    now = _now(at)
+    try:
+        report = sync_cache(cache, server=server, root_fingerprint=root, now=now,
+                            timeout=timeout)
+    except SyncError as error:
+        kept = _kept_note(cache, now)
+        _fail(error.code, f"{error.detail}. {kept}", as_json=as_json,
+              exit_code=EXIT_USAGE if error.usage else EXIT_REFUSED)
+    if as_json:
+        _print_json({
+            "ok": True,
+            "server": report.server,
+            "root": report.root_fingerprint,
+            "trust_list_version": report.trust_list_version,
+            "trust_list_updated": report.trust_list_updated,
+            "trust_list_expires_at": when(report.trust_list_expires_at),
+            "status_lists": dict(report.status_lists),
+            "removed_status_lists": list(report.removed_status_lists),
+            "bytes_received": report.bytes_received,
+            "synced_at": datetime.fromtimestamp(report.synced_at, UTC).isoformat(),
+        })
+    else:
+        render_sync(_out, report)
+
+
+def _kept_note(cache: VerifierCache, now: int) -> str:
+    from verifier._render import age_words
+
+    try:
+        snapshot = cache.load()
+    except CacheError:
+        return "No usable cache yet."
+    return (f"The previous cache is kept (trust list v{snapshot.trust_list.version},"
+            f" synced {age_words(snapshot.age_seconds(now))} ago).")
+
+
+# -- check -------------------------------------------------------------------------------
+
+_IMAGE_MAGIC = (b"\x89PNG", b"\xff\xd8\xff", b"GIF8", b"BM", b"II*\x00", b"MM\x00*")
+
+
+def _looks_like_image(raw: bytes) -> bool:
+    return raw.startswith(_IMAGE_MAGIC) or (raw[:4] == b"RIFF" and raw[8:12] == b"WEBP")
+
+
+@app.command()
+def check(
+    ctx: typer.Context,
+    service: Annotated[str, typer.Option(
+        "--as", metavar="SERVICE", help=f"Service policy: {', '.join(POLICIES)}.",
+    )],
+    stdin: Annotated[str | None, typer.Argument(
+        metavar="[-]", help="'-' reads the code text, or a picture, from stdin.",
+        show_default=False,
+    )] = None,
+    text: Annotated[str | None, typer.Option("--text", help="The FMC1: text.")] = None,
+    image: Annotated[Path | None, typer.Option(
+        "--image", dir_okay=False, help="A picture of the QR code (PNG, JPEG, photo).",
+    )] = None,
+    as_json: JsonOption = False,
+    at: AtOption = None,
+    lang: Annotated[Lang | None, typer.Option(
+        "--lang", help="One language for the answer (default: English and Chinese).",
+    )] = None,
+    status_grace: StatusGrace = f"{DEFAULT_STATUS_GRACE}",
+    trust_grace: TrustGrace = f"{DEFAULT_TRUST_GRACE}",
+) -> None:
+    """Check one QR code offline: ACCEPTED (exit 0) or REFUSED (exit 1) with the reason."""
+    language = None if lang is None else lang.value
+    sources = [s for s in (stdin, text, image) if s is not None]
+    if len(sources) != 1 or (stdin is not None and stdin != "-"):
+        _fail("BAD_INPUT", "give exactly one of --text STRING, --image FILE or -",
+              as_json=as_json, lang=language)
+    now = _now(at)
+    checkpoint = _checkpoint(ctx, status_grace, trust_grace)
+    try:
+        outcome = _run_check(checkpoint, service, now, text=text, image=image,
+                             from_stdin=stdin is not None, as_json=as_json, lang=language)
+    except UnknownService as error:
+        _fail(error.code, str(error), as_json=as_json, lang=language)
+    except CacheError as error:
+        _fail(error.code, error.detail, as_json=as_json, lang=language)
+    except ReplayStoreError as error:
+        _fail(error.code, str(error), as_json=as_json, lang=language)
+    finally:
+        checkpoint.close()
+    if as_json:
+        _print_json(outcome.to_json())
+    else:
+        from verifier._render import render_outcome
+
+        render_outcome(_out, outcome, language)
+    raise typer.Exit(EXIT_ACCEPTED if outcome.ok else EXIT_REFUSED)
+
+
+def _run_check(
+    checkpoint: Checkpoint, service: str, now: int, *, text: str | None, image: Path | None,
+    from_stdin: bool, as_json: bool, lang: str | None,
+) -> CheckOutcome:
+    if text is not None:
+        return checkpoint.check_text(text, service=service, now=now)
+    if image is not None:
+        try:
+            with open(image, "rb") as handle:
+                raw = handle.read(MAX_IMAGE_BYTES + 1)
+        except OSError as error:
+            _fail("FILE_NOT_FOUND", f"{image}: {error.strerror}", as_json=as_json, lang=lang)
+        return checkpoint.check_image(raw, service=service, now=now)
+    raw = sys.stdin.buffer.read(MAX_IMAGE_BYTES + 1)
+    if _looks_like_image(raw):
+        return checkpoint.check_image(raw, service=service, now=now)
+    return checkpoint.check_text(raw.decode("utf-8", "replace"), service=service, now=now)
+
+
+# -- status ------------------------------------------------------------------------------
+
+@app.command()
+def status(ctx: typer.Context, at: AtOption = None, as_json: JsonOption = False) -> None:
+    """Show what the cache holds and how old it is."""
+    from verifier._render import age_words, when
+
+    cache = _settings(ctx).cache
+    now = _now(at)
+    try:
+        snapshot = cache.load()
+    except CacheError as error:
+        _fail(error.code, error.detail, as_json=as_json)
+    lists = {
+        list_id: {"issued_at": when(claims.issued_at), "ttl": claims.ttl,
+                  "expires_at": when(claims.expires_at)}
+        for list_id, claims in snapshot.status_lists.items()
+    }
+    summary: dict[str, Any] = {
+        "ok": True,
+        "cache": str(cache.directory),
+        "root": snapshot.contents.root_fingerprint,
+        "server": snapshot.contents.server,
+        "synced_at": when(snapshot.contents.synced_at),
+        "cache_age_seconds": snapshot.age_seconds(now),
+        "cache_fallback": snapshot.from_previous,
+        "trust_list_version": snapshot.trust_list.version,
+        "trust_list_expires_at": when(snapshot.trust_list.expires_at),
+        "status_lists": lists,
+    }
+    if as_json:
+        _print_json(summary)
+        return
+    _out.print(f"cache       {summary['cache']}")
+    _out.print(f"root        {summary['root']}")
+    _out.print(f"server      {summary['server']}")
+    _out.print(f"synced      {summary['synced_at']} ({age_words(summary['cache_age_seconds'])}"
+               " ago)")
+    _out.print(f"trust list  v{summary['trust_list_version']},"
+               f" expires {summary['trust_list_expires_at']}")
+    for list_id, entry in lists.items():
+        _out.print(f"status {list_id:<5}issued {entry['issued_at']}, ttl {entry['ttl']} s,"
+                   f" expires {entry['expires_at']}")
+    if snapshot.from_previous:
+        _out.print("[bold yellow]the current manifest is damaged; the previous one is used")
+
+
+# -- serve -------------------------------------------------------------------------------
+
+@app.command()
+def serve(
+    ctx: typer.Context,
+    host: Annotated[str, typer.Option(help="Address to listen on (keep it local).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port.")] = 8765,
+    status_grace: StatusGrace = f"{DEFAULT_STATUS_GRACE}",
+    trust_grace: TrustGrace = f"{DEFAULT_TRUST_GRACE}",
+) -> None:
+    """The counter page for staff: scan with a camera or upload a picture."""
+    import uvicorn
+
+    from verifier.web import create_app
+
+    checkpoint = _checkpoint(ctx, status_grace, trust_grace)
+    _err.print(f"counter page on http://{host}:{port}/  (cache {checkpoint.cache.directory})")
+    uvicorn.run(create_app(checkpoint), host=host, port=port, log_level="warning")
+
+
+# -- portraits ---------------------------------------------------------------------------
+
+@portraits_app.command("add")
+def portraits_add(
+    ctx: typer.Context,
+    files: Annotated[list[Path], typer.Argument(dir_okay=False, help="JPEG or PNG portraits.")],
+) -> None:
+    """Store portraits in the cache under their digest (the credential's pd claim)."""
+    from schemas._jose import b64url_encode
+
+    cache = _settings(ctx).cache
+    for path in files:
+        try:
+            image = path.read_bytes()
+        except OSError as error:
+            _fail("FILE_NOT_FOUND", f"{path}: {error.strerror}", as_json=False)
+        if not image.startswith((b"\xff\xd8\xff", b"\x89PNG")):
+            _fail("BAD_PORTRAIT", f"{path}: not a JPEG or PNG", as_json=False)
+        try:
+            digest = cache.add_portrait(image)
+        except ValueError as error:
+            _fail("BAD_PORTRAIT", f"{path}: {error}", as_json=False)
+        _out.print(f"{b64url_encode(digest)}  {path}")
+
+
+def main() -> None:
+    app()

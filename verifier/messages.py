@@ -1,0 +1,185 @@
+"""Plain-words messages for counter staff, in English and Chinese.
+
+Every :class:`schemas.codes.ResultCode` has a sentence in both languages (a test keeps it
+so), and so has every code of the verifier tools themselves (sync, cache, scanning).
+
+Example::
+
+    from verifier.messages import reason, verdict
+    reason("REVOKED").en        # 'The card has been revoked.'
+    reason("REVOKED").zh        # '此卡已被吊销。'
+    verdict(True).zh            # '通过'
+"""
+
+from __future__ import annotations
+
+from types import MappingProxyType
+from typing import NamedTuple
+
+from schemas.codes import ResultCode
+
+__all__ = [
+    "ENTITLEMENT_NAMES",
+    "FIELD_LABELS",
+    "RESULT_REASONS",
+    "SERVICE_NAMES",
+    "TOOL_REASONS",
+    "Bilingual",
+    "reason",
+    "verdict",
+]
+
+
+class Bilingual(NamedTuple):
+    en: str
+    zh: str
+
+    def pick(self, lang: str | None) -> str:
+        """One language (``en`` or ``zh``), or both on two lines when ``lang`` is None."""
+        if lang == "en":
+            return self.en
+        if lang == "zh":
+            return self.zh
+        return f"{self.en}\n{self.zh}"
+
+
+_R = ResultCode
+RESULT_REASONS: MappingProxyType[ResultCode, Bilingual] = MappingProxyType({
+    _R.OK: Bilingual("Valid card: identity and entitlement confirmed.",
+                     "证件有效：身份和权益已确认。"),
+    _R.MALFORMED: Bilingual("Not a readable Foreign Merchant Card code.",
+                            "无法识别的外国人商户卡二维码。"),
+    _R.UNSUPPORTED_VERSION: Bilingual(
+        "Code of an unsupported version: ask the holder to update the card app.",
+        "二维码版本不受支持：请持卡人更新卡片应用。"),
+    _R.ALGORITHM_NOT_ALLOWED: Bilingual("The code uses a signature method that is not allowed.",
+                                        "二维码使用了不允许的签名算法。"),
+    _R.UNKNOWN_KEY: Bilingual(
+        "Not signed by a trusted issuer (or this verifier needs a sync).",
+        "非受信任机构签发（或本验证端需要同步）。"),
+    _R.BAD_SIGNATURE: Bilingual("Invalid signature: the code was altered or forged.",
+                                "签名无效：二维码被篡改或伪造。"),
+    _R.KEY_NOT_VALID_AT_ISSUE: Bilingual(
+        "Signed with a key that was not valid at the time of issue.",
+        "签发时所用的密钥当时无效。"),
+    _R.EXPIRED: Bilingual("The card has expired.", "此卡已过期。"),
+    _R.NOT_YET_VALID: Bilingual("The card is not valid yet (check this computer's clock).",
+                                "此卡尚未生效（请检查本机时钟）。"),
+    _R.REVOKED: Bilingual("The card has been revoked.", "此卡已被吊销。"),
+    _R.SUSPENDED: Bilingual("The card is suspended.", "此卡已被暂停使用。"),
+    _R.STATUS_UNAVAILABLE: Bilingual(
+        "The card's revocation status is missing or too old: sync this verifier.",
+        "卡片状态信息缺失或过旧：请同步本验证端。"),
+    _R.TRUST_LIST_STALE: Bilingual(
+        "The list of trusted keys is out of date: sync this verifier.",
+        "受信任密钥列表已过期：请同步本验证端。"),
+    _R.HOLDER_PROOF_INVALID: Bilingual("The code was not made by the card holder's phone.",
+                                       "二维码不是由持卡人的手机生成的。"),
+    _R.HOLDER_PROOF_STALE: Bilingual(
+        "The code is too old (or the phone's clock is wrong): ask for a fresh code.",
+        "二维码已过时（或手机时间不准）：请持卡人刷新二维码。"),
+    _R.REPLAYED: Bilingual("This code was already used: ask for a fresh code.",
+                           "此二维码已被使用：请持卡人刷新二维码。"),
+    _R.WRONG_PURPOSE: Bilingual("Wrong kind of code for this service: ask for the right code.",
+                                "二维码类型不适用于本服务：请出示正确的二维码。"),
+    _R.ENTITLEMENT_MISSING: Bilingual("The holder is not entitled to this service.",
+                                      "持卡人无权享受此项服务。"),
+    _R.KEY_COMPROMISED: Bilingual("Signed with a compromised key: do not trust this card.",
+                                  "签发密钥已泄露：此卡不可信。"),
+    _R.TRUST_LIST_ROLLBACK: Bilingual(
+        "An older list of trusted keys was offered (possible attack): the current one is kept.",
+        "收到较旧的受信任密钥列表（可能遭到攻击）：已保留当前列表。"),
+})
+
+# Codes of the tools around the check (sync, cache, scanning, configuration).
+TOOL_REASONS: MappingProxyType[str, Bilingual] = MappingProxyType({
+    "NO_CACHE": Bilingual("This verifier has not been synced yet: run `verifier sync`.",
+                          "本验证端尚未同步：请运行 `verifier sync`。"),
+    "CACHE_CORRUPT": Bilingual("The local cache is damaged: run `verifier sync` again.",
+                               "本地缓存已损坏：请重新运行 `verifier sync`。"),
+    "ROOT_MISMATCH": Bilingual(
+        "This cache is pinned to another root key; use a new cache directory.",
+        "此缓存已绑定另一个根密钥：请使用新的缓存目录。"),
+    "NO_ROOT": Bilingual("The first sync needs --root FINGERPRINT.",
+                         "首次同步需要提供 --root 根密钥指纹。"),
+    "NO_SERVER": Bilingual("The first sync needs --server URL.",
+                           "首次同步需要提供 --server 地址。"),
+    "BAD_SERVER": Bilingual("The server must be an http:// or https:// URL.",
+                            "服务器地址必须是 http:// 或 https:// 开头的网址。"),
+    "REPLAY_STORE": Bilingual("The replay database cannot be used: check the cache directory.",
+                              "防重放数据库不可用：请检查缓存目录。"),
+    "NETWORK_UNAVAILABLE": Bilingual("The authority could not be reached; the cache is unchanged.",
+                                     "无法连接签发机构；本地缓存未改变。"),
+    "SERVER_ERROR": Bilingual("The authority answered with an error; the cache is unchanged.",
+                              "签发机构返回错误；本地缓存未改变。"),
+    "BAD_RESPONSE": Bilingual("The authority sent something unexpected; the cache is unchanged.",
+                              "签发机构返回了无法识别的内容；本地缓存未改变。"),
+    "UNKNOWN_SERVICE": Bilingual("Unknown service type.", "未知的服务类型。"),
+    "BAD_INPUT": Bilingual("Give exactly one of --text, --image or - (stdin).",
+                           "请只提供 --text、--image 或 -（标准输入）中的一项。"),
+    "BAD_TIME": Bilingual("--at needs an ISO 8601 time such as 2027-01-15T08:00:00Z.",
+                          "--at 需要 ISO 8601 时间，例如 2027-01-15T08:00:00Z。"),
+    "QR_NOT_FOUND": Bilingual("No QR code found in the picture: scan again, closer and steadier.",
+                              "图片中未找到二维码：请靠近并稳住后重新扫描。"),
+    "IMAGE_TOO_LARGE": Bilingual("The picture is too large to scan.", "图片过大，无法扫描。"),
+    "IMAGE_UNREADABLE": Bilingual("The file is not a picture that can be read.",
+                                  "无法读取该图片文件。"),
+    "FILE_NOT_FOUND": Bilingual("The file does not exist or cannot be read.",
+                                "文件不存在或无法读取。"),
+    "BAD_PORTRAIT": Bilingual("Not a portrait image (JPEG or PNG expected).",
+                              "不是人像照片（需要 JPEG 或 PNG）。"),
+})
+
+SERVICE_NAMES: MappingProxyType[str, Bilingual] = MappingProxyType({
+    "counter": Bilingual("Identity check", "身份核验"),
+    "hospital": Bilingual("Hospital", "医院"),
+    "school": Bilingual("School", "学校"),
+    "social": Bilingual("Social insurance", "社会保险"),
+    "transport": Bilingual("Public transport", "公共交通"),
+    "government": Bilingual("Government window", "政务窗口"),
+    "payment": Bilingual("Payment", "支付"),
+})
+
+ENTITLEMENT_NAMES: MappingProxyType[str, Bilingual] = MappingProxyType({
+    "healthcare": Bilingual("Healthcare", "医疗"),
+    "education": Bilingual("Education", "教育"),
+    "social_insurance": Bilingual("Social insurance", "社会保险"),
+    "public_transport": Bilingual("Public transport", "公共交通"),
+    "government_services": Bilingual("Government services", "政务服务"),
+    "payment": Bilingual("Payment", "支付"),
+})
+
+FIELD_LABELS: MappingProxyType[str, Bilingual] = MappingProxyType({
+    "name": Bilingual("Name", "姓名"),
+    "foreigner_code": Bilingual("Foreigner code", "外国人编码"),
+    "nationality": Bilingual("Nationality", "国籍"),
+    "birth_date": Bilingual("Birth date", "出生日期"),
+    "sex": Bilingual("Sex", "性别"),
+    "entitlements": Bilingual("Entitlements", "权益"),
+    "asked": Bilingual("Asked for", "所需权益"),
+    "card": Bilingual("Card", "卡号"),
+    "service": Bilingual("Service", "服务"),
+    "reason": Bilingual("Reason", "原因"),
+    "cache_age": Bilingual("Lists synced", "列表同步于"),
+    "portrait": Bilingual("Portrait", "照片"),
+    "no_portrait": Bilingual("No portrait available on this verifier: check the holder's papers.",
+                             "本验证端没有该持卡人的照片：请核对其他证件。"),
+    "portrait_mismatch": Bilingual("The cached portrait does not match the card: do not use it.",
+                                   "缓存照片与卡片不符：请勿采信。"),
+})
+
+_ACCEPTED = Bilingual("ACCEPTED", "通过")
+_REFUSED = Bilingual("REFUSED", "拒绝")
+_UNKNOWN = Bilingual("Unknown reason.", "未知原因。")
+
+
+def verdict(ok: bool) -> Bilingual:
+    return _ACCEPTED if ok else _REFUSED
+
+
+def reason(code: str) -> Bilingual:
+    """The plain-words reason for a result code or a tool code."""
+    try:
+        return RESULT_REASONS[ResultCode(code)]
+    except ValueError:
+        return TOOL_REASONS.get(code, _UNKNOWN)

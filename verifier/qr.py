@@ -1,0 +1,133 @@
+"""QR decoding of pictures: a saved PNG from the wallet or a photo of a phone screen.
+
+zxing-cpp does the decoding. Camera photos get a few cheap retries (contrast
+stretch, other binarizers, rescaling, denoise, sharpen) until an ``FMC1:`` text is
+found. Oversized pictures are refused before their pixels are decoded.
+
+Example::
+
+    from verifier.qr import ScanError, decode_qr
+    try:
+        text = decode_qr(Path("photo.jpg").read_bytes())    # 'FMC1:1234...'
+    except ScanError as error:
+        print(error.code)      # QR_NOT_FOUND, IMAGE_TOO_LARGE or IMAGE_UNREADABLE
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+from collections.abc import Callable, Iterator
+
+import zxingcpp
+from PIL import Image, ImageFilter, ImageOps
+
+from schemas.presentation import PREFIX
+
+__all__ = ["MAX_IMAGE_BYTES", "MAX_IMAGE_PIXELS", "ScanError", "decode_qr", "decode_qr_image"]
+
+MAX_IMAGE_BYTES = 25 * 1024 * 1024
+MAX_IMAGE_PIXELS = 50_000_000  # above a 48 MP phone camera, far below a decompression bomb
+_WORKING_SIDE = 1600  # photos are decoded at about this size first (QR modules stay > 3 px)
+
+
+class ScanError(Exception):
+    """No presentation could be read from a picture; ``code`` says why."""
+
+    def __init__(self, code: str, detail: str) -> None:
+        super().__init__(detail)
+        self.code = code
+        self.detail = detail
+
+
+def decode_qr(unverified_image: bytes) -> str:
+    """The QR text in an encoded picture (PNG, JPEG, WebP, ...), ``FMC1:`` texts first."""
+    if len(unverified_image) > MAX_IMAGE_BYTES:
+        raise ScanError("IMAGE_TOO_LARGE", f"picture larger than {MAX_IMAGE_BYTES} bytes")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(unverified_image))
+            width, height = image.size
+            if width * height > MAX_IMAGE_PIXELS:
+                raise ScanError("IMAGE_TOO_LARGE",
+                                f"picture of {width}x{height} pixels is too large")
+            image.load()
+    except ScanError:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise ScanError("IMAGE_TOO_LARGE", "picture is too large") from None
+    except Exception as error:  # PIL raises many types for damaged files
+        raise ScanError("IMAGE_UNREADABLE",
+                        f"not a readable picture ({type(error).__name__})") from None
+    return decode_qr_image(image)
+
+
+def decode_qr_image(image: Image.Image) -> str:
+    """The QR text in a decoded picture; tries camera-photo fallbacks before giving up."""
+    width, height = image.size
+    if width * height > MAX_IMAGE_PIXELS:
+        raise ScanError("IMAGE_TOO_LARGE", f"picture of {width}x{height} pixels is too large")
+    if width < 21 or height < 21:
+        raise ScanError("QR_NOT_FOUND", "picture too small to hold a QR code")
+    other_text: str | None = None
+    try:
+        gray = _grayscale(image)
+        for variant, binarizer in _attempts(gray):
+            for barcode in zxingcpp.read_barcodes(
+                variant, formats=zxingcpp.BarcodeFormat.QRCode, binarizer=binarizer,
+                try_rotate=True, try_downscale=True,
+            ):
+                if barcode.text.startswith(PREFIX):
+                    return str(barcode.text)
+                other_text = other_text or str(barcode.text)
+    except (OSError, ValueError) as error:
+        raise ScanError("IMAGE_UNREADABLE",
+                        f"picture could not be processed ({type(error).__name__})") from None
+    if other_text is not None:
+        return other_text  # some other QR code: the check says it is not a card
+    raise ScanError("QR_NOT_FOUND", "no QR code found in the picture")
+
+
+def _grayscale(image: Image.Image) -> Image.Image:
+    image = ImageOps.exif_transpose(image) or image
+    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+        # A transparent PNG: put it on white so the quiet zone stays light.
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        image = Image.alpha_composite(background, rgba)
+    return image.convert("L")
+
+
+def _fit(gray: Image.Image, side: int) -> Image.Image:
+    scale = side / max(gray.size)
+    if scale >= 1:
+        return gray
+    size = (max(1, round(gray.width * scale)), max(1, round(gray.height * scale)))
+    return gray.resize(size, Image.Resampling.BOX)
+
+
+def _attempts(gray: Image.Image) -> Iterator[tuple[Image.Image, zxingcpp.Binarizer]]:
+    """Variants from cheapest to dearest; each is only computed if the ones before failed."""
+    local, histogram, fixed = (zxingcpp.Binarizer.LocalAverage,
+                               zxingcpp.Binarizer.GlobalHistogram,
+                               zxingcpp.Binarizer.FixedThreshold)
+    working = _fit(gray, _WORKING_SIDE)
+    yield working, local
+    stretched = ImageOps.autocontrast(working, cutoff=2)
+    yield stretched, histogram
+    steps: list[Callable[[], Image.Image]] = [
+        lambda: ImageOps.autocontrast(working.filter(ImageFilter.MedianFilter(3)), cutoff=2),
+        lambda: stretched.filter(ImageFilter.UnsharpMask(radius=2, percent=150, threshold=2)),
+        lambda: _fit(stretched, 900),
+    ]
+    if max(gray.size) < 900:
+        steps.insert(0, lambda: stretched.resize((gray.width * 2, gray.height * 2),
+                                                 Image.Resampling.LANCZOS))
+    if gray is not working:
+        steps.append(lambda: ImageOps.autocontrast(gray, cutoff=2))  # full resolution
+    for step in steps:
+        variant = step()
+        yield variant, local
+        yield variant, histogram
+    yield stretched, fixed

@@ -1,0 +1,264 @@
+"""``verifier sync``: fetch the trust list and the status lists, verify, store atomically.
+
+A thin layer over :class:`verifier.TrustedSet`: every fetched JWT is checked against the
+pinned root (signature, rollback, expiry) before anything is written, and the cache is
+replaced only when the whole set verifies. A network failure or one bad list leaves the
+previous cache exactly as it was. ETags make an unchanged list cost no transfer.
+
+Example::
+
+    from verifier.cache import VerifierCache
+    from verifier.sync import sync_cache
+    report = sync_cache(VerifierCache(path), server="https://authority.example",
+                        root_fingerprint="kPrK_qmx...", now=int(time.time()))
+    print(report.trust_list_version, report.status_lists)   # {"1": "updated"}
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+from urllib.parse import quote, urlsplit
+
+import httpx
+
+from schemas.codes import FmcError
+from verifier.cache import CacheContents, CachedList, CacheError, CacheSnapshot, VerifierCache
+from verifier.trust import TrustedSet
+
+__all__ = ["SyncError", "SyncReport", "sync_cache"]
+
+_MAX_TRUST_LIST = 1024 * 1024
+_MAX_STATUS_LIST = 8 * 1024 * 1024
+_MAX_INDEX = 256 * 1024
+_MAX_STATUS_LISTS = 256
+_LIST_ID_RE = re.compile(r"^[0-9A-Za-z_-]{1,32}$")
+_JWT_RE = re.compile(r"^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*\.[A-Za-z0-9_-]+$")
+_USAGE_CODES = frozenset({"NO_ROOT", "NO_SERVER", "BAD_SERVER", "ROOT_MISMATCH"})
+
+
+class SyncError(Exception):
+    """The sync failed and the cache is unchanged. ``code`` is stable; ``usage`` marks
+    configuration errors (exit 2) as opposed to a refused or unreachable authority."""
+
+    def __init__(self, code: str, detail: str) -> None:
+        super().__init__(detail)
+        self.code = code
+        self.detail = detail
+
+    @property
+    def usage(self) -> bool:
+        return self.code in _USAGE_CODES
+
+
+@dataclass(frozen=True)
+class SyncReport:
+    server: str
+    root_fingerprint: str
+    trust_list_version: int
+    trust_list_expires_at: int
+    trust_list_updated: bool
+    status_lists: Mapping[str, str]  # list id -> "updated" | "unchanged"
+    removed_status_lists: tuple[str, ...]
+    bytes_received: int  # bodies of the signed lists only (304s cost nothing)
+    synced_at: int
+
+
+def sync_cache(
+    cache: VerifierCache,
+    *,
+    server: str | None,
+    root_fingerprint: str | None,
+    now: int,
+    client: httpx.Client | None = None,
+    timeout: float = 10.0,
+) -> SyncReport:
+    """Bring ``cache`` up to date from ``server``; raise :class:`SyncError` and keep the
+    old cache on any failure. ``server`` and ``root_fingerprint`` default to the ones the
+    cache remembers from its first sync."""
+    with cache.sync_lock():
+        try:
+            pinned = cache.pinned_root()
+        except CacheError as error:
+            raise SyncError(error.code, error.detail) from None
+        root = root_fingerprint or pinned
+        if root is None:
+            raise SyncError("NO_ROOT", "the first sync needs --root FINGERPRINT")
+        if pinned is not None and root != pinned:
+            raise SyncError("ROOT_MISMATCH",
+                            f"this cache is pinned to root {pinned}, not {root}")
+        previous = _previous(cache)
+        base = _server_base(server or (previous.contents.server if previous else None))
+        own_client = client is None
+        http = client or httpx.Client(timeout=timeout, follow_redirects=False,
+                                      headers={"User-Agent": "fmc-verifier"})
+        try:
+            report, contents = _fetch_all(http, base, root, previous, now)
+        finally:
+            if own_client:
+                http.close()
+        try:
+            cache.store(contents)
+        except CacheError as error:
+            raise SyncError(error.code, error.detail) from None
+        except OSError as error:
+            raise SyncError("CACHE_CORRUPT", f"cannot write the cache: {error}") from None
+        return report
+
+
+def _previous(cache: VerifierCache) -> CacheSnapshot | None:
+    try:
+        return cache.load()
+    except CacheError:
+        # Nothing usable yet (first sync, or damaged beyond the fallback): fetch afresh.
+        return None
+
+
+def _server_base(server: str | None) -> str:
+    if not server:
+        raise SyncError("NO_SERVER", "the first sync needs --server URL")
+    parts = urlsplit(server)
+    if parts.scheme not in ("http", "https") or not parts.netloc or parts.query:
+        raise SyncError("BAD_SERVER", f"not an http(s) server URL: {server!r}")
+    return server.rstrip("/")
+
+
+def _fetch_all(
+    http: httpx.Client, base: str, root: str, previous: CacheSnapshot | None, now: int
+) -> tuple[SyncReport, CacheContents]:
+    trusted = TrustedSet(root_fingerprint=root)
+    received = 0
+    old_trust: CachedList | None = None
+    old_status: Mapping[str, CachedList] = {}
+    if previous is not None:
+        # Seed with what is cached so that a lower version is refused as a rollback.
+        trusted.trust_list = previous.trust_list
+        trusted.status_lists = dict(previous.status_lists)
+        old_trust = previous.contents.trust_list
+        old_status = previous.contents.status_lists
+
+    trust_fetch = _get_jwt(http, f"{base}/v1/trust-list", old_trust, _MAX_TRUST_LIST)
+    received += trust_fetch.bytes_received
+    try:
+        trust_claims = trusted.update_trust_list(trust_fetch.cached.jwt, now=now)
+    except FmcError as error:
+        raise _refused("trust list", error) from None
+    trust_updated = old_trust is None or trust_fetch.cached.jwt != old_trust.jwt
+
+    list_ids = _status_list_ids(http, base)
+    status_results: dict[str, str] = {}
+    new_status: dict[str, CachedList] = {}
+    for list_id in list_ids:
+        url = f"{base}/v1/status-lists/{quote(list_id, safe='')}"
+        cached = old_status.get(list_id)
+        fetch = _get_jwt(http, url, cached, _MAX_STATUS_LIST)
+        received += fetch.bytes_received
+        if fetch.unchanged and trust_updated:
+            # The cached list may have been signed by a key the new trust list retired:
+            # re-verify it, and fetch it in full if it no longer passes.
+            try:
+                trusted.update_status_list(fetch.cached.jwt, now=now)
+            except FmcError:
+                fetch = _get_jwt(http, url, None, _MAX_STATUS_LIST)
+                received += fetch.bytes_received
+        try:
+            claims = trusted.update_status_list(fetch.cached.jwt, now=now)
+        except FmcError as error:
+            raise _refused(f"status list {list_id}", error) from None
+        if claims.list_id != list_id:
+            raise SyncError("BAD_RESPONSE",
+                            f"status list {list_id} carries the id {claims.list_id}")
+        new_status[list_id] = fetch.cached
+        status_results[list_id] = "unchanged" if fetch.unchanged else "updated"
+
+    contents = CacheContents(
+        root_fingerprint=root,
+        server=base,
+        synced_at=now,
+        trust_list=trust_fetch.cached,
+        status_lists=MappingProxyType(new_status),
+    )
+    report = SyncReport(
+        server=base,
+        root_fingerprint=root,
+        trust_list_version=trust_claims.version,
+        trust_list_expires_at=trust_claims.expires_at,
+        trust_list_updated=trust_updated,
+        status_lists=MappingProxyType(status_results),
+        removed_status_lists=tuple(sorted(set(old_status) - set(new_status))),
+        bytes_received=received,
+        synced_at=now,
+    )
+    return report, contents
+
+
+def _refused(what: str, error: FmcError) -> SyncError:
+    return SyncError(error.code.value, f"{what} refused: {error.detail}")
+
+
+@dataclass(frozen=True)
+class _Fetch:
+    cached: CachedList
+    unchanged: bool
+    bytes_received: int
+
+
+def _get_jwt(http: httpx.Client, url: str, cached: CachedList | None, cap: int) -> _Fetch:
+    headers = {"Accept": "application/jwt, application/statuslist+jwt"}
+    if cached is not None and cached.etag:
+        headers["If-None-Match"] = cached.etag
+    status, body, etag = _get(http, url, headers, cap)
+    if status == 304:
+        if cached is None or not cached.etag:
+            raise SyncError("BAD_RESPONSE", f"{url} answered 304 to an unconditional request")
+        return _Fetch(cached, True, 0)
+    try:
+        jwt = body.decode("ascii").strip()
+    except UnicodeDecodeError:
+        raise SyncError("BAD_RESPONSE", f"{url} did not answer with a JWT") from None
+    if not _JWT_RE.fullmatch(jwt):
+        raise SyncError("BAD_RESPONSE", f"{url} did not answer with a compact JWT")
+    return _Fetch(CachedList(jwt, etag), False, len(body))
+
+
+def _status_list_ids(http: httpx.Client, base: str) -> list[str]:
+    url = f"{base}/v1/status-lists"
+    _, body, _ = _get(http, url, {"Accept": "application/json"}, _MAX_INDEX)
+    try:
+        index = json.loads(body)
+        entries = index["status_lists"]
+        if not isinstance(entries, list) or len(entries) > _MAX_STATUS_LISTS:
+            raise TypeError("status_lists must be a list")
+        ids = [entry["id"] for entry in entries]
+    except (ValueError, KeyError, TypeError) as error:
+        raise SyncError("BAD_RESPONSE", f"{url}: not a status list index ({error})") from None
+    for list_id in ids:
+        if not isinstance(list_id, str) or not _LIST_ID_RE.fullmatch(list_id):
+            raise SyncError("BAD_RESPONSE", f"{url}: bad status list id {list_id!r}")
+    if len(set(ids)) != len(ids):
+        raise SyncError("BAD_RESPONSE", f"{url}: duplicate status list ids")
+    return ids
+
+
+def _get(
+    http: httpx.Client, url: str, headers: dict[str, str], cap: int
+) -> tuple[int, bytes, str | None]:
+    try:
+        with http.stream("GET", url, headers=headers) as response:
+            if response.status_code == 304:
+                return 304, b"", response.headers.get("etag")
+            if response.status_code != 200:
+                raise SyncError("SERVER_ERROR", f"{url} answered HTTP {response.status_code}")
+            chunks: list[bytes] = []
+            size = 0
+            for chunk in response.iter_bytes():
+                size += len(chunk)
+                if size > cap:
+                    raise SyncError("BAD_RESPONSE", f"{url} sent more than {cap} bytes")
+                chunks.append(chunk)
+            return 200, b"".join(chunks), response.headers.get("etag")
+    except httpx.HTTPError as error:
+        raise SyncError("NETWORK_UNAVAILABLE", f"{url}: {type(error).__name__}: {error}") from None
