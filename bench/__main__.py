@@ -10,6 +10,7 @@ import sys
 import traceback
 from pathlib import Path
 
+from bench._docs import render as render_docs
 from bench._table import BenchRow
 
 HERE = Path(__file__).resolve().parent
@@ -50,6 +51,8 @@ def main() -> int:
                     {row.name for row in rows}]
     out.write_text(json.dumps(previous + [r.as_dict() for r in rows], indent=2) + "\n")
     print(f"wrote {out} ({len(rows)} rows)")
+    render_docs()
+    print("wrote docs/BENCHMARKS.md")
     return 1 if failed else 0
 
 
