@@ -23,7 +23,11 @@ from schemas import (
     StatusListClaims,
     StatusRef,
     TrustListClaims,
+    b64url_encode,
+    encode_presentation,
+    holder_proof_message,
 )
+from schemas._jose import dump_json
 from schemas.credential import portrait_digest
 from verifier import TrustedSet, VerifierState
 
@@ -116,3 +120,23 @@ def present(
 ) -> str:
     jws = sign_credential(credential(purpose, **overrides), signer)
     return sign_presentation(jws, device, proof_time=proof_time, purpose=purpose.value)
+
+
+def craft(
+    header: dict[str, object] | bytes,
+    payload: bytes,
+    *,
+    signer: Ed25519Signer | None = ISSUER_KEY,
+    signature: bytes | None = None,
+    purpose: str = "svc",
+    proof_time: int = NOW,
+) -> str:
+    """A presentation from arbitrary header and payload bytes, with a valid holder proof."""
+    header_bytes = header if isinstance(header, bytes) else dump_json(header)
+    signing_input = b64url_encode(header_bytes) + "." + b64url_encode(payload)
+    if signature is None:
+        assert signer is not None
+        signature = signer.sign(signing_input.encode())
+    jws = signing_input + "." + b64url_encode(signature)
+    proof = DEVICE.sign(holder_proof_message(jws, proof_time, purpose))
+    return encode_presentation(jws, proof_time, proof)

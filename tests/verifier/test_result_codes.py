@@ -9,7 +9,7 @@ from collections.abc import Callable
 
 import pytest
 
-from keys import Ed25519Signer, sign_credential, sign_presentation
+from keys import sign_credential, sign_presentation
 from schemas import (
     STATUS_REVOKED,
     STATUS_SUSPENDED,
@@ -34,31 +34,11 @@ from support import (
     OTHER_DEVICE,
     ROOT_FINGERPRINT,
     World,
+    craft,
     credential,
     present,
 )
 from verifier import POLICIES, MemoryReplayCache, TrustedSet, verify_presentation
-
-
-def craft(
-    header: dict[str, object] | bytes,
-    payload: bytes,
-    *,
-    signer: Ed25519Signer | None = ISSUER_KEY,
-    signature: bytes | None = None,
-    purpose: str = "svc",
-    proof_time: int = NOW,
-) -> str:
-    """A presentation from arbitrary header and payload bytes, with a valid holder proof."""
-    header_bytes = header if isinstance(header, bytes) else dump_json(header)
-    signing_input = b64url_encode(header_bytes) + "." + b64url_encode(payload)
-    if signature is None:
-        assert signer is not None
-        signature = signer.sign(signing_input.encode())
-    jws = signing_input + "." + b64url_encode(signature)
-    proof = DEVICE.sign(holder_proof_message(jws, proof_time, purpose))
-    return encode_presentation(jws, proof_time, proof)
-
 
 STANDARD = {"alg": "EdDSA", "kid": "k1", "zip": "DEF"}
 SVC_PAYLOAD = deflate(dump_json(credential(Purpose.SVC).to_payload()))
