@@ -196,7 +196,8 @@ class Credential(NamedTuple):
 
         Required claims are required; unregistered claims are refused (fail closed).
         """
-        purpose = _PURPOSES.get(payload.get("pur"))  # type: ignore[arg-type]
+        unverified_purpose = payload.get("pur")
+        purpose = _PURPOSES.get(unverified_purpose) if type(unverified_purpose) is str else None
         if purpose is None:
             raise Malformed("unknown purpose")
         names = payload.keys()

@@ -27,3 +27,12 @@ def shared_vectors() -> Path:
     if not path.is_dir():
         pytest.fail(f"public test vectors missing: expected {path}")
     return path
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    from support import FUZZ_INPUTS
+
+    if FUZZ_INPUTS:
+        total = sum(FUZZ_INPUTS.values())
+        parts = ", ".join(f"{name} {count}" for name, count in sorted(FUZZ_INPUTS.items()))
+        terminalreporter.write_line(f"fuzz: {total} inputs tried ({parts})")

@@ -140,3 +140,11 @@ def craft(
     jws = signing_input + "." + b64url_encode(signature)
     proof = DEVICE.sign(holder_proof_message(jws, proof_time, purpose))
     return encode_presentation(jws, proof_time, proof)
+
+
+# Inputs tried by the fuzz tests, printed at the end of the run (tests/conftest.py).
+FUZZ_INPUTS: dict[str, int] = {}
+
+
+def count_fuzz_input(parser: str) -> None:
+    FUZZ_INPUTS[parser] = FUZZ_INPUTS.get(parser, 0) + 1
