@@ -1,0 +1,273 @@
+"""Talking to the issuing authority over HTTP: provisioning and credential refresh.
+
+The device key is made here, on the phone; only its public key and a proof of
+possession leave it. Everything the server answers is checked before it is stored:
+each credential must parse, carry its purpose and the card number, and be bound to
+this device key.
+
+Example::
+
+    card = provision("https://cardsvc.example", "ABCD-EFGH-JKLM", now=int(time.time()))
+    wallet.put(card)
+    fresh = refresh(card, now=int(time.time()))      # REFRESH_UNSUPPORTED if not offered
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import re
+from collections.abc import Mapping
+from dataclasses import replace
+from typing import Any
+
+import httpx
+
+from keys import Ed25519Signer
+from schemas import FmcError, Purpose, b64url_encode
+from schemas.credential import portrait_digest
+from schemas.provisioning import provisioning_proof_message
+from wallet_sim.card import Card, read_unverified_credential
+from wallet_sim.errors import WalletError, WalletErrorCode
+
+__all__ = [
+    "PROVISION_PATH",
+    "REFRESH_PATH",
+    "normalize_server_url",
+    "provision",
+    "refresh",
+    "refresh_proof_message",
+]
+
+PROVISION_PATH = "/v1/provision"
+REFRESH_PATH = "/v1/wallet/refresh"
+REFRESH_DOMAIN = b"FMC1 refresh\x00"
+_TIMEOUT = httpx.Timeout(15.0, connect=5.0)
+_CODE_RE = re.compile(r"^[0-9A-Za-z][0-9A-Za-z -]{3,63}$")
+_MAX_PORTRAIT_BYTES = 2 * 1024 * 1024
+
+
+def refresh_proof_message(card_number: str, device_key: bytes, proof_time: int) -> bytes:
+    """Bytes the device key signs to ask for fresh credentials at ``proof_time``.
+
+    The authority should share this definition (see the report: it belongs in
+    ``schemas.provisioning`` next to ``provisioning_proof_message``).
+    """
+    return (
+        REFRESH_DOMAIN
+        + proof_time.to_bytes(8, "big")
+        + hashlib.sha256(card_number.encode("ascii")).digest()
+        + device_key
+    )
+
+
+def normalize_server_url(server_url: str) -> str:
+    """``https://host[:port][/prefix]`` without a trailing slash; refuses anything else."""
+    url = server_url.strip().rstrip("/")
+    try:
+        parsed = httpx.URL(url)
+    except (httpx.InvalidURL, TypeError) as exc:
+        raise WalletError(WalletErrorCode.BAD_ARGUMENT,
+                          f"not a server address: {server_url!r}") from exc
+    if parsed.scheme not in ("http", "https") or not parsed.host or parsed.query:
+        raise WalletError(WalletErrorCode.BAD_ARGUMENT,
+                          "the server address must look like https://host[:port]")
+    return url
+
+
+def provision(
+    server_url: str,
+    provisioning_code: str,
+    *,
+    now: int,
+    client: httpx.Client | None = None,
+    device: Ed25519Signer | None = None,
+) -> Card:
+    """Redeem a one-time provisioning code; returns the new card (not yet saved).
+
+    ``device`` is for tests with fixed keys; normally a fresh key is generated here.
+    """
+    server = normalize_server_url(server_url)
+    code = provisioning_code.strip()
+    if not _CODE_RE.fullmatch(code):
+        raise WalletError(WalletErrorCode.BAD_ARGUMENT,
+                          "a provisioning code is 4 to 64 letters, digits or dashes")
+    device = device or Ed25519Signer.generate(kid="device")
+    request = {
+        "provisioning_code": code,
+        "device_key": b64url_encode(device.public_key),
+        "proof": b64url_encode(device.sign(provisioning_proof_message(code,
+                                                                      device.public_key))),
+    }
+    unverified_answer = _post(server, PROVISION_PATH, request, client, refresh=False)
+    credentials, card_number = _bound_credentials(unverified_answer, device.public_key)
+    return Card(
+        card_number=card_number,
+        credentials=credentials,
+        server_url=server,
+        provisioned_at=now,
+        device_seed=device.seed,
+        portrait=_portrait(unverified_answer, credentials),
+        issuer=_optional_text(unverified_answer.get("issuer")),
+        trust_list_url=_optional_text(unverified_answer.get("trust_list_url")),
+    )
+
+
+def refresh(card: Card, *, now: int, client: httpx.Client | None = None) -> Card:
+    """Ask the authority for fresh credentials for ``card``, signed by its device key."""
+    device = card.device
+    request = {
+        "card_number": card.card_number,
+        "device_key": b64url_encode(device.public_key),
+        "time": now,
+        "proof": b64url_encode(device.sign(
+            refresh_proof_message(card.card_number, device.public_key, now))),
+    }
+    unverified_answer = _post(card.server_url, REFRESH_PATH, request, client, refresh=True)
+    credentials, card_number = _bound_credentials(unverified_answer, device.public_key)
+    if card_number != card.card_number:
+        raise WalletError(WalletErrorCode.BAD_SERVER_RESPONSE,
+                          "the authority answered with credentials for another card")
+    refreshed = card.with_credentials(credentials, refreshed_at=now)
+    if "portrait" in unverified_answer:
+        refreshed = replace(refreshed, portrait=_portrait(unverified_answer, credentials))
+    return refreshed
+
+
+def _post(
+    server: str,
+    path: str,
+    body: dict[str, Any],
+    client: httpx.Client | None,
+    *,
+    refresh: bool,
+) -> dict[str, Any]:
+    own_client = client is None
+    http = client or httpx.Client(timeout=_TIMEOUT, follow_redirects=False)
+    try:
+        try:
+            response = http.post(server + path, json=body,
+                                 headers={"Accept": "application/json"})
+        except httpx.HTTPError as exc:
+            raise WalletError(WalletErrorCode.SERVER_UNREACHABLE,
+                              f"cannot reach the authority at {server}: "
+                              f"{type(exc).__name__}") from exc
+    finally:
+        if own_client:
+            http.close()
+    unverified_document = _json_object(response)
+    if response.status_code in (200, 201):
+        if unverified_document is None:
+            raise WalletError(WalletErrorCode.BAD_SERVER_RESPONSE,
+                              "the authority's answer is not a JSON object")
+        return unverified_document
+    problem_code = _problem_code(unverified_document)
+    if refresh and (response.status_code in (404, 405, 501) and problem_code is None):
+        raise WalletError(
+            WalletErrorCode.REFRESH_UNSUPPORTED,
+            f"the authority at {server} does not offer credential refresh; ask the registrar "
+            "for a new provisioning code and run `provision` again",
+        )
+    title = _problem_text(unverified_document)
+    raise WalletError(
+        WalletErrorCode.SERVER_REFUSED,
+        f"the authority refused (HTTP {response.status_code}"
+        + (f", {problem_code}" if problem_code else "")
+        + ")"
+        + (f": {title}" if title else ""),
+        server_code=problem_code,
+    )
+
+
+def _json_object(response: httpx.Response) -> dict[str, Any] | None:
+    try:
+        document = response.json()
+    except ValueError:
+        return None
+    return document if isinstance(document, dict) else None
+
+
+def _problem_code(unverified_problem: Mapping[str, Any] | None) -> str | None:
+    if unverified_problem is None:
+        return None
+    code = unverified_problem.get("code")
+    if isinstance(code, str) and re.fullmatch(r"[A-Z0-9_]{1,64}", code):
+        return code
+    return None
+
+
+def _problem_text(unverified_problem: Mapping[str, Any] | None) -> str:
+    if unverified_problem is None:
+        return ""
+    for name in ("detail", "title"):
+        text = unverified_problem.get(name)
+        if isinstance(text, str) and text:
+            # Printable and short: the server's words end up on the user's terminal.
+            return "".join(ch for ch in text[:300] if ch.isprintable())
+    return ""
+
+
+def _optional_text(value: Any) -> str | None:
+    if isinstance(value, str) and 0 < len(value) <= 2048 and value.isprintable():
+        return value
+    return None
+
+
+def _bound_credentials(
+    unverified_answer: Mapping[str, Any], device_key: bytes
+) -> tuple[dict[Purpose, str], str]:
+    """The answer's credentials, checked: right purpose, one card, bound to this device."""
+    bad = WalletErrorCode.BAD_SERVER_RESPONSE
+    unverified_credentials = unverified_answer.get("credentials")
+    if not isinstance(unverified_credentials, dict) or not unverified_credentials:
+        raise WalletError(bad, "the authority's answer holds no credentials")
+    credentials: dict[Purpose, str] = {}
+    card_numbers: set[str] = set()
+    for name, unverified_jws in unverified_credentials.items():
+        try:
+            purpose = Purpose(name)
+        except ValueError:
+            continue  # a purpose this wallet does not know yet: ignore it, keep the rest
+        if not isinstance(unverified_jws, str) or len(unverified_jws) > 8192:
+            raise WalletError(bad, f"the {name} credential is not a compact JWS")
+        try:
+            claims = read_unverified_credential(unverified_jws)
+        except FmcError as exc:
+            raise WalletError(bad, f"the {name} credential is malformed ({exc.code})") from exc
+        if claims.purpose is not purpose:
+            raise WalletError(bad, f"the {name} credential is for {claims.purpose}")
+        if claims.holder_key != device_key:
+            raise WalletError(bad, f"the {name} credential is not bound to this phone's key")
+        credentials[purpose] = unverified_jws
+        card_numbers.add(claims.card_number)
+    if not credentials:
+        raise WalletError(bad, "the authority sent no pay, id or svc credential")
+    if len(card_numbers) != 1:
+        raise WalletError(bad, "the credentials name different cards")
+    (card_number,) = card_numbers
+    stated = unverified_answer.get("card_number")
+    if stated is not None and stated != card_number:
+        raise WalletError(bad, "the card number does not match the credentials")
+    return credentials, card_number
+
+
+def _portrait(unverified_answer: Mapping[str, Any], credentials: Mapping[Purpose, str]
+              ) -> bytes | None:
+    """The portrait, kept only when it matches the digest signed into the id credential."""
+    encoded = unverified_answer.get("portrait")
+    if not isinstance(encoded, str) or not encoded:
+        return None
+    if len(encoded) > _MAX_PORTRAIT_BYTES * 4 // 3 + 4:
+        return None
+    try:
+        # The contract says base64; accept the standard and the URL-safe alphabets.
+        portrait = base64.b64decode(encoded.replace("-", "+").replace("_", "/")
+                                    + "=" * (-len(encoded) % 4), validate=True)
+    except (binascii.Error, ValueError):
+        return None
+    for purpose in (Purpose.ID, Purpose.SVC):
+        if purpose in credentials:
+            digest = read_unverified_credential(credentials[purpose]).portrait_digest
+            return portrait if digest == portrait_digest(portrait) else None
+    return None

@@ -1,0 +1,208 @@
+"""A card in the phone: its credentials, its device key and the dynamic presentation.
+
+Each card has its own device key, made on the phone at provisioning; two cards in one
+wallet therefore cannot be linked by their holder keys.
+
+Example::
+
+    card = wallet.card("3300012345678901")
+    text = present(card, Purpose.PAY, now=int(time.time()))    # "FMC1:..." for the QR
+    if card.freshness(now) is Freshness.EXPIRING_SOON: ...
+"""
+
+from __future__ import annotations
+
+import json
+import zlib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from enum import StrEnum
+from typing import Any
+
+from keys import Ed25519Signer, sign_presentation
+from schemas import Credential, FmcError, Purpose, b64url_decode, b64url_encode
+from schemas.codes import Malformed
+from schemas.credential import MAX_INFLATED_PAYLOAD
+from wallet_sim.errors import WalletError, WalletErrorCode
+
+__all__ = [
+    "EXPIRY_WARNING_SECONDS",
+    "Card",
+    "Freshness",
+    "HolderDisplay",
+    "present",
+    "read_unverified_credential",
+]
+
+EXPIRY_WARNING_SECONDS = 14 * 86_400  # warn two weeks ahead: time to reach the authority
+
+
+class Freshness(StrEnum):
+    VALID = "valid"
+    EXPIRING_SOON = "expiring_soon"
+    EXPIRED = "expired"
+
+
+@dataclass(frozen=True, slots=True)
+class HolderDisplay:
+    """What the phone shows about the holder, taken from the signed id credential."""
+
+    foreigner_code: str | None
+    surname: str | None
+    given_names: str | None
+    birth_date: str | None
+    nationality: str | None
+    sex: str | None
+
+    @property
+    def full_name(self) -> str:
+        return " ".join(part for part in (self.given_names, self.surname) if part)
+
+
+@dataclass(frozen=True)
+class Card:
+    """One provisioned card. The device seed never leaves the wallet's encrypted body."""
+
+    card_number: str
+    credentials: Mapping[Purpose, str]
+    server_url: str
+    provisioned_at: int
+    device_seed: bytes = field(repr=False)
+    portrait: bytes | None = field(default=None, repr=False)
+    refreshed_at: int | None = None
+    issuer: str | None = None
+    trust_list_url: str | None = None
+
+    @property
+    def device(self) -> Ed25519Signer:
+        return Ed25519Signer(self.device_seed, kid="device")
+
+    @property
+    def device_public_key(self) -> bytes:
+        return self.device.public_key
+
+    @property
+    def purposes(self) -> tuple[Purpose, ...]:
+        return tuple(p for p in Purpose if p in self.credentials)
+
+    def claims(self, purpose: Purpose) -> Credential:
+        """The claims of one credential as the authority sent them (not re-verified here)."""
+        jws = self.credentials.get(purpose)
+        if jws is None:
+            raise WalletError(
+                WalletErrorCode.CREDENTIAL_MISSING,
+                f"card {self.card_number} holds no {purpose.value} credential",
+            )
+        return read_unverified_credential(jws)
+
+    @property
+    def holder(self) -> HolderDisplay:
+        for purpose in (Purpose.ID, Purpose.SVC):
+            if purpose in self.credentials:
+                claims = self.claims(purpose)
+                return HolderDisplay(claims.foreigner_code, claims.surname, claims.given_names,
+                                     claims.birth_date, claims.nationality, claims.sex)
+        return HolderDisplay(None, None, None, None, None, None)
+
+    @property
+    def expires_at(self) -> int:
+        """The earliest ``exp`` of the card's credentials: after it, some QR is refused."""
+        return min(self.claims(p).expires_at for p in self.purposes)
+
+    def freshness(self, now: int, *, warn_seconds: int = EXPIRY_WARNING_SECONDS) -> Freshness:
+        expires_at = self.expires_at
+        if expires_at <= now:
+            return Freshness.EXPIRED
+        if expires_at - now <= warn_seconds:
+            return Freshness.EXPIRING_SOON
+        return Freshness.VALID
+
+    def with_credentials(self, credentials: Mapping[Purpose, str], *, refreshed_at: int) -> Card:
+        return replace(self, credentials=dict(credentials), refreshed_at=refreshed_at)
+
+    def to_json(self) -> dict[str, Any]:
+        """The card as stored inside the encrypted wallet body (holds the device seed)."""
+        return {
+            "card_number": self.card_number,
+            "credentials": {p.value: jws for p, jws in self.credentials.items()},
+            "server_url": self.server_url,
+            "provisioned_at": self.provisioned_at,
+            "refreshed_at": self.refreshed_at,
+            "device_seed": b64url_encode(self.device_seed),
+            "portrait": None if self.portrait is None else b64url_encode(self.portrait),
+            "issuer": self.issuer,
+            "trust_list_url": self.trust_list_url,
+        }
+
+    @staticmethod
+    def from_json(stored: Any) -> Card:
+        """Rebuild a card from the decrypted body; raises WALLET_CORRUPT on anything odd."""
+        try:
+            credentials = {Purpose(p): str(jws) for p, jws in stored["credentials"].items()}
+            portrait = stored.get("portrait")
+            card = Card(
+                card_number=str(stored["card_number"]),
+                credentials=credentials,
+                server_url=str(stored["server_url"]),
+                provisioned_at=int(stored["provisioned_at"]),
+                refreshed_at=(
+                    None if stored.get("refreshed_at") is None else int(stored["refreshed_at"])
+                ),
+                device_seed=b64url_decode(stored["device_seed"]),
+                portrait=None if portrait is None else b64url_decode(portrait),
+                issuer=stored.get("issuer"),
+                trust_list_url=stored.get("trust_list_url"),
+            )
+            if len(card.device_seed) != 32 or not credentials:
+                raise ValueError("bad device seed or no credentials")
+            for purpose in card.purposes:
+                card.claims(purpose)
+        except (KeyError, TypeError, ValueError, AttributeError, FmcError, WalletError) as exc:
+            raise WalletError(WalletErrorCode.WALLET_CORRUPT,
+                              "a card in the wallet file is damaged") from exc
+        return card
+
+
+def read_unverified_credential(unverified_jws: str) -> Credential:
+    """Decode a credential's claims without checking the issuer signature.
+
+    The phone has no trust list; it only needs to know what it holds (names, expiry,
+    which device key it is bound to). Verifiers do the real check. Raises Malformed.
+    """
+    parts = unverified_jws.split(".")
+    if len(parts) != 3:
+        raise Malformed("a credential is a compact JWS")
+    compressed = b64url_decode(parts[1])
+    inflater = zlib.decompressobj(wbits=-15)
+    try:
+        raw = inflater.decompress(compressed, MAX_INFLATED_PAYLOAD + 1)
+    except zlib.error as exc:
+        raise Malformed("credential payload is not raw DEFLATE") from exc
+    if len(raw) > MAX_INFLATED_PAYLOAD or not inflater.eof:
+        raise Malformed("credential payload too large or truncated")
+    try:
+        payload = json.loads(raw)
+    except ValueError as exc:
+        raise Malformed("credential payload is not JSON") from exc
+    if not isinstance(payload, dict):
+        raise Malformed("credential payload is not an object")
+    return Credential.from_payload(payload)
+
+
+def present(card: Card, purpose: Purpose, *, now: int) -> str:
+    """A fresh ``FMC1:`` presentation: the credential plus the device's proof for ``now``.
+
+    Refuses expired credentials (a verifier would say EXPIRED; better to say so here).
+    """
+    jws = card.credentials.get(purpose)
+    if jws is None:
+        raise WalletError(
+            WalletErrorCode.CREDENTIAL_MISSING,
+            f"card {card.card_number} holds no {purpose.value} credential",
+        )
+    if card.claims(purpose).expires_at <= now:
+        raise WalletError(
+            WalletErrorCode.CREDENTIALS_EXPIRED,
+            f"the {purpose.value} credential of card {card.card_number} has expired",
+        )
+    return sign_presentation(jws, card.device, proof_time=now, purpose=purpose.value)
