@@ -1,0 +1,55 @@
+"""The HTTP API of the issuing authority (DESIGN.md section 9).
+
+Example::
+
+    app = create_app(get_settings(data_dir=Path("data")))
+    uvicorn.run(app, host="127.0.0.1", port=8000)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+from fastapi import FastAPI
+
+from cardsvc.api._body_limit import BodyLimit
+from cardsvc.api._context import AppContext
+from cardsvc.api.errors import install_error_handlers
+from cardsvc.api.routes import ROUTERS
+from cardsvc.db import Database
+from cardsvc.services.bootstrap import open_keyring
+from cardsvc.services.trust import Keyring
+from cardsvc.settings import Settings
+
+__all__ = ["AppContext", "create_app"]
+
+
+def _system_clock() -> datetime:
+    return datetime.now(UTC)
+
+
+def create_app(
+    settings: Settings,
+    *,
+    database: Database | None = None,
+    keyring: Keyring | None = None,
+    clock: Callable[[], datetime] = _system_clock,
+) -> FastAPI:
+    """Build the app. The database must already be migrated (``cardsvc init`` / serve)."""
+    app = FastAPI(
+        title="Foreign Merchant Card authority",
+        version="1",
+        description="Enrolment, cards, provisioning, revocation, trust and status lists.",
+    )
+    app.state.context = AppContext(
+        settings=settings,
+        database=database or Database.from_settings(settings),
+        keyring=keyring or open_keyring(settings),
+        clock=clock,
+    )
+    install_error_handlers(app)
+    app.add_middleware(BodyLimit, max_bytes=settings.request_max_bytes)
+    for router in ROUTERS:
+        app.include_router(router)
+    return app

@@ -1,0 +1,156 @@
+"""Enrolment, lookups, passport changes and portraits."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Path, Query, Response
+from sqlalchemy.orm import Session
+
+from cardsvc.api._present import code_out, person_fields, person_out
+from cardsvc.api.deps import Ctx, roles
+from cardsvc.api.errors import PROBLEM_MEDIA_TYPE
+from cardsvc.api.schemas import (
+    EnrolIn,
+    EnrolmentOut,
+    PassportChangeIn,
+    PassportChangeOut,
+    PersonOut,
+    PortraitIn,
+)
+from cardsvc.models import Officer
+from cardsvc.services import persons
+from cardsvc.services.audit import Actor
+from cardsvc.services.cards import ReissuedCard
+from cardsvc.services.errors import Invalid
+
+__all__ = ["router"]
+
+router = APIRouter(prefix="/v1", tags=["persons"])
+
+CodePath = Annotated[str, Path(pattern=r"^9[0-9]{16}[0-9X]$")]
+_READERS = ("registrar", "supervisor")
+_PROBLEMS: dict[int | str, dict[str, object]] = {
+    status: {"content": {PROBLEM_MEDIA_TYPE: {}}, "description": "problem details"}
+    for status in (401, 403, 404, 409, 422)
+}
+
+
+def _image(unverified_base64: str) -> bytes:
+    try:
+        return base64.b64decode(unverified_base64, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise Invalid("PORTRAIT_INVALID", "portrait must be base64") from exc
+
+
+@router.post("/persons", response_model=EnrolmentOut, status_code=201, responses=_PROBLEMS)
+def enrol(
+    body: EnrolIn, ctx: Ctx, response: Response,
+    officer: Annotated[Officer, Depends(roles("registrar"))],
+) -> EnrolmentOut:
+    """Enrol a foreigner; 200 with ``existing: true`` when a passport names a known person,
+    409 POSSIBLE_DUPLICATE with candidates when someone similar exists."""
+    portrait = None if body.portrait is None else _image(body.portrait)
+    details = persons.PersonDetails(body.surname, body.given_names, body.nationality.upper(),
+                                    body.birth_date, body.sex)
+    passport = persons.PassportDetails(body.passport.number, body.passport.country.upper(),
+                                       body.passport.expires)
+
+    def work(session: Session) -> EnrolmentOut:
+        outcome = persons.enrol_person(
+            session, details=details, passport=passport, actor=Actor.for_officer(officer),
+            now=ctx.clock(), portrait=portrait,
+            portrait_max_bytes=ctx.settings.portrait_max_bytes, link_to=body.link_to,
+            confirm_new=body.confirm_new,
+        )
+        return EnrolmentOut(**person_fields(outcome.person),  # type: ignore[arg-type]
+                            existing=not outcome.created, linked=outcome.linked,
+                            mismatches=outcome.mismatches)
+
+    out = ctx.database.transact(work)
+    if out.existing:
+        response.status_code = 200
+    return out
+
+
+@router.get("/persons", response_model=PersonOut, responses=_PROBLEMS)
+def find_by_passport(
+    ctx: Ctx, _officer: Annotated[Officer, Depends(roles(*_READERS))],
+    passport: Annotated[str, Query(pattern=r"^[A-Za-z0-9 -]{4,24}$")],
+    country: Annotated[str, Query(pattern=r"^[A-Za-z]{3}$")],
+) -> PersonOut:
+    """The person who holds or ever held this passport."""
+    return ctx.database.transact(
+        lambda session: person_out(persons.find_by_passport(session, number=passport,
+                                                            country=country.upper())),
+        readonly=True,
+    )
+
+
+@router.get("/persons/{foreigner_code}", response_model=PersonOut, responses=_PROBLEMS)
+def get_person(
+    foreigner_code: CodePath, ctx: Ctx,
+    _officer: Annotated[Officer, Depends(roles(*_READERS))],
+) -> PersonOut:
+    return ctx.database.transact(
+        lambda session: person_out(persons.get_person(session, foreigner_code=foreigner_code)),
+        readonly=True,
+    )
+
+
+@router.post("/persons/{foreigner_code}/passports", response_model=PassportChangeOut,
+             responses=_PROBLEMS)
+def record_passport(
+    foreigner_code: CodePath, body: PassportChangeIn, ctx: Ctx,
+    officer: Annotated[Officer, Depends(roles("registrar"))],
+) -> PassportChangeOut:
+    """Record a new passport: the foreigner code stays; cards are re-issued if the
+    personal data in their credentials changed."""
+
+    def work(session: Session) -> PassportChangeOut:
+        change = persons.record_passport(
+            session, foreigner_code=foreigner_code,
+            passport=persons.PassportDetails(body.number, body.country.upper(), body.expires),
+            actor=Actor.for_officer(officer), now=ctx.clock(), surname=body.surname,
+            given_names=body.given_names,
+            nationality=None if body.nationality is None else body.nationality.upper(),
+            provisioning_ttl_seconds=ctx.settings.provisioning_ttl_seconds,
+        )
+        reissued = [code_out(card) for card in change.reissued_cards
+                    if isinstance(card, ReissuedCard)]
+        return PassportChangeOut(**person_fields(change.person),  # type: ignore[arg-type]
+                                 added=change.added,
+                                 personal_data_changed=change.personal_data_changed,
+                                 cards_reissued=reissued)
+
+    return ctx.database.transact(work)
+
+
+@router.put("/persons/{foreigner_code}/portrait", response_model=PersonOut, responses=_PROBLEMS)
+def set_portrait(
+    foreigner_code: CodePath, body: PortraitIn, ctx: Ctx,
+    officer: Annotated[Officer, Depends(roles("registrar"))],
+) -> PersonOut:
+    """JPEG or PNG; re-encoded by the authority. Cards get the new digest when re-issued."""
+    image = _image(body.portrait)
+    return ctx.database.transact(lambda session: person_out(persons.set_portrait(
+        session, foreigner_code=foreigner_code, image=image,
+        max_bytes=ctx.settings.portrait_max_bytes, actor=Actor.for_officer(officer),
+        now=ctx.clock())))
+
+
+@router.get("/portraits/{digest}", response_class=Response, responses={
+    200: {"content": {"image/jpeg": {}}, "description": "the portrait"}, **_PROBLEMS})
+def get_portrait(
+    digest: Annotated[str, Path(pattern=r"^[A-Za-z0-9_-]{22}$")], ctx: Ctx,
+    _officer: Annotated[Officer, Depends(roles("terminal", "verifier", *_READERS))],
+) -> Response:
+    """The JPEG whose digest a credential carries (check it against the digest)."""
+    jpeg = ctx.database.transact(
+        lambda session: persons.portrait_bytes(session, digest=digest), readonly=True)
+    return Response(jpeg, media_type="image/jpeg", headers={
+        "Cache-Control": "private, max-age=86400, immutable", "ETag": f'"{digest}"'})
+
+

@@ -1,0 +1,67 @@
+"""What wallets call: redeem a provisioning code, renew a bundle. No officer token: the
+device key proves itself by signature."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from sqlalchemy.orm import Session
+
+from cardsvc.api._present import bundle_out
+from cardsvc.api.deps import Ctx
+from cardsvc.api.routes._common import problems
+from cardsvc.api.schemas import BundleOut, ProvisionIn, RefreshIn
+from cardsvc.services import provisioning
+from cardsvc.services.errors import Invalid
+from schemas import FmcError, b64url_decode
+
+__all__ = ["router"]
+
+router = APIRouter(prefix="/v1", tags=["wallet"])
+
+
+def _bytes(unverified_text: str, field: str) -> bytes:
+    try:
+        return b64url_decode(unverified_text)
+    except FmcError as exc:
+        raise Invalid("INVALID_DEVICE_KEY", f"{field} must be base64url") from exc
+
+
+@router.post("/provision", response_model=BundleOut,
+             responses=problems(403, 404, 409, 410, 422))
+def provision(body: ProvisionIn, ctx: Ctx) -> BundleOut:
+    """Redeem a one-time code: device key + proof of possession -> the signed bundle.
+
+    The proof is the device's Ed25519 signature over
+    ``schemas.provisioning.provisioning_proof_message(code, device_key)``. A card
+    provisioned before (another phone) gets a new status index and the old one is revoked.
+    """
+    device_key, proof = _bytes(body.device_key, "device_key"), _bytes(body.proof, "proof")
+
+    def work(session: Session) -> BundleOut:
+        bundle = provisioning.redeem_provisioning_code(
+            session, unverified_code=body.provisioning_code, unverified_device_key=device_key,
+            unverified_proof=proof, signing=ctx.signing, now=ctx.clock())
+        return bundle_out(bundle, ctx)
+
+    return ctx.database.transact(work)
+
+
+@router.post("/wallet/refresh", response_model=BundleOut,
+             responses=problems(403, 404, 409, 422))
+def refresh(body: RefreshIn, ctx: Ctx) -> BundleOut:
+    """Fresh credentials for the phone holding the card.
+
+    ``signature`` is the device key's signature over ``b"FMC1 refresh\\x00" + card_number
+    + b"\\x00" + time (8 bytes, big-endian) + device_key``; ``time`` within 5 minutes.
+    """
+    device_key = _bytes(body.device_key, "device_key")
+    signature = _bytes(body.signature, "signature")
+
+    def work(session: Session) -> BundleOut:
+        bundle = provisioning.refresh_bundle(
+            session, card_number=body.card_number, unverified_device_key=device_key,
+            request_time=body.time, unverified_signature=signature, signing=ctx.signing,
+            now=ctx.clock())
+        return bundle_out(bundle, ctx)
+
+    return ctx.database.transact(work)

@@ -1,0 +1,241 @@
+"""The ``cardsvc`` command line (DESIGN.md section 8).
+
+Example::
+
+    cardsvc init --data-dir data              # prints the root fingerprint and a token once
+    cardsvc officer add --data-dir data --name "Wang Li" --role registrar
+    cardsvc serve --data-dir data --port 8000
+    cardsvc keys rotate --data-dir data
+    cardsvc audit verify --data-dir data      # exit 1 on any break
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from sqlalchemy.orm import Session
+
+from cardsvc.db import Database
+from cardsvc.services.errors import DomainError
+from cardsvc.settings import Settings, get_settings
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(help="The issuing authority of the Foreign Merchant Card.",
+                  no_args_is_help=True, add_completion=False)
+officer_app = typer.Typer(help="Officers and their roles.", no_args_is_help=True)
+keys_app = typer.Typer(help="Issuer keys.", no_args_is_help=True)
+audit_app = typer.Typer(help="The tamper-evident audit log.", no_args_is_help=True)
+app.add_typer(officer_app, name="officer")
+app.add_typer(keys_app, name="keys")
+app.add_typer(audit_app, name="audit")
+
+DataDir = Annotated[Path | None, typer.Option("--data-dir", help="data directory "
+                                              "(default $CARDSVC_DATA_DIR or .data)")]
+
+
+def _settings(data_dir: Path | None, **overrides: object) -> Settings:
+    return get_settings(data_dir=data_dir, **overrides)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _fail(error: DomainError) -> typer.Exit:
+    typer.echo(f"error: {error.code}: {error.detail}", err=True)
+    return typer.Exit(2 if error.code in ("NOT_INITIALISED", "NO_PASSPHRASE") else 1)
+
+
+@app.command()
+def init(data_dir: DataDir = None) -> None:
+    """Create the database and keys; print the root fingerprint and an admin token once."""
+    from cardsvc.services.bootstrap import initialise
+
+    settings = _settings(data_dir)
+    try:
+        result = initialise(settings, now=_now())
+    except DomainError as error:
+        raise _fail(error) from None
+    if result.passphrase_file is not None:
+        typer.echo(f"warning: no CARDSVC_KEY_PASSPHRASE; a random passphrase was written to "
+                   f"{result.passphrase_file} (mode 0600). This suits development only.",
+                   err=True)
+    typer.echo(f"data dir:          {settings.data_dir.resolve()}")
+    typer.echo(f"root fingerprint:  {result.root_fingerprint}")
+    if result.created:
+        typer.echo(f"admin token:       {result.admin_token}")
+        typer.echo("                   (shown once; it holds every role. Store it now.)")
+    else:
+        typer.echo("already initialised; no new token was made")
+
+
+def prepare_to_serve(settings: Settings) -> str:
+    """Migrate to head and check the keys open; returns the root fingerprint."""
+    from cardsvc.migrations import upgrade_to_head
+    from cardsvc.services.bootstrap import open_keyring
+    from cardsvc.services.trust import active_signer, root_fingerprint
+
+    upgrade_to_head(settings.database_url_or_default())
+    keyring = open_keyring(settings)
+    database = Database.from_settings(settings)
+    try:
+        def check(session: Session) -> str:
+            fingerprint = root_fingerprint(session)
+            active_signer(session, keyring=keyring)
+            keyring.root()
+            return fingerprint
+
+        return database.transact(check, readonly=True)
+    finally:
+        database.dispose()
+
+
+@app.command()
+def serve(
+    data_dir: DataDir = None,
+    host: Annotated[str, typer.Option(help="address to bind")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="port to bind")] = 8000,
+) -> None:
+    """Apply migrations and serve the HTTP API."""
+    import uvicorn
+
+    from cardsvc.api import create_app
+
+    overrides: dict[str, object] = {}
+    if not os.environ.get("CARDSVC_PUBLIC_URL"):
+        overrides["public_url"] = f"http://{host}:{port}"
+    settings = _settings(data_dir, **overrides)
+    try:
+        fingerprint = prepare_to_serve(settings)
+    except DomainError as error:
+        raise _fail(error) from None
+    typer.echo(f"cardsvc on {settings.public_base}  (root fingerprint {fingerprint})")
+    logging.basicConfig(level=logging.INFO)
+    uvicorn.run(create_app(settings), host=host, port=port, log_level="warning",
+                access_log=False)
+
+
+@officer_app.command("add")
+def officer_add(
+    name: Annotated[str, typer.Option("--name", help="the officer's name")],
+    role: Annotated[list[str], typer.Option("--role", help="a role; repeat for several")],
+    data_dir: DataDir = None,
+) -> None:
+    """Create an officer and print its token once."""
+    from cardsvc.services.audit import Actor
+    from cardsvc.services.officers import create_officer
+
+    database = Database.from_settings(_settings(data_dir))
+    try:
+        officer_id, token = database.transact(lambda session: _created(create_officer(
+            session, name=name, roles=role, actor=Actor.cli(), now=_now())))
+    except DomainError as error:
+        raise _fail(error) from None
+    finally:
+        database.dispose()
+    typer.echo(f"officer {officer_id} ({name}: {', '.join(sorted(set(role)))})")
+    typer.echo(f"token: {token}")
+    typer.echo("(shown once; only its hash is stored)")
+
+
+def _created(pair: tuple[object, str]) -> tuple[int, str]:
+    officer, token = pair
+    return int(getattr(officer, "id")), token  # noqa: B009
+
+
+@officer_app.command("list")
+def officer_list(data_dir: DataDir = None) -> None:
+    """List officers (never their tokens)."""
+    from cardsvc.services.officers import list_officers
+
+    database = Database.from_settings(_settings(data_dir))
+    try:
+        rows = database.transact(lambda session: [
+            (o.id, o.name, o.roles, o.active) for o in list_officers(session)], readonly=True)
+    finally:
+        database.dispose()
+    for officer_id, name, roles, active in rows:
+        typer.echo(f"{officer_id:>4}  {name:<30} {roles:<40} {'active' if active else 'off'}")
+
+
+def _key_command(operation: str, kid: str | None, data_dir: Path | None) -> None:
+    from cardsvc.services.audit import Actor
+    from cardsvc.services.bootstrap import open_keyring
+    from cardsvc.services.trust import compromise_key, issuer_keys, rotate_keys
+
+    settings = _settings(data_dir)
+    database = Database.from_settings(settings)
+    try:
+        keyring = open_keyring(settings)
+
+        def work(session: Session) -> list[str]:
+            if operation == "rotate":
+                rotate_keys(session, keyring=keyring, actor=Actor.cli(), now=_now())
+            elif operation == "compromise":
+                assert kid is not None
+                compromise_key(session, kid=kid, keyring=keyring, actor=Actor.cli(), now=_now())
+            return [f"{key.kid:<6} {key.state.value:<12} from {key.valid_from}"
+                    + ("" if key.valid_until is None else f" until {key.valid_until}")
+                    for key in issuer_keys(session)]
+
+        lines = database.transact(work, readonly=operation == "list")
+    except DomainError as error:
+        raise _fail(error) from None
+    finally:
+        database.dispose()
+    for line in lines:
+        typer.echo(line)
+    if operation != "list":
+        typer.echo("the trust list is re-signed with a new version on its next request")
+
+
+@keys_app.command("rotate")
+def keys_rotate(data_dir: DataDir = None) -> None:
+    """Next key -> active, active -> retired, and a new next key published."""
+    _key_command("rotate", None, data_dir)
+
+
+@keys_app.command("compromise")
+def keys_compromise(
+    kid: Annotated[str, typer.Argument(help="the issuer key, e.g. k1")], data_dir: DataDir = None
+) -> None:
+    """Mark a key compromised: nothing it signed verifies any more."""
+    _key_command("compromise", kid, data_dir)
+
+
+@keys_app.command("list")
+def keys_list(data_dir: DataDir = None) -> None:
+    """Issuer keys and their states."""
+    _key_command("list", None, data_dir)
+
+
+@audit_app.command("verify")
+def audit_verify(data_dir: DataDir = None) -> None:
+    """Walk the hash chain; exit 1 on an edited, inserted or deleted entry."""
+    from cardsvc.services.audit import verify_chain
+
+    database = Database.from_settings(_settings(data_dir))
+    try:
+        check = database.transact(verify_chain, readonly=True)
+    finally:
+        database.dispose()
+    if check.ok:
+        typer.echo(f"audit chain OK: {check.entries} entries, head {check.head_hash}")
+        return
+    typer.echo(f"audit chain BROKEN at entry {check.broken_at}: {check.reason} "
+               f"({check.entries} entries verified before it)", err=True)
+    raise typer.Exit(1)
+
+
+def main() -> None:
+    app(prog_name="cardsvc")
+
+
+if __name__ == "__main__":
+    main()

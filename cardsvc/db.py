@@ -1,0 +1,127 @@
+"""The database: engine, sessions and a transaction runner that retries transient conflicts.
+
+SQLite (the default) runs in WAL mode with foreign keys on and ``BEGIN IMMEDIATE`` so
+that writers queue on the busy timeout instead of failing on a lock upgrade.
+PostgreSQL is reached through psycopg 3 (``postgresql+psycopg://``).
+
+Example::
+
+    database = Database.from_settings(settings)
+    code = database.transact(lambda session: enrol_person(session, ...))
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.orm import Session, sessionmaker
+
+from cardsvc.settings import Settings
+
+__all__ = ["Database", "normalize_url"]
+
+T = TypeVar("T")
+_log = logging.getLogger(__name__)
+_TRANSIENT_SQLSTATES = {"40001", "40P01", "55P03"}  # serialization, deadlock, lock timeout
+_SQLITE_BUSY_SECONDS = 30
+_BEGIN_OPTION = "cardsvc_sqlite_begin"
+
+
+def normalize_url(url: str) -> str:
+    """Route plain ``postgresql://`` URLs to psycopg 3."""
+    for prefix in ("postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix):]
+    return url
+
+
+def _is_transient(error: DBAPIError) -> bool:
+    sqlstate = getattr(error.orig, "sqlstate", None)
+    if sqlstate in _TRANSIENT_SQLSTATES:
+        return True
+    text = str(error.orig).lower()
+    return "database is locked" in text or "database is busy" in text
+
+
+class Database:
+    """One engine and its session factory."""
+
+    def __init__(self, url: str, *, pool_size: int = 10, echo: bool = False) -> None:
+        self.url = normalize_url(url)
+        self.is_sqlite = self.url.startswith("sqlite")
+        kwargs: dict[str, Any] = {"echo": echo, "future": True}
+        if self.is_sqlite:
+            kwargs["connect_args"] = {
+                "timeout": _SQLITE_BUSY_SECONDS,
+                "check_same_thread": False,
+            }
+        else:
+            kwargs.update(pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+        self.engine: Engine = create_engine(self.url, **kwargs)
+        if self.is_sqlite:
+            _configure_sqlite(self.engine)
+        self.sessions = sessionmaker(self.engine, expire_on_commit=False)
+
+    @classmethod
+    def from_settings(cls, settings: Settings, **kwargs: Any) -> Database:
+        return cls(settings.database_url_or_default(),
+                   pool_size=kwargs.pop("pool_size", settings.db_pool_size), **kwargs)
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    def transact(
+        self, work: Callable[[Session], T], *, attempts: int = 5, readonly: bool = False
+    ) -> T:
+        """Run ``work`` in one transaction; commit on return, roll back on any exception.
+
+        Deadlocks, serialization failures and SQLite busy errors are retried with a short
+        random backoff; nothing else is. ``readonly`` work on SQLite does not take the
+        write lock (it must not write).
+        """
+        for attempt in range(1, attempts + 1):
+            session = self.sessions()
+            try:
+                with session.begin():
+                    if readonly and self.is_sqlite:
+                        options: dict[str, Any] = {_BEGIN_OPTION: "DEFERRED"}
+                        session.connection(execution_options=options)
+                    return work(session)
+            except DBAPIError as error:
+                if attempt == attempts or not _is_transient(error):
+                    raise
+                _log.info("transient database conflict, retrying (attempt %d)", attempt)
+                time.sleep(random.uniform(0.005, 0.02 * attempt))
+            finally:
+                session.close()
+        raise AssertionError("unreachable")
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+def _configure_sqlite(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # We issue BEGIN ourselves (below); pysqlite's implicit BEGIN would be DEFERRED.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute(f"PRAGMA busy_timeout={_SQLITE_BUSY_SECONDS * 1000}")
+        cursor.execute("PRAGMA synchronous=FULL")  # a committed card survives power loss
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection: Any) -> None:
+        # Take the write lock up front: a deferred transaction that reads and then writes
+        # fails at once with SQLITE_BUSY when another writer got in between.
+        mode = connection.get_execution_options().get(_BEGIN_OPTION, "IMMEDIATE")
+        connection.exec_driver_sql(f"BEGIN {mode}")

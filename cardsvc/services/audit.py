@@ -1,0 +1,163 @@
+"""The tamper-evident audit log: every state change appends one hash-chained entry.
+
+``hash = SHA-256(prev_hash || canonical entry)``. Appends are serialized by locking the
+single chain-head row, which also records the last hash so that a deleted tail shows.
+Append last in a transaction (after the other writes), so locks are always taken in
+the same order.
+
+Example::
+
+    append_audit(session, actor=Actor.for_officer(officer), action="card.revoked",
+                 subject=card.card_number, details={"reason": "lost"}, now=now)
+    assert verify_chain(session).ok
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from cardsvc.models import AuditEntry, AuditHead, Officer
+from cardsvc.services._locking import for_update
+from cardsvc.services.errors import Unavailable
+
+__all__ = [
+    "GENESIS_HASH",
+    "Actor",
+    "ChainCheck",
+    "append_audit",
+    "create_chain_head",
+    "entry_hash",
+    "list_audit",
+    "verify_chain",
+]
+
+GENESIS_HASH = "0" * 64
+
+
+@dataclass(frozen=True, slots=True)
+class Actor:
+    """Who did it: an officer, the command line, or a wallet proving a device key."""
+
+    label: str
+    officer_id: int | None = None
+
+    @staticmethod
+    def for_officer(officer: Officer) -> Actor:
+        return Actor(f"officer:{officer.id}", officer.id)
+
+    @staticmethod
+    def cli() -> Actor:
+        return Actor("cli")
+
+    @staticmethod
+    def wallet() -> Actor:
+        return Actor("wallet")
+
+
+@dataclass(frozen=True, slots=True)
+class ChainCheck:
+    ok: bool
+    entries: int
+    head_seq: int
+    head_hash: str
+    broken_at: int | None = None
+    reason: str | None = None
+
+
+def canonical_json(value: Mapping[str, Any]) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
+                      default=str)
+
+
+def entry_hash(
+    *, prev_hash: str, seq: int, at: datetime, officer_id: int | None, actor: str,
+    action: str, subject: str, details: str,
+) -> str:
+    body = json.dumps(
+        [seq, at.astimezone(UTC).isoformat(timespec="microseconds"), officer_id, actor,
+         action, subject, details],
+        separators=(",", ":"), ensure_ascii=False,
+    )
+    return hashlib.sha256((prev_hash + "\n" + body).encode("utf-8")).hexdigest()
+
+
+def create_chain_head(session: Session) -> None:
+    if session.get(AuditHead, 1) is None:
+        session.add(AuditHead(id=1, seq=0, hash=GENESIS_HASH))
+        session.flush()
+
+
+def append_audit(
+    session: Session,
+    *,
+    actor: Actor,
+    action: str,
+    subject: str,
+    details: Mapping[str, Any],
+    now: datetime,
+) -> AuditEntry:
+    """Append one entry in the caller's transaction (it commits or rolls back with it)."""
+    head = session.execute(
+        for_update(select(AuditHead).where(AuditHead.id == 1))
+    ).scalar_one_or_none()
+    if head is None:
+        raise Unavailable("NOT_INITIALISED", "the audit chain has no head; run cardsvc init")
+    if len(subject) > 128:
+        raise ValueError("audit subject too long")
+    details_text = canonical_json(details)
+    seq = head.seq + 1
+    digest = entry_hash(prev_hash=head.hash, seq=seq, at=now, officer_id=actor.officer_id,
+                        actor=actor.label, action=action, subject=subject,
+                        details=details_text)
+    entry = AuditEntry(seq=seq, at=now, officer_id=actor.officer_id, actor=actor.label,
+                       action=action, subject=subject, details=details_text,
+                       prev_hash=head.hash, hash=digest)
+    session.add(entry)
+    head.seq, head.hash = seq, digest
+    session.flush()
+    return entry
+
+
+def list_audit(
+    session: Session, *, after_seq: int = 0, limit: int = 100, subject: str | None = None
+) -> list[AuditEntry]:
+    query = select(AuditEntry).where(AuditEntry.seq > after_seq)
+    if subject is not None:
+        query = query.where(AuditEntry.subject == subject)
+    return list(session.scalars(query.order_by(AuditEntry.seq).limit(limit)))
+
+
+def verify_chain(session: Session) -> ChainCheck:
+    """Walk the whole chain: contiguous seq, links, hashes, and the head at the end."""
+    head = session.get(AuditHead, 1)
+    if head is None:
+        return ChainCheck(False, 0, 0, GENESIS_HASH, 0, "no chain head")
+    prev_hash, expected_seq, count = GENESIS_HASH, 1, 0
+    rows = session.execute(select(AuditEntry).order_by(AuditEntry.seq)).yield_per(1000)
+    for entry in rows.scalars():
+        if entry.seq != expected_seq:
+            return _broken(head, count, expected_seq, "an entry is missing")
+        if entry.prev_hash != prev_hash:
+            return _broken(head, count, entry.seq, "link to the previous entry broken")
+        recomputed = entry_hash(prev_hash=prev_hash, seq=entry.seq, at=entry.at,
+                                officer_id=entry.officer_id, actor=entry.actor,
+                                action=entry.action, subject=entry.subject,
+                                details=entry.details)
+        if recomputed != entry.hash:
+            return _broken(head, count, entry.seq, "entry was altered")
+        prev_hash, expected_seq, count = entry.hash, expected_seq + 1, count + 1
+    if head.seq != count or head.hash != prev_hash:
+        return _broken(head, count, count + 1, "entries after the last one were removed")
+    return ChainCheck(True, count, head.seq, head.hash)
+
+
+def _broken(head: AuditHead, count: int, seq: int, reason: str) -> ChainCheck:
+    return ChainCheck(False, count, head.seq, head.hash, seq, reason)

@@ -1,0 +1,99 @@
+"""Officers and their roles; bearer tokens are shown once and kept only as SHA-256.
+
+Example::
+
+    officer, token = create_officer(session, name="Wang Li", roles=["registrar"],
+                                    actor=Actor.cli(), now=now)
+    print(token)                                  # the only time it is shown
+    assert authenticate(session, unverified_token=token).id == officer.id
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from collections.abc import Iterable
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from cardsvc.models import Officer
+from cardsvc.services.audit import Actor, append_audit
+from cardsvc.services.errors import Invalid, NotFound, Unauthenticated
+
+__all__ = [
+    "ALL_ROLES",
+    "ROLES",
+    "authenticate",
+    "create_officer",
+    "deactivate_officer",
+    "hash_token",
+    "list_officers",
+]
+
+# What each role may do (DESIGN.md section 1); "verifier" reads portraits only.
+ROLES: dict[str, str] = {
+    "registrar": "enrols foreigners, records passports, issues cards, reads persons and cards",
+    "supervisor": "revokes, suspends and reinstates cards; rotates keys; adds officers",
+    "auditor": "reads the audit log",
+    "cashier": "tops up stored-value accounts",
+    "terminal": "charges pay codes; fetches portraits",
+    "verifier": "fetches portraits for counters",
+}
+ALL_ROLES = frozenset(ROLES)
+_MAX_TOKEN_CHARS = 200
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+def create_officer(
+    session: Session, *, name: str, roles: Iterable[str], actor: Actor, now: datetime
+) -> tuple[Officer, str]:
+    """Create an officer; returns the officer and its token (print it once, never store it)."""
+    role_set = sorted(set(roles))
+    unknown = [role for role in role_set if role not in ALL_ROLES]
+    if not role_set or unknown:
+        raise Invalid("UNKNOWN_ROLE", f"roles must be among {sorted(ALL_ROLES)}")
+    clean_name = " ".join(name.split())
+    if not clean_name or len(clean_name) > 100 or not clean_name.isprintable():
+        raise Invalid("INVALID_NAME", "an officer name is 1 to 100 printable characters")
+    token = secrets.token_urlsafe(32)
+    officer = Officer(name=clean_name, roles=",".join(role_set), token_hash=hash_token(token),
+                      active=True, created_at=now, created_by=actor.officer_id)
+    session.add(officer)
+    session.flush()
+    append_audit(session, actor=actor, action="officer.created", subject=f"officer:{officer.id}",
+                 details={"name": clean_name, "roles": role_set}, now=now)
+    return officer, token
+
+
+def authenticate(session: Session, *, unverified_token: str) -> Officer:
+    """The active officer holding this token, or Unauthenticated."""
+    if not unverified_token or len(unverified_token) > _MAX_TOKEN_CHARS:
+        raise Unauthenticated("UNAUTHENTICATED", "a valid bearer token is required")
+    officer = session.scalar(
+        select(Officer).where(Officer.token_hash == hash_token(unverified_token))
+    )
+    if officer is None or not officer.active:
+        raise Unauthenticated("UNAUTHENTICATED", "a valid bearer token is required")
+    return officer
+
+
+def list_officers(session: Session) -> list[Officer]:
+    return list(session.scalars(select(Officer).order_by(Officer.id)))
+
+
+def deactivate_officer(
+    session: Session, *, officer_id: int, actor: Actor, now: datetime
+) -> Officer:
+    officer = session.get(Officer, officer_id)
+    if officer is None:
+        raise NotFound("OFFICER_NOT_FOUND", "no such officer")
+    if officer.active:
+        officer.active = False
+        append_audit(session, actor=actor, action="officer.deactivated",
+                     subject=f"officer:{officer.id}", details={}, now=now)
+    return officer

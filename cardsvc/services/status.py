@@ -1,0 +1,169 @@
+"""Status lists: random indices per bundle, statuses changed in the caller's transaction,
+and the signed list (re-signed when a bit changed, the key rotated, or half the ttl passed).
+
+Example::
+
+    ref = reserve_status_entry(session, card_id=card.id, status=STATUS_VALID, now=now,
+                               list_size=131072)
+    set_entry_status(session, ref=ref, status=STATUS_REVOKED)
+    signed = signed_status_list(session, list_id=ref.list_id, keyring=keyring, now=now,
+                                uri=".../v1/status-lists/1", ttl=300, lifetime_seconds=86400)
+"""
+
+from __future__ import annotations
+
+import secrets
+from datetime import datetime
+
+from sqlalchemy import select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+import keys as keylib
+from cardsvc.models import StatusEntry, StatusListRecord
+from cardsvc.services._locking import for_update
+from cardsvc.services.errors import NotFound
+from cardsvc.services.trust import Keyring, SignedObject, active_signer
+from schemas import StatusList, StatusListClaims, StatusRef
+
+__all__ = [
+    "create_status_list",
+    "list_status_list_ids",
+    "reserve_status_entry",
+    "set_entry_status",
+    "signed_status_list",
+]
+
+
+def _fill_limit(size: int) -> int:
+    # Indices are drawn at random; stopping at three quarters keeps a draw to ~4 tries.
+    return size * 3 // 4
+
+
+def create_status_list(session: Session, *, list_id: str, size: int, now: datetime) -> None:
+    dialect = session.get_bind().dialect.name
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    session.execute(
+        insert(StatusListRecord)
+        .values(id=list_id, size=size, fill_limit=_fill_limit(size), allocated=0, revision=0,
+                signed_revision=-1, signed_at=0, created_at=now)
+        .on_conflict_do_nothing()
+    )
+
+
+def list_status_list_ids(session: Session) -> list[str]:
+    ids = session.scalars(select(StatusListRecord.id))
+    return sorted(ids, key=lambda list_id: (len(list_id), list_id))
+
+
+def reserve_status_entry(
+    session: Session, *, card_id: int, status: int, now: datetime, list_size: int
+) -> StatusRef:
+    """A fresh random index in the open list (a new list when it is full)."""
+    record = _open_list(session, list_size=list_size, now=now)
+    record.allocated += 1
+    session.flush()
+    dialect = session.get_bind().dialect.name
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    while True:
+        index = secrets.randbelow(record.size)
+        inserted = session.execute(
+            insert(StatusEntry)
+            .values(list_id=record.id, idx=index, status=status, card_id=card_id,
+                    created_at=now)
+            .on_conflict_do_nothing()
+            .returning(StatusEntry.idx)
+        ).first()
+        if inserted is not None:
+            if status != 0:
+                _bump(session, record.id)
+            return StatusRef(record.id, index)
+
+
+def set_entry_status(session: Session, *, ref: StatusRef, status: int) -> bool:
+    """Set one entry; True when it changed (the list's revision then moves on)."""
+    changed = session.execute(
+        update(StatusEntry)
+        .where(StatusEntry.list_id == ref.list_id, StatusEntry.idx == ref.index,
+               StatusEntry.status != status)
+        .values(status=status)
+        .returning(StatusEntry.idx)
+    ).first()
+    if changed is not None:
+        _bump(session, ref.list_id)
+    return changed is not None
+
+
+def signed_status_list(
+    session: Session,
+    *,
+    list_id: str,
+    keyring: Keyring,
+    now: datetime,
+    uri: str,
+    ttl: int,
+    lifetime_seconds: int,
+) -> SignedObject:
+    record = session.get(StatusListRecord, list_id) if len(list_id) <= 16 else None
+    if record is None:
+        raise NotFound("STATUS_LIST_NOT_FOUND", "no status list with this id")
+    epoch = int(now.timestamp())
+    signer = active_signer(session, keyring=keyring)
+    if _fresh(record, signer.kid, epoch, ttl):
+        assert record.signed_jwt is not None
+        return SignedObject.of(record.signed_jwt, record.signed_at)
+    record = session.execute(
+        for_update(select(StatusListRecord).where(StatusListRecord.id == list_id))
+    ).scalar_one()
+    session.refresh(record)
+    if not _fresh(record, signer.kid, epoch, ttl):
+        statuses = StatusList.empty(record.size, bits=2)
+        rows = session.execute(
+            select(StatusEntry.idx, StatusEntry.status)
+            .where(StatusEntry.list_id == list_id, StatusEntry.status != 0)
+        )
+        for index, status in rows:
+            statuses.set(index, status)
+        claims = StatusListClaims(list_id, uri, epoch, epoch + lifetime_seconds, ttl, statuses)
+        record.signed_jwt = keylib.sign_status_list(claims, signer)
+        record.signed_revision, record.signed_at = record.revision, epoch
+        record.signed_kid = signer.kid
+        session.flush()
+    assert record.signed_jwt is not None
+    return SignedObject.of(record.signed_jwt, record.signed_at)
+
+
+def _fresh(record: StatusListRecord, kid: str, epoch: int, ttl: int) -> bool:
+    return (
+        record.signed_jwt is not None
+        and record.signed_revision == record.revision
+        and record.signed_kid == kid
+        and 0 <= epoch - record.signed_at < ttl // 2
+    )
+
+
+def _bump(session: Session, list_id: str) -> None:
+    session.execute(
+        update(StatusListRecord)
+        .where(StatusListRecord.id == list_id)
+        .values(revision=StatusListRecord.revision + 1)
+    )
+
+
+def _open_list(session: Session, *, list_size: int, now: datetime) -> StatusListRecord:
+    record = session.execute(
+        for_update(
+            select(StatusListRecord)
+            .where(StatusListRecord.allocated < StatusListRecord.fill_limit)
+            .order_by(StatusListRecord.created_at, StatusListRecord.id)
+            .limit(1)
+        )
+    ).scalar_one_or_none()
+    if record is not None:
+        return record
+    numbers = [int(i) for i in session.scalars(select(StatusListRecord.id)) if i.isdigit()]
+    new_id = str(max(numbers, default=0) + 1)
+    create_status_list(session, list_id=new_id, size=list_size, now=now)
+    return session.execute(
+        for_update(select(StatusListRecord).where(StatusListRecord.id == new_id))
+    ).scalar_one()

@@ -1,0 +1,255 @@
+"""Issuer keys, rotation and the signed trust list.
+
+Private keys live in the encrypted key store (``data_dir/keys``); public keys, states and
+validity windows live in the database, so every process sees a rotation at once. Issuer
+kids are short and sequential (k1, k2, ...) because the kid travels in every QR code.
+
+Example::
+
+    keyring = Keyring(KeyStore(settings.keys_dir, passphrase=passphrase))
+    rotate_keys(session, keyring=keyring, actor=Actor.cli(), now=now)   # k2 active, k3 next
+    trust = signed_trust_list(session, keyring=keyring, issuer="CN-YW", now=now,
+                              lifetime_seconds=30 * 86400)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+import keys as keylib
+from cardsvc.models import IssuerKeyRecord, TrustState
+from cardsvc.services._locking import for_update
+from cardsvc.services.audit import Actor, append_audit
+from cardsvc.services.errors import Conflict, NotFound, Unavailable
+from keys import Ed25519Signer, KeyStore
+from schemas import IssuerKey, KeyState, TrustListClaims
+
+__all__ = [
+    "ROOT_KID",
+    "Keyring",
+    "SignedObject",
+    "active_signer",
+    "compromise_key",
+    "create_issuer_keys",
+    "issuer_keys",
+    "root_fingerprint",
+    "rotate_keys",
+    "signed_trust_list",
+]
+
+ROOT_KID = "root"
+_TRUST_ROW = 1
+
+
+class Keyring:
+    """Opens private keys from the store once per process and keeps them in memory."""
+
+    def __init__(self, store: KeyStore) -> None:
+        self.store = store
+        self._signers: dict[str, Ed25519Signer] = {}
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"Keyring({self.store!r})"
+
+    def signer(self, kid: str) -> Ed25519Signer:
+        with self._lock:
+            signer = self._signers.get(kid)
+            if signer is None:
+                try:
+                    signer = self.store.load(kid)
+                except keylib.KeyStoreError as exc:
+                    raise Unavailable("KEY_UNAVAILABLE", f"key {kid} cannot be opened") from exc
+                self._signers[kid] = signer
+            return signer
+
+    def root(self) -> Ed25519Signer:
+        return self.signer(ROOT_KID)
+
+    def generate(self, kid: str) -> Ed25519Signer:
+        signer = Ed25519Signer.generate(kid=kid)
+        self.store.save(signer)
+        with self._lock:
+            self._signers[kid] = signer
+        return signer
+
+
+@dataclass(frozen=True, slots=True)
+class SignedObject:
+    """A signed JWT as served: the token, an ETag and when it was signed."""
+
+    jwt: str
+    issued_at: int
+    etag: str
+
+    @staticmethod
+    def of(jwt: str, issued_at: int) -> SignedObject:
+        return SignedObject(jwt, issued_at, '"' + hashlib.sha256(jwt.encode()).hexdigest()[:32]
+                            + '"')
+
+
+def _epoch(now: datetime) -> int:
+    return int(now.timestamp())
+
+
+def issuer_keys(session: Session) -> tuple[IssuerKey, ...]:
+    rows = session.scalars(select(IssuerKeyRecord).order_by(IssuerKeyRecord.seq))
+    return tuple(IssuerKey(row.kid, row.public_key, KeyState(row.state), row.valid_from,
+                           row.valid_until) for row in rows)
+
+
+def active_signer(session: Session, *, keyring: Keyring) -> Ed25519Signer:
+    """The key that signs credentials and status lists now (read from the database)."""
+    kid = session.scalar(
+        select(IssuerKeyRecord.kid).where(IssuerKeyRecord.state == KeyState.ACTIVE.value)
+    )
+    if kid is None:
+        raise Unavailable("NOT_INITIALISED", "no active issuer key; run cardsvc init")
+    return keyring.signer(kid)
+
+
+def root_fingerprint(session: Session) -> str:
+    state = session.get(TrustState, _TRUST_ROW)
+    if state is None:
+        raise Unavailable("NOT_INITIALISED", "the authority is not initialised")
+    return state.root_fingerprint
+
+
+def create_issuer_keys(session: Session, *, keyring: Keyring, now: datetime) -> str:
+    """At init: root (kept if the store has one), k1 active, k2 next; returns the fingerprint."""
+    try:
+        root = keyring.root()
+    except Unavailable:
+        root = keyring.generate(ROOT_KID)
+    fingerprint = keylib.jwk_thumbprint(keylib.public_jwk(root.public_key))
+    first, second = keyring.generate("k1"), keyring.generate("k2")
+    keyset = keylib.initial_keys(active_kid="k1", active_pub=first.public_key, next_kid="k2",
+                                 next_pub=second.public_key, now=_epoch(now))
+    _store_keys(session, keyset, now=now)
+    session.add(TrustState(id=_TRUST_ROW, version=0, signed_jwt=None, signed_version=0,
+                           issued_at=0, expires_at=0, root_fingerprint=fingerprint))
+    session.flush()
+    return fingerprint
+
+
+def rotate_keys(session: Session, *, keyring: Keyring, actor: Actor, now: datetime) -> str:
+    """Next -> active, active -> retired, and a new next key published; returns the new active kid.
+
+    The new next key is written to the key store before the database commits; if the
+    commit fails an unused key file is all that remains.
+    """
+    state = _lock_trust_state(session)
+    keyset = issuer_keys(session)
+    new_kid = _next_kid(session)
+    new_key = keyring.generate(new_kid)
+    try:
+        rotated = keylib.rotate(keyset, new_next_kid=new_kid, new_next_pub=new_key.public_key,
+                                now=_epoch(now))
+    except keylib.RotationError as exc:
+        raise Conflict("ROTATION_REFUSED", str(exc)) from exc
+    _store_keys(session, rotated, now=now)
+    state.version += 1
+    active = keylib.active_key(rotated).kid
+    append_audit(session, actor=actor, action="keys.rotated", subject=f"key:{active}",
+                 details={"active": active, "next": new_kid, "trust_version": state.version},
+                 now=now)
+    return active
+
+
+def compromise_key(
+    session: Session, *, kid: str, keyring: Keyring, actor: Actor, now: datetime
+) -> tuple[IssuerKey, ...]:
+    """Mark a key compromised: nothing it signed verifies any more.
+
+    A compromised active key is first rotated out (its published successor takes over);
+    a compromised next key is replaced by a fresh next key.
+    """
+    _lock_trust_state(session)
+    keyset = issuer_keys(session)
+    by_kid = {key.kid: key for key in keyset}
+    if kid not in by_kid:
+        raise NotFound("KEY_NOT_FOUND", f"no issuer key {kid!r}")
+    if by_kid[kid].state is KeyState.ACTIVE:
+        rotate_keys(session, keyring=keyring, actor=actor, now=now)
+        keyset = issuer_keys(session)
+    elif by_kid[kid].state is KeyState.NEXT:
+        replacement = _next_kid(session)
+        signer = keyring.generate(replacement)
+        keyset = (*keyset, IssuerKey(replacement, signer.public_key, KeyState.NEXT,
+                                     _epoch(now)))
+    compromised = keylib.compromise(keyset, kid, now=_epoch(now))
+    _store_keys(session, compromised, now=now)
+    state = _lock_trust_state(session)
+    state.version += 1
+    append_audit(session, actor=actor, action="keys.compromised", subject=f"key:{kid}",
+                 details={"trust_version": state.version}, now=now)
+    return compromised
+
+
+def signed_trust_list(
+    session: Session, *, keyring: Keyring, issuer: str, now: datetime, lifetime_seconds: int
+) -> SignedObject:
+    """The current trust list, re-signed when the keys changed or half its life has passed."""
+    epoch = _epoch(now)
+    state = session.get(TrustState, _TRUST_ROW)
+    if state is None:
+        raise Unavailable("NOT_INITIALISED", "the authority is not initialised")
+    if not _trust_list_stale(state, epoch, lifetime_seconds):
+        assert state.signed_jwt is not None
+        return SignedObject.of(state.signed_jwt, state.issued_at)
+    state = _lock_trust_state(session)
+    session.refresh(state)
+    if _trust_list_stale(state, epoch, lifetime_seconds):
+        # Every signing gets a new version so "newer" always means "higher" to a verifier.
+        state.version += 1
+        claims = TrustListClaims(issuer, state.version, epoch, epoch + lifetime_seconds,
+                                 issuer_keys(session))
+        state.signed_jwt = keylib.sign_trust_list(claims, keyring.root())
+        state.signed_version, state.issued_at = state.version, epoch
+        state.expires_at = epoch + lifetime_seconds
+        session.flush()
+    assert state.signed_jwt is not None
+    return SignedObject.of(state.signed_jwt, state.issued_at)
+
+
+def _trust_list_stale(state: TrustState, epoch: int, lifetime_seconds: int) -> bool:
+    return (
+        state.signed_jwt is None
+        or state.signed_version != state.version
+        or epoch - state.issued_at >= lifetime_seconds // 2
+        or epoch < state.issued_at
+    )
+
+
+def _lock_trust_state(session: Session) -> TrustState:
+    state = session.execute(
+        for_update(select(TrustState).where(TrustState.id == _TRUST_ROW))
+    ).scalar_one_or_none()
+    if state is None:
+        raise Unavailable("NOT_INITIALISED", "the authority is not initialised")
+    return state
+
+
+def _next_kid(session: Session) -> str:
+    highest = session.scalar(select(IssuerKeyRecord.seq).order_by(IssuerKeyRecord.seq.desc()))
+    return f"k{(highest or 0) + 1}"
+
+
+def _store_keys(session: Session, keyset: tuple[IssuerKey, ...], *, now: datetime) -> None:
+    for key in keyset:
+        row = session.get(IssuerKeyRecord, key.kid)
+        if row is None:
+            session.add(IssuerKeyRecord(kid=key.kid, seq=int(key.kid[1:]),
+                                        public_key=key.public_key, state=key.state.value,
+                                        valid_from=key.valid_from, valid_until=key.valid_until,
+                                        created_at=now))
+        else:
+            row.state, row.valid_from = key.state.value, key.valid_from
+            row.valid_until = key.valid_until
+    session.flush()
