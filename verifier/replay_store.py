@@ -61,7 +61,7 @@ class SqliteReplayCache:
             self._db.execute("PRAGMA synchronous = NORMAL")
             for statement in _SCHEMA:
                 self._db.execute(statement)
-        except sqlite3.Error as error:
+        except (sqlite3.Error, OSError) as error:
             raise ReplayStoreError(f"cannot open the replay store {path}: {error}") from None
 
     def check_and_add(self, key: bytes, *, expires_at: int, now: int) -> bool:
