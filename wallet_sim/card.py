@@ -27,6 +27,7 @@ from wallet_sim.errors import WalletError, WalletErrorCode
 
 __all__ = [
     "EXPIRY_WARNING_SECONDS",
+    "RENEW_SECONDS",
     "Card",
     "Freshness",
     "HolderDisplay",
@@ -34,6 +35,7 @@ __all__ = [
     "read_unverified_credential",
 ]
 
+RENEW_SECONDS = 30  # DESIGN.md section 5: a dynamic code, renewed like a pay code
 EXPIRY_WARNING_SECONDS = 14 * 86_400  # warn two weeks ahead: time to reach the authority
 
 

@@ -26,7 +26,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import typer
-import uvicorn
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
@@ -34,11 +33,10 @@ from rich.text import Text
 from schemas import Purpose
 from wallet_sim import authority
 from wallet_sim._atomic import write_atomically
-from wallet_sim.card import Card, Freshness, present
+from wallet_sim.card import RENEW_SECONDS, Card, Freshness, present
 from wallet_sim.errors import WalletError, WalletErrorCode
 from wallet_sim.qr import qr_code, qr_halfblocks, qr_png
 from wallet_sim.wallet import KdfLimits, Wallet, create_wallet, open_wallet
-from wallet_sim.web import LOCAL_HOSTS, RENEW_SECONDS, create_app
 
 __all__ = ["PIN_ENV", "main", "make_app"]
 
@@ -114,10 +112,10 @@ def _check_expiry(runtime: _Runtime, card: Card, now: int, *, refuse: bool) -> N
                    + _refresh_hint(runtime, card))
         if refuse:
             raise WalletError(WalletErrorCode.CREDENTIALS_EXPIRED, message)
-        _say("warning: " + message)
+        _say(f"warning [{WalletErrorCode.CREDENTIALS_EXPIRED}]: " + message)
     elif freshness is Freshness.EXPIRING_SOON:
         days = max(0, (card.expires_at - now) // 86_400)
-        _say(f"warning: the credentials of card {card.card_number} expire on "
+        _say(f"warning [EXPIRING_SOON]: the credentials of card {card.card_number} expire on "
              f"{_date(card.expires_at)} (in {days} days); " + _refresh_hint(runtime, card))
 
 
@@ -311,6 +309,11 @@ def make_app(
     ) -> None:
         """Serve the phone page (card, photo, dynamic QR) for a browser."""
         runtime: _Runtime = ctx.obj
+        # Imported here: the web stack costs half a second that other commands need not pay.
+        import uvicorn
+
+        from wallet_sim.web import LOCAL_HOSTS, create_app
+
         with _reporting():
             wallet = _open(runtime)
             local = host in LOCAL_HOSTS

@@ -28,14 +28,13 @@ from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from schemas import Purpose
 from wallet_sim._i18n import RTL_LANGUAGES, choose_language, language_names, translations
-from wallet_sim.card import Card, Freshness, present
+from wallet_sim.card import RENEW_SECONDS, Card, Freshness, present
 from wallet_sim.errors import WalletError
 from wallet_sim.qr import qr_png
 from wallet_sim.wallet import Wallet
 
-__all__ = ["RENEW_SECONDS", "create_app"]
+__all__ = ["LOCAL_HOSTS", "create_app"]
 
-RENEW_SECONDS = 30  # DESIGN.md section 5: a dynamic code, like a pay code
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1", "[::1]")
 
 _TEMPLATES = jinja2.Environment(

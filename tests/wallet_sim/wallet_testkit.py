@@ -18,7 +18,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import uvicorn
@@ -39,6 +39,7 @@ from schemas import (
     TrustListClaims,
     b64url_decode,
 )
+from schemas.codes import ResultCode
 from schemas.credential import portrait_digest
 from schemas.provisioning import provisioning_proof_message
 from support import DAY, ISSUER, ISSUER_KEY, NOW, World, credential
@@ -73,7 +74,6 @@ class FakeAuthority:
     codes: dict[str, CardSpec] = field(default_factory=dict)
     cards: dict[str, CardSpec] = field(default_factory=dict)
     requests: list[tuple[str, bytes]] = field(default_factory=list)
-    override: Callable[[str, dict[str, Any]], JSONResponse | None] | None = None
 
     def reset(self) -> None:
         self.clock = lambda: NOW
@@ -81,7 +81,6 @@ class FakeAuthority:
         self.codes.clear()
         self.cards.clear()
         self.requests.clear()
-        self.override = None
 
     def issue_code(self, card_number: str = "3300012345678901", **spec: Any) -> str:
         code = f"C{len(self.codes):03d}-{card_number[-4:]}-XK7Q"
@@ -136,10 +135,6 @@ def build_app(authority: FakeAuthority) -> FastAPI:
         raw = await request.body()
         authority.requests.append(("provision", raw))
         body = await request.json()
-        if authority.override is not None:
-            answer = authority.override("provision", body)
-            if answer is not None:
-                return answer
         spec = authority.codes.get(_normalized(str(body.get("provisioning_code", ""))))
         if spec is None:
             return _problem(404, "PROVISIONING_CODE_UNKNOWN")
@@ -219,11 +214,32 @@ def state_at(now: int) -> VerifierState:
     return VerifierState.of(trust, {"1": statuses})
 
 
-def verify(text: str, purpose: Purpose, *, now: int, state: VerifierState | None = None
-           ) -> VerificationResult:
-    return verify_presentation(text, state=state or state_at(now),
-                               policy=POLICIES[POLICY_FOR[purpose]], now=now,
+def verify(text: str, purpose: Purpose, *, now: int, state: VerifierState | None = None,
+           leeway: int | None = None) -> VerificationResult:
+    """The verifier library's answer, with the service policy for ``purpose``.
+
+    ``leeway=0`` removes the clock-skew allowance: phone and verifier share one injected
+    clock in these tests, so "61 s later" is stale exactly as the issue states; with the
+    default 5 s leeway a proof turns stale after 66 s.
+    """
+    policy = POLICIES[POLICY_FOR[purpose]]
+    if leeway is not None:
+        policy = replace(policy, leeway=leeway)
+    return verify_presentation(text, state=state or state_at(now), policy=policy, now=now,
                                replay_cache=MemoryReplayCache())
+
+
+def assert_fresh_then_stale(text: str, purpose: Purpose, *, proof_time: int) -> None:
+    """OK now; HOLDER_PROOF_STALE 61 s later (no skew leeway) and 66 s later (default)."""
+    assert verify(text, purpose, now=proof_time).code is ResultCode.OK
+    assert verify(text, purpose, now=proof_time, leeway=0).code is ResultCode.OK
+    assert verify(text, purpose, now=proof_time + 60, leeway=0).code is ResultCode.OK
+    assert verify(text, purpose, now=proof_time + 61, leeway=0, state=state_at(proof_time)
+                  ).code is ResultCode.HOLDER_PROOF_STALE
+    assert verify(text, purpose, now=proof_time + 65, state=state_at(proof_time)
+                  ).code is ResultCode.OK
+    assert verify(text, purpose, now=proof_time + 66, state=state_at(proof_time)
+                  ).code is ResultCode.HOLDER_PROOF_STALE
 
 
 def decode_qr(image: Image.Image) -> list[str]:
@@ -240,3 +256,15 @@ def portrait_png() -> bytes:
     out = io.BytesIO()
     image.save(out, format="PNG")
     return out.getvalue()
+
+
+def halfblocks_to_image(lines: list[str]) -> Image.Image:
+    top = {" ": False, "▀": True, "▄": False, "█": True}
+    bottom = {" ": False, "▀": False, "▄": True, "█": True}
+    rows: list[list[bool]] = []
+    for line in lines:
+        rows.append([top[c] for c in line])
+        rows.append([bottom[c] for c in line])
+    image = Image.new("L", (len(rows[0]), len(rows)), 255)
+    image.putdata([0 if dark else 255 for row in rows for dark in row])
+    return image.resize((image.width * 8, image.height * 8), Image.Resampling.NEAREST)

@@ -1,0 +1,244 @@
+"""The wallet-sim CLI in process (fixed clock), plus the real console script in a subprocess."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from io import BytesIO
+from pathlib import Path
+
+import httpx
+import pytest
+from PIL import Image
+from typer.testing import CliRunner, Result
+from wallet_testkit import (
+    PIN,
+    FakeAuthority,
+    assert_fresh_then_stale,
+    decode_qr,
+    halfblocks_to_image,
+    verify,
+)
+
+from schemas import Purpose
+from schemas.codes import ResultCode
+from support import DAY, NOW
+from wallet_sim import Card, KdfLimits, Wallet, open_wallet
+from wallet_sim.cli import make_app
+
+RUNNER = CliRunner()
+REPO = Path(__file__).resolve().parents[2]
+WALLET_SIM = REPO / ".venv" / "bin" / "wallet-sim"
+
+
+def run(args: list[str], *, now: int = NOW, pin: str | None = PIN,
+        sleep: list[float] | None = None) -> Result:
+    env = {"FMC_WALLET_PIN": pin} if pin is not None else {"FMC_WALLET_PIN": ""}
+    sleeps = sleep if sleep is not None else []
+
+    def fake_sleep(seconds: float) -> None:
+        sleeps.append(seconds)
+        if len(sleeps) >= 3:
+            raise KeyboardInterrupt  # the user presses Ctrl-C during the third wait
+
+    # The clock moves 30 s with each (fake) sleep, as it would in --watch.
+    app = make_app(clock=lambda: now + 30 * len(sleeps), sleep=fake_sleep,
+                   kdf_limits=KdfLimits.minimum())
+    return RUNNER.invoke(app, args, env=env)
+
+
+def error_code(result: Result) -> str:
+    line = next(x for x in result.stderr.splitlines() if x.startswith("error ["))
+    return line.split("[", 1)[1].split("]", 1)[0]
+
+
+def test_provision_list_show_text(authority: FakeAuthority, wallet_path: Path) -> None:
+    code = authority.issue_code()
+    result = run(["--wallet", str(wallet_path), "provision", "--server", authority.url,
+                  "--code", code])
+    assert result.exit_code == 0, result.output
+    listed = run(["--wallet", str(wallet_path), "list"])
+    assert listed.exit_code == 0 and "3300012345678901" in listed.stdout
+    for purpose in Purpose:
+        shown = run(["--wallet", str(wallet_path), "show", "--purpose", purpose.value, "--text"])
+        assert shown.exit_code == 0, shown.output
+        text = shown.stdout.strip()
+        assert text.startswith("FMC1:") and "\n" not in text  # stdout is the text alone
+        assert_fresh_then_stale(text, purpose, proof_time=NOW)
+
+
+def test_show_draws_a_scannable_terminal_code(provisioned: tuple[Wallet, Card]) -> None:
+    wallet, _ = provisioned
+    shown = run(["--wallet", str(wallet.path), "show", "--purpose", "pay"])
+    assert shown.exit_code == 0, shown.output
+    lines = [line for line in shown.stdout.splitlines() if line and set(line) <= set(" ▀▄█")]
+    (text,) = decode_qr(halfblocks_to_image(lines))
+    assert verify(text, Purpose.PAY, now=NOW).code is ResultCode.OK
+
+
+def test_watch_renews_every_30_seconds(provisioned: tuple[Wallet, Card], tmp_path: Path
+                                       ) -> None:
+    wallet, _ = provisioned
+    sleeps: list[float] = []
+    shown = run(["--wallet", str(wallet.path), "show", "--purpose", "id", "--text", "--watch",
+                 "--png", str(tmp_path / "id.png")], sleep=sleeps)
+    assert shown.exit_code == 0, shown.output
+    texts = shown.stdout.split()
+    assert sleeps == [30, 30, 30] and len(texts) == 3 and len(set(texts)) == 3
+    for n, text in enumerate(texts):
+        assert verify(text, Purpose.ID, now=NOW + 30 * n).code is ResultCode.OK
+    assert decode_qr(Image.open(tmp_path / "id.png")) == [texts[-1]]
+
+
+def test_wrong_pin_changes_nothing_and_spends_no_code(
+    provisioned: tuple[Wallet, Card], authority: FakeAuthority
+) -> None:
+    wallet, _ = provisioned
+    before = wallet.path.read_bytes(), wallet.path.stat().st_mtime_ns
+    requests_before = len(authority.requests)
+    code = authority.issue_code("3300000000000025")
+    for args in (["provision", "--server", authority.url, "--code", code],
+                 ["show", "--purpose", "pay"], ["list"], ["refresh"], ["serve", "--port", "0"]):
+        result = run(["--wallet", str(wallet.path), *args], pin="999999")
+        assert result.exit_code == 2, (args, result.output)
+        assert error_code(result) == "WRONG_PIN"
+        assert "Traceback" not in result.output
+    assert (wallet.path.read_bytes(), wallet.path.stat().st_mtime_ns) == before
+    assert len(authority.requests) == requests_before  # the code is still unspent
+    assert run(["--wallet", str(wallet.path), "provision", "--server", authority.url,
+                "--code", code]).exit_code == 0
+
+
+@pytest.mark.parametrize(
+    ("args", "pin", "exit_code", "code"),
+    [
+        (["show", "--purpose", "pay"], PIN, 2, "WALLET_NOT_FOUND"),
+        (["provision", "--server", "http://127.0.0.1:9", "--code", "ABCD-EFGH"], None, 2,
+         "PIN_REQUIRED"),
+        (["provision", "--server", "ftp://x", "--code", "ABCD-EFGH"], PIN, 2, "BAD_ARGUMENT"),
+        (["provision", "--server", "http://127.0.0.1:9", "--code", "ABCD-EFGH"], "12", 2,
+         "PIN_TOO_SHORT"),
+    ],
+)
+def test_usage_errors(wallet_path: Path, args: list[str], pin: str | None, exit_code: int,
+                      code: str) -> None:
+    result = run(["--wallet", str(wallet_path), *args], pin=pin)
+    assert result.exit_code == exit_code, result.output
+    assert error_code(result) == code
+    assert not wallet_path.exists()
+
+
+def test_click_usage_errors_exit_2(provisioned: tuple[Wallet, Card]) -> None:
+    wallet, _ = provisioned
+    for args in (["show", "--purpose", "cash"], ["show"], ["nonsense"]):
+        assert run(["--wallet", str(wallet.path), *args]).exit_code == 2
+
+
+def test_refusals_exit_1(authority: FakeAuthority, wallet_path: Path) -> None:
+    result = run(["--wallet", str(wallet_path), "provision", "--server", authority.url,
+                  "--code", "ZZZZ-ZZZZ-ZZZZ"])
+    assert result.exit_code == 1 and error_code(result) == "SERVER_REFUSED"
+    assert "PROVISIONING_CODE_UNKNOWN" in result.stderr  # the server's code, shown plainly
+    assert not wallet_path.exists()  # nothing was written for a refused code
+
+
+def test_several_cards(authority: FakeAuthority, wallet_path: Path) -> None:
+    for number in ("3300000000000017", "3300000000000025"):
+        code = authority.issue_code(number)
+        assert run(["--wallet", str(wallet_path), "provision", "--server", authority.url,
+                    "--code", code]).exit_code == 0
+    ambiguous = run(["--wallet", str(wallet_path), "show", "--purpose", "pay"])
+    assert ambiguous.exit_code == 2 and error_code(ambiguous) == "CARD_REQUIRED"
+    chosen = run(["--wallet", str(wallet_path), "show", "--purpose", "pay", "--text",
+                  "--card", "3300000000000025"])
+    result = verify(chosen.stdout.strip(), Purpose.PAY, now=NOW)
+    assert result.ok and result.credential is not None
+    assert result.credential.card_number == "3300000000000025"
+    cards = open_wallet(wallet_path, PIN).cards
+    assert cards[0].device_public_key != cards[1].device_public_key  # unlinkable cards
+
+
+def test_expiry_messages_and_refresh(authority: FakeAuthority, wallet_path: Path) -> None:
+    code = authority.issue_code(lifetime=30 * DAY)
+    assert run(["--wallet", str(wallet_path), "provision", "--server", authority.url,
+                "--code", code]).exit_code == 0
+    soon = run(["--wallet", str(wallet_path), "show", "--purpose", "pay", "--text"],
+               now=NOW + 20 * DAY)
+    assert soon.exit_code == 0 and "warning [EXPIRING_SOON]" in soon.stderr
+    assert "refresh --card 3300012345678901" in soon.stderr
+    late = NOW + 31 * DAY
+    expired = run(["--wallet", str(wallet_path), "show", "--purpose", "pay", "--text"],
+                  now=late)
+    assert expired.exit_code == 1 and error_code(expired) == "CREDENTIALS_EXPIRED"
+    assert expired.stdout == ""
+    assert "EXPIRED" in run(["--wallet", str(wallet_path), "list"], now=late).stdout
+
+    authority.clock = lambda: late
+    refreshed = run(["--wallet", str(wallet_path), "refresh"], now=late)
+    assert refreshed.exit_code == 0, refreshed.output
+    shown = run(["--wallet", str(wallet_path), "show", "--purpose", "pay", "--text"], now=late)
+    assert shown.exit_code == 0 and "warning" not in shown.stderr
+    assert shown.stdout.startswith("FMC1:")
+
+    authority.refresh_enabled = False
+    unsupported = run(["--wallet", str(wallet_path), "refresh"], now=late)
+    assert unsupported.exit_code == 1 and error_code(unsupported) == "REFRESH_UNSUPPORTED"
+
+
+# --- the real console script, real clock, real processes --------------------------------
+
+
+def _script_env(pin: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FMC_")}
+    env["FMC_WALLET_PIN"] = pin
+    return env
+
+
+@pytest.mark.e2e
+def test_console_script_provision_show_and_serve(authority: FakeAuthority, wallet_path: Path
+                                                 ) -> None:
+    authority.clock = lambda: int(time.time())
+    code = authority.issue_code()
+    env = _script_env(PIN)
+    provisioned = subprocess.run(
+        [str(WALLET_SIM), "--wallet", str(wallet_path), "provision", "--server",
+         authority.url, "--code", code], env=env, capture_output=True, text=True, timeout=60)
+    assert provisioned.returncode == 0, provisioned.stderr
+    shown = subprocess.run([str(WALLET_SIM), "--wallet", str(wallet_path), "show", "--purpose",
+                            "svc", "--text"], env=env, capture_output=True, text=True, timeout=60)
+    assert shown.returncode == 0, shown.stderr
+    assert verify(shown.stdout.strip(), Purpose.SVC, now=int(time.time())).ok
+
+    wrong = subprocess.run([str(WALLET_SIM), "--wallet", str(wallet_path), "list"],
+                           env=_script_env("000000"), capture_output=True, text=True,
+                           timeout=60)
+    assert wrong.returncode == 2 and "WRONG_PIN" in wrong.stderr
+    assert "Traceback" not in wrong.stderr
+
+    server = subprocess.Popen(
+        [str(WALLET_SIM), "--wallet", str(wallet_path), "serve", "--port", "0"], env=env,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert server.stderr is not None
+        banner = server.stderr.readline()
+        url = banner.split("wallet page: ", 1)[1].split()[0]
+        page = _get_when_up(url)
+        assert page.status_code == 200 and "933566199001010017" in page.text
+        png = httpx.get(url + "qr/3300012345678901/pay.png", timeout=10)
+        (text,) = decode_qr(Image.open(BytesIO(png.content)))
+        assert verify(text, Purpose.PAY, now=int(time.time())).ok
+    finally:
+        server.terminate()
+        server.wait(timeout=15)
+
+
+def _get_when_up(url: str) -> httpx.Response:
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            return httpx.get(url, timeout=5)
+        except httpx.TransportError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
