@@ -101,6 +101,7 @@
         $("no-portrait").hidden = false;
       }
       $("portrait-box").hidden = !holder;
+      $("holder").classList.toggle("no-figure", !holder);
       $("holder").hidden = false;
     } else {
       const askedNode = document.createElement("span");
@@ -109,6 +110,7 @@
       addField(dl, L.asked, askedNode);
       addField(dl, L.reason, answer.code + (answer.detail ? " — " + answer.detail : ""));
       $("portrait-box").hidden = true;
+      $("holder").classList.add("no-figure");
       $("holder").hidden = false;
     }
     const svc = page.services[answer.service];
