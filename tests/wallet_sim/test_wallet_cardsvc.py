@@ -1,0 +1,166 @@
+"""The wallet against a real ``cardsvc`` process (SQLite, real clock, real HTTP)."""
+
+from __future__ import annotations
+
+import base64
+import io
+import os
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+from wallet_testkit import PIN, POLICY_FOR
+
+from schemas import Purpose
+from schemas.codes import ResultCode
+from schemas.credential import portrait_digest
+from verifier import POLICIES, MemoryReplayCache, TrustedSet, VerifierState, verify_presentation
+from wallet_sim import KdfLimits, open_wallet
+from wallet_sim.cli import make_app
+
+pytestmark = pytest.mark.e2e
+
+REPO = Path(__file__).resolve().parents[2]
+PYTHON = REPO / ".venv" / "bin" / "python"
+
+
+@dataclass
+class RunningAuthority:
+    url: str
+    admin: dict[str, str]
+    root_fingerprint: str
+
+    def state(self) -> VerifierState:
+        """A verifier synced now from the authority's public routes."""
+        now = int(time.time())
+        trusted = TrustedSet(root_fingerprint=self.root_fingerprint)
+        trusted.update_trust_list(httpx.get(self.url + "/v1/trust-list").text, now=now)
+        for entry in httpx.get(self.url + "/v1/status-lists").json()["status_lists"]:
+            trusted.update_status_list(
+                httpx.get(f"{self.url}/v1/status-lists/{entry['id']}").text, now=now)
+        return trusted.snapshot()
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def cardsvc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningAuthority]:
+    data_dir = tmp_path_factory.mktemp("cardsvc") / "data"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CARDSVC_", "FMC_"))}
+    env["CARDSVC_KEY_PASSPHRASE"] = "wallet-e2e-pass"
+    init = subprocess.run([str(PYTHON), "-m", "cardsvc", "init", "--data-dir", str(data_dir)],
+                          env=env, capture_output=True, text=True, timeout=60)
+    assert init.returncode == 0, init.stderr
+    printed = dict(line.split(":", 1) for line in init.stdout.splitlines() if ":" in line)
+    token, fingerprint = printed["admin token"].strip(), printed["root fingerprint"].strip()
+    port = _free_port()
+    server = subprocess.Popen(
+        [str(PYTHON), "-m", "cardsvc", "serve", "--data-dir", str(data_dir), "--port",
+         str(port)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            assert server.poll() is None, "cardsvc serve exited"
+            try:
+                if httpx.get(url + "/v1/health", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline, "cardsvc did not start"
+            time.sleep(0.05)
+        yield RunningAuthority(url, {"Authorization": f"Bearer {token}"}, fingerprint)
+    finally:
+        server.send_signal(signal.SIGTERM)
+        try:
+            server.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait(timeout=15)
+        if server.stderr is not None:
+            server.stderr.close()
+
+
+def _jpeg_portrait() -> bytes:
+    image = Image.new("RGB", (90, 120), (190, 160, 130))
+    out = io.BytesIO()
+    image.save(out, format="JPEG", quality=85)
+    return out.getvalue()
+
+
+def _issue_card(authority: RunningAuthority, passport: str) -> tuple[str, str]:
+    person = httpx.post(authority.url + "/v1/persons", headers=authority.admin, json={
+        "surname": "AL-HASHIMI", "given_names": "MOHAMMED", "nationality": "SYR",
+        "birth_date": "1984-06-30", "sex": "M", "confirm_new": True,
+        "passport": {"number": passport, "country": "SYR", "expires": "2031-05-01"},
+        "portrait": base64.b64encode(_jpeg_portrait()).decode()})
+    assert person.status_code == 201, person.text
+    card = httpx.post(authority.url + "/v1/cards", headers=authority.admin, json={
+        "foreigner_code": person.json()["foreigner_code"],
+        "entitlements": ["healthcare", "social_insurance", "payment"],
+        "valid_until": "2030-12-31"})
+    assert card.status_code == 201, card.text
+    return card.json()["card_number"], card.json()["provisioning_code"]
+
+
+def _wallet(args: list[str]) -> tuple[int, str, str]:
+    app = make_app(kdf_limits=KdfLimits.minimum())  # the real clock
+    result = CliRunner().invoke(app, args, env={"FMC_WALLET_PIN": PIN})
+    return result.exit_code, result.stdout, result.stderr
+
+
+def test_provision_show_refresh_and_revoke_with_real_cardsvc(
+    cardsvc: RunningAuthority, wallet_path: Path
+) -> None:
+    card_number, code = _issue_card(cardsvc, "N0112233")
+    wallet = ["--wallet", str(wallet_path)]
+    exit_code, _, stderr = _wallet([*wallet, "provision", "--server", cardsvc.url,
+                                    "--code", code])
+    assert exit_code == 0, stderr
+    (card,) = open_wallet(wallet_path, PIN).cards
+    assert card.card_number == card_number and card.portrait is not None
+    # The authority re-encodes portraits; the wallet keeps what matches the signed digest.
+    assert portrait_digest(card.portrait) == card.claims(Purpose.ID).portrait_digest
+    assert card.holder.foreigner_code is not None and card.holder.surname == "AL-HASHIMI"
+
+    state = cardsvc.state()
+    for purpose in Purpose:
+        exit_code, text, stderr = _wallet([*wallet, "show", "--purpose", purpose.value,
+                                           "--text"])
+        assert exit_code == 0, stderr
+        result = verify_presentation(text.strip(), state=state,
+                                     policy=POLICIES[POLICY_FOR[purpose]],
+                                     now=int(time.time()), replay_cache=MemoryReplayCache())
+        assert result.code is ResultCode.OK, result.detail
+
+    exit_code, _, stderr = _wallet([*wallet, "refresh"])
+    assert exit_code == 0, stderr
+    (refreshed,) = open_wallet(wallet_path, PIN).cards
+    assert refreshed.refreshed_at is not None
+    assert refreshed.device_public_key == card.device_public_key
+
+    again, _, stderr = _wallet([*wallet, "provision", "--server", cardsvc.url, "--code", code])
+    assert again == 1 and "PROVISIONING_CODE_USED" in stderr
+
+    revoked = httpx.post(f"{cardsvc.url}/v1/cards/{card_number}/revoke",
+                         headers=cardsvc.admin, json={"reason": "lost phone"})
+    assert revoked.status_code == 200, revoked.text
+    exit_code, text, _ = _wallet([*wallet, "show", "--purpose", "id", "--text"])
+    result = verify_presentation(text.strip(), state=cardsvc.state(),
+                                 policy=POLICIES["counter"], now=int(time.time()),
+                                 replay_cache=MemoryReplayCache())
+    assert result.code is ResultCode.REVOKED
+    exit_code, _, stderr = _wallet([*wallet, "refresh"])
+    assert exit_code == 1 and "CARD_REVOKED" in stderr
