@@ -104,7 +104,7 @@ class RefreshIn(_In):
     card_number: Annotated[str, StringConstraints(pattern=r"^[0-9A-Z]{8,24}$")]
     device_key: B64Url
     time: int = Field(ge=0, le=2**40, description="request time, seconds since the epoch")
-    signature: B64Url = Field(description="device signature over refresh_proof_message")
+    proof: B64Url = Field(description="device signature over refresh_proof_message")
 
 
 class OfficerIn(_In):

@@ -15,6 +15,7 @@ Example::
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, time, timedelta
 
@@ -73,10 +74,14 @@ class Bundle:
     extra: dict[str, object] = field(default_factory=dict)
 
 
-def refresh_proof_message(card_number: str, device_key: bytes, request_time: int) -> bytes:
-    """What the device key signs to renew its bundle (domain, card, time, key)."""
-    return (REFRESH_DOMAIN + card_number.encode("ascii") + b"\x00"
-            + request_time.to_bytes(8, "big") + device_key)
+def refresh_proof_message(card_number: str, device_key: bytes, proof_time: int) -> bytes:
+    """What the device key signs to renew its bundle (the same bytes as wallet_sim's).
+
+    ``b"FMC1 refresh\x00" + proof_time (8 bytes, big-endian) + SHA-256(card number)
+    + device key``.
+    """
+    return (REFRESH_DOMAIN + proof_time.to_bytes(8, "big")
+            + hashlib.sha256(card_number.encode("ascii")).digest() + device_key)
 
 
 def redeem_provisioning_code(
@@ -129,20 +134,20 @@ def refresh_bundle(
     *,
     card_number: str,
     unverified_device_key: bytes,
-    request_time: int,
-    unverified_signature: bytes,
+    proof_time: int,
+    unverified_proof: bytes,
     signing: SigningContext,
     now: datetime,
 ) -> Bundle:
     """Fresh credentials for the phone that holds the card (same device key)."""
-    if len(unverified_device_key) != 32 or len(unverified_signature) != 64:
-        raise Invalid("INVALID_DEVICE_KEY", "device_key is 32 bytes and signature 64 bytes")
-    if abs(int(now.timestamp()) - request_time) > REFRESH_WINDOW_SECONDS:
+    if len(unverified_device_key) != 32 or len(unverified_proof) != 64:
+        raise Invalid("INVALID_DEVICE_KEY", "device_key is 32 bytes and proof 64 bytes")
+    if abs(int(now.timestamp()) - proof_time) > REFRESH_WINDOW_SECONDS:
         raise Invalid("REFRESH_TIME_SKEW", "the request time is too far from the server's")
     if not card_number.isascii() or not card_number.isalnum() or len(card_number) > 24:
         raise NotFound("CARD_NOT_FOUND", "no card with this number")
-    message = refresh_proof_message(card_number, unverified_device_key, request_time)
-    if not keylib.verify_signature(unverified_device_key, message, unverified_signature):
+    message = refresh_proof_message(card_number, unverified_device_key, proof_time)
+    if not keylib.verify_signature(unverified_device_key, message, unverified_proof):
         raise Forbidden("PROOF_INVALID", "the signature is not by this device key")
     card = get_card(session, card_number=card_number, lock=True)
     if card.device_key != unverified_device_key:

@@ -51,16 +51,16 @@ def provision(body: ProvisionIn, ctx: Ctx) -> BundleOut:
 def refresh(body: RefreshIn, ctx: Ctx) -> BundleOut:
     """Fresh credentials for the phone holding the card.
 
-    ``signature`` is the device key's signature over ``b"FMC1 refresh\\x00" + card_number
-    + b"\\x00" + time (8 bytes, big-endian) + device_key``; ``time`` within 5 minutes.
+    ``proof`` is the device key's signature over ``b"FMC1 refresh\\x00" + time (8 bytes,
+    big-endian) + SHA-256(card_number) + device_key``; ``time`` within 5 minutes.
     """
     device_key = _bytes(body.device_key, "device_key")
-    signature = _bytes(body.signature, "signature")
+    proof = _bytes(body.proof, "proof")
 
     def work(session: Session) -> BundleOut:
         bundle = provisioning.refresh_bundle(
             session, card_number=body.card_number, unverified_device_key=device_key,
-            request_time=body.time, unverified_signature=signature, signing=ctx.signing,
+            proof_time=body.time, unverified_proof=proof, signing=ctx.signing,
             now=ctx.clock())
         return bundle_out(bundle, ctx)
 

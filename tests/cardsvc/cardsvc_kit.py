@@ -1,0 +1,341 @@
+"""Test kit for the authority: a fixed clock, throwaway databases (SQLite or PostgreSQL),
+an in-process app with helpers that play registrar and wallet, and a real server process.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psycopg
+from fastapi.testclient import TestClient
+from PIL import Image
+
+from cardsvc.api import create_app
+from cardsvc.db import Database
+from cardsvc.services.bootstrap import initialise
+from cardsvc.settings import Settings, get_settings
+from keys import Ed25519Signer
+from schemas import b64url_encode
+from schemas.provisioning import provisioning_proof_message
+from verifier import POLICIES, MemoryReplayCache, TrustedSet, VerificationResult, VerifierState
+from verifier import verify_presentation as _verify
+
+REPO = Path(__file__).resolve().parents[2]
+PYTHON = REPO / ".venv" / "bin" / "python"
+PG_ADMIN = "host=127.0.0.1 port=5432 user=postgres dbname=test"
+NOW = datetime(2027, 1, 15, 8, 0, tzinfo=UTC)  # tests.support.NOW
+INIT_TIME = NOW - timedelta(days=1)
+BACKENDS = ("sqlite", "postgresql")
+
+
+class Clock:
+    """The authority's clock in tests: fixed, moved by hand."""
+
+    def __init__(self, now: datetime = NOW) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += timedelta(seconds=seconds)
+
+    @property
+    def epoch(self) -> int:
+        return int(self.now.timestamp())
+
+
+# --- databases ---------------------------------------------------------------------------
+
+def pg_url(name: str) -> str:
+    return f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
+
+
+def pg_create(name: str, template: str | None = None) -> None:
+    """Create a database (from a template); fails loudly when PostgreSQL is unreachable."""
+    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+        clause = f" TEMPLATE {template}" if template else ""
+        conn.execute(f'CREATE DATABASE "{name}"{clause}')
+
+
+def pg_drop(name: str) -> None:
+    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def unique_name(purpose: str) -> str:
+    return f"fmc_{purpose}_{secrets.token_hex(6)}"
+
+
+@dataclass
+class Template:
+    """An initialised authority (database + keys) copied for each test."""
+
+    backend: str
+    data_dir: Path
+    admin_token: str
+    root_fingerprint: str
+    pg_name: str | None = None
+
+    @staticmethod
+    def create(backend: str, base: Path) -> Template:
+        data_dir = base / f"template-{backend}"
+        pg_name = None
+        url = f"sqlite:///{data_dir / 'cardsvc.db'}"
+        if backend == "postgresql":
+            pg_name = unique_name("cardsvc_tpl")
+            pg_create(pg_name)
+            url = pg_url(pg_name)
+        settings = get_settings(data_dir=data_dir, database_url=url, key_passphrase="test-pass")
+        result = initialise(settings, now=INIT_TIME)
+        assert result.admin_token is not None
+        return Template(backend, data_dir, result.admin_token, result.root_fingerprint, pg_name)
+
+    def copy(self, target: Path) -> tuple[Path, str, str | None]:
+        """A fresh copy: (data dir, database URL, PostgreSQL database name)."""
+        data_dir = target / "data"
+        shutil.copytree(self.data_dir, data_dir)
+        if self.pg_name is None:
+            return data_dir, f"sqlite:///{data_dir / 'cardsvc.db'}", None
+        name = unique_name("cardsvc")
+        pg_create(name, template=self.pg_name)
+        return data_dir, pg_url(name), name
+
+    def drop(self) -> None:
+        if self.pg_name is not None:
+            pg_drop(self.pg_name)
+
+
+# --- the wallet side ------------------------------------------------------------------------
+
+def device_key(seed: int) -> Ed25519Signer:
+    return Ed25519Signer(bytes((seed + i) % 256 for i in range(32)), kid="device")
+
+
+def provision_request(code: str, device: Ed25519Signer) -> dict[str, str]:
+    proof = device.sign(provisioning_proof_message(code, device.public_key))
+    return {"provisioning_code": code, "device_key": b64url_encode(device.public_key),
+            "proof": b64url_encode(proof)}
+
+
+def portrait_bytes(fmt: str = "PNG", size: tuple[int, int] = (60, 80)) -> bytes:
+    image = Image.new("RGB", size, (200, 150, 120))
+    for x in range(size[0]):
+        image.putpixel((x, x % size[1]), (10, 20, 30))
+    out = io.BytesIO()
+    image.save(out, format=fmt)
+    return out.getvalue()
+
+
+def verify(
+    state: VerifierState, credential_jws: str, device: Ed25519Signer, *, purpose: str,
+    service: str, now: int,
+) -> VerificationResult:
+    from keys import sign_presentation
+
+    text = sign_presentation(credential_jws, device, proof_time=now, purpose=purpose)
+    return _verify(text, state=state, policy=POLICIES[service], now=now,
+                   replay_cache=MemoryReplayCache())
+
+
+# --- the in-process authority -----------------------------------------------------------------
+
+_person_counter = iter(range(1, 10**9))
+
+
+@dataclass
+class Authority:
+    """An app over a throwaway database, with a fixed clock and an admin token."""
+
+    backend: str
+    settings: Settings
+    database: Database
+    client: TestClient
+    clock: Clock
+    admin_token: str
+    root_fingerprint: str
+    tokens: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def admin(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.admin_token}"}
+
+    def as_role(self, role: str) -> dict[str, str]:
+        """Headers of an officer holding only ``role`` (made once per test)."""
+        if role not in self.tokens:
+            answer = self.client.post("/v1/officers", headers=self.admin,
+                                      json={"name": f"{role} officer", "roles": [role]})
+            assert answer.status_code == 201, answer.text
+            self.tokens[role] = answer.json()["token"]
+        return {"Authorization": f"Bearer {self.tokens[role]}"}
+
+    def enrol(self, expect: int = 201, **overrides: Any) -> dict[str, Any]:
+        n = next(_person_counter)
+        body: dict[str, Any] = {
+            "surname": f"TESTER{_letters(n)}", "given_names": "Alex", "nationality": "NGA",
+            "birth_date": "1985-03-02", "sex": "M",
+            "passport": {"number": f"P{n:07d}", "country": "NGA", "expires": "2031-01-01"},
+            "confirm_new": True,
+        }
+        body.update(overrides)
+        answer = self.client.post("/v1/persons", json=body, headers=self.admin)
+        assert answer.status_code == expect, answer.text
+        return dict(answer.json())
+
+    def issue(self, foreigner_code: str, expect: int = 201, **overrides: Any) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "foreigner_code": foreigner_code,
+            "entitlements": ["healthcare", "education", "social_insurance", "payment"],
+            "valid_until": "2030-12-31",
+        }
+        body.update(overrides)
+        answer = self.client.post("/v1/cards", json=body, headers=self.admin)
+        assert answer.status_code == expect, answer.text
+        return dict(answer.json())
+
+    def provision(self, code: str, device: Ed25519Signer, expect: int = 200) -> dict[str, Any]:
+        answer = self.client.post("/v1/provision", json=provision_request(code, device))
+        assert answer.status_code == expect, answer.text
+        return dict(answer.json())
+
+    def card_with_phone(self, device: Ed25519Signer, **enrol: Any) -> dict[str, Any]:
+        person = self.enrol(**enrol)
+        issued = self.issue(person["foreigner_code"])
+        return self.provision(issued["provisioning_code"], device)
+
+    def state(self) -> VerifierState:
+        """A verifier synced now from this authority's public routes."""
+        now = self.clock.epoch
+        trusted = TrustedSet(root_fingerprint=self.root_fingerprint)
+        trusted.update_trust_list(self.client.get("/v1/trust-list").text, now=now)
+        for entry in self.client.get("/v1/status-lists").json()["status_lists"]:
+            trusted.update_status_list(
+                self.client.get(f"/v1/status-lists/{entry['id']}").text, now=now)
+        return trusted.snapshot()
+
+    def check(self, bundle: dict[str, Any], device: Ed25519Signer, purpose: str = "id",
+              service: str = "counter", state: VerifierState | None = None) -> str:
+        result = verify(state or self.state(), bundle["credentials"][purpose], device,
+                        purpose=purpose, service=service, now=self.clock.epoch)
+        return result.code.value
+
+    def revoke(self, card_number: str, action: str = "revoke", expect: int = 200) -> None:
+        answer = self.client.post(f"/v1/cards/{card_number}/{action}", headers=self.admin,
+                                  json={"reason": "test"})
+        assert answer.status_code == expect, answer.text
+
+
+def _letters(n: int) -> str:
+    out = ""
+    while True:
+        n, rest = divmod(n, 26)
+        out = chr(65 + rest) + out
+        if n == 0:
+            return out
+
+
+@contextmanager
+def authority_from(template: Template, tmp: Path) -> Iterator[Authority]:
+    data_dir, url, pg_name = template.copy(tmp)
+    settings = get_settings(data_dir=data_dir, database_url=url, key_passphrase="test-pass",
+                            public_url="http://testserver")
+    database = Database.from_settings(settings, pool_size=5)
+    clock = Clock()
+    try:
+        with TestClient(create_app(settings, database=database, clock=clock)) as client:
+            yield Authority(template.backend, settings, database, client, clock,
+                            template.admin_token, template.root_fingerprint)
+    finally:
+        database.dispose()
+        if pg_name is not None:
+            pg_drop(pg_name)
+
+
+# --- a real server process ----------------------------------------------------------------------
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def cli(data_dir: Path, env: dict[str, str], *args: str,
+        check: bool = True) -> subprocess.CompletedProcess[str]:
+    done = subprocess.run([str(PYTHON), "-m", "cardsvc", *args, "--data-dir", str(data_dir)],
+                          env=env, capture_output=True, text=True, timeout=60, check=False)
+    if check and done.returncode != 0:
+        raise AssertionError(f"cardsvc {args} failed: {done.stderr}")
+    return done
+
+
+def server_env(database_url: str | None) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CARDSVC_")}
+    env["CARDSVC_KEY_PASSPHRASE"] = "e2e-pass"
+    if database_url:
+        env["CARDSVC_DATABASE_URL"] = database_url
+    return env
+
+
+class ServerProcess:
+    """``cardsvc serve`` in a subprocess on a free port."""
+
+    def __init__(self, data_dir: Path, env: dict[str, str]) -> None:
+        self.data_dir, self.env = data_dir, env
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> ServerProcess:
+        self.process = subprocess.Popen(
+            [str(PYTHON), "-m", "cardsvc", "serve", "--data-dir", str(self.data_dir),
+             "--port", str(self.port)],
+            env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                stderr = self.process.stderr.read() if self.process.stderr else b""
+                raise AssertionError(f"server exited: {stderr.decode(errors='replace')}")
+            try:
+                if httpx.get(self.url + "/v1/health", timeout=1).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                time.sleep(0.05)
+        raise AssertionError("server did not start")
+
+    def kill(self) -> None:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=10)
+        if self.process is not None and self.process.stderr is not None:
+            self.process.stderr.close()
+
+
+def b64(raw: bytes) -> str:
+    return base64.b64encode(raw).decode("ascii")
+
+
+
