@@ -14,6 +14,7 @@ Example::
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import threading
 from dataclasses import dataclass
@@ -26,6 +27,7 @@ from verifier.cache import CacheSnapshot, VerifierCache
 from verifier.check import VerificationResult, verify_presentation
 from verifier.messages import reason
 from verifier.policy import POLICIES, Policy
+from verifier.portraits import PortraitFetcher
 from verifier.qr import ScanError, decode_qr
 from verifier.replay_store import ReplayStoreError, SqliteReplayCache
 
@@ -122,10 +124,12 @@ class Checkpoint:
         *,
         status_grace: int = DEFAULT_STATUS_GRACE,
         trust_grace: int = DEFAULT_TRUST_GRACE,
+        portrait_fetcher: PortraitFetcher | None = None,
     ) -> None:
         if status_grace < 0 or trust_grace < 0:
             raise ValueError("grace periods cannot be negative")
         self.cache = cache
+        self.portrait_fetcher = portrait_fetcher
         self.status_grace = status_grace
         self.trust_grace = trust_grace
         self._lock = threading.Lock()
@@ -194,7 +198,7 @@ class Checkpoint:
         portrait = None
         credential = result.credential
         if result.ok and credential is not None and credential.portrait_digest is not None:
-            portrait = self.cache.portrait(credential.portrait_digest)
+            portrait = self._portrait(credential.portrait_digest)
         return CheckOutcome(
             result=result,
             policy=policy,
@@ -206,7 +210,18 @@ class Checkpoint:
             scan_error=scan_error,
         )
 
+    def _portrait(self, digest: bytes) -> bytes | None:
+        portrait = self.cache.portrait(digest)
+        if portrait is None and self.portrait_fetcher is not None:
+            portrait = self.portrait_fetcher.fetch(digest)  # checked against the digest
+            if portrait is not None:
+                with contextlib.suppress(OSError, ValueError):
+                    self.cache.add_portrait(portrait)
+        return portrait
+
     def close(self) -> None:
+        if self.portrait_fetcher is not None:
+            self.portrait_fetcher.close()
         with self._lock:
             if self._replay is not None:
                 self._replay.close()

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
@@ -42,6 +42,9 @@ from verifier.checkpoint import (
 from verifier.policy import POLICIES
 from verifier.qr import MAX_IMAGE_BYTES
 from verifier.replay_store import ReplayStoreError
+
+if TYPE_CHECKING:
+    from verifier.portraits import PortraitFetcher
 
 __all__ = ["app", "cache_dir", "main", "parse_duration", "parse_time"]
 
@@ -140,6 +143,11 @@ TrustGrace = Annotated[str, typer.Option(
     help="Accept a trust list this long past its exp (e.g. 0, 12h).",
 )]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON object.")]
+PortraitToken = Annotated[Path | None, typer.Option(
+    "--portrait-token-file", envvar="VERIFIER_PORTRAIT_TOKEN_FILE", dir_okay=False,
+    help="A file holding a token with the authority's verifier role: portraits not in the"
+         " cache are then fetched (checked against the card's digest) when online.",
+)]
 
 
 def _fail(code: str, detail: str, *, as_json: bool, lang: str | None = None,
@@ -158,9 +166,31 @@ def _print_json(value: dict[str, Any]) -> None:
     sys.stdout.flush()
 
 
-def _checkpoint(ctx: typer.Context, status_grace: str, trust_grace: str) -> Checkpoint:
-    return Checkpoint(_settings(ctx).cache, status_grace=parse_duration(status_grace),
-                      trust_grace=parse_duration(trust_grace))
+def _checkpoint(ctx: typer.Context, status_grace: str, trust_grace: str,
+                portrait_token_file: Path | None = None, *, as_json: bool = False) -> Checkpoint:
+    cache = _settings(ctx).cache
+    fetcher = None
+    if portrait_token_file is not None:
+        fetcher = _portrait_fetcher(cache, portrait_token_file, as_json=as_json)
+    return Checkpoint(cache, status_grace=parse_duration(status_grace),
+                      trust_grace=parse_duration(trust_grace), portrait_fetcher=fetcher)
+
+
+def _portrait_fetcher(cache: VerifierCache, token_file: Path, *,
+                      as_json: bool) -> PortraitFetcher | None:
+    from verifier.portraits import PortraitFetcher
+
+    try:
+        token = token_file.read_text("utf-8").strip()
+    except (OSError, UnicodeDecodeError) as error:
+        _fail("PORTRAIT_TOKEN", f"cannot read {token_file}: {error}", as_json=as_json)
+    if not token or any(c.isspace() for c in token):
+        _fail("PORTRAIT_TOKEN", f"{token_file} does not hold one token", as_json=as_json)
+    try:
+        server = cache.load().contents.server
+    except CacheError:
+        return None  # the check itself reports the missing cache
+    return None if server is None else PortraitFetcher(server, token)
 
 
 # -- sync --------------------------------------------------------------------------------
@@ -253,6 +283,7 @@ def check(
     )] = None,
     status_grace: StatusGrace = f"{DEFAULT_STATUS_GRACE}",
     trust_grace: TrustGrace = f"{DEFAULT_TRUST_GRACE}",
+    portrait_token_file: PortraitToken = None,
 ) -> None:
     """Check one QR code offline: ACCEPTED (exit 0) or REFUSED (exit 1) with the reason."""
     language = None if lang is None else lang.value
@@ -261,7 +292,8 @@ def check(
         _fail("BAD_INPUT", "give exactly one of --text STRING, --image FILE or -",
               as_json=as_json, lang=language)
     now = _now(at)
-    checkpoint = _checkpoint(ctx, status_grace, trust_grace)
+    checkpoint = _checkpoint(ctx, status_grace, trust_grace, portrait_token_file,
+                             as_json=as_json)
     try:
         outcome = _run_check(checkpoint, service, now, text=text, image=image,
                              from_stdin=stdin is not None, as_json=as_json, lang=language)
@@ -357,13 +389,23 @@ def serve(
     port: Annotated[int, typer.Option(help="Port.")] = 8765,
     status_grace: StatusGrace = f"{DEFAULT_STATUS_GRACE}",
     trust_grace: TrustGrace = f"{DEFAULT_TRUST_GRACE}",
+    portrait_token_file: PortraitToken = None,
 ) -> None:
     """The counter page for staff: scan with a camera or upload a picture."""
+    import ipaddress
+
     import uvicorn
 
     from verifier.web import create_app
 
-    checkpoint = _checkpoint(ctx, status_grace, trust_grace)
+    checkpoint = _checkpoint(ctx, status_grace, trust_grace, portrait_token_file)
+    try:
+        local = ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        local = host == "localhost"
+    if not local:
+        _err.print("[bold yellow]warning:[/] the counter page has no login; anyone who can"
+                   f" reach {host}:{port} can check codes and see holders' data.")
     _err.print(f"counter page on http://{host}:{port}/  (cache {checkpoint.cache.directory})")
     uvicorn.run(create_app(checkpoint), host=host, port=port, log_level="warning")
 

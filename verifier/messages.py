@@ -126,6 +126,8 @@ TOOL_REASONS: MappingProxyType[str, Bilingual] = MappingProxyType({
                                   "无法读取该图片文件。"),
     "FILE_NOT_FOUND": Bilingual("The file does not exist or cannot be read.",
                                 "文件不存在或无法读取。"),
+    "PORTRAIT_TOKEN": Bilingual("The portrait token file cannot be used.",
+                                "无法使用照片令牌文件。"),
     "BAD_PORTRAIT": Bilingual("Not a portrait image (JPEG or PNG expected).",
                               "不是人像照片（需要 JPEG 或 PNG）。"),
 })

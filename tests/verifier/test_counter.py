@@ -6,17 +6,21 @@ from __future__ import annotations
 import io
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 from PIL import Image, ImageDraw
+from test_sync_authority import FakeAuthority, running, unused_url
 
-from schemas import STATUS_REVOKED, Purpose, StatusRef
+from schemas import STATUS_REVOKED, Purpose, StatusRef, b64url_encode
 from schemas.credential import portrait_digest
 from schemas.qr import presentation_qr
 from support import NOW, ROOT_FINGERPRINT, World, present
 from verifier.cache import CacheContents, CachedList, VerifierCache
 from verifier.checkpoint import Checkpoint
+from verifier.portraits import PortraitFetcher
+from verifier.sync import sync_cache
 from verifier.web import create_app
 
 REVOKED_INDEX = 777
@@ -208,3 +212,88 @@ def test_a_sync_is_picked_up_without_a_restart(cache: VerifierCache) -> None:
     again = present(Purpose.SVC, status=StatusRef("1", 4242))
     answer = client.post("/api/check", data={"service": "hospital", "text": again}).json()
     assert answer["code"] == "REVOKED"
+
+
+# -- portraits fetched online (DESIGN.md section 5) ---------------------------------------
+
+def _synced_with_portraits(tmp_path: Path, authority: FakeAuthority) -> VerifierCache:
+    cache = VerifierCache(tmp_path / "online")
+    sync_cache(cache, server=authority.url, root_fingerprint=ROOT_FINGERPRINT, now=NOW)
+    return cache
+
+
+def _answer(checkpoint: Checkpoint, digest: bytes, proof_time: int) -> dict[str, Any]:
+    client = TestClient(create_app(checkpoint, clock=lambda: NOW))
+    text = present(Purpose.ID, portrait_digest=digest, proof_time=proof_time)
+    answer: dict[str, Any] = client.post("/api/check",
+                                         data={"service": "counter", "text": text}).json()
+    return answer
+
+
+def test_a_portrait_is_fetched_checked_and_kept(tmp_path: Path) -> None:
+    digest = portrait_digest(PORTRAIT)
+    authority = FakeAuthority(portraits={b64url_encode(digest): PORTRAIT})
+    with running(authority):
+        cache = _synced_with_portraits(tmp_path, authority)
+        fetcher = PortraitFetcher(authority.url, authority.portrait_token)
+        answer = _answer(Checkpoint(cache, portrait_fetcher=fetcher), digest, NOW)
+    assert answer["portrait"] == "available" and answer["portrait_url"]
+    assert cache.portrait(digest) == PORTRAIT  # kept for when the network is gone
+
+
+@pytest.mark.parametrize("trouble", ["wrong-image", "wrong-token", "not-there"])
+def test_a_portrait_that_does_not_match_is_not_shown(tmp_path: Path, trouble: str) -> None:
+    digest = portrait_digest(PORTRAIT)
+    served = {"wrong-image": {b64url_encode(digest): PORTRAIT + b"x"}}.get(trouble, {})
+    if trouble == "wrong-token":
+        served = {b64url_encode(digest): PORTRAIT}
+    authority = FakeAuthority(portraits=served)
+    with running(authority):
+        cache = _synced_with_portraits(tmp_path, authority)
+        token = "stolen" if trouble == "wrong-token" else authority.portrait_token
+        fetcher = PortraitFetcher(authority.url, token)
+        answer = _answer(Checkpoint(cache, portrait_fetcher=fetcher), digest, NOW)
+    assert answer["ok"] and answer["portrait"] == "not_cached"
+    assert answer["portrait_url"] is None and cache.portrait(digest) is None
+
+
+def test_offline_the_fetcher_rests_instead_of_waiting(tmp_path: Path) -> None:
+    with running(FakeAuthority()) as authority:
+        cache = _synced_with_portraits(tmp_path, authority)
+    calls: list[int] = []
+
+    def clock() -> float:
+        calls.append(1)
+        return 1000.0
+
+    fetcher = PortraitFetcher(unused_url(), "verifier-token", monotonic=clock)
+    checkpoint = Checkpoint(cache, portrait_fetcher=fetcher)
+    digest = portrait_digest(PORTRAIT)
+    assert _answer(checkpoint, digest, NOW)["portrait"] == "not_cached"
+    assert _answer(checkpoint, digest, NOW - 1)["portrait"] == "not_cached"
+    assert fetcher.fetch(digest) is None
+    assert len(calls) == 4  # the first failure set a rest; later calls only read the clock
+
+
+def test_the_cli_fetches_portraits_with_a_token_file(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from verifier.cli import app
+
+    digest = portrait_digest(PORTRAIT)
+    authority = FakeAuthority(portraits={b64url_encode(digest): PORTRAIT})
+    token_file = tmp_path / "token"
+    token_file.write_text(authority.portrait_token + "\n")
+    runner = CliRunner()
+    text = present(Purpose.ID, portrait_digest=digest)
+    with running(authority):
+        cache = _synced_with_portraits(tmp_path, authority)
+        result = runner.invoke(app, ["--cache", str(cache.directory), "check", "--as", "counter",
+                                     "--json", "--at", str(NOW), "--text", text,
+                                     "--portrait-token-file", str(token_file)])
+    assert result.exit_code == 0 and '"portrait": "available"' in result.output
+    assert authority.portrait_token not in result.output
+    missing = runner.invoke(app, ["--cache", str(cache.directory), "check", "--as", "counter",
+                                  "--text", text, "--portrait-token-file",
+                                  str(tmp_path / "none")])
+    assert missing.exit_code == 2 and "PORTRAIT_TOKEN" in missing.output

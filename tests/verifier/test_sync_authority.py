@@ -35,6 +35,9 @@ class FakeAuthority:
     # Replace what is served (e.g. a tampered JWT): name -> body; names "trust-list", "1", ...
     override: dict[str, str] = field(default_factory=dict)
     down: bool = False  # answer 503 to everything
+    # GET /v1/portraits/{pd} with "Authorization: Bearer <portrait_token>": pd -> image
+    portraits: dict[str, bytes] = field(default_factory=dict)
+    portrait_token: str = "verifier-token"
     requests: list[tuple[str, int, int]] = field(default_factory=list)  # path, status, bytes
     url: str = ""
 
@@ -74,6 +77,15 @@ class FakeAuthority:
             if list_id not in self.list_ids:
                 return self._log(request, Response(status_code=404))
             return signed(request, list_id, "application/statuslist+jwt")
+
+        @app.get("/v1/portraits/{digest}")
+        def portrait(request: Request, digest: str) -> Response:
+            if request.headers.get("authorization") != f"Bearer {self.portrait_token}":
+                return self._log(request, Response(status_code=401))
+            image = self.portraits.get(digest)
+            if image is None:
+                return self._log(request, Response(status_code=404))
+            return self._log(request, Response(image, media_type="image/jpeg"))
 
         return app
 
