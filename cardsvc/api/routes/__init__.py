@@ -11,6 +11,8 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from cardsvc.api.routes import admin, audit, cards, meta, persons, publication, wallet
+from cardsvc.console import router as console_router
+from cardsvc.payments import routes as payments
 
 __all__ = ["ROUTERS"]
 
@@ -22,4 +24,6 @@ ROUTERS: list[APIRouter] = [
     audit.router,
     admin.router,
     meta.router,
+    payments.router,
+    console_router,  # the officer console, at /
 ]

@@ -1,0 +1,112 @@
+"""The authority checks a pay code with the verifier library against its own live state.
+
+The trust list is built from the issuer keys in the database (a compromised key counts
+at once). The status comes from the card's status entry, read after the card's balance
+row is locked: the first pass lets every status through, because the list and index
+are known only once the issuer signature has passed; when the entry is not valid the
+code is checked again with that status. The answer is therefore exactly the one an
+offline verifier with a perfectly fresh list would give (same checks, same order).
+
+Replay is not checked here (``replay_cache=None``): the payments table charges each
+pay code once, with a unique key written in the same transaction as the debit.
+
+Example::
+
+    trust = authority_trust(session, issuer="CN-YW", now=now)
+    first = verify_any_status(text, trust=trust, now=now)
+    result = verify_live_status(session, text, trust=trust, first=first, now=now)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from types import MappingProxyType
+
+from sqlalchemy.orm import Session
+
+from cardsvc.models import StatusEntry
+from cardsvc.services.trust import issuer_keys
+from schemas import STATUS_VALID, StatusList, StatusListClaims, TrustListClaims
+from schemas.presentation import decode_presentation
+from verifier import POLICIES, VerificationResult, VerifierState, replay_key, verify_presentation
+
+__all__ = [
+    "PAYMENT_POLICY",
+    "authority_trust",
+    "pay_code_replay_key",
+    "verify_any_status",
+    "verify_live_status",
+]
+
+PAYMENT_POLICY = POLICIES["payment"]
+_LIFETIME = 86_400
+
+
+class _EveryIndexValid(StatusList):
+    """A status list in which every index reads as valid (the first pass)."""
+
+    __slots__ = ()
+
+    def __init__(self) -> None:
+        super().__init__(bytearray(), 2)
+
+    def get(self, index: int) -> int:
+        if index < 0:
+            raise IndexError(index)
+        return STATUS_VALID
+
+
+class _EveryListValid(Mapping[str, StatusListClaims]):
+    def __init__(self, now: int) -> None:
+        self._now = now
+
+    def __getitem__(self, list_id: str) -> StatusListClaims:
+        return StatusListClaims(list_id, "", self._now - 1, self._now + _LIFETIME, _LIFETIME,
+                                _EveryIndexValid())
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(())
+
+    def __len__(self) -> int:
+        return 0
+
+
+def authority_trust(session: Session, *, issuer: str, now: int) -> TrustListClaims:
+    """The issuer keys as they stand in the database, as a trust list valid around ``now``."""
+    return TrustListClaims(issuer, 0, now - 1, now + _LIFETIME, issuer_keys(session))
+
+
+def verify_any_status(
+    unverified_pay_code: str, *, trust: TrustListClaims, now: int
+) -> VerificationResult:
+    state = VerifierState(trust, _EveryListValid(now), MappingProxyType(trust.keys_by_kid))
+    return verify_presentation(unverified_pay_code, state=state, policy=PAYMENT_POLICY,
+                               now=now, replay_cache=None)
+
+
+def verify_live_status(
+    session: Session, unverified_pay_code: str, *, trust: TrustListClaims,
+    first: VerificationResult, now: int,
+) -> VerificationResult:
+    """``first`` again, with the card's status entry as it is now in the database."""
+    credential = first.credential
+    if credential is None:
+        return first
+    ref = credential.status
+    entry = session.get(StatusEntry, (ref.list_id, ref.index))
+    if entry is not None and entry.status == STATUS_VALID:
+        return first
+    statuses = StatusList.empty(0)  # an index unknown here reads as STATUS_UNAVAILABLE
+    if entry is not None:
+        statuses = StatusList.empty(ref.index + 1)
+        statuses.set(ref.index, entry.status)
+    lists = {ref.list_id: StatusListClaims(ref.list_id, "", now - 1, now + _LIFETIME,
+                                           _LIFETIME, statuses)}
+    return verify_presentation(unverified_pay_code, state=VerifierState.of(trust, lists),
+                               policy=PAYMENT_POLICY, now=now, replay_cache=None)
+
+
+def pay_code_replay_key(verified_pay_code: str) -> bytes:
+    """The replay key of a pay code that has passed verification."""
+    parts = decode_presentation(verified_pay_code)
+    return replay_key(parts.signature, parts.proof_time)

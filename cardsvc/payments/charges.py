@@ -1,0 +1,361 @@
+"""Money movements: top-ups, online charges, offline settlement and refunds.
+
+Each function runs inside the caller's transaction and returns the answer to send,
+which is stored under the caller's idempotency key in that same transaction: the same
+key and request give the same answer and never move money twice. A refusal raises a
+DomainError before anything is written.
+
+Concurrency: every movement locks the card's balance row first (SELECT ... FOR UPDATE on
+PostgreSQL; SQLite's BEGIN IMMEDIATE already serializes writers), and only then reads
+the idempotency record, the pay code's replay key and the card's status. Two terminals
+charging one card therefore queue on that row; the balance can never go below zero (a
+CHECK constraint backs the check), and of two charges of one pay code exactly one wins.
+
+Example::
+
+    ctx = PaymentContext(keyring, issuer="CN-YW")
+    answer = charge_online(session, pay_code=text, amount_fen=1250, idempotency_key="k1",
+                           terminal=terminal, ctx=ctx, now=now)
+    answer.status_code, answer.body["payment_id"], answer.body["receipt"]
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from cardsvc.models import Card, Officer
+from cardsvc.payments._idempotency import Answer, find_answer, request_hash, store_answer
+from cardsvc.payments._paycode import (
+    authority_trust,
+    pay_code_replay_key,
+    verify_any_status,
+    verify_live_status,
+)
+from cardsvc.payments.ledger import (
+    cash_account,
+    credit_card,
+    debit_card,
+    lock_card_balance,
+    merchant_account,
+    post,
+)
+from cardsvc.payments.models import DoubleSpend, Payment, Refund, Terminal, TopUp
+from cardsvc.payments.receipts import Receipt, sign_receipt
+from cardsvc.services._locking import for_update
+from cardsvc.services.audit import Actor, append_audit
+from cardsvc.services.cards import change_card_state, get_card
+from cardsvc.services.errors import Conflict, Invalid, NotFound, PaymentRefused
+from cardsvc.services.trust import Keyring, active_signer
+from schemas import b64url_encode
+from verifier.terminal import MAX_AMOUNT_FEN
+
+__all__ = [
+    "ACCEPTED_AT_LEEWAY_SECONDS",
+    "MAX_AMOUNT_FEN",
+    "OFFLINE_SETTLEMENT_DAYS",
+    "OfflinePayment",
+    "PaymentContext",
+    "charge_online",
+    "refund_payment",
+    "settle_offline",
+    "top_up",
+]
+
+OFFLINE_SETTLEMENT_DAYS = 30  # an offline payment older than this is not settled
+ACCEPTED_AT_LEEWAY_SECONDS = 300  # a terminal clock ahead of ours by at most this
+
+
+@dataclass(frozen=True, slots=True)
+class PaymentContext:
+    """What payments need besides the database: the signing keys and the issuer name."""
+
+    keyring: Keyring
+    issuer: str = "CN-YW"
+
+
+@dataclass(frozen=True, slots=True)
+class OfflinePayment:
+    """One pay code a terminal accepted offline, as uploaded."""
+
+    pay_code: str
+    amount_fen: int
+    accepted_at: datetime
+    idempotency_key: str
+
+
+def _new_id(prefix: str) -> str:
+    return f"{prefix}_{secrets.token_hex(10)}"
+
+
+def _check_amount(amount_fen: int) -> None:
+    if type(amount_fen) is not int or not 0 < amount_fen <= MAX_AMOUNT_FEN:
+        raise Invalid("INVALID_AMOUNT", f"amount_fen is an integer from 1 to {MAX_AMOUNT_FEN}")
+
+
+def _epoch(moment: datetime) -> int:
+    return int(moment.timestamp())
+
+
+def _sign(session: Session, ctx: PaymentContext, receipt: Receipt) -> str:
+    return sign_receipt(receipt, active_signer(session, keyring=ctx.keyring))
+
+
+# -- top-ups ----------------------------------------------------------------------------------
+
+def top_up(
+    session: Session, *, card_number: str, amount_fen: int, idempotency_key: str,
+    cashier: Officer, now: datetime,
+) -> Answer:
+    """Money paid in at a cashier's desk; an outstanding overdraft is repaid first."""
+    _check_amount(amount_fen)
+    digest = request_hash("topup", {"card_number": card_number, "amount_fen": amount_fen})
+    card = get_card(session, card_number=card_number)
+    row = lock_card_balance(session, card_id=card.id, now=now, create=True)
+    assert row is not None
+    stored = find_answer(session, officer_id=cashier.id, key=idempotency_key, digest=digest)
+    if stored is not None:
+        return stored
+    if card.state == "revoked":
+        raise Conflict("CARD_REVOKED", "a revoked card cannot be topped up")
+    topup_id = _new_id("top")
+    owed_before = row.overdraft_fen
+    legs = [(cash_account(session, now=now), amount_fen),
+            *credit_card(session, row, amount_fen, now=now)]
+    txn = post(session, kind="topup", reference=topup_id, card_id=card.id, legs=legs, now=now)
+    repaid = owed_before - row.overdraft_fen
+    session.add(TopUp(id=topup_id, card_id=card.id, amount_fen=amount_fen,
+                      overdraft_repaid_fen=repaid, officer_id=cashier.id, created_at=now,
+                      transaction_id=txn.id))
+    body = {"topup_id": topup_id, "card_number": card.card_number, "amount_fen": amount_fen,
+            "overdraft_repaid_fen": repaid, "balance_fen": row.balance_fen,
+            "overdraft_fen": row.overdraft_fen, "posted_at": now.isoformat()}
+    append_audit(session, actor=Actor.for_officer(cashier), action="account.topped_up",
+                 subject=card.card_number,
+                 details={"topup_id": topup_id, "amount_fen": amount_fen,
+                          "overdraft_repaid_fen": repaid}, now=now)
+    return store_answer(session, officer_id=cashier.id, key=idempotency_key, digest=digest,
+                        answer=Answer(201, body), now=now)
+
+
+# -- online charges ---------------------------------------------------------------------------
+
+def charge_online(
+    session: Session, *, pay_code: str, amount_fen: int, idempotency_key: str,
+    terminal: Terminal, ctx: PaymentContext, now: datetime,
+) -> Answer:
+    """Verify the pay code (payment policy, live status), charge it once, sign a receipt.
+
+    Refusals: Invalid with the verifier's code (422), Conflict PAY_CODE_USED (409),
+    PaymentRefused INSUFFICIENT_FUNDS (402), Conflict IDEMPOTENCY_KEY_REUSED (409).
+    """
+    _check_amount(amount_fen)
+    digest = request_hash("payment", {"pay_code": pay_code, "amount_fen": amount_fen})
+    officer_id = terminal.officer_id
+    epoch = _epoch(now)
+    trust = authority_trust(session, issuer=ctx.issuer, now=epoch)
+    first = verify_any_status(pay_code, trust=trust, now=epoch)
+    credential = first.credential
+    card = None if credential is None else session.scalar(
+        select(Card).where(Card.card_number == credential.card_number))
+    row = None if card is None else lock_card_balance(session, card_id=card.id, now=now,
+                                                      create=False)
+    stored = find_answer(session, officer_id=officer_id, key=idempotency_key, digest=digest)
+    if stored is not None:
+        return stored
+    result = verify_live_status(session, pay_code, trust=trust, first=first, now=epoch)
+    if not result.ok or credential is None:
+        raise Invalid(result.code.value, result.detail or "the pay code was refused")
+    if card is None:
+        raise NotFound("CARD_NOT_FOUND", "the pay code names no card of this authority")
+    key = pay_code_replay_key(pay_code)
+    if session.scalar(select(Payment.id).where(Payment.replay_key == key.hex())) is not None:
+        raise Conflict("PAY_CODE_USED", "this pay code has already been charged")
+    if row is None or row.balance_fen < amount_fen:
+        raise PaymentRefused("INSUFFICIENT_FUNDS", "the card's balance is too low")
+    payment_id = _new_id("pay")
+    card_legs, _ = debit_card(session, row, amount_fen, now=now, allow_overdraft=False)
+    legs = [*card_legs,
+            (merchant_account(session, merchant_id=terminal.merchant_id, now=now), -amount_fen)]
+    txn = post(session, kind="charge", reference=payment_id, card_id=card.id, legs=legs,
+               now=now)
+    receipt = _sign(session, ctx, Receipt(
+        payment_id, "payment", payment_id, ctx.issuer, card.card_number, terminal.merchant_id,
+        terminal.id, amount_fen, row.balance_fen, 0, "online", epoch, epoch,
+        b64url_encode(key)))
+    session.add(Payment(id=payment_id, card_id=card.id, merchant_id=terminal.merchant_id,
+                        terminal_id=terminal.id, mode="online", amount_fen=amount_fen,
+                        refunded_fen=0, overdraft_fen=0, balance_after_fen=row.balance_fen,
+                        replay_key=key.hex(), proof_time=result.proof_time or epoch,
+                        accepted_at=now, settled_at=now, transaction_id=txn.id,
+                        receipt=receipt))
+    body = {"payment_id": payment_id, "status": "accepted", "mode": "online",
+            "card_number": card.card_number, "amount_fen": amount_fen,
+            "balance_fen": row.balance_fen, "merchant_id": terminal.merchant_id,
+            "terminal_id": terminal.id, "settled_at": now.isoformat(), "receipt": receipt}
+    return store_answer(session, officer_id=officer_id, key=idempotency_key, digest=digest,
+                        answer=Answer(201, body), now=now)
+
+
+# -- offline settlement -----------------------------------------------------------------------
+
+def _refused(item: OfflinePayment, code: str) -> Answer:
+    return Answer(200, {"idempotency_key": item.idempotency_key, "outcome": "refused",
+                        "code": code})
+
+
+def settle_offline(
+    session: Session, *, item: OfflinePayment, terminal: Terminal, ctx: PaymentContext,
+    now: datetime,
+) -> Answer:
+    """Settle one payment a terminal accepted offline; refusals are answers, not errors.
+
+    The code is verified as of ``accepted_at`` (the terminal trusted the card's status
+    then; the status now does not undo an offline acceptance). A pay code charged before
+    is a double spend: recorded, not charged, and the card is suspended, unless the same
+    terminal sends the same sale again (an online attempt that timed out, then queued).
+    A balance too low is charged anyway, the missing part recorded as an overdraft, and
+    the card is suspended.
+    """
+    _check_amount(item.amount_fen)
+    accepted = _epoch(item.accepted_at)
+    digest = request_hash("offline", {"pay_code": item.pay_code, "amount_fen": item.amount_fen,
+                                      "accepted_at": accepted})
+    officer_id = terminal.officer_id
+    stored = find_answer(session, officer_id=officer_id, key=item.idempotency_key,
+                         digest=digest)
+    if stored is not None:
+        return stored
+    epoch = _epoch(now)
+    if not (epoch - OFFLINE_SETTLEMENT_DAYS * 86_400 <= accepted
+            <= epoch + ACCEPTED_AT_LEEWAY_SECONDS):
+        return _refused(item, "ACCEPTED_AT_OUT_OF_RANGE")
+    result = verify_any_status(item.pay_code, trust=authority_trust(
+        session, issuer=ctx.issuer, now=accepted), now=accepted)
+    credential = result.credential
+    if not result.ok or credential is None:
+        return _refused(item, result.code.value)
+    if item.amount_fen > min(terminal.offline_floor_fen, credential.offline_limit_fen or 0):
+        return _refused(item, "OFFLINE_LIMIT_EXCEEDED")
+    card = session.scalar(select(Card).where(Card.card_number == credential.card_number))
+    if card is None:
+        return _refused(item, "CARD_NOT_FOUND")
+    row = lock_card_balance(session, card_id=card.id, now=now, create=True)
+    assert row is not None
+    stored = find_answer(session, officer_id=officer_id, key=item.idempotency_key,
+                         digest=digest)
+    if stored is not None:
+        return stored
+    key = pay_code_replay_key(item.pay_code)
+    original = session.scalar(select(Payment).where(Payment.replay_key == key.hex()))
+    base = {"idempotency_key": item.idempotency_key, "card_number": card.card_number,
+            "amount_fen": item.amount_fen}
+    actor = Actor(f"officer:{officer_id}", officer_id)
+    if original is not None:
+        if original.terminal_id == terminal.id and original.amount_fen == item.amount_fen:
+            body = {**base, "outcome": "settled", "code": None, "payment_id": original.id,
+                    "same_sale": True, "balance_fen": original.balance_after_fen,
+                    "overdraft_fen": original.overdraft_fen, "card_suspended": False,
+                    "receipt": original.receipt}
+            return store_answer(session, officer_id=officer_id, key=item.idempotency_key,
+                                digest=digest, answer=Answer(200, body), now=now)
+        # The holder's code was taken twice only if two terminals took it.
+        suspend = original.terminal_id != terminal.id and card.state == "active"
+        session.add(DoubleSpend(replay_key=key.hex(), original_payment_id=original.id,
+                                card_id=card.id, merchant_id=terminal.merchant_id,
+                                terminal_id=terminal.id, amount_fen=item.amount_fen,
+                                accepted_at=item.accepted_at, detected_at=now,
+                                card_suspended=suspend))
+        if suspend:
+            _suspend(session, card, f"offline double spend of payment {original.id}", actor,
+                     now)
+        body = {**base, "outcome": "double_spend", "code": "DOUBLE_SPEND",
+                "original_payment_id": original.id, "card_suspended": suspend}
+        return store_answer(session, officer_id=officer_id, key=item.idempotency_key,
+                            digest=digest, answer=Answer(200, body), now=now)
+    payment_id = _new_id("pay")
+    card_legs, overdraft = debit_card(session, row, item.amount_fen, now=now,
+                                      allow_overdraft=True)
+    legs = [*card_legs, (merchant_account(session, merchant_id=terminal.merchant_id, now=now),
+                         -item.amount_fen)]
+    txn = post(session, kind="charge", reference=payment_id, card_id=card.id, legs=legs,
+               now=now)
+    receipt = _sign(session, ctx, Receipt(
+        payment_id, "payment", payment_id, ctx.issuer, card.card_number, terminal.merchant_id,
+        terminal.id, item.amount_fen, row.balance_fen, overdraft, "offline", epoch, accepted,
+        b64url_encode(key)))
+    session.add(Payment(id=payment_id, card_id=card.id, merchant_id=terminal.merchant_id,
+                        terminal_id=terminal.id, mode="offline", amount_fen=item.amount_fen,
+                        refunded_fen=0, overdraft_fen=overdraft,
+                        balance_after_fen=row.balance_fen, replay_key=key.hex(),
+                        proof_time=result.proof_time or accepted, accepted_at=item.accepted_at,
+                        settled_at=now, transaction_id=txn.id, receipt=receipt))
+    suspend = overdraft > 0 and card.state == "active"
+    if suspend:
+        _suspend(session, card, f"offline overdraft of {overdraft} fen (payment {payment_id})",
+                 actor, now)
+    body = {**base, "outcome": "settled", "code": None, "payment_id": payment_id,
+            "same_sale": False, "balance_fen": row.balance_fen, "overdraft_fen": overdraft,
+            "card_suspended": suspend, "receipt": receipt}
+    return store_answer(session, officer_id=officer_id, key=item.idempotency_key,
+                        digest=digest, answer=Answer(200, body), now=now)
+
+
+def _suspend(session: Session, card: Card, reason: str, actor: Actor, now: datetime) -> None:
+    """Through the card service: the status entry changes in this same transaction."""
+    change_card_state(session, card_number=card.card_number, action="suspend", reason=reason,
+                      actor=actor, now=now)
+
+
+# -- refunds ----------------------------------------------------------------------------------
+
+def refund_payment(
+    session: Session, *, payment_id: str, amount_fen: int, reason: str, idempotency_key: str,
+    officer: Officer, terminal: Terminal | None, ctx: PaymentContext, now: datetime,
+) -> Answer:
+    """Give back up to what is left of a payment; a terminal refunds its merchant's only."""
+    _check_amount(amount_fen)
+    reason = " ".join(reason.split())[:200]
+    digest = request_hash("refund", {"payment_id": payment_id, "amount_fen": amount_fen,
+                                     "reason": reason})
+    found = session.get(Payment, payment_id) if len(payment_id) <= 32 else None
+    if found is None or (terminal is not None and found.merchant_id != terminal.merchant_id):
+        raise NotFound("PAYMENT_NOT_FOUND", "no payment with this id at this merchant")
+    row = lock_card_balance(session, card_id=found.card_id, now=now, create=True)
+    assert row is not None
+    stored = find_answer(session, officer_id=officer.id, key=idempotency_key, digest=digest)
+    if stored is not None:
+        return stored
+    payment = session.scalars(for_update(select(Payment).where(Payment.id == payment_id))).one()
+    left = payment.amount_fen - payment.refunded_fen
+    if amount_fen > left:
+        raise Conflict("REFUND_EXCEEDS_PAYMENT", "refunds cannot exceed the payment",
+                       refundable_fen=left)
+    refund_id = _new_id("rfd")
+    legs = [(merchant_account(session, merchant_id=payment.merchant_id, now=now), amount_fen),
+            *credit_card(session, row, amount_fen, now=now)]
+    txn = post(session, kind="refund", reference=refund_id, card_id=payment.card_id,
+               legs=legs, now=now)
+    payment.refunded_fen += amount_fen
+    session.add(Refund(id=refund_id, payment_id=payment.id, merchant_id=payment.merchant_id,
+                       amount_fen=amount_fen, reason=reason, officer_id=officer.id,
+                       created_at=now, transaction_id=txn.id))
+    card_number = session.get_one(Card, payment.card_id).card_number
+    epoch = _epoch(now)
+    receipt = _sign(session, ctx, Receipt(
+        refund_id, "refund", payment.id, ctx.issuer, card_number, payment.merchant_id,
+        payment.terminal_id, amount_fen, row.balance_fen, 0, payment.mode, epoch,
+        _epoch(payment.accepted_at), b64url_encode(bytes.fromhex(payment.replay_key))))
+    body = {"refund_id": refund_id, "payment_id": payment.id, "amount_fen": amount_fen,
+            "refunded_total_fen": payment.refunded_fen, "card_number": card_number,
+            "balance_fen": row.balance_fen, "overdraft_fen": row.overdraft_fen,
+            "posted_at": now.isoformat(), "receipt": receipt}
+    append_audit(session, actor=Actor.for_officer(officer), action="payment.refunded",
+                 subject=payment.id, details={"refund_id": refund_id, "amount_fen": amount_fen,
+                                              "reason": reason}, now=now)
+    return store_answer(session, officer_id=officer.id, key=idempotency_key, digest=digest,
+                        answer=Answer(201, body), now=now)

@@ -1,0 +1,22 @@
+"""Receipts: compact JWS (``typ`` fmc-receipt+jwt, EdDSA) signed by the authority's active
+issuer key, so a terminal checks them offline against the trust list it synced
+(:func:`verifier.terminal.verify_receipt`; the format is defined there).
+
+Example::
+
+    jwt = sign_receipt(Receipt(...), signer)
+    assert verify_receipt(jwt, trust_list=trust_list).amount_fen == 1250
+"""
+
+from __future__ import annotations
+
+from keys import Signer, sign_compact
+from schemas._jose import dump_json
+from verifier.terminal import RECEIPT_TYP, Receipt, verify_receipt
+
+__all__ = ["RECEIPT_TYP", "Receipt", "sign_receipt", "verify_receipt"]
+
+
+def sign_receipt(receipt: Receipt, signer: Signer) -> str:
+    header = {"alg": "EdDSA", "kid": signer.kid, "typ": RECEIPT_TYP}
+    return sign_compact(header, dump_json(receipt.to_payload()), signer)
