@@ -149,6 +149,7 @@
       showProblem({});
     } finally {
       busy = false;
+      if (!stream) $("text-input").focus(); // ready for the next USB-scanner code
     }
   }
 
