@@ -48,6 +48,11 @@ def _perspective_coefficients(source: list[tuple[float, float]],
     return [rows[i][n] / rows[i][i] for i in range(n)]
 
 
+def _noise(size: tuple[int, int], rng: random.Random) -> Image.Image:
+    """Sensor noise from the seeded generator (PIL's effect_noise is not reproducible)."""
+    return Image.frombytes("L", size, rng.randbytes(size[0] * size[1]))
+
+
 def camera_photo(text: str, rng: random.Random) -> bytes:
     """A phone screen showing the QR, photographed: tilt, rotation, blur, glare, noise, JPEG."""
     qr = presentation_qr(text, box_size=rng.randint(4, 8)).make_image().get_image().convert("L")
@@ -82,8 +87,7 @@ def camera_photo(text: str, rng: random.Random) -> bytes:
              .resize(frame.size, Image.Resampling.BICUBIC).filter(ImageFilter.GaussianBlur(8)))
     frame = Image.composite(Image.new("L", frame.size, 255), frame,
                             glare.point(lambda p: int(p * rng.uniform(0.1, 0.3))))
-    noise = Image.effect_noise(frame.size, rng.uniform(10, 30))
-    frame = Image.blend(frame, noise, rng.uniform(0.06, 0.12))
+    frame = Image.blend(frame, _noise(frame.size, rng), rng.uniform(0.06, 0.12))
     tint = (rng.uniform(0.85, 1.0), rng.uniform(0.9, 1.0), 1.0)  # a bluish screen
     color = Image.merge("RGB", [frame.point(lambda p, t=t: int(p * t)) for t in tint])
     out = io.BytesIO()
@@ -166,7 +170,7 @@ def _low_contrast_picture(text: str, rng: random.Random) -> bytes:
     image = presentation_qr(text, box_size=rng.randint(3, 6)).make_image().get_image().convert("L")
     image = image.filter(ImageFilter.GaussianBlur(rng.uniform(0.5, 2.0)))
     image = ImageEnhance.Contrast(image).enhance(rng.uniform(0.1, 0.4))
-    image = Image.blend(image, Image.effect_noise(image.size, 40), rng.uniform(0.1, 0.3))
+    image = Image.blend(image, _noise(image.size, rng), rng.uniform(0.1, 0.3))
     out = io.BytesIO()
     image.convert("RGB").save(out, "JPEG", quality=40)
     return out.getvalue()
