@@ -1,0 +1,229 @@
+"""Test kit for the officer console: an initialised authority with one officer per role,
+an in-process app with a fixed clock, signed-in HTTP clients, portraits, and a real
+``cardsvc serve`` process for the browser tests.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+from PIL import Image, ImageDraw
+
+from cardsvc.api import create_app
+from cardsvc.db import Database
+from cardsvc.services.audit import Actor
+from cardsvc.services.bootstrap import initialise
+from cardsvc.services.officers import create_officer
+from cardsvc.settings import Settings, get_settings
+
+REPO = Path(__file__).resolve().parents[2]
+BIN = REPO / ".venv" / "bin"
+SCREENSHOTS = REPO / "test-output" / "console"
+NOW = datetime(2027, 1, 15, 8, 0, tzinfo=UTC)  # tests.support.NOW
+ROLES = ("registrar", "supervisor", "auditor", "cashier")
+CSRF_RE = re.compile(r'name="csrf" value="([^"]*)"')
+
+
+class Clock:
+    def __init__(self, now: datetime = NOW) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += timedelta(seconds=seconds)
+
+
+def add_officers(settings: Settings, now: datetime) -> dict[str, str]:
+    """One officer per role (plus one holding both registrar and supervisor): their tokens."""
+    database = Database.from_settings(settings)
+    try:
+        def work(session: Any) -> dict[str, str]:
+            tokens = {}
+            for role in ROLES:
+                _, tokens[role] = create_officer(session, name=f"Officer {role.title()}",
+                                                 roles=[role], actor=Actor.cli(), now=now)
+            _, tokens["registrar+supervisor"] = create_officer(
+                session, name="Officer Both", roles=["registrar", "supervisor"],
+                actor=Actor.cli(), now=now)
+            return tokens
+
+        return database.transact(work)
+    finally:
+        database.dispose()
+
+
+@dataclass
+class Authority:
+    """An initialised authority served in-process with a fixed clock."""
+
+    settings: Settings
+    database: Database
+    clock: Clock
+    tokens: dict[str, str]
+    app: FastAPI = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.app = create_app(self.settings, database=self.database, clock=self.clock)
+
+    def client(self, **headers: str) -> TestClient:
+        return TestClient(self.app, headers=headers, follow_redirects=False)
+
+    def signed_in(self, role: str, **headers: str) -> TestClient:
+        client = self.client(**headers)
+        sign_in(client, self.tokens[role])
+        return client
+
+    def audit_head(self) -> int:
+        from cardsvc.models import AuditHead
+
+        def read(session: Any) -> int:
+            head = session.get(AuditHead, 1)
+            return int(head.seq)
+
+        return self.database.transact(read, readonly=True)
+
+
+def _settings(data_dir: Path) -> Settings:
+    return get_settings(data_dir=data_dir, status_list_size=1024,
+                        public_url="http://testserver")
+
+
+@dataclass(frozen=True)
+class Template:
+    """An initialised data dir with its officers, copied for each test (a copy is fast)."""
+
+    data_dir: Path
+    tokens: dict[str, str]
+
+    @staticmethod
+    def create(base: Path) -> Template:
+        settings = _settings(base / "data")
+        initialise(settings, now=NOW - timedelta(days=1))
+        return Template(settings.data_dir, add_officers(settings, NOW - timedelta(hours=1)))
+
+    def authority(self, tmp: Path) -> Authority:
+        data_dir = tmp / "data"
+        shutil.copytree(self.data_dir, data_dir)
+        settings = _settings(data_dir)
+        return Authority(settings, Database.from_settings(settings), Clock(), dict(self.tokens))
+
+
+def csrf_of(html: str) -> str:
+    found = CSRF_RE.search(html)
+    assert found is not None, "no CSRF field on the page"
+    return found.group(1)
+
+
+def sign_in(client: TestClient, token: str) -> httpx.Response:
+    page = client.get("/sign-in")
+    answer = client.post("/sign-in", data={"csrf": csrf_of(page.text), "token": token,
+                                           "next": "/"})
+    assert answer.status_code == 303, answer.text
+    return answer
+
+
+def portrait(color: tuple[int, int, int] = (90, 120, 160), *, fmt: str = "JPEG",
+             size: tuple[int, int] = (300, 400)) -> bytes:
+    """A plausible passport photo: a plain background, a head and shoulders."""
+    image = Image.new("RGB", size, (225, 230, 236))
+    draw = ImageDraw.Draw(image)
+    width, height = size
+    draw.ellipse((width * 0.3, height * 0.18, width * 0.7, height * 0.58), fill=(224, 184, 150))
+    draw.rectangle((width * 0.15, height * 0.66, width * 0.85, height), fill=color)
+    draw.ellipse((width * 0.1, height * 0.58, width * 0.9, height * 0.9), fill=color)
+    out = io.BytesIO()
+    image.save(out, format=fmt)
+    return out.getvalue()
+
+
+def enrol_fields(**overrides: str) -> dict[str, str]:
+    fields = {"surname": "MOHAMMED", "given_names": "Ahmed Ali", "nationality": "EGY",
+              "birth_date": "1985-03-02", "sex": "M", "passport_number": "A1234567",
+              "passport_country": "EGY", "passport_expires": "2031-05-01"}
+    fields.update(overrides)
+    return fields
+
+
+def field_errors(html: str) -> dict[str, str]:
+    return dict(re.findall(r'data-field-error="(\w+)" data-code="(\w+)"', html))
+
+
+def error_code(html: str) -> str | None:
+    found = re.search(r'data-testid="error" data-status="\d+" data-code="(\w+)"', html)
+    return None if found is None else found.group(1)
+
+
+# --- a real server process ----------------------------------------------------------------
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def cardsvc_init(data_dir: Path) -> str:
+    """``cardsvc init``; returns the admin token it prints once."""
+    done = subprocess.run([str(BIN / "cardsvc"), "init", "--data-dir", str(data_dir)],
+                          capture_output=True, text=True, timeout=60, env=_env(),
+                          check=True)
+    found = re.search(r"admin token:\s+(\S+)", done.stdout)
+    assert found is not None, done.stdout
+    return found.group(1)
+
+
+def _env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CARDSVC_")}
+    env["CARDSVC_STATUS_LIST_SIZE"] = "1024"
+    return env
+
+
+@contextmanager
+def served(data_dir: Path) -> Iterator[str]:
+    """``cardsvc serve`` on a free port; yields its base URL and always stops it."""
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    process = subprocess.Popen(
+        [str(BIN / "cardsvc"), "serve", "--data-dir", str(data_dir), "--port", str(port)],
+        env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            if process.poll() is not None:
+                stderr = process.stderr.read().decode(errors="replace") if process.stderr else ""
+                raise AssertionError(f"cardsvc serve exited: {stderr}")
+            try:
+                if httpx.get(base + "/v1/health", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise AssertionError("cardsvc serve did not start")
+            time.sleep(0.1)
+        yield base
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        if process.stderr:
+            process.stderr.close()
