@@ -10,7 +10,7 @@ import zlib
 from pathlib import Path
 
 import jwt as pyjwt
-import nacl.bindings
+import nacl.signing
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from bench._table import BenchRow, interleaved_us
@@ -62,11 +62,13 @@ def bench_verify(quick: bool) -> list[BenchRow]:
     signing_input, jws = parts.signing_input, parts.credential_jws
     proof_message = holder_proof_message(jws, parts.proof_time, "svc")
     issuer_pub, holder_pub = ISSUER_KEY.public_key, DEVICE.public_key
-    signed_a, signed_b = parts.signature + signing_input, parts.holder_proof + proof_message
+    # The floor: PyNaCl's own verify on prebuilt keys, over the very messages our path
+    # verifies (the JWS signing input and the holder-proof message).
+    issuer_vk, holder_vk = nacl.signing.VerifyKey(issuer_pub), nacl.signing.VerifyKey(holder_pub)
 
     def two_bare_verifies() -> None:
-        nacl.bindings.crypto_sign_open(signed_a, issuer_pub)
-        nacl.bindings.crypto_sign_open(signed_b, holder_pub)
+        issuer_vk.verify(signing_input, parts.signature)
+        holder_vk.verify(proof_message, parts.holder_proof)
 
     crypto_key = Ed25519PublicKey.from_public_bytes(issuer_pub)
     plain_token = sign_compact({"alg": "EdDSA", "typ": "JWT"}, b'{"sub":"x"}', ISSUER_KEY)
@@ -84,11 +86,11 @@ def bench_verify(quick: bool) -> list[BenchRow]:
     )
     return [
         BenchRow("verify presentation end to end (svc, hospital)", timings["ours"], "us",
-                 "2 x bare libsodium Ed25519 verify", timings["floor"]),
+                 "2 x bare Ed25519 verify (libsodium via PyNaCl)", timings["floor"]),
         BenchRow("peer: cryptography Ed25519 verify (1 signature)", timings["crypto"], "us",
-                 "1 x bare libsodium Ed25519 verify", timings["floor"] / 2),
+                 "1 x bare Ed25519 verify (libsodium via PyNaCl)", timings["floor"] / 2),
         BenchRow("peer: PyJWT decode of an EdDSA JWT (1 signature)", timings["pyjwt"], "us",
-                 "1 x bare libsodium Ed25519 verify", timings["floor"] / 2),
+                 "1 x bare Ed25519 verify (libsodium via PyNaCl)", timings["floor"] / 2),
     ]
 
 
@@ -120,7 +122,7 @@ def bench_status_list(quick: bool) -> list[BenchRow]:
         BenchRow("status list 1,000,000 entries 1% revoked: build + sign", best_total * 1000,
                  "ms", "zlib.compress of the same bits alone", best_compress * 1000),
         BenchRow("status list 1,000,000 entries 1% revoked: compressed size",
-                 compressed_size / 1000, "KB", "IETF draft published size (2 bits? 1 bit)",
+                 compressed_size / 1000, "KB", "IETF draft published size (1,000,000 entries, 1%)",
                  14.0),
     ]
 
