@@ -42,6 +42,7 @@ from verifier.checkpoint import (
 from verifier.policy import POLICIES
 from verifier.qr import MAX_IMAGE_BYTES
 from verifier.replay_store import ReplayStoreError
+from verifier.terminal import terminal_app
 
 if TYPE_CHECKING:
     from verifier.portraits import PortraitFetcher
@@ -60,6 +61,7 @@ app = typer.Typer(
 portraits_app = typer.Typer(help="Portraits kept in the cache, shown by the counter page.",
                             no_args_is_help=True)
 app.add_typer(portraits_app, name="portraits")
+app.add_typer(terminal_app, name="terminal")
 
 _out = Console(highlight=False, soft_wrap=False)
 _err = Console(stderr=True, highlight=False)
