@@ -8,6 +8,7 @@ from __future__ import annotations
 import io
 import os
 import re
+import secrets
 import shutil
 import socket
 import subprocess
@@ -100,8 +101,11 @@ class Authority:
         return self.database.transact(read, readonly=True)
 
 
-def _settings(data_dir: Path) -> Settings:
-    return get_settings(data_dir=data_dir, status_list_size=1024,
+PG_ADMIN = "host=127.0.0.1 port=5432 user=postgres dbname=test"
+
+
+def _settings(data_dir: Path, database_url: str | None = None) -> Settings:
+    return get_settings(data_dir=data_dir, status_list_size=1024, database_url=database_url,
                         public_url="http://testserver")
 
 
@@ -112,17 +116,36 @@ class Template:
     data_dir: Path
     tokens: dict[str, str]
 
+    database_url: str | None = None  # PostgreSQL; None: SQLite in the data dir
+
     @staticmethod
-    def create(base: Path) -> Template:
-        settings = _settings(base / "data")
+    def create(base: Path, database_url: str | None = None) -> Template:
+        settings = _settings(base / "data", database_url)
         initialise(settings, now=NOW - timedelta(days=1))
-        return Template(settings.data_dir, add_officers(settings, NOW - timedelta(hours=1)))
+        return Template(settings.data_dir, add_officers(settings, NOW - timedelta(hours=1)),
+                        database_url)
 
     def authority(self, tmp: Path) -> Authority:
+        """A copy of the SQLite template (PostgreSQL templates are used as they are)."""
         data_dir = tmp / "data"
         shutil.copytree(self.data_dir, data_dir)
-        settings = _settings(data_dir)
+        settings = _settings(data_dir, self.database_url)
         return Authority(settings, Database.from_settings(settings), Clock(), dict(self.tokens))
+
+
+@contextmanager
+def postgres_database(purpose: str) -> Iterator[str]:
+    """A uniquely named PostgreSQL database, dropped afterwards; fails when unreachable."""
+    import psycopg
+
+    name = f"fmc_{purpose}_{secrets.token_hex(6)}"
+    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
+    finally:
+        with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def csrf_of(html: str) -> str:
@@ -168,6 +191,48 @@ def field_errors(html: str) -> dict[str, str]:
 def error_code(html: str) -> str | None:
     found = re.search(r'data-testid="error" data-status="\d+" data-code="(\w+)"', html)
     return None if found is None else found.group(1)
+
+
+# --- pages driven over HTTP ----------------------------------------------------------------
+
+CARD_RE = re.compile(r'data-testid="provisioning-code">([^<]+)<')
+
+
+def enrol(client: TestClient, *, photo: bytes | None = None, expect: int = 303,
+          **overrides: str) -> Any:
+    page = client.get("/persons/new")
+    data = {"csrf": csrf_of(page.text), **enrol_fields(**overrides)}
+    files = {"portrait": ("photo.jpg", photo if photo is not None else portrait(),
+                          "image/jpeg")}
+    answer = client.post("/persons/new", data=data, files=files)
+    assert answer.status_code == expect, answer.text
+    return answer
+
+
+def code_of(answer: Any) -> str:
+    found = re.match(r"/persons/(\w{18})\?", answer.headers["location"])
+    assert found is not None
+    return found.group(1)
+
+
+def issue(client: TestClient, code: str, expect: int = 200, **overrides: Any) -> Any:
+    page = client.get(f"/persons/{code}/cards/new")
+    data: dict[str, Any] = {"csrf": csrf_of(page.text), "entitlements":
+                            ["healthcare", "education", "payment"],
+                            "valid_until": "2031-01-01", "offline_limit": "200"}
+    data.update(overrides)
+    answer = client.post(f"/persons/{code}/cards/new", data=data)
+    assert answer.status_code == expect, answer.text
+    return answer
+
+
+def issued_card(client: TestClient, code: str) -> tuple[str, str]:
+    html = issue(client, code).text
+    found = CARD_RE.search(html)
+    number = re.search(r'data-card="(\d+)"', html)
+    assert found is not None and number is not None
+    return number.group(1), found.group(1)
+
 
 
 # --- a real server process ----------------------------------------------------------------

@@ -7,55 +7,21 @@ from typing import Any
 
 import pytest
 from console_kit import (
+    CARD_RE,
     Authority,
+    code_of,
     csrf_of,
+    enrol,
     enrol_fields,
     error_code,
     field_errors,
+    issue,
+    issued_card,
     portrait,
 )
 from fastapi.testclient import TestClient
 
 from cardsvc.console._auth import PRE_COOKIE, SESSION_COOKIE
-
-CARD_RE = re.compile(r'data-testid="provisioning-code">([^<]+)<')
-
-
-def enrol(client: TestClient, *, photo: bytes | None = None, expect: int = 303,
-          **overrides: str) -> Any:
-    page = client.get("/persons/new")
-    data = {"csrf": csrf_of(page.text), **enrol_fields(**overrides)}
-    files = {"portrait": ("photo.jpg", photo if photo is not None else portrait(),
-                          "image/jpeg")}
-    answer = client.post("/persons/new", data=data, files=files)
-    assert answer.status_code == expect, answer.text
-    return answer
-
-
-def code_of(answer: Any) -> str:
-    found = re.match(r"/persons/(\w{18})\?", answer.headers["location"])
-    assert found is not None
-    return found.group(1)
-
-
-def issue(client: TestClient, code: str, expect: int = 200, **overrides: Any) -> Any:
-    page = client.get(f"/persons/{code}/cards/new")
-    data: dict[str, Any] = {"csrf": csrf_of(page.text), "entitlements":
-                            ["healthcare", "education", "payment"],
-                            "valid_until": "2031-01-01", "offline_limit": "200"}
-    data.update(overrides)
-    answer = client.post(f"/persons/{code}/cards/new", data=data)
-    assert answer.status_code == expect, answer.text
-    return answer
-
-
-def issued_card(client: TestClient, code: str) -> tuple[str, str]:
-    html = issue(client, code).text
-    found = CARD_RE.search(html)
-    number = re.search(r'data-card="(\d+)"', html)
-    assert found is not None and number is not None
-    return number.group(1), found.group(1)
-
 
 # --- sign-in and sessions -----------------------------------------------------------------
 
