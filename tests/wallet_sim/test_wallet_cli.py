@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import pty
+import select
+import signal
 import subprocess
 import time
 from io import BytesIO
@@ -242,3 +245,61 @@ def _get_when_up(url: str) -> httpx.Response:
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.05)
+
+
+def test_card_without_a_pay_credential(authority: FakeAuthority, wallet_path: Path) -> None:
+    code = authority.issue_code(purposes=(Purpose.ID, Purpose.SVC))
+    assert run(["--wallet", str(wallet_path), "provision", "--server", authority.url,
+                "--code", code]).exit_code == 0
+    missing = run(["--wallet", str(wallet_path), "show", "--purpose", "pay", "--text"])
+    assert missing.exit_code == 1 and error_code(missing) == "CREDENTIAL_MISSING"
+    shown = run(["--wallet", str(wallet_path), "show", "--purpose", "svc", "--text"])
+    assert verify(shown.stdout.strip(), Purpose.SVC, now=NOW).ok
+
+
+def _talk(args: list[str], answers: list[str]) -> tuple[int, str]:
+    """Run the console script on a pseudo-terminal, answering each PIN prompt."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FMC_")}
+    pid, terminal = pty.fork()
+    if pid == 0:  # child
+        os.execve(str(WALLET_SIM), [str(WALLET_SIM), *args], env)
+    seen = b""
+    pending = list(answers)
+    deadline = time.monotonic() + 30
+    while True:
+        ready, _, _ = select.select([terminal], [], [], max(0.0, deadline - time.monotonic()))
+        if not ready:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            os.close(terminal)
+            raise AssertionError(f"wallet-sim stalled; it printed {seen!r}")
+        try:
+            chunk = os.read(terminal, 4096)
+        except OSError:  # EIO: the child closed the terminal
+            break
+        if not chunk:
+            break
+        seen += chunk
+        # click prints "Wallet PIN:" then getpass turns echo off (flushing typed input)
+        # and prints the final space: answer only after that space.
+        if pending and seen.endswith(b": "):
+            os.write(terminal, pending.pop(0).encode() + b"\n")
+    _, status = os.waitpid(pid, 0)
+    os.close(terminal)
+    return os.waitstatus_to_exitcode(status), seen.decode(errors="replace")
+
+
+@pytest.mark.e2e
+def test_pin_is_asked_for_hidden_when_not_in_the_environment(
+    provisioned: tuple[Wallet, Card], tmp_path: Path
+) -> None:
+    wallet, _ = provisioned
+    exit_code, screen = _talk(["--wallet", str(wallet.path), "list"], [PIN])
+    assert exit_code == 0 and "3300012345678901" in screen
+    assert PIN not in screen  # typed without echo
+    exit_code, screen = _talk(["--wallet", str(wallet.path), "list"], ["000000"])
+    assert exit_code == 2 and "WRONG_PIN" in screen
+    fresh = tmp_path / "new.wallet"
+    exit_code, screen = _talk(["--wallet", str(fresh), "provision", "--server",
+                               "http://127.0.0.1:9", "--code", "ABCD-EFGH"], ["1234", "4321"])
+    assert exit_code == 2 and "PIN_MISMATCH" in screen and not fresh.exists()

@@ -63,6 +63,7 @@ class CardSpec:
     status_index: int = 123_456
     surname: str = "OKAFOR"
     given_names: str = "CHIDI EMMANUEL"
+    purposes: tuple[Purpose, ...] = tuple(Purpose)  # cardsvc sends pay only with payment
     device_key: bytes | None = None  # set once provisioned
 
 
@@ -90,7 +91,7 @@ class FakeAuthority:
     def bundle(self, spec: CardSpec, device_key: bytes) -> dict[str, Any]:
         issued_at = self.clock() - 60
         credentials = {}
-        for purpose in Purpose:
+        for purpose in spec.purposes:
             overrides: dict[str, Any] = dict(
                 holder_key=device_key, card_number=spec.card_number, issued_at=issued_at,
                 expires_at=issued_at + spec.lifetime, status=StatusRef("1", spec.status_index),
