@@ -82,3 +82,24 @@ def test_other_languages_still_scan(browser: Browser, page_url: str, output_dir:
                       output_dir / f"wallet-page-id-{lang}.png", scale=1)
     (text,) = decode_qr(shot)
     assert verify(text, Purpose.ID, now=NOW).code is ResultCode.OK
+
+
+def test_page_renews_the_code_every_30_seconds(browser: Browser, page_url: str) -> None:
+    context = browser.new_context(viewport=PHONE)
+    try:
+        page = context.new_page()
+        page.clock.install()  # the page's timers run on a clock the test moves
+        requested: list[str] = []
+        page.on("request", lambda request: requested.append(request.url))
+        page.goto(f"{page_url}/?purpose=pay")
+        page.wait_for_function("() => document.getElementById('qr').naturalWidth > 0")
+        first = [url for url in requested if "/qr/" in url]
+        page.clock.run_for(10_000)
+        assert "20" in (page.text_content("#countdown") or "")
+        page.clock.run_for(21_000)
+        page.wait_for_function("() => document.getElementById('qr').src.includes('?t=')")
+        page.wait_for_function("() => document.getElementById('qr').naturalWidth > 0")
+        renewed = [url for url in requested if "/qr/" in url]
+        assert len(first) == 1 and len(renewed) == 2 and "?t=" in renewed[-1]
+    finally:
+        context.close()
