@@ -65,6 +65,7 @@ _NOTICES = frozenset({"enrolled", "linked", "existing", "passport_recorded", "pa
 _MISMATCH_FIELDS = ("name", "nationality", "birth_date", "sex")
 _ACTIONS: dict[str, str] = {"revoke": "revoked", "suspend": "suspended",
                             "reinstate": "reinstated"}
+_STATE_OF_NOTICE = {"revoked": "revoked", "suspended": "suspended", "reinstated": "active"}
 _CODE_PATH = re.compile(r"^9[0-9]{16}[0-9X]$")
 _NONCE = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
 _AUDIT_PAGE = 50
@@ -487,7 +488,10 @@ async def _card(visit: Visit, card_number: str) -> CardView:
 async def card_page(request: Request, card_number: str) -> Response:
     visit = await open_visit(request, need=READERS)
     card = await _card(visit, card_number)
-    return render(visit, "card.html", nav="search", notice_key=_notice(request), card=card)
+    notice = _notice(request)
+    if notice in _STATE_OF_NOTICE and _STATE_OF_NOTICE[notice] != card.state:
+        notice = None  # a link cannot announce a change the card does not show
+    return render(visit, "card.html", nav="search", notice_key=notice, card=card)
 
 
 @router.post("/cards/{card_number}/provisioning-code")

@@ -58,6 +58,15 @@ class Officer:
                                                                     "height": 900})
         self.context.set_default_timeout(15_000)
         self.page: Page = self.context.new_page()
+        # CSP violations, failed loads and script errors all show up here.
+        self.problems: list[str] = []
+        # (A page answered with 403 or 409 on purpose is logged too: not a problem.)
+        self.page.on("console", lambda message: self.problems.append(message.text)
+                     if message.type == "error" and not message.text.startswith(
+                         "Failed to load resource: the server responded with a status of 4")
+                     else None)
+        self.page.on("pageerror", lambda error: self.problems.append(str(error)))
+        self.page.on("requestfailed", lambda request: self.problems.append(request.url))
 
     def shot(self, name: str) -> None:
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)
@@ -75,6 +84,7 @@ class Officer:
 
     def close(self) -> None:
         self.context.close()
+        assert self.problems == []
 
 
 def fill_enrolment(page: Page, *, surname: str, passport: str, photo: bytes) -> None:
@@ -107,6 +117,8 @@ def test_the_whole_story_through_clicks(
     registrar.shot("01-sign-in")
     registrar.sign_in(tokens["registrar"])
     expect(page.locator("h1")).to_have_text("Find a person")
+    # The app's own stylesheet applied (no CDN, nothing from outside).
+    expect(page.locator(".topbar")).to_have_css("background-color", "rgb(11, 79, 138)")
     registrar.shot("02-search-empty")
 
     # Enrol: first an empty form (errors next to the fields), then the real one.

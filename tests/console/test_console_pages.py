@@ -46,6 +46,17 @@ def test_sign_in_sets_a_strict_httponly_cookie_without_the_token(authority: Auth
     assert client.get("/persons/new").status_code == 200
 
 
+def test_cookies_are_secure_over_https(authority: Authority) -> None:
+    client = TestClient(authority.app, base_url="https://testserver", follow_redirects=False)
+    page = client.get("/sign-in")
+    assert "Secure" in page.headers["set-cookie"]
+    answer = client.post("/sign-in", data={"csrf": csrf_of(page.text),
+                                           "token": authority.tokens["auditor"]})
+    session = next(value for value in answer.headers.get_list("set-cookie")
+                   if value.startswith(SESSION_COOKIE + "="))
+    assert "Secure" in session and "HttpOnly" in session
+
+
 @pytest.mark.parametrize(("token_role", "status", "code"), [
     ("", 422, "REQUIRED"),
     ("not-a-token", 401, "UNAUTHENTICATED"),
@@ -487,6 +498,7 @@ def test_suspend_reinstate_revoke_need_a_reason_and_a_confirmation(
         assert f'data-testid="card" data-state="{state}"' in card
         assert f"reason to {action}" in card
     assert supervisor.get(f"/cards/{number}/reinstate").status_code == 409
+    assert 'data-notice="suspended"' not in supervisor.get(f"/cards/{number}?notice=suspended").text
     assert 'data-testid="action-' not in supervisor.get(f"/cards/{number}").text
 
 
