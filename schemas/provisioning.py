@@ -22,9 +22,15 @@ from __future__ import annotations
 
 import hashlib
 
-__all__ = ["PROVISION_DOMAIN", "provisioning_proof_message"]
+__all__ = [
+    "PROVISION_DOMAIN",
+    "REFRESH_DOMAIN",
+    "provisioning_proof_message",
+    "refresh_proof_message",
+]
 
 PROVISION_DOMAIN = b"FMC1 provision\x00"
+REFRESH_DOMAIN = b"FMC1 refresh\x00"
 
 
 def provisioning_proof_message(provisioning_code: str, device_key: bytes) -> bytes:
@@ -33,5 +39,19 @@ def provisioning_proof_message(provisioning_code: str, device_key: bytes) -> byt
     return (
         PROVISION_DOMAIN
         + hashlib.sha256(normalized.encode("utf-8")).digest()
+        + device_key
+    )
+
+
+def refresh_proof_message(card_number: str, device_key: bytes, proof_time: int) -> bytes:
+    """Bytes the device key signs to ask for fresh credentials (POST /v1/wallet/refresh).
+
+    ``b"FMC1 refresh\\x00" + proof_time (8 bytes, big-endian) + SHA-256(card number)
+    + device key``.
+    """
+    return (
+        REFRESH_DOMAIN
+        + proof_time.to_bytes(8, "big")
+        + hashlib.sha256(card_number.encode("ascii")).digest()
         + device_key
     )

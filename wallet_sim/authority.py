@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
 import re
 from collections.abc import Mapping
 from dataclasses import replace
@@ -27,7 +26,7 @@ import httpx
 from keys import Ed25519Signer
 from schemas import FmcError, Purpose, b64url_encode
 from schemas.credential import portrait_digest
-from schemas.provisioning import provisioning_proof_message
+from schemas.provisioning import provisioning_proof_message, refresh_proof_message
 from wallet_sim.card import Card, read_unverified_credential
 from wallet_sim.errors import WalletError, WalletErrorCode
 
@@ -37,29 +36,13 @@ __all__ = [
     "normalize_server_url",
     "provision",
     "refresh",
-    "refresh_proof_message",
 ]
 
 PROVISION_PATH = "/v1/provision"
 REFRESH_PATH = "/v1/wallet/refresh"
-REFRESH_DOMAIN = b"FMC1 refresh\x00"
 _TIMEOUT = httpx.Timeout(15.0, connect=5.0)
 _CODE_RE = re.compile(r"^[0-9A-Za-z][0-9A-Za-z -]{3,63}$")
 _MAX_PORTRAIT_BYTES = 2 * 1024 * 1024
-
-
-def refresh_proof_message(card_number: str, device_key: bytes, proof_time: int) -> bytes:
-    """Bytes the device key signs to ask for fresh credentials at ``proof_time``.
-
-    The authority should share this definition (see the report: it belongs in
-    ``schemas.provisioning`` next to ``provisioning_proof_message``).
-    """
-    return (
-        REFRESH_DOMAIN
-        + proof_time.to_bytes(8, "big")
-        + hashlib.sha256(card_number.encode("ascii")).digest()
-        + device_key
-    )
 
 
 def normalize_server_url(server_url: str) -> str:

@@ -41,7 +41,7 @@ from schemas import (
 )
 from schemas.codes import ResultCode
 from schemas.credential import portrait_digest
-from schemas.provisioning import provisioning_proof_message
+from schemas.provisioning import provisioning_proof_message, refresh_proof_message
 from support import DAY, ISSUER, ISSUER_KEY, NOW, World, credential
 from verifier import (
     POLICIES,
@@ -50,7 +50,6 @@ from verifier import (
     VerifierState,
     verify_presentation,
 )
-from wallet_sim.authority import refresh_proof_message
 
 FOREIGNER_CODE = "933566199001010017"
 
