@@ -60,6 +60,8 @@ _CROCKFORD_ALIASES = str.maketrans({"O": "0", "I": "1", "L": "1", "U": "V"})
 _CODE_CHARS = 16  # 80 bits: guessing one of the live codes is hopeless
 _STATUS_FOR_STATE = {"active": STATUS_VALID, "suspended": STATUS_SUSPENDED,
                      "revoked": STATUS_REVOKED}
+_AUDIT_ACTION = {"revoke": "card.revoked", "suspend": "card.suspended",
+                 "reinstate": "card.reinstated"}
 _TRANSITIONS: dict[str, tuple[tuple[str, ...], str]] = {
     "revoke": (("active", "suspended"), "revoked"),
     "suspend": (("active",), "suspended"),
@@ -252,7 +254,7 @@ def _transition(
             .values(withdrawn_at=now)
         )
     session.flush()
-    append_audit(session, actor=actor, action=f"card.{target}", subject=card.card_number,
+    append_audit(session, actor=actor, action=_AUDIT_ACTION[action], subject=card.card_number,
                  details={"reason": reason, "status": [card.status_list_id, card.status_index]},
                  now=now)
 

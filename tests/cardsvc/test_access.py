@@ -1,0 +1,78 @@
+"""Every route checks the role: 401 without or with a bad token, 403 with the wrong role."""
+
+from __future__ import annotations
+
+import pytest
+from cardsvc_kit import Authority
+from sqlalchemy import select
+
+from cardsvc.models import Officer
+
+CODE = "933566198503020011"
+CARD = "3300000000000000"
+# (method, path, roles allowed)
+ROUTES = [
+    ("POST", "/v1/persons", {"registrar"}),
+    ("GET", f"/v1/persons/{CODE}", {"registrar", "supervisor"}),
+    ("GET", "/v1/persons?passport=A1234567&country=NGA", {"registrar", "supervisor"}),
+    ("POST", f"/v1/persons/{CODE}/passports", {"registrar"}),
+    ("PUT", f"/v1/persons/{CODE}/portrait", {"registrar"}),
+    ("GET", "/v1/portraits/AAAAAAAAAAAAAAAAAAAAAA",
+     {"terminal", "verifier", "registrar", "supervisor"}),
+    ("POST", "/v1/cards", {"registrar"}),
+    ("GET", f"/v1/cards/{CARD}", {"registrar", "supervisor"}),
+    ("POST", f"/v1/cards/{CARD}/provisioning-codes", {"registrar"}),
+    ("POST", f"/v1/cards/{CARD}/revoke", {"supervisor"}),
+    ("POST", f"/v1/cards/{CARD}/suspend", {"supervisor"}),
+    ("POST", f"/v1/cards/{CARD}/reinstate", {"supervisor"}),
+    ("GET", "/v1/audit", {"auditor"}),
+    ("POST", "/v1/officers", {"supervisor"}),
+    ("GET", "/v1/officers", {"supervisor"}),
+    ("POST", "/v1/keys/rotate", {"supervisor"}),
+]
+ROLES = ("registrar", "supervisor", "auditor", "cashier", "terminal", "verifier")
+
+
+@pytest.mark.parametrize(("method", "path", "allowed"), ROUTES,
+                         ids=[f"{m} {p}" for m, p, _ in ROUTES])
+def test_roles(authority: Authority, method: str, path: str, allowed: set[str]) -> None:
+    for headers, expected in (({}, 401), ({"Authorization": "Bearer wrong"}, 401),
+                              ({"Authorization": "Basic abc"}, 401)):
+        answer = authority.client.request(method, path, headers=headers)
+        assert answer.status_code == expected, (headers, answer.text)
+        assert answer.headers["content-type"] == "application/problem+json"
+        assert answer.json()["code"] == "UNAUTHENTICATED"
+        assert answer.headers["www-authenticate"] == "Bearer"
+    for role in ROLES:
+        answer = authority.client.request(method, path, headers=authority.as_role(role))
+        if role in allowed:
+            assert answer.status_code not in (401, 403), (role, answer.text)
+        else:
+            assert answer.status_code == 403, (role, answer.text)
+            assert answer.json()["code"] == "FORBIDDEN"
+
+
+def test_public_routes_need_no_token(authority: Authority) -> None:
+    for path in ("/v1/trust-list", "/v1/status-lists", "/v1/status-lists/1", "/v1/keys",
+                 "/v1/health", "/v1/countries"):
+        assert authority.client.get(path).status_code == 200, path
+
+
+def test_tokens_are_shown_once_and_stored_as_hashes(authority: Authority) -> None:
+    created = authority.client.post("/v1/officers", headers=authority.admin,
+                                    json={"name": "Wang Li", "roles": ["registrar"]})
+    assert created.status_code == 201
+    token = created.json()["token"]
+    listing = authority.client.get("/v1/officers", headers=authority.admin).text
+    assert token not in listing
+    with authority.database.sessions() as session:
+        stored = session.scalars(select(Officer.token_hash)).all()
+    assert token not in stored and all(len(h) == 64 for h in stored)
+    assert authority.client.get("/v1/cards/3300000000000000", headers={
+        "Authorization": f"Bearer {token}"}).status_code == 404
+
+
+def test_unknown_role_is_refused(authority: Authority) -> None:
+    answer = authority.client.post("/v1/officers", headers=authority.admin,
+                                   json={"name": "x", "roles": ["king"]})
+    assert answer.status_code == 422 and answer.json()["code"] == "VALIDATION_FAILED"

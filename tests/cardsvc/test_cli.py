@@ -1,0 +1,86 @@
+"""The cardsvc command line: init, officers, keys, audit verify (in process, SQLite)."""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+import stat
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from cardsvc.cli import app
+from cardsvc.db import Database
+from cardsvc.services.officers import authenticate
+from cardsvc.settings import get_settings
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    for name in ("CARDSVC_DATABASE_URL", "CARDSVC_KEY_PASSPHRASE", "CARDSVC_DATA_DIR"):
+        monkeypatch.delenv(name, raising=False)
+    return tmp_path / "data"
+
+
+def _run(*args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(app, list(args))
+    return result.exit_code, result.output
+
+
+def test_init_prints_fingerprint_and_token_once(data_dir: Path) -> None:
+    code, output = _run("init", "--data-dir", str(data_dir))
+    assert code == 0, output
+    assert re.search(r"root fingerprint:\s+[A-Za-z0-9_-]{43}", output)
+    token = re.search(r"admin token:\s+(\S+)", output)
+    assert token is not None
+    assert "development only" in output
+    passphrase = data_dir / "key-passphrase"
+    assert stat.S_IMODE(passphrase.stat().st_mode) == 0o600
+    again_code, again = _run("init", "--data-dir", str(data_dir))
+    assert again_code == 0 and "admin token" not in again and "already initialised" in again
+    database = Database.from_settings(get_settings(data_dir=data_dir))
+    try:
+        officer = database.transact(
+            lambda s: authenticate(s, unverified_token=token.group(1)), readonly=True)
+        assert officer.name == "admin"
+    finally:
+        database.dispose()
+
+
+def test_officer_add_keys_rotate_and_audit_verify(data_dir: Path) -> None:
+    assert _run("init", "--data-dir", str(data_dir))[0] == 0
+    code, output = _run("officer", "add", "--data-dir", str(data_dir), "--name", "Wang Li",
+                        "--role", "registrar", "--role", "auditor")
+    assert code == 0 and re.search(r"token: [A-Za-z0-9_-]{43}", output), output
+    assert _run("officer", "add", "--data-dir", str(data_dir), "--name", "X",
+                "--role", "emperor")[0] == 1
+    code, output = _run("keys", "rotate", "--data-dir", str(data_dir))
+    assert code == 0, output
+    assert re.search(r"k1\s+retired", output) and re.search(r"k2\s+active", output)
+    assert re.search(r"k3\s+next", output)
+    code, output = _run("keys", "compromise", "k1", "--data-dir", str(data_dir))
+    assert code == 0 and re.search(r"k1\s+compromised", output), output
+    assert _run("keys", "compromise", "k9", "--data-dir", str(data_dir))[0] == 1
+    code, output = _run("audit", "verify", "--data-dir", str(data_dir))
+    assert code == 0 and "audit chain OK: 5 entries" in output, output
+
+    with sqlite3.connect(data_dir / "cardsvc.db") as conn:
+        conn.execute("UPDATE audit_entries SET details = '{}' WHERE seq = 3")
+    code, output = _run("audit", "verify", "--data-dir", str(data_dir))
+    assert code == 1 and "BROKEN at entry 3" in output
+
+
+def test_audit_verify_detects_a_deleted_row(data_dir: Path) -> None:
+    assert _run("init", "--data-dir", str(data_dir))[0] == 0
+    _run("officer", "add", "--data-dir", str(data_dir), "--name", "A", "--role", "auditor")
+    with sqlite3.connect(data_dir / "cardsvc.db") as conn:
+        conn.execute("DELETE FROM audit_entries WHERE seq = 2")
+    assert _run("audit", "verify", "--data-dir", str(data_dir))[0] == 1
+
+
+def test_commands_on_an_uninitialised_dir_fail_cleanly(data_dir: Path) -> None:
+    data_dir.mkdir()
+    (data_dir / "key-passphrase").write_text("x")
+    code, output = _run("keys", "rotate", "--data-dir", str(data_dir))
+    assert code != 0 and "Traceback" not in output

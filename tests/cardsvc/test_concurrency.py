@@ -1,0 +1,119 @@
+"""Concurrency: simultaneous enrolments of one passport make one person; simultaneous
+revocations leave a status list that matches the card table exactly."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from datetime import date
+from typing import TypeVar
+
+from cardsvc_kit import Authority
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from cardsvc.db import Database
+from cardsvc.models import Card, Passport, Person, StatusEntry
+from cardsvc.services import cards, persons
+from cardsvc.services.audit import Actor, verify_chain
+from schemas import StatusListClaims
+from schemas._jose import parse_json_object, split_compact
+
+T = TypeVar("T")
+
+
+def _all_at_once(count: int, work: Callable[[int], T]) -> list[T | BaseException]:
+    """Run ``work(i)`` in ``count`` threads released together."""
+    barrier = threading.Barrier(count)
+    results: list[T | BaseException] = [RuntimeError("not run")] * count
+
+    def run(i: int) -> None:
+        barrier.wait()
+        try:
+            results[i] = work(i)
+        except BaseException as error:  # reported by the assertions below
+            results[i] = error
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    return results
+
+
+def _database(authority: Authority, connections: int) -> Database:
+    # One connection per thread on PostgreSQL, so that every request really runs at once.
+    return Database.from_settings(authority.settings, pool_size=connections // 2)
+
+
+def test_fifty_simultaneous_enrolments_of_one_passport_make_one_person(
+    authority: Authority,
+) -> None:
+    database = _database(authority, 50)
+    details = persons.PersonDetails("DIALLO", "Mamadou", "SEN", date(1990, 4, 12), "M")
+    passport = persons.PassportDetails("A01234567", "SEN", date(2031, 1, 1))
+
+    def enrol(_: int) -> tuple[str, bool]:
+        outcome = database.transact(lambda session: persons.enrol_person(
+            session, details=details, passport=passport, actor=Actor.cli(),
+            now=authority.clock(), confirm_new=False))
+        return outcome.person.foreigner_code, outcome.created
+
+    try:
+        results = _all_at_once(50, enrol)
+    finally:
+        database.dispose()
+    errors = [r for r in results if isinstance(r, BaseException)]
+    assert errors == []
+    codes = {r[0] for r in results if isinstance(r, tuple)}
+    created = [r for r in results if isinstance(r, tuple) and r[1]]
+    assert len(codes) == 1 and len(created) == 1
+    with authority.database.sessions() as session:
+        assert session.scalar(select(func.count()).select_from(Person)) == 1
+        assert session.scalar(select(func.count()).select_from(Passport)) == 1
+        assert verify_chain(session).ok
+
+
+def test_hundred_simultaneous_revocations_match_the_status_list(authority: Authority) -> None:
+    now = authority.clock()
+
+    def issue_all(session: Session) -> list[str]:
+        numbers = []
+        for i in range(100):
+            person = persons.enrol_person(
+                session, details=persons.PersonDetails(f"HOLDER{i}", "Test", "KEN",
+                                                       date(1980, 1, 1 + i % 28), "F"),
+                passport=persons.PassportDetails(f"K{i:08d}", "KEN", date(2031, 1, 1)),
+                actor=Actor.cli(), now=now, confirm_new=True).person
+            numbers.append(cards.issue_card(
+                session, foreigner_code=person.foreigner_code, entitlements=["healthcare"],
+                valid_until=date(2030, 1, 1), actor=Actor.cli(), now=now).card.card_number)
+        return numbers
+
+    numbers = authority.database.transact(issue_all)
+    keep = numbers[::10]  # ten cards stay valid, ninety are revoked, all at once
+    targets = [n for n in numbers if n not in keep]
+    database = _database(authority, 50)
+    try:
+        results = _all_at_once(len(targets), lambda i: database.transact(
+            lambda session: cards.change_card_state(
+                session, card_number=targets[i], action="revoke", reason="bulk",
+                actor=Actor.cli(), now=now).state))
+    finally:
+        database.dispose()
+    assert results == ["revoked"] * len(targets)
+
+    jwt = authority.client.get("/v1/status-lists/1").text
+    statuses = StatusListClaims.from_payload(parse_json_object(split_compact(jwt)[2])).statuses
+    with authority.database.sessions() as session:
+        expected: set[tuple[int, int]] = set()
+        for card in session.scalars(select(Card)):
+            assert card.status_index is not None
+            expected.add((card.status_index, {"active": 0, "revoked": 1}[card.state]))
+        entries = session.execute(select(StatusEntry.idx, StatusEntry.status)).all()
+        assert verify_chain(session).ok
+    assert {(index, status) for index, status in entries} == expected
+    published = {i for i in range(statuses.size) if statuses.get(i) != 0}
+    assert published == {index for index, status in expected if status == 1}
+    assert all(statuses.get(index) == status for index, status in expected)

@@ -1,0 +1,118 @@
+"""Trust list and status lists as served (ETag, Cache-Control, 304) and key rotation."""
+
+from __future__ import annotations
+
+from cardsvc_kit import Authority, device_key
+
+from schemas import KeyState, TrustListClaims
+from schemas._jose import parse_json_object, split_compact
+from verifier import verify_trust_list
+
+
+def _trust(authority: Authority) -> TrustListClaims:
+    return verify_trust_list(authority.client.get("/v1/trust-list").text,
+                             root_fingerprint=authority.root_fingerprint)
+
+
+def _kid(jws: str) -> str:
+    return str(parse_json_object(split_compact(jws)[1])["kid"])
+
+
+def test_trust_list_publishes_the_next_key_ahead_of_use(authority: Authority) -> None:
+    claims = _trust(authority)
+    assert claims.issuer == "CN-YW"
+    assert [(k.kid, k.state) for k in claims.keys] == [("k1", KeyState.ACTIVE),
+                                                        ("k2", KeyState.NEXT)]
+    assert claims.expires_at - claims.issued_at == 30 * 86_400
+    keys = authority.client.get("/v1/keys").json()
+    assert keys["root_fingerprint"] == authority.root_fingerprint
+
+
+def test_signed_lists_carry_etag_and_answer_304(authority: Authority) -> None:
+    for path, media in (("/v1/trust-list", "application/jwt"),
+                        ("/v1/status-lists/1", "application/statuslist+jwt")):
+        first = authority.client.get(path)
+        assert first.status_code == 200 and first.headers["content-type"] == media
+        assert first.headers["cache-control"] == "public, max-age=300"
+        again = authority.client.get(path, headers={"If-None-Match": first.headers["etag"]})
+        assert again.status_code == 304 and again.content == b""
+        other = authority.client.get(path, headers={"If-None-Match": '"nope"'})
+        assert other.status_code == 200 and other.text == first.text
+
+
+def test_status_list_is_resigned_when_a_bit_changes_or_half_the_ttl_passed(
+    authority: Authority,
+) -> None:
+    first = authority.client.get("/v1/status-lists/1")
+    authority.clock.advance(100)
+    same = authority.client.get("/v1/status-lists/1")
+    assert same.headers["etag"] == first.headers["etag"]
+    assert same.headers["cache-control"] == "public, max-age=200"  # what is left of the ttl
+    authority.clock.advance(60)  # 160 s > ttl / 2
+    assert authority.client.get("/v1/status-lists/1").headers["etag"] != first.headers["etag"]
+    before = authority.client.get("/v1/status-lists/1").headers["etag"]
+    bundle = authority.card_with_phone(device_key(30))
+    assert authority.client.get("/v1/status-lists/1").headers["etag"] == before  # 0 bits only
+    authority.revoke(bundle["card_number"])
+    assert authority.client.get("/v1/status-lists/1").headers["etag"] != before
+
+
+def test_status_list_index(authority: Authority) -> None:
+    listing = authority.client.get("/v1/status-lists").json()
+    assert listing == {"status_lists": [
+        {"id": "1", "uri": "http://testserver/v1/status-lists/1"}]}
+    missing = authority.client.get("/v1/status-lists/99")
+    assert missing.status_code == 404 and missing.json()["code"] == "STATUS_LIST_NOT_FOUND"
+
+
+def test_rotation_keeps_old_credentials_valid_and_signs_new_ones_with_the_next_key(
+    authority: Authority,
+) -> None:
+    old_phone, new_phone = device_key(31), device_key(32)
+    old = authority.card_with_phone(old_phone)
+    assert _kid(old["credentials"]["id"]) == "k1"
+    authority.clock.advance(60)
+    rotated = authority.client.post("/v1/keys/rotate", headers=authority.admin)
+    assert rotated.status_code == 200, rotated.text
+    states = {k["kid"]: k["state"] for k in rotated.json()["keys"]}
+    assert states == {"k1": "retired", "k2": "active", "k3": "next"}
+    authority.clock.advance(60)
+    new = authority.card_with_phone(new_phone)
+    assert _kid(new["credentials"]["id"]) == "k2"
+    state = authority.state()  # the status list is now signed by k2
+    assert authority.check(old, old_phone, state=state) == "OK"
+    assert authority.check(new, new_phone, state=state) == "OK"
+    trust = _trust(authority)
+    retired = trust.keys_by_kid["k1"]
+    assert retired.state is KeyState.RETIRED and retired.valid_until == authority.clock.epoch - 60
+
+
+def test_a_compromised_key_fails_its_credentials(authority: Authority) -> None:
+    phone = device_key(33)
+    bundle = authority.card_with_phone(phone)
+    authority.clock.advance(60)
+    from cardsvc.services.audit import Actor
+    from cardsvc.services.bootstrap import open_keyring
+    from cardsvc.services.trust import compromise_key
+
+    keyring = open_keyring(authority.settings)
+    authority.database.transact(lambda session: compromise_key(
+        session, kid="k1", keyring=keyring, actor=Actor.cli(), now=authority.clock()))
+    trust = _trust(authority)
+    assert trust.keys_by_kid["k1"].state is KeyState.COMPROMISED
+    assert trust.keys_by_kid["k2"].state is KeyState.ACTIVE
+    assert authority.check(bundle, phone) == "KEY_COMPROMISED"
+    fresh = authority.client.post(
+        f"/v1/cards/{bundle['card_number']}/provisioning-codes", headers=authority.admin)
+    renewed = authority.provision(fresh.json()["provisioning_code"], phone)
+    assert authority.check(renewed, phone) == "OK"
+
+
+def test_trust_list_versions_only_go_up(authority: Authority) -> None:
+    first = _trust(authority).version
+    authority.client.post("/v1/keys/rotate", headers=authority.admin)
+    second = _trust(authority).version
+    authority.clock.advance(16 * 86_400)  # past half its life: re-signed
+    third = _trust(authority)
+    assert first < second < third.version
+    assert third.issued_at == authority.clock.epoch
