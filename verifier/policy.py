@@ -29,8 +29,8 @@ class Policy:
     service: str
     purpose: Purpose
     entitlement: Entitlement | None
-    proof_window: int = 60  # a holder proof older than this is stale
-    leeway: int = 5  # clock skew allowed between phone and counter
+    proof_window: int = 60  # a holder proof older than this is stale (61 s: refused)
+    leeway: int = 5  # how far a phone's clock may run ahead of the counter's
     status_grace: int = 0  # accept a status list this long past iat + ttl
     trust_grace: int = 0  # accept a trust list this long past its exp
 

@@ -48,7 +48,7 @@ def build() -> dict[str, Any]:
             "presentation": text,
             "checks": [
                 {"service": SERVICE_FOR[purpose], "now": NOW, "code": "OK"},
-                {"service": SERVICE_FOR[purpose], "now": NOW + 66, "code": "HOLDER_PROOF_STALE"},
+                {"service": SERVICE_FOR[purpose], "now": NOW + 61, "code": "HOLDER_PROOF_STALE"},
                 {"service": "school", "now": NOW,
                  "code": "WRONG_PURPOSE" if purpose is not Purpose.SVC else
                  "ENTITLEMENT_MISSING"},

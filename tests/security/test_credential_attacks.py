@@ -191,12 +191,12 @@ def test_attack_replay_inside_the_window() -> None:
 
 
 def test_attack_replay_outside_the_window_screenshot() -> None:
-    assert code_of(present(Purpose.ID), service="counter", now=NOW + 61 + 5) is \
+    assert code_of(present(Purpose.ID), service="counter", now=NOW + 61) is \
         ResultCode.HOLDER_PROOF_STALE
 
 
 @pytest.mark.parametrize(("skew", "expected"), [
-    (-65, ResultCode.OK), (-66, ResultCode.HOLDER_PROOF_STALE),
+    (-60, ResultCode.OK), (-61, ResultCode.HOLDER_PROOF_STALE),
     (5, ResultCode.OK), (6, ResultCode.HOLDER_PROOF_STALE),
 ])
 def test_attack_clock_skew_at_the_boundaries(skew: int, expected: ResultCode) -> None:
