@@ -15,7 +15,6 @@ Example::
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, time, timedelta
 
@@ -36,19 +35,16 @@ from cardsvc.services.errors import Conflict, Forbidden, Gone, Invalid, NotFound
 from cardsvc.services.status import reserve_status_entry, set_entry_status
 from cardsvc.services.trust import Keyring, active_signer
 from schemas import STATUS_REVOKED, Credential, Entitlement, Purpose, StatusRef, b64url_decode
-from schemas.provisioning import provisioning_proof_message
+from schemas.provisioning import provisioning_proof_message, refresh_proof_message
 
 __all__ = [
-    "REFRESH_DOMAIN",
     "REFRESH_WINDOW_SECONDS",
     "Bundle",
     "SigningContext",
     "redeem_provisioning_code",
     "refresh_bundle",
-    "refresh_proof_message",
 ]
 
-REFRESH_DOMAIN = b"FMC1 refresh\x00"
 REFRESH_WINDOW_SECONDS = 300  # a refresh request older or newer than this is refused
 
 
@@ -72,16 +68,6 @@ class Bundle:
     portrait_jpeg: bytes | None = None
     replaced_status: StatusRef | None = None
     extra: dict[str, object] = field(default_factory=dict)
-
-
-def refresh_proof_message(card_number: str, device_key: bytes, proof_time: int) -> bytes:
-    """What the device key signs to renew its bundle (the same bytes as wallet_sim's).
-
-    ``b"FMC1 refresh\x00" + proof_time (8 bytes, big-endian) + SHA-256(card number)
-    + device key``.
-    """
-    return (REFRESH_DOMAIN + proof_time.to_bytes(8, "big")
-            + hashlib.sha256(card_number.encode("ascii")).digest() + device_key)
 
 
 def redeem_provisioning_code(

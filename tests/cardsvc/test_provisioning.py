@@ -9,10 +9,10 @@ from typing import Any
 
 from cardsvc_kit import Authority, device_key, provision_request
 
-from cardsvc.services.provisioning import refresh_proof_message
 from keys import Ed25519Signer
 from schemas import Credential, b64url_encode
 from schemas._jose import inflate_capped, parse_json_object, split_compact
+from schemas.provisioning import refresh_proof_message
 
 
 def _claims(jws: str) -> Credential:

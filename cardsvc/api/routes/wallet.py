@@ -51,8 +51,10 @@ def provision(body: ProvisionIn, ctx: Ctx) -> BundleOut:
 def refresh(body: RefreshIn, ctx: Ctx) -> BundleOut:
     """Fresh credentials for the phone holding the card.
 
-    ``proof`` is the device key's signature over ``b"FMC1 refresh\\x00" + time (8 bytes,
-    big-endian) + SHA-256(card_number) + device_key``; ``time`` within 5 minutes.
+    ``proof`` is the device key's signature over
+    ``schemas.provisioning.refresh_proof_message(card_number, device_key, time)``;
+    ``time`` within 5 minutes of the server's clock. New personal data (a passport change)
+    comes with a new status index, and the old bundle's index is revoked.
     """
     device_key = _bytes(body.device_key, "device_key")
     proof = _bytes(body.proof, "proof")
