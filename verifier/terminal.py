@@ -516,6 +516,8 @@ def charge(
     Exit 0 when accepted, 1 when refused, 2 on a usage or configuration error."""
     import httpx
 
+    from verifier.cache import VerifierCache
+    from verifier.policy import POLICIES
     from verifier.replay_store import ReplayStoreError, SqliteReplayCache
 
     directory = _directory(ctx)
@@ -528,12 +530,15 @@ def charge(
     except FmcError:
         own_key = None  # not a pay code; the authority will say why
     if own_key is not None:
+        # This terminal takes a code once, online or not (the authority's guard is global).
         parts = decode_presentation(code_text)
+        policy = POLICIES["payment"]
         try:
-            with SqliteReplayCache(directory / "replay.sqlite") as replay:
+            with SqliteReplayCache(VerifierCache(directory).replay_path) as replay:
                 fresh = replay.check_and_add(
                     replay_key(parts.signature, parts.proof_time),
-                    expires_at=max(parts.proof_time, now) + 3600, now=now)
+                    expires_at=parts.proof_time + policy.proof_window + 2 * policy.leeway + 1,
+                    now=now)
         except ReplayStoreError as error:
             _fail(error.code, str(error), as_json=as_json)
         if not fresh:

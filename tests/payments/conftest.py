@@ -24,7 +24,8 @@ def _world(
 def world(_world: PayWorld) -> Iterator[PayWorld]:
     """The session's authority, clock at support.NOW; the ledger is checked afterwards."""
     _world.clock.now = NOW
-    _world.slow.delay_seconds = 0.0
+    if _world.slow is not None:
+        _world.slow.delay_seconds = 0.0
     yield _world
     check = _world.ledger()
     assert check.ok, check

@@ -21,12 +21,17 @@ from typing import Any
 
 import httpx
 import psycopg
+import pytest
 import uvicorn
+from sqlalchemy import event
+from sqlalchemy.orm import Session
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from cardsvc.api import create_app
 from cardsvc.db import Database
 from cardsvc.payments.ledger import LedgerCheck, check_ledger
+from cardsvc.payments.merchants import register_terminal
+from cardsvc.services.audit import Actor
 from cardsvc.services.bootstrap import initialise
 from cardsvc.settings import Settings, get_settings
 from keys import Ed25519Signer, sign_presentation
@@ -39,6 +44,9 @@ NOW = datetime(2027, 1, 15, 8, 0, tzinfo=UTC)  # tests/support.NOW
 INIT_TIME = NOW - timedelta(days=1)
 PASSPHRASE = "payments-test-pass"
 _serial = itertools.count(1)
+# For tests whose subject does not depend on the database (request validation, the
+# terminal's own command line): one backend keeps the suite inside its time budget.
+SQLITE_ONLY = pytest.mark.parametrize("_world", ["sqlite"], indirect=True)
 
 
 class Clock:
@@ -56,6 +64,17 @@ class Clock:
     @property
     def epoch(self) -> int:
         return int(self.now.timestamp())
+
+
+class RealClock(Clock):
+    """The wall clock, for a server in another process (which reads its own)."""
+
+    def __call__(self) -> datetime:
+        return datetime.now(UTC)
+
+    @property
+    def epoch(self) -> int:
+        return int(time.time())
 
 
 # --- databases ---------------------------------------------------------------------------
@@ -76,13 +95,19 @@ def pg_drop(name: str) -> None:
 
 
 @contextmanager
-def database_url(backend: str, directory: Path, purpose: str) -> Iterator[str]:
+def database_url(backend: str, directory: Path, purpose: str, *,
+                 durable: bool = True) -> Iterator[str]:
     """A new empty database: SQLite in ``directory`` or a uniquely named PostgreSQL one."""
     if backend == "sqlite":
         yield f"sqlite:///{directory / 'cardsvc.db'}"
         return
     name = f"fmc_{purpose}_{secrets.token_hex(6)}"
     pg_create(name)
+    if not durable:
+        # Commits visible at once but not flushed to disk before the answer: the server
+        # process is never killed in these tests (the crash tests keep this on).
+        with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+            conn.execute(f'ALTER DATABASE "{name}" SET synchronous_commit = off')  # type: ignore[arg-type]
     try:
         yield pg_url(name)
     finally:
@@ -188,7 +213,7 @@ class PayWorld:
     clock: Clock
     admin_token: str
     root_fingerprint: str
-    slow: SlowReplies
+    slow: SlowReplies | None
     http: httpx.Client
     tokens: dict[str, str] = field(default_factory=dict)
 
@@ -221,6 +246,21 @@ class PayWorld:
         body = answer.json()
         return TerminalHandle(body["terminal_id"], merchant_id, body["token"],
                               body["officer_id"])
+
+    def terminals(self, merchant_id: int, count: int) -> list[TerminalHandle]:
+        """Many terminals in one transaction (through the service, not one call each)."""
+
+        def work(session: Session) -> list[TerminalHandle]:
+            made = []
+            for i in range(count):
+                terminal, token = register_terminal(
+                    session, merchant_id=merchant_id, name=f"till {i}",
+                    offline_floor_fen=20_000, actor=Actor.cli(), now=self.clock())
+                made.append(TerminalHandle(terminal.id, merchant_id, token,
+                                           terminal.officer_id))
+            return made
+
+        return self.database.transact(work)
 
     # -- cards
 
@@ -297,6 +337,15 @@ class PayWorld:
         return httpx.Client(base_url=self.url, timeout=timeout)
 
 
+def _no_fsync_per_commit(database: Database) -> None:
+    """WAL with synchronous NORMAL for the in-process test server (after cardsvc's own
+    connect hook): commits survive a crashed process, only not a power cut."""
+
+    @event.listens_for(database.engine, "connect")
+    def _relax(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.execute("PRAGMA synchronous=NORMAL")
+
+
 def _letters(n: int) -> str:
     out = ""
     while True:
@@ -308,11 +357,13 @@ def _letters(n: int) -> str:
 
 @contextmanager
 def pay_world(backend: str, directory: Path) -> Iterator[PayWorld]:
-    with database_url(backend, directory, "payments") as url:
+    with database_url(backend, directory, "payments", durable=False) as url:
         settings, admin_token, fingerprint = initialised(directory / "data", url)
         settings = get_settings(data_dir=directory / "data", database_url=url,
                                 key_passphrase=PASSPHRASE, public_url="http://testserver")
         database = Database.from_settings(settings, pool_size=16)
+        if backend == "sqlite":
+            _no_fsync_per_commit(database)
         clock = Clock()
         slow = SlowReplies(create_app(settings, database=database, clock=clock))
         try:

@@ -32,8 +32,7 @@ def _all_at_once(count: int, work: Callable[[int], Any]) -> list[Any]:
 
 
 def _terminals(world: PayWorld, count: int) -> list[TerminalHandle]:
-    merchant = world.merchant("Busy Market")
-    return [world.terminal(merchant, name=f"till {i}") for i in range(count)]
+    return world.terminals(world.merchant("Busy Market"), count)
 
 
 def test_32_terminals_charging_one_card_never_overdraw_it(world: PayWorld) -> None:

@@ -72,15 +72,17 @@ def test_a_client_that_timed_out_retries_and_is_charged_once(world: PayWorld) ->
     card = world.card(topup=1_000)
     till = world.terminal()
     code = world.pay_code(card)
-    world.slow.delay_seconds = 1.0  # the server completes, the answer comes too late
-    done_before = world.slow.completed
+    slow = world.slow
+    assert slow is not None
+    slow.delay_seconds = 1.0  # the server completes, the answer comes too late
+    done_before = slow.completed
     with (httpx.Client(base_url=world.url, timeout=0.3) as impatient,
           pytest.raises(httpx.ReadTimeout)):
         world.charge(till, code, 250, key="sale-5", client=impatient)
     deadline = time.monotonic() + 10
-    while world.slow.completed == done_before and time.monotonic() < deadline:
+    while slow.completed == done_before and time.monotonic() < deadline:
         time.sleep(0.02)  # wait until the server has sent the late answer
-    world.slow.delay_seconds = 0.0
+    slow.delay_seconds = 0.0
     retry = world.charge(till, code, 250, key="sale-5")
     assert retry.status_code == 201
     assert retry.headers["idempotent-replayed"] == "true"
