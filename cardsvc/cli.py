@@ -21,7 +21,7 @@ import typer
 from sqlalchemy.orm import Session
 
 from cardsvc.db import Database
-from cardsvc.services.errors import DomainError
+from cardsvc.services.errors import DomainError, Unavailable
 from cardsvc.settings import Settings, get_settings
 
 __all__ = ["app", "main"]
@@ -41,6 +41,14 @@ DataDir = Annotated[Path | None, typer.Option("--data-dir", help="data directory
 
 def _settings(data_dir: Path | None, **overrides: object) -> Settings:
     return get_settings(data_dir=data_dir, **overrides)
+
+
+def _database(settings: Settings) -> Database:
+    """The authority's database; refuses (exit 2) a data dir that was never initialised."""
+    if settings.database_url is None and not (settings.data_dir / "cardsvc.db").exists():
+        raise _fail(Unavailable("NOT_INITIALISED",
+                                f"no database in {settings.data_dir}; run cardsvc init"))
+    return Database.from_settings(settings)
 
 
 def _now() -> datetime:
@@ -111,6 +119,7 @@ def serve(
     if not os.environ.get("CARDSVC_PUBLIC_URL"):
         overrides["public_url"] = f"http://{host}:{port}"
     settings = _settings(data_dir, **overrides)
+    _database(settings).dispose()
     try:
         fingerprint = prepare_to_serve(settings)
     except DomainError as error:
@@ -131,7 +140,7 @@ def officer_add(
     from cardsvc.services.audit import Actor
     from cardsvc.services.officers import create_officer
 
-    database = Database.from_settings(_settings(data_dir))
+    database = _database(_settings(data_dir))
     try:
         officer_id, token = database.transact(lambda session: _created(create_officer(
             session, name=name, roles=role, actor=Actor.cli(), now=_now())))
@@ -154,7 +163,7 @@ def officer_list(data_dir: DataDir = None) -> None:
     """List officers (never their tokens)."""
     from cardsvc.services.officers import list_officers
 
-    database = Database.from_settings(_settings(data_dir))
+    database = _database(_settings(data_dir))
     try:
         rows = database.transact(lambda session: [
             (o.id, o.name, o.roles, o.active) for o in list_officers(session)], readonly=True)
@@ -170,7 +179,7 @@ def _key_command(operation: str, kid: str | None, data_dir: Path | None) -> None
     from cardsvc.services.trust import compromise_key, issuer_keys, rotate_keys
 
     settings = _settings(data_dir)
-    database = Database.from_settings(settings)
+    database = _database(settings)
     try:
         keyring = open_keyring(settings)
 
@@ -220,7 +229,7 @@ def audit_verify(data_dir: DataDir = None) -> None:
     """Walk the hash chain; exit 1 on an edited, inserted or deleted entry."""
     from cardsvc.services.audit import verify_chain
 
-    database = Database.from_settings(_settings(data_dir))
+    database = _database(_settings(data_dir))
     try:
         check = database.transact(verify_chain, readonly=True)
     finally:

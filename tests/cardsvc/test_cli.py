@@ -79,8 +79,10 @@ def test_audit_verify_detects_a_deleted_row(data_dir: Path) -> None:
     assert _run("audit", "verify", "--data-dir", str(data_dir))[0] == 1
 
 
-def test_commands_on_an_uninitialised_dir_fail_cleanly(data_dir: Path) -> None:
-    data_dir.mkdir()
-    (data_dir / "key-passphrase").write_text("x")
-    code, output = _run("keys", "rotate", "--data-dir", str(data_dir))
-    assert code != 0 and "Traceback" not in output
+@pytest.mark.parametrize("command", [["keys", "rotate"], ["audit", "verify"],
+                                     ["officer", "list"], ["serve"]])
+def test_commands_on_an_uninitialised_dir_fail_cleanly(data_dir: Path,
+                                                       command: list[str]) -> None:
+    code, output = _run(*command, "--data-dir", str(data_dir))
+    assert code == 2 and "NOT_INITIALISED" in output
+    assert not data_dir.exists()  # nothing was created on the way

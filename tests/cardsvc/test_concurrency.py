@@ -75,6 +75,27 @@ def test_fifty_simultaneous_enrolments_of_one_passport_make_one_person(
         assert verify_chain(session).ok
 
 
+def test_simultaneous_enrolments_of_different_people_get_distinct_codes(
+    authority: Authority,
+) -> None:
+    database = _database(authority, 20)
+
+    def enrol(i: int) -> str:
+        # Same nationality and birth date: every code comes from one sequence row.
+        return database.transact(lambda session: persons.enrol_person(
+            session, details=persons.PersonDetails(f"TWIN{i}", "Same", "IND",
+                                                   date(1995, 5, 5), "F"),
+            passport=persons.PassportDetails(f"T{i:08d}", "IND", date(2031, 1, 1)),
+            actor=Actor.cli(), now=authority.clock(), confirm_new=True)).person.foreigner_code
+
+    try:
+        codes = _all_at_once(20, enrol)
+    finally:
+        database.dispose()
+    assert sorted(c[14:17] for c in codes if isinstance(c, str)) == [
+        f"{n:03d}" for n in range(1, 21)]
+
+
 def test_hundred_simultaneous_revocations_match_the_status_list(authority: Authority) -> None:
     now = authority.clock()
 
