@@ -1,0 +1,227 @@
+"""The payment story with real processes (DESIGN.md sections 9 and 10).
+
+cardsvc serves; a registrar issues a card with payment, a cashier tops it up, a
+supervisor registers two shops' terminals. The phone (wallet-sim) shows pay codes; shop
+A charges one online from its text, shop B one from a PNG, each with a receipt checked
+offline. Then the authority goes away: both shops take the same pay code (a screenshot
+shown twice) and each says ACCEPTED OFFLINE. The authority comes back; A's upload
+settles, B's is a double spend: the card is charged once and suspended, the next online
+charge is refused SUSPENDED, the account and the settlement report add up.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+pytestmark = pytest.mark.e2e
+
+BIN = Path(sys.executable).parent
+PIN = "482913"
+PASSPHRASE = "payment-story-passphrase"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("CARDSVC_", "FMC_", "VERIFIER_"))}
+    env.update(extra)
+    return env
+
+
+def _run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(BIN / args[0]), *args[1:]], capture_output=True, text=True,
+                          env=env or _env(), timeout=120, check=False)
+
+
+@dataclass
+class Authority:
+    data_dir: Path
+    port: int
+    root_fingerprint: str
+    admin: dict[str, str]
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            [str(BIN / "cardsvc"), "serve", "--data-dir", str(self.data_dir),
+             "--port", str(self.port)],
+            env=_env(CARDSVC_KEY_PASSPHRASE=PASSPHRASE),
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 60
+        while True:
+            assert self.process.poll() is None, "cardsvc serve exited"
+            try:
+                if httpx.get(self.url + "/v1/health", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline, "cardsvc did not start"
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        if self.process is None:
+            return
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(timeout=15)
+        self.process = None
+
+    def post(self, path: str, body: dict[str, Any], expect: int = 201) -> dict[str, Any]:
+        answer = httpx.post(self.url + path, headers=self.admin, json=body)
+        assert answer.status_code == expect, answer.text
+        return dict(answer.json())
+
+    def get(self, path: str, **params: str) -> dict[str, Any]:
+        answer = httpx.get(self.url + path, headers=self.admin, params=params)
+        assert answer.status_code == 200, answer.text
+        return dict(answer.json())
+
+
+@pytest.fixture
+def authority(tmp_path: Path) -> Iterator[Authority]:
+    data_dir = tmp_path / "authority"
+    init = _run("cardsvc", "init", "--data-dir", str(data_dir),
+                env=_env(CARDSVC_KEY_PASSPHRASE=PASSPHRASE))
+    assert init.returncode == 0, init.stderr
+    printed = dict(line.split(":", 1) for line in init.stdout.splitlines() if ":" in line)
+    authority = Authority(data_dir, _free_port(), printed["root fingerprint"].strip(),
+                          {"Authorization": f"Bearer {printed['admin token'].strip()}"})
+    authority.start()
+    try:
+        yield authority
+    finally:
+        authority.stop()
+
+
+class Shop:
+    def __init__(self, authority: Authority, cache: Path, token: str) -> None:
+        self.authority, self.cache, self.token = authority, cache, token
+
+    def verifier(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return _run("verifier", "--cache", str(self.cache), *args,
+                    env=_env(FMC_TERMINAL_TOKEN=self.token))
+
+    def charge(self, amount: int, *source: str) -> tuple[int, dict[str, Any]]:
+        run = self.verifier("terminal", "charge", *source, "--amount", str(amount), "--json")
+        assert run.returncode in (0, 1), run.stdout + run.stderr
+        return run.returncode, json.loads(run.stdout)
+
+    def upload(self) -> dict[str, Any]:
+        run = self.verifier("terminal", "upload", "--json")
+        assert run.returncode == 0, run.stdout + run.stderr
+        return dict(json.loads(run.stdout))
+
+
+class Phone:
+    def __init__(self, wallet: Path) -> None:
+        self.wallet = wallet
+        self.last_shown = 0.0
+
+    def show(self, *args: str) -> str:
+        # One proof per second: a new pay code needs the next second.
+        time.sleep(max(0.0, self.last_shown + 1.05 - time.monotonic()))
+        shown = _run("wallet-sim", "--wallet", str(self.wallet), "show", "--purpose", "pay",
+                     *args, env=_env(FMC_WALLET_PIN=PIN))
+        self.last_shown = time.monotonic()
+        assert shown.returncode == 0, shown.stderr
+        return shown.stdout.strip()
+
+
+def test_the_payment_story(authority: Authority, tmp_path: Path) -> None:
+    person = authority.post("/v1/persons", {
+        "surname": "MENSAH", "given_names": "AKOSUA", "nationality": "GHA",
+        "birth_date": "1990-07-21", "sex": "F", "confirm_new": True,
+        "passport": {"number": "G1234567", "country": "GHA", "expires": "2031-06-30"}})
+    issued = authority.post("/v1/cards", {"foreigner_code": person["foreigner_code"],
+                                          "entitlements": ["payment"],
+                                          "valid_until": "2030-12-31",
+                                          "offline_limit_fen": 5_000})
+    card_number = issued["card_number"]
+    authority.post(f"/v1/accounts/{card_number}/topups",
+                   {"amount_fen": 10_000, "idempotency_key": "desk-0001"})
+    merchant = authority.post("/v1/merchants", {"name": "Futian Market Stall 12"})
+    other = authority.post("/v1/merchants", {"name": "Binwang Night Market"})
+    shops = []
+    for name, owner in (("a", merchant), ("b", other)):
+        till = authority.post(f"/v1/merchants/{owner['merchant_id']}/terminals",
+                              {"name": f"till {name}", "offline_floor_fen": 2_000})
+        shop = Shop(authority, tmp_path / f"shop-{name}", till["token"])
+        synced = shop.verifier("sync", "--server", authority.url, "--root",
+                               authority.root_fingerprint)
+        assert synced.returncode == 0, synced.stderr
+        assert shop.verifier("terminal", "setup", "--server", authority.url).returncode == 0
+        shops.append(shop)
+    shop_a, shop_b = shops
+
+    wallet = tmp_path / "phone.wallet"
+    provisioned = _run("wallet-sim", "--wallet", str(wallet), "provision", "--server",
+                       authority.url, "--code", issued["provisioning_code"],
+                       env=_env(FMC_WALLET_PIN=PIN))
+    assert provisioned.returncode == 0, provisioned.stderr
+    phone = Phone(wallet)
+
+    # Online: text at shop A, a picture at shop B; both receipts check out offline.
+    status, answer = shop_a.charge(1_250, "--text", phone.show("--text"))
+    assert (status, answer["mode"], answer["receipt"], answer["balance_fen"]) == (
+        0, "online", "RECEIPT_OK", 8_750)
+    png = tmp_path / "pay.png"
+    phone.show("--png", str(png))
+    status, answer = shop_b.charge(300, "--image", str(png))
+    assert (status, answer["receipt"], answer["balance_fen"]) == (0, "RECEIPT_OK", 8_450)
+
+    # The authority goes away; one pay code (a screenshot) is shown at both shops.
+    authority.stop()
+    screenshot = phone.show("--text")
+    for shop in (shop_a, shop_b):
+        status, answer = shop.charge(800, "--text", screenshot)
+        assert (status, answer["mode"], answer["code"]) == (0, "offline", "OK"), answer
+    status, answer = shop_a.charge(2_001, "--text", phone.show("--text"))
+    assert (status, answer["code"]) == (1, "OFFLINE_FLOOR_EXCEEDED")
+
+    # Back online: A settles, B's copy is a double spend, the card is suspended.
+    authority.start()
+    settled_a = shop_a.upload()
+    assert (settled_a["settled"], settled_a["double_spend"], settled_a["settled_fen"]) == (
+        1, 0, 800)
+    settled_b = shop_b.upload()
+    assert (settled_b["settled"], settled_b["double_spend"]) == (0, 1)
+    account = authority.get(f"/v1/accounts/{card_number}")
+    assert (account["balance_fen"], account["card_state"]) == (10_000 - 1_250 - 300 - 800,
+                                                               "suspended")
+    status, answer = shop_a.charge(100, "--text", phone.show("--text"))
+    assert (status, answer["mode"], answer["code"]) == (1, "online", "SUSPENDED")
+
+    today = datetime.now(UTC).astimezone(timezone(timedelta(hours=8))).date().isoformat()
+    report = authority.get(f"/v1/merchants/{merchant['merchant_id']}/settlement", date=today)
+    assert report["charges"]["online"] == {"count": 1, "total_fen": 1_250}
+    assert report["charges"]["offline"] == {"count": 1, "total_fen": 800}
+    assert report["reconciled"] is True
+    report_b = authority.get(f"/v1/merchants/{other['merchant_id']}/settlement", date=today)
+    assert report_b["double_spends"] == {"count": 1, "total_fen": 800}
+    assert report_b["net_fen"] == report_b["ledger_net_fen"] == 300
