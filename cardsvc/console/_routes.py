@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 import secrets
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlencode
@@ -46,7 +47,7 @@ from cardsvc.console._views import (
     search_row,
 )
 from cardsvc.models import Officer
-from cardsvc.services import audit, cards, officers, persons
+from cardsvc.services import audit, cards, officers, persons, trust
 from cardsvc.services.audit import Actor
 from cardsvc.services.errors import Conflict, DomainError, Unauthenticated
 
@@ -61,7 +62,8 @@ _MEDIA_TYPES = {".css": "text/css; charset=utf-8", ".js": "text/javascript; char
 _STATIC = {path.name: (path.read_bytes(), _MEDIA_TYPES[path.suffix])
            for path in STATIC_DIR.iterdir() if path.suffix in _MEDIA_TYPES}
 _NOTICES = frozenset({"enrolled", "linked", "existing", "passport_recorded", "passport_known",
-                      "revoked", "suspended", "reinstated", "signed_out"})
+                      "revoked", "suspended", "reinstated", "signed_out", "rotated",
+                      "deactivated"})
 _MISMATCH_FIELDS = ("name", "nationality", "birth_date", "sex")
 _ACTIONS: dict[str, str] = {"revoke": "revoked", "suspend": "suspended",
                             "reinstate": "reinstated"}
@@ -617,3 +619,131 @@ async def audit_page(request: Request) -> Response:
                   pages=pages, subject=subject,
                   page_url=lambda number: "/audit?" + urlencode(
                       {"subject": subject, "page": number} if subject else {"page": number}))
+
+
+# --- supervisors: issuer keys and officers ------------------------------------------------
+
+@router.get("/keys")
+async def keys_page(request: Request) -> Response:
+    visit = await open_visit(request, need=SUPERVISORS)
+    ctx = visit.ctx
+
+    def work(session: Session) -> tuple[str, list[dict[str, str]]]:
+        return trust.root_fingerprint(session), [
+            {"kid": key.kid, "state": key.state.value,
+             "valid_from": format_time(_from_epoch(key.valid_from)),
+             "valid_until": format_time(_from_epoch(key.valid_until))}
+            for key in trust.issuer_keys(session)]
+
+    fingerprint, issuer_keys = await _read(visit, work)
+    return render(visit, "keys.html", nav="keys", notice_key=_notice(request),
+                  fingerprint=fingerprint, issuer_keys=issuer_keys,
+                  trust_list_url=ctx.settings.public_base + "/v1/trust-list")
+
+
+@router.post("/keys/rotate")
+async def rotate_keys(request: Request) -> Response:
+    visit = await open_visit(request, need=SUPERVISORS)
+    form = _fields(await _form(request))
+    visit.check_csrf(form.get("csrf", ""))
+    if form.get("confirmed") != "1":
+        return render(visit, "confirm_simple.html", nav="keys", action="/keys/rotate",
+                      question="keys.confirm_question", effect="keys.confirm_effect",
+                      yes="keys.confirm_yes", cancel="/keys")
+    now = visit.now()
+    keyring = visit.ctx.keyring
+
+    def work(session: Session) -> str:
+        return trust.rotate_keys(session, keyring=keyring, actor=_actor(session, visit),
+                                 now=now)
+
+    try:
+        await in_db(visit.ctx, work)
+    except DomainError as error:
+        raise Refusal(status_of(error), error.code, visit=visit) from error
+    return redirect(visit, "/keys?notice=rotated")
+
+
+def _from_epoch(epoch: int | None) -> datetime | None:
+    return None if epoch is None else datetime.fromtimestamp(epoch, UTC)
+
+
+async def _officers_page(visit: Visit, values: dict[str, object], errors: dict[str, str],
+                         *, status: int = 200, notice_key: str | None = None,
+                         created: dict[str, str] | None = None) -> Response:
+    def work(session: Session) -> list[dict[str, object]]:
+        return [{"id": officer.id, "name": officer.name, "roles": sorted(officer.role_set),
+                 "active": officer.active, "created_at": format_time(officer.created_at)}
+                for officer in officers.list_officers(session)]
+
+    listed = await _read(visit, work)
+    return render(visit, "officers.html", status=status, nav="officers", notice_key=notice_key,
+                  officer_list=listed, values=values, errors=errors, created=created,
+                  role_names=sorted(officers.ALL_ROLES))
+
+
+@router.get("/officers")
+async def officers_page(request: Request) -> Response:
+    visit = await open_visit(request, need=SUPERVISORS)
+    return await _officers_page(visit, {"name": "", "roles": []}, {},
+                                notice_key=_notice(request))
+
+
+@router.post("/officers")
+async def add_officer(request: Request) -> Response:
+    visit = await open_visit(request, need=SUPERVISORS)
+    raw_form = await _form(request)
+    form = _fields(raw_form)
+    visit.check_csrf(form.get("csrf", ""))
+    name = " ".join(form.get("name", "").split())
+    roles = [value for value in raw_form.getlist("roles") if isinstance(value, str)]
+    values: dict[str, object] = {"name": name, "roles": roles}
+    errors = {}
+    if not name:
+        errors["name"] = "REQUIRED"
+    if not roles:
+        errors["roles"] = "NO_ROLE"
+    if errors:
+        return await _officers_page(visit, values, errors, status=422)
+    now = visit.now()
+
+    def work(session: Session) -> dict[str, str]:
+        officer, token = officers.create_officer(session, name=name, roles=roles,
+                                                 actor=_actor(session, visit), now=now)
+        return {"id": str(officer.id), "name": officer.name, "token": token}
+
+    try:
+        created = await in_db(visit.ctx, work)
+    except DomainError as error:
+        field = {"INVALID_NAME": "name", "UNKNOWN_ROLE": "roles"}.get(error.code)
+        return await _officers_page(visit, values, {field or "name": error.code},
+                                    status=status_of(error))
+    return await _officers_page(visit, {"name": "", "roles": []}, {}, created=created)
+
+
+@router.post("/officers/{officer_id}/deactivate")
+async def deactivate_officer(request: Request, officer_id: str) -> Response:
+    visit = await open_visit(request, need=SUPERVISORS)
+    form = _fields(await _form(request))
+    visit.check_csrf(form.get("csrf", ""))
+    if not officer_id.isdigit() or len(officer_id) > 9:
+        raise Refusal(404, "OFFICER_NOT_FOUND", visit=visit)
+    assert visit.officer is not None
+    if int(officer_id) == visit.officer.id:
+        raise Refusal(409, "OFFICER_IS_YOU", visit=visit)
+    if form.get("confirmed") != "1":
+        return render(visit, "confirm_simple.html", nav="officers",
+                      action=f"/officers/{officer_id}/deactivate",
+                      question="officers.confirm_question", effect="officers.confirm_effect",
+                      yes="officers.confirm_yes", cancel="/officers")
+    now = visit.now()
+
+    def work(session: Session) -> None:
+        officers.deactivate_officer(session, officer_id=int(officer_id),
+                                    actor=_actor(session, visit), now=now)
+
+    try:
+        await in_db(visit.ctx, work)
+    except DomainError as error:
+        raise Refusal(status_of(error), error.code, visit=visit) from error
+    return redirect(visit, "/officers?notice=deactivated")

@@ -207,6 +207,12 @@ def test_the_whole_story_through_clicks(
     expect(page.locator("[data-notice=revoked]")).to_be_visible()
     expect(page.locator("[data-testid=card]")).to_have_attribute("data-state", "revoked")
     supervisor.shot("15-card-revoked")
+    page.click("[data-nav=keys]")
+    expect(page.locator("[data-kid=k1]")).to_have_attribute("data-key-state", "active")
+    supervisor.shot("16-issuer-keys")
+    page.click("[data-nav=officers]")
+    expect(page.locator("[data-testid=officers] tbody tr")).to_have_count(6)
+    supervisor.shot("17-officers")
     supervisor.close()
 
     # The auditor sees the revocation at the top of a verified chain.
@@ -219,7 +225,7 @@ def test_the_whole_story_through_clicks(
     expect(first).to_have_attribute("data-action", "card.revoked")
     expect(first).to_have_attribute("data-subject", card_number)
     expect(first).to_contain_text("Phone stolen")
-    auditor.shot("16-audit-log")
+    auditor.shot("18-audit-log")
     auditor.close()
 
 

@@ -124,6 +124,10 @@ ROLE_CASES = [
     ("supervisor", "GET", "/persons/new", 403),
     ("supervisor", "GET", "/persons/933818198503020017/cards/new", 403),
     ("supervisor", "GET", "/audit", 403),
+    ("registrar", "GET", "/keys", 403),
+    ("registrar", "POST", "/keys/rotate", 403),
+    ("auditor", "GET", "/officers", 403),
+    ("registrar", "POST", "/officers", 403),
     ("cashier", "GET", "/audit", 303),  # cannot even sign in: sent to the sign-in page
 ]
 
@@ -169,9 +173,9 @@ def test_auditor_gets_a_403_page_for_enrol_in_their_language(authority: Authorit
 def test_navigation_shows_only_what_the_role_may_do(authority: Authority) -> None:
     expected = {
         "registrar": {"search", "enrol"},
-        "supervisor": {"search"},
+        "supervisor": {"search", "officers", "keys"},
         "auditor": {"audit"},
-        "registrar+supervisor": {"search", "enrol"},
+        "registrar+supervisor": {"search", "enrol", "officers", "keys"},
     }
     for role, links in expected.items():
         client = authority.signed_in(role)
@@ -552,6 +556,67 @@ def test_audit_pages(authority: Authority) -> None:
     seqs = [int(seq) for seq in first + second]
     assert seqs == sorted(seqs, reverse=True) and len(first) == 50
     assert seqs[-1] == 1 and len(seqs) == authority.audit_head()
+
+
+# --- supervisors: keys and officers ------------------------------------------------------
+
+def _key_states(html: str) -> dict[str, str]:
+    return dict(re.findall(r'data-kid="(\w+)" data-key-state="(\w+)"', html))
+
+
+def test_supervisor_rotates_keys_after_a_confirmation(authority: Authority) -> None:
+    supervisor = authority.signed_in("supervisor")
+    page = supervisor.get("/keys")
+    assert _key_states(page.text) == {"k1": "active", "k2": "next"}
+    review = supervisor.post("/keys/rotate", data={"csrf": csrf_of(page.text)})
+    assert review.status_code == 200 and 'data-testid="confirm"' in review.text
+    assert _key_states(supervisor.get("/keys").text) == {"k1": "active", "k2": "next"}
+    done = supervisor.post("/keys/rotate", data={"csrf": csrf_of(page.text), "confirmed": "1"})
+    assert done.headers["location"] == "/keys?notice=rotated"
+    assert _key_states(supervisor.get("/keys").text) == {
+        "k1": "retired", "k2": "active", "k3": "next"}
+    audit = authority.signed_in("auditor").get("/audit").text
+    assert re.findall(r'data-action="([\w.]+)"', audit)[0] == "keys.rotated"
+
+
+def test_supervisor_adds_an_officer_whose_token_works_until_deactivated(
+    authority: Authority,
+) -> None:
+    supervisor = authority.signed_in("supervisor")
+    page = supervisor.get("/officers")
+    refused = supervisor.post("/officers", data={"csrf": csrf_of(page.text), "name": " "})
+    assert field_errors(refused.text) == {"name": "REQUIRED", "roles": "NO_ROLE"}
+    created = supervisor.post("/officers", data={"csrf": csrf_of(page.text),
+                                                 "name": "Chen Jing", "roles": ["registrar"]})
+    found = re.search(r'data-testid="new-token">([^<]+)<', created.text)
+    assert created.status_code == 200 and found is not None
+    assert "no-store" in created.headers["cache-control"]
+    newcomer = authority.client()
+    from console_kit import sign_in
+
+    sign_in(newcomer, found.group(1))
+    assert newcomer.get("/persons/new").status_code == 200
+    officer_id = re.findall(r'data-officer="(\d+)"', created.text)[-1]
+    path = f"/officers/{officer_id}/deactivate"
+    review = supervisor.post(path, data={"csrf": csrf_of(page.text)})
+    assert 'data-testid="confirm"' in review.text
+    assert newcomer.get("/persons/new").status_code == 200
+    done = supervisor.post(path, data={"csrf": csrf_of(page.text), "confirmed": "1"})
+    assert done.headers["location"] == "/officers?notice=deactivated"
+    assert newcomer.get("/persons/new").status_code == 303  # the session ended with it
+
+
+def test_supervisor_cannot_deactivate_themselves(authority: Authority) -> None:
+    supervisor = authority.signed_in("supervisor")
+    page = supervisor.get("/officers")
+    me = re.search(r'data-testid="officer">Officer Supervisor', page.text)
+    assert me is not None
+    own_id = next(officer_id for officer_id, name in re.findall(
+        r'data-officer="(\d+)"[^>]*>\s*<td>\d+</td><td>([^<]+)</td>', page.text)
+        if name == "Officer Supervisor")
+    answer = supervisor.post(f"/officers/{own_id}/deactivate",
+                             data={"csrf": csrf_of(page.text), "confirmed": "1"})
+    assert answer.status_code == 409 and error_code(answer.text) == "OFFICER_IS_YOU"
 
 
 # --- language and assets ------------------------------------------------------------------

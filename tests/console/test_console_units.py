@@ -41,6 +41,15 @@ def test_every_key_the_templates_use_exists() -> None:
         assert any(key.startswith(prefix) for key in _i18n.CATALOGUE["en"]), prefix
 
 
+def test_every_key_the_routes_name_exists() -> None:
+    source = (CONSOLE / "_routes.py").read_text(encoding="utf-8")
+    named = set(re.findall(r'"((?:keys|officers|prov|notice)\.[a-z_]+)"', source)) - {
+        "keys.html", "officers.html"}
+    named |= {"notice." + notice for notice in re.findall(
+        r'notice=(\w+)', source) if notice.isalpha()}
+    assert named and sorted(key for key in named if not _i18n.has_key(key)) == []
+
+
 @pytest.mark.parametrize("family", [
     [f"entitlement.{entitlement.value}" for entitlement in Entitlement],
     [f"state.{state}" for state in ("active", "suspended", "revoked")],
@@ -48,6 +57,7 @@ def test_every_key_the_templates_use_exists() -> None:
                                      "confirm.effect", "confirm.yes")
      for action in ("revoke", "suspend", "reinstate")],
     [f"sex.{sex}" for sex in "MFX"],
+    [f"keystate.{state}" for state in ("next", "active", "retired", "compromised")],
     [f"role.{role}" for role in ("registrar", "supervisor", "auditor", "cashier", "terminal",
                                  "verifier")],
 ])
