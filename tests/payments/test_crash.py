@@ -5,35 +5,18 @@ zero, and retrying the requests left without an answer charges each at most once
 
 from __future__ import annotations
 
-import os
 import secrets
-import signal
-import socket
-import subprocess
-import sys
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from payments_kit import (
-    PASSPHRASE,
-    PayCard,
-    PayWorld,
-    RealClock,
-    TerminalHandle,
-    database_url,
-    initialised,
-)
+from payments_kit import FreshCodes, PayWorld, TerminalHandle, served_by_a_process
 from sqlalchemy import func, select
 
-from cardsvc.db import Database
 from cardsvc.payments.models import IdempotencyRecord, LedgerTransaction, Payment
 from verifier.terminal import verify_receipt
 
@@ -44,92 +27,6 @@ LOAD_TERMINALS = 6
 CARDS_PER_TERMINAL = 2
 RECEIPTS_BEFORE_KILL = 40
 TOPUP = 1_000_000
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-class Server:
-    """``cardsvc serve`` in its own process."""
-
-    def __init__(self, data_dir: Path, database: str) -> None:
-        self.data_dir, self.port = data_dir, _free_port()
-        self.env = {k: v for k, v in os.environ.items() if not k.startswith("CARDSVC_")}
-        self.env.update(CARDSVC_DATABASE_URL=database, CARDSVC_KEY_PASSPHRASE=PASSPHRASE)
-        self.process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self) -> None:
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "cardsvc", "serve", "--data-dir", str(self.data_dir),
-             "--port", str(self.port)],
-            env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            assert self.process.poll() is None, "the server exited"
-            try:
-                if httpx.get(self.url + "/v1/health", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                time.sleep(0.05)
-        raise AssertionError("the server did not start")
-
-    def kill(self) -> None:
-        assert self.process is not None
-        self.process.send_signal(signal.SIGKILL)
-        self.process.wait(timeout=20)
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=20)
-
-
-@contextmanager
-def crashable(backend: str, directory: Path) -> Iterator[tuple[Server, PayWorld]]:
-    with database_url(backend, directory, "paycrash") as url:
-        settings, admin, fingerprint = initialised(
-            directory / "data", url, now=datetime.now(UTC) - timedelta(minutes=1))
-        server = Server(directory / "data", url)
-        database = Database(url, pool_size=2)
-        try:
-            server.start()
-            with httpx.Client(base_url=server.url, timeout=30) as http:
-                yield server, PayWorld(backend, settings, database, server.url, RealClock(),
-                                       admin, fingerprint, None, http)
-        finally:
-            server.stop()
-            database.dispose()
-
-
-class FreshCodes:
-    """Pay codes with distinct proof times near the wall clock, rotating over cards."""
-
-    def __init__(self, cards: list[PayCard]) -> None:
-        self.cards = cards
-        self.used: set[tuple[str, int]] = set()
-        self.turn = 0
-
-    def next(self) -> tuple[PayCard, str]:
-        now = int(time.time())
-        for _ in range(len(self.cards)):
-            card = self.cards[self.turn % len(self.cards)]
-            self.turn += 1
-            for proof_time in range(now, now - 45, -1):
-                if (card.card_number, proof_time) not in self.used:
-                    self.used.add((card.card_number, proof_time))
-                    return card, card.pay_code(proof_time)
-        raise AssertionError("out of fresh pay codes")
 
 
 @dataclass
@@ -198,7 +95,7 @@ def _ledger_facts(world: PayWorld) -> tuple[int, int, int, int]:
 def test_sigkill_under_load_loses_no_receipted_charge_and_charges_nothing_twice(
     backend: str, tmp_path: Path,
 ) -> None:
-    with crashable(backend, tmp_path) as (server, world):
+    with served_by_a_process(backend, tmp_path, durable=True) as (server, world):
         merchant = world.merchant("Crash Test Wholesale")
         tills = [world.terminal(merchant, name=f"till {i}") for i in range(LOAD_TERMINALS)]
         cards = [world.card(topup=TOPUP) for _ in range(LOAD_TERMINALS * CARDS_PER_TERMINAL)]
