@@ -62,7 +62,7 @@ _MEDIA_TYPES = {".css": "text/css; charset=utf-8", ".js": "text/javascript; char
 _STATIC = {path.name: (path.read_bytes(), _MEDIA_TYPES[path.suffix])
            for path in STATIC_DIR.iterdir() if path.suffix in _MEDIA_TYPES}
 _NOTICES = frozenset({"enrolled", "linked", "existing", "passport_recorded", "passport_known",
-                      "revoked", "suspended", "reinstated", "signed_out", "rotated",
+                      "revoked", "suspended", "reinstated", "signed_out", "rotated", "portrait_set",
                       "deactivated"})
 _MISMATCH_FIELDS = ("name", "nationality", "birth_date", "sex")
 _ACTIONS: dict[str, str] = {"revoke": "revoked", "suspend": "suspended",
@@ -332,7 +332,34 @@ async def person_page(request: Request, foreigner_code: str) -> Response:
     mismatches = [name for name in request.query_params.get("mismatch", "").split(",")
                   if name in _MISMATCH_FIELDS]
     return render(visit, "person.html", nav="search", notice_key=_notice(request),
-                  person=person, mismatches=mismatches)
+                  person=person, mismatches=mismatches, portrait_error=None)
+
+
+@router.post("/persons/{foreigner_code}/portrait")
+async def replace_portrait(request: Request, foreigner_code: str) -> Response:
+    """A new photo; cards get its digest with their next bundle (new code or refresh)."""
+    visit = await open_visit(request, need=REGISTRARS)
+    raw_form = await _form(request)
+    visit.check_csrf(_fields(raw_form).get("csrf", ""))
+    person = await _person(visit, foreigner_code)
+    max_bytes = visit.ctx.settings.portrait_max_bytes
+    image = await _upload(raw_form, "portrait", max_bytes=max_bytes)
+    problem = "PORTRAIT_REQUIRED" if not image else None
+    if image:
+        now = visit.now()
+
+        def work(session: Session) -> None:
+            persons.set_portrait(session, foreigner_code=foreigner_code, image=image,
+                                 max_bytes=max_bytes, actor=_actor(session, visit), now=now)
+
+        try:
+            await in_db(visit.ctx, work)
+        except DomainError as error:
+            problem = error.code
+    if problem is not None:
+        return render(visit, "person.html", status=422, nav="search", person=person,
+                      mismatches=[], portrait_error=problem)
+    return redirect(visit, f"/persons/{foreigner_code}?notice=portrait_set")
 
 
 @router.get("/persons/{foreigner_code}/portrait")

@@ -121,6 +121,7 @@ ROLE_CASES = [
     ("auditor", "POST", "/persons/new", 403),
     ("auditor", "GET", "/persons/933818198503020017", 403),
     ("auditor", "GET", "/persons/933818198503020017/portrait", 403),
+    ("supervisor", "POST", "/persons/933818198503020017/portrait", 403),
     ("supervisor", "GET", "/persons/new", 403),
     ("supervisor", "GET", "/persons/933818198503020017/cards/new", 403),
     ("supervisor", "GET", "/audit", 403),
@@ -329,6 +330,28 @@ def test_link_to_a_person_of_another_birth_date_is_refused_with_the_form_kept(
     assert 'data-code="LINK_MISMATCH"' in refused.text
     assert 'value="MUHAMMAD"' in refused.text and 'name="portrait_b64"' in refused.text
     assert authority.audit_head() == before
+
+
+def test_registrar_replaces_the_portrait(authority: Authority) -> None:
+    client = authority.signed_in("registrar")
+    code = code_of(enrol(client))
+    page = client.get(f"/persons/{code}")
+    old = re.search(r'portrait\?v=([\w-]+)', page.text)
+    assert old is not None
+    empty = client.post(f"/persons/{code}/portrait", data={"csrf": csrf_of(page.text)})
+    assert empty.status_code == 422 and field_errors(empty.text) == {
+        "portrait": "PORTRAIT_REQUIRED"}
+    bad = client.post(f"/persons/{code}/portrait", data={"csrf": csrf_of(page.text)},
+                      files={"portrait": ("x.png", b"not an image", "image/png")})
+    assert field_errors(bad.text) == {"portrait": "PORTRAIT_FORMAT"}
+    done = client.post(f"/persons/{code}/portrait", data={"csrf": csrf_of(page.text)},
+                       files={"portrait": ("p.png", portrait((10, 150, 10), fmt="PNG"),
+                                           "image/png")})
+    assert done.headers["location"] == f"/persons/{code}?notice=portrait_set"
+    new = re.search(r'portrait\?v=([\w-]+)', client.get(f"/persons/{code}").text)
+    assert new is not None and new.group(1) != old.group(1)
+    jpeg = client.get(f"/persons/{code}/portrait")
+    assert jpeg.headers["content-type"] == "image/jpeg" and jpeg.content[:2] == b"\xff\xd8"
 
 
 # --- search -------------------------------------------------------------------------------
