@@ -11,21 +11,14 @@ import hashlib
 import itertools
 import json
 import secrets
-import sys
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 import httpx
 import pytest
-from fastapi.routing import APIRoute
-from sqlalchemy import inspect, select, text
-
-# The authority test kit of tests/cardsvc (throwaway databases, in-process app, wallet side).
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "cardsvc"))
 from cardsvc_kit import (
     Authority,
     Template,
@@ -35,6 +28,8 @@ from cardsvc_kit import (
     portrait_bytes,
     provision_request,
 )
+from fastapi.routing import APIRoute
+from sqlalchemy import inspect, select, text
 
 from cardsvc.models import Base, Card, Officer, Person
 from cardsvc.payments.ledger import check_ledger

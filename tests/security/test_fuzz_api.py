@@ -10,21 +10,13 @@ was. The number of inputs tried per route is printed at the end of the run.
 from __future__ import annotations
 
 import itertools
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date
-from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
-from sqlalchemy import text
-
-# The authority test kit of tests/cardsvc (throwaway databases, in-process app, wallet side).
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "cardsvc"))
 from cardsvc_kit import (
     Authority,
     Template,
@@ -34,6 +26,9 @@ from cardsvc_kit import (
     portrait_bytes,
     provision_request,
 )
+from hypothesis import given
+from hypothesis import strategies as st
+from sqlalchemy import text
 
 from cardsvc.models import Base
 from keys import Ed25519Signer, sign_presentation
