@@ -5,6 +5,7 @@ an in-process app with a fixed clock, signed-in HTTP clients, portraits, and a r
 
 from __future__ import annotations
 
+import functools
 import io
 import os
 import re
@@ -91,6 +92,22 @@ class Authority:
         sign_in(client, self.tokens[role])
         return client
 
+    def seed_persons(self, count: int) -> None:
+        """Persons enrolled through the service directly (no photo): quick bulk data."""
+        from datetime import date
+
+        from cardsvc.services.persons import PassportDetails, PersonDetails, enrol_person
+
+        def work(session: Any) -> None:
+            for number in range(count):
+                enrol_person(
+                    session, details=PersonDetails(f"TRADER{number:03d}", "Seed", "TUR",
+                                                   date(1950 + number, 1, 1), "F"),
+                    passport=PassportDetails(f"S{number:07d}", "TUR", date(2032, 1, 1)),
+                    actor=Actor.cli(), now=self.clock.now)
+
+        self.database.transact(work)
+
     def audit_head(self) -> int:
         from cardsvc.models import AuditHead
 
@@ -162,6 +179,7 @@ def sign_in(client: TestClient, token: str) -> httpx.Response:
     return answer
 
 
+@functools.lru_cache(maxsize=16)
 def portrait(color: tuple[int, int, int] = (90, 120, 160), *, fmt: str = "JPEG",
              size: tuple[int, int] = (300, 400)) -> bytes:
     """A plausible passport photo: a plain background, a head and shoulders."""

@@ -375,10 +375,8 @@ def test_search_by_code_any_passport_and_name_variant(authority: Authority) -> N
 
 
 def test_search_results_are_paginated(authority: Authority) -> None:
+    authority.seed_persons(23)
     client = authority.signed_in("registrar")
-    for number in range(23):
-        enrol(client, surname=f"TRADER{chr(65 + number)}", passport_number=f"P{number:07d}",
-              birth_date=f"19{50 + number}-01-01")
     first = client.get("/", params={"q": ""}).text
     assert len(re.findall(r'data-testid="result-link"', first)) == 20
     assert "/?q=&amp;page=2" in first
@@ -569,10 +567,7 @@ def test_audit_page_turns_red_when_an_entry_was_altered(authority: Authority) ->
 
 
 def test_audit_pages(authority: Authority) -> None:
-    registrar = authority.signed_in("registrar")
-    for number in range(50):
-        enrol(registrar, surname=f"TRADER{number}", passport_number=f"P{number:07d}",
-              birth_date=f"19{40 + number}-01-01")
+    authority.seed_persons(50)
     auditor = authority.signed_in("auditor")
     first = re.findall(r"<td>(\d+)</td>", auditor.get("/audit").text)
     second = re.findall(r"<td>(\d+)</td>", auditor.get("/audit?page=2").text)
