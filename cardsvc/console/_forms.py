@@ -23,11 +23,14 @@ from cardsvc.services.portraits import normalize_portrait
 from schemas import Entitlement
 
 __all__ = [
+    "ENTITLEMENT_NAMES",
     "CardInput",
     "EnrolInput",
     "FieldProblems",
     "PassportInput",
+    "card_defaults",
     "field_for",
+    "format_yuan",
     "read_card",
     "read_enrol",
     "read_passport",

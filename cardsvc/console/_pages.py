@@ -58,11 +58,13 @@ __all__ = [
     "Refusal",
     "SignInRequired",
     "Visit",
+    "error_page",
     "in_db",
     "open_visit",
     "redirect",
     "render",
     "session_keys",
+    "status_of",
 ]
 
 T = TypeVar("T")
