@@ -22,16 +22,24 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from types import MappingProxyType
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from cardsvc.models import StatusEntry
-from cardsvc.services.trust import issuer_keys
-from schemas import STATUS_VALID, StatusList, StatusListClaims, TrustListClaims
+from cardsvc.models import IssuerKeyRecord, StatusEntry
+from schemas import (
+    STATUS_VALID,
+    IssuerKey,
+    KeyState,
+    StatusList,
+    StatusListClaims,
+    TrustListClaims,
+)
 from schemas.presentation import decode_presentation
 from verifier import POLICIES, VerificationResult, VerifierState, replay_key, verify_presentation
 
 __all__ = [
     "PAYMENT_POLICY",
+    "active_kid",
     "authority_trust",
     "pay_code_replay_key",
     "verify_any_status",
@@ -73,7 +81,17 @@ class _EveryListValid(Mapping[str, StatusListClaims]):
 
 def authority_trust(session: Session, *, issuer: str, now: int) -> TrustListClaims:
     """The issuer keys as they stand in the database, as a trust list valid around ``now``."""
-    return TrustListClaims(issuer, 0, now - 1, now + _LIFETIME, issuer_keys(session))
+    rows = session.execute(select(IssuerKeyRecord.kid, IssuerKeyRecord.public_key,
+                                  IssuerKeyRecord.state, IssuerKeyRecord.valid_from,
+                                  IssuerKeyRecord.valid_until).order_by(IssuerKeyRecord.seq))
+    keys = tuple(IssuerKey(kid, public_key, KeyState(state), valid_from, valid_until)
+                 for kid, public_key, state, valid_from, valid_until in rows)
+    return TrustListClaims(issuer, 0, now - 1, now + _LIFETIME, keys)
+
+
+def active_kid(trust: TrustListClaims) -> str | None:
+    """The key that signs now (what receipts are signed with)."""
+    return next((key.kid for key in trust.keys if key.state is KeyState.ACTIVE), None)
 
 
 def verify_any_status(

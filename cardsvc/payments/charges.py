@@ -31,6 +31,7 @@ from sqlalchemy.orm import Session
 from cardsvc.models import Card, Officer
 from cardsvc.payments._idempotency import Answer, find_answer, request_hash, store_answer
 from cardsvc.payments._paycode import (
+    active_kid,
     authority_trust,
     pay_code_replay_key,
     verify_any_status,
@@ -51,7 +52,7 @@ from cardsvc.services.audit import Actor, append_audit
 from cardsvc.services.cards import change_card_state, get_card
 from cardsvc.services.errors import Conflict, Invalid, NotFound, PaymentRefused
 from cardsvc.services.trust import Keyring, active_signer
-from schemas import b64url_encode
+from schemas import TrustListClaims, b64url_encode
 from verifier.terminal import MAX_AMOUNT_FEN
 
 __all__ = [
@@ -101,8 +102,13 @@ def _epoch(moment: datetime) -> int:
     return int(moment.timestamp())
 
 
-def _sign(session: Session, ctx: PaymentContext, receipt: Receipt) -> str:
-    return sign_receipt(receipt, active_signer(session, keyring=ctx.keyring))
+def _sign(session: Session, ctx: PaymentContext, receipt: Receipt,
+          trust: TrustListClaims | None = None) -> str:
+    """Signed by the active issuer key (read with the trust list when there is one)."""
+    kid = None if trust is None else active_kid(trust)
+    signer = (ctx.keyring.signer(kid) if kid is not None
+              else active_signer(session, keyring=ctx.keyring))
+    return sign_receipt(receipt, signer)
 
 
 # -- top-ups ----------------------------------------------------------------------------------
@@ -186,7 +192,7 @@ def charge_online(
     receipt = _sign(session, ctx, Receipt(
         payment_id, "payment", payment_id, ctx.issuer, card.card_number, terminal.merchant_id,
         terminal.id, amount_fen, row.balance_fen, 0, "online", epoch, epoch,
-        b64url_encode(key)))
+        b64url_encode(key)), trust)
     session.add(Payment(id=payment_id, card_id=card.id, merchant_id=terminal.merchant_id,
                         terminal_id=terminal.id, mode="online", amount_fen=amount_fen,
                         refunded_fen=0, overdraft_fen=0, balance_after_fen=row.balance_fen,
@@ -234,8 +240,8 @@ def settle_offline(
     if not (epoch - OFFLINE_SETTLEMENT_DAYS * 86_400 <= accepted
             <= epoch + ACCEPTED_AT_LEEWAY_SECONDS):
         return _refused(item, "ACCEPTED_AT_OUT_OF_RANGE")
-    result = verify_any_status(item.pay_code, trust=authority_trust(
-        session, issuer=ctx.issuer, now=accepted), now=accepted)
+    trust = authority_trust(session, issuer=ctx.issuer, now=accepted)
+    result = verify_any_status(item.pay_code, trust=trust, now=accepted)
     credential = result.credential
     if not result.ok or credential is None:
         return _refused(item, result.code.value)
@@ -287,7 +293,7 @@ def settle_offline(
     receipt = _sign(session, ctx, Receipt(
         payment_id, "payment", payment_id, ctx.issuer, card.card_number, terminal.merchant_id,
         terminal.id, item.amount_fen, row.balance_fen, overdraft, "offline", epoch, accepted,
-        b64url_encode(key)))
+        b64url_encode(key)), trust)
     session.add(Payment(id=payment_id, card_id=card.id, merchant_id=terminal.merchant_id,
                         terminal_id=terminal.id, mode="offline", amount_fen=item.amount_fen,
                         refunded_fen=0, overdraft_fen=overdraft,
