@@ -95,6 +95,21 @@ def test_the_same_sale_sent_online_and_then_queued_by_one_terminal_is_not_a_doub
     assert world.card_state(card.card_number) == "active"
 
 
+def test_one_terminal_sending_one_code_twice_for_other_amounts_is_its_own_double_spend(
+    world: PayWorld,
+) -> None:
+    """The holder showed the code once; the terminal's double use is not the card's fault."""
+    card = world.card(topup=5_000)
+    till = world.terminal()
+    code = world.pay_code(card)
+    [first] = _upload(world, till, _item(code, 400, "s-1"))
+    [second] = _upload(world, till, _item(code, 900, "s-2"))
+    assert (first["outcome"], second["outcome"], second["card_suspended"]) == (
+        "settled", "double_spend", False)
+    assert world.balance(card.card_number) == 4_600
+    assert world.card_state(card.card_number) == "active"
+
+
 def test_an_offline_overdraft_is_recorded_suspends_the_card_and_is_repaid_first(
     world: PayWorld,
 ) -> None:
