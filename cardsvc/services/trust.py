@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from sqlalchemy import select
@@ -31,6 +31,7 @@ from keys import Ed25519Signer, KeyStore
 from schemas import IssuerKey, KeyState, TrustListClaims
 
 __all__ = [
+    "RETIREMENT_GRACE_SECONDS",
     "ROOT_KID",
     "Keyring",
     "SignedObject",
@@ -44,6 +45,10 @@ __all__ = [
 ]
 
 ROOT_KID = "root"
+# A request that read "k1 is active" just before a rotation committed may still sign with
+# k1 a moment later; its credentials must not be born invalid. k1 is not compromised, so
+# letting it sign for one more minute costs nothing.
+RETIREMENT_GRACE_SECONDS = 60
 _TRUST_ROW = 1
 
 
@@ -146,6 +151,8 @@ def rotate_keys(session: Session, *, keyring: Keyring, actor: Actor, now: dateti
     """
     state = _lock_trust_state(session)
     keyset = issuer_keys(session)
+    current = keylib.active_key(keyset).kid if any(
+        key.state is KeyState.ACTIVE for key in keyset) else None
     new_kid = _next_kid(session)
     new_key = keyring.generate(new_kid)
     try:
@@ -153,6 +160,11 @@ def rotate_keys(session: Session, *, keyring: Keyring, actor: Actor, now: dateti
                                 now=_epoch(now))
     except keylib.RotationError as exc:
         raise Conflict("ROTATION_REFUSED", str(exc)) from exc
+    rotated = tuple(
+        replace(key, valid_until=_epoch(now) + RETIREMENT_GRACE_SECONDS)
+        if key.kid == current and key.state is KeyState.RETIRED else key
+        for key in rotated
+    )
     _store_keys(session, rotated, now=now)
     state.version += 1
     active = keylib.active_key(rotated).kid

@@ -3,19 +3,21 @@ audit entry, states and status bits agree, and the audit chain verifies."""
 
 from __future__ import annotations
 
-import re
 import threading
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
 import pytest
-from cardsvc_kit import ServerProcess, cli, pg_create, pg_drop, pg_url, server_env, unique_name
+from cardsvc_kit import ServerProcess, pg_create, pg_drop, pg_url, server_env, unique_name
 from sqlalchemy import select
 
 from cardsvc.db import Database
 from cardsvc.models import AuditEntry, Card, StatusEntry
+from cardsvc.services.audit import verify_chain
+from cardsvc.services.bootstrap import initialise
 from cardsvc.settings import get_settings
 
 
@@ -59,8 +61,9 @@ def test_sigkill_while_issuing_leaves_no_half_card(tmp_path: Path,
                                                    database_url: str | None) -> None:
     data_dir = tmp_path / "data"
     env = server_env(database_url)
-    init = cli(data_dir, env, "init")
-    token = re.search(r"admin token:\s+(\S+)", init.stdout)
+    settings = get_settings(data_dir=data_dir, key_passphrase=env["CARDSVC_KEY_PASSPHRASE"],
+                            database_url=database_url or f"sqlite:///{data_dir / 'cardsvc.db'}")
+    token = initialise(settings, now=datetime.now(UTC)).admin_token
     assert token is not None
     server = ServerProcess(data_dir, env).start()
     stop = threading.Event()
@@ -68,7 +71,7 @@ def test_sigkill_while_issuing_leaves_no_half_card(tmp_path: Path,
     interrupted: list[str] = []
     try:
         workers = [threading.Thread(target=_issue_until_stopped,
-                                    args=(server.url, token.group(1), stop, i, done,
+                                    args=(server.url, token, stop, i, done,
                                           interrupted)) for i in range(4)]
         for worker in workers:
             worker.start()
@@ -89,8 +92,6 @@ def test_sigkill_while_issuing_leaves_no_half_card(tmp_path: Path,
         assert httpx.get(restarted.url + "/v1/status-lists/1").status_code == 200
     finally:
         restarted.stop()
-    settings = get_settings(data_dir=data_dir, database_url=database_url or
-                            f"sqlite:///{data_dir / 'cardsvc.db'}")
     database = Database.from_settings(settings)
     try:
         with database.sessions() as session:
@@ -103,7 +104,6 @@ def test_sigkill_while_issuing_leaves_no_half_card(tmp_path: Path,
                 assert card.card_number in issued
             assert {card.card_number for card in cards} == issued
             assert set(done) <= issued  # every card the client saw survived
+            assert verify_chain(session).ok
     finally:
         database.dispose()
-    verify = cli(data_dir, env, "audit", "verify")
-    assert "audit chain OK" in verify.stdout

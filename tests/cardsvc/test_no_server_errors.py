@@ -1,7 +1,7 @@
 """A bounded schemathesis run over the OpenAPI document: no input yields a 500.
 
-Deterministic (derandomized Hypothesis): at most 20 requests per operation (12 that fit
-the schema, 8 that violate it), generated once and replayed on each database, sent with
+Deterministic (derandomized Hypothesis): at most 16 requests per operation (10 that fit
+the schema, 6 that violate it), generated once and replayed on each database, sent with
 an all-roles token so that input reaches the services rather than stopping at 401. The
 operations are the authority's own (payments and the console test theirs).
 """
@@ -20,7 +20,7 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis.errors import Unsatisfiable
 from schemathesis.generation.modes import GenerationMode
 
-EXAMPLES = {GenerationMode.POSITIVE: 12, GenerationMode.NEGATIVE: 8}
+EXAMPLES = {GenerationMode.POSITIVE: 10, GenerationMode.NEGATIVE: 6}
 TAGS = {"persons", "cards", "wallet", "publication", "audit", "administration", "meta"}
 
 
