@@ -165,7 +165,7 @@ def enrol_person(
     says ``link_to`` (add this passport to that person) or ``confirm_new``.
     """
     details = _clean_details(details, today=now.date())
-    passport = _clean_passport(passport)
+    passport = _clean_passport(passport, today=now.date())
     existing = _passport(session, passport.number, passport.country)
     if existing is not None:
         if link_to is not None and existing.person.foreigner_code != link_to:
@@ -244,7 +244,7 @@ def record_passport(
     from cardsvc.services.cards import reissue_cards  # cards builds on persons
 
     person = get_person(session, foreigner_code=foreigner_code, lock=True)
-    passport = _clean_passport(passport)
+    passport = _clean_passport(passport, today=now.date())
     new_details = _clean_details(PersonDetails(
         surname if surname is not None else person.surname,
         given_names if given_names is not None else person.given_names,
@@ -321,7 +321,9 @@ def _clean_details(details: PersonDetails, *, today: date | None) -> PersonDetai
     )
 
 
-def _clean_passport(passport: PassportDetails) -> PassportDetails:
+def _clean_passport(passport: PassportDetails, *, today: date) -> PassportDetails:
+    if passport.expires < today:
+        raise Invalid("PASSPORT_EXPIRED", "an expired passport cannot be recorded")
     return PassportDetails(check.clean_passport_number(passport.number),
                            check.country(passport.country, field="passport country"),
                            passport.expires)

@@ -122,6 +122,8 @@ def test_a_passport_cannot_belong_to_two_people(authority: Authority) -> None:
     ({"passport": {"number": "K1", "country": "SAU", "expires": "2030-01-01"}},
      "VALIDATION_FAILED"),
     ({"birth_date": "2099-01-01"}, "INVALID_BIRTH_DATE"),
+    ({"passport": {"number": "K1234567", "country": "SAU", "expires": "2027-01-14"}},
+     "PASSPORT_EXPIRED"),
     ({"sex": "Q"}, "VALIDATION_FAILED"),
     ({"surname": "A\u0000B"}, "VALIDATION_FAILED"),
     ({"surname": "A\u200eB"}, "INVALID_SURNAME"),
