@@ -13,7 +13,7 @@ import os
 import re
 import subprocess
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -95,7 +95,8 @@ def fill_enrolment(page: Page, *, surname: str, passport: str, photo: bytes) -> 
     page.check("input[name=sex][value=M]")
     page.fill("#passport_number", passport)
     page.select_option("#passport_country", "EGY")
-    page.fill("#passport_expires", "2031-05-01")
+    # The server runs on the real clock: a passport valid for five more years.
+    page.fill("#passport_expires", (date.today() + timedelta(days=5 * 365)).isoformat())
     page.set_input_files("#portrait", files=[{"name": "photo.jpg", "mimeType": "image/jpeg",
                                               "buffer": photo}])
 
