@@ -33,6 +33,7 @@ __all__ = [
     "Actor",
     "ChainCheck",
     "append_audit",
+    "canonical_json",
     "create_chain_head",
     "entry_hash",
     "list_audit",

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import date, datetime
+from typing import TYPE_CHECKING
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -26,6 +27,9 @@ from cardsvc.services.audit import Actor, append_audit
 from cardsvc.services.errors import Conflict, Invalid, NotFound
 from cardsvc.services.portraits import NormalizedPortrait, normalize_portrait
 
+if TYPE_CHECKING:
+    from cardsvc.services.cards import ReissuedCard
+
 __all__ = [
     "DUPLICATE_THRESHOLD",
     "Candidate",
@@ -37,6 +41,7 @@ __all__ = [
     "find_by_passport",
     "get_person",
     "likely_duplicates",
+    "portrait_bytes",
     "record_passport",
     "set_portrait",
 ]
@@ -103,7 +108,7 @@ class PassportChange:
     passport: Passport
     added: bool  # False: this passport was already recorded for this person
     personal_data_changed: bool
-    reissued_cards: list[object] = field(default_factory=list)  # cards.ReissuedCard
+    reissued_cards: list[ReissuedCard] = field(default_factory=list)
 
 
 def get_person(session: Session, *, foreigner_code: str, lock: bool = False) -> Person:
@@ -272,7 +277,7 @@ def record_passport(
                  subject=person.foreigner_code,
                  details={"passport": _passport_ref(passport), "personal_data_changed": changed},
                  now=now)
-    reissued: list[object] = []
+    reissued: list[ReissuedCard] = []
     if changed:
         reissued = list(reissue_cards(session, person=person, actor=actor, now=now,
                                       provisioning_ttl_seconds=provisioning_ttl_seconds,

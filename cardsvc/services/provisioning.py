@@ -15,7 +15,7 @@ Example::
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
 
 from sqlalchemy import select, update
@@ -67,7 +67,6 @@ class Bundle:
     status: StatusRef
     portrait_jpeg: bytes | None = None
     replaced_status: StatusRef | None = None
-    extra: dict[str, object] = field(default_factory=dict)
 
 
 def redeem_provisioning_code(

@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from cardsvc.api._present import code_out, person_fields, person_out
 from cardsvc.api.deps import Ctx, roles
-from cardsvc.api.errors import PROBLEM_MEDIA_TYPE
+from cardsvc.api.routes._common import problems
 from cardsvc.api.schemas import (
     EnrolIn,
     EnrolmentOut,
@@ -23,7 +23,6 @@ from cardsvc.api.schemas import (
 from cardsvc.models import Officer
 from cardsvc.services import persons
 from cardsvc.services.audit import Actor
-from cardsvc.services.cards import ReissuedCard
 from cardsvc.services.errors import Invalid
 
 __all__ = ["router"]
@@ -32,10 +31,7 @@ router = APIRouter(prefix="/v1", tags=["persons"])
 
 CodePath = Annotated[str, Path(pattern=r"^9[0-9]{16}[0-9X]$")]
 _READERS = ("registrar", "supervisor")
-_PROBLEMS: dict[int | str, dict[str, object]] = {
-    status: {"content": {PROBLEM_MEDIA_TYPE: {}}, "description": "problem details"}
-    for status in (401, 403, 404, 409, 422)
-}
+_PROBLEMS = problems(401, 403, 404, 409, 422)
 
 
 def _image(unverified_base64: str) -> bytes:
@@ -118,8 +114,7 @@ def record_passport(
             nationality=None if body.nationality is None else body.nationality.upper(),
             provisioning_ttl_seconds=ctx.settings.provisioning_ttl_seconds,
         )
-        reissued = [code_out(card) for card in change.reissued_cards
-                    if isinstance(card, ReissuedCard)]
+        reissued = [code_out(card) for card in change.reissued_cards]
         return PassportChangeOut(**person_fields(change.person),  # type: ignore[arg-type]
                                  added=change.added,
                                  personal_data_changed=change.personal_data_changed,
