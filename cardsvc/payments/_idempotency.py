@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
 from cardsvc.payments.models import IdempotencyRecord
@@ -40,21 +40,24 @@ def request_hash(operation: str, request: Mapping[str, Any]) -> str:
 
 
 def find_answer(session: Session, *, officer_id: int, key: str, digest: str) -> Answer | None:
-    record = session.scalar(select(IdempotencyRecord).where(
-        IdempotencyRecord.officer_id == officer_id, IdempotencyRecord.key == key))
+    record = session.execute(
+        select(IdempotencyRecord.request_hash, IdempotencyRecord.status_code,
+               IdempotencyRecord.response)
+        .where(IdempotencyRecord.officer_id == officer_id, IdempotencyRecord.key == key)
+    ).first()
     if record is None:
         return None
-    if record.request_hash != digest:
+    stored_hash, status_code, response = record
+    if stored_hash != digest:
         raise Conflict("IDEMPOTENCY_KEY_REUSED",
                        "this idempotency key was used for another request")
-    return Answer(record.status_code, json.loads(record.response), replayed=True)
+    return Answer(status_code, json.loads(response), replayed=True)
 
 
 def store_answer(
     session: Session, *, officer_id: int, key: str, digest: str, answer: Answer, now: datetime
 ) -> Answer:
-    session.add(IdempotencyRecord(officer_id=officer_id, key=key, request_hash=digest,
-                                  status_code=answer.status_code,
-                                  response=_canonical(answer.body), created_at=now))
-    session.flush()
+    session.execute(insert(IdempotencyRecord).values(
+        officer_id=officer_id, key=key, request_hash=digest, status_code=answer.status_code,
+        response=_canonical(answer.body), created_at=now))
     return answer

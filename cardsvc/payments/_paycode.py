@@ -111,13 +111,14 @@ def verify_live_status(
     if credential is None:
         return first
     ref = credential.status
-    entry = session.get(StatusEntry, (ref.list_id, ref.index))
-    if entry is not None and entry.status == STATUS_VALID:
+    status = session.scalar(select(StatusEntry.status).where(
+        StatusEntry.list_id == ref.list_id, StatusEntry.idx == ref.index))
+    if status == STATUS_VALID:
         return first
     statuses = StatusList.empty(0)  # an index unknown here reads as STATUS_UNAVAILABLE
-    if entry is not None:
+    if status is not None:
         statuses = StatusList.empty(ref.index + 1)
-        statuses.set(ref.index, entry.status)
+        statuses.set(ref.index, status)
     lists = {ref.list_id: StatusListClaims(ref.list_id, "", now - 1, now + _LIFETIME,
                                            _LIFETIME, statuses)}
     return verify_presentation(unverified_pay_code, state=VerifierState.of(trust, lists),

@@ -24,8 +24,9 @@ from __future__ import annotations
 import secrets
 from dataclasses import dataclass
 from datetime import datetime
+from typing import NamedTuple
 
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
 from cardsvc.models import Card, Officer
@@ -98,6 +99,18 @@ def _check_amount(amount_fen: int) -> None:
         raise Invalid("INVALID_AMOUNT", f"amount_fen is an integer from 1 to {MAX_AMOUNT_FEN}")
 
 
+class _CardRow(NamedTuple):
+    id: int
+    card_number: str
+    state: str
+
+
+def _card_row(session: Session, card_number: str) -> _CardRow | None:
+    row = session.execute(select(Card.id, Card.card_number, Card.state)
+                          .where(Card.card_number == card_number)).first()
+    return None if row is None else _CardRow(*row)
+
+
 def _epoch(moment: datetime) -> int:
     return int(moment.timestamp())
 
@@ -132,11 +145,11 @@ def top_up(
     owed_before = row.overdraft_fen
     legs = [(cash_account(session, now=now), amount_fen),
             *credit_card(session, row, amount_fen, now=now)]
-    txn = post(session, kind="topup", reference=topup_id, card_id=card.id, legs=legs, now=now)
+    txn_id = post(session, kind="topup", reference=topup_id, card_id=card.id, legs=legs, now=now)
     repaid = owed_before - row.overdraft_fen
     session.add(TopUp(id=topup_id, card_id=card.id, amount_fen=amount_fen,
                       overdraft_repaid_fen=repaid, officer_id=cashier.id, created_at=now,
-                      transaction_id=txn.id))
+                      transaction_id=txn_id))
     body = {"topup_id": topup_id, "card_number": card.card_number, "amount_fen": amount_fen,
             "overdraft_repaid_fen": repaid, "balance_fen": row.balance_fen,
             "overdraft_fen": row.overdraft_fen, "posted_at": now.isoformat()}
@@ -166,8 +179,7 @@ def charge_online(
     trust = authority_trust(session, issuer=ctx.issuer, now=epoch)
     first = verify_any_status(pay_code, trust=trust, now=epoch)
     credential = first.credential
-    card = None if credential is None else session.scalar(
-        select(Card).where(Card.card_number == credential.card_number))
+    card = None if credential is None else _card_row(session, credential.card_number)
     row = None if card is None else lock_card_balance(session, card_id=card.id, now=now,
                                                       create=False)
     stored = find_answer(session, officer_id=officer_id, key=idempotency_key, digest=digest)
@@ -187,18 +199,18 @@ def charge_online(
     card_legs, _ = debit_card(session, row, amount_fen, now=now, allow_overdraft=False)
     legs = [*card_legs,
             (merchant_account(session, merchant_id=terminal.merchant_id, now=now), -amount_fen)]
-    txn = post(session, kind="charge", reference=payment_id, card_id=card.id, legs=legs,
+    txn_id = post(session, kind="charge", reference=payment_id, card_id=card.id, legs=legs,
                now=now)
     receipt = _sign(session, ctx, Receipt(
         payment_id, "payment", payment_id, ctx.issuer, card.card_number, terminal.merchant_id,
         terminal.id, amount_fen, row.balance_fen, 0, "online", epoch, epoch,
         b64url_encode(key)), trust)
-    session.add(Payment(id=payment_id, card_id=card.id, merchant_id=terminal.merchant_id,
-                        terminal_id=terminal.id, mode="online", amount_fen=amount_fen,
-                        refunded_fen=0, overdraft_fen=0, balance_after_fen=row.balance_fen,
-                        replay_key=key.hex(), proof_time=result.proof_time or epoch,
-                        accepted_at=now, settled_at=now, transaction_id=txn.id,
-                        receipt=receipt))
+    session.execute(insert(Payment).values(
+        id=payment_id, card_id=card.id, merchant_id=terminal.merchant_id,
+        terminal_id=terminal.id, mode="online", amount_fen=amount_fen, refunded_fen=0,
+        overdraft_fen=0, balance_after_fen=row.balance_fen, replay_key=key.hex(),
+        proof_time=result.proof_time or epoch, accepted_at=now, settled_at=now,
+        transaction_id=txn_id, receipt=receipt))
     body = {"payment_id": payment_id, "status": "accepted", "mode": "online",
             "card_number": card.card_number, "amount_fen": amount_fen,
             "balance_fen": row.balance_fen, "merchant_id": terminal.merchant_id,
@@ -247,7 +259,7 @@ def settle_offline(
         return _refused(item, result.code.value)
     if item.amount_fen > min(terminal.offline_floor_fen, credential.offline_limit_fen or 0):
         return _refused(item, "OFFLINE_LIMIT_EXCEEDED")
-    card = session.scalar(select(Card).where(Card.card_number == credential.card_number))
+    card = _card_row(session, credential.card_number)
     if card is None:
         return _refused(item, "CARD_NOT_FOUND")
     row = lock_card_balance(session, card_id=card.id, now=now, create=True)
@@ -288,18 +300,18 @@ def settle_offline(
                                       allow_overdraft=True)
     legs = [*card_legs, (merchant_account(session, merchant_id=terminal.merchant_id, now=now),
                          -item.amount_fen)]
-    txn = post(session, kind="charge", reference=payment_id, card_id=card.id, legs=legs,
+    txn_id = post(session, kind="charge", reference=payment_id, card_id=card.id, legs=legs,
                now=now)
     receipt = _sign(session, ctx, Receipt(
         payment_id, "payment", payment_id, ctx.issuer, card.card_number, terminal.merchant_id,
         terminal.id, item.amount_fen, row.balance_fen, overdraft, "offline", epoch, accepted,
         b64url_encode(key)), trust)
-    session.add(Payment(id=payment_id, card_id=card.id, merchant_id=terminal.merchant_id,
-                        terminal_id=terminal.id, mode="offline", amount_fen=item.amount_fen,
-                        refunded_fen=0, overdraft_fen=overdraft,
-                        balance_after_fen=row.balance_fen, replay_key=key.hex(),
-                        proof_time=result.proof_time or accepted, accepted_at=item.accepted_at,
-                        settled_at=now, transaction_id=txn.id, receipt=receipt))
+    session.execute(insert(Payment).values(
+        id=payment_id, card_id=card.id, merchant_id=terminal.merchant_id,
+        terminal_id=terminal.id, mode="offline", amount_fen=item.amount_fen, refunded_fen=0,
+        overdraft_fen=overdraft, balance_after_fen=row.balance_fen, replay_key=key.hex(),
+        proof_time=result.proof_time or accepted, accepted_at=item.accepted_at,
+        settled_at=now, transaction_id=txn_id, receipt=receipt))
     suspend = overdraft > 0 and card.state == "active"
     if suspend:
         _suspend(session, card, f"offline overdraft of {overdraft} fen (payment {payment_id})",
@@ -311,7 +323,8 @@ def settle_offline(
                         digest=digest, answer=Answer(200, body), now=now)
 
 
-def _suspend(session: Session, card: Card, reason: str, actor: Actor, now: datetime) -> None:
+def _suspend(session: Session, card: _CardRow, reason: str, actor: Actor,
+             now: datetime) -> None:
     """Through the card service: the status entry changes in this same transaction."""
     change_card_state(session, card_number=card.card_number, action="suspend", reason=reason,
                       actor=actor, now=now)
@@ -344,12 +357,12 @@ def refund_payment(
     refund_id = _new_id("rfd")
     legs = [(merchant_account(session, merchant_id=payment.merchant_id, now=now), amount_fen),
             *credit_card(session, row, amount_fen, now=now)]
-    txn = post(session, kind="refund", reference=refund_id, card_id=payment.card_id,
+    txn_id = post(session, kind="refund", reference=refund_id, card_id=payment.card_id,
                legs=legs, now=now)
     payment.refunded_fen += amount_fen
     session.add(Refund(id=refund_id, payment_id=payment.id, merchant_id=payment.merchant_id,
                        amount_fen=amount_fen, reason=reason, officer_id=officer.id,
-                       created_at=now, transaction_id=txn.id))
+                       created_at=now, transaction_id=txn_id))
     card_number = session.get_one(Card, payment.card_id).card_number
     epoch = _epoch(now)
     receipt = _sign(session, ctx, Receipt(

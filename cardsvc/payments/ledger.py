@@ -16,7 +16,7 @@ Example::
     row = lock_card_balance(session, card_id=7, now=now, create=True)
     assert row is not None
     legs = [(cash_account(session, now=now), 500), *credit_card(session, row, 500)]
-    post(session, kind="topup", reference="top_1", card_id=7, legs=legs, now=now)
+    txn_id = post(session, kind="topup", reference="top_1", card_id=7, legs=legs, now=now)
     assert check_ledger(session).ok
 """
 
@@ -169,22 +169,24 @@ def debit_card(
 def post(
     session: Session, *, kind: str, reference: str, card_id: int, legs: Sequence[Leg],
     now: datetime,
-) -> LedgerTransaction:
-    """Write one balanced transaction; legs on the same account are merged."""
+) -> int:
+    """Write one balanced transaction (legs on one account are merged); returns its id."""
     merged: dict[int, int] = {}
     for account_id, amount in legs:
         merged[account_id] = merged.get(account_id, 0) + amount
     entries = [(account, amount) for account, amount in merged.items() if amount]
     if sum(amount for _, amount in entries) != 0 or len(entries) < 2:
         raise UnbalancedTransaction(f"{kind} {reference}: entries {entries} do not balance")
-    txn = LedgerTransaction(kind=kind, reference=reference, card_id=card_id, posted_at=now)
-    session.add(txn)
-    session.flush()
+    txn_id: int = session.execute(
+        insert(LedgerTransaction)
+        .values(kind=kind, reference=reference, card_id=card_id, posted_at=now)
+        .returning(LedgerTransaction.id)
+    ).scalar_one()
     session.execute(insert(LedgerEntry), [
-        {"transaction_id": txn.id, "account_id": account, "amount_fen": amount}
+        {"transaction_id": txn_id, "account_id": account, "amount_fen": amount}
         for account, amount in entries
     ])
-    return txn
+    return txn_id
 
 
 @dataclass(frozen=True, slots=True)
