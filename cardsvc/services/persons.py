@@ -201,6 +201,10 @@ def enrol_person(
     if not confirm_new:
         candidates = likely_duplicates(session, details=details)
         if candidates:
+            # A concurrent request may have enrolled this very passport since the exact
+            # check above (each statement sees newly committed rows): that is a match.
+            if _passport(session, passport.number, passport.country) is not None:
+                return _enrolled_meanwhile(session, passport, details)
             raise Conflict("POSSIBLE_DUPLICATE",
                            "a person with this nationality, birth date and a similar name exists",
                            candidates=[candidate.as_dict() for candidate in candidates])
