@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import logging
 import random
+import threading
 import time
 from collections.abc import Callable
+from contextlib import nullcontext
 from typing import Any, TypeVar
 
 from sqlalchemy import Engine, create_engine, event
@@ -67,6 +69,10 @@ class Database:
         if self.is_sqlite:
             _configure_sqlite(self.engine)
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
+        # SQLite has one writer at a time and its busy handler waits by sleeping and
+        # polling, which starves some writers for seconds under load. Queueing this
+        # process's writers on a lock hands the database over at once instead.
+        self._sqlite_writer = threading.RLock()
 
     @classmethod
     def from_settings(cls, settings: Settings, **kwargs: Any) -> Database:
@@ -88,8 +94,9 @@ class Database:
         """
         for attempt in range(1, attempts + 1):
             session = self.sessions()
+            writer = self._sqlite_writer if self.is_sqlite and not readonly else nullcontext()
             try:
-                with session.begin():
+                with writer, session.begin():
                     if readonly and self.is_sqlite:
                         options: dict[str, Any] = {_BEGIN_OPTION: "DEFERRED"}
                         session.connection(execution_options=options)
