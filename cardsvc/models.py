@@ -178,6 +178,7 @@ class StatusListRecord(Base):
     id: Mapped[str] = mapped_column(String(16), primary_key=True)
     size: Mapped[int] = mapped_column(Integer)
     fill_limit: Mapped[int] = mapped_column(Integer)
+    # Entries counted when the list was last checked; at fill_limit the list is closed.
     allocated: Mapped[int] = mapped_column(Integer, default=0)
     revision: Mapped[int] = mapped_column(BigInteger, default=0)  # bumped when a bit changes
     signed_jwt: Mapped[str | None] = mapped_column(Text, nullable=True)

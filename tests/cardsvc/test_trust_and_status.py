@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from cardsvc_kit import Authority, device_key
+from sqlalchemy.orm import Session
 
 from cardsvc.services.trust import RETIREMENT_GRACE_SECONDS
 from schemas import KeyState, TrustListClaims
@@ -118,3 +119,30 @@ def test_trust_list_versions_only_go_up(authority: Authority) -> None:
     third = _trust(authority)
     assert first < second < third.version
     assert third.issued_at == authority.clock.epoch
+
+
+def test_a_full_status_list_opens_the_next_one(authority: Authority) -> None:
+    from sqlalchemy import select, update
+
+    from cardsvc.models import StatusEntry, StatusListRecord
+    from cardsvc.services.status import reserve_status_entry
+
+    card = authority.issue(authority.enrol()["foreigner_code"])["card"]
+    with authority.database.sessions() as session:
+        card_id = session.scalar(select(StatusEntry.card_id))
+    assert card_id is not None
+
+    def fill(session: Session) -> list[tuple[str, int]]:
+        session.execute(update(StatusListRecord).values(allocated=StatusListRecord.fill_limit))
+        refs = [reserve_status_entry(session, card_id=card_id, status=0,
+                                     now=authority.clock(), list_size=16) for _ in range(40)]
+        return [(ref.list_id, ref.index) for ref in refs]
+
+    refs = authority.database.transact(fill)
+    assert len(set(refs)) == 40  # never the same index twice
+    lists = {list_id for list_id, _ in refs}
+    assert "1" not in lists and {"2", "3"} <= lists  # 16 entries, closed at about 12
+    assert all(0 <= index < 16 for _, index in refs)
+    listing = authority.client.get("/v1/status-lists").json()["status_lists"]
+    assert [entry["id"] for entry in listing][:3] == ["1", "2", "3"]
+    assert card["status"]["list_id"] == "1"
