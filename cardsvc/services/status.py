@@ -27,6 +27,7 @@ from cardsvc.services.trust import Keyring, SignedObject, active_signer
 from schemas import StatusList, StatusListClaims, StatusRef
 
 __all__ = [
+    "cached_status_list",
     "create_status_list",
     "list_status_list_ids",
     "reserve_status_entry",
@@ -101,6 +102,19 @@ def set_entry_status(session: Session, *, ref: StatusRef, status: int) -> bool:
     return changed is not None
 
 
+def cached_status_list(
+    session: Session, *, list_id: str, keyring: Keyring, now: datetime, ttl: int
+) -> SignedObject | None:
+    """The last signed list if it is still current (read only), else None."""
+    record = session.get(StatusListRecord, list_id) if len(list_id) <= 16 else None
+    if record is None:
+        raise NotFound("STATUS_LIST_NOT_FOUND", "no status list with this id")
+    signer = active_signer(session, keyring=keyring)
+    if record.signed_jwt is None or not _fresh(record, signer.kid, int(now.timestamp()), ttl):
+        return None
+    return SignedObject.of(record.signed_jwt, record.signed_at)
+
+
 def signed_status_list(
     session: Session,
     *,
@@ -122,7 +136,6 @@ def signed_status_list(
     record = session.execute(
         for_update(select(StatusListRecord).where(StatusListRecord.id == list_id))
     ).scalar_one()
-    session.refresh(record)
     if not _fresh(record, signer.kid, epoch, ttl):
         statuses = StatusList.empty(record.size, bits=2)
         rows = session.execute(

@@ -36,6 +36,7 @@ __all__ = [
     "Keyring",
     "SignedObject",
     "active_signer",
+    "cached_trust_list",
     "compromise_key",
     "create_issuer_keys",
     "issuer_keys",
@@ -204,6 +205,18 @@ def compromise_key(
     return compromised
 
 
+def cached_trust_list(
+    session: Session, *, now: datetime, lifetime_seconds: int
+) -> SignedObject | None:
+    """The last signed trust list if it is still current (read only), else None."""
+    state = session.get(TrustState, _TRUST_ROW)
+    if state is None:
+        raise Unavailable("NOT_INITIALISED", "the authority is not initialised")
+    if state.signed_jwt is None or _trust_list_stale(state, _epoch(now), lifetime_seconds):
+        return None
+    return SignedObject.of(state.signed_jwt, state.issued_at)
+
+
 def signed_trust_list(
     session: Session, *, keyring: Keyring, issuer: str, now: datetime, lifetime_seconds: int
 ) -> SignedObject:
@@ -216,7 +229,6 @@ def signed_trust_list(
         assert state.signed_jwt is not None
         return SignedObject.of(state.signed_jwt, state.issued_at)
     state = _lock_trust_state(session)
-    session.refresh(state)
     if _trust_list_stale(state, epoch, lifetime_seconds):
         # Every signing gets a new version so "newer" always means "higher" to a verifier.
         state.version += 1

@@ -36,9 +36,15 @@ def trust_list(
     ctx: Ctx, if_none_match: Annotated[str | None, Header(max_length=500)] = None
 ) -> Response:
     settings = ctx.settings
-    signed = ctx.database.transact(lambda session: trust.signed_trust_list(
-        session, keyring=ctx.keyring, issuer=settings.issuer, now=ctx.clock(),
-        lifetime_seconds=settings.trust_list_lifetime_days * 86_400))
+    now = ctx.clock()
+    lifetime = settings.trust_list_lifetime_days * 86_400
+    # Verifiers poll: answer from the cache without a write lock, re-sign only when due.
+    signed = ctx.database.transact(lambda session: trust.cached_trust_list(
+        session, now=now, lifetime_seconds=lifetime), readonly=True)
+    if signed is None:
+        signed = ctx.database.transact(lambda session: trust.signed_trust_list(
+            session, keyring=ctx.keyring, issuer=settings.issuer, now=now,
+            lifetime_seconds=lifetime))
     return _serve(signed, "application/jwt", if_none_match, settings.status_ttl_seconds)
 
 
@@ -62,12 +68,16 @@ def status_list(
     settings = ctx.settings
     now = ctx.clock()
 
-    def work(session: Session) -> SignedObject:
+    def work(session: Session) -> SignedObject:  # re-sign (or take another's fresh one)
         return status.signed_status_list(
             session, list_id=list_id, keyring=ctx.keyring, now=now,
             uri=ctx.url(f"/v1/status-lists/{list_id}"), ttl=settings.status_ttl_seconds,
             lifetime_seconds=settings.status_lifetime_seconds)
 
-    signed = ctx.database.transact(work)
+    signed = ctx.database.transact(lambda session: status.cached_status_list(
+        session, list_id=list_id, keyring=ctx.keyring, now=now,
+        ttl=settings.status_ttl_seconds), readonly=True)
+    if signed is None:
+        signed = ctx.database.transact(work)
     remaining = signed.issued_at + settings.status_ttl_seconds - int(now.timestamp())
     return _serve(signed, "application/statuslist+jwt", if_none_match, remaining)
