@@ -1,0 +1,214 @@
+"""Test kit for the fault tests: a private PostgreSQL cluster that a test may stop and
+start at will (never the machine's shared one), the authority started by its CLI, and
+small waiting helpers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import pwd
+import re
+import shutil
+import signal
+import subprocess
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+import psycopg
+import pytest
+from cardsvc_kit import PYTHON, cli, free_port
+
+from bench._loadgen import LoadGenerator, LoadReport
+
+__all__ = ["Authority", "LoggedServer", "PrivatePostgres", "Running", "init_authority",
+           "private_postgres", "register_terminals", "wait_until"]
+
+
+def _postgres_bin() -> Path:
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"),
+                   key=lambda path: int(path.parts[-3]) if path.parts[-3].isdigit() else 0)
+    if not found:
+        pytest.fail("PostgreSQL server binaries (initdb, pg_ctl) are required: "
+                    "none under /usr/lib/postgresql/*/bin")
+    return found[-1].parent
+
+
+class PrivatePostgres:
+    """A throwaway cluster in a temp dir on a free port, owned by the ``postgres`` OS user
+    when the tests run as root (initdb refuses root)."""
+
+    def __init__(self) -> None:
+        self.bin = _postgres_bin()
+        self.dir = Path(tempfile.mkdtemp(prefix="fmc-pg-"))
+        self.data = self.dir / "data"
+        self.log = self.dir / "server.log"
+        self.port = free_port()
+        self._as_postgres = os.geteuid() == 0
+        if self._as_postgres:
+            owner = pwd.getpwnam("postgres")
+            os.chown(self.dir, owner.pw_uid, owner.pw_gid)
+
+    def _run(self, tool: str, *args: str, timeout: float = 120) -> None:
+        command = [str(self.bin / tool), *args]
+        if self._as_postgres:
+            command = ["runuser", "-u", "postgres", "--", *command]
+        done = subprocess.run(command, capture_output=True, text=True, timeout=timeout,
+                              check=False)
+        if done.returncode != 0:
+            raise AssertionError(f"{tool} failed ({done.returncode}): {done.stderr}{done.stdout}"
+                                 f"\n{self._log_tail()}")
+
+    def _log_tail(self) -> str:
+        try:
+            return self.log.read_text(errors="replace")[-2000:]
+        except OSError:
+            return ""
+
+    def initdb(self) -> None:
+        self._run("initdb", "-D", str(self.data), "-A", "trust", "-U", "postgres", "-E", "UTF8",
+                  "--no-sync", "--no-instructions")
+
+    def start(self) -> None:
+        options = (f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 "
+                   "-c max_connections=60 -c shared_buffers=16MB")
+        self._run("pg_ctl", "-D", str(self.data), "-l", str(self.log), "-w", "-t", "60",
+                  "-o", options, "start")
+
+    def stop(self, mode: str = "fast") -> None:
+        self._run("pg_ctl", "-D", str(self.data), "-m", mode, "-w", "-t", "60", "stop")
+
+    def create_database(self, name: str) -> str:
+        with psycopg.connect(host="127.0.0.1", port=self.port, user="postgres",
+                             dbname="postgres", autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+        return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/{name}"
+
+    def remove(self) -> None:
+        if (self.data / "postmaster.pid").exists():
+            with contextlib.suppress(AssertionError):
+                self.stop("immediate")
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+@contextmanager
+def private_postgres() -> Iterator[PrivatePostgres]:
+    cluster = PrivatePostgres()
+    try:
+        cluster.initdb()
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.remove()
+
+
+class LoggedServer:
+    """``cardsvc serve`` on a free port with its log in a file. (A pipe nobody reads fills
+    up after 64 KiB of logged tracebacks, and then the server's event loop blocks on it.)"""
+
+    def __init__(self, data_dir: Path, env: dict[str, str], log: Path) -> None:
+        self.data_dir, self.env, self.log = data_dir, env, log
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> LoggedServer:
+        with open(self.log, "ab") as log:
+            self.process = subprocess.Popen(
+                [str(PYTHON), "-m", "cardsvc", "serve", "--data-dir", str(self.data_dir),
+                 "--port", str(self.port)],
+                env=self.env, stdout=subprocess.DEVNULL, stderr=log)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise AssertionError(f"server exited: {self.log.read_text(errors='replace')}")
+            try:
+                if httpx.get(self.url + "/v1/health", timeout=1).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                time.sleep(0.05)
+        raise AssertionError("server did not start")
+
+    def kill(self) -> None:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=10)
+
+    def logged_bugs(self) -> int:
+        """How many unhandled errors (answered 500) the server logged."""
+        return self.log.read_text(errors="replace").count("unhandled error")
+
+
+class Authority:
+    """What ``cardsvc init`` printed once."""
+
+    def __init__(self, admin_token: str, root_fingerprint: str) -> None:
+        self.admin_token = admin_token
+        self.root_fingerprint = root_fingerprint
+
+    @property
+    def admin(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.admin_token}"}
+
+
+def init_authority(data_dir: Path, env: dict[str, str]) -> Authority:
+    printed = cli(data_dir, env, "init").stdout
+    token = re.search(r"admin token:\s+(\S+)", printed)
+    root = re.search(r"root fingerprint:\s+(\S+)", printed)
+    assert token is not None and root is not None, printed
+    return Authority(token.group(1), root.group(1))
+
+
+def register_terminals(url: str, authority: Authority, count: int) -> list[str]:
+    with httpx.Client(base_url=url, headers=authority.admin, timeout=30) as client:
+        merchant = client.post("/v1/merchants", json={"name": "Fault Market"})
+        assert merchant.status_code == 201, merchant.text
+        tokens = []
+        for i in range(count):
+            terminal = client.post(f"/v1/merchants/{merchant.json()['merchant_id']}/terminals",
+                                   json={"name": f"till {i}"})
+            assert terminal.status_code == 201, terminal.text
+            tokens.append(terminal.json()["token"])
+        return tokens
+
+
+def wait_until(condition: Callable[[], bool], *, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+class Running:
+    """A load generator running in a thread until :meth:`stop`."""
+
+    def __init__(self, load: LoadGenerator, workers: int) -> None:
+        self.load = load
+        self._stop = threading.Event()
+        self.report: LoadReport | None = None
+        self._thread = threading.Thread(target=self._run, args=(workers,), daemon=True)
+        self._thread.start()
+
+    def _run(self, workers: int) -> None:
+        self.report = self.load.run(workers=workers, stop=self._stop)
+
+    def stop(self) -> LoadReport:
+        self._stop.set()
+        self._thread.join(timeout=120)
+        assert self.report is not None, "the load generator did not finish"
+        return self.report
