@@ -27,7 +27,6 @@ import secrets
 import statistics
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -165,11 +164,11 @@ class LoadGenerator:
         self.ops: dict[str, OpStats] = {
             op: OpStats() for op in (FLOOR_OPS if floor_only else STORY_OPS)}
         self.failures: list[Failure] = []
-        self.first_success_after: Callable[[float], float | None] = self._first_success_after
         self._successes: list[float] = []
         self._lock = threading.Lock()
         self._serial = iter(range(1, 10**12))
         self._run_tag = secrets.token_hex(3).upper()
+        self._floor_etag: str | None = None
 
     # -- running ----------------------------------------------------------------------------
 
@@ -195,7 +194,8 @@ class LoadGenerator:
             ops = {op: OpStats(list(s.latencies_s), s.failures) for op, s in self.ops.items()}
             return LoadReport(seconds, ops, list(self.failures))
 
-    def _first_success_after(self, moment: float) -> float | None:
+    def first_success_after(self, moment: float) -> float | None:
+        """The start of the first successful request sent after ``moment`` (None: none)."""
         with self._lock:
             later = [t for t in self._successes if t > moment]
         return min(later) if later else None
@@ -237,7 +237,7 @@ class LoadGenerator:
             stats = self.ops[op]
             stats.latencies_s.append(elapsed)
             if failure is None:
-                self._successes.append(started + elapsed)
+                self._successes.append(started)
             else:
                 stats.failures += 1
                 if len(self.failures) < _KEPT_FAILURES:
@@ -247,10 +247,9 @@ class LoadGenerator:
 
     def _floor(self, client: httpx.Client) -> None:
         self._call(client, "health", "GET", "/v1/health", ok=(200,))
-        etag = getattr(self, "_floor_etag", None)
+        etag = self._floor_etag
         if etag is None:
-            first = client.get("/v1/trust-list")
-            etag = self._floor_etag = first.headers.get("etag", "")
+            etag = self._floor_etag = client.get("/v1/trust-list").headers.get("etag", "")
         self._call(client, "trust_list_304", "GET", "/v1/trust-list", ok=(304,),
                    headers={"If-None-Match": etag})
 
