@@ -24,14 +24,19 @@ Nothing here does I/O; the replay cache is the only state and is passed in.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import nacl.bindings
 import nacl.exceptions
 
-from schemas._jose import b64url_encode, check_header, inflate_capped, parse_json_object
+from schemas._jose import (
+    b64url_encode,
+    b64url_encode_bytes,
+    check_header,
+    inflate_capped,
+    parse_json_object,
+)
 from schemas.codes import (
     BadSignature,
     EntitlementMissing,
@@ -52,7 +57,7 @@ from schemas.codes import (
     UnknownKey,
     WrongPurpose,
 )
-from schemas.credential import MAX_INFLATED_PAYLOAD, Credential
+from schemas.credential import MAX_INFLATED_PAYLOAD, Credential, Purpose
 from schemas.presentation import decode_presentation
 from schemas.status_list import STATUS_REVOKED, STATUS_SUSPENDED, STATUS_VALID
 from schemas.trust_list import KeyState
@@ -64,11 +69,14 @@ __all__ = ["VerificationResult", "as_epoch", "verify_presentation"]
 
 _CREDENTIAL_HEADER = frozenset({"alg", "kid", "zip"})
 _PROOF_DOMAIN = b"FMC1 holder proof\x00"
+_PURPOSE_BYTES = {purpose: purpose.value.encode("ascii") + b"\x00" for purpose in Purpose}
 
 
-@dataclass(frozen=True, slots=True)
-class VerificationResult:
-    """The answer. ``credential`` is set only once the issuer signature has passed."""
+class VerificationResult(NamedTuple):
+    """The answer. ``credential`` is set only once the issuer signature has passed.
+
+    Immutable; a NamedTuple because one is built per check (cheaper than a dataclass).
+    """
 
     code: ResultCode
     service: str
@@ -223,13 +231,14 @@ def _run_checks(
         _check_dates(credential, key.valid_from, key.valid_until, policy, now)
         _check_status(credential, state, policy, now)
         # 8. holder proof: the device key named in the credential signed this moment
-        jws = signing_input + b"." + b64url_encode(parts.signature).encode("ascii")
+        jws_digest = hashlib.sha256(signing_input)
+        jws_digest.update(b".")
+        jws_digest.update(b64url_encode_bytes(parts.signature))
         message = (
             _PROOF_DOMAIN
             + proof_time.to_bytes(8, "big")
-            + credential.purpose.value.encode("ascii")
-            + b"\x00"
-            + hashlib.sha256(jws).digest()
+            + _PURPOSE_BYTES[credential.purpose]
+            + jws_digest.digest()
         )
         if not _ed25519_ok(credential.holder_key, message, parts.holder_proof):
             raise HolderProofInvalid("holder proof is not by this card's device key")
