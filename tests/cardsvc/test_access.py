@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 from cardsvc_kit import Authority
+from fastapi.testclient import TestClient
 from sqlalchemy import select
 
+from cardsvc.api import create_app
 from cardsvc.models import Officer
 
 CODE = "933566198503020011"
@@ -76,3 +80,25 @@ def test_unknown_role_is_refused(authority: Authority) -> None:
     answer = authority.client.post("/v1/officers", headers=authority.admin,
                                    json={"name": "x", "roles": ["king"]})
     assert answer.status_code == 422 and answer.json()["code"] == "VALIDATION_FAILED"
+
+
+def test_oversized_bodies_are_refused_before_reading(authority: Authority) -> None:
+    settings = authority.settings.model_copy(update={"request_max_bytes": 10_000})
+    client = TestClient(create_app(settings, database=authority.database, clock=authority.clock))
+    big = b'{"x": "' + b"a" * 20_000 + b'"}'
+    declared = client.post("/v1/persons", content=big, headers=authority.admin)
+    assert declared.status_code == 413 and declared.json()["code"] == "REQUEST_TOO_LARGE"
+
+    def chunks() -> Iterator[bytes]:
+        yield big[:8000]
+        yield big[8000:]
+
+    streamed = client.post("/v1/persons", content=chunks(), headers=authority.admin)
+    assert streamed.status_code == 413 and streamed.json()["code"] == "REQUEST_TOO_LARGE"
+
+
+def test_unknown_routes_and_methods_are_problems(authority: Authority) -> None:
+    for method, path, status in (("GET", "/v1/nothing", 404), ("DELETE", "/v1/cards", 405)):
+        answer = authority.client.request(method, path, headers=authority.admin)
+        assert answer.status_code == status
+        assert answer.headers["content-type"] == "application/problem+json"
