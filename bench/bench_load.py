@@ -7,7 +7,7 @@ per operation the throughput and p50/p99 latency, beside the floor measured on t
 server with the same generator: ``GET /v1/health`` (no database) and the trust list with
 a matching ETag (304). The server is uvicorn with several workers on the app that
 ``cardsvc serve`` runs, on a socket with TCP_NODELAY (bench/_loadgen.serve); one more row
-shows the same floor on the socket the ``uvicorn`` command binds itself, which lacks it.
+shows the same floor under ``uvicorn --workers``, whose own socket lacks it.
 Then the errors (must be 0) and the invariants after the run
 (every acknowledged write present, status lists == cards table, ledger sums to zero, audit
 chain intact; violations must be 0). The run fails loudly when either is not 0.
@@ -90,8 +90,9 @@ class _Authority:
         raise RuntimeError("the authority did not start")
 
     def plain_uvicorn_floor(self, seconds: float) -> LoadReport:
-        """The floor mix against the same app served by the ``uvicorn`` command itself, whose
-        socket lacks TCP_NODELAY (as ``cardsvc serve`` binds it today)."""
+        """The floor mix against the same app under ``uvicorn --workers N`` itself: the
+        socket it binds for its workers lacks TCP_NODELAY (single-process ``cardsvc serve``
+        is not affected: asyncio's own listening socket gets it)."""
         port = _free_port()
         base = f"http://127.0.0.1:{port}"
         process = self.spawn([sys.executable, "-m", "uvicorn", "bench._loadgen:authority_app",
@@ -178,7 +179,7 @@ def run(quick: bool = False) -> list[BenchRow]:
     finally:
         authority.stop()
     rows = _rows(load, floor)
-    rows.append(BenchRow("uvicorn-bound socket (no TCP_NODELAY): GET /v1/health p50",
+    rows.append(BenchRow("`uvicorn --workers` own socket (no TCP_NODELAY): GET /v1/health p50",
                          plain.ops["health"].percentile_ms(0.50), "ms",
                          "floor: GET /v1/health p50", floor.ops["health"].percentile_ms(0.50)))
     errors = load.errors + floor.errors + plain.errors
@@ -190,6 +191,8 @@ def run(quick: bool = False) -> list[BenchRow]:
         BenchRow("load: acknowledged writes checked after the run", generator.acked.writes,
                  "writes", "requests sent in the mix", load.requests),
     ]
+    print("  errors per operation: " + ", ".join(
+        f"{op} {stats.failures}/{stats.count}" for op, stats in load.ops.items()), flush=True)
     print(f"  load: {load.requests} requests in {load.seconds:.1f} s, {load.errors} errors; "
           f"floor mix {floor.requests} requests ({', '.join(FLOOR_OPS)}); "
           f"{checks} invariant checks, {len(problems)} violations", flush=True)
