@@ -132,6 +132,7 @@ def _print_next_steps(settings: Settings, fingerprint: str, admin: str | None,
     print(line)
     print(f"Foreign Merchant Card authority (demo, SQLite in {data_dir.resolve()})")
     print(f"  API        {url}/v1    docs {url}/docs")
+    print(f"  Console    {url}/    (officers: sign in with a token below)")
     print(f"  root fingerprint (pin it in verifiers): {fingerprint}")
     if admin:
         print(f"  admin token (every role; shown once): {admin}")
