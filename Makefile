@@ -40,8 +40,9 @@ lint: install
 typecheck: install
 	$(BIN)/mypy
 
+# Two workers: the machine has two cores, and the suite is mostly waiting on servers.
 pytest: install browser postgres
-	$(BIN)/pytest -q -p no:cacheprovider
+	$(BIN)/pytest -q -p no:cacheprovider -n 2
 
 test: lint typecheck pytest
 

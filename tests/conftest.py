@@ -29,10 +29,34 @@ def shared_vectors() -> Path:
     return path
 
 
-def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+def _fuzz_totals(config: pytest.Config) -> dict[str, int]:
+    totals: dict[str, int] = getattr(config, "_fmc_fuzz_totals", {})
+    config._fmc_fuzz_totals = totals  # type: ignore[attr-defined]
+    return totals
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
     from support import FUZZ_INPUTS
 
-    if FUZZ_INPUTS:
-        total = sum(FUZZ_INPUTS.values())
-        parts = ", ".join(f"{name} {count}" for name, count in sorted(FUZZ_INPUTS.items()))
+    workeroutput = getattr(session.config, "workeroutput", None)
+    if workeroutput is not None:  # an xdist worker: hand the counts to the controller
+        workeroutput["fmc_fuzz_inputs"] = dict(FUZZ_INPUTS)
+    else:
+        for name, count in FUZZ_INPUTS.items():
+            totals = _fuzz_totals(session.config)
+            totals[name] = totals.get(name, 0) + count
+
+
+def pytest_testnodedown(node: object, error: object) -> None:
+    counts = getattr(node, "workeroutput", {}).get("fmc_fuzz_inputs", {})
+    totals = _fuzz_totals(node.config)  # type: ignore[attr-defined]
+    for name, count in counts.items():
+        totals[name] = totals.get(name, 0) + count
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    totals = _fuzz_totals(terminalreporter.config)
+    if totals:
+        total = sum(totals.values())
+        parts = ", ".join(f"{name} {count}" for name, count in sorted(totals.items()))
         terminalreporter.write_line(f"fuzz: {total} inputs tried ({parts})")

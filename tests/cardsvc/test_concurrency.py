@@ -101,7 +101,7 @@ def test_hundred_simultaneous_revocations_match_the_status_list(authority: Autho
 
     def issue_all(session: Session) -> list[str]:
         numbers = []
-        for i in range(100):
+        for i in range(110):
             person = persons.enrol_person(
                 session, details=persons.PersonDetails(f"HOLDER{i}", "Test", "KEN",
                                                        date(1980, 1, 1 + i % 28), "F"),
@@ -113,8 +113,9 @@ def test_hundred_simultaneous_revocations_match_the_status_list(authority: Autho
         return numbers
 
     numbers = authority.database.transact(issue_all)
-    keep = numbers[::10]  # ten cards stay valid, ninety are revoked, all at once
+    keep = numbers[::11]  # ten cards stay valid, a hundred are revoked, all at once
     targets = [n for n in numbers if n not in keep]
+    assert len(targets) == 100
     database = _database(authority, 50)
     try:
         results = _all_at_once(len(targets), lambda i: database.transact(
