@@ -348,16 +348,20 @@ class ServerProcess:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.process: subprocess.Popen[bytes] | None = None
+        self.log_path = data_dir / "serve.log"
 
     def start(self) -> ServerProcess:
-        self.process = subprocess.Popen(
-            [str(PYTHON), "-m", "cardsvc", "serve", "--data-dir", str(self.data_dir),
-             "--port", str(self.port)],
-            env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        # The log goes to a file: an unread pipe fills up (64 KiB) and blocks the server.
+        self.log_path = self.data_dir / f"serve-{self.port}.log"
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen(
+                [str(PYTHON), "-m", "cardsvc", "serve", "--data-dir", str(self.data_dir),
+                 "--port", str(self.port)],
+                env=self.env, stdout=subprocess.DEVNULL, stderr=log)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                stderr = self.process.stderr.read() if self.process.stderr else b""
+                stderr = self.log_path.read_bytes()[-4000:]
                 raise AssertionError(f"server exited: {stderr.decode(errors='replace')}")
             try:
                 if httpx.get(self.url + "/v1/health", timeout=1).status_code == 200:
@@ -379,8 +383,6 @@ class ServerProcess:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait(timeout=10)
-        if self.process is not None and self.process.stderr is not None:
-            self.process.stderr.close()
 
 
 def b64(raw: bytes) -> str:
