@@ -97,6 +97,9 @@ TOOL_REASONS: MappingProxyType[str, Bilingual] = MappingProxyType({
                           "本验证端尚未同步：请运行 `verifier sync`。"),
     "CACHE_CORRUPT": Bilingual("The local cache is damaged: run `verifier sync` again.",
                                "本地缓存已损坏：请重新运行 `verifier sync`。"),
+    "CACHE_WRITE_FAILED": Bilingual(
+        "The cache could not be written (disk full?): the previous cache is kept.",
+        "无法写入缓存（磁盘已满？）：已保留之前的缓存。"),
     "ROOT_MISMATCH": Bilingual(
         "This cache is pinned to another root key; use a new cache directory.",
         "此缓存已绑定另一个根密钥：请使用新的缓存目录。"),

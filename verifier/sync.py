@@ -105,7 +105,7 @@ def sync_cache(
         except CacheError as error:
             raise SyncError(error.code, error.detail) from None
         except OSError as error:
-            raise SyncError("CACHE_CORRUPT", f"cannot write the cache: {error}") from None
+            raise SyncError("CACHE_WRITE_FAILED", f"cannot write the cache: {error}") from None
         return report
 
 

@@ -187,8 +187,7 @@ def test_fault_disk_full_during_a_status_list_write(counter: Counter, tmp_path: 
             filler = None
             exit_code, printed, _ = sync(counter, cache, preexec=_no_writes_at_all)
         assert exit_code == 1
-        assert printed["ok"] is False and printed["code"] == "CACHE_CORRUPT"
-        assert "cannot write the cache" in printed["detail"]
+        assert printed["ok"] is False and printed["code"] == "CACHE_WRITE_FAILED"
         assert "previous cache is kept" in printed["detail"]
         assert _cache_files(cache) == before  # nothing half-written, no temp file left
         if filler is not None:

@@ -268,7 +268,7 @@ def test_a_failed_write_leaves_the_old_cache(cache: VerifierCache,
         monkeypatch.setattr(cache_module, "_write_atomic", crash_on_manifest)
         with pytest.raises(SyncError) as failed:
             _sync(cache, authority)
-    assert failed.value.code == "CACHE_CORRUPT"
+    assert failed.value.code == "CACHE_WRITE_FAILED"
     assert cache.manifest_path.read_bytes() == before
     assert _code_of(cache, present(Purpose.SVC)) is ResultCode.OK  # still the old lists
     assert not list(cache.directory.glob(".tmp-*"))
