@@ -15,99 +15,29 @@ from __future__ import annotations
 import base64
 import io
 import json
-import os
-import signal
-import socket
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import pytest
 import uvicorn
+from e2e_kit import PIN, Authority, clean_env, free_port, run_cli
 from fastapi import FastAPI, Request, Response
 from PIL import Image
 
 pytestmark = pytest.mark.e2e
 
-BIN = Path(sys.executable).parent
-PIN = "482913"
 PASSPHRASE = "counter-story-passphrase"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("CARDSVC_", "FMC_", "VERIFIER_"))}
-    env.update(extra)
-    return env
-
-
-def _run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([str(BIN / args[0]), *args[1:]], capture_output=True, text=True,
-                          env=env or _env(), timeout=120)
-
-
-@dataclass
-class Authority:
-    data_dir: Path
-    port: int
-    root_fingerprint: str
-    admin: dict[str, str]
-    process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self) -> None:
-        self.process = subprocess.Popen(
-            [str(BIN / "cardsvc"), "serve", "--data-dir", str(self.data_dir),
-             "--port", str(self.port)],
-            env=_env(CARDSVC_KEY_PASSPHRASE=PASSPHRASE),
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 60
-        while True:
-            assert self.process.poll() is None, "cardsvc serve exited"
-            try:
-                if httpx.get(self.url + "/v1/health", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline, "cardsvc did not start"
-            time.sleep(0.05)
-
-    def stop(self) -> None:
-        if self.process is None:
-            return
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(timeout=15)
-        self.process = None
 
 
 @pytest.fixture(scope="module")
 def authority(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Authority]:
     data_dir = tmp_path_factory.mktemp("authority") / "data"
-    init = _run("cardsvc", "init", "--data-dir", str(data_dir),
-                env=_env(CARDSVC_KEY_PASSPHRASE=PASSPHRASE))
-    assert init.returncode == 0, init.stderr
-    printed = dict(line.split(":", 1) for line in init.stdout.splitlines() if ":" in line)
-    authority = Authority(data_dir, _free_port(), printed["root fingerprint"].strip(),
-                          {"Authorization": f"Bearer {printed['admin token'].strip()}"})
+    authority = Authority.init(data_dir, passphrase=PASSPHRASE)
     authority.start()
     try:
         yield authority
@@ -137,7 +67,7 @@ def _issue_card(authority: Authority) -> tuple[str, str]:
 
 
 def _verifier(cache: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return _run("verifier", "--cache", str(cache), *args)
+    return run_cli("verifier", "--cache", str(cache), *args)
 
 
 def _check(cache: Path, service: str, png: Path) -> tuple[int, dict[str, object]]:
@@ -147,8 +77,8 @@ def _check(cache: Path, service: str, png: Path) -> tuple[int, dict[str, object]
 
 
 def _show_png(wallet: Path, out: Path) -> Path:
-    shown = _run("wallet-sim", "--wallet", str(wallet), "show", "--purpose", "svc",
-                 "--png", str(out), env=_env(FMC_WALLET_PIN=PIN))
+    shown = run_cli("wallet-sim", "--wallet", str(wallet), "show", "--purpose", "svc",
+                 "--png", str(out), env=clean_env(FMC_WALLET_PIN=PIN))
     assert shown.returncode == 0, shown.stderr
     return out
 
@@ -176,7 +106,7 @@ def _tampering_proxy(upstream: str, path: str) -> Iterator[str]:
         return Response(body, status_code=answer.status_code,
                         media_type=answer.headers.get("content-type"))
 
-    port = _free_port()
+    port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port,
                                            log_level="warning", lifespan="off"))
     thread = threading.Thread(target=server.run, daemon=True)
@@ -195,8 +125,8 @@ def _tampering_proxy(upstream: str, path: str) -> Iterator[str]:
 def test_the_counter_story(authority: Authority, tmp_path: Path) -> None:
     card_number, code = _issue_card(authority)
     wallet = tmp_path / "phone.wallet"
-    provisioned = _run("wallet-sim", "--wallet", str(wallet), "provision",
-                       "--server", authority.url, "--code", code, env=_env(FMC_WALLET_PIN=PIN))
+    provisioned = run_cli("wallet-sim", "--wallet", str(wallet), "provision",
+                       "--server", authority.url, "--code", code, env=clean_env(FMC_WALLET_PIN=PIN))
     assert provisioned.returncode == 0, provisioned.stderr
 
     hospital, school = tmp_path / "hospital-cache", tmp_path / "school-cache"

@@ -12,106 +12,25 @@ charge is refused SUSPENDED, the account and the settlement report add up.
 from __future__ import annotations
 
 import json
-import os
-import signal
-import socket
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
+from e2e_kit import PIN, Authority, clean_env, run_cli
 
 pytestmark = pytest.mark.e2e
 
-BIN = Path(sys.executable).parent
-PIN = "482913"
 PASSPHRASE = "payment-story-passphrase"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("CARDSVC_", "FMC_", "VERIFIER_"))}
-    env.update(extra)
-    return env
-
-
-def _run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([str(BIN / args[0]), *args[1:]], capture_output=True, text=True,
-                          env=env or _env(), timeout=120, check=False)
-
-
-@dataclass
-class Authority:
-    data_dir: Path
-    port: int
-    root_fingerprint: str
-    admin: dict[str, str]
-    process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self) -> None:
-        self.process = subprocess.Popen(
-            [str(BIN / "cardsvc"), "serve", "--data-dir", str(self.data_dir),
-             "--port", str(self.port)],
-            env=_env(CARDSVC_KEY_PASSPHRASE=PASSPHRASE),
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 60
-        while True:
-            assert self.process.poll() is None, "cardsvc serve exited"
-            try:
-                if httpx.get(self.url + "/v1/health", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline, "cardsvc did not start"
-            time.sleep(0.05)
-
-    def stop(self) -> None:
-        if self.process is None:
-            return
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(timeout=15)
-        self.process = None
-
-    def post(self, path: str, body: dict[str, Any], expect: int = 201) -> dict[str, Any]:
-        answer = httpx.post(self.url + path, headers=self.admin, json=body)
-        assert answer.status_code == expect, answer.text
-        return dict(answer.json())
-
-    def get(self, path: str, **params: str) -> dict[str, Any]:
-        answer = httpx.get(self.url + path, headers=self.admin, params=params)
-        assert answer.status_code == 200, answer.text
-        return dict(answer.json())
 
 
 @pytest.fixture
 def authority(tmp_path: Path) -> Iterator[Authority]:
     data_dir = tmp_path / "authority"
-    init = _run("cardsvc", "init", "--data-dir", str(data_dir),
-                env=_env(CARDSVC_KEY_PASSPHRASE=PASSPHRASE))
-    assert init.returncode == 0, init.stderr
-    printed = dict(line.split(":", 1) for line in init.stdout.splitlines() if ":" in line)
-    authority = Authority(data_dir, _free_port(), printed["root fingerprint"].strip(),
-                          {"Authorization": f"Bearer {printed['admin token'].strip()}"})
+    authority = Authority.init(data_dir, passphrase=PASSPHRASE)
     authority.start()
     try:
         yield authority
@@ -124,8 +43,8 @@ class Shop:
         self.authority, self.cache, self.token = authority, cache, token
 
     def verifier(self, *args: str) -> subprocess.CompletedProcess[str]:
-        return _run("verifier", "--cache", str(self.cache), *args,
-                    env=_env(FMC_TERMINAL_TOKEN=self.token))
+        return run_cli("verifier", "--cache", str(self.cache), *args,
+                    env=clean_env(FMC_TERMINAL_TOKEN=self.token))
 
     def charge(self, amount: int, *source: str) -> tuple[int, dict[str, Any]]:
         run = self.verifier("terminal", "charge", *source, "--amount", str(amount), "--json")
@@ -146,8 +65,8 @@ class Phone:
     def show(self, *args: str) -> str:
         # One proof per second: a new pay code needs the next second.
         time.sleep(max(0.0, self.last_shown + 1.05 - time.monotonic()))
-        shown = _run("wallet-sim", "--wallet", str(self.wallet), "show", "--purpose", "pay",
-                     *args, env=_env(FMC_WALLET_PIN=PIN))
+        shown = run_cli("wallet-sim", "--wallet", str(self.wallet), "show", "--purpose", "pay",
+                     *args, env=clean_env(FMC_WALLET_PIN=PIN))
         self.last_shown = time.monotonic()
         assert shown.returncode == 0, shown.stderr
         return shown.stdout.strip()
@@ -180,9 +99,9 @@ def test_the_payment_story(authority: Authority, tmp_path: Path) -> None:
     shop_a, shop_b = shops
 
     wallet = tmp_path / "phone.wallet"
-    provisioned = _run("wallet-sim", "--wallet", str(wallet), "provision", "--server",
+    provisioned = run_cli("wallet-sim", "--wallet", str(wallet), "provision", "--server",
                        authority.url, "--code", issued["provisioning_code"],
-                       env=_env(FMC_WALLET_PIN=PIN))
+                       env=clean_env(FMC_WALLET_PIN=PIN))
     assert provisioned.returncode == 0, provisioned.stderr
     phone = Phone(wallet)
 
