@@ -43,12 +43,9 @@ from typing import Annotated, Any, NoReturn
 import typer
 from rich.console import Console
 
-from keys.ed25519 import verify_signature
-from schemas._jose import b64url_encode, check_header, parse_json_object, split_compact
+from schemas._jose import b64url_encode, parse_json_object
 from schemas.codes import (
-    BadSignature,
     FmcError,
-    KeyCompromised,
     KeyNotValidAtIssue,
     Malformed,
     UnknownKey,
@@ -57,6 +54,7 @@ from schemas.presentation import decode_presentation
 from schemas.trust_list import KeyState, TrustListClaims
 from verifier.check import VerificationResult
 from verifier.replay import replay_key
+from verifier.trust import verify_issuer_signed
 
 __all__ = [
     "MAX_AMOUNT_FEN",
@@ -77,7 +75,6 @@ RECEIPT_TYP = "fmc-receipt+jwt"
 QUEUE_DB = "terminal-queue.sqlite"
 CONFIG_FILE = "terminal.json"
 MAX_AMOUNT_FEN = 10_000_000  # 100,000 yuan: the authority's cap on one payment
-_RECEIPT_HEADER = frozenset({"alg", "kid", "typ"})
 _RECEIPT_SIGNERS = (KeyState.ACTIVE, KeyState.RETIRED, KeyState.NEXT)
 _BATCH = 100  # items per upload request
 EXIT_ACCEPTED, EXIT_REFUSED, EXIT_USAGE = 0, 1, 2
@@ -136,19 +133,10 @@ class Receipt:
 def verify_receipt(unverified_jwt: str, *, trust_list: TrustListClaims) -> Receipt:
     """Check a receipt offline: header (alg first), a trusted issuer key, the signature,
     then the claims, the issuer and the key's window. Raises FmcError with its code."""
-    signing_input, header_bytes, payload_bytes, signature = split_compact(unverified_jwt)
-    unverified_header = parse_json_object(header_bytes)
-    check_header(unverified_header, expected_typ=RECEIPT_TYP, allowed_members=_RECEIPT_HEADER,
-                 require_kid=True)
-    key = trust_list.keys_by_kid.get(unverified_header["kid"])
-    if key is None:
-        raise UnknownKey("receipt signed by a key not in the trust list")
-    if key.state is KeyState.COMPROMISED:
-        raise KeyCompromised("receipt signed by a compromised key")
-    if key.state not in _RECEIPT_SIGNERS:
-        raise UnknownKey("receipt signed by a key that may not sign")
-    if not verify_signature(key.public_key, signing_input, signature):
-        raise BadSignature("receipt signature does not verify")
+    key, payload_bytes = verify_issuer_signed(
+        unverified_jwt, trust_list=trust_list, typ=RECEIPT_TYP,
+        signer_states=_RECEIPT_SIGNERS, what="receipt",
+    )
     receipt = Receipt.from_payload(parse_json_object(payload_bytes))
     if receipt.issuer != trust_list.issuer:
         raise UnknownKey("receipt issuer is not the trust list's issuer")

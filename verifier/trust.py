@@ -31,10 +31,16 @@ from schemas.codes import (
 from schemas.status_list import STATUS_LIST_TYP, StatusListClaims
 from schemas.trust_list import TRUST_LIST_TYP, IssuerKey, KeyState, TrustListClaims
 
-__all__ = ["TrustedSet", "VerifierState", "verify_status_list", "verify_trust_list"]
+__all__ = [
+    "TrustedSet",
+    "VerifierState",
+    "verify_issuer_signed",
+    "verify_status_list",
+    "verify_trust_list",
+]
 
 _TRUST_HEADER = frozenset({"alg", "typ", "jwk", "kid"})
-_STATUS_HEADER = frozenset({"alg", "typ", "kid"})
+_ISSUER_SIGNED_HEADER = frozenset({"alg", "typ", "kid"})
 _STATUS_SIGNERS = (KeyState.ACTIVE, KeyState.NEXT)
 
 
@@ -80,23 +86,40 @@ def verify_trust_list(unverified_jwt: str, *, root_fingerprint: str) -> TrustLis
     return TrustListClaims.from_payload(parse_json_object(payload_bytes))
 
 
-def verify_status_list(unverified_jwt: str, *, trust_list: TrustListClaims) -> StatusListClaims:
-    """Steps: split -> header (alg first) -> issuer key by kid -> signature -> claims."""
+def verify_issuer_signed(
+    unverified_jwt: str,
+    *,
+    trust_list: TrustListClaims,
+    typ: str,
+    signer_states: tuple[KeyState, ...],
+    what: str,
+) -> tuple[IssuerKey, bytes]:
+    """An issuer-signed JWT (status list, receipt): split -> header (alg first) -> issuer
+    key by kid -> its state -> signature. Returns the key and the now-signed payload."""
     signing_input, header_bytes, payload_bytes, signature = split_compact(unverified_jwt)
     unverified_header = parse_json_object(header_bytes)
     check_header(
-        unverified_header, expected_typ=STATUS_LIST_TYP, allowed_members=_STATUS_HEADER,
+        unverified_header, expected_typ=typ, allowed_members=_ISSUER_SIGNED_HEADER,
         require_kid=True,
     )
     key = trust_list.keys_by_kid.get(unverified_header["kid"])
     if key is None:
-        raise UnknownKey("status list signed by a key not in the trust list")
+        raise UnknownKey(f"{what} signed by a key not in the trust list")
     if key.state is KeyState.COMPROMISED:
-        raise KeyCompromised("status list signed by a compromised key")
-    if key.state not in _STATUS_SIGNERS:
-        raise UnknownKey("status lists must be signed by an active key")
+        raise KeyCompromised(f"{what} signed by a compromised key")
+    if key.state not in signer_states:
+        raise UnknownKey(f"{what} signed by a key that may not sign it")
     if not verify_signature(key.public_key, signing_input, signature):
-        raise BadSignature("status list signature does not verify")
+        raise BadSignature(f"{what} signature does not verify")
+    return key, payload_bytes
+
+
+def verify_status_list(unverified_jwt: str, *, trust_list: TrustListClaims) -> StatusListClaims:
+    """Steps: split -> header (alg first) -> issuer key by kid -> signature -> claims."""
+    _, payload_bytes = verify_issuer_signed(
+        unverified_jwt, trust_list=trust_list, typ=STATUS_LIST_TYP,
+        signer_states=_STATUS_SIGNERS, what="status list",
+    )
     return StatusListClaims.from_payload(parse_json_object(payload_bytes))
 
 
