@@ -19,6 +19,7 @@ from schemas import (
     IssuerKey,
     KeyState,
     Purpose,
+    ResultCode,
     StatusList,
     StatusListClaims,
     StatusRef,
@@ -148,3 +149,16 @@ FUZZ_INPUTS: dict[str, int] = {}
 
 def count_fuzz_input(parser: str) -> None:
     FUZZ_INPUTS[parser] = FUZZ_INPUTS.get(parser, 0) + 1
+
+
+STANDARD_HEADER = {"alg": "EdDSA", "kid": "k1", "zip": "DEF"}
+
+
+def check_code(text: str | bytes, *, service: str = "hospital", now: int = NOW,
+               world: World | None = None) -> ResultCode:
+    """The code a fresh verifier (this World's lists, an empty replay cache) gives ``text``."""
+    from verifier import POLICIES, MemoryReplayCache, verify_presentation
+
+    return verify_presentation(text, state=(world or World()).state(),
+                               policy=POLICIES[service], now=now,
+                               replay_cache=MemoryReplayCache()).code

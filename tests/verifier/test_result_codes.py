@@ -33,22 +33,17 @@ from support import (
     NOW,
     OTHER_DEVICE,
     ROOT_FINGERPRINT,
+    STANDARD_HEADER,
     World,
+    check_code,
     craft,
     credential,
     present,
 )
 from verifier import POLICIES, MemoryReplayCache, TrustedSet, verify_presentation
 
-STANDARD = {"alg": "EdDSA", "kid": "k1", "zip": "DEF"}
+STANDARD = STANDARD_HEADER
 SVC_PAYLOAD = deflate(dump_json(credential(Purpose.SVC).to_payload()))
-
-
-def check(text: str, *, service: str = "hospital", world: World | None = None,
-          now: int = NOW) -> ResultCode:
-    state = (world or World()).state()
-    return verify_presentation(text, state=state, policy=POLICIES[service], now=now,
-                               replay_cache=MemoryReplayCache()).code
 
 
 def _tampered_payload() -> ResultCode:
@@ -57,26 +52,26 @@ def _tampered_payload() -> ResultCode:
     forged_claims = credential(Purpose.SVC, surname="SOMEONE ELSE").to_payload()
     forged = head + "." + b64url_encode(deflate(dump_json(forged_claims))) + "." + sig
     proof = DEVICE.sign(holder_proof_message(forged, NOW, "svc"))
-    return check(encode_presentation(forged, NOW, proof))
+    return check_code(encode_presentation(forged, NOW, proof))
 
 
 def _hs256_with_public_key_as_secret() -> ResultCode:
     header = {"alg": "HS256", "kid": "k1", "zip": "DEF"}
     signing_input = (b64url_encode(dump_json(header)) + "." + b64url_encode(SVC_PAYLOAD)).encode()
     mac = hmac.new(ISSUER_KEY.public_key, signing_input, hashlib.sha256).digest()
-    return check(craft(header, SVC_PAYLOAD, signature=mac * 2))
+    return check_code(craft(header, SVC_PAYLOAD, signature=mac * 2))
 
 
 def _zip_bomb() -> ResultCode:
     claims = credential(Purpose.SVC).to_payload()
     claims["sn"] = "A" * 200_000  # signed by the real key: only the inflate cap stops it
-    return check(craft(STANDARD, deflate(dump_json(claims))))
+    return check_code(craft(STANDARD, deflate(dump_json(claims))))
 
 
 def _duplicate_claim() -> ResultCode:
     body = dump_json(credential(Purpose.SVC).to_payload())
     duplicated = body[:-1] + b',"sn":"SOMEONE ELSE"}'
-    return check(craft(STANDARD, deflate(duplicated)))
+    return check_code(craft(STANDARD, deflate(duplicated)))
 
 
 def _retired_before_iat() -> ResultCode:
@@ -84,7 +79,7 @@ def _retired_before_iat() -> ResultCode:
         IssuerKey("k1", ISSUER_KEY.public_key, KeyState.RETIRED, NOW - 30 * DAY, NOW - 2 * DAY),
         IssuerKey("k2", NEXT_KEY.public_key, KeyState.ACTIVE, NOW - 2 * DAY),
     ))
-    return check(present(Purpose.SVC), world=world)
+    return check_code(present(Purpose.SVC), world=world)
 
 
 def _compromised() -> ResultCode:
@@ -103,16 +98,16 @@ def _compromised() -> ResultCode:
 def _status(value: int) -> ResultCode:
     world = World()
     world.statuses.set(123_456, value)
-    return check(present(Purpose.SVC), world=world)
+    return check_code(present(Purpose.SVC), world=world)
 
 
 def _stale_status() -> ResultCode:
     world = World(status_issued=NOW - 2 * 3600, status_ttl=3600)
-    return check(present(Purpose.SVC), world=world)
+    return check_code(present(Purpose.SVC), world=world)
 
 
 def _status_of_another_list() -> ResultCode:
-    return check(present(Purpose.SVC, status=StatusRef("2", 5)))
+    return check_code(present(Purpose.SVC, status=StatusRef("2", 5)))
 
 
 def _stale_trust_list() -> ResultCode:
@@ -163,39 +158,39 @@ def _replayed() -> ResultCode:
 
 
 def _crit() -> ResultCode:
-    return check(craft({**STANDARD, "crit": ["exp"], "exp": 1}, SVC_PAYLOAD))
+    return check_code(craft({**STANDARD, "crit": ["exp"], "exp": 1}, SVC_PAYLOAD))
 
 
 CASES: list[tuple[str, ResultCode, Callable[[], ResultCode]]] = [
-    ("genuine svc at hospital", ResultCode.OK, lambda: check(present(Purpose.SVC))),
+    ("genuine svc at hospital", ResultCode.OK, lambda: check_code(present(Purpose.SVC))),
     ("genuine id at counter", ResultCode.OK,
-     lambda: check(present(Purpose.ID), service="counter")),
+     lambda: check_code(present(Purpose.ID), service="counter")),
     ("genuine pay at payment", ResultCode.OK,
-     lambda: check(present(Purpose.PAY), service="payment")),
-    ("not a presentation", ResultCode.MALFORMED, lambda: check("hello")),
-    ("truncated digits", ResultCode.MALFORMED, lambda: check(present(Purpose.SVC)[:-20])),
+     lambda: check_code(present(Purpose.PAY), service="payment")),
+    ("not a presentation", ResultCode.MALFORMED, lambda: check_code("hello")),
+    ("truncated digits", ResultCode.MALFORMED, lambda: check_code(present(Purpose.SVC)[:-20])),
     ("oversize input refused before any work", ResultCode.MALFORMED,
-     lambda: check("FMC1:" + "7" * 1_000_000)),
-    ("non-ASCII digits", ResultCode.MALFORMED, lambda: check("FMC1:" + "\u0663" * 900)),
+     lambda: check_code("FMC1:" + "7" * 1_000_000)),
+    ("non-ASCII digits", ResultCode.MALFORMED, lambda: check_code("FMC1:" + "\u0663" * 900)),
     ("crit header", ResultCode.MALFORMED, _crit),
     ("inflated payload over the cap", ResultCode.MALFORMED, _zip_bomb),
     ("duplicate claim", ResultCode.MALFORMED, _duplicate_claim),
-    ("future version prefix", ResultCode.UNSUPPORTED_VERSION, lambda: check("FMC2:12345")),
+    ("future version prefix", ResultCode.UNSUPPORTED_VERSION, lambda: check_code("FMC2:12345")),
     ("alg none", ResultCode.ALGORITHM_NOT_ALLOWED,
-     lambda: check(craft({**STANDARD, "alg": "none"}, SVC_PAYLOAD, signature=bytes(64)))),
+     lambda: check_code(craft({**STANDARD, "alg": "none"}, SVC_PAYLOAD, signature=bytes(64)))),
     ("alg HS256 keyed with the public key", ResultCode.ALGORITHM_NOT_ALLOWED,
      _hs256_with_public_key_as_secret),
     ("unknown kid", ResultCode.UNKNOWN_KEY,
-     lambda: check(craft({**STANDARD, "kid": "k9"}, SVC_PAYLOAD))),
+     lambda: check_code(craft({**STANDARD, "kid": "k9"}, SVC_PAYLOAD))),
     ("trust list from another root", ResultCode.UNKNOWN_KEY, _trust_list_from_another_root),
     ("tampered payload", ResultCode.BAD_SIGNATURE, _tampered_payload),
     ("foreign key claiming kid k1", ResultCode.BAD_SIGNATURE,
-     lambda: check(present(Purpose.SVC, signer=FOREIGN_KEY))),
+     lambda: check_code(present(Purpose.SVC, signer=FOREIGN_KEY))),
     ("key retired before iat", ResultCode.KEY_NOT_VALID_AT_ISSUE, _retired_before_iat),
     ("key compromised", ResultCode.KEY_COMPROMISED, _compromised),
-    ("expired", ResultCode.EXPIRED, lambda: check(present(Purpose.SVC, expires_at=NOW - 60))),
+    ("expired", ResultCode.EXPIRED, lambda: check_code(present(Purpose.SVC, expires_at=NOW - 60))),
     ("not yet valid", ResultCode.NOT_YET_VALID,
-     lambda: check(present(Purpose.SVC, issued_at=NOW + 600))),
+     lambda: check_code(present(Purpose.SVC, issued_at=NOW + 600))),
     ("revoked", ResultCode.REVOKED, lambda: _status(STATUS_REVOKED)),
     ("suspended", ResultCode.SUSPENDED, lambda: _status(STATUS_SUSPENDED)),
     ("stale status list", ResultCode.STATUS_UNAVAILABLE, _stale_status),
@@ -205,16 +200,16 @@ CASES: list[tuple[str, ResultCode, Callable[[], ResultCode]]] = [
      _expired_trust_list_refused_on_update),
     ("rolled-back trust list", ResultCode.TRUST_LIST_ROLLBACK, _rolled_back_trust_list),
     ("proof by another device key", ResultCode.HOLDER_PROOF_INVALID,
-     lambda: check(present(Purpose.SVC, device=OTHER_DEVICE))),
+     lambda: check_code(present(Purpose.SVC, device=OTHER_DEVICE))),
     ("proof older than the window", ResultCode.HOLDER_PROOF_STALE,
-     lambda: check(present(Purpose.SVC, proof_time=NOW - 61))),
+     lambda: check_code(present(Purpose.SVC, proof_time=NOW - 61))),
     ("proof from the future", ResultCode.HOLDER_PROOF_STALE,
-     lambda: check(present(Purpose.SVC, proof_time=NOW + 30))),
+     lambda: check_code(present(Purpose.SVC, proof_time=NOW + 30))),
     ("the same proof twice", ResultCode.REPLAYED, _replayed),
     ("pay code at a hospital", ResultCode.WRONG_PURPOSE,
-     lambda: check(present(Purpose.PAY), service="hospital")),
+     lambda: check_code(present(Purpose.PAY), service="hospital")),
     ("svc without education at a school", ResultCode.ENTITLEMENT_MISSING,
-     lambda: check(present(Purpose.SVC), service="school")),
+     lambda: check_code(present(Purpose.SVC), service="school")),
 ]
 
 
@@ -249,10 +244,11 @@ def test_failed_policy_still_reports_verified_purpose() -> None:
 def test_leeway_boundaries() -> None:
     policy = POLICIES["hospital"]
     edge_old = NOW - policy.proof_window
-    assert check(present(Purpose.SVC, proof_time=edge_old)) is ResultCode.OK
-    assert check(present(Purpose.SVC, proof_time=edge_old - 1)) is ResultCode.HOLDER_PROOF_STALE
-    assert check(present(Purpose.SVC, proof_time=NOW + policy.leeway)) is ResultCode.OK
-    assert check(present(Purpose.SVC, proof_time=NOW + policy.leeway + 1)) is \
+    assert check_code(present(Purpose.SVC, proof_time=edge_old)) is ResultCode.OK
+    assert check_code(present(Purpose.SVC, proof_time=edge_old - 1)) is \
+        ResultCode.HOLDER_PROOF_STALE
+    assert check_code(present(Purpose.SVC, proof_time=NOW + policy.leeway)) is ResultCode.OK
+    assert check_code(present(Purpose.SVC, proof_time=NOW + policy.leeway + 1)) is \
         ResultCode.HOLDER_PROOF_STALE
 
 
@@ -271,13 +267,13 @@ def test_retired_key_still_verifies_its_old_credentials() -> None:
 
 def test_next_key_credentials_verify_before_the_switch_is_synced() -> None:
     # The cached list still shows k2 as "next": it was published ahead of use for this.
-    assert check(present(Purpose.SVC, signer=NEXT_KEY)) is ResultCode.OK
+    assert check_code(present(Purpose.SVC, signer=NEXT_KEY)) is ResultCode.OK
 
 
 def test_header_memo_does_not_leak_between_headers() -> None:
-    assert check(present(Purpose.SVC)) is ResultCode.OK
+    assert check_code(present(Purpose.SVC)) is ResultCode.OK
     bad = craft({"alg": "EdDSA", "kid": "k1", "zip": "DEF", "x5u": "https://evil"}, SVC_PAYLOAD)
-    assert check(bad) is ResultCode.MALFORMED
+    assert check_code(bad) is ResultCode.MALFORMED
 
 
 def test_json_shape() -> None:
@@ -295,4 +291,4 @@ def test_signing_a_presentation_for_another_purpose_does_not_help() -> None:
     # The wallet signs the proof for "pay" but the credential is svc: the proof no longer
     # matches the message the verifier rebuilds from the verified purpose.
     text = sign_presentation(jws, DEVICE, proof_time=NOW, purpose="pay")
-    assert check(text) is ResultCode.HOLDER_PROOF_INVALID
+    assert check_code(text) is ResultCode.HOLDER_PROOF_INVALID
