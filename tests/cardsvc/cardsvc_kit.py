@@ -343,22 +343,22 @@ def server_env(database_url: str | None) -> dict[str, str]:
 class ServerProcess:
     """``cardsvc serve`` in a subprocess on a free port."""
 
-    def __init__(self, data_dir: Path, env: dict[str, str]) -> None:
+    def __init__(self, data_dir: Path, env: dict[str, str], log_path: Path | None = None) -> None:
         self.data_dir, self.env = data_dir, env
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.process: subprocess.Popen[bytes] | None = None
-        self.log_path = data_dir / "serve.log"
+        self.log_path = log_path or data_dir / f"serve-{self.port}.log"
 
     def start(self) -> ServerProcess:
         # The log goes to a file: an unread pipe fills up (64 KiB) and blocks the server.
-        self.log_path = self.data_dir / f"serve-{self.port}.log"
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
                 [str(PYTHON), "-m", "cardsvc", "serve", "--data-dir", str(self.data_dir),
                  "--port", str(self.port)],
                 env=self.env, stdout=subprocess.DEVNULL, stderr=log)
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 stderr = self.log_path.read_bytes()[-4000:]

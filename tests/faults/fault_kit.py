@@ -10,7 +10,6 @@ import os
 import pwd
 import re
 import shutil
-import signal
 import subprocess
 import tempfile
 import threading
@@ -22,7 +21,7 @@ from pathlib import Path
 import httpx
 import psycopg
 import pytest
-from cardsvc_kit import PYTHON, cli, free_port
+from cardsvc_kit import ServerProcess, cli, free_port
 
 from bench._loadgen import LoadGenerator, LoadReport
 
@@ -107,46 +106,12 @@ def private_postgres() -> Iterator[PrivatePostgres]:
         cluster.remove()
 
 
-class LoggedServer:
-    """``cardsvc serve`` on a free port with its log in a file. (A pipe nobody reads fills
-    up after 64 KiB of logged tracebacks, and then the server's event loop blocks on it.)"""
+class LoggedServer(ServerProcess):
+    """``cardsvc serve`` on a free port with its log in a given file."""
 
     def __init__(self, data_dir: Path, env: dict[str, str], log: Path) -> None:
-        self.data_dir, self.env, self.log = data_dir, env, log
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> LoggedServer:
-        with open(self.log, "ab") as log:
-            self.process = subprocess.Popen(
-                [str(PYTHON), "-m", "cardsvc", "serve", "--data-dir", str(self.data_dir),
-                 "--port", str(self.port)],
-                env=self.env, stdout=subprocess.DEVNULL, stderr=log)
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise AssertionError(f"server exited: {self.log.read_text(errors='replace')}")
-            try:
-                if httpx.get(self.url + "/v1/health", timeout=1).status_code == 200:
-                    return self
-            except httpx.HTTPError:
-                time.sleep(0.05)
-        raise AssertionError("server did not start")
-
-    def kill(self) -> None:
-        assert self.process is not None
-        self.process.send_signal(signal.SIGKILL)
-        self.process.wait(timeout=10)
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=10)
+        super().__init__(data_dir, env, log_path=log)
+        self.log = log
 
     def logged_bugs(self) -> int:
         """How many unhandled errors (answered 500) the server logged."""

@@ -10,10 +10,7 @@ import asyncio
 import itertools
 import os
 import secrets
-import signal
 import socket
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -27,6 +24,7 @@ import httpx
 import psycopg
 import pytest
 import uvicorn
+from cardsvc_kit import ServerProcess
 from sqlalchemy import event
 from sqlalchemy.orm import Session
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -381,53 +379,13 @@ def pay_world(backend: str, directory: Path) -> Iterator[PayWorld]:
 
 # --- a real server process -----------------------------------------------------------
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-class AuthorityProcess:
-    """``cardsvc serve`` in its own process."""
+class AuthorityProcess(ServerProcess):
+    """``cardsvc serve`` in its own process, on the given database."""
 
     def __init__(self, data_dir: Path, database: str) -> None:
-        self.data_dir, self.port = data_dir, _free_port()
-        self.env = {k: v for k, v in os.environ.items() if not k.startswith("CARDSVC_")}
-        self.env.update(CARDSVC_DATABASE_URL=database, CARDSVC_KEY_PASSPHRASE=PASSPHRASE)
-        self.process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self) -> None:
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "cardsvc", "serve", "--data-dir", str(self.data_dir),
-             "--port", str(self.port)],
-            env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            assert self.process.poll() is None, "the server exited"
-            try:
-                if httpx.get(self.url + "/v1/health", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                time.sleep(0.05)
-        raise AssertionError("the server did not start")
-
-    def kill(self) -> None:
-        assert self.process is not None
-        self.process.send_signal(signal.SIGKILL)
-        self.process.wait(timeout=20)
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=20)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("CARDSVC_")}
+        env.update(CARDSVC_DATABASE_URL=database, CARDSVC_KEY_PASSPHRASE=PASSPHRASE)
+        super().__init__(data_dir, env)
 
 
 @contextmanager
