@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import binascii
 import json
+import json.scanner
 import zlib
-from typing import Any
+from collections.abc import Callable
+from typing import Any, cast
 
 from schemas.codes import AlgorithmNotAllowed, Malformed
 
@@ -54,10 +56,22 @@ _DECODER = json.JSONDecoder(
 )
 
 
+# The decoder's own C scanner, called directly: it skips decode()'s whitespace handling.
+_SCAN_VALUE: Callable[[str, int], tuple[Any, int]] = json.scanner.make_scanner(cast(Any, _DECODER))
+
+
 def parse_json_object(unverified_bytes: bytes) -> dict[str, Any]:
     """Parse a UTF-8 JSON object, refusing duplicate members, NaN/Infinity, non-objects."""
     try:
-        value = _DECODER.decode(unverified_bytes.decode("utf-8"))
+        text = unverified_bytes.decode("utf-8")
+        # Compact JSON (all we sign) is scanned directly; anything else, such as
+        # surrounding whitespace or trailing data, takes the full decoder's path.
+        try:
+            value, end = _SCAN_VALUE(text, 0)
+        except StopIteration:
+            end = -1
+        if end != len(text):
+            value = _DECODER.decode(text)
     except Malformed:
         raise
     except (ValueError, UnicodeDecodeError, RecursionError) as exc:

@@ -168,26 +168,26 @@ def verify_presentation(
                               proof_time)
 
 
-# Header bytes that passed step 2, and their kid. Step 2 is a pure function of the
-# bytes, and every credential of one issuer key has the same header, so this is only
-# a memo; it is bounded so hostile input cannot grow it.
-_HEADER_MEMO: dict[bytes, str] = {}
+# Header bytes that passed step 2 -> (kid, the header's base64url and the dot after it).
+# Step 2 is a pure function of the bytes, and every credential of one issuer key has the
+# same header, so this is only a memo; it is bounded so hostile input cannot grow it.
+_HEADER_MEMO: dict[bytes, tuple[str, bytes]] = {}
 _HEADER_MEMO_MAX = 64
 
 
-def _checked_header_kid(unverified_header_bytes: bytes) -> str:
-    kid = _HEADER_MEMO.get(unverified_header_bytes)
-    if kid is not None:
-        return kid
+def _checked_header(unverified_header_bytes: bytes) -> tuple[str, bytes]:
+    known = _HEADER_MEMO.get(unverified_header_bytes)
+    if known is not None:
+        return known
     unverified_header = parse_json_object(unverified_header_bytes)
     check_header(unverified_header, expected_typ=None,
                  allowed_members=_CREDENTIAL_HEADER, require_kid=True)
     if unverified_header.get("zip") != "DEF":
         raise Malformed("credential payload must be zip DEF")
-    kid = str(unverified_header["kid"])
+    checked = (str(unverified_header["kid"]), b64url_encode_bytes(unverified_header_bytes) + b".")
     if len(_HEADER_MEMO) < _HEADER_MEMO_MAX:
-        _HEADER_MEMO[unverified_header_bytes] = kid
-    return kid
+        _HEADER_MEMO[unverified_header_bytes] = checked
+    return checked
 
 
 class _Failed(Exception):
@@ -205,9 +205,9 @@ def _run_checks(
     replay_cache: ReplayCache | None,
 ) -> tuple[Credential, int]:
     # 1. parse
-    parts = decode_presentation(unverified_text)
+    header, payload, signature, proof_time, holder_proof = decode_presentation(unverified_text)
     # 2. header: alg first, then everything else about its shape
-    unverified_kid = _checked_header_kid(parts.header)
+    unverified_kid, signing_prefix = _checked_header(header)
     # 3. key: the trust list must be fresh; kid only selects among trusted keys
     trust_list = state.trust_list
     if trust_list.expires_at + policy.trust_grace <= now:
@@ -218,13 +218,12 @@ def _run_checks(
     if key.state is KeyState.COMPROMISED:
         raise KeyCompromised("credential signed by a compromised key")
     # 4. signature
-    signing_input = parts.signing_input
-    if not _ed25519_ok(key.public_key, signing_input, parts.signature):
+    signing_input = signing_prefix + b64url_encode_bytes(payload)
+    if not _ed25519_ok(key.public_key, signing_input, signature):
         raise BadSignature("issuer signature does not verify")
     # 5. claims, only now that they are signed
-    claims = parse_json_object(inflate_capped(parts.payload, MAX_INFLATED_PAYLOAD))
+    claims = parse_json_object(inflate_capped(payload, MAX_INFLATED_PAYLOAD))
     credential = Credential.from_payload(claims)
-    proof_time = parts.proof_time
     try:
         if credential.issuer != trust_list.issuer:
             raise UnknownKey("credential issuer is not the trust list's issuer")
@@ -233,14 +232,14 @@ def _run_checks(
         # 8. holder proof: the device key named in the credential signed this moment
         jws_digest = hashlib.sha256(signing_input)
         jws_digest.update(b".")
-        jws_digest.update(b64url_encode_bytes(parts.signature))
+        jws_digest.update(b64url_encode_bytes(signature))
         message = (
             _PROOF_DOMAIN
             + proof_time.to_bytes(8, "big")
             + _PURPOSE_BYTES[credential.purpose]
             + jws_digest.digest()
         )
-        if not _ed25519_ok(credential.holder_key, message, parts.holder_proof):
+        if not _ed25519_ok(credential.holder_key, message, holder_proof):
             raise HolderProofInvalid("holder proof is not by this card's device key")
         if proof_time > now + policy.leeway:
             raise HolderProofStale("holder proof is from the future (clock skew)")
@@ -250,7 +249,7 @@ def _run_checks(
             raise HolderProofStale("holder proof is older than the freshness window")
         # 9. replay
         if replay_cache is not None and not replay_cache.check_and_add(
-            replay_key(parts.signature, proof_time),
+            replay_key(signature, proof_time),
             expires_at=proof_time + policy.proof_window + 1,
             now=now,
         ):
