@@ -298,3 +298,16 @@ class AuditHead(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     seq: Mapped[int] = mapped_column(BigInteger)
     hash: Mapped[str] = mapped_column(String(64))
+
+
+class ConsoleSignOut(Base):
+    """A console session its officer ended: every process serving the console refuses it.
+
+    Rows are only needed until the session would have expired anyway, then purged.
+    """
+
+    __tablename__ = "console_sign_outs"
+
+    session_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    officer_id: Mapped[int] = mapped_column(ForeignKey("officers.id"))
+    expires_at: Mapped[int] = mapped_column(BigInteger, index=True)  # the session's expiry

@@ -14,7 +14,6 @@ import hmac
 import logging
 import os
 import secrets
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -86,12 +85,14 @@ def load_session_key(data_dir: Path) -> bytes:
 
 
 class SessionKeys:
-    """Seals and opens session cookies, makes CSRF tokens, remembers signed-out sessions."""
+    """Seals and opens session cookies and makes CSRF tokens.
+
+    Sign-outs are kept in the database (``officers.end_console_session``), so that every
+    process serving the console refuses a signed-out cookie, also after a restart.
+    """
 
     def __init__(self, key: bytes) -> None:
         self._key = key
-        self._signed_out: dict[str, int] = {}  # session id -> its expiry
-        self._lock = threading.Lock()
 
     def _mac(self, purpose: bytes, text: str) -> str:
         digest = hmac.new(self._key, purpose + b"\x00" + text.encode(), hashlib.sha256)
@@ -106,7 +107,7 @@ class SessionKeys:
         return body + "." + self._mac(b"session", body)
 
     def open(self, unverified_cookie: str, *, now: int) -> SessionClaims | None:
-        """The claims of a cookie we sealed that has not expired nor signed out, else None."""
+        """The claims of a cookie we sealed that has not expired, else None."""
         if not unverified_cookie or len(unverified_cookie) > _MAX_COOKIE_CHARS:
             return None
         body, _, mac = unverified_cookie.rpartition(".")
@@ -118,15 +119,7 @@ class SessionKeys:
         claims = SessionClaims(int(parts[0]), parts[1], int(parts[2]), parts[3])
         if claims.expires <= now:
             return None
-        with self._lock:
-            if claims.session_id in self._signed_out:
-                return None
         return claims
-
-    def sign_out(self, claims: SessionClaims, *, now: int) -> None:
-        with self._lock:
-            self._signed_out = {sid: exp for sid, exp in self._signed_out.items() if exp > now}
-            self._signed_out[claims.session_id] = claims.expires
 
     def csrf_token(self, session_id: str) -> str:
         return self._mac(b"csrf", session_id)

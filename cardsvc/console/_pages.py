@@ -35,6 +35,7 @@ from cardsvc.console._auth import (
     token_binding,
 )
 from cardsvc.models import Officer
+from cardsvc.services import officers
 from cardsvc.services.errors import (
     Conflict,
     DomainError,
@@ -217,6 +218,8 @@ async def open_visit(request: Request, *, need: frozenset[str] | None) -> Visit:
                 return None
             if token_binding(officer.token_hash) != claims.binding:
                 return None  # the officer's token was replaced since this sign-in
+            if officers.console_session_ended(session, session_id=claims.session_id):
+                return None  # signed out, perhaps through another process
             return OfficerView(officer.id, officer.name, officer.role_set)
 
         visit.officer = await in_db(visit.ctx, load, readonly=True)

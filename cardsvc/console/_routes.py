@@ -198,8 +198,16 @@ async def sign_in(request: Request) -> Response:
 async def sign_out(request: Request) -> Response:
     visit = await open_visit(request, need=frozenset())
     visit.check_csrf(_fields(await _form(request)).get("csrf", ""))
-    assert visit.session is not None
-    visit.keys.sign_out(visit.session, now=int(visit.now().timestamp()))
+    claims = visit.session
+    assert claims is not None and visit.officer is not None
+    now = int(visit.now().timestamp())
+
+    def end(session: Session) -> None:
+        officers.end_console_session(session, officer_id=claims.officer_id,
+                                     session_id=claims.session_id,
+                                     expires_at=claims.expires, now=now)
+
+    await in_db(visit.ctx, end)
     visit.cookies_to_set[SESSION_COOKIE] = ("", 0)
     return redirect(visit, "/sign-in?notice=signed_out")
 

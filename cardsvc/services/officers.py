@@ -15,10 +15,11 @@ import secrets
 from collections.abc import Iterable
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from cardsvc.models import Officer
+from cardsvc.models import ConsoleSignOut, Officer
 from cardsvc.services.audit import Actor, append_audit
 from cardsvc.services.errors import Invalid, NotFound, Unauthenticated
 
@@ -26,8 +27,10 @@ __all__ = [
     "ALL_ROLES",
     "ROLES",
     "authenticate",
+    "console_session_ended",
     "create_officer",
     "deactivate_officer",
+    "end_console_session",
     "hash_token",
     "list_officers",
 ]
@@ -97,3 +100,24 @@ def deactivate_officer(
         append_audit(session, actor=actor, action="officer.deactivated",
                      subject=f"officer:{officer.id}", details={}, now=now)
     return officer
+
+
+def end_console_session(
+    session: Session, *, officer_id: int, session_id: str, expires_at: int, now: int
+) -> None:
+    """Record a console sign-out for every process; forget sign-outs past their expiry."""
+    session.execute(delete(ConsoleSignOut).where(ConsoleSignOut.expires_at <= now))
+    if expires_at <= now:
+        return  # the session has ended by itself
+    dialect = session.get_bind().dialect.name
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    session.execute(  # two tabs signing out the same session at once: one row
+        insert(ConsoleSignOut)
+        .values(session_id=session_id, officer_id=officer_id, expires_at=expires_at)
+        .on_conflict_do_nothing()
+    )
+
+
+def console_session_ended(session: Session, *, session_id: str) -> bool:
+    """Whether this console session was signed out (by any process)."""
+    return session.get(ConsoleSignOut, session_id) is not None

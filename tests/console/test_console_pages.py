@@ -21,7 +21,8 @@ from console_kit import (
 )
 from fastapi.testclient import TestClient
 
-from cardsvc.console._auth import PRE_COOKIE, SESSION_COOKIE
+from cardsvc.api import create_app
+from cardsvc.console._auth import PRE_COOKIE, SESSION_COOKIE, SESSION_SECONDS
 
 # --- sign-in and sessions -----------------------------------------------------------------
 
@@ -93,6 +94,45 @@ def test_sign_out_ends_the_session_even_for_a_copied_cookie(authority: Authority
     thief = authority.client()
     thief.cookies.set(SESSION_COOKIE, copied)
     assert thief.get("/").status_code == 303
+
+
+def test_sign_out_holds_in_every_process_and_after_a_restart(authority: Authority) -> None:
+    client = authority.signed_in("registrar")
+    copied = client.cookies[SESSION_COOKIE]
+    # Another process over the same database and data dir (a second uvicorn worker, or
+    # this one after a restart) has never seen this sign-out in memory.
+    other_process = create_app(authority.settings, database=authority.database,
+                               clock=authority.clock)
+    elsewhere = TestClient(other_process, follow_redirects=False)
+    elsewhere.cookies.set(SESSION_COOKIE, copied)
+    assert elsewhere.get("/").status_code == 200
+    client.post("/sign-out", data={"csrf": csrf_of(client.get("/").text)})
+    assert elsewhere.get("/").status_code == 303
+    restarted = TestClient(create_app(authority.settings, database=authority.database,
+                                      clock=authority.clock), follow_redirects=False)
+    restarted.cookies.set(SESSION_COOKIE, copied)
+    assert restarted.get("/").status_code == 303
+
+
+def test_sign_out_records_are_purged_once_their_session_would_have_expired(
+    authority: Authority,
+) -> None:
+    from sqlalchemy import func, select
+
+    from cardsvc.models import ConsoleSignOut
+
+    def count() -> int:
+        return authority.database.transact(
+            lambda session: session.scalar(select(func.count()).select_from(ConsoleSignOut)),
+            readonly=True)
+
+    first = authority.signed_in("registrar")
+    first.post("/sign-out", data={"csrf": csrf_of(first.get("/").text)})
+    assert count() == 1
+    authority.clock.advance(SESSION_SECONDS + 1)
+    second = authority.signed_in("registrar")
+    second.post("/sign-out", data={"csrf": csrf_of(second.get("/").text)})
+    assert count() == 1  # the first record went when the second was written
 
 
 def test_session_expires_after_a_shift(authority: Authority) -> None:
