@@ -7,6 +7,8 @@ Example::
     cardsvc serve --data-dir data --port 8000
     cardsvc keys rotate --data-dir data
     cardsvc audit verify --data-dir data      # exit 1 on any break
+    cardsvc audit head --data-dir data >> /elsewhere/anchors   # keep outside the database
+    cardsvc audit verify --data-dir data --anchors-file /elsewhere/anchors
 """
 
 from __future__ import annotations
@@ -224,22 +226,66 @@ def keys_list(data_dir: DataDir = None) -> None:
     _key_command("list", None, data_dir)
 
 
+AnchorOption = Annotated[list[str] | None, typer.Option(
+    "--anchor", help="SEQ:HASH kept outside the database (from `cardsvc audit head`); "
+    "repeatable")]
+AnchorsFile = Annotated[Path | None, typer.Option(
+    "--anchors-file", help="a file of SEQ:HASH lines, as `cardsvc audit head >> FILE` "
+    "writes", exists=True, dir_okay=False, readable=True)]
+
+
 @audit_app.command("verify")
-def audit_verify(data_dir: DataDir = None) -> None:
-    """Walk the hash chain; exit 1 on an edited, inserted or deleted entry."""
-    from cardsvc.services.audit import verify_chain
+def audit_verify(
+    data_dir: DataDir = None, anchor: AnchorOption = None, anchors_file: AnchorsFile = None
+) -> None:
+    """Walk the hash chain; exit 1 on an edited, inserted or deleted entry, or on a
+    rewritten history that no longer holds an anchored entry."""
+    from cardsvc.services.audit import AuditAnchor, verify_chain
+
+    texts = list(anchor or [])
+    if anchors_file is not None:
+        texts += [line for line in anchors_file.read_text("utf-8").splitlines()
+                  if line.strip() and not line.lstrip().startswith("#")]
+    try:
+        anchors = [AuditAnchor.parse(text) for text in texts]
+    except ValueError as error:
+        typer.echo(f"error: BAD_ANCHOR: {error}", err=True)
+        raise typer.Exit(2) from None
+    database = _database(_settings(data_dir))
+    try:
+        check = database.transact(lambda session: verify_chain(session, anchors=anchors),
+                                  readonly=True)
+    finally:
+        database.dispose()
+    if check.ok:
+        anchored = f", {len(set(anchors))} anchors held" if anchors else ""
+        typer.echo(f"audit chain OK: {check.entries} entries{anchored}, head {check.head_hash}")
+        return
+    typer.echo(f"audit chain BROKEN at entry {check.broken_at}: {check.reason} "
+               f"({check.entries} entries verified before it)", err=True)
+    raise typer.Exit(1)
+
+
+@audit_app.command("head")
+def audit_head(data_dir: DataDir = None) -> None:
+    """Print the chain head as SEQ:HASH, to keep outside the database as an anchor.
+
+    For example from cron: ``cardsvc audit head >> /mnt/other-host/audit-anchors``.
+    """
+    from cardsvc.services.audit import AuditAnchor, verify_chain
 
     database = _database(_settings(data_dir))
     try:
         check = database.transact(verify_chain, readonly=True)
     finally:
         database.dispose()
-    if check.ok:
-        typer.echo(f"audit chain OK: {check.entries} entries, head {check.head_hash}")
-        return
-    typer.echo(f"audit chain BROKEN at entry {check.broken_at}: {check.reason} "
-               f"({check.entries} entries verified before it)", err=True)
-    raise typer.Exit(1)
+    if not check.ok:  # never anchor a broken chain
+        typer.echo(f"audit chain BROKEN at entry {check.broken_at}: {check.reason}", err=True)
+        raise typer.Exit(1)
+    if check.head_seq == 0:
+        typer.echo("error: EMPTY_CHAIN: nothing to anchor yet", err=True)
+        raise typer.Exit(1)
+    typer.echo(str(AuditAnchor(check.head_seq, check.head_hash)))
 
 
 def main() -> None:

@@ -5,18 +5,27 @@ single chain-head row, which also records the last hash so that a deleted tail s
 Append last in a transaction (after the other writes), so locks are always taken in
 the same order.
 
+Someone who can write the database could rewrite the whole chain and its head
+consistently. Anchors catch that: ``cardsvc audit head`` prints ``seq:hash`` for a job to
+append to a store the database's administrators cannot write (another host, WORM
+storage, a printed register), and ``verify_chain(session, anchors=...)`` requires the
+chain to still hold every anchored entry with the same hash.
+
 Example::
 
     append_audit(session, actor=Actor.for_officer(officer), action="card.revoked",
                  subject=card.card_number, details={"reason": "lost"}, now=now)
     assert verify_chain(session).ok
+    anchor = AuditAnchor.parse("42:" + "ab" * 32)
+    assert verify_chain(session, anchors=[anchor]).ok
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
+import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -31,6 +40,7 @@ from cardsvc.services.errors import Unavailable
 __all__ = [
     "GENESIS_HASH",
     "Actor",
+    "AuditAnchor",
     "ChainCheck",
     "append_audit",
     "canonical_json",
@@ -61,6 +71,27 @@ class Actor:
     @staticmethod
     def wallet() -> Actor:
         return Actor("wallet")
+
+
+_ANCHOR_RE = re.compile(r"^([1-9][0-9]{0,17}):([0-9a-f]{64})$")
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class AuditAnchor:
+    """An entry's hash recorded outside the database: ``seq:hash``."""
+
+    seq: int
+    hash: str
+
+    @staticmethod
+    def parse(unverified_text: str) -> AuditAnchor:
+        match = _ANCHOR_RE.fullmatch(unverified_text.strip())
+        if match is None:
+            raise ValueError("an anchor is SEQ:HASH (a sequence number, a SHA-256 in hex)")
+        return AuditAnchor(int(match[1]), match[2])
+
+    def __str__(self) -> str:
+        return f"{self.seq}:{self.hash}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,11 +167,16 @@ def list_audit(
     return list(session.scalars(query.order_by(AuditEntry.seq).limit(limit)))
 
 
-def verify_chain(session: Session) -> ChainCheck:
-    """Walk the whole chain: contiguous seq, links, hashes, and the head at the end."""
+def verify_chain(session: Session, *, anchors: Iterable[AuditAnchor] = ()) -> ChainCheck:
+    """Walk the whole chain: contiguous seq, links, hashes, the head at the end, and each
+    anchor (an entry's hash kept outside the database) still in it."""
     head = session.get(AuditHead, 1)
     if head is None:
         return ChainCheck(False, 0, 0, GENESIS_HASH, 0, "no chain head")
+    anchored: dict[int, str] = {}
+    for anchor in anchors:
+        if anchored.setdefault(anchor.seq, anchor.hash) != anchor.hash:
+            return _broken(head, 0, anchor.seq, "two anchors disagree about this entry")
     prev_hash, expected_seq, count = GENESIS_HASH, 1, 0
     rows = session.execute(select(AuditEntry).order_by(AuditEntry.seq)).yield_per(1000)
     for entry in rows.scalars():
@@ -154,9 +190,16 @@ def verify_chain(session: Session) -> ChainCheck:
                                 details=entry.details)
         if recomputed != entry.hash:
             return _broken(head, count, entry.seq, "entry was altered")
+        if anchored.get(entry.seq, entry.hash) != entry.hash:
+            return _broken(head, count, entry.seq,
+                           "history was rewritten: the entry differs from its anchor")
         prev_hash, expected_seq, count = entry.hash, expected_seq + 1, count + 1
     if head.seq != count or head.hash != prev_hash:
         return _broken(head, count, count + 1, "entries after the last one were removed")
+    beyond = [seq for seq in anchored if seq > count]
+    if beyond:
+        return _broken(head, count, min(beyond),
+                       "an anchored entry is gone: the chain was cut back")
     return ChainCheck(True, count, head.seq, head.hash)
 
 

@@ -6,8 +6,8 @@ import pytest
 from cardsvc_kit import Authority, device_key
 from sqlalchemy import delete, select, update
 
-from cardsvc.models import AuditEntry
-from cardsvc.services.audit import verify_chain
+from cardsvc.models import AuditEntry, AuditHead
+from cardsvc.services.audit import GENESIS_HASH, AuditAnchor, entry_hash, verify_chain
 
 
 def _story(authority: Authority) -> None:
@@ -72,3 +72,76 @@ def test_tampering_is_detected(authority: Authority, tamper: str) -> None:
     assert check.broken_at == (last if tamper == "delete_last" else 5)
     chain = authority.client.get("/v1/audit", headers=authority.as_role("auditor")).json()
     assert chain["chain"]["ok"] is False
+
+
+# --- anchors: a history rewritten consistently, chain and head together ------------------
+
+def _rewrite_history(authority: Authority, *, from_seq: int, keep_up_to: int | None = None) -> None:
+    """What someone with write access to the database could do: edit entry ``from_seq``
+    (or cut the chain back to ``keep_up_to``) and recompute every later hash and the head,
+    so the chain alone looks intact."""
+    with authority.database.sessions() as session, session.begin():
+        if keep_up_to is not None:
+            session.execute(delete(AuditEntry).where(AuditEntry.seq > keep_up_to))
+        entries = list(session.scalars(select(AuditEntry).order_by(AuditEntry.seq)))
+        prev_hash = GENESIS_HASH
+        for entry in entries:
+            if entry.seq == from_seq:
+                entry.details = '{"reason":"nothing to see"}'
+            entry.prev_hash = prev_hash
+            entry.hash = entry_hash(prev_hash=prev_hash, seq=entry.seq, at=entry.at,
+                                    officer_id=entry.officer_id, actor=entry.actor,
+                                    action=entry.action, subject=entry.subject,
+                                    details=entry.details)
+            prev_hash = entry.hash
+        head = session.get(AuditHead, 1)
+        assert head is not None
+        head.seq, head.hash = len(entries), prev_hash
+
+
+def _head_anchor(authority: Authority) -> AuditAnchor:
+    check = authority.database.transact(verify_chain, readonly=True)
+    return AuditAnchor(check.head_seq, check.head_hash)
+
+
+@pytest.mark.parametrize("keep_up_to", [
+    None,  # entry 5 edited, every later hash and the head redone
+    6,     # entry 5 edited, the tail cut off after 6, the head moved back
+])
+def test_a_consistent_rewrite_is_caught_by_an_anchor_kept_elsewhere(
+    authority: Authority, keep_up_to: int | None
+) -> None:
+    _story(authority)
+    anchor = _head_anchor(authority)  # what `cardsvc audit head` printed to elsewhere
+    assert authority.database.transact(
+        lambda session: verify_chain(session, anchors=[anchor])).ok
+    _rewrite_history(authority, from_seq=5, keep_up_to=keep_up_to)
+    assert authority.database.transact(verify_chain).ok  # the chain alone cannot tell
+    check = authority.database.transact(lambda session: verify_chain(session, anchors=[anchor]))
+    # The anchor knows one hash: the break shows at the anchored entry.
+    assert not check.ok and check.broken_at == anchor.seq
+    assert check.entries == (anchor.seq - 1 if keep_up_to is None else keep_up_to)
+    auditor = authority.as_role("auditor")
+    chain = authority.client.get("/v1/audit", headers=auditor,
+                                 params={"anchor": str(anchor)}).json()["chain"]
+    assert chain["ok"] is False and chain["broken_at"] == anchor.seq
+
+
+def test_anchors_that_disagree_are_refused(authority: Authority) -> None:
+    _story(authority)
+    anchor = _head_anchor(authority)
+    forged = AuditAnchor(anchor.seq, "0" * 64)
+    check = authority.database.transact(
+        lambda session: verify_chain(session, anchors=[anchor, forged]))
+    assert not check.ok and check.broken_at == anchor.seq
+
+
+@pytest.mark.parametrize("text", ["", "5", "5:", ":" + "a" * 64, "0:" + "a" * 64,
+                                  "5:" + "A" * 64, "5:" + "a" * 63, "-1:" + "a" * 64,
+                                  "5:" + "a" * 64 + "x", "5;" + "a" * 64])
+def test_a_malformed_anchor_is_a_clear_refusal(authority: Authority, text: str) -> None:
+    with pytest.raises(ValueError):
+        AuditAnchor.parse(text)
+    answer = authority.client.get("/v1/audit", headers=authority.as_role("auditor"),
+                                  params={"anchor": text})
+    assert answer.status_code == 422 and answer.json()["code"] == "BAD_ANCHOR"

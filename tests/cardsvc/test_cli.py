@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import sqlite3
 import stat
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -86,3 +87,39 @@ def test_commands_on_an_uninitialised_dir_fail_cleanly(data_dir: Path,
     code, output = _run(*command, "--data-dir", str(data_dir))
     assert code == 2 and "NOT_INITIALISED" in output
     assert not data_dir.exists()  # nothing was created on the way
+
+
+def test_audit_head_anchors_catch_a_consistently_rewritten_history(
+    data_dir: Path, tmp_path: Path
+) -> None:
+    from cardsvc.services.audit import entry_hash
+
+    assert _run("init", "--data-dir", str(data_dir))[0] == 0
+    _run("officer", "add", "--data-dir", str(data_dir), "--name", "A", "--role", "auditor")
+    code, printed = _run("audit", "head", "--data-dir", str(data_dir))
+    assert code == 0 and re.fullmatch(r"[1-9][0-9]*:[0-9a-f]{64}\n", printed), printed
+    anchors = tmp_path / "anchors"  # elsewhere: another host, WORM storage
+    anchors.write_text("# audit anchors\n" + printed)
+    code, output = _run("audit", "verify", "--data-dir", str(data_dir),
+                        "--anchors-file", str(anchors))
+    assert code == 0 and "1 anchors held" in output, output
+    # Rewrite entry 1 and every hash after it, and the head: the chain alone looks intact.
+    with sqlite3.connect(data_dir / "cardsvc.db") as conn:
+        rows = conn.execute("SELECT seq, at, officer_id, actor, action, subject, details "
+                            "FROM audit_entries ORDER BY seq").fetchall()
+        prev = "0" * 64
+        for seq, at, officer_id, actor, action, subject, details in rows:
+            if seq == 1:
+                details = '{"rewritten":true}'
+            digest = entry_hash(prev_hash=prev, seq=seq, at=datetime.fromisoformat(at),
+                                officer_id=officer_id, actor=actor, action=action,
+                                subject=subject, details=details)
+            conn.execute("UPDATE audit_entries SET details=?, prev_hash=?, hash=? WHERE seq=?",
+                         (details, prev, digest, seq))
+            prev = digest
+        conn.execute("UPDATE audit_head SET hash=? WHERE id=1", (prev,))
+    assert _run("audit", "verify", "--data-dir", str(data_dir))[0] == 0
+    code, output = _run("audit", "verify", "--data-dir", str(data_dir),
+                        "--anchors-file", str(anchors))
+    assert code == 1 and "BROKEN" in output, output
+    assert _run("audit", "verify", "--data-dir", str(data_dir), "--anchor", "7:xyz")[0] == 2

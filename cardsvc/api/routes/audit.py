@@ -13,6 +13,7 @@ from cardsvc.api.routes._common import problems
 from cardsvc.api.schemas import AuditOut, ChainOut
 from cardsvc.models import Officer
 from cardsvc.services import audit
+from cardsvc.services.errors import Invalid
 
 __all__ = ["router"]
 
@@ -25,11 +26,20 @@ def read_audit(
     after_seq: Annotated[int, Query(ge=0, le=2**62)] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     subject: Annotated[str | None, Query(max_length=128, pattern=r"^[^\x00-\x1f\x7f]*$")] = None,
+    anchor: Annotated[list[str] | None, Query(max_length=100)] = None,
 ) -> AuditOut:
-    """Entries after ``after_seq`` (oldest first) and the check of the whole chain."""
+    """Entries after ``after_seq`` (oldest first) and the check of the whole chain.
+
+    ``anchor=SEQ:HASH`` (repeatable): entry hashes the caller kept outside the database;
+    the chain must still hold each of them (a consistently rewritten history shows).
+    """
+    try:
+        anchors = [audit.AuditAnchor.parse(text) for text in anchor or []]
+    except ValueError as error:
+        raise Invalid("BAD_ANCHOR", str(error)) from None
 
     def work(session: Session) -> AuditOut:
-        check = audit.verify_chain(session)
+        check = audit.verify_chain(session, anchors=anchors)
         entries = audit.list_audit(session, after_seq=after_seq, limit=limit, subject=subject)
         return AuditOut(
             chain=ChainOut(ok=check.ok, entries=check.entries, head_seq=check.head_seq,
