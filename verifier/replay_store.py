@@ -20,6 +20,8 @@ import threading
 from pathlib import Path
 from types import TracebackType
 
+from verifier._sqlite import open_wal
+
 __all__ = ["ReplayStoreError", "SqliteReplayCache"]
 
 _SCHEMA = (
@@ -51,16 +53,8 @@ class SqliteReplayCache:
         self._lock = threading.Lock()
         self._next_purge = 0
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(
-                path, timeout=busy_timeout_ms / 1000, isolation_level=None,
-                check_same_thread=False,
-            )
-            self._db.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
-            self._db.execute("PRAGMA journal_mode = WAL")
-            self._db.execute("PRAGMA synchronous = NORMAL")
-            for statement in _SCHEMA:
-                self._db.execute(statement)
+            self._db = open_wal(path, busy_timeout_ms=busy_timeout_ms, synchronous="NORMAL",
+                                schema=_SCHEMA)
         except (sqlite3.Error, OSError) as error:
             raise ReplayStoreError(f"cannot open the replay store {path}: {error}") from None
 

@@ -28,7 +28,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import sqlite3
 import sys
 import tempfile
 import threading
@@ -52,6 +51,7 @@ from schemas.codes import (
 )
 from schemas.presentation import decode_presentation
 from schemas.trust_list import KeyState, TrustListClaims
+from verifier._sqlite import open_wal
 from verifier.check import VerificationResult
 from verifier.replay import replay_key
 from verifier.trust import verify_issuer_signed
@@ -221,14 +221,8 @@ class OfflineQueue:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._lock = threading.Lock()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(path, timeout=10, isolation_level=None,
-                                   check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode = WAL")
-        self._db.execute("PRAGMA synchronous = FULL")
-        self._db.execute("PRAGMA busy_timeout = 10000")
-        for statement in _QUEUE_SCHEMA:
-            self._db.execute(statement)
+        self._db = open_wal(path, busy_timeout_ms=10_000, synchronous="FULL",
+                            schema=_QUEUE_SCHEMA)
 
     def enqueue(self, item: QueuedPayment) -> bool:
         """Keep one payment; False when this pay code is already in the queue."""

@@ -88,15 +88,43 @@ def test_two_processes_never_both_accept_a_code(db: Path) -> None:
 
 
 def test_threads_sharing_one_store_never_both_accept_a_code(db: Path) -> None:
-    start = threading.Barrier(4)
+    start = threading.Barrier(4, timeout=60)  # a thread that dies breaks it: no hang
     results: list[list[int]] = [[] for _ in range(4)]
     threads = [threading.Thread(target=_race, args=(str(db), 200, start, results[i]))
                for i in range(4)]
     for thread in threads:
         thread.start()
     for thread in threads:
-        thread.join()
+        thread.join(timeout=60)
     assert sorted(k for result in results for k in result) == list(range(200))
+
+
+def test_many_first_opens_at_the_same_moment_all_succeed(tmp_path: Path) -> None:
+    # A new file turning to WAL is locked in a way SQLite's busy handler does not wait
+    # for; this raced "database is locked" before the open retried.
+    from verifier.terminal import OfflineQueue
+
+    for trial in range(25):
+        for opener in (SqliteReplayCache, OfflineQueue):
+            path = tmp_path / f"{trial}-{opener.__name__}" / "store.sqlite"
+            start = threading.Barrier(6, timeout=60)
+            failures: list[BaseException] = []
+
+            def open_once(opener: type = opener, path: Path = path,
+                          start: threading.Barrier = start,
+                          failures: list[BaseException] = failures) -> None:
+                start.wait()
+                try:
+                    opener(path).close()
+                except Exception as error:  # any failure fails the test
+                    failures.append(error)
+
+            threads = [threading.Thread(target=open_once) for _ in range(6)]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join(timeout=60)
+            assert failures == [], (opener.__name__, failures)
 
 
 def test_an_unusable_path_is_a_clear_error(tmp_path: Path) -> None:
