@@ -9,6 +9,8 @@ Example::
     cardsvc audit verify --data-dir data      # exit 1 on any break
     cardsvc audit head --data-dir data >> /elsewhere/anchors   # keep outside the database
     cardsvc audit verify --data-dir data --anchors-file /elsewhere/anchors
+    cardsvc backup --data-dir data --out fmc-backup.tar.gz   # while serving
+    cardsvc restore --data-dir new-data --from fmc-backup.tar.gz
 """
 
 from __future__ import annotations
@@ -286,6 +288,51 @@ def audit_head(data_dir: DataDir = None) -> None:
         typer.echo("error: EMPTY_CHAIN: nothing to anchor yet", err=True)
         raise typer.Exit(1)
     typer.echo(str(AuditAnchor(check.head_seq, check.head_hash)))
+
+
+@app.command()
+def backup(
+    out: Annotated[Path, typer.Option("--out", help="the archive to write (.tar.gz)")],
+    data_dir: DataDir = None,
+) -> None:
+    """Archive a consistent database snapshot and the encrypted keys, with a manifest.
+
+    The server may keep running. The key passphrase is never included. With PostgreSQL,
+    back the database up with pg_dump as well; the archive holds the keys and the anchor.
+    """
+    from cardsvc.services.backup import create_backup
+
+    settings = _settings(data_dir)
+    _database(settings).dispose()
+    try:
+        manifest = create_backup(settings, out=out, now=_now())
+    except DomainError as error:
+        raise _fail(error) from None
+    typer.echo(f"backup written: {out} ({len(manifest.files)} files, mode 0600)")
+    typer.echo(f"audit anchor:   {manifest.audit_anchor}")
+    if manifest.database == "postgresql":
+        typer.echo("PostgreSQL: the database itself is not in the archive; pg_dump it too.")
+
+
+@app.command()
+def restore(
+    archive: Annotated[Path, typer.Option("--from", help="an archive from cardsvc backup",
+                                          exists=True, dir_okay=False, readable=True)],
+    data_dir: DataDir = None,
+) -> None:
+    """Unpack a backup into an empty data dir; check its digests and its audit chain."""
+    from cardsvc.services.backup import restore_backup
+
+    settings = _settings(data_dir)
+    try:
+        manifest = restore_backup(archive=archive, data_dir=settings.data_dir)
+    except DomainError as error:
+        raise _fail(error) from None
+    typer.echo(f"restored into {settings.data_dir.resolve()} (backup of {manifest.created_at})")
+    typer.echo(f"root fingerprint: {manifest.root_fingerprint}")
+    typer.echo(f"audit chain holds the saved head {manifest.audit_anchor}")
+    typer.echo("set CARDSVC_KEY_PASSPHRASE, then: cardsvc serve --data-dir "
+               f"{settings.data_dir}")
 
 
 def main() -> None:
