@@ -12,23 +12,22 @@ clients, scaled to the same number of requests.
 from __future__ import annotations
 
 import sys
-import tempfile
-from datetime import UTC, datetime
-from pathlib import Path
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from bench._table import BenchRow
-from bench.bench_issuance import CLIENTS, YIWU_CARDS_2017, _health, _operation, _run
+from bench.bench_issuance import (
+    CLIENTS,
+    YIWU_CARDS_2017,
+    _health,
+    _operation,
+    _run,
+    running_authority,
+)
 from cardsvc.db import Database
 from cardsvc.models import Card, Person
 from cardsvc.services.audit import ChainCheck, verify_chain
-from cardsvc.services.bootstrap import initialise
-from cardsvc.settings import get_settings
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "cardsvc"))
-from cardsvc_kit import ServerProcess, pg_create, pg_drop, pg_url, server_env, unique_name
 
 _HEALTH_SAMPLE = 6000  # health requests timed for the floor, scaled to 3 per card
 
@@ -40,46 +39,25 @@ def _census(session: Session) -> tuple[int, int, ChainCheck]:
 
 
 def _city(backend: str, cards: int) -> list[BenchRow]:
-    with tempfile.TemporaryDirectory(prefix="fmc-city-") as tmp:
-        data_dir = Path(tmp) / "data"
-        pg_name = unique_name("bench_city") if backend == "postgresql" else None
-        url = f"sqlite:///{data_dir / 'cardsvc.db'}"
-        if pg_name is not None:
-            pg_create(pg_name)
-            url = pg_url(pg_name)
-        server = None
+    with running_authority(backend, "bench_city") as (server, token, settings):
+        health_rate, _ = _run(server.url, token, _health, CLIENTS, _HEALTH_SAMPLE, "H")
+        rate, _latencies = _run(server.url, token, _operation, CLIENTS, cards, "CITY")
+        database = Database.from_settings(settings)
         try:
-            env = server_env(url if pg_name else None)
-            settings = get_settings(data_dir=data_dir, database_url=url,
-                                    key_passphrase=env["CARDSVC_KEY_PASSPHRASE"])
-            token = initialise(settings, now=datetime.now(UTC)).admin_token
-            assert token is not None
-            server = ServerProcess(data_dir, env).start()
-            health_rate, _ = _run(server.url, token, _health, CLIENTS, _HEALTH_SAMPLE, "H")
-            rate, _latencies = _run(server.url, token, _operation, CLIENTS, cards, "CITY")
-            server.stop()
-            server = None
-            database = Database.from_settings(settings)
-            try:
-                persons, issued, chain = database.transact(_census, readonly=True)
-            finally:
-                database.dispose()
-            label = f"issuing Yiwu's {cards:,} cards, {backend}, {CLIENTS} clients (measured)"
-            return [
-                BenchRow(label, cards / rate, "s",
-                         f"{3 * cards:,} x GET /v1/health, {CLIENTS} clients (scaled)",
-                         3 * cards / health_rate),
-                BenchRow(f"city run {backend}: persons with a card afterwards",
-                         float(min(persons, issued)), "cards", "cards requested", float(cards)),
-                BenchRow(f"city run {backend}: audit entries verified afterwards",
-                         float(chain.entries if chain.ok else 0), "entries",
-                         "state changes made (3 per card, plus setup)", float(3 * cards)),
-            ]
+            persons, issued, chain = database.transact(_census, readonly=True)
         finally:
-            if server is not None:
-                server.stop()
-            if pg_name is not None:
-                pg_drop(pg_name)
+            database.dispose()
+    label = f"issuing Yiwu's {cards:,} cards, {backend}, {CLIENTS} clients (measured)"
+    return [
+        BenchRow(label, cards / rate, "s",
+                 f"{3 * cards:,} x GET /v1/health, {CLIENTS} clients (scaled)",
+                 3 * cards / health_rate),
+        BenchRow(f"city run {backend}: persons with a card afterwards",
+                 float(min(persons, issued)), "cards", "cards requested", float(cards)),
+        BenchRow(f"city run {backend}: audit entries verified afterwards",
+                 float(chain.entries if chain.ok else 0), "entries",
+                 "state changes made (3 per card, plus setup)", float(3 * cards)),
+    ]
 
 
 def run(quick: bool = False) -> list[BenchRow]:

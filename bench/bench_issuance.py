@@ -14,7 +14,8 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -22,7 +23,7 @@ import httpx
 
 from bench._table import BenchRow
 from cardsvc.services.bootstrap import initialise
-from cardsvc.settings import get_settings
+from cardsvc.settings import Settings, get_settings
 from keys import Ed25519Signer
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "cardsvc"))
@@ -106,11 +107,13 @@ def _pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
-def _backend(backend: str, quick: bool) -> list[BenchRow]:
-    single, concurrent = (20, 96) if quick else (150, 800)
-    with tempfile.TemporaryDirectory(prefix="fmc-bench-") as tmp:
+@contextmanager
+def running_authority(backend: str, purpose: str) -> Iterator[tuple[ServerProcess, str, Settings]]:
+    """A freshly initialised authority served by ``cardsvc serve`` on SQLite or a new
+    PostgreSQL database: (server, admin token, settings); everything is removed after."""
+    with tempfile.TemporaryDirectory(prefix=f"fmc-{purpose}-") as tmp:
         data_dir = Path(tmp) / "data"
-        pg_name = unique_name("bench_issuance") if backend == "postgresql" else None
+        pg_name = unique_name(purpose) if backend == "postgresql" else None
         url = f"sqlite:///{data_dir / 'cardsvc.db'}"
         if pg_name is not None:
             pg_create(pg_name)
@@ -123,34 +126,38 @@ def _backend(backend: str, quick: bool) -> list[BenchRow]:
             token = initialise(settings, now=datetime.now(UTC)).admin_token
             assert token is not None
             server = ServerProcess(data_dir, env).start()
-            _run(server.url, token, _operation, 4, 8, "W")  # warm up
-            rows = []
-            for clients, total in ((1, single), (CLIENTS, concurrent)):
-                floor_rate, floor_lat = _run(server.url, token, _health, clients, total * 3,
-                                             "H")
-                rate, lat = _run(server.url, token, _operation, clients, total,
-                                 f"C{clients}X")
-                label = f"issuance {backend}, {clients} client{'s' if clients > 1 else ''}"
-                floor = f"GET /v1/health, {clients} client{'s' if clients > 1 else ''}"
-                rows += [
-                    BenchRow(f"{label}: enrol+issue+provision", rate, "ops/s",
-                             f"{floor} (/3: 3 requests per op)", floor_rate / 3),
-                    BenchRow(f"{label}: p50 latency", statistics.median(lat), "ms",
-                             f"{floor} x3, p50", 3 * statistics.median(floor_lat)),
-                    BenchRow(f"{label}: p99 latency", _pct(lat, 0.99), "ms",
-                             f"{floor} x3, p99", 3 * _pct(floor_lat, 0.99)),
-                ]
-                if clients == CLIENTS:
-                    rows.append(BenchRow(
-                        f"issuing Yiwu's {YIWU_CARDS_2017:,} cards, {backend}, {clients} "
-                        "clients (projected)", YIWU_CARDS_2017 / rate, "s",
-                        f"{YIWU_CARDS_2017 * 3:,} x {floor}", YIWU_CARDS_2017 * 3 / floor_rate))
-            return rows
+            yield server, token, settings
         finally:
             if server is not None:
                 server.stop()
             if pg_name is not None:
                 pg_drop(pg_name)
+
+
+def _backend(backend: str, quick: bool) -> list[BenchRow]:
+    single, concurrent = (20, 96) if quick else (150, 800)
+    with running_authority(backend, "bench_issuance") as (server, token, _settings):
+        _run(server.url, token, _operation, 4, 8, "W")  # warm up
+        rows = []
+        for clients, total in ((1, single), (CLIENTS, concurrent)):
+            floor_rate, floor_lat = _run(server.url, token, _health, clients, total * 3, "H")
+            rate, lat = _run(server.url, token, _operation, clients, total, f"C{clients}X")
+            label = f"issuance {backend}, {clients} client{'s' if clients > 1 else ''}"
+            floor = f"GET /v1/health, {clients} client{'s' if clients > 1 else ''}"
+            rows += [
+                BenchRow(f"{label}: enrol+issue+provision", rate, "ops/s",
+                         f"{floor} (/3: 3 requests per op)", floor_rate / 3),
+                BenchRow(f"{label}: p50 latency", statistics.median(lat), "ms",
+                         f"{floor} x3, p50", 3 * statistics.median(floor_lat)),
+                BenchRow(f"{label}: p99 latency", _pct(lat, 0.99), "ms",
+                         f"{floor} x3, p99", 3 * _pct(floor_lat, 0.99)),
+            ]
+            if clients == CLIENTS:
+                rows.append(BenchRow(
+                    f"issuing Yiwu's {YIWU_CARDS_2017:,} cards, {backend}, {clients} "
+                    "clients (projected)", YIWU_CARDS_2017 / rate, "s",
+                    f"{YIWU_CARDS_2017 * 3:,} x {floor}", YIWU_CARDS_2017 * 3 / floor_rate))
+        return rows
 
 
 def run(quick: bool = False) -> list[BenchRow]:

@@ -119,13 +119,6 @@ _CODE_RE = re.compile(r"^9[0-9]{16}[0-9X]$")
 _DATE_RE = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")
 _ALPHA3_RE = re.compile(r"^[A-Z]{3}$")
 _LIST_ID_RE = re.compile(r"^[0-9A-Za-z_-]{1,32}$")
-# Bound methods: the verifier validates every claim of every credential it sees.
-_CARD_MATCH = _CARD_RE.fullmatch
-_CODE_MATCH = _CODE_RE.fullmatch
-_DATE_MATCH = _DATE_RE.fullmatch
-_ALPHA3_MATCH = _ALPHA3_RE.fullmatch
-_LIST_ID_MATCH = _LIST_ID_RE.fullmatch
-_SEXES = ("M", "F", "X")
 _MAX_INT = 2**53
 
 
@@ -218,7 +211,7 @@ class Credential(NamedTuple):
         if type(status) is not list or len(status) != 2:
             raise Malformed("st must be [list id, index]")
         list_id, index = status
-        if type(list_id) is not str or not _LIST_ID_MATCH(list_id):
+        if type(list_id) is not str or not _LIST_ID_RE.fullmatch(list_id):
             raise Malformed("st[0] must be a status list id")
         if type(index) is not int or not 0 <= index < 2**32:
             raise Malformed("st[1] must be a non-negative index")
@@ -229,25 +222,12 @@ class Credential(NamedTuple):
             0 <= issued_at < _MAX_INT and 0 <= expires_at < _MAX_INT
         ):
             raise Malformed("iat and exp must be integer times")
-        card_number = payload["cn"]
-        if type(card_number) is not str or not _CARD_MATCH(card_number):
-            raise Malformed("cn has the wrong form")
+        card_number = _match(payload["cn"], _CARD_RE, "cn")
         holder_key = _b64_bytes(payload["hk"], 32, "hk")
         if purpose is Purpose.PAY:
             return Credential(purpose, issuer, issued_at, expires_at, card_number,
                               StatusRef(list_id, index), holder_key,
                               _optional_amount(payload.get("ol")))
-        # Inline checks rather than helper calls: this runs once per verification.
-        foreigner_code, birth_date = payload["fc"], payload["bd"]
-        nationality, sex = payload["nat"], payload["sex"]
-        if type(foreigner_code) is not str or not _CODE_MATCH(foreigner_code):
-            raise Malformed("fc has the wrong form")
-        if type(birth_date) is not str or not _DATE_MATCH(birth_date):
-            raise Malformed("bd has the wrong form")
-        if type(nationality) is not str or not _ALPHA3_MATCH(nationality):
-            raise Malformed("nat has the wrong form")
-        if sex not in _SEXES or type(sex) is not str:
-            raise Malformed(f"sex must be one of {_SEXES}")
         digest = payload.get("pd")
         ent = payload.get("ent")
         return Credential(
@@ -259,12 +239,12 @@ class Credential(NamedTuple):
             StatusRef(list_id, index),
             holder_key,
             None,
-            foreigner_code,
+            _match(payload["fc"], _CODE_RE, "fc"),
             _text(payload["sn"], "sn", 128),
             _text(payload["gn"], "gn", 128, allow_empty=True),
-            birth_date,
-            nationality,
-            sex,
+            _match(payload["bd"], _DATE_RE, "bd"),
+            _match(payload["nat"], _ALPHA3_RE, "nat"),
+            _choice(payload["sex"], ("M", "F", "X"), "sex"),
             None if digest is None else _b64_bytes(digest, PORTRAIT_DIGEST_BYTES, "pd"),
             () if ent is None else _entitlements(ent),
         )
@@ -297,6 +277,18 @@ def _text(value: Any, name: str, max_len: int, *, allow_empty: bool = False) -> 
     if type(value) is not str or len(value) > max_len or (not value and not allow_empty):
         raise Malformed(f"{name} must be a string of at most {max_len} characters")
     return value
+
+
+def _match(value: Any, pattern: re.Pattern[str], name: str) -> str:
+    if type(value) is not str or not pattern.fullmatch(value):
+        raise Malformed(f"{name} has the wrong form")
+    return value
+
+
+def _choice(value: Any, choices: tuple[str, ...], name: str) -> str:
+    if value not in choices:
+        raise Malformed(f"{name} must be one of {choices}")
+    return str(value)
 
 
 def _time(value: Any, name: str) -> int:

@@ -145,8 +145,7 @@ def create_backup(settings: Settings, *, out: Path, now: datetime) -> BackupMani
             info.size, info.mode, info.mtime = len(body), 0o600, int(now.timestamp())
             archive.addfile(info, io.BytesIO(body))
             for name, path in members.items():
-                archive.add(path, arcname=name, recursive=False,
-                            filter=lambda member: _private(member))
+                archive.add(path, arcname=name, recursive=False, filter=_private)
         os.chmod(partial, 0o600)  # it holds the encrypted keys and every person's record
         partial.replace(out)
     return manifest
@@ -167,11 +166,11 @@ def restore_backup(*, archive: Path, data_dir: Path) -> BackupManifest:
             members = source.getmembers()
             if len(members) > _MAX_MEMBERS:
                 raise Invalid("BACKUP_CORRUPT", "too many files in the archive")
-            manifest_member = source.extractfile(MANIFEST) if MANIFEST in source.getnames() \
-                else None
-            if manifest_member is None:
+            manifest_file = next((source.extractfile(member) for member in members
+                                  if member.name == MANIFEST and member.isfile()), None)
+            if manifest_file is None:
                 raise Invalid("BACKUP_CORRUPT", "no manifest in the archive")
-            manifest = BackupManifest.from_json(manifest_member.read(1 << 20))
+            manifest = BackupManifest.from_json(manifest_file.read(1 << 20))
             expected = set(manifest.files) | {MANIFEST}
             for member in members:
                 name = PurePosixPath(member.name)

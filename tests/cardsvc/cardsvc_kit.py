@@ -78,6 +78,24 @@ def pg_drop(name: str) -> None:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+def migrated_schema_diffs(url: str) -> list[Any]:
+    """Migrate the database at ``url`` to head; Alembic's differences from the models."""
+    from alembic.autogenerate import compare_metadata
+    from alembic.runtime.migration import MigrationContext
+    from sqlalchemy import create_engine
+
+    from cardsvc.migrations import upgrade_to_head
+    from cardsvc.models import Base
+
+    upgrade_to_head(url)
+    engine = create_engine(url)
+    try:
+        with engine.connect() as connection:
+            return list(compare_metadata(MigrationContext.configure(connection), Base.metadata))
+    finally:
+        engine.dispose()
+
+
 def unique_name(purpose: str) -> str:
     return f"fmc_{purpose}_{secrets.token_hex(6)}"
 

@@ -7,25 +7,15 @@ from pathlib import Path
 
 import pytest
 from alembic import command
-from alembic.autogenerate import compare_metadata
-from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from cardsvc_kit import migrated_schema_diffs
 from sqlalchemy import create_engine, inspect
 
 from cardsvc.migrations import alembic_config, upgrade_to_head
-from cardsvc.models import Base
 
 
 def test_the_migrated_schema_is_the_models_schema(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'm.db'}"
-    upgrade_to_head(url)
-    engine = create_engine(url)
-    try:
-        with engine.connect() as connection:
-            diffs = compare_metadata(MigrationContext.configure(connection), Base.metadata)
-        assert diffs == []
-    finally:
-        engine.dispose()
+    assert migrated_schema_diffs(f"sqlite:///{tmp_path / 'm.db'}") == []
 
 
 def _revisions() -> list[tuple[str, str]]:
