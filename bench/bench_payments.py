@@ -24,8 +24,9 @@ import httpx
 
 from bench._table import BenchRow
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "payments"))
-from payments_kit import (
+_TESTS = Path(__file__).resolve().parent.parent / "tests"
+sys.path[:0] = [str(_TESTS / "payments"), str(_TESTS / "cardsvc")]  # payments_kit needs both
+from payments_kit import (  # noqa: E402
     FreshCodes,
     PayCard,
     PayWorld,

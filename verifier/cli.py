@@ -22,7 +22,6 @@ import json
 import re
 import sys
 import time
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
@@ -31,6 +30,7 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 import typer
 from rich.console import Console
 
+from verifier._cli_context import RootSettings, cache_dir, parse_time, settings_of
 from verifier.cache import CacheError, VerifierCache, default_cache_dir
 from verifier.checkpoint import (
     DEFAULT_STATUS_GRACE,
@@ -67,26 +67,9 @@ _out = Console(highlight=False, soft_wrap=False)
 _err = Console(stderr=True, highlight=False)
 
 
-@dataclass(frozen=True)
-class _Settings:
-    cache: VerifierCache
-
-
 class Lang(StrEnum):
     en = "en"
     zh = "zh"
-
-
-def cache_dir(ctx: typer.Context) -> Path:
-    """The ``--cache`` directory, for commands in sub-apps."""
-    return _settings(ctx).cache.directory
-
-
-def _settings(ctx: typer.Context) -> _Settings:
-    root = ctx.find_root()
-    if not isinstance(root.obj, _Settings):
-        raise RuntimeError("the verifier callback did not run")
-    return root.obj
 
 
 @app.callback()
@@ -97,7 +80,7 @@ def _root(
         help="Cache directory (lists, replay store, portraits).",
     )] = default_cache_dir(),
 ) -> None:
-    ctx.obj = _Settings(VerifierCache(cache))
+    ctx.obj = RootSettings(VerifierCache(cache))
 
 
 # -- shared parsing ----------------------------------------------------------------------
@@ -112,20 +95,6 @@ def parse_duration(text: str) -> int:
     if match is None:
         raise typer.BadParameter("a duration like 3600, 90m, 24h or 7d")
     return int(match.group(1)) * _UNIT[match.group(2)]
-
-
-def parse_time(text: str) -> int:
-    """Epoch seconds from ISO 8601 (``Z`` or an offset; no offset means UTC) or a number."""
-    stripped = text.strip()
-    if re.fullmatch(r"\d{9,11}", stripped):
-        return int(stripped)
-    try:
-        moment = datetime.fromisoformat(stripped)
-    except ValueError:
-        raise typer.BadParameter("an ISO 8601 time such as 2027-01-15T08:00:00Z") from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return int(moment.timestamp())
 
 
 def _now(at: str | None) -> int:
@@ -170,7 +139,7 @@ def _print_json(value: dict[str, Any]) -> None:
 
 def _checkpoint(ctx: typer.Context, status_grace: str, trust_grace: str,
                 portrait_token_file: Path | None = None, *, as_json: bool = False) -> Checkpoint:
-    cache = _settings(ctx).cache
+    cache = settings_of(ctx).cache
     fetcher = None
     if portrait_token_file is not None:
         fetcher = _portrait_fetcher(cache, portrait_token_file, as_json=as_json)
@@ -218,7 +187,7 @@ def sync(
     from verifier._render import render_sync, when
     from verifier.sync import SyncError, sync_cache
 
-    cache = _settings(ctx).cache
+    cache = settings_of(ctx).cache
     now = _now(at)
     try:
         report = sync_cache(cache, server=server, root_fingerprint=root, now=now,
@@ -342,7 +311,7 @@ def status(ctx: typer.Context, at: AtOption = None, as_json: JsonOption = False)
     """Show what the cache holds and how old it is."""
     from verifier._render import age_words, when
 
-    cache = _settings(ctx).cache
+    cache = settings_of(ctx).cache
     now = _now(at)
     try:
         snapshot = cache.load()
@@ -422,7 +391,7 @@ def portraits_add(
     """Store portraits in the cache under their digest (the credential's pd claim)."""
     from schemas._jose import b64url_encode
 
-    cache = _settings(ctx).cache
+    cache = settings_of(ctx).cache
     for path in files:
         try:
             image = path.read_bytes()

@@ -51,6 +51,7 @@ from schemas.codes import (
 )
 from schemas.presentation import decode_presentation
 from schemas.trust_list import KeyState, TrustListClaims
+from verifier._cli_context import cache_dir, parse_time
 from verifier._sqlite import open_wal
 from verifier.check import VerificationResult
 from verifier.replay import replay_key
@@ -332,14 +333,10 @@ AtOption = Annotated[str | None, typer.Option(
 
 
 def _directory(ctx: typer.Context) -> Path:
-    from verifier.cli import cache_dir  # the root command owns --cache
-
-    return cache_dir(ctx)
+    return cache_dir(ctx)  # the root command owns --cache
 
 
 def _now(at: str | None) -> int:
-    from verifier.cli import parse_time
-
     return int(time.time()) if at is None else parse_time(at)
 
 

@@ -16,8 +16,10 @@ from fastapi import FastAPI
 from cardsvc.api._body_limit import BodyLimit
 from cardsvc.api._context import AppContext
 from cardsvc.api.errors import install_error_handlers
-from cardsvc.api.routes import ROUTERS
+from cardsvc.api.routes import admin, audit, cards, meta, persons, publication, wallet
+from cardsvc.console import router as console_router
 from cardsvc.db import Database
+from cardsvc.payments import routes as payments
 from cardsvc.services.bootstrap import open_keyring
 from cardsvc.services.trust import Keyring
 from cardsvc.settings import Settings
@@ -50,6 +52,10 @@ def create_app(
     )
     install_error_handlers(app)
     app.add_middleware(BodyLimit, max_bytes=settings.request_max_bytes)
-    for router in ROUTERS:
+    # Assembled here, not in cardsvc.api.routes: area routers (payments, the console) build
+    # on cardsvc.api's deps, so a list in the routes package would import them in a loop.
+    for router in (persons.router, cards.router, wallet.router, publication.router,
+                   audit.router, admin.router, meta.router, payments.router,
+                   console_router):  # the officer console, at /
         app.include_router(router)
     return app

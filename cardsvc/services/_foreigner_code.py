@@ -13,11 +13,11 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from cardsvc._countries import numeric_code
-from cardsvc.models import CodeSequence
+from cardsvc.models import CodeSequence, Person
 from cardsvc.services._locking import for_update
-from cardsvc.services.errors import Conflict
+from cardsvc.services.errors import Conflict, NotFound
 
-__all__ = ["allocate_foreigner_code", "check_character", "is_valid_foreigner_code"]
+__all__ = ["allocate_foreigner_code", "check_character", "get_person", "is_valid_foreigner_code"]
 
 PROVINCE = "33"  # Zhejiang
 _WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
@@ -38,6 +38,19 @@ def is_valid_foreigner_code(unverified_code: str) -> bool:
         return False
     body = unverified_code[:17]
     return body.isascii() and body.isdigit() and check_character(body) == unverified_code[17]
+
+
+def get_person(session: Session, *, foreigner_code: str, lock: bool = False) -> Person:
+    """The person this code names (here, below both persons and cards, which look it up)."""
+    if not is_valid_foreigner_code(foreigner_code):
+        raise NotFound("PERSON_NOT_FOUND", "no person with this foreigner code")
+    query = select(Person).where(Person.foreigner_code == foreigner_code)
+    if lock:
+        query = for_update(query)
+    person = session.scalar(query)
+    if person is None:
+        raise NotFound("PERSON_NOT_FOUND", "no person with this foreigner code")
+    return person
 
 
 def allocate_foreigner_code(session: Session, *, nationality: str, birth_date: date) -> str:

@@ -25,10 +25,10 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from cardsvc.models import Card, Person, ProvisioningCode
+from cardsvc.services._foreigner_code import get_person
 from cardsvc.services._locking import for_update
 from cardsvc.services.audit import Actor, append_audit
 from cardsvc.services.errors import Conflict, Invalid, NotFound
-from cardsvc.services.persons import get_person
 from cardsvc.services.status import reserve_status_entry, set_entry_status
 from schemas import STATUS_REVOKED, STATUS_SUSPENDED, STATUS_VALID, Entitlement, StatusRef
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from typing import TYPE_CHECKING
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -20,15 +19,12 @@ from sqlalchemy.orm import Session
 
 from cardsvc.models import Passport, Person, Portrait
 from cardsvc.services import _validate as check
-from cardsvc.services._foreigner_code import allocate_foreigner_code, is_valid_foreigner_code
-from cardsvc.services._locking import for_update
+from cardsvc.services._foreigner_code import allocate_foreigner_code, get_person
 from cardsvc.services._names import name_key, name_similarity
 from cardsvc.services.audit import Actor, append_audit
+from cardsvc.services.cards import ReissuedCard, mark_data_changed, reissue_cards
 from cardsvc.services.errors import Conflict, Invalid, NotFound
 from cardsvc.services.portraits import NormalizedPortrait, normalize_portrait
-
-if TYPE_CHECKING:
-    from cardsvc.services.cards import ReissuedCard
 
 __all__ = [
     "DUPLICATE_THRESHOLD",
@@ -109,18 +105,6 @@ class PassportChange:
     added: bool  # False: this passport was already recorded for this person
     personal_data_changed: bool
     reissued_cards: list[ReissuedCard] = field(default_factory=list)
-
-
-def get_person(session: Session, *, foreigner_code: str, lock: bool = False) -> Person:
-    if not is_valid_foreigner_code(foreigner_code):
-        raise NotFound("PERSON_NOT_FOUND", "no person with this foreigner code")
-    query = select(Person).where(Person.foreigner_code == foreigner_code)
-    if lock:
-        query = for_update(query)
-    person = session.scalar(query)
-    if person is None:
-        raise NotFound("PERSON_NOT_FOUND", "no person with this foreigner code")
-    return person
 
 
 def find_by_passport(session: Session, *, number: str, country: str) -> Person:
@@ -250,8 +234,6 @@ def record_passport(
     Names or nationality printed in the new passport update the person; cards whose
     credentials carry that data are re-issued (a new provisioning code each).
     """
-    from cardsvc.services.cards import reissue_cards  # cards builds on persons
-
     person = get_person(session, foreigner_code=foreigner_code, lock=True)
     passport = _clean_passport(passport, today=now.date())
     new_details = _clean_details(PersonDetails(
@@ -296,8 +278,6 @@ def set_portrait(
 ) -> Person:
     """Replace the portrait. Credentials carry its digest, so every usable card's data
     version moves on: the wallet's next refresh (or a new code) brings the new digest."""
-    from cardsvc.services.cards import mark_data_changed  # cards builds on persons
-
     normalized = normalize_portrait(image, max_bytes=max_bytes)
     person = get_person(session, foreigner_code=foreigner_code, lock=True)
     if person.portrait_digest == normalized.digest:
