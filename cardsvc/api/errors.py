@@ -1,5 +1,6 @@
-"""RFC 9457 problem+json for every error, with a stable ``code``; one place maps codes to
-HTTP statuses. A 500 is only ever a bug: it is logged and answered without details.
+"""RFC 9457 problem+json for every error, with a stable ``code``; a domain error's HTTP
+status is its class's ``status``. A 500 is only ever a bug: it is logged and answered
+without details.
 """
 
 from __future__ import annotations
@@ -14,33 +15,13 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from cardsvc.services.errors import (
-    Conflict,
-    DomainError,
-    Forbidden,
-    Gone,
-    Invalid,
-    NotFound,
-    PaymentRefused,
-    Unauthenticated,
-    Unavailable,
-)
+from cardsvc.services.errors import DomainError
 
 __all__ = ["PROBLEM_MEDIA_TYPE", "install_error_handlers", "problem"]
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 _log = logging.getLogger("cardsvc.api")
 
-_STATUS_BY_CLASS: tuple[tuple[type[DomainError], int], ...] = (
-    (Invalid, 422),
-    (NotFound, 404),
-    (Conflict, 409),
-    (Gone, 410),
-    (Forbidden, 403),
-    (Unauthenticated, 401),
-    (PaymentRefused, 402),
-    (Unavailable, 503),
-)
 _CODE_BY_HTTP_STATUS = {
     400: "BAD_REQUEST", 401: "UNAUTHENTICATED", 403: "FORBIDDEN", 404: "NOT_FOUND",
     405: "METHOD_NOT_ALLOWED", 406: "NOT_ACCEPTABLE", 413: "REQUEST_TOO_LARGE",
@@ -64,16 +45,9 @@ def problem(
                         headers=headers)
 
 
-def status_for(error: DomainError) -> int:
-    for cls, status in _STATUS_BY_CLASS:
-        if isinstance(error, cls):
-            return status
-    return 400
-
-
 async def _domain_error(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, DomainError)
-    status = status_for(exc)
+    status = exc.status
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
     return problem(status, exc.code, exc.detail, headers=headers, **exc.extra)
 

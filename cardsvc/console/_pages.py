@@ -36,16 +36,7 @@ from cardsvc.console._auth import (
 )
 from cardsvc.models import Officer
 from cardsvc.services import officers
-from cardsvc.services.errors import (
-    Conflict,
-    DomainError,
-    Forbidden,
-    Gone,
-    Invalid,
-    NotFound,
-    Unauthenticated,
-    Unavailable,
-)
+from cardsvc.services.errors import DomainError
 
 if TYPE_CHECKING:
     from cardsvc.api._context import AppContext
@@ -65,7 +56,6 @@ __all__ = [
     "redirect",
     "render",
     "session_keys",
-    "status_of",
 ]
 
 T = TypeVar("T")
@@ -90,10 +80,6 @@ _SECURITY_HEADERS = {
     "Referrer-Policy": "no-referrer",
     "Cache-Control": "no-store",  # personal data and one-time codes stay off disk caches
 }
-_STATUS_BY_ERROR: tuple[tuple[type[DomainError], int], ...] = (
-    (Invalid, 422), (NotFound, 404), (Conflict, 409), (Gone, 410), (Forbidden, 403),
-    (Unauthenticated, 401), (Unavailable, 503),
-)
 
 
 class SignInRequired(Exception):
@@ -318,13 +304,6 @@ def error_page(
                       required_roles))
 
 
-def status_of(error: DomainError) -> int:
-    for cls, status in _STATUS_BY_ERROR:
-        if isinstance(error, cls):
-            return status
-    return 400
-
-
 class ConsoleRoute(APIRoute):
     """Turns refusals raised by console handlers into HTML pages or a sign-in redirect."""
 
@@ -341,7 +320,7 @@ class ConsoleRoute(APIRoute):
                 return error_page(request, refusal.status, refusal.code, visit=refusal.visit,
                                   required_roles=refusal.required_roles)
             except DomainError as error:
-                return error_page(request, status_of(error), error.code)
+                return error_page(request, error.status, error.code)
             except RequestValidationError:
                 return error_page(request, 404, "NOT_FOUND")
             except StarletteHTTPException as error:

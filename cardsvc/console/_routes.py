@@ -30,7 +30,6 @@ from cardsvc.console._pages import (
     open_visit,
     redirect,
     render,
-    status_of,
 )
 from cardsvc.console._qr import qr_svg
 from cardsvc.console._search import search_persons
@@ -97,7 +96,7 @@ async def _read(visit: Visit, work: Callable[[Session], T]) -> T:
     try:
         return await in_db(visit.ctx, work, readonly=True)
     except DomainError as error:
-        raise Refusal(status_of(error), error.code, visit=visit) from error
+        raise Refusal(error.status, error.code, visit=visit) from error
 
 
 def _actor(session: Session, visit: Visit) -> Actor:
@@ -297,8 +296,8 @@ async def enrol(request: Request) -> Response:
 def _enrol_error(visit: Visit, values: dict[str, str], error: DomainError) -> Response:
     field = forms.field_for("enrol", error.code)
     if field is not None:
-        return _enrol_page(visit, values, {field: error.code}, status=status_of(error))
-    return _enrol_page(visit, values, {}, form_error=error.code, status=status_of(error))
+        return _enrol_page(visit, values, {field: error.code}, status=error.status)
+    return _enrol_page(visit, values, {}, form_error=error.code, status=error.status)
 
 
 async def _duplicates_page(
@@ -438,7 +437,7 @@ async def record_passport(request: Request, foreigner_code: str) -> Response:
         field = forms.field_for("passport", error.code)
         return _passport_page(visit, person, values, {field: error.code} if field else {},
                               form_error=None if field else error.code,
-                              status=status_of(error))
+                              status=error.status)
     if codes:
         return _provisioning_page(visit, updated, codes,
                                   heading=i18n.translate(visit.lang, "prov.reissued"))
@@ -511,7 +510,7 @@ async def issue(request: Request, foreigner_code: str) -> Response:
         if field == "replace_active" and person.usable_card is None:
             field = None
         return _issue_page(visit, person, values, {field: error.code} if field else {},
-                           form_error=None if field else error.code, status=status_of(error))
+                           form_error=None if field else error.code, status=error.status)
     return _provisioning_page(visit, holder, [code],
                               heading=i18n.translate(visit.lang, "prov.issued"))
 
@@ -549,7 +548,7 @@ async def new_code(request: Request, card_number: str) -> Response:
     try:
         code, holder = await in_db(visit.ctx, work)
     except DomainError as error:
-        raise Refusal(status_of(error), error.code, visit=visit) from error
+        raise Refusal(error.status, error.code, visit=visit) from error
     return _provisioning_page(visit, holder, [code],
                               heading=i18n.translate(visit.lang, "prov.new_code"))
 
@@ -602,7 +601,7 @@ async def change_state(request: Request, card_number: str, action: str) -> Respo
     except DomainError as error:
         field = forms.field_for("change", error.code)
         return _change_page(visit, card, action, values, {field: error.code} if field else {},
-                            form_error=None if field else error.code, status=status_of(error))
+                            form_error=None if field else error.code, status=error.status)
     return redirect(visit, f"/cards/{card_number}?notice={_ACTIONS[action]}")
 
 
@@ -695,7 +694,7 @@ async def rotate_keys(request: Request) -> Response:
     try:
         await in_db(visit.ctx, work)
     except DomainError as error:
-        raise Refusal(status_of(error), error.code, visit=visit) from error
+        raise Refusal(error.status, error.code, visit=visit) from error
     return redirect(visit, "/keys?notice=rotated")
 
 
@@ -752,7 +751,7 @@ async def add_officer(request: Request) -> Response:
     except DomainError as error:
         field = {"INVALID_NAME": "name", "UNKNOWN_ROLE": "roles"}.get(error.code)
         return await _officers_page(visit, values, {field or "name": error.code},
-                                    status=status_of(error))
+                                    status=error.status)
     return await _officers_page(visit, {"name": "", "roles": []}, {}, created=created)
 
 
@@ -780,5 +779,5 @@ async def deactivate_officer(request: Request, officer_id: str) -> Response:
     try:
         await in_db(visit.ctx, work)
     except DomainError as error:
-        raise Refusal(status_of(error), error.code, visit=visit) from error
+        raise Refusal(error.status, error.code, visit=visit) from error
     return redirect(visit, "/officers?notice=deactivated")
