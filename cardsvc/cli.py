@@ -25,6 +25,7 @@ import typer
 from sqlalchemy.orm import Session
 
 from cardsvc.db import Database
+from cardsvc.roles import Role
 from cardsvc.services.errors import DomainError, Unavailable
 from cardsvc.settings import Settings, get_settings
 
@@ -137,7 +138,7 @@ def serve(
 @officer_app.command("add")
 def officer_add(
     name: Annotated[str, typer.Option("--name", help="the officer's name")],
-    role: Annotated[list[str], typer.Option("--role", help="a role; repeat for several")],
+    role: Annotated[list[Role], typer.Option("--role", help="a role; repeat for several")],
     data_dir: DataDir = None,
 ) -> None:
     """Create an officer and print its token once."""

@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session
 
 from cardsvc.db import Database
 from cardsvc.models import Person
+from cardsvc.roles import Role
 from cardsvc.services import cards, officers, persons
 from cardsvc.services.audit import Actor
 from cardsvc.services.bootstrap import initialise
@@ -63,7 +64,7 @@ _FOREIGNERS = (
     _Foreigner("SANTOS", "Maria Fernanda", "BRA", date(1990, 12, 5), "F", "FX662013",
                ("healthcare", "education", "payment"), (210, 170, 140)),
 )
-_ROLES = ("registrar", "supervisor", "auditor", "cashier", "terminal", "verifier")
+_ROLES = tuple(Role)
 
 
 @dataclass(frozen=True)
@@ -76,7 +77,7 @@ class SeededCard:
 
 @dataclass(frozen=True)
 class Seeded:
-    tokens: dict[str, str]
+    tokens: dict[Role, str]
     cards: list[SeededCard]
 
 
@@ -152,7 +153,7 @@ def _print_next_steps(settings: Settings, fingerprint: str, admin: str | None,
         print(f"  {card.name:<30} {card.foreigner_code}  card {card.card_number}  "
               f"code {card.provisioning_code}")
     first = seeded.cards[0]
-    supervisor = seeded.tokens["supervisor"]
+    supervisor = seeded.tokens[Role.supervisor]
     print(f"""
 Next steps (another terminal, in this directory):
   1. Put the first card on a phone:

@@ -30,6 +30,8 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
 
+from cardsvc.roles import ALL_ROLES, Role
+
 __all__ = [
     "AuditEntry",
     "AuditHead",
@@ -99,8 +101,9 @@ class Officer(Base):
     created_by: Mapped[int | None] = mapped_column(ForeignKey("officers.id"), nullable=True)
 
     @property
-    def role_set(self) -> frozenset[str]:
-        return frozenset(role for role in self.roles.split(",") if role)
+    def role_set(self) -> frozenset[Role]:
+        # A name that is no role (never written by create_officer) grants nothing.
+        return frozenset(Role(role) for role in self.roles.split(",") if role in ALL_ROLES)
 
 
 class Person(Base):

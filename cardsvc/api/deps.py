@@ -3,7 +3,7 @@
 Example::
 
     @router.post("/v1/cards")
-    def issue(body: CardIssueIn, ctx: Ctx, officer: Officer = Depends(roles("registrar"))):
+    def issue(body: CardIssueIn, ctx: Ctx, officer: Officer = Depends(roles(Role.registrar))):
         ...
 """
 
@@ -17,8 +17,9 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from cardsvc.api._context import AppContext
 from cardsvc.models import Officer
+from cardsvc.roles import ALL_ROLES, Role
 from cardsvc.services.errors import Forbidden, Unauthenticated
-from cardsvc.services.officers import ALL_ROLES, authenticate
+from cardsvc.services.officers import authenticate
 
 __all__ = ["Ctx", "get_context", "roles"]
 
@@ -34,7 +35,7 @@ def get_context(request: Request) -> AppContext:
 Ctx = Annotated[AppContext, Depends(get_context)]
 
 
-def roles(*allowed: str) -> Callable[..., Officer]:
+def roles(*allowed: Role) -> Callable[..., Officer]:
     """A dependency that returns the authenticated officer if it holds one of ``allowed``."""
     unknown = set(allowed) - ALL_ROLES
     if unknown or not allowed:

@@ -10,6 +10,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
+from cardsvc.roles import Role
+
 __all__ = [
     "AuditEntryOut",
     "AuditOut",
@@ -119,9 +121,7 @@ class RefreshIn(_In):
 
 class OfficerIn(_In):
     name: Annotated[str, StringConstraints(min_length=1, max_length=100, pattern=_PRINTABLE)]
-    roles: list[
-        Literal["registrar", "supervisor", "auditor", "cashier", "terminal", "verifier"]
-    ] = Field(min_length=1, max_length=6)
+    roles: list[Role] = Field(min_length=1, max_length=len(Role))
 
 
 class PassportOut(BaseModel):
@@ -248,7 +248,7 @@ class AuditOut(BaseModel):
 class OfficerOut(BaseModel):
     id: int
     name: str
-    roles: list[str]
+    roles: list[Role]
     active: bool
     created_at: datetime
 

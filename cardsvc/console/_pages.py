@@ -35,6 +35,7 @@ from cardsvc.console._auth import (
     token_binding,
 )
 from cardsvc.models import Officer
+from cardsvc.roles import Role
 from cardsvc.services import officers
 from cardsvc.services.errors import DomainError
 
@@ -61,9 +62,9 @@ __all__ = [
 T = TypeVar("T")
 TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
 LANG_COOKIE = "fmc_lang"
-REGISTRARS = frozenset({"registrar"})
-SUPERVISORS = frozenset({"supervisor"})
-AUDITORS = frozenset({"auditor"})
+REGISTRARS = frozenset({Role.registrar})
+SUPERVISORS = frozenset({Role.supervisor})
+AUDITORS = frozenset({Role.auditor})
 READERS = REGISTRARS | SUPERVISORS
 _CONSOLE_ROLES = READERS | AUDITORS
 _keys_lock = threading.Lock()

@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 from cardsvc.models import Officer
 from cardsvc.payments.ledger import merchant_account
 from cardsvc.payments.models import Merchant, Terminal
+from cardsvc.roles import Role
 from cardsvc.services.audit import Actor, append_audit
 from cardsvc.services.errors import Forbidden, Invalid, NotFound
 from cardsvc.services.officers import create_officer
@@ -70,7 +71,7 @@ def register_terminal(
     merchant = get_merchant(session, merchant_id=merchant_id)
     clean = _clean_name(name)
     officer, token = create_officer(session, name=f"terminal {clean}"[:100],
-                                    roles=["terminal"], actor=actor, now=now)
+                                    roles=[Role.terminal], actor=actor, now=now)
     terminal = Terminal(officer_id=officer.id, merchant_id=merchant.id, name=clean,
                         offline_floor_fen=offline_floor_fen, created_at=now)
     session.add(terminal)

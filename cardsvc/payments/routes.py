@@ -38,6 +38,7 @@ from cardsvc.payments._idempotency import Answer
 from cardsvc.payments.charges import MAX_AMOUNT_FEN, OfflinePayment, PaymentContext
 from cardsvc.payments.merchants import MAX_FLOOR_FEN, terminal_of
 from cardsvc.payments.models import Payment, Terminal
+from cardsvc.roles import Role
 from cardsvc.services.audit import Actor
 from cardsvc.services.errors import Forbidden, NotFound
 from schemas.presentation import MAX_PRESENTATION_CHARS
@@ -56,11 +57,11 @@ PayCode = Annotated[str, StringConstraints(min_length=1, max_length=MAX_PRESENTA
 CardNumber = Annotated[str, Path(pattern=CARD_NUMBER_PATTERN)]
 PaymentId = Annotated[str, Path(pattern=r"^pay_[0-9a-f]{20}$")]
 MerchantId = Annotated[int, Path(ge=1, le=2**31 - 1)]
-_READERS = ("cashier", "auditor", "supervisor")
+_READERS = (Role.cashier, Role.auditor, Role.supervisor)
 
-Supervisor = Annotated[Officer, Depends(roles("supervisor"))]
-Cashier = Annotated[Officer, Depends(roles("cashier"))]
-TerminalOfficer = Annotated[Officer, Depends(roles("terminal"))]
+Supervisor = Annotated[Officer, Depends(roles(Role.supervisor))]
+Cashier = Annotated[Officer, Depends(roles(Role.cashier))]
+TerminalOfficer = Annotated[Officer, Depends(roles(Role.terminal))]
 
 
 class _In(BaseModel):
@@ -422,7 +423,7 @@ def offline_batch(body: OfflineBatchIn, ctx: Ctx, officer: TerminalOfficer) -> O
             responses=problems(401, 403, 404, 422))
 def get_payment(
     payment_id: PaymentId, ctx: Ctx,
-    officer: Annotated[Officer, Depends(roles("terminal", *_READERS))],
+    officer: Annotated[Officer, Depends(roles(Role.terminal, *_READERS))],
 ) -> PaymentViewOut:
     def work(session: Session) -> PaymentViewOut:
         payment = session.get(Payment, payment_id)
@@ -444,7 +445,7 @@ def get_payment(
              responses=problems(401, 403, 404, 409, 422))
 def refund(
     payment_id: PaymentId, body: RefundIn, ctx: Ctx,
-    officer: Annotated[Officer, Depends(roles("cashier", "terminal"))],
+    officer: Annotated[Officer, Depends(roles(Role.cashier, Role.terminal))],
 ) -> JSONResponse:
     """Give money back on a payment (in parts, up to its amount). A terminal refunds only
     its own merchant's payments."""
@@ -452,7 +453,7 @@ def refund(
     payments = _payments(ctx)
 
     def work(session: Session) -> Answer:
-        terminal = None if "cashier" in officer.role_set else terminal_of(session, officer)
+        terminal = None if Role.cashier in officer.role_set else terminal_of(session, officer)
         return charges.refund_payment(
             session, payment_id=payment_id, amount_fen=body.amount_fen, reason=body.reason,
             idempotency_key=body.idempotency_key, officer=officer, terminal=terminal,
@@ -467,7 +468,7 @@ def refund(
             responses=problems(401, 403, 404, 422))
 def settlement(
     merchant_id: MerchantId, ctx: Ctx,
-    officer: Annotated[Officer, Depends(roles("terminal", *_READERS))],
+    officer: Annotated[Officer, Depends(roles(Role.terminal, *_READERS))],
     day: Annotated[date, Query(alias="date", description="business day (UTC+8), YYYY-MM-DD",
                                ge=date(2000, 1, 1), le=date(2200, 12, 31))],
 ) -> dict[str, Any]:

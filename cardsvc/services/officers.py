@@ -20,6 +20,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from cardsvc.models import ConsoleSignOut, Officer
+from cardsvc.roles import ALL_ROLES, ROLE_DUTIES
 from cardsvc.services.audit import Actor, append_audit
 from cardsvc.services.errors import Invalid, NotFound, Unauthenticated
 
@@ -35,16 +36,7 @@ __all__ = [
     "list_officers",
 ]
 
-# What each role may do (DESIGN.md section 1); "verifier" reads portraits only.
-ROLES: dict[str, str] = {
-    "registrar": "enrols foreigners, records passports, issues cards, reads persons and cards",
-    "supervisor": "revokes, suspends and reinstates cards; rotates keys; adds officers",
-    "auditor": "reads the audit log",
-    "cashier": "tops up stored-value accounts",
-    "terminal": "charges pay codes; fetches portraits",
-    "verifier": "fetches portraits for counters",
-}
-ALL_ROLES = frozenset(ROLES)
+ROLES = ROLE_DUTIES  # kept under its old name
 _MAX_TOKEN_CHARS = 200
 
 

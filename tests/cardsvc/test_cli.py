@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 
 from cardsvc.cli import app
 from cardsvc.db import Database
+from cardsvc.roles import Role
 from cardsvc.services.officers import authenticate
 from cardsvc.settings import get_settings
 
@@ -54,8 +55,9 @@ def test_officer_add_keys_rotate_and_audit_verify(data_dir: Path) -> None:
     code, output = _run("officer", "add", "--data-dir", str(data_dir), "--name", "Wang Li",
                         "--role", "registrar", "--role", "auditor")
     assert code == 0 and re.search(r"token: [A-Za-z0-9_-]{43}", output), output
+    # The roles are the enum's choices: an unknown one is a usage error before any work.
     assert _run("officer", "add", "--data-dir", str(data_dir), "--name", "X",
-                "--role", "emperor")[0] == 1
+                "--role", "emperor")[0] == 2
     code, output = _run("keys", "rotate", "--data-dir", str(data_dir))
     assert code == 0, output
     assert re.search(r"k1\s+retired", output) and re.search(r"k2\s+active", output)
@@ -123,3 +125,10 @@ def test_audit_head_anchors_catch_a_consistently_rewritten_history(
                         "--anchors-file", str(anchors))
     assert code == 1 and "BROKEN" in output, output
     assert _run("audit", "verify", "--data-dir", str(data_dir), "--anchor", "7:xyz")[0] == 2
+
+
+def test_officer_add_lists_every_role_in_its_help() -> None:
+    result = CliRunner().invoke(app, ["officer", "add", "--help"],
+                                env={"COLUMNS": "200", "TERMINAL_WIDTH": "200"})
+    assert result.exit_code == 0
+    assert "[" + "|".join(role.value for role in Role) + "]" in result.output

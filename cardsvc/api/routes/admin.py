@@ -12,13 +12,14 @@ from cardsvc.api.deps import Ctx, roles
 from cardsvc.api.routes._common import problems
 from cardsvc.api.schemas import KeyOut, KeysOut, OfficerCreatedOut, OfficerIn, OfficerOut
 from cardsvc.models import Officer
+from cardsvc.roles import Role
 from cardsvc.services import officers, trust
 from cardsvc.services.audit import Actor
 
 __all__ = ["router"]
 
 router = APIRouter(prefix="/v1", tags=["administration"])
-Supervisor = Annotated[Officer, Depends(roles("supervisor"))]
+Supervisor = Annotated[Officer, Depends(roles(Role.supervisor))]
 
 
 @router.post("/officers", response_model=OfficerCreatedOut, status_code=201,

@@ -12,6 +12,7 @@ from cardsvc.api.deps import Ctx, roles
 from cardsvc.api.routes._common import problems
 from cardsvc.api.schemas import AuditOut, ChainOut
 from cardsvc.models import Officer
+from cardsvc.roles import Role
 from cardsvc.services import audit
 from cardsvc.services.errors import Invalid
 
@@ -22,7 +23,7 @@ router = APIRouter(prefix="/v1", tags=["audit"])
 
 @router.get("/audit", response_model=AuditOut, responses=problems(401, 403, 422))
 def read_audit(
-    ctx: Ctx, _officer: Annotated[Officer, Depends(roles("auditor"))],
+    ctx: Ctx, _officer: Annotated[Officer, Depends(roles(Role.auditor))],
     after_seq: Annotated[int, Query(ge=0, le=2**62)] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     subject: Annotated[str | None, Query(max_length=128, pattern=r"^[^\x00-\x1f\x7f]*$")] = None,

@@ -18,6 +18,7 @@ from cardsvc.api.schemas import (
     ProvisioningCodeOut,
 )
 from cardsvc.models import Officer
+from cardsvc.roles import Role
 from cardsvc.services import cards
 from cardsvc.services.audit import Actor
 
@@ -30,7 +31,7 @@ CardNumber = Annotated[str, Path(pattern=CARD_NUMBER_PATTERN)]
 @router.post("", response_model=CardIssuedOut, status_code=201,
              responses=problems(401, 403, 404, 409, 422))
 def issue(
-    body: CardIssueIn, ctx: Ctx, officer: Annotated[Officer, Depends(roles("registrar"))]
+    body: CardIssueIn, ctx: Ctx, officer: Annotated[Officer, Depends(roles(Role.registrar))]
 ) -> CardIssuedOut:
     """Issue a card; the answer holds the one-time provisioning code (shown once)."""
 
@@ -55,7 +56,7 @@ def issue(
 @router.get("/{card_number}", response_model=CardOut, responses=problems(401, 403, 404, 422))
 def get_card(
     card_number: CardNumber, ctx: Ctx,
-    _officer: Annotated[Officer, Depends(roles("registrar", "supervisor"))],
+    _officer: Annotated[Officer, Depends(roles(Role.registrar, Role.supervisor))],
 ) -> CardOut:
     def work(session: Session) -> CardOut:
         card = cards.get_card(session, card_number=card_number)
@@ -68,7 +69,7 @@ def get_card(
              status_code=201, responses=problems(401, 403, 404, 409, 422))
 def new_code(
     card_number: CardNumber, ctx: Ctx,
-    officer: Annotated[Officer, Depends(roles("registrar"))],
+    officer: Annotated[Officer, Depends(roles(Role.registrar))],
 ) -> ProvisioningCodeOut:
     """A new one-time code for this card (a new phone); older unused codes stop working."""
     return ctx.database.transact(lambda session: code_out(cards.new_provisioning_code(
@@ -81,7 +82,7 @@ def _state_route(action: cards.CardAction, summary: str) -> None:
                  name=f"{action}_card", responses=problems(401, 403, 404, 409, 422))
     def change(
         card_number: CardNumber, ctx: Ctx,
-        officer: Annotated[Officer, Depends(roles("supervisor"))],
+        officer: Annotated[Officer, Depends(roles(Role.supervisor))],
         body: CardStateIn | None = None,
     ) -> CardOut:
         reason = "" if body is None else body.reason

@@ -21,6 +21,7 @@ from cardsvc.api.schemas import (
     PortraitIn,
 )
 from cardsvc.models import Officer
+from cardsvc.roles import Role
 from cardsvc.services import persons
 from cardsvc.services.audit import Actor
 from cardsvc.services.errors import Invalid
@@ -30,7 +31,7 @@ __all__ = ["router"]
 router = APIRouter(prefix="/v1", tags=["persons"])
 
 CodePath = Annotated[str, Path(pattern=r"^9[0-9]{16}[0-9X]$")]
-_READERS = ("registrar", "supervisor")
+_READERS = (Role.registrar, Role.supervisor)
 _PROBLEMS = problems(401, 403, 404, 409, 422)
 
 
@@ -44,7 +45,7 @@ def _image(unverified_base64: str) -> bytes:
 @router.post("/persons", response_model=EnrolmentOut, status_code=201, responses=_PROBLEMS)
 def enrol(
     body: EnrolIn, ctx: Ctx, response: Response,
-    officer: Annotated[Officer, Depends(roles("registrar"))],
+    officer: Annotated[Officer, Depends(roles(Role.registrar))],
 ) -> EnrolmentOut:
     """Enrol a foreigner; 200 with ``existing: true`` when a passport names a known person,
     409 POSSIBLE_DUPLICATE with candidates when someone similar exists."""
@@ -100,7 +101,7 @@ def get_person(
              responses=_PROBLEMS)
 def record_passport(
     foreigner_code: CodePath, body: PassportChangeIn, ctx: Ctx,
-    officer: Annotated[Officer, Depends(roles("registrar"))],
+    officer: Annotated[Officer, Depends(roles(Role.registrar))],
 ) -> PassportChangeOut:
     """Record a new passport: the foreigner code stays; cards are re-issued if the
     personal data in their credentials changed."""
@@ -126,7 +127,7 @@ def record_passport(
 @router.put("/persons/{foreigner_code}/portrait", response_model=PersonOut, responses=_PROBLEMS)
 def set_portrait(
     foreigner_code: CodePath, body: PortraitIn, ctx: Ctx,
-    officer: Annotated[Officer, Depends(roles("registrar"))],
+    officer: Annotated[Officer, Depends(roles(Role.registrar))],
 ) -> PersonOut:
     """JPEG or PNG; re-encoded by the authority. Cards get the new digest when re-issued."""
     image = _image(body.portrait)
@@ -140,7 +141,7 @@ def set_portrait(
     200: {"content": {"image/jpeg": {}}, "description": "the portrait"}, **_PROBLEMS})
 def get_portrait(
     digest: Annotated[str, Path(pattern=r"^[A-Za-z0-9_-]{22}$")], ctx: Ctx,
-    _officer: Annotated[Officer, Depends(roles("terminal", "verifier", *_READERS))],
+    _officer: Annotated[Officer, Depends(roles(Role.terminal, Role.verifier, *_READERS))],
 ) -> Response:
     """The JPEG whose digest a credential carries (check it against the digest)."""
     jpeg = ctx.database.transact(
