@@ -9,13 +9,13 @@ Example::
 
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from keys._atomic import write_atomically
 from keys.ed25519 import Ed25519Signer
 
 __all__ = ["KeyStore", "KeyStoreError"]
@@ -52,14 +52,7 @@ class KeyStore:
             serialization.BestAvailableEncryption(self._passphrase),
         )
         path = self._path(signer.kid)
-        tmp = path.with_suffix(".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        try:
-            os.write(fd, pem)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
+        write_atomically(path, pem, mode=0o600)
         return path
 
     def load(self, kid: str) -> Ed25519Signer:

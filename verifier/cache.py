@@ -29,13 +29,13 @@ import hashlib
 import json
 import os
 import re
-import tempfile
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+from keys._atomic import write_atomically
 from schemas._jose import b64url_decode, b64url_encode
 from schemas.codes import FmcError
 from schemas.credential import PORTRAIT_DIGEST_BYTES, portrait_digest
@@ -289,7 +289,7 @@ class VerifierCache:
                 keep.update(entry["file"] for entry in manifest["status_lists"].values())
         for path in lists_dir.iterdir():
             if path.name not in keep and (_LIST_FILE_RE.fullmatch(path.name)
-                                          or path.name.startswith(".tmp")):
+                                          or _is_temporary(path.name)):
                 with contextlib.suppress(OSError):
                     path.unlink()
 
@@ -326,24 +326,14 @@ def portrait_digest_from_text(text: str) -> bytes | None:
     return digest if len(digest) == PORTRAIT_DIGEST_BYTES else None
 
 
+def _is_temporary(name: str) -> bool:
+    """A leftover of a killed write (``keys._atomic`` names them ``.<name>.<random>.tmp``);
+    ``.tmp-`` is the older writer's prefix."""
+    return name.startswith(".") and (name.endswith(".tmp") or name.startswith(".tmp-"))
+
+
 def _write_atomic(path: Path, raw: bytes) -> None:
-    """Temp file in the same directory, fsync, rename, fsync the directory."""
-    handle, temp_name = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
-    try:
-        with os.fdopen(handle, "wb") as out:
-            out.write(raw)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(temp_name, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(temp_name)
-        raise
-    directory = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(directory)
-    finally:
-        os.close(directory)
+    write_atomically(path, raw)  # one seam, so tests can crash a sync between files
 
 
 def _read_capped(path: Path, cap: int) -> bytes:

@@ -27,9 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import sys
-import tempfile
 import threading
 import time
 import uuid
@@ -42,6 +40,7 @@ from typing import Annotated, Any, NoReturn
 import typer
 from rich.console import Console
 
+from keys._atomic import write_atomically
 from schemas._jose import b64url_encode, parse_json_object
 from schemas.codes import (
     FmcError,
@@ -298,17 +297,8 @@ class TerminalConfig:
 
     def store(self, directory: Path) -> None:
         directory.mkdir(parents=True, exist_ok=True)
-        handle, temp_name = tempfile.mkstemp(dir=directory, prefix=".tmp-")
-        try:
-            with os.fdopen(handle, "w", encoding="utf-8") as out:
-                json.dump(asdict(self), out, indent=1, sort_keys=True)
-                out.flush()
-                os.fsync(out.fileno())
-            os.replace(temp_name, directory / CONFIG_FILE)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(temp_name)
-            raise
+        write_atomically(directory / CONFIG_FILE,
+                         json.dumps(asdict(self), indent=1, sort_keys=True).encode("utf-8"))
 
 
 # -- the commands -----------------------------------------------------------------------------
