@@ -14,7 +14,9 @@ from typing import Any
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-__all__ = ["Settings", "get_settings"]
+__all__ = ["DEFAULT_OFFLINE_LIMIT_FEN", "Settings", "get_settings"]
+
+DEFAULT_OFFLINE_LIMIT_FEN = 20_000  # 200 yuan on a card unless the officer sets another
 
 
 class Settings(BaseSettings):
@@ -34,7 +36,7 @@ class Settings(BaseSettings):
     status_ttl_seconds: int = Field(default=300, gt=1)
     status_lifetime_seconds: int = Field(default=86_400, gt=1)
     status_list_size: int = Field(default=131_072, ge=1024)
-    default_offline_limit_fen: int = Field(default=20_000, ge=0)
+    default_offline_limit_fen: int = Field(default=DEFAULT_OFFLINE_LIMIT_FEN, ge=0)
     portrait_max_bytes: int = Field(default=2 * 1024 * 1024, gt=0)
     request_max_bytes: int = Field(default=4 * 1024 * 1024, gt=0)
     db_pool_size: int = Field(default=10, gt=0)

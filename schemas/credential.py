@@ -28,6 +28,7 @@ from schemas.codes import Malformed
 __all__ = [
     "CLAIMS",
     "CREDENTIAL_TYP",
+    "FOREIGNER_CODE_PATTERN",
     "MAX_INFLATED_PAYLOAD",
     "PORTRAIT_DIGEST_BYTES",
     "Credential",
@@ -38,6 +39,8 @@ __all__ = [
 ]
 
 CREDENTIAL_TYP = "fmc"
+# "9", province, nationality, birth date, sequence, check character (DESIGN.md section 3).
+FOREIGNER_CODE_PATTERN = r"^9[0-9]{16}[0-9X]$"
 MAX_INFLATED_PAYLOAD = 4096  # a credential is a few hundred bytes; anything larger is refused
 
 
@@ -115,7 +118,7 @@ _ALLOWED = {
 }
 _PURPOSES = {p.value: p for p in Purpose}
 _CARD_RE = re.compile(r"^[0-9A-Z]{8,24}$")
-_CODE_RE = re.compile(r"^9[0-9]{16}[0-9X]$")
+_CODE_RE = re.compile(FOREIGNER_CODE_PATTERN)
 _DATE_RE = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")
 _ALPHA3_RE = re.compile(r"^[A-Z]{3}$")
 _LIST_ID_RE = re.compile(r"^[0-9A-Za-z_-]{1,32}$")

@@ -6,6 +6,8 @@ Chinese. Arabic is written right to left.
 
 from __future__ import annotations
 
+from schemas._accept_language import best_language
+
 __all__ = ["LANGUAGES", "RTL_LANGUAGES", "choose_language", "language_names", "translations"]
 
 LANGUAGES = ("en", "zh", "ar", "ru")
@@ -146,17 +148,4 @@ def choose_language(requested: str | None, accept_language: str | None) -> str:
         tag = requested.strip().lower()[:2]
         if tag in LANGUAGES:
             return tag
-    weighted: list[tuple[float, int, str]] = []
-    for position, part in enumerate((accept_language or "").split(",")[:20]):
-        tag, _, params = part.strip().partition(";")
-        weight = 1.0
-        params = params.strip()
-        if params.startswith("q="):
-            try:
-                weight = float(params[2:])
-            except ValueError:
-                weight = 0.0
-        primary = tag.strip().lower().split("-")[0]
-        if primary in LANGUAGES and weight > 0:
-            weighted.append((-weight, position, primary))
-    return min(weighted)[2] if weighted else "en"
+    return best_language(accept_language, LANGUAGES) or "en"

@@ -11,6 +11,8 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from cardsvc.roles import Role
+from cardsvc.services.cards import MAX_OFFLINE_LIMIT_FEN
+from schemas.credential import FOREIGNER_CODE_PATTERN
 
 __all__ = [
     "AuditEntryOut",
@@ -50,7 +52,7 @@ Name = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=_P
 GivenNames = Annotated[str, StringConstraints(max_length=128, pattern=_PRINTABLE)]
 Alpha3 = Annotated[str, StringConstraints(pattern=r"^[A-Za-z]{3}$")]
 PassportNumber = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9 -]{4,24}$")]
-ForeignerCode = Annotated[str, StringConstraints(pattern=r"^9[0-9]{16}[0-9X]$")]
+ForeignerCode = Annotated[str, StringConstraints(pattern=FOREIGNER_CODE_PATTERN)]
 Reason = Annotated[str, StringConstraints(max_length=500, pattern=_PRINTABLE)]
 B64Url = Annotated[str, StringConstraints(max_length=200, pattern=r"^[A-Za-z0-9_-]*$")]
 # A 2 MB image in base64 is ~2.8 M characters; the service enforces the byte cap.
@@ -97,7 +99,7 @@ class CardIssueIn(_In):
                 "government_services", "payment"]
     ] = Field(max_length=16)
     valid_until: Day
-    offline_limit_fen: int | None = Field(default=None, ge=0, le=10_000_000)
+    offline_limit_fen: int | None = Field(default=None, ge=0, le=MAX_OFFLINE_LIMIT_FEN)
     replace_active: bool = False
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from cardsvc._countries import COUNTRIES
 from cardsvc.console._country_names_zh import COUNTRY_NAMES_ZH
+from schemas._accept_language import best_language
 
 __all__ = [
     "CATALOGUE",
@@ -640,19 +641,7 @@ def choose_language(*, cookie: str | None, accept_language: str | None) -> str:
     """The remembered choice, else the browser's first supported language, else English."""
     if cookie in LANGUAGES:
         return cookie
-    ranked: list[tuple[float, int, str]] = []
-    for position, part in enumerate((accept_language or "").split(",")[:20]):
-        tag, _, params = part.strip().partition(";")
-        quality = 1.0
-        if params.strip().startswith("q="):
-            try:
-                quality = float(params.strip()[2:])
-            except ValueError:
-                quality = 0.0
-        primary = tag.strip().lower().split("-")[0]
-        if primary in LANGUAGES and quality > 0:
-            ranked.append((-quality, position, primary))
-    return min(ranked)[2] if ranked else DEFAULT_LANGUAGE
+    return best_language(accept_language, LANGUAGES) or DEFAULT_LANGUAGE
 
 
 def has_key(key: str) -> bool:

@@ -49,6 +49,7 @@ from cardsvc.models import Officer
 from cardsvc.services import audit, cards, officers, persons, trust
 from cardsvc.services.audit import Actor
 from cardsvc.services.errors import Conflict, DomainError, Unauthenticated
+from schemas.credential import FOREIGNER_CODE_PATTERN
 
 __all__ = ["router"]
 
@@ -67,7 +68,7 @@ _MISMATCH_FIELDS = ("name", "nationality", "birth_date", "sex")
 _ACTIONS: dict[str, str] = {"revoke": "revoked", "suspend": "suspended",
                             "reinstate": "reinstated"}
 _STATE_OF_NOTICE = {"revoked": "revoked", "suspended": "suspended", "reinstated": "active"}
-_CODE_PATH = re.compile(r"^9[0-9]{16}[0-9X]$")
+_CODE_PATH = re.compile(FOREIGNER_CODE_PATTERN)
 _NONCE = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
 _AUDIT_PAGE = 50
 _SUBJECT_ENTRIES_CAP = 1000

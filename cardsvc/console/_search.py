@@ -17,11 +17,12 @@ from sqlalchemy.orm import Session
 
 from cardsvc.models import Passport, Person
 from cardsvc.services._names import name_key
+from schemas.credential import FOREIGNER_CODE_PATTERN
 
 __all__ = ["PAGE_SIZE", "PersonPage", "search_persons"]
 
 PAGE_SIZE = 20
-_CODE_RE = re.compile(r"^9[0-9]{16}[0-9X]$")
+_CODE_RE = re.compile(FOREIGNER_CODE_PATTERN)
 _PASSPORT_RE = re.compile(r"^[A-Z0-9]{4,20}$")
 _MAX_QUERY_CHARS = 100
 _MAX_NAME_WORDS = 6

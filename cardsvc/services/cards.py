@@ -30,6 +30,7 @@ from cardsvc.services._locking import for_update
 from cardsvc.services.audit import Actor, append_audit
 from cardsvc.services.errors import Conflict, Invalid, NotFound
 from cardsvc.services.status import reserve_status_entry, set_entry_status
+from cardsvc.settings import DEFAULT_OFFLINE_LIMIT_FEN
 from schemas import STATUS_REVOKED, STATUS_SUSPENDED, STATUS_VALID, Entitlement, StatusRef
 
 __all__ = [
@@ -132,7 +133,7 @@ def issue_card(
     valid_until: date,
     actor: Actor,
     now: datetime,
-    offline_limit_fen: int = 20_000,
+    offline_limit_fen: int = DEFAULT_OFFLINE_LIMIT_FEN,
     replace_active: bool = False,
     provisioning_ttl_seconds: int = 86_400,
     status_list_size: int = 131_072,

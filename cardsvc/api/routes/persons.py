@@ -25,12 +25,13 @@ from cardsvc.roles import Role
 from cardsvc.services import persons
 from cardsvc.services.audit import Actor
 from cardsvc.services.errors import Invalid
+from schemas.credential import FOREIGNER_CODE_PATTERN
 
 __all__ = ["router"]
 
 router = APIRouter(prefix="/v1", tags=["persons"])
 
-CodePath = Annotated[str, Path(pattern=r"^9[0-9]{16}[0-9X]$")]
+CodePath = Annotated[str, Path(pattern=FOREIGNER_CODE_PATTERN)]
 _READERS = (Role.registrar, Role.supervisor)
 _PROBLEMS = problems(401, 403, 404, 409, 422)
 
