@@ -14,11 +14,7 @@ Example::
 
 from __future__ import annotations
 
-import contextlib
-import threading
-import weakref
 from collections.abc import Callable
-from contextlib import AbstractContextManager
 from datetime import date, datetime
 from typing import Annotated, Any, Literal, TypeVar
 
@@ -31,7 +27,6 @@ from sqlalchemy.orm import Session
 
 from cardsvc.api.deps import Ctx, roles
 from cardsvc.api.routes._common import CARD_NUMBER_PATTERN, problems
-from cardsvc.db import Database
 from cardsvc.models import Card, Officer
 from cardsvc.payments import charges, merchants, reports
 from cardsvc.payments._idempotency import Answer
@@ -244,32 +239,13 @@ def _payments(ctx: Ctx) -> PaymentContext:
     return PaymentContext(ctx.keyring, ctx.settings.issuer)
 
 
-_SQLITE_WRITERS: weakref.WeakKeyDictionary[Database, threading.Lock] = (
-    weakref.WeakKeyDictionary())
-_WRITERS_GUARD = threading.Lock()
-
-
-def _writer_turn(database: Database) -> AbstractContextManager[object]:
-    """SQLite has one writer at a time and its busy handler polls with sleeps of up to
-    100 ms, so under load a writer waits far longer than the write takes (seconds at
-    p99). This process's money-moving transactions queue on a lock instead; other
-    processes still meet SQLite's own lock. PostgreSQL needs nothing: row locks."""
-    if not database.is_sqlite:
-        return contextlib.nullcontext()
-    with _WRITERS_GUARD:
-        lock = _SQLITE_WRITERS.get(database)
-        if lock is None:
-            lock = _SQLITE_WRITERS[database] = threading.Lock()
-    return lock
-
-
 def _transact(ctx: Ctx, work: Callable[[Session], T]) -> T:
     """One transaction; a unique-key race (two requests creating the same row) is run
-    again, and the second run finds what the first one wrote."""
+    again, and the second run finds what the first one wrote. (On SQLite,
+    ``Database.transact`` queues this process's writers on its own lock.)"""
     for attempt in range(3):
         try:
-            with _writer_turn(ctx.database):
-                return ctx.database.transact(work)
+            return ctx.database.transact(work)
         except IntegrityError:
             if attempt == 2:
                 raise
