@@ -245,6 +245,8 @@ class AuditOut(BaseModel):
     chain: ChainOut
     entries: list[AuditEntryOut]
     next_after_seq: int | None
+    page: int | None = None  # with ?page=: this page (newest entries first) of ``pages``
+    pages: int | None = None
 
 
 class OfficerOut(BaseModel):

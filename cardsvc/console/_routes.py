@@ -70,8 +70,6 @@ _ACTIONS: dict[str, str] = {"revoke": "revoked", "suspend": "suspended",
 _STATE_OF_NOTICE = {"revoked": "revoked", "suspended": "suspended", "reinstated": "active"}
 _CODE_PATH = re.compile(FOREIGNER_CODE_PATTERN)
 _NONCE = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
-_AUDIT_PAGE = 50
-_SUBJECT_ENTRIES_CAP = 1000
 _MAX_FORM_FIELDS = 40
 
 
@@ -631,23 +629,10 @@ async def audit_page(request: Request) -> Response:
     def work(session: Session) -> tuple[audit.ChainCheck, list[AuditRow], int, int]:
         chain = audit.verify_chain(session)
         names = {officer.id: officer.name for officer in officers.list_officers(session)}
-        if subject:
-            entries = audit.list_audit(session, subject=subject, limit=_SUBJECT_ENTRIES_CAP)
-            entries.reverse()
-            pages = max(1, -(-len(entries) // _AUDIT_PAGE))
-            page = min(wanted, pages)
-            entries = entries[(page - 1) * _AUDIT_PAGE: page * _AUDIT_PAGE]
-        else:
-            head = chain.head_seq
-            pages = max(1, -(-head // _AUDIT_PAGE))
-            page = min(wanted, pages)
-            after = max(0, head - page * _AUDIT_PAGE)
-            entries = audit.list_audit(session, after_seq=after,
-                                       limit=max(1, head - (page - 1) * _AUDIT_PAGE - after))
-            entries.reverse()
+        paged = audit.audit_page(session, page=wanted, subject=subject or None)
         rows = [audit_row(entry, actor_label=actor_label(entry.actor, names),
-                          action_label=action_label(entry.action)) for entry in entries]
-        return chain, rows, page, pages
+                          action_label=action_label(entry.action)) for entry in paged.entries]
+        return chain, rows, paged.page, paged.pages
 
     chain, rows, page, pages = await _read(visit, work)
     return render(visit, "audit.html", nav="audit", chain=chain, entries=rows, page=page,
@@ -764,8 +749,12 @@ async def deactivate_officer(request: Request, officer_id: str) -> Response:
     if not officer_id.isdigit() or len(officer_id) > 9:
         raise Refusal(404, "OFFICER_NOT_FOUND", visit=visit)
     assert visit.officer is not None
-    if int(officer_id) == visit.officer.id:
-        raise Refusal(409, "OFFICER_IS_YOU", visit=visit)
+    try:  # refused before the confirmation page, not after
+        officers.check_may_deactivate(officer_id=int(officer_id),
+                                      actor=Actor(f"officer:{visit.officer.id}",
+                                                  visit.officer.id))
+    except DomainError as error:
+        raise Refusal(error.status, error.code, visit=visit) from error
     if form.get("confirmed") != "1":
         return render(visit, "confirm_simple.html", nav="officers",
                       action=f"/officers/{officer_id}/deactivate",

@@ -38,11 +38,15 @@ from cardsvc.services._locking import for_update
 from cardsvc.services.errors import Unavailable
 
 __all__ = [
+    "AUDIT_PAGE_SIZE",
     "GENESIS_HASH",
+    "SUBJECT_ENTRIES_CAP",
     "Actor",
     "AuditAnchor",
+    "AuditPage",
     "ChainCheck",
     "append_audit",
+    "audit_page",
     "canonical_json",
     "create_chain_head",
     "entry_hash",
@@ -51,6 +55,8 @@ __all__ = [
 ]
 
 GENESIS_HASH = "0" * 64
+AUDIT_PAGE_SIZE = 50
+SUBJECT_ENTRIES_CAP = 1000  # a subject's pages hold at most this many entries
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,6 +171,38 @@ def list_audit(
     if subject is not None:
         query = query.where(AuditEntry.subject == subject)
     return list(session.scalars(query.order_by(AuditEntry.seq).limit(limit)))
+
+
+@dataclass(frozen=True, slots=True)
+class AuditPage:
+    """One page of the log, newest entry first; ``page`` is 1-based, within ``pages``."""
+
+    entries: list[AuditEntry]
+    page: int
+    pages: int
+
+
+def audit_page(
+    session: Session, *, page: int, subject: str | None = None,
+    page_size: int = AUDIT_PAGE_SIZE,
+) -> AuditPage:
+    """Page ``page`` of the log counted from the newest entry (a page past the end is the
+    last one). With ``subject``, its first ``SUBJECT_ENTRIES_CAP`` entries are paged."""
+    if subject:
+        entries = list_audit(session, subject=subject, limit=SUBJECT_ENTRIES_CAP)
+        entries.reverse()
+        pages = max(1, -(-len(entries) // page_size))
+        page = min(max(page, 1), pages)
+        return AuditPage(entries[(page - 1) * page_size: page * page_size], page, pages)
+    head = session.get(AuditHead, 1)
+    head_seq = 0 if head is None else head.seq
+    pages = max(1, -(-head_seq // page_size))
+    page = min(max(page, 1), pages)
+    after = max(0, head_seq - page * page_size)
+    entries = list_audit(session, after_seq=after,
+                         limit=max(1, head_seq - (page - 1) * page_size - after))
+    entries.reverse()
+    return AuditPage(entries, page, pages)
 
 
 def verify_chain(session: Session, *, anchors: Iterable[AuditAnchor] = ()) -> ChainCheck:

@@ -22,12 +22,13 @@ from sqlalchemy.orm import Session
 from cardsvc.models import ConsoleSignOut, Officer
 from cardsvc.roles import ALL_ROLES, ROLE_DUTIES
 from cardsvc.services.audit import Actor, append_audit
-from cardsvc.services.errors import Invalid, NotFound, Unauthenticated
+from cardsvc.services.errors import Conflict, Invalid, NotFound, Unauthenticated
 
 __all__ = [
     "ALL_ROLES",
     "ROLES",
     "authenticate",
+    "check_may_deactivate",
     "console_session_ended",
     "create_officer",
     "deactivate_officer",
@@ -81,9 +82,16 @@ def list_officers(session: Session) -> list[Officer]:
     return list(session.scalars(select(Officer).order_by(Officer.id)))
 
 
+def check_may_deactivate(*, officer_id: int, actor: Actor) -> None:
+    """An officer cannot deactivate themself (nobody would be left to undo a slip)."""
+    if actor.officer_id == officer_id:
+        raise Conflict("OFFICER_IS_YOU", "an officer cannot deactivate themself")
+
+
 def deactivate_officer(
     session: Session, *, officer_id: int, actor: Actor, now: datetime
 ) -> Officer:
+    check_may_deactivate(officer_id=officer_id, actor=actor)
     officer = session.get(Officer, officer_id)
     if officer is None:
         raise NotFound("OFFICER_NOT_FOUND", "no such officer")

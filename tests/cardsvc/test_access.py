@@ -33,6 +33,7 @@ ROUTES = [
     ("POST", "/v1/officers", {"supervisor"}),
     ("GET", "/v1/officers", {"supervisor"}),
     ("POST", "/v1/keys/rotate", {"supervisor"}),
+    ("POST", "/v1/officers/999/deactivate", {"supervisor"}),
 ]
 ROLES = ("registrar", "supervisor", "auditor", "cashier", "terminal", "verifier")
 

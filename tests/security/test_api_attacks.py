@@ -263,6 +263,8 @@ OFFICER_ROUTES = [
            {"terminal", "cashier", "auditor", "supervisor"},
            lambda w: ("GET", f"/v1/merchants/{w.merchant_id}/settlement?date=2027-01-15",
                       None)),
+    _route("POST", "/v1/officers/{officer_id}/deactivate", {"supervisor"},
+           lambda w: ("POST", "/v1/officers/1/deactivate", None)),
 ]
 _ROUTE_IDS = [f"{r.method} {r.template}" for r in OFFICER_ROUTES]
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Path
 from sqlalchemy.orm import Session
 
 from cardsvc.api._present import officer_out
@@ -32,6 +32,21 @@ def add_officer(body: OfficerIn, ctx: Ctx, officer: Supervisor) -> OfficerCreate
                                                  actor=Actor.for_officer(officer),
                                                  now=ctx.clock())
         return OfficerCreatedOut(**officer_out(created).model_dump(), token=token)
+
+    return ctx.database.transact(work)
+
+
+@router.post("/officers/{officer_id}/deactivate", response_model=OfficerOut,
+             responses=problems(401, 403, 404, 409))
+def deactivate_officer(
+    officer_id: Annotated[int, Path(ge=1, le=2**31 - 1)], ctx: Ctx, officer: Supervisor,
+) -> OfficerOut:
+    """The officer's token stops working at once; nobody can deactivate themself
+    (409 OFFICER_IS_YOU). Deactivating an inactive officer changes nothing."""
+
+    def work(session: Session) -> OfficerOut:
+        return officer_out(officers.deactivate_officer(
+            session, officer_id=officer_id, actor=Actor.for_officer(officer), now=ctx.clock()))
 
     return ctx.database.transact(work)
 
