@@ -14,6 +14,12 @@ Example::
 
 from __future__ import annotations
 
-from cardsvc.console._routes import router
+from fastapi import APIRouter
+
+from cardsvc.console.routes import audit, auth, cards, keys, officers, persons, search, static
 
 __all__ = ["router"]
+
+router = APIRouter(include_in_schema=False)
+for _area in (static, auth, search, persons, cards, audit, keys, officers):
+    router.include_router(_area.router)

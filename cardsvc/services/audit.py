@@ -68,7 +68,11 @@ class Actor:
 
     @staticmethod
     def for_officer(officer: Officer) -> Actor:
-        return Actor(f"officer:{officer.id}", officer.id)
+        return Actor.for_officer_id(officer.id)
+
+    @staticmethod
+    def for_officer_id(officer_id: int) -> Actor:
+        return Actor(f"officer:{officer_id}", officer_id)
 
     @staticmethod
     def cli() -> Actor:

@@ -42,7 +42,8 @@ def test_every_key_the_templates_use_exists() -> None:
 
 
 def test_every_key_the_routes_name_exists() -> None:
-    source = (CONSOLE / "_routes.py").read_text(encoding="utf-8")
+    source = "\n".join(path.read_text(encoding="utf-8")
+                       for path in sorted((CONSOLE / "routes").glob("*.py")))
     named = set(re.findall(r'"((?:keys|officers|prov|notice)\.[a-z_]+)"', source)) - {
         "keys.html", "officers.html"}
     named |= {"notice." + notice for notice in re.findall(
