@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -18,13 +19,18 @@ KEY_IN_TEMPLATE = re.compile(r"""\bt\(\s*'([a-z_.]+)'\s*[,)]""")
 PREFIX_IN_TEMPLATE = re.compile(r"""\bt\(\s*'([a-z_.]+\.)'\s*[~+]""")
 
 
-def test_every_key_has_english_and_chinese() -> None:
-    english, chinese = _i18n.CATALOGUE["en"], _i18n.CATALOGUE["zh"]
-    assert set(english) == set(chinese)
-    assert all(value.strip() for value in [*english.values(), *chinese.values()])
-    for key, text in english.items():  # the same placeholders in both languages
-        assert set(re.findall(r"\{(\w+)\}", text)) == set(
-            re.findall(r"\{(\w+)\}", chinese[key])), key
+def test_every_locale_file_is_a_language_with_the_same_keys_and_placeholders() -> None:
+    files = {path.stem: json.loads(path.read_text(encoding="utf-8"))
+             for path in (CONSOLE / "locales").glob("*.json")}
+    assert set(files) == set(_i18n.LANGUAGES) == set(_i18n.CATALOGUE)
+    english = files["en"]
+    for lang, table in files.items():
+        assert table == _i18n.CATALOGUE[lang]
+        assert set(table) == set(english), lang
+        assert all(isinstance(text, str) and text.strip() for text in table.values()), lang
+        for key, text in english.items():  # the same placeholders in every language
+            assert set(re.findall(r"\{(\w+)\}", text)) == set(
+                re.findall(r"\{(\w+)\}", table[key])), (lang, key)
 
 
 def test_every_key_the_templates_use_exists() -> None:
