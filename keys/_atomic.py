@@ -16,10 +16,11 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import BinaryIO
 
-__all__ = ["WRITE_STEPS", "remove_stale_temporaries", "write_atomically"]
+__all__ = ["WRITE_STEPS", "atomic_writer", "remove_stale_temporaries", "write_atomically"]
 
 CHUNK_BYTES = 4096
 # Names of the points between write steps, in order ("wrote" repeats once per chunk).
@@ -34,25 +35,20 @@ def _temporary_prefix(path: Path) -> str:
     return f".{path.name}."
 
 
-def write_atomically(
-    path: Path, content: bytes, *, on_step: Callable[[str], None] = _no_step, mode: int = 0o600
-) -> None:
-    """Replace ``path`` by ``content`` so that a crash at any point leaves old or new.
-
-    ``on_step`` is called after each step (tests kill the process there).
-    """
+@contextlib.contextmanager
+def atomic_writer(
+    path: Path, *, mode: int = 0o600, on_step: Callable[[str], None] = _no_step
+) -> Iterator[BinaryIO]:
+    """A stream whose content replaces ``path`` when the block ends without an exception
+    (and is thrown away when it raises): for content too big to hold in memory."""
     directory = path.parent
     fd, temporary = tempfile.mkstemp(prefix=_temporary_prefix(path), suffix=".tmp", dir=directory)
     renamed = False
     try:
         with os.fdopen(fd, "wb", closefd=True) as stream:
-            os.fchmod(stream.fileno(), mode)
+            os.fchmod(stream.fileno(), mode)  # before any byte: never readable by others
             on_step("created")
-            view = memoryview(content)
-            for start in range(0, len(view), CHUNK_BYTES):
-                stream.write(view[start : start + CHUNK_BYTES])
-                stream.flush()  # make each chunk a separate write so crashes can split them
-                on_step("wrote")
+            yield stream
             stream.flush()
             on_step("flushed")
             os.fsync(stream.fileno())
@@ -66,6 +62,21 @@ def write_atomically(
         if not renamed:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(temporary)
+
+
+def write_atomically(
+    path: Path, content: bytes, *, on_step: Callable[[str], None] = _no_step, mode: int = 0o600
+) -> None:
+    """Replace ``path`` by ``content`` so that a crash at any point leaves old or new.
+
+    ``on_step`` is called after each step (tests kill the process there).
+    """
+    with atomic_writer(path, mode=mode, on_step=on_step) as stream:
+        view = memoryview(content)
+        for start in range(0, len(view), CHUNK_BYTES):
+            stream.write(view[start : start + CHUNK_BYTES])
+            stream.flush()  # make each chunk a separate write so crashes can split them
+            on_step("wrote")
 
 
 def _fsync_directory(directory: Path) -> None:

@@ -41,6 +41,7 @@ from cardsvc.models import AuditHead, TrustState
 from cardsvc.services.audit import AuditAnchor, verify_chain
 from cardsvc.services.errors import Conflict, Invalid, Unavailable
 from cardsvc.settings import Settings, get_settings
+from keys._atomic import atomic_writer
 
 __all__ = ["BackupManifest", "create_backup", "restore_backup"]
 
@@ -100,7 +101,7 @@ def _head_and_root(session: Session) -> tuple[AuditAnchor, str]:
 
 
 def create_backup(settings: Settings, *, out: Path, now: datetime) -> BackupManifest:
-    """Write the archive to ``out`` (atomically: a temp file renamed at the end)."""
+    """Write the archive to ``out`` (atomically and durably: ``keys._atomic``)."""
     if out.exists():
         raise Conflict("BACKUP_EXISTS", f"{out} exists; choose a new name")
     if not settings.keys_dir.is_dir():
@@ -138,16 +139,15 @@ def create_backup(settings: Settings, *, out: Path, now: datetime) -> BackupMani
             files={name: _digest(path) for name, path in members.items()},
         )
         out.parent.mkdir(parents=True, exist_ok=True)
-        partial = out.with_name(out.name + ".partial")
-        with tarfile.open(partial, "w:gz") as archive:
+        # 0600 from the first byte: it holds the encrypted keys and every person's record.
+        with (atomic_writer(out, mode=0o600) as stream,
+              tarfile.open(fileobj=stream, mode="w:gz") as archive):
             body = manifest.to_json()
             info = tarfile.TarInfo(MANIFEST)
             info.size, info.mode, info.mtime = len(body), 0o600, int(now.timestamp())
             archive.addfile(info, io.BytesIO(body))
             for name, path in members.items():
                 archive.add(path, arcname=name, recursive=False, filter=_private)
-        os.chmod(partial, 0o600)  # it holds the encrypted keys and every person's record
-        partial.replace(out)
     return manifest
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from keys import Ed25519Signer, KeyStore
-from keys._atomic import WRITE_STEPS, remove_stale_temporaries, write_atomically
+from keys._atomic import WRITE_STEPS, atomic_writer, remove_stale_temporaries, write_atomically
 
 
 @pytest.mark.parametrize("mode", [0o600, 0o644, 0o400])
@@ -65,3 +65,20 @@ def test_the_key_store_writes_through_it(tmp_path: Path) -> None:
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert sorted(os.listdir(tmp_path / "keys")) == ["k1.pem"]
     assert store.load("k1").seed == signer.seed
+
+
+def test_a_streamed_write_is_private_from_the_first_byte_and_dropped_on_error(
+    tmp_path: Path,
+) -> None:
+    target = tmp_path / "backup.tar.gz"
+    with atomic_writer(target, mode=0o600) as stream:
+        stream.write(b"part one")
+        (temporary,) = [name for name in os.listdir(tmp_path) if name.endswith(".tmp")]
+        assert stat.S_IMODE((tmp_path / temporary).stat().st_mode) == 0o600
+        assert not target.exists()  # nothing at the final name until the block ends
+    assert target.read_bytes() == b"part one"
+    with pytest.raises(RuntimeError), atomic_writer(target) as stream:
+        stream.write(b"half an archive")
+        raise RuntimeError("the disk filled up")
+    assert target.read_bytes() == b"part one"
+    assert sorted(os.listdir(tmp_path)) == ["backup.tar.gz"]
