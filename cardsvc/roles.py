@@ -1,6 +1,7 @@
 """The officer roles: one vocabulary for the database, the API, the CLI and the console.
 
-A ``StrEnum``, so a role is stored and sent as its plain name (``"registrar"``).
+A ``StrEnum``, so a role is stored and sent as its plain name (``"registrar"``). What each
+may do is DESIGN.md section 1; the routes' ``roles(...)`` dependencies enforce it.
 
 Example::
 
@@ -12,25 +13,16 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-__all__ = ["ALL_ROLES", "ROLE_DUTIES", "Role"]
+__all__ = ["ALL_ROLES", "Role"]
 
 
 class Role(StrEnum):
-    registrar = "registrar"
-    supervisor = "supervisor"
-    auditor = "auditor"
-    cashier = "cashier"
-    terminal = "terminal"
-    verifier = "verifier"
+    registrar = "registrar"  # enrols foreigners, records passports, issues cards, reads them
+    supervisor = "supervisor"  # revokes, suspends, reinstates cards; rotates keys; officers
+    auditor = "auditor"  # reads the audit log
+    cashier = "cashier"  # tops up stored-value accounts
+    terminal = "terminal"  # charges pay codes; fetches portraits
+    verifier = "verifier"  # fetches portraits for counters
 
 
-# What each role may do (DESIGN.md section 1); "verifier" reads portraits only.
-ROLE_DUTIES: dict[Role, str] = {
-    Role.registrar: "enrols foreigners, records passports, issues cards, reads persons and cards",
-    Role.supervisor: "revokes, suspends and reinstates cards; rotates keys; adds officers",
-    Role.auditor: "reads the audit log",
-    Role.cashier: "tops up stored-value accounts",
-    Role.terminal: "charges pay codes; fetches portraits",
-    Role.verifier: "fetches portraits for counters",
-}
 ALL_ROLES: frozenset[Role] = frozenset(Role)

@@ -20,9 +20,10 @@ from sqlalchemy.orm import Session
 from cardsvc.db import Database
 from cardsvc.migrations import upgrade_to_head
 from cardsvc.models import TrustState
+from cardsvc.roles import ALL_ROLES
 from cardsvc.services.audit import Actor, append_audit, create_chain_head
 from cardsvc.services.errors import Unavailable
-from cardsvc.services.officers import ALL_ROLES, create_officer
+from cardsvc.services.officers import create_officer
 from cardsvc.services.status import create_status_list
 from cardsvc.services.trust import Keyring, create_issuer_keys, root_fingerprint
 from cardsvc.settings import Settings

@@ -20,13 +20,11 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from cardsvc.models import ConsoleSignOut, Officer
-from cardsvc.roles import ALL_ROLES, ROLE_DUTIES
+from cardsvc.roles import ALL_ROLES
 from cardsvc.services.audit import Actor, append_audit
 from cardsvc.services.errors import Conflict, Invalid, NotFound, Unauthenticated
 
 __all__ = [
-    "ALL_ROLES",
-    "ROLES",
     "authenticate",
     "check_may_deactivate",
     "console_session_ended",
@@ -37,7 +35,6 @@ __all__ = [
     "list_officers",
 ]
 
-ROLES = ROLE_DUTIES  # kept under its old name
 _MAX_TOKEN_CHARS = 200
 
 
