@@ -95,7 +95,7 @@ class Refusal(Exception):
     """A request the console refuses with an HTML page (403, 404, ...)."""
 
     def __init__(self, status: int, code: str, *, visit: Visit | None = None,
-                 required_roles: frozenset[str] = frozenset()) -> None:
+                 required_roles: frozenset[Role] = frozenset()) -> None:
         super().__init__(code)
         self.status, self.code = status, code
         self.visit, self.required_roles = visit, required_roles
@@ -105,7 +105,7 @@ class Refusal(Exception):
 class OfficerView:
     id: int
     name: str
-    roles: frozenset[str]
+    roles: frozenset[Role]
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,7 +116,7 @@ class Permissions:
     audit: bool
 
     @staticmethod
-    def of(roles: frozenset[str]) -> Permissions:
+    def of(roles: frozenset[Role]) -> Permissions:
         return Permissions(bool(roles & READERS), bool(roles & REGISTRARS),
                            bool(roles & SUPERVISORS), bool(roles & AUDITORS))
 
@@ -191,7 +191,7 @@ def _bare_visit(request: Request) -> Visit:
     return Visit(request, context_of(request), session_keys(request), lang, from_query)
 
 
-async def open_visit(request: Request, *, need: frozenset[str] | None) -> Visit:
+async def open_visit(request: Request, *, need: frozenset[Role] | None) -> Visit:
     """The visit with its officer. ``need``: None for public pages, else the roles of which
     one is required (an empty set: any signed-in officer)."""
     visit = _bare_visit(request)
@@ -297,7 +297,7 @@ def _finish(visit: Visit, response: Response) -> None:
 
 def error_page(
     request: Request, status: int, code: str, *, visit: Visit | None = None,
-    required_roles: frozenset[str] = frozenset(),
+    required_roles: frozenset[Role] = frozenset(),
 ) -> Response:
     visit = visit or _bare_visit(request)
     return render(visit, "error.html", status=status, status_code=status, code=code,

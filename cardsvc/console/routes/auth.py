@@ -20,6 +20,7 @@ from cardsvc.console._pages import (
     redirect,
     render,
 )
+from cardsvc.roles import Role
 from cardsvc.services import officers
 from cardsvc.services.errors import Unauthenticated
 
@@ -69,7 +70,7 @@ async def sign_in(request: Request, visit: Public) -> Response:
         return _sign_in_page(visit, next_path=next_path, errors={"token": "REQUIRED"},
                              status=422)
 
-    def find(session: Session) -> tuple[int, str, frozenset[str]]:
+    def find(session: Session) -> tuple[int, str, frozenset[Role]]:
         officer = officers.authenticate(session, unverified_token=token)
         return officer.id, officer.token_hash, officer.role_set
 
