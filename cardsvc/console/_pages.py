@@ -1,8 +1,9 @@
 """Who is asking and in which language, rendering pages, and refusals as HTML pages.
 
 Every console route runs through :class:`ConsoleRoute`: a refusal raised anywhere in a
-handler (not signed in, wrong role, bad CSRF token, a domain error) becomes a page in the
-visitor's language, never problem+json and never a traceback.
+handler or its dependencies (not signed in, wrong role, bad CSRF token, a domain error with
+its class's ``status``) becomes a page in the visitor's language, never problem+json and
+never a traceback.
 """
 
 from __future__ import annotations
