@@ -271,7 +271,22 @@ def test_a_failed_write_leaves_the_old_cache(cache: VerifierCache,
     assert failed.value.code == "CACHE_WRITE_FAILED"
     assert cache.manifest_path.read_bytes() == before
     assert _code_of(cache, present(Purpose.SVC)) is ResultCode.OK  # still the old lists
-    assert not list(cache.directory.glob(".tmp-*"))
+    assert not list(cache.directory.rglob(".*.tmp"))  # keys._atomic's temporaries
+
+
+
+@pytest.mark.parametrize("leftover", [".s1.json.k2x9q1.tmp", ".tmp-k2x9q1"])
+def test_a_killed_writers_temporary_is_removed_by_the_next_sync(
+    cache: VerifierCache, leftover: str
+) -> None:
+    authority = FakeAuthority()
+    with running(authority):
+        _sync(cache, authority)
+        lists_dir = cache.directory / "lists"
+        (lists_dir / leftover).write_bytes(b"half a list")
+        authority.world.statuses.set(INDEX, STATUS_REVOKED)
+        _sync(cache, authority)
+    assert not (lists_dir / leftover).exists()
 
 
 def _break(cache: VerifierCache, how: str) -> None:
