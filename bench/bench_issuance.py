@@ -26,16 +26,11 @@ from cardsvc.services.bootstrap import initialise
 from cardsvc.settings import Settings, get_settings
 from keys import Ed25519Signer
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "cardsvc"))
-from cardsvc_kit import (
-    ServerProcess,
-    pg_create,
-    pg_drop,
-    pg_url,
-    provision_request,
-    server_env,
-    unique_name,
-)
+_TESTS = Path(__file__).resolve().parent.parent / "tests"
+sys.path[:0] = [str(_TESTS / "cardsvc"), str(_TESTS)]  # cardsvc_kit builds on the test kit
+from cardsvc_kit import provision_request, server_env  # noqa: E402
+from kit.postgres import pg_create, pg_drop, pg_url, unique_name  # noqa: E402
+from kit.processes import CardsvcServer  # noqa: E402
 
 YIWU_CARDS_2017 = 24_591
 CLIENTS = 16
@@ -108,7 +103,7 @@ def _pct(values: list[float], q: float) -> float:
 
 
 @contextmanager
-def running_authority(backend: str, purpose: str) -> Iterator[tuple[ServerProcess, str, Settings]]:
+def running_authority(backend: str, purpose: str) -> Iterator[tuple[CardsvcServer, str, Settings]]:
     """A freshly initialised authority served by ``cardsvc serve`` on SQLite or a new
     PostgreSQL database: (server, admin token, settings); everything is removed after."""
     with tempfile.TemporaryDirectory(prefix=f"fmc-{purpose}-") as tmp:
@@ -125,7 +120,7 @@ def running_authority(backend: str, purpose: str) -> Iterator[tuple[ServerProces
                                     key_passphrase=env["CARDSVC_KEY_PASSPHRASE"])
             token = initialise(settings, now=datetime.now(UTC)).admin_token
             assert token is not None
-            server = ServerProcess(data_dir, env).start()
+            server = CardsvcServer(data_dir, env).start()
             yield server, token, settings
         finally:
             if server is not None:

@@ -25,7 +25,8 @@ import httpx
 from bench._table import BenchRow
 
 _TESTS = Path(__file__).resolve().parent.parent / "tests"
-sys.path[:0] = [str(_TESTS / "payments"), str(_TESTS / "cardsvc")]  # payments_kit needs both
+# payments_kit builds on cardsvc_kit and the shared test kit
+sys.path[:0] = [str(_TESTS / "payments"), str(_TESTS / "cardsvc"), str(_TESTS)]
 from payments_kit import (  # noqa: E402
     FreshCodes,
     PayCard,

@@ -7,22 +7,20 @@ from __future__ import annotations
 import base64
 import io
 import os
-import secrets
 import shutil
-import signal
-import socket
 import subprocess
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-import httpx
 import psycopg
 from fastapi.testclient import TestClient
+from kit.clock import NOW, Clock
+from kit.postgres import conninfo, pg_create, pg_drop, pg_url, unique_name
+from kit.processes import PYTHON
 from PIL import Image
 
 from cardsvc.api import create_app
@@ -36,47 +34,11 @@ from verifier import POLICIES, MemoryReplayCache, TrustedSet, VerificationResult
 from verifier import verify_presentation as _verify
 
 REPO = Path(__file__).resolve().parents[2]
-PYTHON = REPO / ".venv" / "bin" / "python"
-PG_ADMIN = "host=127.0.0.1 port=5432 user=postgres dbname=test"
-NOW = datetime(2027, 1, 15, 8, 0, tzinfo=UTC)  # tests.support.NOW
 INIT_TIME = NOW - timedelta(days=1)
 BACKENDS = ("sqlite", "postgresql")
 
 
-class Clock:
-    """The authority's clock in tests: fixed, moved by hand."""
-
-    def __init__(self, now: datetime = NOW) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += timedelta(seconds=seconds)
-
-    @property
-    def epoch(self) -> int:
-        return int(self.now.timestamp())
-
-
 # --- databases ---------------------------------------------------------------------------
-
-def pg_url(name: str) -> str:
-    return f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
-
-
-def pg_create(name: str, template: str | None = None) -> None:
-    """Create a database (from a template); fails loudly when PostgreSQL is unreachable."""
-    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-        clause = f" TEMPLATE {template}" if template else ""
-        conn.execute(f'CREATE DATABASE "{name}"{clause}')
-
-
-def pg_drop(name: str) -> None:
-    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
 
 def migrated_schema_diffs(url: str) -> list[Any]:
     """Migrate the database at ``url`` to head; Alembic's differences from the models."""
@@ -96,10 +58,6 @@ def migrated_schema_diffs(url: str) -> list[Any]:
         engine.dispose()
 
 
-def unique_name(purpose: str) -> str:
-    return f"fmc_{purpose}_{secrets.token_hex(6)}"
-
-
 @dataclass
 class _Snapshot:
     """Every row of a PostgreSQL database, to put it back between tests (much faster
@@ -110,7 +68,7 @@ class _Snapshot:
 
     @staticmethod
     def take(name: str) -> _Snapshot:
-        with psycopg.connect(_conninfo(name)) as conn:
+        with psycopg.connect(conninfo(name)) as conn:
             names = [row[0] for row in conn.execute(
                 "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public'"
                 " AND table_type = 'BASE TABLE' AND table_name <> 'alembic_version'")]
@@ -127,7 +85,7 @@ class _Snapshot:
         return _Snapshot(tables, serials)
 
     def restore(self, name: str) -> None:
-        with psycopg.connect(_conninfo(name)) as conn:
+        with psycopg.connect(conninfo(name)) as conn:
             conn.execute("SET session_replication_role = replica")  # no FK order needed
             for table, _, _ in self.tables:  # DELETE beats TRUNCATE on tiny tables
                 conn.execute(f'DELETE FROM "{table}"')
@@ -141,10 +99,6 @@ class _Snapshot:
             for table, column, sequence in self.serials:
                 conn.execute(f"SELECT setval('{sequence}', "
                              f'COALESCE((SELECT MAX("{column}") FROM "{table}"), 0) + 1, false)')
-
-
-def _conninfo(name: str) -> str:
-    return f"host=127.0.0.1 port=5432 user=postgres dbname={name}"
 
 
 @dataclass
@@ -335,12 +289,6 @@ def authority_from(template: Template, tmp: Path) -> Iterator[Authority]:
 
 # --- a real server process ----------------------------------------------------------------------
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def cli(data_dir: Path, env: dict[str, str], *args: str,
         check: bool = True) -> subprocess.CompletedProcess[str]:
     done = subprocess.run([str(PYTHON), "-m", "cardsvc", *args, "--data-dir", str(data_dir)],
@@ -356,51 +304,6 @@ def server_env(database_url: str | None) -> dict[str, str]:
     if database_url:
         env["CARDSVC_DATABASE_URL"] = database_url
     return env
-
-
-class ServerProcess:
-    """``cardsvc serve`` in a subprocess on a free port."""
-
-    def __init__(self, data_dir: Path, env: dict[str, str], log_path: Path | None = None) -> None:
-        self.data_dir, self.env = data_dir, env
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.process: subprocess.Popen[bytes] | None = None
-        self.log_path = log_path or data_dir / f"serve-{self.port}.log"
-
-    def start(self) -> ServerProcess:
-        # The log goes to a file: an unread pipe fills up (64 KiB) and blocks the server.
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        with self.log_path.open("ab") as log:
-            self.process = subprocess.Popen(
-                [str(PYTHON), "-m", "cardsvc", "serve", "--data-dir", str(self.data_dir),
-                 "--port", str(self.port)],
-                env=self.env, stdout=subprocess.DEVNULL, stderr=log)
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                stderr = self.log_path.read_bytes()[-4000:]
-                raise AssertionError(f"server exited: {stderr.decode(errors='replace')}")
-            try:
-                if httpx.get(self.url + "/v1/health", timeout=1).status_code == 200:
-                    return self
-            except httpx.HTTPError:
-                time.sleep(0.05)
-        raise AssertionError("server did not start")
-
-    def kill(self) -> None:
-        assert self.process is not None
-        self.process.send_signal(signal.SIGKILL)
-        self.process.wait(timeout=10)
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=10)
 
 
 def b64(raw: bytes) -> str:

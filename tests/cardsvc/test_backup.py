@@ -186,7 +186,7 @@ def test_the_command_line_round_trip(settings: Settings, tmp_path: Path) -> None
 def test_with_postgresql_the_archive_holds_the_keys_and_the_anchor(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from cardsvc_kit import pg_create, pg_drop, pg_url, unique_name
+    from kit.postgres import pg_create, pg_drop, pg_url, unique_name
 
     for name in ("CARDSVC_DATABASE_URL", "CARDSVC_DATA_DIR"):
         monkeypatch.delenv(name, raising=False)

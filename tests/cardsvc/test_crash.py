@@ -11,7 +11,9 @@ from pathlib import Path
 
 import httpx
 import pytest
-from cardsvc_kit import ServerProcess, pg_create, pg_drop, pg_url, server_env, unique_name
+from cardsvc_kit import server_env
+from kit.postgres import pg_create, pg_drop, pg_url, unique_name
+from kit.processes import CardsvcServer
 from sqlalchemy import select
 
 from cardsvc.db import Database
@@ -65,7 +67,7 @@ def test_sigkill_while_issuing_leaves_no_half_card(tmp_path: Path,
                             database_url=database_url or f"sqlite:///{data_dir / 'cardsvc.db'}")
     token = initialise(settings, now=datetime.now(UTC)).admin_token
     assert token is not None
-    server = ServerProcess(data_dir, env).start()
+    server = CardsvcServer(data_dir, env).start()
     stop = threading.Event()
     done: list[str] = []
     interrupted: list[str] = []
@@ -87,7 +89,7 @@ def test_sigkill_while_issuing_leaves_no_half_card(tmp_path: Path,
         server.stop()
     assert len(done) >= 8
 
-    restarted = ServerProcess(data_dir, env).start()  # migrations and recovery on start
+    restarted = CardsvcServer(data_dir, env).start()  # migrations and recovery on start
     try:
         assert httpx.get(restarted.url + "/v1/status-lists/1").status_code == 200
     finally:

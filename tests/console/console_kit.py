@@ -7,23 +7,21 @@ from __future__ import annotations
 
 import functools
 import io
-import os
 import re
-import secrets
 import shutil
-import socket
-import subprocess
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
+from kit.clock import NOW, Clock
+from kit.postgres import pg_create, pg_drop, pg_url, unique_name
+from kit.processes import CardsvcServer, clean_env, run_cli
 from PIL import Image, ImageDraw
 
 from cardsvc.api import create_app
@@ -34,22 +32,9 @@ from cardsvc.services.officers import create_officer
 from cardsvc.settings import Settings, get_settings
 
 REPO = Path(__file__).resolve().parents[2]
-BIN = REPO / ".venv" / "bin"
 SCREENSHOTS = REPO / "test-output" / "console"
-NOW = datetime(2027, 1, 15, 8, 0, tzinfo=UTC)  # tests.support.NOW
 ROLES = ("registrar", "supervisor", "auditor", "cashier")
 CSRF_RE = re.compile(r'name="csrf" value="([^"]*)"')
-
-
-class Clock:
-    def __init__(self, now: datetime = NOW) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += timedelta(seconds=seconds)
 
 
 def add_officers(settings: Settings, now: datetime) -> dict[str, str]:
@@ -118,9 +103,6 @@ class Authority:
         return self.database.transact(read, readonly=True)
 
 
-PG_ADMIN = "host=127.0.0.1 port=5432 user=postgres dbname=test"
-
-
 def _settings(data_dir: Path, database_url: str | None = None) -> Settings:
     return get_settings(data_dir=data_dir, status_list_size=1024, database_url=database_url,
                         public_url="http://testserver")
@@ -153,16 +135,12 @@ class Template:
 @contextmanager
 def postgres_database(purpose: str) -> Iterator[str]:
     """A uniquely named PostgreSQL database, dropped afterwards; fails when unreachable."""
-    import psycopg
-
-    name = f"fmc_{purpose}_{secrets.token_hex(6)}"
-    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
+    name = unique_name(purpose)
+    pg_create(name)
     try:
-        yield f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
+        yield pg_url(name)
     finally:
-        with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        pg_drop(name)
 
 
 def csrf_of(html: str) -> str:
@@ -255,58 +233,24 @@ def issued_card(client: TestClient, code: str) -> tuple[str, str]:
 
 # --- a real server process ----------------------------------------------------------------
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 def cardsvc_init(data_dir: Path) -> str:
     """``cardsvc init``; returns the admin token it prints once."""
-    done = subprocess.run([str(BIN / "cardsvc"), "init", "--data-dir", str(data_dir)],
-                          capture_output=True, text=True, timeout=60, env=_env(),
-                          check=True)
+    done = run_cli("cardsvc", "init", "--data-dir", str(data_dir), env=_env(), timeout=60)
+    assert done.returncode == 0, done.stderr
     found = re.search(r"admin token:\s+(\S+)", done.stdout)
     assert found is not None, done.stdout
     return found.group(1)
 
 
 def _env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CARDSVC_")}
-    env["CARDSVC_STATUS_LIST_SIZE"] = "1024"
-    return env
+    return clean_env(CARDSVC_STATUS_LIST_SIZE="1024")
 
 
 @contextmanager
 def served(data_dir: Path) -> Iterator[str]:
     """``cardsvc serve`` on a free port; yields its base URL and always stops it."""
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    process = subprocess.Popen(
-        [str(BIN / "cardsvc"), "serve", "--data-dir", str(data_dir), "--port", str(port)],
-        env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    server = CardsvcServer(data_dir, _env(), data_dir.parent / "serve.log", start_timeout=30)
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            if process.poll() is not None:
-                stderr = process.stderr.read().decode(errors="replace") if process.stderr else ""
-                raise AssertionError(f"cardsvc serve exited: {stderr}")
-            try:
-                if httpx.get(base + "/v1/health", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise AssertionError("cardsvc serve did not start")
-            time.sleep(0.1)
-        yield base
+        yield server.start().url
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        if process.stderr:
-            process.stderr.close()
+        server.stop()

@@ -17,7 +17,8 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from console_kit import BIN, SCREENSHOTS, add_officers, cardsvc_init, portrait, served
+from console_kit import SCREENSHOTS, add_officers, cardsvc_init, portrait, served
+from kit.processes import BIN
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from cardsvc.settings import get_settings

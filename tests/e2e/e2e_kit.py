@@ -2,40 +2,15 @@
 
 from __future__ import annotations
 
-import os
-import signal
-import socket
-import subprocess
-import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
+from kit.net import free_port
+from kit.processes import CardsvcServer, clean_env, run_cli
 
-BIN = Path(sys.executable).parent
 PIN = "482913"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def clean_env(**extra: str) -> dict[str, str]:
-    """This environment without any project settings, plus ``extra``."""
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("CARDSVC_", "FMC_", "VERIFIER_"))}
-    env.update(extra)
-    return env
-
-
-def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    """One of the project's console scripts (cardsvc, wallet-sim, verifier)."""
-    return subprocess.run([str(BIN / args[0]), *args[1:]], capture_output=True, text=True,
-                          env=env or clean_env(), timeout=120, check=False)
 
 
 @dataclass
@@ -47,7 +22,7 @@ class Authority:
     root_fingerprint: str
     admin: dict[str, str]
     passphrase: str
-    process: subprocess.Popen[bytes] | None = None
+    process: CardsvcServer | None = None
 
     @classmethod
     def init(cls, data_dir: Path, *, passphrase: str) -> Authority:
@@ -63,32 +38,14 @@ class Authority:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> None:
-        self.process = subprocess.Popen(
-            [str(BIN / "cardsvc"), "serve", "--data-dir", str(self.data_dir),
-             "--port", str(self.port)],
-            env=clean_env(CARDSVC_KEY_PASSPHRASE=self.passphrase),
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 60
-        while True:
-            assert self.process.poll() is None, "cardsvc serve exited"
-            try:
-                if httpx.get(self.url + "/v1/health", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline, "cardsvc did not start"
-            time.sleep(0.05)
+        self.process = CardsvcServer(
+            self.data_dir, clean_env(CARDSVC_KEY_PASSPHRASE=self.passphrase),
+            self.data_dir.parent / f"serve-{self.port}.log", port=self.port).start()
 
     def stop(self) -> None:
-        if self.process is None:
-            return
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(timeout=15)
-        self.process = None
+        if self.process is not None:
+            self.process.stop()
+            self.process = None
 
     def post(self, path: str, body: dict[str, Any], expect: int = 201) -> dict[str, Any]:
         answer = httpx.post(self.url + path, headers=self.admin, json=body)

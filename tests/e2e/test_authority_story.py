@@ -16,18 +16,9 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "cardsvc"))
 
-from cardsvc_kit import (
-    ServerProcess,
-    b64,
-    cli,
-    pg_create,
-    pg_drop,
-    pg_url,
-    portrait_bytes,
-    provision_request,
-    server_env,
-    unique_name,
-)
+from cardsvc_kit import b64, cli, portrait_bytes, provision_request, server_env
+from kit.postgres import pg_create, pg_drop, pg_url, unique_name
+from kit.processes import CardsvcServer
 
 from keys import Ed25519Signer, sign_presentation
 from verifier import POLICIES, MemoryReplayCache, verify_presentation
@@ -81,7 +72,7 @@ def test_authority_story(tmp_path: Path, database_url: str | None) -> None:
     env = server_env(database_url)
     init = cli(data_dir, env, "init").stdout
     root, admin = _token(init, "root fingerprint"), _token(init, "admin token")
-    server = ServerProcess(data_dir, env).start()
+    server = CardsvcServer(data_dir, env).start()
     try:
         registrar = _officer(server.url, admin, "Chen Registrar", "registrar")
         supervisor = _officer(server.url, admin, "Zhou Supervisor", "supervisor")

@@ -25,8 +25,10 @@ from pathlib import Path
 import httpx
 import pytest
 import uvicorn
-from e2e_kit import PIN, Authority, clean_env, free_port, run_cli
+from e2e_kit import PIN, Authority
 from fastapi import FastAPI, Request, Response
+from kit.net import free_port
+from kit.processes import clean_env, run_cli
 from PIL import Image
 
 pytestmark = pytest.mark.e2e

@@ -20,7 +20,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from e2e_kit import PIN, Authority, clean_env, run_cli
+from e2e_kit import PIN, Authority
+from kit.processes import clean_env, run_cli
 
 pytestmark = pytest.mark.e2e
 

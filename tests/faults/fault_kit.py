@@ -21,7 +21,9 @@ from pathlib import Path
 import httpx
 import psycopg
 import pytest
-from cardsvc_kit import ServerProcess, cli, free_port
+from cardsvc_kit import cli
+from kit.net import free_port
+from kit.processes import CardsvcServer
 
 from bench._loadgen import LoadGenerator, LoadReport
 
@@ -106,7 +108,7 @@ def private_postgres() -> Iterator[PrivatePostgres]:
         cluster.remove()
 
 
-class LoggedServer(ServerProcess):
+class LoggedServer(CardsvcServer):
     """``cardsvc serve`` on a free port with its log in a given file."""
 
     def __init__(self, data_dir: Path, env: dict[str, str], log: Path) -> None:

@@ -15,7 +15,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from cardsvc_kit import cli, pg_create, pg_drop, pg_url, server_env, unique_name
+from cardsvc_kit import cli, server_env
+from kit.postgres import pg_create, pg_drop, pg_url, unique_name
 
 from bench._loadgen import LoadGenerator, check_invariants
 

@@ -27,7 +27,7 @@ from typing import Any
 import httpx
 import pytest
 from cardsvc_kit import device_key, provision_request
-from payments_kit import serving
+from kit.net import serving
 
 from cardsvc.api import create_app
 from cardsvc.services.bootstrap import initialise

@@ -10,8 +10,6 @@ import asyncio
 import itertools
 import os
 import secrets
-import socket
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -23,8 +21,10 @@ from typing import Any
 import httpx
 import psycopg
 import pytest
-import uvicorn
-from cardsvc_kit import ServerProcess
+from kit.clock import NOW, Clock, RealClock
+from kit.net import serving
+from kit.postgres import PG_ADMIN, pg_create, pg_drop, pg_url
+from kit.processes import CardsvcServer
 from sqlalchemy import event
 from sqlalchemy.orm import Session
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -41,8 +41,6 @@ from schemas import b64url_encode
 from schemas.provisioning import provisioning_proof_message
 from verifier import TrustedSet
 
-PG_ADMIN = "host=127.0.0.1 port=5432 user=postgres dbname=test"
-NOW = datetime(2027, 1, 15, 8, 0, tzinfo=UTC)  # tests/support.NOW
 INIT_TIME = NOW - timedelta(days=1)
 PASSPHRASE = "payments-test-pass"
 _serial = itertools.count(1)
@@ -51,50 +49,7 @@ _serial = itertools.count(1)
 SQLITE_ONLY = pytest.mark.parametrize("_world", ["sqlite"], indirect=True)
 
 
-class Clock:
-    """The authority's clock in tests: fixed, moved by hand."""
-
-    def __init__(self, now: datetime = NOW) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += timedelta(seconds=seconds)
-
-    @property
-    def epoch(self) -> int:
-        return int(self.now.timestamp())
-
-
-class RealClock(Clock):
-    """The wall clock, for a server in another process (which reads its own)."""
-
-    def __call__(self) -> datetime:
-        return datetime.now(UTC)
-
-    @property
-    def epoch(self) -> int:
-        return int(time.time())
-
-
 # --- databases ---------------------------------------------------------------------------
-
-def pg_url(name: str) -> str:
-    return f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
-
-
-def pg_create(name: str) -> None:
-    """Fails loudly (never skips) when PostgreSQL is unreachable."""
-    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')  # type: ignore[arg-type]
-
-
-def pg_drop(name: str) -> None:
-    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')  # type: ignore[arg-type]
-
 
 @contextmanager
 def database_url(backend: str, directory: Path, purpose: str, *,
@@ -145,30 +100,6 @@ class SlowReplies:
 
         await self.app(scope, receive, delayed_send if delay else send)
         self.completed += 1
-
-
-@contextmanager
-def serving(app: ASGIApp) -> Iterator[str]:
-    # IPPROTO_TCP explicitly: asyncio sets TCP_NODELAY only on sockets that name it, and
-    # without it every answer waits ~40 ms for a delayed ACK (Nagle).
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False,
-                                           backlog=256))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("test server did not start")
-        time.sleep(0.01)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=20)
-        sock.close()
 
 
 # --- the actors ------------------------------------------------------------------------------
@@ -379,7 +310,7 @@ def pay_world(backend: str, directory: Path) -> Iterator[PayWorld]:
 
 # --- a real server process -----------------------------------------------------------
 
-class AuthorityProcess(ServerProcess):
+class AuthorityProcess(CardsvcServer):
     """``cardsvc serve`` in its own process, on the given database."""
 
     def __init__(self, data_dir: Path, database: str) -> None:

@@ -7,10 +7,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from kit.net import serving
 from PIL import Image
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 from test_counter import PORTRAIT, REVOKED_INDEX, qr_png, store_world
-from test_sync_authority import serving
 
 from schemas import STATUS_REVOKED, Purpose, StatusRef
 from schemas.credential import portrait_digest

@@ -14,16 +14,14 @@ from __future__ import annotations
 
 import hashlib
 import socket
-import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import httpx
-import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
+from kit.net import serving
 
 from support import World
 
@@ -98,32 +96,8 @@ class FakeAuthority:
 
 
 @contextmanager
-def serving(app: object) -> Iterator[str]:
-    """Run an ASGI app with uvicorn on 127.0.0.1 (free port) in a thread; yield its URL."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    config = uvicorn.Config(app, log_level="warning", lifespan="off")  # type: ignore[arg-type]
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("uvicorn did not start")
-        time.sleep(0.01)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
-        sock.close()
-
-
-@contextmanager
 def running(authority: FakeAuthority) -> Iterator[FakeAuthority]:
-    with serving(authority.app()) as url:
+    with serving(authority.app(), lifespan="off") as url:
         authority.url = url
         yield authority
 

@@ -4,7 +4,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from wallet_testkit import PIN, FakeAuthority, build_app, portrait_png, serving
+from kit.net import serving
+from wallet_testkit import PIN, FakeAuthority, build_app, portrait_png
 
 from support import NOW
 from wallet_sim import Card, KdfLimits, Wallet, create_wallet, provision

@@ -10,9 +10,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from kit.net import serving
 from PIL import Image
 from playwright.sync_api import Browser, sync_playwright
-from wallet_testkit import assert_fresh_then_stale, decode_qr, serving, verify
+from wallet_testkit import assert_fresh_then_stale, decode_qr, verify
 
 from schemas import Purpose
 from schemas.codes import ResultCode

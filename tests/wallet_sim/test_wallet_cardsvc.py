@@ -4,10 +4,6 @@ from __future__ import annotations
 
 import base64
 import io
-import os
-import signal
-import socket
-import subprocess
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -15,6 +11,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from kit.processes import CardsvcServer, clean_env, run_cli
 from PIL import Image
 from typer.testing import CliRunner
 from wallet_testkit import PIN, POLICY_FOR
@@ -28,8 +25,6 @@ from wallet_sim.cli import make_app
 
 pytestmark = pytest.mark.e2e
 
-REPO = Path(__file__).resolve().parents[2]
-PYTHON = REPO / ".venv" / "bin" / "python"
 
 
 @dataclass
@@ -49,48 +44,20 @@ class RunningAuthority:
         return trusted.snapshot()
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def cardsvc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningAuthority]:
     data_dir = tmp_path_factory.mktemp("cardsvc") / "data"
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("CARDSVC_", "FMC_"))}
-    env["CARDSVC_KEY_PASSPHRASE"] = "wallet-e2e-pass"
-    init = subprocess.run([str(PYTHON), "-m", "cardsvc", "init", "--data-dir", str(data_dir)],
-                          env=env, capture_output=True, text=True, timeout=60)
+    env = clean_env(CARDSVC_KEY_PASSPHRASE="wallet-e2e-pass")
+    init = run_cli("cardsvc", "init", "--data-dir", str(data_dir), env=env, timeout=60)
     assert init.returncode == 0, init.stderr
     printed = dict(line.split(":", 1) for line in init.stdout.splitlines() if ":" in line)
     token, fingerprint = printed["admin token"].strip(), printed["root fingerprint"].strip()
-    port = _free_port()
-    server = subprocess.Popen(
-        [str(PYTHON), "-m", "cardsvc", "serve", "--data-dir", str(data_dir), "--port",
-         str(port)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    url = f"http://127.0.0.1:{port}"
+    server = CardsvcServer(data_dir, env, data_dir.parent / "serve.log", start_timeout=30)
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            assert server.poll() is None, "cardsvc serve exited"
-            try:
-                if httpx.get(url + "/v1/health", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline, "cardsvc did not start"
-            time.sleep(0.05)
-        yield RunningAuthority(url, {"Authorization": f"Bearer {token}"}, fingerprint)
+        yield RunningAuthority(server.start().url, {"Authorization": f"Bearer {token}"},
+                               fingerprint)
     finally:
-        server.send_signal(signal.SIGTERM)
-        try:
-            server.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait(timeout=15)
-        if server.stderr is not None:
-            server.stderr.close()
+        server.stop()
 
 
 def _jpeg_portrait() -> bytes:

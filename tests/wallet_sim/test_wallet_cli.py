@@ -13,6 +13,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from kit.processes import BIN
 from PIL import Image
 from typer.testing import CliRunner, Result
 from wallet_testkit import (
@@ -31,8 +32,7 @@ from wallet_sim import Card, KdfLimits, Wallet, open_wallet
 from wallet_sim.cli import make_app
 
 RUNNER = CliRunner()
-REPO = Path(__file__).resolve().parents[2]
-WALLET_SIM = REPO / ".venv" / "bin" / "wallet-sim"
+WALLET_SIM = BIN / "wallet-sim"
 
 
 def run(args: list[str], *, now: int = NOW, pin: str | None = PIN,

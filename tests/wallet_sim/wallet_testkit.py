@@ -13,15 +13,10 @@ from __future__ import annotations
 
 import base64
 import io
-import socket
-import threading
-import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-import uvicorn
 import zxingcpp
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
@@ -174,28 +169,6 @@ def build_app(authority: FakeAuthority) -> FastAPI:
         return JSONResponse(authority.bundle(spec, device_key))
 
     return app
-
-
-@contextmanager
-def serving(app: Any) -> Iterator[str]:
-    """Run ``app`` with uvicorn on 127.0.0.1 (a free port) in a thread; yields its URL."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 15
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("test server did not start")
-        time.sleep(0.01)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=15)
-        sock.close()
 
 
 POLICY_FOR = {Purpose.PAY: "payment", Purpose.ID: "counter", Purpose.SVC: "hospital"}
