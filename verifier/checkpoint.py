@@ -86,6 +86,7 @@ class CheckOutcome:
         out = self.result.to_json()
         plain = reason(self.code)
         out.update(
+            code=self.code,  # a picture without a readable code says so, not MALFORMED
             entitlement_asked=(None if self.policy.entitlement is None
                                else self.policy.entitlement.value),
             purpose_asked=self.policy.purpose.value,

@@ -24,10 +24,25 @@ from PIL import Image, ImageFilter, ImageOps
 
 from schemas.presentation import PREFIX
 
-__all__ = ["MAX_IMAGE_BYTES", "MAX_IMAGE_PIXELS", "ScanError", "decode_qr", "decode_qr_image"]
+__all__ = [
+    "ACCEPTED_FORMATS",
+    "MAX_IMAGE_BYTES",
+    "MAX_IMAGE_PIXELS",
+    "ScanError",
+    "decode_qr",
+    "decode_qr_image",
+]
 
-MAX_IMAGE_BYTES = 25 * 1024 * 1024
-MAX_IMAGE_PIXELS = 50_000_000  # above a 48 MP phone camera, far below a decompression bomb
+MAX_IMAGE_BYTES = 12 * 1024 * 1024  # a 12 MP camera JPEG is 3-6 MB, a phone screenshot < 2 MB
+# Decoded pixels, checked from the header before any pixel is decoded. 16 MP holds a 12 MP
+# phone photo; a JPEG above it is decoded at 1/2..1/8 scale (draft mode), so only formats
+# that cannot shrink while decoding are refused. A 7000x7000 PNG (49 MP, 1 GB of working
+# memory) is IMAGE_TOO_LARGE in microseconds.
+MAX_IMAGE_PIXELS = 16_000_000
+MAX_JPEG_PIXELS = 64_000_000  # before draft scaling; a 48 MP camera photo fits
+# What cameras, scanners and screenshots produce; TIFF, PSD, ICO, PDF, ... are refused
+# (every extra decoder is attack surface).
+ACCEPTED_FORMATS = ("PNG", "JPEG", "WEBP", "GIF", "BMP")
 _WORKING_SIDE = 1600  # photos are decoded at about this size first (QR modules stay > 3 px)
 
 
@@ -41,17 +56,17 @@ class ScanError(Exception):
 
 
 def decode_qr(unverified_image: bytes) -> str:
-    """The QR text in an encoded picture (PNG, JPEG, WebP, ...), ``FMC1:`` texts first."""
+    """The QR text in an encoded picture (PNG, JPEG, WebP, GIF, BMP), ``FMC1:`` texts first.
+
+    Size is bounded before decoding: bytes first, then the pixel count from the header
+    (JPEGs are decoded scaled down), and only the first frame of an animation is read."""
     if len(unverified_image) > MAX_IMAGE_BYTES:
         raise ScanError("IMAGE_TOO_LARGE", f"picture larger than {MAX_IMAGE_BYTES} bytes")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            image = Image.open(io.BytesIO(unverified_image))
-            width, height = image.size
-            if width * height > MAX_IMAGE_PIXELS:
-                raise ScanError("IMAGE_TOO_LARGE",
-                                f"picture of {width}x{height} pixels is too large")
+            image = Image.open(io.BytesIO(unverified_image), formats=ACCEPTED_FORMATS)
+            _bound_before_decoding(image)
             image.load()
     except ScanError:
         raise
@@ -61,6 +76,17 @@ def decode_qr(unverified_image: bytes) -> str:
         raise ScanError("IMAGE_UNREADABLE",
                         f"not a readable picture ({type(error).__name__})") from None
     return decode_qr_image(image)
+
+
+def _bound_before_decoding(image: Image.Image) -> None:
+    """Refuse, or scale down while decoding, a picture whose header promises too many pixels."""
+    width, height = image.size
+    if image.format == "JPEG" and width * height <= MAX_JPEG_PIXELS:
+        # libjpeg decodes at 1/2, 1/4 or 1/8 scale at a fraction of the cost.
+        image.draft("L", (_WORKING_SIDE, _WORKING_SIDE))
+        width, height = image.size
+    if width * height > MAX_IMAGE_PIXELS:
+        raise ScanError("IMAGE_TOO_LARGE", f"picture of {width}x{height} pixels is too large")
 
 
 def decode_qr_image(image: Image.Image) -> str:

@@ -170,7 +170,7 @@ def test_a_picture_without_a_code_is_refused_with_the_scan_reason(cache_dir: Pat
     Image.new("L", (300, 300), 255).save(blank)
     code, output = _check(cache_dir, "hospital", "--json", "--image", str(blank))
     answer = _json(output)
-    assert code == 1 and answer["code"] == "MALFORMED" and answer["scan_error"] == "QR_NOT_FOUND"
+    assert code == 1 and answer["code"] == "QR_NOT_FOUND" and answer["scan_error"] == "QR_NOT_FOUND"
 
 
 @pytest.mark.parametrize(("args", "error"), [
