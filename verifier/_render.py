@@ -13,6 +13,7 @@ from verifier.checkpoint import CheckOutcome
 from verifier.messages import (
     ENTITLEMENT_NAMES,
     FIELD_LABELS,
+    SCAN_AGAIN,
     SERVICE_NAMES,
     Bilingual,
     reason,
@@ -56,11 +57,13 @@ def when(epoch: int) -> str:
 
 def render_outcome(console: Console, outcome: CheckOutcome, lang: str | None) -> None:
     ok = outcome.ok
-    word = verdict(ok)
+    rescan = outcome.scan_error is not None  # no code read: neither accepted nor refused
+    word = SCAN_AGAIN if rescan else verdict(ok)
     headline = Text(justify="center")
-    headline.append(("  ✔  " if ok else "  ✘  ") + _inline(word, lang) + "  ",
-                    style="bold white on green" if ok else "bold white on red")
-    style = "green" if ok else "red"
+    mark = "  ↻  " if rescan else ("  ✔  " if ok else "  ✘  ")
+    style = "yellow" if rescan else ("green" if ok else "red")
+    headline.append(mark + _inline(word, lang) + "  ", style=f"bold black on {style}" if rescan
+                    else f"bold white on {style}")
     plain = reason(outcome.code)
     why = Text(plain.pick(lang), style="bold")
     console.print(Panel(Group(headline, Text(""), why), border_style=style, padding=(1, 2),

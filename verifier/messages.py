@@ -175,6 +175,8 @@ FIELD_LABELS: MappingProxyType[str, Bilingual] = MappingProxyType({
 
 _ACCEPTED = Bilingual("ACCEPTED", "通过")
 _REFUSED = Bilingual("REFUSED", "拒绝")
+# A picture without a readable code says nothing about a card: scan again, not a refusal.
+SCAN_AGAIN = Bilingual("SCAN AGAIN", "请重新扫描")
 _UNKNOWN = Bilingual("Unknown reason.", "未知原因。")
 
 

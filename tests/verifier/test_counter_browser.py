@@ -151,3 +151,39 @@ def test_the_camera_scans_once_per_code(page: Page, counter_url: str) -> None:
     assert len(decodes) >= seen + 2 and 200 in decodes
     assert len(checks) == 1
     expect(page.locator("#answer")).to_have_attribute("data-state", "idle")
+
+
+def test_a_picture_without_a_code_is_a_neutral_scan_again(page: Page, counter_url: str,
+                                                          tmp_path: Path) -> None:
+    page.goto(f"{counter_url}/?service=hospital")
+    blank = tmp_path / "blank.png"
+    Image.new("L", (400, 300), 255).save(blank)
+    page.set_input_files("#file-input", str(blank))
+    expect(page.locator("#answer")).to_have_attribute("data-state", "rescan")
+    expect(page.locator("#verdict-word")).to_contain_text("SCAN AGAIN")
+    expect(page.locator("#verdict-word")).not_to_contain_text("REFUSED")
+    expect(page.locator("#fields")).to_contain_text("QR_NOT_FOUND")  # the CLI's code
+    background = page.locator("#verdict").evaluate("e => getComputedStyle(e).backgroundColor")
+    assert background not in ("rgb(185, 28, 28)", "rgb(21, 128, 61)")  # neither red nor green
+    _shot(page, "counter-scan-again.png")
+
+
+@pytest.mark.parametrize(("width", "height"), [(390, 844), (768, 1024)], ids=["phone", "tablet"])
+def test_the_page_fits_phones_and_tablets(browser: Browser, counter_url: str, tmp_path: Path,
+                                          width: int, height: int) -> None:
+    context = browser.new_context(viewport={"width": width, "height": height})
+    page = context.new_page()
+    try:
+        page.goto(f"{counter_url}/?service=hospital")
+        _upload(page, tmp_path, present(Purpose.SVC, portrait_digest=portrait_digest(PORTRAIT),
+                                        proof_time=NOW - (5 if width < 500 else 6)), "card.png")
+        expect(page.locator("#answer")).to_have_attribute("data-state", "accepted")
+        overflow = page.evaluate(
+            "() => document.documentElement.scrollWidth - document.documentElement.clientWidth")
+        assert overflow <= 0, f"the page is {overflow} px wider than a {width} px screen"
+        for control in ("#text-form button", "#camera-button", ".file-label"):
+            box = page.locator(control).bounding_box()
+            assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= width, control
+        _shot(page, f"counter-{width}.png")
+    finally:
+        context.close()

@@ -18,7 +18,14 @@ from starlette.datastructures import UploadFile
 
 from verifier.cache import CacheError, portrait_digest_from_text
 from verifier.checkpoint import CheckOutcome, Checkpoint, UnknownService, portrait_name
-from verifier.messages import ENTITLEMENT_NAMES, FIELD_LABELS, SERVICE_NAMES, reason, verdict
+from verifier.messages import (
+    ENTITLEMENT_NAMES,
+    FIELD_LABELS,
+    SCAN_AGAIN,
+    SERVICE_NAMES,
+    reason,
+    verdict,
+)
 from verifier.policy import POLICIES
 from verifier.qr import MAX_IMAGE_BYTES, ScanError, decode_qr
 from verifier.replay_store import ReplayStoreError
@@ -87,6 +94,7 @@ def create_app(checkpoint: Checkpoint, *, clock: Callable[[], float] = time.time
         labels = {name: text._asdict() for name, text in FIELD_LABELS.items()}
         labels["accepted"] = verdict(True)._asdict()
         labels["refused"] = verdict(False)._asdict()
+        labels["scan_again"] = SCAN_AGAIN._asdict()
         page_data = {
             "labels": labels,
             "entitlements": {k: v._asdict() for k, v in ENTITLEMENT_NAMES.items()},

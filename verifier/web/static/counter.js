@@ -33,6 +33,10 @@
 
   function setVerdict(state, word, en, zh) {
     answerBox.dataset.state = state;
+    // On a phone the answer sits below the controls: bring it into view.
+    if (state !== "idle" && state !== "busy" && window.innerWidth <= 900) {
+      answerBox.scrollIntoView({ block: "start" });
+    }
     const w = $("verdict-word");
     w.textContent = "";
     w.append(word.en + " ");
@@ -68,6 +72,7 @@
   }
 
   function showAnswer(answer) {
+    if (answer.scan_error) { showRescan(answer); return; }
     const ok = answer.ok === true;
     setVerdict(ok ? "accepted" : "refused", ok ? L.accepted : L.refused,
                answer.reason.en, answer.reason.zh);
@@ -118,6 +123,21 @@
       (svc ? both(svc) : answer.service) + " · " + new Date(answer.checked_at).toLocaleTimeString() +
       " · " + both(L.cache_age) + ": " + ageWords(answer.cache_age_seconds) + " ago (trust list v" +
       answer.trust_list_version + ")" + (answer.cache_fallback ? " · previous cache used" : "");
+    clearTimeout(clearTimer);
+    clearTimer = setTimeout(resetAnswer, CLEAR_AFTER_MS);
+  }
+
+  // No code could be read from the picture: nothing was said about any card, so the
+  // answer is a neutral "scan again" with the same code the CLI prints, never a red REFUSED.
+  function showRescan(answer) {
+    setVerdict("rescan", L.scan_again, answer.reason.en, answer.reason.zh);
+    const dl = $("fields");
+    dl.textContent = "";
+    addField(dl, L.reason, answer.code);
+    $("portrait-box").hidden = true;
+    $("holder").classList.add("no-figure");
+    $("holder").hidden = false;
+    $("answer-meta").textContent = "";
     clearTimeout(clearTimer);
     clearTimer = setTimeout(resetAnswer, CLEAR_AFTER_MS);
   }
