@@ -112,13 +112,15 @@ def prepare_to_serve(settings: Settings) -> str:
 @app.command()
 def serve(
     data_dir: DataDir = None,
-    host: Annotated[str, typer.Option(help="address to bind")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="port to bind")] = 8000,
+    host: Annotated[str, typer.Option(help="address to bind", envvar="CARDSVC_HOST")
+                    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="port to bind", envvar="CARDSVC_PORT")] = 8000,
+    workers: Annotated[int, typer.Option(
+        min=1, max=64, envvar="CARDSVC_WORKERS",
+        help="worker processes (uvicorn); more than 1 wants PostgreSQL")] = 1,
 ) -> None:
     """Apply migrations and serve the HTTP API."""
     import uvicorn
-
-    from cardsvc.api import create_app
 
     overrides: dict[str, object] = {}
     if not os.environ.get("CARDSVC_PUBLIC_URL"):
@@ -129,10 +131,18 @@ def serve(
         fingerprint = prepare_to_serve(settings)
     except DomainError as error:
         raise _fail(error) from None
-    typer.echo(f"cardsvc on {settings.public_base}  (root fingerprint {fingerprint})")
+    typer.echo(f"cardsvc on {settings.public_base}  (root fingerprint {fingerprint},"
+               f" {workers} worker{'s' if workers > 1 else ''})")
+    if workers > 1 and not settings.database_url:
+        typer.echo("warning: several workers on SQLite queue on one file lock;"
+                   " use CARDSVC_DATABASE_URL=postgresql+psycopg://... in production", err=True)
     logging.basicConfig(level=logging.INFO)
-    uvicorn.run(create_app(settings), host=host, port=port, log_level="warning",
-                access_log=False)
+    # Each worker is its own process: it builds the app from the environment, so the
+    # settings this command resolved are handed down as CARDSVC_* variables.
+    os.environ["CARDSVC_DATA_DIR"] = str(settings.data_dir.resolve())
+    os.environ["CARDSVC_PUBLIC_URL"] = settings.public_url
+    uvicorn.run("cardsvc.api:app_from_environment", factory=True, host=host, port=port,
+                workers=workers, log_level="warning", access_log=False)
 
 
 @officer_app.command("add")

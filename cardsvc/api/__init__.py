@@ -22,13 +22,19 @@ from cardsvc.db import Database
 from cardsvc.payments import routes as payments
 from cardsvc.services.bootstrap import open_keyring
 from cardsvc.services.trust import Keyring
-from cardsvc.settings import Settings
+from cardsvc.settings import Settings, get_settings
 
-__all__ = ["AppContext", "create_app"]
+__all__ = ["AppContext", "app_from_environment", "create_app"]
 
 
 def _system_clock() -> datetime:
     return datetime.now(UTC)
+
+
+def app_from_environment() -> FastAPI:
+    """The app with settings from ``CARDSVC_*`` only: what each uvicorn worker process
+    builds under ``cardsvc serve --workers N`` (a factory import string, not an object)."""
+    return create_app(get_settings())
 
 
 def create_app(
