@@ -30,7 +30,9 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
+from rich.text import Text
 
+from verifier._outside_text import outside
 from verifier.cache import CacheError, VerifierCache, default_cache_dir
 from verifier.checkpoint import (
     DEFAULT_STATUS_GRACE,
@@ -125,7 +127,10 @@ def parse_time(text: str) -> int:
         raise typer.BadParameter("an ISO 8601 time such as 2027-01-15T08:00:00Z") from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
-    return int(moment.timestamp())
+    try:
+        return int(moment.timestamp())
+    except (OverflowError, OSError, ValueError):  # year 1 or 9999 with an offset
+        raise typer.BadParameter("a time between the years 1970 and 9999") from None
 
 
 def _now(at: str | None) -> int:
@@ -368,16 +373,16 @@ def status(ctx: typer.Context, at: AtOption = None, as_json: JsonOption = False)
     if as_json:
         _print_json(summary)
         return
-    _out.print(f"cache       {summary['cache']}")
-    _out.print(f"root        {summary['root']}")
-    _out.print(f"server      {summary['server']}")
+    _out.print(outside(f"cache       {summary['cache']}"))
+    _out.print(outside(f"root        {summary['root']}"))
+    _out.print(outside(f"server      {summary['server']}"))
     _out.print(f"synced      {summary['synced_at']} ({age_words(summary['cache_age_seconds'])}"
                " ago)")
     _out.print(f"trust list  v{summary['trust_list_version']},"
                f" expires {summary['trust_list_expires_at']}")
     for list_id, entry in lists.items():
-        _out.print(f"status {list_id:<5}issued {entry['issued_at']}, ttl {entry['ttl']} s,"
-                   f" expires {entry['expires_at']}")
+        _out.print(outside(f"status {list_id:<5}issued {entry['issued_at']},"
+                           f" ttl {entry['ttl']} s, expires {entry['expires_at']}"))
     if snapshot.from_previous:
         _out.print("[bold yellow]the current manifest is damaged; the previous one is used")
 
@@ -406,9 +411,11 @@ def serve(
     except ValueError:
         local = host == "localhost"
     if not local:
-        _err.print("[bold yellow]warning:[/] the counter page has no login; anyone who can"
-                   f" reach {host}:{port} can check codes and see holders' data.")
-    _err.print(f"counter page on http://{host}:{port}/  (cache {checkpoint.cache.directory})")
+        _err.print(Text("warning:", style="bold yellow") + outside(
+            f" the counter page has no login; anyone who can reach {host}:{port} can check"
+            " codes and see holders' data."))
+    _err.print(outside(f"counter page on http://{host}:{port}/"
+                       f"  (cache {checkpoint.cache.directory})"))
     uvicorn.run(create_app(checkpoint), host=host, port=port, log_level="warning")
 
 
@@ -434,7 +441,7 @@ def portraits_add(
             digest = cache.add_portrait(image)
         except ValueError as error:
             _fail("BAD_PORTRAIT", f"{path}: {error}", as_json=False)
-        _out.print(f"{b64url_encode(digest)}  {path}")
+        _out.print(outside(f"{b64url_encode(digest)}  {path}"))
 
 
 def main() -> None:
