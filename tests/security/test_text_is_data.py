@@ -4,6 +4,7 @@ accepted row, and no input (nor ``--at`` at the ends of the calendar) gives a tr
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -11,10 +12,20 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
+from cardsvc.services._validate import clean_name
+from cardsvc.services.errors import Invalid
 from schemas._jose import deflate, dump_json
 from schemas.codes import ResultCode
 from schemas.credential import Purpose
-from support import NOW, ROOT_FINGERPRINT, STANDARD_HEADER, World, craft, credential
+from support import (
+    NOW,
+    ROOT_FINGERPRINT,
+    STANDARD_HEADER,
+    World,
+    check_code,
+    craft,
+    credential,
+)
 from verifier import terminal
 from verifier._outside_text import outside, printable
 from verifier.cache import CacheContents, CachedList, VerifierCache
@@ -122,3 +133,34 @@ def test_attack_at_far_ends_of_the_calendar_is_a_usage_error_or_an_answer(
     exit_code, output = _check(cache_dir, text, at=at)
     assert exit_code in (EXIT_REFUSED, EXIT_USAGE)
     assert "Traceback" not in output
+
+
+@pytest.mark.parametrize("claim", ["sn", "gn", "iss"])
+@pytest.mark.parametrize("value", [
+    pytest.param("Ali\ud800", id="lone-surrogate"),
+    pytest.param("Ali\x1b[32m", id="ansi-escape"),
+    pytest.param("Ali\nACCEPTED", id="newline"),
+    pytest.param("\u202eilA", id="bidi-override"),
+    pytest.param("A\u200dli", id="zero-width-joiner"),
+    pytest.param("Ali\ue000", id="private-use"),
+])
+def test_attack_signed_text_claim_with_hidden_characters_is_malformed(
+        claim: str, value: str) -> None:
+    payload = {**credential(Purpose.ID).to_payload(), claim: value}
+    # ensure_ascii: a lone surrogate travels as a JSON \\ud800 escape, as an attacker sends it
+    signed = craft(STANDARD_HEADER, deflate(json.dumps(payload).encode()), purpose="id")
+    assert check_code(signed, service="counter") is ResultCode.MALFORMED
+
+
+@pytest.mark.parametrize("value", ["Müller", "李 小龙", "O'Brien-Née", "Ali ibn Abi Talib"])
+def test_signed_names_in_any_script_still_pass(value: str) -> None:
+    payload = {**credential(Purpose.ID).to_payload(), "sn": value}
+    signed = craft(STANDARD_HEADER, deflate(json.dumps(payload).encode()), purpose="id")
+    assert check_code(signed, service="counter") is ResultCode.OK
+
+
+@pytest.mark.parametrize("value", ["Ali\ud800", "Ali\x1b[32m", "\u202eilA", "A\u200dli"])
+def test_enrolment_refuses_what_the_verifier_refuses(value: str) -> None:
+    with pytest.raises(Invalid) as refused:
+        clean_name(value, field="surname")
+    assert refused.value.code == "INVALID_SURNAME"
