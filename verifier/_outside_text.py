@@ -3,9 +3,9 @@
 Anything that came from outside (a QR header's ``alg`` or ``kid``, a credential's names, a
 server's problem ``code``/``detail``, a path) goes through :func:`outside` before it is
 printed. The value becomes a :class:`rich.text.Text`, so ``[green]`` is printed as those
-characters, and every control or format character (Unicode Cc/Cf: ANSI escapes, newlines,
-bidi overrides, zero-width joiners) is replaced by a visible ``\\uXXXX`` so a refused answer
-cannot be painted, moved or reordered to look accepted.
+characters, and every hidden character (``schemas.text``: ANSI escapes, newlines,
+bidi overrides, zero-width joiners, lone surrogates) is replaced by a visible
+``\\uXXXX``, so a refused answer cannot be painted, moved or reordered to look accepted.
 
 Example::
 
@@ -16,24 +16,13 @@ Example::
 
 from __future__ import annotations
 
-import unicodedata
-
 from rich.text import Text
+
+from schemas.text import printable
 
 __all__ = ["outside", "printable"]
 
-_HIDDEN_CATEGORIES = ("Cc", "Cf", "Cs")  # controls, format (bidi, zero-width), lone surrogates
-
-
-def printable(unverified_value: object) -> str:
-    """``str(unverified_value)`` with every control/format character spelled ``\\uXXXX``."""
-    text = str(unverified_value)
-    if all(unicodedata.category(char) not in _HIDDEN_CATEGORIES for char in text):
-        return text
-    return "".join(f"\\u{ord(char):04x}" if unicodedata.category(char) in _HIDDEN_CATEGORIES
-                   else char for char in text)
-
 
 def outside(unverified_value: object, style: str = "") -> Text:
-    """A rich ``Text`` that shows the value literally: no markup, no control characters."""
+    """A rich ``Text`` that shows the value literally: no markup, no hidden characters."""
     return Text(printable(unverified_value), style=style)

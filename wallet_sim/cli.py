@@ -31,6 +31,7 @@ from rich.table import Table
 from rich.text import Text
 
 from schemas import Purpose
+from schemas.text import printable
 from wallet_sim import authority
 from wallet_sim._atomic import write_atomically
 from wallet_sim.card import RENEW_SECONDS, Card, Freshness, present
@@ -64,7 +65,8 @@ def _date(epoch: int) -> str:
 
 
 def _say(message: str) -> None:
-    typer.echo(message, err=True)
+    # Messages carry a server's error text: control characters are spelled out, not obeyed.
+    typer.echo(printable(message), err=True)
 
 
 @contextlib.contextmanager

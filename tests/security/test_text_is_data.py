@@ -30,6 +30,7 @@ from verifier import terminal
 from verifier._outside_text import outside, printable
 from verifier.cache import CacheContents, CachedList, VerifierCache
 from verifier.cli import EXIT_REFUSED, EXIT_USAGE, app
+from wallet_sim import cli as wallet_cli
 
 AT = "2027-01-15T08:00:00Z"  # tests/support.NOW
 PAYLOAD = deflate(dump_json(credential(Purpose.SVC).to_payload()))
@@ -164,3 +165,12 @@ def test_enrolment_refuses_what_the_verifier_refuses(value: str) -> None:
     with pytest.raises(Invalid) as refused:
         clean_name(value, field="surname")
     assert refused.value.code == "INVALID_SURNAME"
+
+
+@pytest.mark.parametrize("value", HOSTILE)
+def test_attack_fake_authority_error_in_wallet_sim_is_data(
+        value: str, capsys: pytest.CaptureFixture[str]) -> None:
+    wallet_cli._say(f"error [SERVER]: {value}")
+    output = capsys.readouterr().err
+    assert output == f"error [SERVER]: {printable(value)}\n"
+    assert "\x1b" not in output and "\u202e" not in output and output.count("\n") == 1
