@@ -4,7 +4,9 @@ accepted row, and no input (nor ``--at`` at the ends of the calendar) gives a tr
 
 from __future__ import annotations
 
+import http.server
 import json
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -174,3 +176,42 @@ def test_attack_fake_authority_error_in_wallet_sim_is_data(
     output = capsys.readouterr().err
     assert output == f"error [SERVER]: {printable(value)}\n"
     assert "\x1b" not in output and "\u202e" not in output and output.count("\n") == 1
+
+
+class _FakeAuthority(http.server.BaseHTTPRequestHandler):
+    """Answers every charge with a 402 problem whose code and detail are the attack."""
+
+    unverified_code = ""
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("content-length", "0")))
+        body = json.dumps({"type": "about:blank", "title": self.unverified_code, "status": 402,
+                           "code": self.unverified_code, "detail": self.unverified_code})
+        self.send_response(402)
+        self.send_header("content-type", "application/problem+json")
+        self.send_header("content-length", str(len(body.encode())))
+        self.end_headers()
+        self.wfile.write(body.encode())
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.mark.parametrize("value", HOSTILE)
+def test_attack_fake_authority_problem_through_terminal_charge(
+        cache_dir: Path, value: str) -> None:
+    handler = type("Handler", (_FakeAuthority,), {"unverified_code": value})
+    with http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler) as server:
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        try:
+            result = runner.invoke(app, [
+                "--cache", str(cache_dir), "terminal", "charge", "--amount", "100",
+                "--text", "FMC1:not-a-pay-code", "--token", "t",
+                "--server", f"http://127.0.0.1:{server.server_address[1]}"])
+        finally:
+            server.shutdown()
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    assert result.exit_code == EXIT_REFUSED
+    assert result.output.startswith("REFUSED (online)")
+    assert printable(value) in result.output
+    _shows_no_control_or_accept(result.output.replace(printable(value), ""))
