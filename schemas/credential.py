@@ -24,6 +24,7 @@ from typing import Any, NamedTuple
 
 from schemas._jose import b64url_decode, b64url_encode
 from schemas.codes import Malformed
+from schemas.text import has_hidden_characters
 
 __all__ = [
     "CLAIMS",
@@ -219,7 +220,8 @@ class Credential(NamedTuple):
         if type(index) is not int or not 0 <= index < 2**32:
             raise Malformed("st[1] must be a non-negative index")
         issuer, issued_at, expires_at = payload["iss"], payload["iat"], payload["exp"]
-        if type(issuer) is not str or not 0 < len(issuer) <= 64:
+        if type(issuer) is not str or not 0 < len(issuer) <= 64 or \
+                has_hidden_characters(issuer):
             raise Malformed("iss must be a short string")
         if type(issued_at) is not int or type(expires_at) is not int or not (
             0 <= issued_at < _MAX_INT and 0 <= expires_at < _MAX_INT
@@ -279,6 +281,8 @@ def portrait_digest(portrait: bytes) -> bytes:
 def _text(value: Any, name: str, max_len: int, *, allow_empty: bool = False) -> str:
     if type(value) is not str or len(value) > max_len or (not value and not allow_empty):
         raise Malformed(f"{name} must be a string of at most {max_len} characters")
+    if has_hidden_characters(value):  # the authority refuses these at enrolment
+        raise Malformed(f"{name} holds control or format characters")
     return value
 
 

@@ -52,4 +52,7 @@ def parse_time(text: str) -> int:
         raise typer.BadParameter("an ISO 8601 time such as 2027-01-15T08:00:00Z") from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
-    return int(moment.timestamp())
+    try:
+        return int(moment.timestamp())
+    except (OverflowError, OSError, ValueError):  # year 1 or 9999 with an offset
+        raise typer.BadParameter("a time between the years 1970 and 9999") from None

@@ -9,6 +9,7 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
+from verifier._outside_text import outside
 from verifier.checkpoint import CheckOutcome
 from verifier.messages import (
     ENTITLEMENT_NAMES,
@@ -67,36 +68,37 @@ def render_outcome(console: Console, outcome: CheckOutcome, lang: str | None) ->
     plain = reason(outcome.code)
     why = Text(plain.pick(lang), style="bold")
     console.print(Panel(Group(headline, Text(""), why), border_style=style, padding=(1, 2),
-                        title=outcome.code, title_align="right"))
+                        title=outside(outcome.code), title_align="right"))
 
     table = Table.grid(padding=(0, 2))
     table.add_column(style="dim", no_wrap=True)
     table.add_column()
     service = SERVICE_NAMES.get(outcome.policy.service)
-    service_text = _inline(service, lang) if service else outcome.policy.service
+    service_text = _inline(service, lang) if service else outside(outcome.policy.service)
     table.add_row(_label("service", lang), service_text)
     asked = outcome.policy.entitlement
     table.add_row(_label("asked", lang),
-                  _entitlement(asked.value, lang) if asked else f"{outcome.policy.purpose} code")
+                  outside(_entitlement(asked.value, lang) if asked
+                          else f"{outcome.policy.purpose} code"))
     credential = outcome.result.credential
     if ok and credential is not None:
         if credential.surname is not None:
             table.add_row(_label("name", lang),
-                          Text(f"{credential.surname}, {credential.given_names}", style="bold"))
+                          outside(f"{credential.surname}, {credential.given_names}", "bold"))
             table.add_row(_label("foreigner_code", lang),
-                          Text(str(credential.foreigner_code), style="bold"))
-            table.add_row(_label("nationality", lang), str(credential.nationality))
-            table.add_row(_label("birth_date", lang), str(credential.birth_date))
-            table.add_row(_label("sex", lang), str(credential.sex))
+                          outside(credential.foreigner_code, "bold"))
+            table.add_row(_label("nationality", lang), outside(credential.nationality))
+            table.add_row(_label("birth_date", lang), outside(credential.birth_date))
+            table.add_row(_label("sex", lang), outside(credential.sex))
         granted = [_entitlement(e.value, lang) for e in credential.granted_entitlements]
-        table.add_row(_label("entitlements", lang), ", ".join(granted) or "-")
-        table.add_row(_label("card", lang), credential.card_number)
+        table.add_row(_label("entitlements", lang), outside(", ".join(granted) or "-"))
+        table.add_row(_label("card", lang), outside(credential.card_number))
         if credential.portrait_digest is not None:
             table.add_row(_label("portrait", lang),
                           "in cache (shown by `verifier serve`)" if outcome.portrait
                           else _inline(FIELD_LABELS["no_portrait"], lang))
     elif outcome.result.detail:
-        table.add_row("detail", outcome.result.detail)
+        table.add_row("detail", outside(outcome.result.detail))
     age = Text(f"{when(outcome.synced_at)} ({age_words(outcome.cache_age_seconds)} ago),"
                f" trust list v{outcome.trust_list_version}")
     if outcome.code in ("TRUST_LIST_STALE", "STATUS_UNAVAILABLE"):
@@ -110,17 +112,18 @@ def render_outcome(console: Console, outcome: CheckOutcome, lang: str | None) ->
 
 def render_sync(console: Console, report: SyncReport) -> None:
     changed = "updated" if report.trust_list_updated else "unchanged"
-    console.print(Text(f"Synced from {report.server}", style="bold green"))
-    console.print(f"  trust list v{report.trust_list_version} ({changed}),"
-                  f" valid until {when(report.trust_list_expires_at)}")
+    console.print(outside(f"Synced from {report.server}", "bold green"))
+    console.print(outside(f"  trust list v{report.trust_list_version} ({changed}),"
+                          f" valid until {when(report.trust_list_expires_at)}"))
     for list_id, state in report.status_lists.items():
-        console.print(f"  status list {list_id}: {state}")
+        console.print(outside(f"  status list {list_id}: {state}"))
     for list_id in report.removed_status_lists:
-        console.print(f"  status list {list_id}: no longer published, removed")
+        console.print(outside(f"  status list {list_id}: no longer published, removed"))
     console.print(f"  {report.bytes_received} bytes of signed lists received")
 
 
 def render_error(console: Console, code: str, detail: str, lang: str | None = None) -> None:
     plain = reason(code)
-    console.print(Text(f"error [{code}]: ", style="bold red") + Text(detail))
+    console.print(Text("error [", style="bold red") + outside(code, "bold red")
+                  + Text("]: ", style="bold red") + outside(detail))
     console.print(Text(plain.pick(lang)))

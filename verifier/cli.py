@@ -29,8 +29,10 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
+from rich.text import Text
 
 from verifier._cli_context import RootSettings, cache_dir, parse_time, settings_of
+from verifier._outside_text import outside
 from verifier.cache import CacheError, VerifierCache, default_cache_dir
 from verifier.checkpoint import (
     DEFAULT_STATUS_GRACE,
@@ -337,16 +339,16 @@ def status(ctx: typer.Context, at: AtOption = None, as_json: JsonOption = False)
     if as_json:
         _print_json(summary)
         return
-    _out.print(f"cache       {summary['cache']}")
-    _out.print(f"root        {summary['root']}")
-    _out.print(f"server      {summary['server']}")
+    _out.print(outside(f"cache       {summary['cache']}"))
+    _out.print(outside(f"root        {summary['root']}"))
+    _out.print(outside(f"server      {summary['server']}"))
     _out.print(f"synced      {summary['synced_at']} ({age_words(summary['cache_age_seconds'])}"
                " ago)")
     _out.print(f"trust list  v{summary['trust_list_version']},"
                f" expires {summary['trust_list_expires_at']}")
     for list_id, entry in lists.items():
-        _out.print(f"status {list_id:<5}issued {entry['issued_at']}, ttl {entry['ttl']} s,"
-                   f" expires {entry['expires_at']}")
+        _out.print(outside(f"status {list_id:<5}issued {entry['issued_at']},"
+                           f" ttl {entry['ttl']} s, expires {entry['expires_at']}"))
     if snapshot.from_previous:
         _out.print("[bold yellow]the current manifest is damaged; the previous one is used")
 
@@ -375,9 +377,11 @@ def serve(
     except ValueError:
         local = host == "localhost"
     if not local:
-        _err.print("[bold yellow]warning:[/] the counter page has no login; anyone who can"
-                   f" reach {host}:{port} can check codes and see holders' data.")
-    _err.print(f"counter page on http://{host}:{port}/  (cache {checkpoint.cache.directory})")
+        _err.print(Text("warning:", style="bold yellow") + outside(
+            f" the counter page has no login; anyone who can reach {host}:{port} can check"
+            " codes and see holders' data."))
+    _err.print(outside(f"counter page on http://{host}:{port}/"
+                       f"  (cache {checkpoint.cache.directory})"))
     uvicorn.run(create_app(checkpoint), host=host, port=port, log_level="warning")
 
 
@@ -403,7 +407,7 @@ def portraits_add(
             digest = cache.add_portrait(image)
         except ValueError as error:
             _fail("BAD_PORTRAIT", f"{path}: {error}", as_json=False)
-        _out.print(f"{b64url_encode(digest)}  {path}")
+        _out.print(outside(f"{b64url_encode(digest)}  {path}"))
 
 
 def main() -> None:

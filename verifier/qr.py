@@ -2,7 +2,10 @@
 
 zxing-cpp does the decoding. Camera photos get a few cheap retries (contrast
 stretch, other binarizers, rescaling, denoise, sharpen) until an ``FMC1:`` text is
-found. Oversized pictures are refused before their pixels are decoded.
+found. Oversized pictures are refused before their pixels are decoded: the byte count
+first, then the pixel count read from the header (a 190 KB PNG can hold a 7000x7000
+image that takes a gigabyte to decode). Only the formats a camera, a scanner or a
+screenshot produce are opened, and only the first frame of an animation is decoded.
 
 Example::
 

@@ -39,6 +39,7 @@ from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
+from rich.text import Text
 
 from keys._atomic import write_atomically
 from schemas._jose import b64url_encode, parse_json_object
@@ -51,6 +52,7 @@ from schemas.codes import (
 from schemas.presentation import decode_presentation
 from schemas.trust_list import KeyState, TrustListClaims
 from verifier._cli_context import cache_dir, parse_time
+from verifier._outside_text import outside
 from verifier._sqlite import open_wal
 from verifier.check import VerificationResult
 from verifier.replay import replay_key
@@ -339,7 +341,8 @@ def _fail(code: str, detail: str, *, as_json: bool, exit_code: int = EXIT_USAGE)
     if as_json:
         _print_json({"ok": False, "code": code, "detail": detail})
     else:
-        _err.print(f"[bold red]REFUSED[/] {code}: {detail}")
+        _err.print(Text.assemble(("REFUSED", "bold red"), " ", outside(code), ": ",
+                                 outside(detail)))
     raise typer.Exit(exit_code)
 
 
@@ -409,9 +412,9 @@ def setup(
     if as_json:
         _print_json({"ok": True, **asdict(config)})
     else:
-        _out.print(f"terminal {config.terminal_id} ({config.name}) of merchant"
-                   f" {config.merchant_id} ({config.merchant_name}); offline floor"
-                   f" {format_fen(config.offline_floor_fen)} yuan")
+        _out.print(outside(f"terminal {config.terminal_id} ({config.name}) of merchant"
+                           f" {config.merchant_id} ({config.merchant_name}); offline floor"
+                           f" {format_fen(config.offline_floor_fen)} yuan"))
 
 
 def _read_code(stdin: str | None, text: str | None, image: Path | None, *,
@@ -594,15 +597,18 @@ def _answer(answer: dict[str, Any], *, as_json: bool,
         if ok and answer["mode"] == "online":
             checked = ("receipt verified" if answer["receipt"] == "RECEIPT_OK"
                        else "receipt not checked: run verifier sync")
-            _out.print(f"[bold green]ACCEPTED ONLINE[/]  {amount} yuan  payment"
-                       f" {answer['payment_id']}  balance"
-                       f" {format_fen(int(answer['balance_fen']))} yuan  ({checked})")
+            _out.print(Text.assemble(
+                ("ACCEPTED ONLINE", "bold green"), f"  {amount} yuan  payment ",
+                outside(answer["payment_id"]),
+                f"  balance {format_fen(int(answer['balance_fen']))} yuan  ({checked})"))
         elif ok:
-            _out.print(f"[bold yellow]ACCEPTED OFFLINE[/]  {amount} yuan  card {answer['card']}"
-                       f"  kept for upload ({answer['queued']} waiting)")
+            _out.print(Text.assemble(
+                ("ACCEPTED OFFLINE", "bold yellow"), f"  {amount} yuan  card ",
+                outside(answer["card"]), f"  kept for upload ({answer['queued']} waiting)"))
         else:
             where = f" ({answer['mode']})" if answer.get("mode") else ""
-            _out.print(f"[bold red]REFUSED[/]{where}  {answer['code']}  {amount} yuan")
+            _out.print(Text.assemble(("REFUSED", "bold red"), outside(where), "  ",
+                                     outside(answer["code"]), f"  {amount} yuan"))
     raise typer.Exit(EXIT_ACCEPTED if ok else (exit_code or EXIT_REFUSED))
 
 
@@ -668,10 +674,10 @@ def upload(
     if as_json:
         _print_json(summary)
     else:
-        _out.print(f"uploaded {summary['uploaded']}: settled {counts['settled']}"
-                   f" ({format_fen(settled_fen)} yuan), double spends {counts['double_spend']},"
-                   f" refused {counts['refused']}"
-                   + (f" {codes}" if codes else "") + f"; still queued {left}")
+        _out.print(outside(f"uploaded {summary['uploaded']}: settled {counts['settled']}"
+                           f" ({format_fen(settled_fen)} yuan), double spends"
+                           f" {counts['double_spend']}, refused {counts['refused']}"
+                           + (f" {codes}" if codes else "") + f"; still queued {left}"))
     raise typer.Exit(EXIT_ACCEPTED if left == 0 else EXIT_REFUSED)
 
 
@@ -688,8 +694,8 @@ def show_queue(ctx: typer.Context, as_json: JsonOption = False) -> None:
         return
     for i in items:
         when = datetime.fromtimestamp(i.accepted_at, UTC).isoformat()
-        _out.print(f"{when}  {i.card_number}  {format_fen(i.amount_fen):>10} yuan  {i.state}"
-                   f"{'  ' + i.code if i.code else ''}"
-                   f"{'  ' + i.payment_id if i.payment_id else ''}")
+        _out.print(outside(f"{when}  {i.card_number}  {format_fen(i.amount_fen):>10} yuan"
+                           f"  {i.state}{'  ' + i.code if i.code else ''}"
+                           f"{'  ' + i.payment_id if i.payment_id else ''}"))
     if not items:
         _out.print("no payments taken offline")

@@ -31,6 +31,7 @@ from rich.table import Table
 from rich.text import Text
 
 from schemas import Purpose
+from schemas.text import printable
 from wallet_sim import authority
 from wallet_sim._atomic import write_atomically
 from wallet_sim.card import RENEW_SECONDS, Card, Freshness, present
@@ -64,7 +65,8 @@ def _date(epoch: int) -> str:
 
 
 def _say(message: str) -> None:
-    typer.echo(message, err=True)
+    # Messages carry a server's error text: control characters are spelled out, not obeyed.
+    typer.echo(printable(message), err=True)
 
 
 @contextlib.contextmanager
@@ -257,7 +259,7 @@ def make_app(
                 _say("the wallet holds no card yet; run `provision`")
                 return
             now = runtime.clock()
-            table = Table(title=f"Cards in {runtime.wallet_path}")
+            table = Table(title=Text(f"Cards in {runtime.wallet_path}"))
             for column in ("card", "holder", "foreigner code", "credentials", "valid until",
                            "state"):
                 table.add_column(column)
@@ -265,7 +267,9 @@ def make_app(
                       Freshness.EXPIRED: "EXPIRED"}
             for card in wallet.cards:
                 holder = card.holder
-                table.add_row(card.card_number, holder.full_name, holder.foreigner_code or "",
+                # Text cells: names and numbers are shown as data, never parsed as markup.
+                table.add_row(Text(card.card_number), Text(holder.full_name),
+                              Text(holder.foreigner_code or ""),
                               " ".join(p.value for p in card.purposes), _date(card.expires_at),
                               labels[card.freshness(now)])
             Console(highlight=False, width=140).print(table)

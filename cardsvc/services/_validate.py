@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import re
-import unicodedata
 from datetime import date
 
 from cardsvc._countries import is_country
 from cardsvc.services.errors import Invalid
+from schemas.text import has_hidden_characters
 
 __all__ = ["clean_name", "clean_passport_number", "clean_text", "country", "sex"]
 
@@ -19,7 +19,7 @@ def clean_text(value: str, *, field: str, max_len: int, allow_empty: bool = Fals
     text = " ".join(value.split())
     if len(text) > max_len or (not text and not allow_empty):
         raise Invalid("INVALID_" + field.upper(), f"{field} must be 1 to {max_len} characters")
-    if any(unicodedata.category(ch) in ("Cc", "Cf", "Cs", "Co", "Cn") for ch in text):
+    if has_hidden_characters(text):  # the verifier refuses the same (MALFORMED)
         raise Invalid("INVALID_" + field.upper(), f"{field} holds control characters")
     return text
 
