@@ -42,8 +42,9 @@ class CardsvcServer:
     """``cardsvc serve`` in its own process on a free port, its log in a file."""
 
     def __init__(self, data_dir: Path, env: dict[str, str], log_path: Path | None = None,
-                 *, port: int | None = None, start_timeout: float = 60) -> None:
-        self.data_dir, self.env = data_dir, env
+                 *, port: int | None = None, start_timeout: float = 60,
+                 args: tuple[str, ...] = ()) -> None:
+        self.data_dir, self.env, self.args = data_dir, env, args
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.process: subprocess.Popen[bytes] | None = None
@@ -56,7 +57,7 @@ class CardsvcServer:
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
                 [str(PYTHON), "-m", "cardsvc", "serve", "--data-dir", str(self.data_dir),
-                 "--port", str(self.port)],
+                 "--port", str(self.port), *self.args],
                 env=self.env, stdout=subprocess.DEVNULL, stderr=log)
         deadline = time.monotonic() + self.start_timeout
         while time.monotonic() < deadline:
