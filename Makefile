@@ -8,7 +8,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: install browser postgres run test lint typecheck pytest bench bench-city fuzz clean
+.PHONY: install browser hsm postgres run test lint typecheck pytest bench bench-city fuzz clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -24,6 +24,13 @@ browser:
 	  echo "installing Debian chromium (needs root and apt)"; \
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-noto-cjk fonts-noto-core) >/dev/null; }
 	@test -x /usr/bin/chromium
+
+# Debian's SoftHSM2: a PKCS#11 token for the HSM tests (the tests make their own tokens).
+hsm:
+	@test -e /usr/lib/softhsm/libsofthsm2.so || { \
+	  echo "installing Debian softhsm2 (needs root and apt)"; \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq softhsm2) >/dev/null; }
+	@test -e /usr/lib/softhsm/libsofthsm2.so
 
 # The tests need the PostgreSQL on 127.0.0.1:5432; start it if the machine has it stopped.
 postgres:
@@ -41,7 +48,7 @@ typecheck: install
 	$(BIN)/mypy
 
 # Two workers: the machine has two cores, and the suite is mostly waiting on servers.
-pytest: install browser postgres
+pytest: install browser hsm postgres
 	$(BIN)/pytest -q -p no:cacheprovider -n 2
 
 test: lint typecheck pytest

@@ -18,9 +18,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from keys._atomic import write_atomically
 from keys.ed25519 import Ed25519Signer
 
-__all__ = ["KeyStore", "KeyStoreError"]
+__all__ = ["KID_PATTERN", "KeyStore", "KeyStoreError"]
 
-_KID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+KID_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 
 class KeyStoreError(Exception):
@@ -40,7 +40,7 @@ class KeyStore:
         return f"KeyStore({str(self.directory)!r}, passphrase=***)"
 
     def _path(self, kid: str) -> Path:
-        if not _KID_RE.match(kid):
+        if not KID_PATTERN.match(kid):
             raise KeyStoreError("invalid kid")
         return self.directory / f"{kid}.pem"
 

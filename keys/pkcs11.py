@@ -1,0 +1,185 @@
+"""Ed25519 keys inside a PKCS#11 token (an HSM; SoftHSM2 in tests and development).
+
+The private key is generated in the token as sensitive and non-extractable, and every
+signature is made there: no byte of it ever reaches this process. A store is named by an
+RFC 7512 URI; the user PIN comes from the environment, never from the URI or a file.
+
+Example::
+
+    store = HsmKeyStore.open("pkcs11:token=fmc-issuer;module-path=/usr/lib/softhsm/libsofthsm2.so",
+                             pin="1234")
+    signer = store.generate("k2")          # a Signer: .kid, .public_key, .sign(message)
+    same = store.load("k2")
+    store.destroy("k2")                    # retired: the private half is deleted in the token
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any
+from urllib.parse import unquote
+
+import pkcs11
+from pkcs11 import Attribute, KeyType, Mechanism, ObjectClass
+from pkcs11.util.ec import encode_named_curve_parameters
+
+from keys.keystore import KID_PATTERN, KeyStoreError
+
+__all__ = ["HsmKeyStore", "HsmSigner", "Pkcs11Uri"]
+
+_ED25519_OID = "1.3.101.112"
+_DEFAULT_MODULE = "/usr/lib/softhsm/libsofthsm2.so"
+
+
+@dataclass(frozen=True, slots=True)
+class Pkcs11Uri:
+    """The parts of an RFC 7512 ``pkcs11:`` URI this store uses (a PIN in it is refused)."""
+
+    token: str
+    module_path: str = _DEFAULT_MODULE
+
+    @staticmethod
+    def parse(uri: str) -> Pkcs11Uri:
+        if not uri.startswith("pkcs11:"):
+            raise KeyStoreError("a PKCS#11 key store is named by a pkcs11: URI")
+        path, _, query = uri[len("pkcs11:"):].partition("?")
+        attributes: dict[str, str] = {}
+        for part in [p for p in path.split(";") + query.split("&") if p]:
+            name, sep, value = part.partition("=")
+            if not sep:
+                raise KeyStoreError(f"bad pkcs11: URI attribute {name!r}")
+            attributes[name] = unquote(value)
+        if "pin-value" in attributes or "pin-source" in attributes:
+            # A PIN in a URI ends up in shell history, process lists and logs.
+            raise KeyStoreError("give the token PIN through the environment, not the URI")
+        token = attributes.get("token")
+        if not token:
+            raise KeyStoreError("the pkcs11: URI needs token=LABEL")
+        return Pkcs11Uri(token, attributes.get("module-path", _DEFAULT_MODULE))
+
+
+class HsmSigner:
+    """A Signer whose private key stays in the token."""
+
+    __slots__ = ("_key", "_kid", "_lock", "_public_key")
+
+    def __init__(self, kid: str, public_key: bytes, key: Any, lock: threading.Lock) -> None:
+        self._kid, self._public_key, self._key, self._lock = kid, public_key, key, lock
+
+    @property
+    def kid(self) -> str:
+        return self._kid
+
+    @property
+    def public_key(self) -> bytes:
+        return self._public_key
+
+    def sign(self, message: bytes) -> bytes:
+        with self._lock:  # one PKCS#11 session is not to be used by two threads at once
+            signature: bytes = self._key.sign(message, mechanism=Mechanism.EDDSA)
+        return signature
+
+    def __repr__(self) -> str:
+        return f"HsmSigner(kid={self._kid!r})"
+
+
+class HsmKeyStore:
+    """Issuer (or root) keys in one token: generate, load by kid, list, destroy."""
+
+    def __init__(self, uri: Pkcs11Uri, session: Any) -> None:
+        self.uri = uri
+        self._session = session
+        self._lock = threading.Lock()
+
+    @classmethod
+    def open(cls, uri: str, *, pin: str) -> HsmKeyStore:
+        parsed = Pkcs11Uri.parse(uri)
+        if not pin:
+            raise KeyStoreError("the token PIN is empty")
+        try:
+            token = pkcs11.lib(parsed.module_path).get_token(token_label=parsed.token)
+            session = token.open(user_pin=pin, rw=True)
+        except pkcs11.exceptions.NoSuchToken:
+            raise KeyStoreError(f"no token labelled {parsed.token!r}") from None
+        except pkcs11.exceptions.PinIncorrect:
+            raise KeyStoreError("the PIN does not open this token") from None
+        except (OSError, RuntimeError, pkcs11.exceptions.PKCS11Error) as error:
+            raise KeyStoreError(f"cannot open the token ({type(error).__name__})") from None
+        return cls(parsed, session)
+
+    def __repr__(self) -> str:
+        return f"HsmKeyStore(token={self.uri.token!r})"
+
+    def close(self) -> None:
+        with self._lock:
+            self._session.close()
+
+    def __enter__(self) -> HsmKeyStore:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
+                 trace: TracebackType | None) -> None:
+        self.close()
+
+    @staticmethod
+    def _check_kid(kid: str) -> None:
+        if not KID_PATTERN.match(kid):
+            raise KeyStoreError("invalid kid")
+
+    def generate(self, kid: str) -> HsmSigner:
+        """A new Ed25519 key pair made inside the token (sensitive, never extractable)."""
+        self._check_kid(kid)
+        if kid in self.kids():
+            raise KeyStoreError(f"the token already holds a key {kid!r}")
+        with self._lock:
+            parameters = self._session.create_domain_parameters(
+                KeyType.EC_EDWARDS,
+                {Attribute.EC_PARAMS: encode_named_curve_parameters(_ED25519_OID)}, local=True)
+            public, private = parameters.generate_keypair(
+                store=True, label=kid, id=kid.encode(),
+                mechanism=Mechanism.EC_EDWARDS_KEY_PAIR_GEN,
+                private_template={Attribute.SENSITIVE: True, Attribute.EXTRACTABLE: False,
+                                  Attribute.SIGN: True})
+        return HsmSigner(kid, _raw_public_key(public), private, self._lock)
+
+    def load(self, kid: str) -> HsmSigner:
+        self._check_kid(kid)
+        with self._lock:
+            try:
+                private = self._session.get_key(object_class=ObjectClass.PRIVATE_KEY,
+                                                key_type=KeyType.EC_EDWARDS, label=kid)
+                public = self._session.get_key(object_class=ObjectClass.PUBLIC_KEY,
+                                               key_type=KeyType.EC_EDWARDS, label=kid)
+            except pkcs11.exceptions.NoSuchKey:
+                raise KeyStoreError(f"no key {kid!r} in the token") from None
+        return HsmSigner(kid, _raw_public_key(public), private, self._lock)
+
+    def public_key(self, kid: str) -> bytes:
+        """The public half only (what a backup of an HSM-backed authority keeps)."""
+        return self.load(kid).public_key
+
+    def kids(self) -> list[str]:
+        with self._lock:
+            labels = {key.label for key in self._session.get_objects(
+                {Attribute.CLASS: ObjectClass.PRIVATE_KEY, Attribute.KEY_TYPE: KeyType.EC_EDWARDS})}
+        return sorted(labels)
+
+    def destroy(self, kid: str) -> None:
+        """Delete the private half in the token (the public key stays for verifiers)."""
+        self._check_kid(kid)
+        with self._lock:
+            for key in self._session.get_objects({Attribute.CLASS: ObjectClass.PRIVATE_KEY,
+                                                  Attribute.LABEL: kid}):
+                key.destroy()
+
+
+def _raw_public_key(public: Any) -> bytes:
+    # CKA_EC_POINT is a DER OCTET STRING around the 32 raw bytes (04 20 || key).
+    point = bytes(public[Attribute.EC_POINT])
+    if len(point) == 34 and point[:2] == b"\x04\x20":
+        return point[2:]
+    if len(point) == 32:
+        return point
+    raise KeyStoreError("the token returned an unexpected Ed25519 public key")
