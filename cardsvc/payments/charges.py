@@ -46,14 +46,21 @@ from cardsvc.payments.ledger import (
     merchant_account,
     post,
 )
-from cardsvc.payments.models import DoubleSpend, Payment, Refund, Terminal, TopUp
+from cardsvc.payments.models import (
+    DoubleSpend,
+    PayCodeSeenOnline,
+    Payment,
+    Refund,
+    Terminal,
+    TopUp,
+)
 from cardsvc.payments.receipts import Receipt, sign_receipt
 from cardsvc.services._locking import for_update
 from cardsvc.services.audit import Actor, append_audit
 from cardsvc.services.cards import change_card_state, get_card
 from cardsvc.services.errors import Conflict, Invalid, NotFound, PaymentRefused
 from cardsvc.services.trust import Keyring, active_signer
-from schemas import TrustListClaims, b64url_encode
+from schemas import FmcError, TrustListClaims, b64url_encode
 from verifier.terminal import MAX_AMOUNT_FEN
 
 __all__ = [
@@ -219,6 +226,24 @@ def charge_online(
                         answer=Answer(201, body), now=now)
 
 
+def remember_refused_online(
+    session: Session, *, unverified_pay_code: str, code: str, terminal: Terminal,
+    now: datetime,
+) -> None:
+    """Record that the online path refused this pay code, so it never settles offline.
+
+    Run in its own transaction after the refusal rolled back (the refusal changes nothing
+    else). Only the replay key is kept; a code that does not even parse is not a pay code
+    and cannot settle anyway. The first refusal is kept."""
+    try:
+        key = pay_code_replay_key(unverified_pay_code).hex()
+    except FmcError:
+        return
+    if session.get(PayCodeSeenOnline, key) is None:
+        session.add(PayCodeSeenOnline(replay_key=key, terminal_id=terminal.id, code=code[:64],
+                                      seen_at=now))
+
+
 # -- offline settlement -----------------------------------------------------------------------
 
 def _refused(item: OfflinePayment, code: str) -> Answer:
@@ -295,6 +320,9 @@ def settle_offline(
                 "original_payment_id": original.id, "card_suspended": suspend}
         return store_answer(session, officer_id=officer_id, key=item.idempotency_key,
                             digest=digest, answer=Answer(200, body), now=now)
+    if session.get(PayCodeSeenOnline, key.hex()) is not None:
+        # Refused online (402, 409, 422 ...): "accepted offline" later is not believable.
+        return _refused(item, "PAY_CODE_SEEN_ONLINE")
     payment_id = _new_id("pay")
     card_legs, overdraft = debit_card(session, row, item.amount_fen, now=now,
                                       allow_overdraft=True)
