@@ -23,10 +23,10 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import NamedTuple
 
-from sqlalchemy import insert, select
+from sqlalchemy import func, insert, select
 from sqlalchemy.orm import Session
 
 from cardsvc.models import Card, Officer
@@ -67,6 +67,7 @@ __all__ = [
     "ACCEPTED_AT_LEEWAY_SECONDS",
     "MAX_AMOUNT_FEN",
     "OFFLINE_SETTLEMENT_DAYS",
+    "OFFLINE_UPLOAD_DEADLINE_SECONDS",
     "OfflinePayment",
     "PaymentContext",
     "charge_online",
@@ -77,6 +78,9 @@ __all__ = [
 
 OFFLINE_SETTLEMENT_DAYS = 30  # an offline payment older than this is not settled
 ACCEPTED_AT_LEEWAY_SECONDS = 300  # a terminal clock ahead of ours by at most this
+# An offline sale must reach us within this of its pay code's proof time: bounds how long
+# a dishonest till can sit on codes, and how late a theft shows up.
+OFFLINE_UPLOAD_DEADLINE_SECONDS = 72 * 3600
 
 
 @dataclass(frozen=True, slots=True)
@@ -251,6 +255,15 @@ def _refused(item: OfflinePayment, code: str) -> Answer:
                         "code": code})
 
 
+def _offline_taken_that_day(session: Session, *, card_id: int, accepted: int) -> int:
+    """Fen settled offline for this card, accepted on the same UTC day as ``accepted``."""
+    start = datetime.fromtimestamp(accepted - accepted % 86_400, tz=UTC)
+    total = session.scalar(select(func.coalesce(func.sum(Payment.amount_fen), 0)).where(
+        Payment.card_id == card_id, Payment.mode == "offline", Payment.accepted_at >= start,
+        Payment.accepted_at < start + timedelta(days=1)))
+    return int(total or 0)
+
+
 def settle_offline(
     session: Session, *, item: OfflinePayment, terminal: Terminal, ctx: PaymentContext,
     now: datetime,
@@ -320,9 +333,17 @@ def settle_offline(
                 "original_payment_id": original.id, "card_suspended": suspend}
         return store_answer(session, officer_id=officer_id, key=item.idempotency_key,
                             digest=digest, answer=Answer(200, body), now=now)
+    proof_time = result.proof_time or accepted
+    if epoch > proof_time + OFFLINE_UPLOAD_DEADLINE_SECONDS:
+        return _refused(item, "OFFLINE_UPLOAD_TOO_LATE")
     if session.get(PayCodeSeenOnline, key.hex()) is not None:
         # Refused online (402, 409, 422 ...): "accepted offline" later is not believable.
         return _refused(item, "PAY_CODE_SEEN_ONLINE")
+    if _offline_taken_that_day(session, card_id=card.id, accepted=accepted) + item.amount_fen \
+            > (credential.offline_limit_fen or 0):
+        # The card's offline limit holds across all terminals, per UTC day of acceptance;
+        # beyond it the merchant took the risk (as past a floor limit), not the holder.
+        return _refused(item, "OFFLINE_EXPOSURE_CAP_EXCEEDED")
     payment_id = _new_id("pay")
     card_legs, overdraft = debit_card(session, row, item.amount_fen, now=now,
                                       allow_overdraft=True)

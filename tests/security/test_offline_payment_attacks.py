@@ -13,6 +13,8 @@ from typing import Any
 import pytest
 from payments_kit import NOW, PayWorld, pay_world
 
+from cardsvc.payments.charges import OFFLINE_UPLOAD_DEADLINE_SECONDS
+
 
 @pytest.fixture(scope="module")
 def _world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PayWorld]:
@@ -80,3 +82,35 @@ def test_a_refusal_records_only_the_seen_code(world: PayWorld) -> None:
     before = world.account(card.card_number)
     assert world.charge(till, code, 2_000).status_code == 402
     assert world.account(card.card_number) == before
+
+
+def test_an_upload_after_the_deadline_is_refused(world: PayWorld) -> None:
+    card = world.card(topup=5_000)
+    till = world.terminal(floor=3_000)
+    code = world.pay_code(card)
+    world.clock.advance(OFFLINE_UPLOAD_DEADLINE_SECONDS + 60)
+    result = _upload(world, till, code, 1_000, NOW)
+    assert (result["outcome"], result["code"]) == ("refused", "OFFLINE_UPLOAD_TOO_LATE")
+    assert world.balance(card.card_number) == 5_000
+
+
+def test_a_card_s_offline_exposure_is_capped_across_terminals(world: PayWorld) -> None:
+    card = world.card(topup=10_000, offline_limit_fen=3_000)
+    tills = [world.terminal(floor=3_000) for _ in range(3)]
+    results = [_upload(world, till, world.pay_code(card), 1_200, NOW) for till in tills]
+    assert [(r["outcome"], r["code"]) for r in results] == [
+        ("settled", None), ("settled", None), ("refused", "OFFLINE_EXPOSURE_CAP_EXCEEDED")]
+    assert world.balance(card.card_number) == 10_000 - 2_400
+    assert world.card_state(card.card_number) == "active"
+
+
+def test_two_honest_sales_in_one_renewal_period_are_not_a_double_spend(
+    world: PayWorld,
+) -> None:
+    card = world.card(topup=5_000)
+    one, two = world.terminal(floor=3_000), world.terminal(floor=3_000)
+    first, second = world.pay_code(card), world.pay_code(card)  # a fresh code per sale
+    assert first != second
+    results = [_upload(world, one, first, 1_000, NOW), _upload(world, two, second, 900, NOW)]
+    assert [(r["outcome"], r["code"]) for r in results] == [("settled", None)] * 2
+    assert world.card_state(card.card_number) == "active"
