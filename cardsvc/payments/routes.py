@@ -397,6 +397,8 @@ def pay(body: PaymentIn, ctx: Ctx, officer: TerminalOfficer) -> JSONResponse:
         return _respond(_transact(ctx, work))
     except DomainError as refusal:
         refused_code = refusal.code
+        if refused_code == "IDEMPOTENCY_KEY_REUSED":
+            raise  # a refusal of the key, not of the pay code
         # The one intended effect of a refusal, in its own transaction: this code can
         # never settle offline afterwards (docs/PAYMENTS.md, "Seen online").
         with contextlib.suppress(DomainError):  # not a terminal: nothing to remember
