@@ -65,10 +65,12 @@ __all__ = [
     "OfflineQueue",
     "QueuedPayment",
     "Receipt",
+    "Sale",
     "TerminalConfig",
     "format_fen",
     "offline_decision",
     "pay_code_key",
+    "receipt_matches_sale",
     "terminal_app",
     "verify_receipt",
 ]
@@ -146,6 +148,40 @@ def verify_receipt(unverified_jwt: str, *, trust_list: TrustListClaims) -> Recei
             key.valid_until is not None and receipt.issued_at >= key.valid_until):
         raise KeyNotValidAtIssue("the key was not valid when this receipt was signed")
     return receipt
+
+
+@dataclass(frozen=True, slots=True)
+class Sale:
+    """The sale a terminal expects a receipt for: its own ids (from ``terminal setup``),
+    the amount it asked for and the replay key of the pay code it scanned."""
+
+    terminal_id: int
+    merchant_id: int
+    amount_fen: int
+    pay_code: str
+
+
+def receipt_matches_sale(receipt: Receipt, sale: Sale) -> str:
+    """``RECEIPT_OK`` when a verified receipt is the payment receipt of exactly this sale,
+    else the first failed check's code, in this fixed order: kind, terminal, merchant,
+    amount, pay code. A signature alone proves nothing about which sale it is for: a
+    fake or man-in-the-middle authority can replay a genuine receipt of another sale.
+
+    Example::
+
+        receipt_matches_sale(receipt, Sale(7, 3, 1250, pay_code_key(code)))  # "RECEIPT_OK"
+    """
+    if receipt.kind != "payment":
+        return "RECEIPT_NOT_A_PAYMENT"
+    if receipt.terminal_id != sale.terminal_id:
+        return "RECEIPT_OTHER_TERMINAL"
+    if receipt.merchant_id != sale.merchant_id:
+        return "RECEIPT_OTHER_MERCHANT"
+    if receipt.amount_fen != sale.amount_fen:
+        return "RECEIPT_OTHER_AMOUNT"
+    if receipt.pay_code != sale.pay_code:
+        return "RECEIPT_OTHER_PAY_CODE"
+    return "RECEIPT_OK"
 
 
 def pay_code_key(unverified_pay_code: str) -> str:
@@ -444,7 +480,10 @@ def _read_code(stdin: str | None, text: str | None, image: Path | None, *,
 
 def _check_receipt(directory: Path, jwt: Any, *, expect_amount: int,
                    expect_pay_code: str | None) -> tuple[str, Receipt | None]:
-    """``RECEIPT_OK``, ``RECEIPT_UNCHECKED`` (no synced trust list) or a refusal code."""
+    """``RECEIPT_OK``, ``RECEIPT_UNCHECKED`` (no synced trust list) or a refusal code.
+
+    Without the terminal's own ids (no ``terminal setup``) or the scanned code's key, no
+    receipt can prove this sale: that is a refusal (fail closed), not "unchecked"."""
     from verifier.cache import CacheError, VerifierCache
 
     try:
@@ -457,10 +496,12 @@ def _check_receipt(directory: Path, jwt: Any, *, expect_amount: int,
         receipt = verify_receipt(jwt, trust_list=trust_list)
     except FmcError as error:
         return f"RECEIPT_{error.code.value}", None
-    if receipt.amount_fen != expect_amount or (
-            expect_pay_code is not None and receipt.pay_code != expect_pay_code):
-        return "RECEIPT_MISMATCH", receipt
-    return "RECEIPT_OK", receipt
+    config = TerminalConfig.load(directory)
+    if config is None or expect_pay_code is None:
+        return "RECEIPT_SALE_UNKNOWN", receipt
+    sale = Sale(terminal_id=config.terminal_id, merchant_id=config.merchant_id,
+                amount_fen=expect_amount, pay_code=expect_pay_code)
+    return receipt_matches_sale(receipt, sale), receipt
 
 
 @terminal_app.command()

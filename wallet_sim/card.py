@@ -31,6 +31,7 @@ __all__ = [
     "Card",
     "Freshness",
     "HolderDisplay",
+    "PayProofClock",
     "present",
     "read_unverified_credential",
 ]
@@ -189,6 +190,30 @@ def read_unverified_credential(unverified_jws: str) -> Credential:
     if not isinstance(payload, dict):
         raise Malformed("credential payload is not an object")
     return Credential.from_payload(payload)
+
+
+class PayProofClock:
+    """Proof times for pay displays: each strictly later than the last one of its card.
+
+    A pay code is for one sale. Two displays in the same second would otherwise be the
+    same code (Ed25519 is deterministic), and two honest sales at two shops would look
+    like one code taken twice: a double spend. Runs at most a second or two ahead of the
+    clock under a burst of displays, inside the verifier's skew.
+
+    Example::
+
+        clock = PayProofClock()
+        assert clock.next("3300012345678901", now=100) == 100
+        assert clock.next("3300012345678901", now=100) == 101
+    """
+
+    def __init__(self) -> None:
+        self._last: dict[str, int] = {}
+
+    def next(self, card_number: str, *, now: int) -> int:
+        proof_time = max(now, self._last.get(card_number, now - 1) + 1)
+        self._last[card_number] = proof_time
+        return proof_time
 
 
 def present(card: Card, purpose: Purpose, *, now: int) -> str:

@@ -28,7 +28,7 @@ from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from schemas import Purpose
 from wallet_sim._i18n import RTL_LANGUAGES, choose_language, language_names, translations
-from wallet_sim.card import RENEW_SECONDS, Card, Freshness, present
+from wallet_sim.card import RENEW_SECONDS, Card, Freshness, PayProofClock, present
 from wallet_sim.errors import WalletError
 from wallet_sim.qr import qr_png
 from wallet_sim.wallet import Wallet
@@ -104,6 +104,7 @@ def create_app(
 ) -> FastAPI:
     """The wallet page app. ``clock`` gives the proof time of each QR (seconds)."""
     live = _LiveWallet(wallet)
+    pay_proofs = PayProofClock()  # every pay display a fresh code, not one per 30 s
     app = FastAPI(title="wallet-sim", docs_url=None, redoc_url=None, openapi_url=None)
     app.add_middleware(TrustedHostMiddleware, allowed_hosts=list(allowed_hosts))
 
@@ -143,7 +144,10 @@ def create_app(
         if shown is None:
             return _problem(404, "CARD_NOT_FOUND", "no such card in this wallet")
         try:
-            text = present(shown, Purpose(purpose), now=clock())
+            chosen = Purpose(purpose)
+            now = (pay_proofs.next(shown.card_number, now=clock()) if chosen is Purpose.PAY
+                   else clock())
+            text = present(shown, chosen, now=now)
         except WalletError as error:
             return _problem(409, error.code.value, error.message)
         return Response(qr_png(text), media_type="image/png",

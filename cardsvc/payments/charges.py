@@ -23,10 +23,10 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import NamedTuple
 
-from sqlalchemy import insert, select
+from sqlalchemy import func, insert, select
 from sqlalchemy.orm import Session
 
 from cardsvc.models import Card, Officer
@@ -46,20 +46,28 @@ from cardsvc.payments.ledger import (
     merchant_account,
     post,
 )
-from cardsvc.payments.models import DoubleSpend, Payment, Refund, Terminal, TopUp
+from cardsvc.payments.models import (
+    DoubleSpend,
+    PayCodeSeenOnline,
+    Payment,
+    Refund,
+    Terminal,
+    TopUp,
+)
 from cardsvc.payments.receipts import Receipt, sign_receipt
 from cardsvc.services._locking import for_update
 from cardsvc.services.audit import Actor, append_audit
 from cardsvc.services.cards import change_card_state, get_card
 from cardsvc.services.errors import Conflict, Invalid, NotFound, PaymentRefused
 from cardsvc.services.trust import Keyring, active_signer
-from schemas import TrustListClaims, b64url_encode
+from schemas import FmcError, TrustListClaims, b64url_encode
 from verifier.terminal import MAX_AMOUNT_FEN
 
 __all__ = [
     "ACCEPTED_AT_LEEWAY_SECONDS",
     "MAX_AMOUNT_FEN",
     "OFFLINE_SETTLEMENT_DAYS",
+    "OFFLINE_UPLOAD_DEADLINE_SECONDS",
     "OfflinePayment",
     "PaymentContext",
     "charge_online",
@@ -70,6 +78,9 @@ __all__ = [
 
 OFFLINE_SETTLEMENT_DAYS = 30  # an offline payment older than this is not settled
 ACCEPTED_AT_LEEWAY_SECONDS = 300  # a terminal clock ahead of ours by at most this
+# An offline sale must reach us within this of its pay code's proof time: bounds how long
+# a dishonest till can sit on codes, and how late a theft shows up.
+OFFLINE_UPLOAD_DEADLINE_SECONDS = 72 * 3600
 
 
 @dataclass(frozen=True, slots=True)
@@ -219,11 +230,38 @@ def charge_online(
                         answer=Answer(201, body), now=now)
 
 
+def remember_refused_online(
+    session: Session, *, unverified_pay_code: str, code: str, terminal: Terminal,
+    now: datetime,
+) -> None:
+    """Record that the online path refused this pay code, so it never settles offline.
+
+    Run in its own transaction after the refusal rolled back (the refusal changes nothing
+    else). Only the replay key is kept; a code that does not even parse is not a pay code
+    and cannot settle anyway. The first refusal is kept."""
+    try:
+        key = pay_code_replay_key(unverified_pay_code).hex()
+    except FmcError:
+        return
+    if session.get(PayCodeSeenOnline, key) is None:
+        session.add(PayCodeSeenOnline(replay_key=key, terminal_id=terminal.id, code=code[:64],
+                                      seen_at=now))
+
+
 # -- offline settlement -----------------------------------------------------------------------
 
 def _refused(item: OfflinePayment, code: str) -> Answer:
     return Answer(200, {"idempotency_key": item.idempotency_key, "outcome": "refused",
                         "code": code})
+
+
+def _offline_taken_that_day(session: Session, *, card_id: int, accepted: int) -> int:
+    """Fen settled offline for this card, accepted on the same UTC day as ``accepted``."""
+    start = datetime.fromtimestamp(accepted - accepted % 86_400, tz=UTC)
+    total = session.scalar(select(func.coalesce(func.sum(Payment.amount_fen), 0)).where(
+        Payment.card_id == card_id, Payment.mode == "offline", Payment.accepted_at >= start,
+        Payment.accepted_at < start + timedelta(days=1)))
+    return int(total or 0)
 
 
 def settle_offline(
@@ -295,6 +333,17 @@ def settle_offline(
                 "original_payment_id": original.id, "card_suspended": suspend}
         return store_answer(session, officer_id=officer_id, key=item.idempotency_key,
                             digest=digest, answer=Answer(200, body), now=now)
+    proof_time = result.proof_time or accepted
+    if epoch > proof_time + OFFLINE_UPLOAD_DEADLINE_SECONDS:
+        return _refused(item, "OFFLINE_UPLOAD_TOO_LATE")
+    if session.get(PayCodeSeenOnline, key.hex()) is not None:
+        # Refused online (402, 409, 422 ...): "accepted offline" later is not believable.
+        return _refused(item, "PAY_CODE_SEEN_ONLINE")
+    if _offline_taken_that_day(session, card_id=card.id, accepted=accepted) + item.amount_fen \
+            > (credential.offline_limit_fen or 0):
+        # The card's offline limit holds across all terminals, per UTC day of acceptance;
+        # beyond it the merchant took the risk (as past a floor limit), not the holder.
+        return _refused(item, "OFFLINE_EXPOSURE_CAP_EXCEEDED")
     payment_id = _new_id("pay")
     card_legs, overdraft = debit_card(session, row, item.amount_fen, now=now,
                                       allow_overdraft=True)

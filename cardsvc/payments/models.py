@@ -38,6 +38,7 @@ __all__ = [
     "LedgerEntry",
     "LedgerTransaction",
     "Merchant",
+    "PayCodeSeenOnline",
     "Payment",
     "Refund",
     "Terminal",
@@ -227,3 +228,16 @@ class IdempotencyRecord(Base):
     status_code: Mapped[int] = mapped_column(SmallInteger)
     response: Mapped[str] = mapped_column(Text)  # canonical JSON
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class PayCodeSeenOnline(Base):
+    """A pay code the online path refused (402, 409, 422, ...): it can never settle offline
+    afterwards (a refused code re-sent as "accepted offline" would otherwise turn into
+    money). Written in its own transaction, the one intended effect of a refusal."""
+
+    __tablename__ = "pay_codes_seen_online"
+
+    replay_key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    terminal_id: Mapped[int] = mapped_column(ForeignKey("terminals.id"))
+    code: Mapped[str] = mapped_column(String(64))
+    seen_at: Mapped[datetime] = mapped_column(UtcDateTime)

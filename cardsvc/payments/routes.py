@@ -35,7 +35,7 @@ from cardsvc.payments.merchants import MAX_FLOOR_FEN, terminal_of
 from cardsvc.payments.models import Payment, Terminal
 from cardsvc.roles import Role
 from cardsvc.services.audit import Actor
-from cardsvc.services.errors import Forbidden, NotFound
+from cardsvc.services.errors import DomainError, Forbidden, NotFound
 from schemas.presentation import MAX_PRESENTATION_CHARS
 
 __all__ = ["router"]
@@ -370,7 +370,19 @@ def pay(body: PaymentIn, ctx: Ctx, officer: TerminalOfficer) -> JSONResponse:
             idempotency_key=body.idempotency_key, terminal=terminal_of(session, officer),
             ctx=payments, now=now)
 
-    return _respond(_transact(ctx, work))
+    try:
+        return _respond(_transact(ctx, work))
+    except DomainError as refusal:
+        refused_code = refusal.code
+        if refused_code == "IDEMPOTENCY_KEY_REUSED":
+            raise  # a refusal of the key, not of the pay code
+        # The one intended effect of a refusal, in its own transaction: this code can
+        # never settle offline afterwards (docs/PAYMENTS.md, "Seen online").
+        with contextlib.suppress(DomainError):  # not a terminal: nothing to remember
+            _transact(ctx, lambda session: charges.remember_refused_online(
+                session, unverified_pay_code=body.pay_code, code=refused_code,
+                terminal=terminal_of(session, officer), now=now))
+        raise
 
 
 @router.post("/payments/offline-batch", response_model=OfflineBatchOut,

@@ -330,3 +330,12 @@ def test_write_atomically_replaces_whole_file(tmp_path: Path) -> None:
     write_atomically(target, b"second")
     assert target.read_bytes() == b"second"
     assert [p.name for p in tmp_path.iterdir()] == ["code.png"]
+
+
+def test_pay_proof_times_never_repeat_for_a_card() -> None:
+    from wallet_sim.card import PayProofClock
+
+    clock = PayProofClock()
+    times = [clock.next("A", now=100), clock.next("A", now=100), clock.next("B", now=100),
+             clock.next("A", now=200)]
+    assert times == [100, 101, 100, 200]

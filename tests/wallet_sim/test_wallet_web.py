@@ -157,3 +157,13 @@ def test_empty_wallet_page(wallet_path: Path) -> None:
     wallet = create_wallet(wallet_path, PIN, limits=KdfLimits.minimum())
     page = client_for(wallet).get("/?lang=zh")
     assert page.status_code == 200 and 'id="no-card"' in page.text
+
+
+def test_each_pay_display_is_a_fresh_code(provisioned: tuple[Wallet, Card]) -> None:
+    """Two sales in one second (one renewal period) get two codes, never one code twice."""
+    wallet, card = provisioned
+    client = client_for(wallet)
+    codes = [decode_qr(Image.open(io.BytesIO(
+        client.get(f"/qr/{card.card_number}/pay.png").content)))[0] for _ in range(2)]
+    assert codes[0] != codes[1]
+    assert [verify(code, Purpose.PAY, now=NOW).code for code in codes] == [ResultCode.OK] * 2
