@@ -2,7 +2,7 @@
 
 The PIN comes from ``FMC_WALLET_PIN`` when set, otherwise it is asked for (hidden).
 Exit codes: 0 done, 1 refused (server said no, credentials expired, network down),
-2 usage or configuration error (wrong PIN, no wallet, bad arguments).
+2 usage or configuration error (no wallet, bad arguments); a wrong PIN is a refusal (1).
 
 Example::
 
@@ -56,7 +56,15 @@ class _Runtime:
     clock: Callable[[], int]
     sleep: Callable[[float], None]
     kdf_limits: KdfLimits | None
-    wallet_path: Path
+    wallet_option: Path | None
+
+    @property
+    def wallet_path(self) -> Path:
+        # Checked here rather than by Typer so that every `--help` works without --wallet.
+        if self.wallet_option is None:
+            raise WalletError(WalletErrorCode.WALLET_REQUIRED,
+                              "no wallet file: pass --wallet PATH or set FMC_WALLET")
+        return self.wallet_option
 
 
 def _date(epoch: int) -> str:
@@ -168,8 +176,9 @@ def make_app(
     @app.callback()
     def root(
         ctx: typer.Context,
-        wallet: Path = typer.Option(..., "--wallet", envvar="FMC_WALLET", dir_okay=False,
-                                    help="The encrypted wallet file (created by provision)."),
+        wallet: Path | None = typer.Option(None, "--wallet", envvar="FMC_WALLET", dir_okay=False,
+                                    help="The encrypted wallet file (created by provision); "
+                                    "required by every command."),
     ) -> None:
         ctx.obj = _Runtime(clock, sleep, kdf_limits, wallet)
 
