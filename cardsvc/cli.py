@@ -129,7 +129,8 @@ def serve(
     except DomainError as error:
         raise _fail(error) from None
     typer.echo(f"cardsvc on {settings.public_base}  (root fingerprint {fingerprint})")
-    logging.basicConfig(level=logging.INFO)
+    logging.basicConfig(level=logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
     uvicorn.run(create_app(settings), host=host, port=port, log_level="warning",
                 access_log=False)
 

@@ -204,7 +204,8 @@ def main(argv: list[str] | None = None) -> None:
     finally:
         database.dispose()
     _print_next_steps(settings, fingerprint, result.admin_token, seeded, data_dir)
-    logging.basicConfig(level=logging.INFO)
+    logging.basicConfig(level=logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
     uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level="warning",
                 access_log=False)
 

@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 
 from fastapi import FastAPI
 
+from cardsvc.api._access_log import AccessLog
 from cardsvc.api._body_limit import BodyLimit
 from cardsvc.api._context import AppContext
 from cardsvc.api.errors import install_error_handlers
@@ -50,6 +51,7 @@ def create_app(
     )
     install_error_handlers(app)
     app.add_middleware(BodyLimit, max_bytes=settings.request_max_bytes)
+    app.add_middleware(AccessLog, routes=app.router.routes)  # last added: outermost
     for router in ROUTERS:
         app.include_router(router)
     return app
