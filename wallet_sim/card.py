@@ -74,6 +74,9 @@ class Card:
     refreshed_at: int | None = None
     issuer: str | None = None
     trust_list_url: str | None = None
+    # When the authority answered that this card is revoked (refresh): the phone then
+    # refuses to show its codes. None: no such answer received.
+    revoked_at: int | None = None
 
     @property
     def device(self) -> Ed25519Signer:
@@ -120,7 +123,8 @@ class Card:
         return Freshness.VALID
 
     def with_credentials(self, credentials: Mapping[Purpose, str], *, refreshed_at: int) -> Card:
-        return replace(self, credentials=dict(credentials), refreshed_at=refreshed_at)
+        return replace(self, credentials=dict(credentials), refreshed_at=refreshed_at,
+                       revoked_at=None)
 
     def to_json(self) -> dict[str, Any]:
         """The card as stored inside the encrypted wallet body (holds the device seed)."""
@@ -134,6 +138,7 @@ class Card:
             "portrait": None if self.portrait is None else b64url_encode(self.portrait),
             "issuer": self.issuer,
             "trust_list_url": self.trust_list_url,
+            "revoked_at": self.revoked_at,
         }
 
     @staticmethod
@@ -154,6 +159,9 @@ class Card:
                 portrait=None if portrait is None else b64url_decode(portrait),
                 issuer=stored.get("issuer"),
                 trust_list_url=stored.get("trust_list_url"),
+                revoked_at=(
+                    None if stored.get("revoked_at") is None else int(stored["revoked_at"])
+                ),
             )
             if len(card.device_seed) != 32 or not credentials:
                 raise ValueError("bad device seed or no credentials")

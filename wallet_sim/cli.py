@@ -21,7 +21,7 @@ import socket
 import sys
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -110,6 +110,14 @@ def _refresh_hint(runtime: _Runtime, card: Card) -> str:
     return (f"to renew them run `wallet-sim --wallet {runtime.wallet_path} refresh --card "
             f"{card.card_number}` (needs the network), or ask the registrar for a new "
             "provisioning code and run `provision` again")
+
+
+def _refuse_revoked(card: Card) -> None:
+    if card.revoked_at is not None:
+        raise WalletError(WalletErrorCode.CARD_REVOKED,
+                          f"card {card.card_number} was revoked by the authority (learned "
+                          f"{_date(card.revoked_at)}); its codes are refused everywhere, so "
+                          "none is shown; ask the registrar about a new card")
 
 
 def _check_expiry(runtime: _Runtime, card: Card, now: int, *, refuse: bool) -> None:
@@ -224,6 +232,7 @@ def make_app(
         with _reporting():
             wallet = _open(runtime)
             card = wallet.card(card_number)
+            _refuse_revoked(card)
             _check_expiry(runtime, card, runtime.clock(), refuse=True)
             console = Console(highlight=False)
             try:
@@ -276,10 +285,12 @@ def make_app(
                 holder = card.holder
                 table.add_row(card.card_number, holder.full_name, holder.foreigner_code or "",
                               " ".join(p.value for p in card.purposes), _date(card.expires_at),
-                              labels[card.freshness(now)])
+                              "REVOKED" if card.revoked_at is not None
+                              else labels[card.freshness(now)])
             Console(highlight=False, width=140).print(table)
             for card in wallet.cards:
-                _check_expiry(runtime, card, now, refuse=False)
+                if card.revoked_at is None:
+                    _check_expiry(runtime, card, now, refuse=False)
 
     @app.command("refresh")
     def refresh_command(
@@ -298,7 +309,17 @@ def make_app(
             failures: list[WalletError] = []
             for card in targets:
                 try:
-                    fresh = authority.refresh(card, now=runtime.clock())
+                    try:
+                        fresh = authority.refresh(card, now=runtime.clock())
+                    except WalletError as error:
+                        if error.server_code == "CARD_REVOKED":
+                            # Remember the answer: `list` and `show` must not say "valid".
+                            wallet.put(replace(card, revoked_at=runtime.clock()))
+                            raise WalletError(WalletErrorCode.CARD_REVOKED,
+                                              f"card {card.card_number} is revoked; the wallet "
+                                              "now marks it so and shows no code for it",
+                                              server_code=error.server_code) from error
+                        raise
                     wallet.put(fresh)
                     _say("refreshed " + _describe(fresh))
                 except WalletError as error:

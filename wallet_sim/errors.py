@@ -42,6 +42,8 @@ class WalletErrorCode(StrEnum):
     REFRESH_UNSUPPORTED = "REFRESH_UNSUPPORTED"
     # usage (exit 2): no --wallet given
     WALLET_REQUIRED = "WALLET_REQUIRED"
+    # the authority said the card is revoked; recorded in the wallet (exit 1)
+    CARD_REVOKED = "CARD_REVOKED"
 
 
 # Errors in what the user typed or configured, as opposed to refusals by the world.

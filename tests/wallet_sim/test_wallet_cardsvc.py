@@ -164,3 +164,10 @@ def test_provision_show_refresh_and_revoke_with_real_cardsvc(
     assert result.code is ResultCode.REVOKED
     exit_code, _, stderr = _wallet([*wallet, "refresh"])
     assert exit_code == 1 and "CARD_REVOKED" in stderr
+    # The wallet remembers the authority's answer: no longer "valid", and no code shown.
+    (recorded,) = open_wallet(wallet_path, PIN).cards
+    assert recorded.revoked_at is not None
+    exit_code, listing, _ = _wallet([*wallet, "list"])
+    assert exit_code == 0 and "│ REVOKED │" in listing and "│ valid │" not in listing
+    exit_code, text, stderr = _wallet([*wallet, "show", "--purpose", "id", "--text"])
+    assert exit_code == 1 and "error [CARD_REVOKED]" in stderr and text == ""
