@@ -322,6 +322,12 @@ def make_app(
                         raise
                     wallet.put(fresh)
                     _say("refreshed " + _describe(fresh))
+                    if fresh.holder != card.holder:
+                        # A passport change: the refresh carried it; no new code is needed.
+                        _say(f"note [PERSONAL_DATA_CHANGED]: the authority updated the "
+                             f"personal data of card {fresh.card_number} (e.g. a new "
+                             "passport); the new credentials are in the wallet and the old "
+                             "codes are refused; no new provisioning code is needed")
                 except WalletError as error:
                     if len(targets) == 1:
                         raise

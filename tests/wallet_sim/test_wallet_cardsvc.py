@@ -171,3 +171,34 @@ def test_provision_show_refresh_and_revoke_with_real_cardsvc(
     assert exit_code == 0 and "│ REVOKED │" in listing and "│ valid │" not in listing
     exit_code, text, stderr = _wallet([*wallet, "show", "--purpose", "id", "--text"])
     assert exit_code == 1 and "error [CARD_REVOKED]" in stderr and text == ""
+
+
+def test_after_a_passport_change_a_refresh_is_enough(
+    cardsvc: RunningAuthority, wallet_path: Path
+) -> None:
+    card_number, code = _issue_card(cardsvc, "N0445566")
+    wallet = ["--wallet", str(wallet_path)]
+    assert _wallet([*wallet, "provision", "--server", cardsvc.url, "--code", code])[0] == 0
+    (before,) = open_wallet(wallet_path, PIN).cards
+    old_text = _wallet([*wallet, "show", "--purpose", "id", "--text"])[1].strip()
+    foreigner_code = before.holder.foreigner_code
+    change = httpx.post(f"{cardsvc.url}/v1/persons/{foreigner_code}/passports",
+                        headers=cardsvc.admin, json={"number": "N0998877", "country": "SYR",
+                                                     "expires": "2034-05-01",
+                                                     "surname": "AL-HASHEMI"})
+    assert change.status_code == 200, change.text
+    # The authority also hands out a new provisioning code (for a phone that lost its
+    # wallet); the phone that holds the card needs only a refresh.
+    assert [c["card_number"] for c in change.json()["cards_reissued"]] == [card_number]
+    exit_code, _, stderr = _wallet([*wallet, "refresh"])
+    assert exit_code == 0, stderr
+    assert "PERSONAL_DATA_CHANGED" in stderr
+    (after,) = open_wallet(wallet_path, PIN).cards
+    assert after.holder.surname == "AL-HASHEMI"
+    assert after.holder.foreigner_code == foreigner_code
+    state = cardsvc.state()
+    new_text = _wallet([*wallet, "show", "--purpose", "id", "--text"])[1].strip()
+    results = [verify_presentation(text, state=state, policy=POLICIES["counter"],
+                                   now=int(time.time()), replay_cache=MemoryReplayCache()).code
+               for text in (new_text, old_text)]
+    assert results == [ResultCode.OK, ResultCode.REVOKED]  # the old bundle's index is revoked
