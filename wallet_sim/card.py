@@ -77,6 +77,8 @@ class Card:
     # When the authority answered that this card is revoked (refresh): the phone then
     # refuses to show its codes. None: no such answer received.
     revoked_at: int | None = None
+    # The authority's last word (provision/refresh answer): suspended cards show no code.
+    suspended: bool = False
 
     @property
     def device(self) -> Ed25519Signer:
@@ -139,6 +141,7 @@ class Card:
             "issuer": self.issuer,
             "trust_list_url": self.trust_list_url,
             "revoked_at": self.revoked_at,
+            "suspended": self.suspended,
         }
 
     @staticmethod
@@ -162,6 +165,7 @@ class Card:
                 revoked_at=(
                     None if stored.get("revoked_at") is None else int(stored["revoked_at"])
                 ),
+                suspended=stored.get("suspended") is True,
             )
             if len(card.device_seed) != 32 or not credentials:
                 raise ValueError("bad device seed or no credentials")

@@ -118,6 +118,10 @@ def _refuse_revoked(card: Card) -> None:
                           f"card {card.card_number} was revoked by the authority (learned "
                           f"{_date(card.revoked_at)}); its codes are refused everywhere, so "
                           "none is shown; ask the registrar about a new card")
+    if card.suspended:
+        raise WalletError(WalletErrorCode.CARD_SUSPENDED,
+                          f"card {card.card_number} is suspended by the authority; its codes "
+                          "are refused until it is reinstated; then run `refresh`")
 
 
 def _check_expiry(runtime: _Runtime, card: Card, now: int, *, refuse: bool) -> None:
@@ -286,6 +290,7 @@ def make_app(
                 table.add_row(card.card_number, holder.full_name, holder.foreigner_code or "",
                               " ".join(p.value for p in card.purposes), _date(card.expires_at),
                               "REVOKED" if card.revoked_at is not None
+                              else "SUSPENDED" if card.suspended
                               else labels[card.freshness(now)])
             Console(highlight=False, width=140).print(table)
             for card in wallet.cards:
@@ -322,6 +327,12 @@ def make_app(
                         raise
                     wallet.put(fresh)
                     _say("refreshed " + _describe(fresh))
+                    if fresh.suspended:
+                        _say(f"warning [CARD_SUSPENDED]: card {fresh.card_number} is "
+                             "suspended; no code is shown until it is reinstated")
+                    elif card.suspended:
+                        _say(f"note [REINSTATED]: card {fresh.card_number} was reinstated; "
+                             "its codes work again")
                     if fresh.holder != card.holder:
                         # A passport change: the refresh carried it; no new code is needed.
                         _say(f"note [PERSONAL_DATA_CHANGED]: the authority updated the "

@@ -44,6 +44,7 @@ class WalletErrorCode(StrEnum):
     WALLET_REQUIRED = "WALLET_REQUIRED"
     # the authority said the card is revoked; recorded in the wallet (exit 1)
     CARD_REVOKED = "CARD_REVOKED"
+    CARD_SUSPENDED = "CARD_SUSPENDED"
 
 
 # Errors in what the user typed or configured, as opposed to refusals by the world.

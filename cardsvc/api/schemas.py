@@ -207,6 +207,8 @@ class BundleOut(BaseModel):
     trust_list_url: str
     status_list_url: str
     issuer: str
+    card_state: str = Field(default="active", description="active or suspended (a revoked "
+                            "card gets no bundle): the phone shows it to its holder")
 
 
 class StatusListRef(BaseModel):

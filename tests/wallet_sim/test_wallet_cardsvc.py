@@ -202,3 +202,26 @@ def test_after_a_passport_change_a_refresh_is_enough(
                                    now=int(time.time()), replay_cache=MemoryReplayCache()).code
                for text in (new_text, old_text)]
     assert results == [ResultCode.OK, ResultCode.REVOKED]  # the old bundle's index is revoked
+
+
+def test_suspend_and_reinstate_reach_the_phone_on_refresh(
+    cardsvc: RunningAuthority, wallet_path: Path
+) -> None:
+    card_number, code = _issue_card(cardsvc, "N0778899")
+    wallet = ["--wallet", str(wallet_path)]
+    assert _wallet([*wallet, "provision", "--server", cardsvc.url, "--code", code])[0] == 0
+    show = [*wallet, "show", "--purpose", "id", "--text"]
+    for action, refresh_note, state, show_exit in [
+        ("suspend", "warning [CARD_SUSPENDED]", "│ SUSPENDED │", 1),
+        ("reinstate", "note [REINSTATED]", "│ valid │", 0),
+    ]:
+        answer = httpx.post(f"{cardsvc.url}/v1/cards/{card_number}/{action}",
+                            headers=cardsvc.admin, json={"reason": "test"})
+        assert answer.status_code == 200, answer.text
+        exit_code, _, stderr = _wallet([*wallet, "refresh"])
+        assert exit_code == 0 and refresh_note in stderr, stderr
+        assert state in _wallet([*wallet, "list"])[1]
+        exit_code, _, stderr = _wallet(show)
+        assert exit_code == show_exit, stderr
+        if show_exit:
+            assert "error [CARD_SUSPENDED]" in stderr
