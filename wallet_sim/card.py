@@ -206,8 +206,16 @@ def read_unverified_credential(unverified_jws: str) -> Credential:
 def present(card: Card, purpose: Purpose, *, now: int) -> str:
     """A fresh ``FMC1:`` presentation: the credential plus the device's proof for ``now``.
 
-    Refuses expired credentials (a verifier would say EXPIRED; better to say so here).
+    Refuses expired credentials (a verifier would say EXPIRED; better to say so here),
+    and cards the authority said are revoked or suspended.
     """
+    if card.revoked_at is not None or card.suspended:
+        state = "revoked" if card.revoked_at is not None else "suspended"
+        raise WalletError(
+            WalletErrorCode.CARD_REVOKED if card.revoked_at is not None
+            else WalletErrorCode.CARD_SUSPENDED,
+            f"card {card.card_number} is {state} by the authority; no code is shown",
+        )
     jws = card.credentials.get(purpose)
     if jws is None:
         raise WalletError(
