@@ -187,7 +187,9 @@ class ProvisioningCodeOut(BaseModel):
 class PassportChangeOut(PersonOut):
     added: bool
     personal_data_changed: bool
-    cards_reissued: list[ProvisioningCodeOut]
+    cards_reissued: list[ProvisioningCodeOut] = Field(description=(
+        "cards whose credentials carry the changed data: the phone holding each card gets "
+        "them with a wallet refresh; the new provisioning code is only for another phone"))
 
 
 class CardIssuedOut(ProvisioningCodeOut):

@@ -161,7 +161,9 @@ _EN: dict[str, str] = {
     "prov.title": "Provisioning code",
     "prov.issued": "Card issued: provisioning code",
     "prov.new_code": "New provisioning code",
-    "prov.reissued": "Passport recorded: the cards get new credentials",
+    "prov.reissued": "Passport recorded: the holder's phone gets the new credentials with a "
+                     "refresh (wallet-sim refresh); the new code below is needed only on a "
+                     "phone that does not hold the card",
     "prov.once": "This code is shown only once. Let the holder scan it now; it works one time.",
     "prov.code": "Provisioning code",
     "prov.expires": "Code expires",
@@ -462,7 +464,8 @@ _ZH: dict[str, str] = {
     "prov.title": "开通码",
     "prov.issued": "已发卡：开通码",
     "prov.new_code": "新的开通码",
-    "prov.reissued": "护照已登记：卡将获得新凭证",
+    "prov.reissued": "护照已登记：持卡人手机刷新（wallet-sim refresh）即可获得新凭证；"
+                     "下方新开通码仅用于尚未持有此卡的手机",
     "prov.once": "此码只显示一次。请持卡人现在扫码，只能使用一次。",
     "prov.code": "开通码",
     "prov.expires": "开通码有效期至",
