@@ -15,7 +15,6 @@ Example::
 
 from __future__ import annotations
 
-import logging
 import os
 from datetime import UTC, datetime
 from pathlib import Path
@@ -25,6 +24,7 @@ import typer
 from sqlalchemy.orm import Session
 
 from cardsvc.db import Database
+from cardsvc.logs import configure_logging
 from cardsvc.roles import Role
 from cardsvc.services.errors import DomainError, Unavailable
 from cardsvc.settings import Settings, get_settings
@@ -136,7 +136,7 @@ def serve(
     if workers > 1 and not settings.database_url:
         typer.echo("warning: several workers on SQLite queue on one file lock;"
                    " use CARDSVC_DATABASE_URL=postgresql+psycopg://... in production", err=True)
-    logging.basicConfig(level=logging.INFO)
+    configure_logging()
     # Each worker is its own process: it builds the app from the environment, so the
     # settings this command resolved are handed down as CARDSVC_* variables.
     os.environ["CARDSVC_DATA_DIR"] = str(settings.data_dir.resolve())

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import io
-import logging
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -23,6 +22,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from cardsvc.db import Database
+from cardsvc.logs import configure_logging
 from cardsvc.models import Person
 from cardsvc.roles import Role
 from cardsvc.services import cards, officers, persons
@@ -205,7 +205,7 @@ def main(argv: list[str] | None = None) -> None:
     finally:
         database.dispose()
     _print_next_steps(settings, fingerprint, result.admin_token, seeded, data_dir)
-    logging.basicConfig(level=logging.INFO)
+    configure_logging()
     uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level="warning",
                 access_log=False)
 

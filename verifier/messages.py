@@ -133,6 +133,9 @@ TOOL_REASONS: MappingProxyType[str, Bilingual] = MappingProxyType({
                                 "无法使用照片令牌文件。"),
     "BAD_PORTRAIT": Bilingual("Not a portrait image (JPEG or PNG expected).",
                               "不是人像照片（需要 JPEG 或 PNG）。"),
+    "BAD_ROOT": Bilingual(
+        "--root needs the root key's fingerprint: 43 characters of A-Z a-z 0-9 - _.",
+        "--root 需要根密钥指纹：43 个字符（A-Z a-z 0-9 - _）。"),
 })
 
 SERVICE_NAMES: MappingProxyType[str, Bilingual] = MappingProxyType({

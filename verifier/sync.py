@@ -37,7 +37,9 @@ _MAX_INDEX = 256 * 1024
 _MAX_STATUS_LISTS = 256
 _LIST_ID_RE = re.compile(r"^[0-9A-Za-z_-]{1,32}$")
 _JWT_RE = re.compile(r"^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*\.[A-Za-z0-9_-]+$")
-_USAGE_CODES = frozenset({"NO_ROOT", "NO_SERVER", "BAD_SERVER", "ROOT_MISMATCH"})
+_USAGE_CODES = frozenset({"NO_ROOT", "NO_SERVER", "BAD_SERVER", "ROOT_MISMATCH", "BAD_ROOT"})
+# An RFC 7638 SHA-256 thumbprint: 43 base64url characters, no padding.
+_FINGERPRINT_RE = re.compile(r"^[A-Za-z0-9_-]{43}$")
 
 
 class SyncError(Exception):
@@ -67,6 +69,19 @@ class SyncReport:
     synced_at: int
 
 
+def _check_fingerprint(unverified_root: str) -> None:
+    if _FINGERPRINT_RE.fullmatch(unverified_root):
+        return
+    if any(c in unverified_root for c in "=+/"):
+        problem = "use base64url without padding (- and _ instead of + and /, no =)"
+    elif len(unverified_root) != 43:
+        problem = f"this one has {len(unverified_root)}"
+    else:
+        problem = "this one has characters outside A-Z a-z 0-9 - _"
+    raise SyncError("BAD_ROOT", "a root fingerprint (RFC 7638 thumbprint) is 43 base64url "
+                    f"characters; {problem}")
+
+
 def sync_cache(
     cache: VerifierCache,
     *,
@@ -84,6 +99,8 @@ def sync_cache(
             pinned = cache.pinned_root()
         except CacheError as error:
             raise SyncError(error.code, error.detail) from None
+        if root_fingerprint is not None:
+            _check_fingerprint(root_fingerprint)  # before any network traffic
         root = root_fingerprint or pinned
         if root is None:
             raise SyncError("NO_ROOT", "the first sync needs --root FINGERPRINT")

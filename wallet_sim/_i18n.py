@@ -40,6 +40,9 @@ _TEXT: dict[str, dict[str, str]] = {
         "refresh_hint": "Connect to the internet and run “wallet-sim refresh”, or ask the "
                         "registrar for a new provisioning code.",
         "missing": "This card has no credential for this use.",
+        "revoked": "This card has been revoked by the authority. It can no longer be used.",
+        "suspended": "This card is suspended by the authority. No code is shown until it is "
+                     "reinstated; then run “wallet-sim refresh”.",
         "cards": "Cards",
         "no_card": "No card here. Run “wallet-sim provision” with the code from the registrar.",
         "language": "Language",
@@ -68,6 +71,9 @@ _TEXT: dict[str, dict[str, str]] = {
         "expiring": "本卡凭证将于 {date} 过期。",
         "refresh_hint": "请联网后运行“wallet-sim refresh”，或向登记民警申请新的开通码。",
         "missing": "本卡没有此用途的凭证。",
+        "revoked": "本卡已被签发机关注销，不能再使用。",
+        "suspended": "本卡已被签发机关暂停使用。恢复之前不显示二维码；"
+                     "恢复后请运行“wallet-sim refresh”。",
         "cards": "卡片",
         "no_card": "此处没有卡片。请用登记民警提供的开通码运行“wallet-sim provision”。",
         "language": "语言",
@@ -97,6 +103,9 @@ _TEXT: dict[str, dict[str, str]] = {
         "refresh_hint": "اتصل بالإنترنت وشغّل ‎“wallet-sim refresh”‎، أو اطلب من موظف "
                         "التسجيل رمز تفعيل جديدًا.",
         "missing": "لا تحمل هذه البطاقة بيانات لهذا الاستخدام.",
+        "revoked": "ألغت الجهة المُصدِرة هذه البطاقة. لم يعد بالإمكان استخدامها.",
+        "suspended": "أوقفت الجهة المُصدِرة هذه البطاقة مؤقتًا. لن يظهر الرمز حتى إعادة تفعيلها؛ "
+                     "ثم شغّل ‎“wallet-sim refresh”‎.",
         "cards": "البطاقات",
         "no_card": "لا توجد بطاقة هنا. شغّل ‎“wallet-sim provision”‎ برمز موظف التسجيل.",
         "language": "اللغة",
@@ -126,6 +135,9 @@ _TEXT: dict[str, dict[str, str]] = {
         "refresh_hint": "Подключитесь к интернету и выполните «wallet-sim refresh» или "
                         "попросите у регистратора новый код выдачи.",
         "missing": "На этой карте нет данных для такого использования.",
+        "revoked": "Эта карта аннулирована органом выдачи. Пользоваться ею больше нельзя.",
+        "suspended": "Действие этой карты приостановлено органом выдачи. Код не показывается "
+                     "до её восстановления; затем выполните «wallet-sim refresh».",
         "cards": "Карты",
         "no_card": "Здесь нет карты. Выполните «wallet-sim provision» с кодом от регистратора.",
         "language": "Язык",

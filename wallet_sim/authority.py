@@ -94,6 +94,7 @@ def provision(
         portrait=_portrait(unverified_answer, credentials),
         issuer=_optional_text(unverified_answer.get("issuer")),
         trust_list_url=_optional_text(unverified_answer.get("trust_list_url")),
+        suspended=_suspended(unverified_answer),
     )
 
 
@@ -112,7 +113,8 @@ def refresh(card: Card, *, now: int, client: httpx.Client | None = None) -> Card
     if card_number != card.card_number:
         raise WalletError(WalletErrorCode.BAD_SERVER_RESPONSE,
                           "the authority answered with credentials for another card")
-    refreshed = card.with_credentials(credentials, refreshed_at=now)
+    refreshed = replace(card.with_credentials(credentials, refreshed_at=now),
+                        suspended=_suspended(unverified_answer))
     if "portrait" in unverified_answer:
         refreshed = replace(refreshed, portrait=_portrait(unverified_answer, credentials))
     return refreshed
@@ -161,6 +163,11 @@ def _post(
         + (f": {title}" if title else ""),
         server_code=problem_code,
     )
+
+
+def _suspended(unverified_answer: Mapping[str, Any]) -> bool:
+    # Display only: the verifier's status list, not this flag, decides at the counter.
+    return unverified_answer.get("card_state") == "suspended"
 
 
 def _json_object(response: httpx.Response) -> dict[str, Any] | None:

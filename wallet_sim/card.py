@@ -75,6 +75,11 @@ class Card:
     refreshed_at: int | None = None
     issuer: str | None = None
     trust_list_url: str | None = None
+    # When the authority answered that this card is revoked (refresh): the phone then
+    # refuses to show its codes. None: no such answer received.
+    revoked_at: int | None = None
+    # The authority's last word (provision/refresh answer): suspended cards show no code.
+    suspended: bool = False
 
     @property
     def device(self) -> Ed25519Signer:
@@ -121,7 +126,8 @@ class Card:
         return Freshness.VALID
 
     def with_credentials(self, credentials: Mapping[Purpose, str], *, refreshed_at: int) -> Card:
-        return replace(self, credentials=dict(credentials), refreshed_at=refreshed_at)
+        return replace(self, credentials=dict(credentials), refreshed_at=refreshed_at,
+                       revoked_at=None)
 
     def to_json(self) -> dict[str, Any]:
         """The card as stored inside the encrypted wallet body (holds the device seed)."""
@@ -135,6 +141,8 @@ class Card:
             "portrait": None if self.portrait is None else b64url_encode(self.portrait),
             "issuer": self.issuer,
             "trust_list_url": self.trust_list_url,
+            "revoked_at": self.revoked_at,
+            "suspended": self.suspended,
         }
 
     @staticmethod
@@ -155,6 +163,10 @@ class Card:
                 portrait=None if portrait is None else b64url_decode(portrait),
                 issuer=stored.get("issuer"),
                 trust_list_url=stored.get("trust_list_url"),
+                revoked_at=(
+                    None if stored.get("revoked_at") is None else int(stored["revoked_at"])
+                ),
+                suspended=stored.get("suspended") is True,
             )
             if len(card.device_seed) != 32 or not credentials:
                 raise ValueError("bad device seed or no credentials")
@@ -219,8 +231,16 @@ class PayProofClock:
 def present(card: Card, purpose: Purpose, *, now: int) -> str:
     """A fresh ``FMC1:`` presentation: the credential plus the device's proof for ``now``.
 
-    Refuses expired credentials (a verifier would say EXPIRED; better to say so here).
+    Refuses expired credentials (a verifier would say EXPIRED; better to say so here),
+    and cards the authority said are revoked or suspended.
     """
+    if card.revoked_at is not None or card.suspended:
+        state = "revoked" if card.revoked_at is not None else "suspended"
+        raise WalletError(
+            WalletErrorCode.CARD_REVOKED if card.revoked_at is not None
+            else WalletErrorCode.CARD_SUSPENDED,
+            f"card {card.card_number} is {state} by the authority; no code is shown",
+        )
     jws = card.credentials.get(purpose)
     if jws is None:
         raise WalletError(

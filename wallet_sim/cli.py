@@ -2,7 +2,7 @@
 
 The PIN comes from ``FMC_WALLET_PIN`` when set, otherwise it is asked for (hidden).
 Exit codes: 0 done, 1 refused (server said no, credentials expired, network down),
-2 usage or configuration error (wrong PIN, no wallet, bad arguments).
+2 usage or configuration error (no wallet, bad arguments); a wrong PIN is a refusal (1).
 
 Example::
 
@@ -21,7 +21,7 @@ import socket
 import sys
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -57,7 +57,15 @@ class _Runtime:
     clock: Callable[[], int]
     sleep: Callable[[float], None]
     kdf_limits: KdfLimits | None
-    wallet_path: Path
+    wallet_option: Path | None
+
+    @property
+    def wallet_path(self) -> Path:
+        # Checked here rather than by Typer so that every `--help` works without --wallet.
+        if self.wallet_option is None:
+            raise WalletError(WalletErrorCode.WALLET_REQUIRED,
+                              "no wallet file: pass --wallet PATH or set FMC_WALLET")
+        return self.wallet_option
 
 
 def _date(epoch: int) -> str:
@@ -104,6 +112,18 @@ def _refresh_hint(runtime: _Runtime, card: Card) -> str:
     return (f"to renew them run `wallet-sim --wallet {runtime.wallet_path} refresh --card "
             f"{card.card_number}` (needs the network), or ask the registrar for a new "
             "provisioning code and run `provision` again")
+
+
+def _refuse_revoked(card: Card) -> None:
+    if card.revoked_at is not None:
+        raise WalletError(WalletErrorCode.CARD_REVOKED,
+                          f"card {card.card_number} was revoked by the authority (learned "
+                          f"{_date(card.revoked_at)}); its codes are refused everywhere, so "
+                          "none is shown; ask the registrar about a new card")
+    if card.suspended:
+        raise WalletError(WalletErrorCode.CARD_SUSPENDED,
+                          f"card {card.card_number} is suspended by the authority; its codes "
+                          "are refused until it is reinstated; then run `refresh`")
 
 
 def _check_expiry(runtime: _Runtime, card: Card, now: int, *, refuse: bool) -> None:
@@ -170,8 +190,9 @@ def make_app(
     @app.callback()
     def root(
         ctx: typer.Context,
-        wallet: Path = typer.Option(..., "--wallet", envvar="FMC_WALLET", dir_okay=False,
-                                    help="The encrypted wallet file (created by provision)."),
+        wallet: Path | None = typer.Option(None, "--wallet", envvar="FMC_WALLET", dir_okay=False,
+                                    help="The encrypted wallet file (created by provision); "
+                                    "required by every command."),
     ) -> None:
         ctx.obj = _Runtime(clock, sleep, kdf_limits, wallet)
 
@@ -217,6 +238,7 @@ def make_app(
         with _reporting():
             wallet = _open(runtime)
             card = wallet.card(card_number)
+            _refuse_revoked(card)
             _check_expiry(runtime, card, runtime.clock(), refuse=True)
             console = Console(highlight=False)
             try:
@@ -271,10 +293,13 @@ def make_app(
                 table.add_row(Text(card.card_number), Text(holder.full_name),
                               Text(holder.foreigner_code or ""),
                               " ".join(p.value for p in card.purposes), _date(card.expires_at),
-                              labels[card.freshness(now)])
+                              "REVOKED" if card.revoked_at is not None
+                              else "SUSPENDED" if card.suspended
+                              else labels[card.freshness(now)])
             Console(highlight=False, width=140).print(table)
             for card in wallet.cards:
-                _check_expiry(runtime, card, now, refuse=False)
+                if card.revoked_at is None:
+                    _check_expiry(runtime, card, now, refuse=False)
 
     @app.command("refresh")
     def refresh_command(
@@ -293,9 +318,31 @@ def make_app(
             failures: list[WalletError] = []
             for card in targets:
                 try:
-                    fresh = authority.refresh(card, now=runtime.clock())
+                    try:
+                        fresh = authority.refresh(card, now=runtime.clock())
+                    except WalletError as error:
+                        if error.server_code == "CARD_REVOKED":
+                            # Remember the answer: `list` and `show` must not say "valid".
+                            wallet.put(replace(card, revoked_at=runtime.clock()))
+                            raise WalletError(WalletErrorCode.CARD_REVOKED,
+                                              f"card {card.card_number} is revoked; the wallet "
+                                              "now marks it so and shows no code for it",
+                                              server_code=error.server_code) from error
+                        raise
                     wallet.put(fresh)
                     _say("refreshed " + _describe(fresh))
+                    if fresh.suspended:
+                        _say(f"warning [CARD_SUSPENDED]: card {fresh.card_number} is "
+                             "suspended; no code is shown until it is reinstated")
+                    elif card.suspended:
+                        _say(f"note [REINSTATED]: card {fresh.card_number} was reinstated; "
+                             "its codes work again")
+                    if fresh.holder != card.holder:
+                        # A passport change: the refresh carried it; no new code is needed.
+                        _say(f"note [PERSONAL_DATA_CHANGED]: the authority updated the "
+                             f"personal data of card {fresh.card_number} (e.g. a new "
+                             "passport); the new credentials are in the wallet and the old "
+                             "codes are refused; no new provisioning code is needed")
                 except WalletError as error:
                     if len(targets) == 1:
                         raise

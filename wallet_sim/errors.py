@@ -40,15 +40,20 @@ class WalletErrorCode(StrEnum):
     SERVER_REFUSED = "SERVER_REFUSED"
     BAD_SERVER_RESPONSE = "BAD_SERVER_RESPONSE"
     REFRESH_UNSUPPORTED = "REFRESH_UNSUPPORTED"
+    # usage (exit 2): no --wallet given
+    WALLET_REQUIRED = "WALLET_REQUIRED"
+    # the authority said the card is revoked; recorded in the wallet (exit 1)
+    CARD_REVOKED = "CARD_REVOKED"
+    CARD_SUSPENDED = "CARD_SUSPENDED"
 
 
 # Errors in what the user typed or configured, as opposed to refusals by the world.
+# A wrong PIN is a refusal (exit 1): the command was well formed, the wallet said no.
 _USAGE = frozenset(
     {
         WalletErrorCode.WALLET_NOT_FOUND,
         WalletErrorCode.WALLET_CORRUPT,
         WalletErrorCode.UNSUPPORTED_WALLET_VERSION,
-        WalletErrorCode.WRONG_PIN,
         WalletErrorCode.PIN_REQUIRED,
         WalletErrorCode.PIN_TOO_SHORT,
         WalletErrorCode.PIN_MISMATCH,
@@ -58,6 +63,7 @@ _USAGE = frozenset(
         WalletErrorCode.CARD_NOT_FOUND,
         WalletErrorCode.CARD_REQUIRED,
         WalletErrorCode.BAD_ARGUMENT,
+        WalletErrorCode.WALLET_REQUIRED,
     }
 )
 

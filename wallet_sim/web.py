@@ -196,6 +196,8 @@ def _page_context(
         has_portrait=shown.portrait is not None and _portrait_type(shown.portrait) is not None,
         available=available,
         expired=expired,
+        card_state=("revoked" if shown.revoked_at is not None
+                    else "suspended" if shown.suspended else None),
         expiring=not expired and shown.freshness(now) is not Freshness.VALID,
         expires_on=datetime.fromtimestamp(shown.expires_at, UTC).date().isoformat(),
         qr_src=f"/qr/{shown.card_number}/{purpose.value}.png",

@@ -13,12 +13,14 @@ from datetime import UTC, datetime
 
 from fastapi import FastAPI
 
+from cardsvc.api._access_log import AccessLog
 from cardsvc.api._body_limit import BodyLimit
 from cardsvc.api._context import AppContext
 from cardsvc.api.errors import install_error_handlers
 from cardsvc.api.routes import admin, audit, cards, meta, persons, publication, wallet
 from cardsvc.console import router as console_router
 from cardsvc.db import Database
+from cardsvc.logs import configure_logging
 from cardsvc.payments import routes as payments
 from cardsvc.services.bootstrap import open_keyring
 from cardsvc.services.trust import Keyring
@@ -34,6 +36,7 @@ def _system_clock() -> datetime:
 def app_from_environment() -> FastAPI:
     """The app with settings from ``CARDSVC_*`` only: what each uvicorn worker process
     builds under ``cardsvc serve --workers N`` (a factory import string, not an object)."""
+    configure_logging()  # a worker process starts with no logging of its own
     return create_app(get_settings())
 
 
@@ -58,6 +61,7 @@ def create_app(
     )
     install_error_handlers(app)
     app.add_middleware(BodyLimit, max_bytes=settings.request_max_bytes)
+    app.add_middleware(AccessLog, routes=app.router.routes)  # last added: outermost
     # Assembled here, not in cardsvc.api.routes: area routers (payments, the console) build
     # on cardsvc.api's deps, so a list in the routes package would import them in a loop.
     for router in (persons.router, cards.router, wallet.router, publication.router,

@@ -90,6 +90,7 @@ def bundle_out(bundle: Bundle, ctx: AppContext) -> BundleOut:
         trust_list_url=ctx.url("/v1/trust-list"),
         status_list_url=ctx.url(f"/v1/status-lists/{bundle.status.list_id}"),
         issuer=ctx.settings.issuer,
+        card_state=card.state,
     )
 
 

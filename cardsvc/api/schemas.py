@@ -189,7 +189,9 @@ class ProvisioningCodeOut(BaseModel):
 class PassportChangeOut(PersonOut):
     added: bool
     personal_data_changed: bool
-    cards_reissued: list[ProvisioningCodeOut]
+    cards_reissued: list[ProvisioningCodeOut] = Field(description=(
+        "cards whose credentials carry the changed data: the phone holding each card gets "
+        "them with a wallet refresh; the new provisioning code is only for another phone"))
 
 
 class CardIssuedOut(ProvisioningCodeOut):
@@ -209,6 +211,8 @@ class BundleOut(BaseModel):
     trust_list_url: str
     status_list_url: str
     issuer: str
+    card_state: str = Field(default="active", description="active or suspended (a revoked "
+                            "card gets no bundle): the phone shows it to its holder")
 
 
 class StatusListRef(BaseModel):

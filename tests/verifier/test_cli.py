@@ -280,6 +280,11 @@ def test_sync_refuses_a_tampered_list_and_keeps_the_cache(tmp_path: Path) -> Non
 @pytest.mark.parametrize(("args", "code"), [
     (["--server", "http://127.0.0.1:9"], "NO_ROOT"),
     (["--root", ROOT_FINGERPRINT], "NO_SERVER"),
+    # The fingerprint's form is checked before the network: port 9 is never asked.
+    (["--server", "http://127.0.0.1:9", "--root", "hello"], "BAD_ROOT"),
+    (["--server", "http://127.0.0.1:9", "--root", ROOT_FINGERPRINT + "="], "BAD_ROOT"),
+    (["--server", "http://127.0.0.1:9", "--root", "+" * 43], "BAD_ROOT"),
+    (["--server", "http://127.0.0.1:9", "--root", "é" * 43], "BAD_ROOT"),
 ])
 def test_sync_usage_errors_exit_2(tmp_path: Path, args: list[str], code: str) -> None:
     result = runner.invoke(app, ["--cache", str(tmp_path), "sync", "--json", *args])

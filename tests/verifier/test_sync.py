@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
+import httpx
 import pytest
 from test_sync_authority import FakeAuthority, flip_one_byte, running, unused_url
 
@@ -194,6 +195,19 @@ def test_configuration_errors(cache: VerifierCache, server: str | None, root: st
     with pytest.raises(SyncError) as error:
         sync_cache(cache, server=server, root_fingerprint=root, now=NOW)
     assert error.value.code == code and error.value.usage
+
+
+@pytest.mark.parametrize("root", ["hello", ROOT_FINGERPRINT + "=", ROOT_FINGERPRINT[:-1] + "/",
+                                  ROOT_FINGERPRINT + "A", " " + ROOT_FINGERPRINT[1:]])
+def test_a_malformed_root_is_refused_before_the_network(cache: VerifierCache, root: str) -> None:
+    def no_network(request: httpx.Request) -> httpx.Response:
+        raise AssertionError(f"the network was asked: {request.url}")
+
+    with httpx.Client(transport=httpx.MockTransport(no_network)) as client, \
+            pytest.raises(SyncError) as error:
+        sync_cache(cache, server="http://127.0.0.1:9", root_fingerprint=root, now=NOW,
+                   client=client)
+    assert error.value.code == "BAD_ROOT" and error.value.usage
 
 
 def test_another_root_is_refused(cache: VerifierCache) -> None:

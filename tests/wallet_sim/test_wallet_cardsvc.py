@@ -131,3 +131,64 @@ def test_provision_show_refresh_and_revoke_with_real_cardsvc(
     assert result.code is ResultCode.REVOKED
     exit_code, _, stderr = _wallet([*wallet, "refresh"])
     assert exit_code == 1 and "CARD_REVOKED" in stderr
+    # The wallet remembers the authority's answer: no longer "valid", and no code shown.
+    (recorded,) = open_wallet(wallet_path, PIN).cards
+    assert recorded.revoked_at is not None
+    exit_code, listing, _ = _wallet([*wallet, "list"])
+    assert exit_code == 0 and "│ REVOKED │" in listing and "│ valid │" not in listing
+    exit_code, text, stderr = _wallet([*wallet, "show", "--purpose", "id", "--text"])
+    assert exit_code == 1 and "error [CARD_REVOKED]" in stderr and text == ""
+
+
+def test_after_a_passport_change_a_refresh_is_enough(
+    cardsvc: RunningAuthority, wallet_path: Path
+) -> None:
+    card_number, code = _issue_card(cardsvc, "N0445566")
+    wallet = ["--wallet", str(wallet_path)]
+    assert _wallet([*wallet, "provision", "--server", cardsvc.url, "--code", code])[0] == 0
+    (before,) = open_wallet(wallet_path, PIN).cards
+    old_text = _wallet([*wallet, "show", "--purpose", "id", "--text"])[1].strip()
+    foreigner_code = before.holder.foreigner_code
+    change = httpx.post(f"{cardsvc.url}/v1/persons/{foreigner_code}/passports",
+                        headers=cardsvc.admin, json={"number": "N0998877", "country": "SYR",
+                                                     "expires": "2034-05-01",
+                                                     "surname": "AL-HASHEMI"})
+    assert change.status_code == 200, change.text
+    # The authority also hands out a new provisioning code (for a phone that lost its
+    # wallet); the phone that holds the card needs only a refresh.
+    assert [c["card_number"] for c in change.json()["cards_reissued"]] == [card_number]
+    exit_code, _, stderr = _wallet([*wallet, "refresh"])
+    assert exit_code == 0, stderr
+    assert "PERSONAL_DATA_CHANGED" in stderr
+    (after,) = open_wallet(wallet_path, PIN).cards
+    assert after.holder.surname == "AL-HASHEMI"
+    assert after.holder.foreigner_code == foreigner_code
+    state = cardsvc.state()
+    new_text = _wallet([*wallet, "show", "--purpose", "id", "--text"])[1].strip()
+    results = [verify_presentation(text, state=state, policy=POLICIES["counter"],
+                                   now=int(time.time()), replay_cache=MemoryReplayCache()).code
+               for text in (new_text, old_text)]
+    assert results == [ResultCode.OK, ResultCode.REVOKED]  # the old bundle's index is revoked
+
+
+def test_suspend_and_reinstate_reach_the_phone_on_refresh(
+    cardsvc: RunningAuthority, wallet_path: Path
+) -> None:
+    card_number, code = _issue_card(cardsvc, "N0778899")
+    wallet = ["--wallet", str(wallet_path)]
+    assert _wallet([*wallet, "provision", "--server", cardsvc.url, "--code", code])[0] == 0
+    show = [*wallet, "show", "--purpose", "id", "--text"]
+    for action, refresh_note, state, show_exit in [
+        ("suspend", "warning [CARD_SUSPENDED]", "│ SUSPENDED │", 1),
+        ("reinstate", "note [REINSTATED]", "│ valid │", 0),
+    ]:
+        answer = httpx.post(f"{cardsvc.url}/v1/cards/{card_number}/{action}",
+                            headers=cardsvc.admin, json={"reason": "test"})
+        assert answer.status_code == 200, answer.text
+        exit_code, _, stderr = _wallet([*wallet, "refresh"])
+        assert exit_code == 0 and refresh_note in stderr, stderr
+        assert state in _wallet([*wallet, "list"])[1]
+        exit_code, _, stderr = _wallet(show)
+        assert exit_code == show_exit, stderr
+        if show_exit:
+            assert "error [CARD_SUSPENDED]" in stderr

@@ -104,7 +104,7 @@ def test_wrong_pin_changes_nothing_and_spends_no_code(
     for args in (["provision", "--server", authority.url, "--code", code],
                  ["show", "--purpose", "pay"], ["list"], ["refresh"], ["serve", "--port", "0"]):
         result = run(["--wallet", str(wallet.path), *args], pin="999999")
-        assert result.exit_code == 2, (args, result.output)
+        assert result.exit_code == 1, (args, result.output)
         assert error_code(result) == "WRONG_PIN"
         assert "Traceback" not in result.output
     assert (wallet.path.read_bytes(), wallet.path.stat().st_mtime_ns) == before
@@ -130,6 +130,19 @@ def test_usage_errors(wallet_path: Path, args: list[str], pin: str | None, exit_
     assert result.exit_code == exit_code, result.output
     assert error_code(result) == code
     assert not wallet_path.exists()
+
+
+@pytest.mark.parametrize("command", ["provision", "show", "list", "refresh", "serve"])
+def test_every_help_works_without_a_wallet(command: str) -> None:
+    result = RUNNER.invoke(make_app(), [command, "--help"], env={"FMC_WALLET": None})
+    assert result.exit_code == 0, result.output
+    assert "--wallet" not in result.stderr and "Usage:" in result.stdout
+
+
+@pytest.mark.parametrize("args", [["list"], ["show", "--purpose", "pay"], ["refresh"]])
+def test_a_command_without_a_wallet_is_a_usage_error(args: list[str]) -> None:
+    result = RUNNER.invoke(make_app(), args, env={"FMC_WALLET": None, "FMC_WALLET_PIN": PIN})
+    assert result.exit_code == 2 and error_code(result) == "WALLET_REQUIRED"
 
 
 def test_click_usage_errors_exit_2(provisioned: tuple[Wallet, Card]) -> None:
@@ -292,7 +305,7 @@ def test_pin_is_asked_for_hidden_when_not_in_the_environment(
     assert exit_code == 0 and "3300012345678901" in screen
     assert PIN not in screen  # typed without echo
     exit_code, screen = _talk(["--wallet", str(wallet.path), "list"], ["000000"])
-    assert exit_code == 2 and "WRONG_PIN" in screen
+    assert exit_code == 1 and "WRONG_PIN" in screen
     fresh = tmp_path / "new.wallet"
     exit_code, screen = _talk(["--wallet", str(fresh), "provision", "--server",
                                "http://127.0.0.1:9", "--code", "ABCD-EFGH"], ["1234", "4321"])

@@ -89,7 +89,7 @@ def test_wrong_pin_is_clear_and_changes_nothing(wallet_path: Path) -> None:
     with pytest.raises(WalletError) as caught:
         open_wallet(wallet_path, "000000")
     assert caught.value.code is WalletErrorCode.WRONG_PIN
-    assert caught.value.is_usage_error
+    assert not caught.value.is_usage_error  # a refusal: CLI exit 1
     assert (wallet_path.read_bytes(), wallet_path.stat().st_mtime_ns) == before
     assert sorted(p.name for p in wallet_path.parent.iterdir()) == [wallet_path.name]
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import io
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from schemas import Purpose, b64url_encode
 from schemas.codes import ResultCode
 from support import DAY, NOW
 from wallet_sim import Card, KdfLimits, Wallet, create_wallet, open_wallet, provision
+from wallet_sim._i18n import translations
 from wallet_sim.web import create_app
 
 
@@ -167,3 +169,24 @@ def test_each_pay_display_is_a_fresh_code(provisioned: tuple[Wallet, Card]) -> N
         client.get(f"/qr/{card.card_number}/pay.png").content)))[0] for _ in range(2)]
     assert codes[0] != codes[1]
     assert [verify(code, Purpose.PAY, now=NOW).code for code in codes] == [ResultCode.OK] * 2
+
+
+@pytest.mark.parametrize(("change", "state", "code"), [
+    ({"revoked_at": NOW - 60}, "revoked", "CARD_REVOKED"),
+    ({"suspended": True}, "suspended", "CARD_SUSPENDED"),
+])
+@pytest.mark.parametrize("lang", ["en", "zh", "ar", "ru"])
+def test_revoked_and_suspended_cards_show_a_banner_and_no_code(
+    authority: FakeAuthority, wallet_path: Path, change: dict[str, object], state: str,
+    code: str, lang: str,
+) -> None:
+    wallet = create_wallet(wallet_path, PIN, limits=KdfLimits.minimum())
+    card = dataclasses.replace(provision(authority.url, authority.issue_code(), now=NOW),
+                               **change)  # type: ignore[arg-type]
+    wallet.put(card)
+    client = client_for(wallet, NOW)
+    html = client.get(f"/?lang={lang}").text
+    assert f'id="{state}"' in html and 'id="qr"' not in html
+    assert translations(lang)[state].split("“")[0] in html
+    response = client.get(f"/qr/{card.card_number}/id.png")
+    assert response.status_code == 409 and response.json()["code"] == code
