@@ -32,6 +32,34 @@ def clean_env(**extra: str) -> dict[str, str]:
     return env
 
 
+def wait_until_serving(url: str, process: subprocess.Popen[bytes], *,
+                       seconds: float = 60) -> None:
+    """Poll ``url`` until it answers 200 (after redirects); fail if the process exits or
+    time runs out."""
+    deadline = time.monotonic() + seconds
+    while True:
+        assert process.poll() is None, f"the server for {url} exited ({process.returncode})"
+        try:
+            if httpx.get(url, timeout=1, follow_redirects=True).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        assert time.monotonic() < deadline, f"{url} did not answer"
+        time.sleep(0.05)
+
+
+def stop_process(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM, then SIGKILL if it does not exit within 15 s."""
+    if process.poll() is not None:
+        return
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=15)
+
+
 def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     """One of the project's console scripts (cardsvc, wallet-sim, verifier)."""
     return subprocess.run([str(BIN / args[0]), *args[1:]], capture_output=True, text=True,
@@ -68,26 +96,12 @@ class Authority:
              "--port", str(self.port)],
             env=clean_env(CARDSVC_KEY_PASSPHRASE=self.passphrase),
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 60
-        while True:
-            assert self.process.poll() is None, "cardsvc serve exited"
-            try:
-                if httpx.get(self.url + "/v1/health", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline, "cardsvc did not start"
-            time.sleep(0.05)
+        wait_until_serving(self.url + "/v1/health", self.process)
 
     def stop(self) -> None:
         if self.process is None:
             return
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(timeout=15)
+        stop_process(self.process)
         self.process = None
 
     def post(self, path: str, body: dict[str, Any], expect: int = 201) -> dict[str, Any]:
