@@ -200,6 +200,7 @@ def walk(tmp_path: Path) -> Iterator[_Walk]:
 
 
 @pytest.mark.e2e
+@pytest.mark.timeout(900)  # some forty real processes, on a busy machine too
 def test_the_readme_walkthrough_runs_as_written(walk: _Walk) -> None:
     steps = parse_walkthrough((ROOT / "README.md").read_text(encoding="utf-8"))
     assert steps[0].command == "make run", "the walk-through starts with make run"
