@@ -1,8 +1,10 @@
 """``python -m cardsvc.demo``: the authority on SQLite with a small demo data set (``make run``).
 
 Initialises the data dir if needed, seeds officers of every role, a few foreigners (one
-pair that looks like the same person) with cards and provisioning codes, prints the
-tokens and codes once with the next steps, and serves.
+pair that looks like the same person) with cards and provisioning codes, a shop with a
+registered terminal, and a cashier's top-up on every card (all through the services, so
+the audit log records them); prints the tokens and codes once, with the values that fill
+the ``<PLACEHOLDERS>`` of the README's walk-through, and serves.
 
 Example::
 
@@ -23,7 +25,8 @@ from sqlalchemy.orm import Session
 
 from cardsvc.db import Database
 from cardsvc.logs import configure_logging
-from cardsvc.models import Person
+from cardsvc.models import Officer, Person
+from cardsvc.payments import charges, merchants
 from cardsvc.roles import Role
 from cardsvc.services import cards, officers, persons
 from cardsvc.services.audit import Actor
@@ -64,7 +67,12 @@ _FOREIGNERS = (
     _Foreigner("SANTOS", "Maria Fernanda", "BRA", date(1990, 12, 5), "F", "FX662013",
                ("healthcare", "education", "payment"), (210, 170, 140)),
 )
-_ROLES = tuple(Role)
+# A terminal token belongs to a merchant: the demo registers one instead of a bare officer.
+_ROLES = tuple(role for role in Role if role is not Role.terminal)
+_SHOP = "Demo Shop, Futian Market"
+_TERMINAL = "till 1"
+_TERMINAL_FLOOR_FEN = 20_000  # 200 yuan per offline payment
+_TOP_UP_FEN = 50_000  # 500 yuan paid in at the cashier's desk for every card
 
 
 @dataclass(frozen=True)
@@ -79,6 +87,23 @@ class SeededCard:
 class Seeded:
     tokens: dict[Role, str]
     cards: list[SeededCard]
+    shop: str
+    terminal_token: str
+
+    def walkthrough_values(self, fingerprint: str) -> dict[str, str]:
+        """What fills the README walk-through's ``<PLACEHOLDERS>``, by name."""
+        first, duplicate = self.cards[0], self.cards[1]
+        return {
+            "FINGERPRINT": fingerprint,
+            "CODE": first.provisioning_code,
+            "CARD": first.card_number,
+            "FOREIGNER_CODE": first.foreigner_code,
+            "DUPLICATE_OF": duplicate.foreigner_code,
+            "TERMINAL_TOKEN": self.terminal_token,
+            "REGISTRAR_TOKEN": self.tokens[Role.registrar],
+            "SUPERVISOR_TOKEN": self.tokens[Role.supervisor],
+            "VERIFIER_TOKEN": self.tokens[Role.verifier],
+        }
 
 
 def _portrait(colour: tuple[int, int, int], initials: str) -> bytes:
@@ -98,10 +123,15 @@ def seed(session: Session, *, settings: Settings, now: datetime) -> Seeded | Non
     if session.scalar(select(func.count()).select_from(Person)):
         return None
     actor = Actor.cli()
-    tokens = {}
+    tokens: dict[Role, str] = {}
+    staff: dict[Role, Officer] = {}
     for role in _ROLES:
-        _, tokens[role] = officers.create_officer(session, name=f"Demo {role}", roles=[role],
-                                                  actor=actor, now=now)
+        staff[role], tokens[role] = officers.create_officer(
+            session, name=f"Demo {role}", roles=[role], actor=actor, now=now)
+    shop = merchants.create_merchant(session, name=_SHOP, actor=actor, now=now)
+    _, terminal_token = merchants.register_terminal(
+        session, merchant_id=shop.id, name=_TERMINAL, offline_floor_fen=_TERMINAL_FLOOR_FEN,
+        actor=actor, now=now)
     seeded = []
     for person in _FOREIGNERS:
         outcome = persons.enrol_person(
@@ -120,10 +150,14 @@ def seed(session: Session, *, settings: Settings, now: datetime) -> Seeded | Non
             provisioning_ttl_seconds=settings.provisioning_ttl_seconds,
             status_list_size=settings.status_list_size,
         )
+        # Paid in at the desk by the demo cashier, as the API's top-up would record it.
+        charges.top_up(session, card_number=issued.card.card_number, amount_fen=_TOP_UP_FEN,
+                       idempotency_key=f"demo-{issued.card.card_number}",
+                       cashier=staff[Role.cashier], now=now)
         seeded.append(SeededCard(f"{person.surname} {person.given_names}",
                                  outcome.person.foreigner_code, issued.card.card_number,
                                  issued.provisioning_code))
-    return Seeded(tokens, seeded)
+    return Seeded(tokens, seeded, shop.name, terminal_token)
 
 
 def _print_next_steps(settings: Settings, fingerprint: str, admin: str | None,
@@ -147,31 +181,18 @@ def _print_next_steps(settings: Settings, fingerprint: str, admin: str | None,
     print("\nOfficer tokens (shown once, stored only as hashes):")
     for role, token in seeded.tokens.items():
         print(f"  {role:<11} {token}")
+    print(f"\nPayment terminal {_TERMINAL!r} of {seeded.shop!r} (offline floor "
+          f"{_TERMINAL_FLOOR_FEN / 100:.2f} yuan): token {seeded.terminal_token}")
     print(f"\nCards waiting for a phone (provisioning codes valid "
-          f"{settings.provisioning_ttl_seconds // 3600} h, single use):")
+          f"{settings.provisioning_ttl_seconds // 3600} h, single use; "
+          f"each topped up with {_TOP_UP_FEN / 100:.2f} yuan):")
     for card in seeded.cards:
         print(f"  {card.name:<30} {card.foreigner_code}  card {card.card_number}  "
               f"code {card.provisioning_code}")
-    first = seeded.cards[0]
-    supervisor = seeded.tokens[Role.supervisor]
-    print(f"""
-Next steps (another terminal, in this directory):
-  1. Put the first card on a phone:
-       export FMC_WALLET_PIN=2468
-       .venv/bin/wallet-sim --wallet /tmp/fmc-wallet provision --server {url} \\
-           --code {first.provisioning_code}
-       .venv/bin/wallet-sim --wallet /tmp/fmc-wallet show --purpose svc --text > /tmp/fmc-qr.txt
-  2. A hospital counter syncs once, then checks offline:
-       .venv/bin/verifier --cache /tmp/fmc-verifier sync --server {url} \\
-           --root {fingerprint}
-       .venv/bin/verifier --cache /tmp/fmc-verifier check --as hospital \\
-           --text "$(cat /tmp/fmc-qr.txt)"
-  3. Revoke it, sync, check again (REVOKED):
-       curl -s -X POST {url}/v1/cards/{first.card_number}/revoke \\
-           -H "Authorization: Bearer {supervisor}" -H 'Content-Type: application/json' \\
-           -d '{{"reason": "reported stolen"}}'
-  4. Enrol "AL-HASHIMI Mohamed Ibrahim" (YEM, 1979-06-30) with a new passport as the
-     registrar: the answer is 409 POSSIBLE_DUPLICATE with both earlier records.""")
+    print('\nNext: README.md, "A walk through, by hand", in another terminal. '
+          "Its <PLACEHOLDERS> are:")
+    for name, value in seeded.walkthrough_values(fingerprint).items():
+        print(f"  {'<' + name + '>':<19} {value}")
     print(line, flush=True)
 
 

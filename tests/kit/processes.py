@@ -16,7 +16,15 @@ import httpx
 
 from kit.net import free_port
 
-__all__ = ["BIN", "PYTHON", "CardsvcServer", "clean_env", "run_cli"]
+__all__ = [
+    "BIN",
+    "PYTHON",
+    "CardsvcServer",
+    "clean_env",
+    "run_cli",
+    "stop_process",
+    "wait_until_serving",
+]
 
 PYTHON = Path(sys.executable)
 BIN = PYTHON.parent
@@ -36,6 +44,34 @@ def run_cli(*args: str, env: dict[str, str] | None = None,
     return subprocess.run([str(BIN / args[0]), *args[1:]], capture_output=True, text=True,
                           env=env if env is not None else clean_env(), timeout=timeout,
                           check=False)
+
+
+def wait_until_serving(url: str, process: subprocess.Popen[bytes], *,
+                       seconds: float = 60) -> None:
+    """Poll ``url`` until it answers 200 (after redirects); fail if the process exits or
+    time runs out."""
+    deadline = time.monotonic() + seconds
+    while True:
+        assert process.poll() is None, f"the server for {url} exited ({process.returncode})"
+        try:
+            if httpx.get(url, timeout=1, follow_redirects=True).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        assert time.monotonic() < deadline, f"{url} did not answer"
+        time.sleep(0.05)
+
+
+def stop_process(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM, then SIGKILL if it does not exit within 15 s."""
+    if process.poll() is not None:
+        return
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=15)
 
 
 class CardsvcServer:
