@@ -18,15 +18,15 @@ settings.register_profile(
 settings.load_profile("fuzz" if os.environ.get("FMC_FUZZ_EXAMPLES") else "ci")
 
 REPO = Path(__file__).resolve().parent.parent
-SHARED = REPO.parent / "shared"
+VECTORS = REPO / "tests" / "vectors"
 
 
 @pytest.fixture(scope="session")
-def shared_vectors() -> Path:
-    path = SHARED / "vectors"
-    if not path.is_dir():
-        pytest.fail(f"public test vectors missing: expected {path}")
-    return path
+def public_vectors() -> Path:
+    """The public test vectors kept in the repository (see tests/vectors/README.md)."""
+    if not VECTORS.is_dir():
+        pytest.fail(f"public test vectors missing: expected {VECTORS}")
+    return VECTORS
 
 
 def _fuzz_totals(config: pytest.Config) -> dict[str, int]:

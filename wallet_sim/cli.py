@@ -355,7 +355,7 @@ def make_app(
     def serve_command(
         ctx: typer.Context,
         host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on."),
-        port: int = typer.Option(8765, "--port", min=0, max=65535,
+        port: int = typer.Option(8766, "--port", min=0, max=65535,
                                  help="Port (0: any free port)."),
     ) -> None:
         """Serve the phone page (card, photo, dynamic QR) for a browser."""

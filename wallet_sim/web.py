@@ -9,7 +9,7 @@ Accept-Language. The device key never reaches the page: only presentations do.
 Example::
 
     app = create_app(open_wallet(path, pin), clock=lambda: int(time.time()))
-    uvicorn.run(app, host="127.0.0.1", port=8765)
+    uvicorn.run(app, host="127.0.0.1", port=8766)
 """
 
 from __future__ import annotations

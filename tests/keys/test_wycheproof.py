@@ -9,11 +9,11 @@ import pytest
 
 from keys import verify_signature
 
-_SHARED = Path(__file__).resolve().parents[3] / "shared" / "vectors" / "wycheproof"
+_VECTORS = Path(__file__).resolve().parents[1] / "vectors" / "wycheproof"
 
 
 def _cases() -> list[tuple[str, bytes, bytes, bytes, bool]]:
-    path = _SHARED / "ed25519_test.json"
+    path = _VECTORS / "ed25519_test.json"
     if not path.exists():
         return []
     suite = json.loads(path.read_text())
@@ -35,7 +35,7 @@ CASES = _cases()
 
 
 def test_all_151_vectors_present() -> None:
-    assert len(CASES) == 151, "the Wycheproof Ed25519 file must be in ../shared/vectors"
+    assert len(CASES) == 151, "the Wycheproof Ed25519 file must be in tests/vectors"
 
 
 @pytest.mark.parametrize(("name", "public_key", "message", "signature", "valid"), CASES,

@@ -13,8 +13,8 @@ from schemas._jose import check_header, parse_json_object, split_compact
 
 
 @pytest.fixture(scope="module")
-def rfc8037(shared_vectors: Path) -> dict[str, object]:
-    return json.loads((shared_vectors / "rfc8037-ed25519-jws.json").read_text())  # type: ignore[no-any-return]
+def rfc8037(public_vectors: Path) -> dict[str, object]:
+    return json.loads((public_vectors / "rfc8037-ed25519-jws.json").read_text())  # type: ignore[no-any-return]
 
 
 def test_a4_verifies_through_our_jws_layer(rfc8037: dict) -> None:

@@ -13,8 +13,8 @@ from schemas import StatusList
 from schemas.codes import Malformed, ResultCode
 
 
-def _vectors(shared: Path) -> list[dict]:
-    return json.loads((shared / "status-list-json.json").read_text())["vectors"]  # type: ignore[no-any-return]
+def _vectors(vectors: Path) -> list[dict]:
+    return json.loads((vectors / "status-list-json.json").read_text())["vectors"]  # type: ignore[no-any-return]
 
 
 def _expected(vector: dict) -> dict[int, int]:
@@ -23,8 +23,8 @@ def _expected(vector: dict) -> dict[int, int]:
     return {int(i): v for i, v in vector["nonzero"].items()}
 
 
-def test_vectors_decode_to_listed_statuses(shared_vectors: Path) -> None:
-    vectors = _vectors(shared_vectors)
+def test_vectors_decode_to_listed_statuses(public_vectors: Path) -> None:
+    vectors = _vectors(public_vectors)
     assert len(vectors) >= 3
     for vector in vectors:
         statuses = StatusList.decode_lst(vector["lst"], vector["bits"])
@@ -37,8 +37,8 @@ def test_vectors_decode_to_listed_statuses(shared_vectors: Path) -> None:
             assert nonzero == expected
 
 
-def test_vectors_reencode_to_lists_that_decode_the_same(shared_vectors: Path) -> None:
-    for vector in _vectors(shared_vectors):
+def test_vectors_reencode_to_lists_that_decode_the_same(public_vectors: Path) -> None:
+    for vector in _vectors(public_vectors):
         original = StatusList.decode_lst(vector["lst"], vector["bits"])
         rebuilt = StatusList.empty(vector["size"], vector["bits"])
         for index, status in _expected(vector).items():
