@@ -28,18 +28,8 @@ PROJECT = frozenset(ALLOWED)
 
 # Other packages' modules that are (or hold) a command-line interface: the authority must not
 # import them (its own cardsvc.cli is its entry point, imported only by cardsvc.__main__).
-CLI_MODULES = ("verifier.cli", "verifier.terminal", "verifier.__main__", "wallet_sim.cli",
+CLI_MODULES = ("verifier.cli", "verifier.terminal.cli", "verifier.__main__", "wallet_sim.cli",
                "wallet_sim.__main__")
-
-# Known violations, each to be removed by the task that fixes it; nothing else may be added.
-# (importer file, imported module)
-KNOWN_VIOLATIONS: frozenset[tuple[str, str]] = frozenset({
-    # P9.2 moves Receipt, RECEIPT_TYP, MAX_AMOUNT_FEN into schemas/ and verify_receipt into
-    # the verifier proper; until then the money code reaches into the terminal's CLI module.
-    ("cardsvc/payments/receipts.py", "verifier.terminal"),
-    ("cardsvc/payments/charges.py", "verifier.terminal"),
-})
-
 
 def _imports(path: Path) -> list[tuple[int, str]]:
     """Every absolute module named by an import statement in ``path``, with its line."""
@@ -92,16 +82,8 @@ def test_package_imports_only_the_layers_below(package: str) -> None:
 
 def test_the_authority_imports_no_command_line_module() -> None:
     wrong = [f"{file}:{line} imports {module}" for file, line, importer, module in EDGES
-             if importer == "cardsvc" and _cli_module(module) is not None
-             and (file, _cli_module(module)) not in KNOWN_VIOLATIONS]
+             if importer == "cardsvc" and _cli_module(module) is not None]
     assert wrong == []
-
-
-def test_known_violations_are_still_real() -> None:
-    # When the fix lands, its allow-list entry must go too, or it would hide a regression.
-    present = {(file, cli) for file, _, _, module in EDGES
-               if (cli := _cli_module(module)) is not None}
-    assert sorted(KNOWN_VIOLATIONS - present) == []
 
 
 @pytest.mark.parametrize(("source", "module", "expected"), [

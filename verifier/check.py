@@ -250,7 +250,7 @@ def _run_checks(
         # 9. replay
         if replay_cache is not None and not replay_cache.check_and_add(
             replay_key(signature, proof_time),
-            expires_at=proof_time + policy.proof_window + 1,
+            expires_at=policy.replay_expires_at(proof_time),
             now=now,
         ):
             raise Replayed("this code was already shown")

@@ -44,7 +44,7 @@ from verifier.checkpoint import (
 from verifier.policy import POLICIES
 from verifier.qr import MAX_IMAGE_BYTES
 from verifier.replay_store import ReplayStoreError
-from verifier.terminal import terminal_app
+from verifier.terminal.cli import terminal_app
 
 if TYPE_CHECKING:
     from verifier.portraits import PortraitFetcher

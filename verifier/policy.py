@@ -48,6 +48,12 @@ class Policy:
         if self.status_grace < 0 or self.trust_grace < 0:
             raise PolicyError("grace periods cannot be negative")
 
+    def replay_expires_at(self, proof_time: int) -> int:
+        """How long a seen code must be remembered: until it is stale anyway. The one rule
+        for the counter's replay cache and the terminal's (a code is fresh while
+        ``now <= proof_time + proof_window``)."""
+        return proof_time + self.proof_window + 1
+
 
 POLICIES = MappingProxyType(
     {

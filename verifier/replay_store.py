@@ -71,6 +71,15 @@ class SqliteReplayCache:
                 # Fail closed: a code that cannot be recorded is not accepted.
                 raise ReplayStoreError(f"replay store unavailable: {error}") from None
 
+    def release(self, key: bytes) -> None:
+        """Forget ``key``: for a code that was never really used (the terminal's own
+        token was refused before the card was looked at), so it can be shown again."""
+        with self._lock:
+            try:
+                self._db.execute("DELETE FROM seen_proof WHERE proof_key = ?", (key,))
+            except sqlite3.Error as error:
+                raise ReplayStoreError(f"replay store unavailable: {error}") from None
+
     def __len__(self) -> int:
         with self._lock:
             row = self._db.execute("SELECT count(*) FROM seen_proof").fetchone()

@@ -61,7 +61,7 @@ from cardsvc.services.cards import change_card_state, get_card
 from cardsvc.services.errors import Conflict, Invalid, NotFound, PaymentRefused
 from cardsvc.services.trust import Keyring, active_signer
 from schemas import FmcError, TrustListClaims, b64url_encode
-from verifier.terminal import MAX_AMOUNT_FEN
+from schemas.receipt import MAX_AMOUNT_FEN
 
 __all__ = [
     "ACCEPTED_AT_LEEWAY_SECONDS",
@@ -205,7 +205,10 @@ def charge_online(
     if session.scalar(select(Payment.id).where(Payment.replay_key == key.hex())) is not None:
         raise Conflict("PAY_CODE_USED", "this pay code has already been charged")
     if row is None or row.balance_fen < amount_fen:
-        raise PaymentRefused("INSUFFICIENT_FUNDS", "the card's balance is too low")
+        # The balance is on every receipt the till gets anyway; the cashier can tell the
+        # customer how much is missing.
+        raise PaymentRefused("INSUFFICIENT_FUNDS", "the card's balance is too low",
+                             balance_fen=0 if row is None else row.balance_fen)
     payment_id = _new_id("pay")
     card_legs, _ = debit_card(session, row, amount_fen, now=now, allow_overdraft=False)
     legs = [*card_legs,

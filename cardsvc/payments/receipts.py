@@ -1,6 +1,6 @@
 """Receipts: compact JWS (``typ`` fmc-receipt+jwt, EdDSA) signed by the authority's active
 issuer key, so a terminal checks them offline against the trust list it synced
-(:func:`verifier.terminal.verify_receipt`; the format is defined there).
+(:func:`verifier.receipts.verify_receipt`; the format is :mod:`schemas.receipt`).
 
 Example::
 
@@ -12,7 +12,8 @@ from __future__ import annotations
 
 from keys import Signer, sign_compact
 from schemas._jose import dump_json
-from verifier.terminal import RECEIPT_TYP, Receipt, verify_receipt
+from schemas.receipt import RECEIPT_TYP, Receipt
+from verifier.receipts import verify_receipt
 
 __all__ = ["RECEIPT_TYP", "Receipt", "sign_receipt", "verify_receipt"]
 

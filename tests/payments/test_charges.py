@@ -11,8 +11,8 @@ from payments_kit import SQLITE_ONLY, PayCard, PayWorld, TerminalHandle, bearer
 
 from keys import sign_presentation
 from schemas import b64url_encode
+from verifier.receipts import pay_code_key, verify_receipt
 from verifier.replay import replay_key
-from verifier.terminal import pay_code_key, verify_receipt
 
 
 def _snapshot(world: PayWorld, card: PayCard) -> tuple[int, int]:

@@ -18,7 +18,7 @@ from payments_kit import FreshCodes, PayWorld, TerminalHandle, served_by_a_proce
 from sqlalchemy import func, select
 
 from cardsvc.payments.models import IdempotencyRecord, LedgerTransaction, Payment
-from verifier.terminal import verify_receipt
+from verifier.receipts import verify_receipt
 
 pytestmark = pytest.mark.e2e
 

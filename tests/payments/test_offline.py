@@ -11,7 +11,7 @@ import httpx
 import pytest
 from payments_kit import NOW, PayCard, PayWorld, TerminalHandle
 
-from verifier.terminal import pay_code_key, verify_receipt
+from verifier.receipts import pay_code_key, verify_receipt
 
 
 def _item(code: str, amount: int, key: str, accepted_at: datetime = NOW) -> dict[str, Any]:

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from payments_kit import NOW, PayWorld, TerminalHandle
 
-from verifier.terminal import verify_receipt
+from verifier.receipts import verify_receipt
 
 
 def _refund(world: PayWorld, payment_id: str, amount: int, headers: dict[str, str],

@@ -20,18 +20,17 @@ from keys import Ed25519Signer, sign_compact
 from schemas import IssuerKey, KeyState, Purpose, TrustListClaims
 from schemas._jose import dump_json
 from schemas.qr import presentation_qr
+from schemas.receipt import Receipt
 from support import ISSUER_KEY, NEXT_KEY, World, present
 from verifier import POLICIES, VerificationResult, verify_presentation
 from verifier.cli import app
+from verifier.receipts import pay_code_key, verify_receipt
 from verifier.terminal import (
     QUEUE_DB,
     OfflineQueue,
     QueuedPayment,
-    Receipt,
     format_fen,
     offline_decision,
-    pay_code_key,
-    verify_receipt,
 )
 
 AT = "2027-01-15T08:00:00Z"  # payments_kit.NOW

@@ -18,9 +18,9 @@ from typer.testing import CliRunner
 
 from cardsvc.payments.receipts import Receipt, sign_receipt
 from cardsvc.services.bootstrap import open_keyring
-from verifier import terminal
 from verifier.cli import app
-from verifier.terminal import Sale, receipt_matches_sale
+from verifier.receipts import Sale, receipt_matches_sale
+from verifier.terminal import cli as terminal_cli
 
 AT = "2027-01-15T08:00:00Z"  # payments_kit.NOW
 runner = CliRunner()
@@ -91,7 +91,7 @@ def test_a_man_in_the_middle_cannot_pass_off_another_sale_s_receipt(
             body["receipt"] = sign_receipt(Receipt.from_payload(claims), signer)
         return httpx.Response(genuine.status_code, json=body)
 
-    monkeypatch.setattr(terminal, "_client", lambda bearer, timeout: httpx.Client(
+    monkeypatch.setattr(terminal_cli, "_client", lambda bearer, timeout: httpx.Client(
         transport=httpx.MockTransport(man_in_the_middle)))
     result = runner.invoke(app, [*cache, "terminal", "charge", "--text", world.pay_code(card),
                                  "--amount", "1250", "--server", world.url, "--at", AT,

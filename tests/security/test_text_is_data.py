@@ -8,7 +8,6 @@ import http.server
 import json
 import threading
 from pathlib import Path
-from typing import Any
 
 import pytest
 import typer
@@ -28,10 +27,11 @@ from support import (
     craft,
     credential,
 )
-from verifier import terminal
 from verifier._outside_text import outside, printable
 from verifier.cache import CacheContents, CachedList, VerifierCache
 from verifier.cli import EXIT_REFUSED, EXIT_USAGE, app
+from verifier.terminal import ChargeAnswer
+from verifier.terminal import cli as terminal_cli
 from wallet_sim import cli as wallet_cli
 
 AT = "2027-01-15T08:00:00Z"  # tests/support.NOW
@@ -93,9 +93,9 @@ def test_attack_hostile_header_field_is_refused_and_printed_as_data(
 @pytest.mark.parametrize("value", HOSTILE)
 def test_attack_fake_authority_code_cannot_paint_a_refusal_accepted(
         value: str, capsys: pytest.CaptureFixture[str]) -> None:
-    answer: dict[str, Any] = {"ok": False, "mode": "online", "code": value, "amount_fen": 100}
+    answer = ChargeAnswer(ok=False, mode="online", code=value, amount_fen=100)
     with pytest.raises(typer.Exit) as stopped:
-        terminal._answer(answer, as_json=False)
+        terminal_cli._answer(answer, as_json=False)
     assert stopped.value.exit_code == EXIT_REFUSED
     output = capsys.readouterr().out
     assert output.startswith("REFUSED")
@@ -107,7 +107,7 @@ def test_attack_fake_authority_code_cannot_paint_a_refusal_accepted(
 def test_attack_fake_authority_problem_detail_is_data(
         value: str, capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(typer.Exit):
-        terminal._fail(value, value, as_json=False)
+        terminal_cli._fail(value, value, as_json=False)
     output = capsys.readouterr().err
     assert output.count(printable(value)) == 2
     _shows_no_control_or_accept(output.replace(printable(value), ""))

@@ -102,7 +102,7 @@ def test_threads_sharing_one_store_never_both_accept_a_code(db: Path) -> None:
 def test_many_first_opens_at_the_same_moment_all_succeed(tmp_path: Path) -> None:
     # A new file turning to WAL is locked in a way SQLite's busy handler does not wait
     # for; this raced "database is locked" before the open retried.
-    from verifier.terminal import OfflineQueue
+    from verifier.terminal.queue import OfflineQueue
 
     for trial in range(25):
         for opener in (SqliteReplayCache, OfflineQueue):
