@@ -133,6 +133,9 @@ TOOL_REASONS: MappingProxyType[str, Bilingual] = MappingProxyType({
                                 "无法使用照片令牌文件。"),
     "BAD_PORTRAIT": Bilingual("Not a portrait image (JPEG or PNG expected).",
                               "不是人像照片（需要 JPEG 或 PNG）。"),
+    "CACHE_ROLLBACK": Bilingual(
+        "The local cache would go back to older lists than already verified: run `verifier sync`.",
+        "本地缓存将回退到比已验证列表更旧的版本：请运行 `verifier sync`。"),
 })
 
 SERVICE_NAMES: MappingProxyType[str, Bilingual] = MappingProxyType({
