@@ -114,9 +114,16 @@ class CacheSnapshot:
     state: VerifierState
     from_previous: bool = False  # the current manifest was damaged; the previous one is used
 
+    @property
+    def signed_at(self) -> int:
+        """The ``iat`` of the newest signed list held: the only freshness there is proof of
+        (``synced_at`` is when an unauthenticated HTTP answer, maybe a 304, last came)."""
+        return max([self.trust_list.issued_at,
+                    *(claims.issued_at for claims in self.status_lists.values())])
+
     def age_seconds(self, now: int) -> int:
-        """Seconds since the last successful sync (never negative)."""
-        return max(0, now - self.contents.synced_at)
+        """Seconds since the newest signed list held was signed (never negative)."""
+        return max(0, now - self.signed_at)
 
 
 def default_cache_dir() -> Path:
