@@ -5,6 +5,8 @@ Layout of ``--cache DIR``::
     pinned-root            the root fingerprint, written by the first sync, never changed
     manifest.json          what is current: list files, ETags, sync time (written last)
     manifest.prev.json     the previous good manifest (used if the current one is damaged)
+    floor.json             the rollback floor: highest verified trust-list version and
+                           status-list ``iat`` per list (only ever raised)
     lists/<sha256>.jwt     the raw signed JWTs, named by their content
     portraits/<pd>         portraits named by their digest (the credential's ``pd`` claim)
     replay.sqlite          seen holder proofs (verifier.replay_store)
@@ -12,6 +14,12 @@ Layout of ``--cache DIR``::
 A sync writes new list files first (temp file, fsync, rename), then the manifest, so
 a reader sees the old set or the new set, never a mix. Loading re-verifies every JWT
 against the pinned root: nothing in the directory is trusted because it is there.
+
+No load goes below the rollback floor: the highest trust-list version and status-list
+``iat`` ever stored (``floor.json``, raised by each sync) and, when the current manifest
+is damaged, every list file in ``lists/`` that still verifies. A damaged manifest can
+fall back to the previous one only if that names lists as new as the newest verified;
+otherwise the load is refused with CACHE_ROLLBACK (a sync repairs it).
 
 Example::
 
@@ -56,6 +64,7 @@ __all__ = [
 MANIFEST = "manifest.json"
 PREVIOUS_MANIFEST = "manifest.prev.json"
 PINNED_ROOT = "pinned-root"
+ROLLBACK_FLOOR = "floor.json"
 REPLAY_DB = "replay.sqlite"
 _FORMAT = 1
 _MAX_LIST_FILE = 16 * 1024 * 1024
@@ -67,7 +76,8 @@ _LIST_ID_RE = re.compile(r"^[0-9A-Za-z_-]{1,32}$")
 
 
 class CacheError(Exception):
-    """The cache cannot be used; ``code`` is NO_CACHE, CACHE_CORRUPT or ROOT_MISMATCH."""
+    """The cache cannot be used; ``code`` is NO_CACHE, CACHE_CORRUPT, CACHE_ROLLBACK or
+    ROOT_MISMATCH."""
 
     def __init__(self, code: str, detail: str) -> None:
         super().__init__(detail)
@@ -104,9 +114,16 @@ class CacheSnapshot:
     state: VerifierState
     from_previous: bool = False  # the current manifest was damaged; the previous one is used
 
+    @property
+    def signed_at(self) -> int:
+        """The ``iat`` of the newest signed list held: the only freshness there is proof of
+        (``synced_at`` is when an unauthenticated HTTP answer, maybe a 304, last came)."""
+        return max([self.trust_list.issued_at,
+                    *(claims.issued_at for claims in self.status_lists.values())])
+
     def age_seconds(self, now: int) -> int:
-        """Seconds since the last successful sync (never negative)."""
-        return max(0, now - self.contents.synced_at)
+        """Seconds since the newest signed list held was signed (never negative)."""
+        return max(0, now - self.signed_at)
 
 
 def default_cache_dir() -> Path:
@@ -165,14 +182,19 @@ class VerifierCache:
                                 or (self.directory / PREVIOUS_MANIFEST).exists()):
             raise CacheError("NO_CACHE", f"no synced lists in {self.directory}")
         try:
-            return self._load_manifest(MANIFEST, root)
+            snapshot = self._load_manifest(MANIFEST, root)
         except CacheError as current_error:
             try:
                 snapshot = self._load_manifest(PREVIOUS_MANIFEST, root)
             except CacheError:
                 raise current_error from None
-            return CacheSnapshot(snapshot.contents, snapshot.trust_list, snapshot.status_lists,
-                                 snapshot.state, from_previous=True)
+            # The damaged manifest's lists may still be on disk: they count as verified.
+            _refuse_below(snapshot, self._floor_of_files(root, snapshot.trust_list),
+                          "a newer list verified earlier")
+            snapshot = CacheSnapshot(snapshot.contents, snapshot.trust_list,
+                                     snapshot.status_lists, snapshot.state, from_previous=True)
+        _refuse_below(snapshot, self._recorded_floor(root), "the recorded rollback floor")
+        return snapshot
 
     def manifest_stamp(self) -> tuple[int, int, int] | None:
         """Changes whenever a sync replaces the manifest (to reload a long-lived cache)."""
@@ -200,6 +222,68 @@ class VerifierCache:
             ) from None
         state = VerifierState.of(trust_list, status_lists)
         return CacheSnapshot(contents, trust_list, MappingProxyType(status_lists), state)
+
+    # -- the rollback floor ----------------------------------------------------------
+
+    def _recorded_floor(self, root: str) -> _Floor:
+        """floor.json as stored; empty when absent or unreadable (the files still count)."""
+        try:
+            record = _dict(json.loads(_read_capped(self.directory / ROLLBACK_FLOOR,
+                                                   _MAX_MANIFEST)))
+            if record.get("format") != _FORMAT or record.get("root") != root:
+                return _Floor()
+            return _Floor(_int(record["trust_list_version"]), {
+                _list_id(list_id): (_int(_dict(entry)["iat"]), _str(_dict(entry)["sha256"]))
+                for list_id, entry in _dict(record["status_lists"]).items()
+            })
+        except (OSError, ValueError, KeyError, TypeError, UnicodeDecodeError):
+            return _Floor()
+
+    def _floor_of_files(self, root: str, trust_list: TrustListClaims) -> _Floor:
+        """The newest lists among the files that verify (status lists against the newest
+        trust list found and the one in use)."""
+        trust_lists: list[TrustListClaims] = [trust_list]
+        status_jwts: list[str] = []
+        for path in sorted((self.directory / "lists").glob("*.jwt")):
+            try:
+                raw = _read_capped(path, _MAX_LIST_FILE)
+                if hashlib.sha256(raw).hexdigest() + ".jwt" != path.name:
+                    continue
+                unverified_jwt = raw.decode("ascii")
+            except (OSError, ValueError, UnicodeDecodeError):
+                continue
+            try:
+                trust_lists.append(verify_trust_list(unverified_jwt, root_fingerprint=root))
+            except FmcError:
+                status_jwts.append(unverified_jwt)
+        floor = _Floor(max(claims.version for claims in trust_lists), {})
+        for unverified_jwt in status_jwts:
+            for claims in (max(trust_lists, key=lambda c: c.version), trust_list):
+                with contextlib.suppress(FmcError):
+                    floor = floor.raised(status_list=verify_status_list(
+                        unverified_jwt, trust_list=claims), status_jwt=None)
+                    break
+        return floor
+
+    def _raise_floor(self, contents: CacheContents) -> None:
+        """Raise floor.json to the lists being stored (verified first; never lowered)."""
+        root = contents.root_fingerprint
+        try:
+            trust_list = verify_trust_list(contents.trust_list.jwt, root_fingerprint=root)
+            status_lists = [(verify_status_list(cached.jwt, trust_list=trust_list), cached.jwt)
+                            for cached in contents.status_lists.values()]
+        except FmcError:
+            return  # unverified lists raise nothing (load refuses them anyway)
+        floor = self._recorded_floor(root).raised(trust_list=trust_list)
+        for claims, status_jwt in status_lists:
+            floor = floor.raised(status_list=claims, status_jwt=status_jwt)
+        record = {"format": _FORMAT, "root": root,
+                  "trust_list_version": floor.trust_list_version,
+                  "status_lists": {list_id: {"iat": issued_at, "sha256": digest}
+                                   for list_id, (issued_at, digest)
+                                   in sorted(floor.status_lists.items())}}
+        _write_atomic(self.directory / ROLLBACK_FLOOR,
+                      json.dumps(record, indent=1, sort_keys=True).encode())
 
     def _read_contents(self, name: str) -> CacheContents:
         path = self.directory / name
@@ -270,6 +354,10 @@ class VerifierCache:
                 self._load_manifest(MANIFEST, contents.root_fingerprint)  # only a good one
                 _write_atomic(self.directory / PREVIOUS_MANIFEST, current.read_bytes())
         _write_atomic(current, json.dumps(manifest, indent=1, sort_keys=True).encode())
+        # After the manifest: a floor above the manifest in use would refuse a good cache.
+        # If this write fails the stored files still bound a fallback; the next sync retries.
+        with contextlib.suppress(OSError):
+            self._raise_floor(contents)
         self._remove_unreferenced(lists_dir)
 
     def _write_list(self, lists_dir: Path, cached: CachedList) -> dict[str, Any]:
@@ -315,6 +403,53 @@ class VerifierCache:
         folder.mkdir(parents=True, exist_ok=True)
         _write_atomic(folder / b64url_encode(digest), image)
         return digest
+
+
+@dataclass(frozen=True)
+class _Floor:
+    """The lowest lists a load may serve: the trust-list version, and per status list its
+    ``iat`` with the digest of the list stored last at that ``iat`` (None: any digest).
+
+    Two status lists signed in the same second differ only in content, so at an equal
+    ``iat`` only the one stored last counts as current.
+    """
+
+    trust_list_version: int = 0
+    status_lists: Mapping[str, tuple[int, str | None]] = field(default_factory=dict)
+
+    def raised(self, *, trust_list: TrustListClaims | None = None,
+               status_list: StatusListClaims | None = None,
+               status_jwt: str | None = None) -> _Floor:
+        version = self.trust_list_version
+        issued = dict(self.status_lists)
+        if trust_list is not None:
+            version = max(version, trust_list.version)
+        if status_list is not None:
+            lowest, _ = issued.get(status_list.list_id, (0, None))
+            if status_list.issued_at >= lowest:
+                digest = None if status_jwt is None else _digest(status_jwt)
+                issued[status_list.list_id] = (status_list.issued_at, digest)
+        return _Floor(version, issued)
+
+
+def _refuse_below(snapshot: CacheSnapshot, floor: _Floor, what: str) -> None:
+    """CACHE_ROLLBACK when the snapshot serves a list older than the floor."""
+    if snapshot.trust_list.version < floor.trust_list_version:
+        raise CacheError("CACHE_ROLLBACK", f"trust list v{snapshot.trust_list.version} is "
+                         f"older than {what} (v{floor.trust_list_version})")
+    for list_id, floor_entry in floor.status_lists.items():
+        claims = snapshot.status_lists.get(list_id)  # a missing list is STATUS_UNAVAILABLE
+        if claims is None:
+            continue
+        lowest, digest = floor_entry
+        served = _digest(snapshot.contents.status_lists[list_id].jwt)
+        if claims.issued_at < lowest or (claims.issued_at == lowest
+                                          and digest not in (None, served)):
+            raise CacheError("CACHE_ROLLBACK", f"status list {list_id} is older than {what}")
+
+
+def _digest(jwt: str) -> str:
+    return hashlib.sha256(jwt.encode("ascii")).hexdigest()
 
 
 def portrait_digest_from_text(text: str) -> bytes | None:

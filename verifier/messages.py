@@ -136,6 +136,9 @@ TOOL_REASONS: MappingProxyType[str, Bilingual] = MappingProxyType({
     "BAD_ROOT": Bilingual(
         "--root needs the root key's fingerprint: 43 characters of A-Z a-z 0-9 - _.",
         "--root 需要根密钥指纹：43 个字符（A-Z a-z 0-9 - _）。"),
+    "CACHE_ROLLBACK": Bilingual(
+        "The local cache would go back to older lists than already verified: run `verifier sync`.",
+        "本地缓存将回退到比已验证列表更旧的版本：请运行 `verifier sync`。"),
 })
 
 SERVICE_NAMES: MappingProxyType[str, Bilingual] = MappingProxyType({

@@ -75,7 +75,7 @@ def test_accepted_shows_the_verdict_reason_and_disclosed_fields(cache_dir: Path)
     code, output = _check(cache_dir, "hospital", "--text", present(Purpose.SVC))
     assert code == 0
     for expected in ("ACCEPTED", "通过", "ABDULRAHMAN", "933566199001010017", "NGA",
-                     "1990-01-01", "Healthcare", "医疗", "3300012345678901", "0 s ago"):
+                     "1990-01-01", "Healthcare", "医疗", "3300012345678901", "1 min ago"):
         assert expected in output
 
 
@@ -88,7 +88,8 @@ def test_json_has_the_contract_fields(cache_dir: Path) -> None:
     assert answer["entitlements"] == ["healthcare", "social_insurance"]
     holder = answer["holder"]
     assert isinstance(holder, dict) and holder["foreigner_code"] == "933566199001010017"
-    assert answer["cache_age_seconds"] == 0 and answer["trust_list_version"] == 1
+    # The age is that of the newest signed list (tests/support signs them at NOW - 60).
+    assert answer["cache_age_seconds"] == 60 and answer["trust_list_version"] == 1
     assert answer["entitlement_asked"] == "healthcare"
     assert answer["portrait"] == "not_cached"
     assert str(answer["checked_at"]).startswith("2027-01-15T")
@@ -227,14 +228,14 @@ def test_a_stale_cache(cache_dir: Path, later: int, grace: str, trust_grace: str
                           at=str(NOW + later))
     answer = _json(output)
     assert answer["code"] == result and code == (0 if result == "OK" else 1)
-    assert answer["cache_age_seconds"] == later
+    assert answer["cache_age_seconds"] == later + 60  # signed at NOW - 60
 
 
 def test_stale_answer_shows_the_cache_age(cache_dir: Path) -> None:
     text = present(Purpose.SVC, proof_time=NOW + 2 * HOUR)
     code, output = _check(cache_dir, "hospital", "--text", text, "--status-grace", "0",
                           at=str(NOW + 2 * HOUR))
-    assert code == 1 and "STATUS_UNAVAILABLE" in output and "2 h 0 min ago" in output
+    assert code == 1 and "STATUS_UNAVAILABLE" in output and "2 h 1 min ago" in output
     assert "sync" in output
 
 
@@ -301,10 +302,10 @@ def test_status_shows_the_cache(cache_dir: Path) -> None:
     result = runner.invoke(app, ["--cache", str(cache_dir), "status", "--json",
                                  "--at", str(NOW + 90)])
     summary = json.loads(result.output)
-    assert result.exit_code == 0 and summary["cache_age_seconds"] == 90
+    assert result.exit_code == 0 and summary["cache_age_seconds"] == 90 + 60
     assert summary["root"] == ROOT_FINGERPRINT and summary["trust_list_version"] == 1
     human = runner.invoke(app, ["--cache", str(cache_dir), "status", "--at", str(NOW + 90)])
-    assert "1 min ago" in human.output
+    assert "2 min ago" in human.output
 
 
 def test_portraits_add_makes_the_portrait_available(cache_dir: Path, tmp_path: Path) -> None:

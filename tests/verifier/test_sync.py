@@ -335,13 +335,26 @@ def test_a_damaged_cache_is_a_clear_error(cache: VerifierCache, how: str) -> Non
 
 
 @pytest.mark.parametrize("how", ["truncated-manifest", "manifest-not-json"])
-def test_a_damaged_manifest_falls_back_to_the_previous_good_one(cache: VerifierCache,
-                                                                how: str) -> None:
+def test_a_damaged_manifest_never_falls_back_to_older_lists(cache: VerifierCache,
+                                                           how: str) -> None:
     authority = FakeAuthority()
     with running(authority):
         _sync(cache, authority)
         authority.world.trust_version = 2
         _sync(cache, authority, now=NOW + 60)
+    _break(cache, how)
+    with pytest.raises(CacheError) as refused:
+        cache.load()
+    assert refused.value.code == "CACHE_ROLLBACK"
+
+
+@pytest.mark.parametrize("how", ["truncated-manifest", "manifest-not-json"])
+def test_a_damaged_manifest_falls_back_when_the_previous_names_the_same_lists(
+        cache: VerifierCache, how: str) -> None:
+    authority = FakeAuthority()
+    with running(authority):
+        _sync(cache, authority)
+        _sync(cache, authority, now=NOW + 60)  # nothing new: only the sync time moves
     _break(cache, how)
     snapshot = cache.load()
     assert snapshot.from_previous and snapshot.trust_list.version == 1

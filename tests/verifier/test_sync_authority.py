@@ -38,6 +38,7 @@ class FakeAuthority:
     portrait_token: str = "verifier-token"
     requests: list[tuple[str, int, int]] = field(default_factory=list)  # path, status, bytes
     url: str = ""
+    not_modified: bool = False  # answer 304 to every If-None-Match (a lying cache or MITM)
 
     def body(self, name: str) -> str:
         if name in self.override:
@@ -55,6 +56,8 @@ class FakeAuthority:
             jwt = self.body(name).encode()
             etag = '"' + hashlib.sha256(jwt).hexdigest()[:32] + '"'
             headers = {"ETag": etag, "Cache-Control": "max-age=60"}
+            if self.not_modified and request.headers.get("if-none-match"):
+                return self._log(request, Response(status_code=304, headers=headers))
             if request.headers.get("if-none-match") == etag:
                 return self._log(request, Response(status_code=304, headers=headers))
             return self._log(request, Response(jwt, media_type=media_type, headers=headers))
