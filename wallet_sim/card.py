@@ -80,6 +80,14 @@ class Card:
     revoked_at: int | None = None
     # The authority's last word (provision/refresh answer): suspended cards show no code.
     suspended: bool = False
+    # The proof time of the last pay code shown: the next one is strictly later, so every
+    # display is a new code (one sale each), also across separate runs of the CLI.
+    last_pay_proof_time: int | None = None
+
+    def next_pay_proof_time(self, now: int) -> int:
+        """A pay proof time strictly later than the last one shown for this card."""
+        last = self.last_pay_proof_time
+        return now if last is None or now > last else last + 1
 
     @property
     def device(self) -> Ed25519Signer:
@@ -143,6 +151,7 @@ class Card:
             "trust_list_url": self.trust_list_url,
             "revoked_at": self.revoked_at,
             "suspended": self.suspended,
+            "last_pay_proof_time": self.last_pay_proof_time,
         }
 
     @staticmethod
@@ -167,6 +176,8 @@ class Card:
                     None if stored.get("revoked_at") is None else int(stored["revoked_at"])
                 ),
                 suspended=stored.get("suspended") is True,
+                last_pay_proof_time=(None if stored.get("last_pay_proof_time") is None
+                                     else int(stored["last_pay_proof_time"])),
             )
             if len(card.device_seed) != 32 or not credentials:
                 raise ValueError("bad device seed or no credentials")

@@ -244,6 +244,12 @@ def make_app(
             try:
                 while True:
                     now = runtime.clock()
+                    if purpose is Purpose.PAY:
+                        # One pay code per display, also across runs: remembered in the
+                        # wallet before it is shown.
+                        now = card.next_pay_proof_time(now)
+                        card = replace(card, last_pay_proof_time=now)
+                        wallet.put(card)
                     presentation = present(card, purpose, now=now)
                     if png is not None:
                         image = qr_png(presentation)

@@ -310,3 +310,18 @@ def test_pin_is_asked_for_hidden_when_not_in_the_environment(
     exit_code, screen = _talk(["--wallet", str(fresh), "provision", "--server",
                                "http://127.0.0.1:9", "--code", "ABCD-EFGH"], ["1234", "4321"])
     assert exit_code == 2 and "PIN_MISMATCH" in screen and not fresh.exists()
+
+
+def test_each_pay_display_is_a_new_code_even_in_the_same_second(
+        provisioned: tuple[Wallet, Card]) -> None:
+    """Two sales at two shops within one renewal period: two codes, never one code twice
+    (which the authority would book as a double spend)."""
+    wallet, _ = provisioned
+    shown = [run(["--wallet", str(wallet.path), "show", "--purpose", "pay", "--text"])
+             for _ in range(3)]
+    codes = [result.stdout.strip() for result in shown]
+    assert all(result.exit_code == 0 for result in shown)
+    assert len(set(codes)) == 3
+    ids = [run(["--wallet", str(wallet.path), "show", "--purpose", "id", "--text"]).stdout
+           for _ in range(2)]
+    assert ids[0] == ids[1]  # identity codes renew with the clock only
