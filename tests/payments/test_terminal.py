@@ -317,3 +317,43 @@ def test_fen_are_shown_as_yuan() -> None:
         "0.00", "0.05", "1.00", "1234.56", "-2.50"]
 
 
+
+
+# -- what the till says (P16.6) -------------------------------------------------------------
+
+@SQLITE_ONLY
+def test_a_refusal_says_what_to_do_with_its_figures_in_both_languages(shop: Shop) -> None:
+    card = shop.world.card(topup=5_000, offline_limit_fen=4_000)
+    exit_code, output = shop.run("terminal", "charge", "--text", shop.world.pay_code(card),
+                                 "--amount", "9000", "--server", _closed_port_url(), "--at", AT)
+    assert exit_code == 1 and "OFFLINE_FLOOR_EXCEEDED" in output
+    assert "at most 30.00 yuan offline" in output and "离线收款上限为 30.00 元" in output
+    exit_code, output = shop.run("terminal", "charge", "--text", shop.world.pay_code(card),
+                                 "--amount", "9000", "--at", AT)
+    assert exit_code == 1 and "INSUFFICIENT_FUNDS" in output
+    assert "balance (50.00 yuan) is less than 90.00 yuan" in output and "余额" in output
+
+
+@SQLITE_ONLY
+def test_setup_shows_the_authority_s_detail(world: PayWorld, tmp_path: Path) -> None:
+    cashier = world.as_role("cashier")["Authorization"].removeprefix("Bearer ")
+    result = runner.invoke(app, ["--cache", str(tmp_path / "till"), "terminal", "setup",
+                                 "--server", world.url], env={"FMC_TERMINAL_TOKEN": cashier})
+    assert result.exit_code == 2
+    assert "FORBIDDEN" in result.output or "NOT_A_TERMINAL" in result.output
+    assert "the authority refused" not in result.output  # the server's own words instead
+
+
+@SQLITE_ONLY
+def test_a_refusal_about_the_terminal_does_not_burn_the_pay_code(
+        shop: Shop, world: PayWorld, tmp_path: Path) -> None:
+    card = world.card(topup=5_000)
+    code = world.pay_code(card)
+    stray = world.as_role("cashier")["Authorization"].removeprefix("Bearer ")
+    refused = runner.invoke(app, ["--cache", str(shop.directory), "terminal", "charge",
+                                  "--text", code, "--amount", "100", "--at", AT, "--json"],
+                            env={"FMC_TERMINAL_TOKEN": stray})
+    assert refused.exit_code == 2
+    assert json.loads(refused.output)["code"] in ("NOT_A_TERMINAL", "FORBIDDEN")
+    exit_code, answer = shop.charge(code, 100)  # the right token: the same code still pays
+    assert (exit_code, answer["code"]) == (0, "OK")

@@ -56,8 +56,9 @@ def _print_json(value: dict[str, Any]) -> None:
 
 
 def _words(words: Bilingual) -> None:
-    _out.print(outside(f"  {words.en}"))
-    _out.print(outside(f"  {words.zh}"))
+    # One line each, wrapped by the terminal itself: a sentence stays greppable.
+    _out.print(outside(f"  {words.en}"), soft_wrap=True)
+    _out.print(outside(f"  {words.zh}"), soft_wrap=True)
 
 
 def _fail(code: str, detail: str, *, as_json: bool, exit_code: int = EXIT_USAGE) -> NoReturn:
