@@ -122,3 +122,13 @@ def test_receipt_matches_sale(changes: dict[str, Any], code: str) -> None:
     from dataclasses import replace
 
     assert receipt_matches_sale(replace(_RECEIPT, **changes), _SALE) == code
+
+
+def test_attack_a_receipt_the_till_cannot_check_proves_nothing() -> None:
+    # A till that never synced has no trust list: whatever the "authority" answered, no
+    # sale is recorded as paid (it used to be accepted as RECEIPT_UNCHECKED).
+    from verifier.receipts import check_receipt
+
+    assert check_receipt("eyJ.any.thing", trust_list=None, sale=_SALE).code == (
+        "RECEIPT_NO_TRUST_LIST")
+    assert not check_receipt(None, trust_list=None, sale=None).ok
