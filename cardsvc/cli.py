@@ -16,6 +16,7 @@ Example::
 from __future__ import annotations
 
 import os
+import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
@@ -136,13 +137,17 @@ def serve(
     if workers > 1 and not settings.database_url:
         typer.echo("warning: several workers on SQLite queue on one file lock;"
                    " use CARDSVC_DATABASE_URL=postgresql+psycopg://... in production", err=True)
-    configure_logging()
+    configure_logging(settings.log_format)
     # Each worker is its own process: it builds the app from the environment, so the
     # settings this command resolved are handed down as CARDSVC_* variables.
     os.environ["CARDSVC_DATA_DIR"] = str(settings.data_dir.resolve())
     os.environ["CARDSVC_PUBLIC_URL"] = settings.public_url
+    if workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        # Each worker counts in its own files there; /metrics adds them up.
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="cardsvc-metrics-")
     uvicorn.run("cardsvc.api:app_from_environment", factory=True, host=host, port=port,
-                workers=workers, log_level="warning", access_log=False)
+                workers=workers, log_level="warning", access_log=False,
+                timeout_graceful_shutdown=20)  # SIGTERM: finish what is in flight
 
 
 @officer_app.command("add")

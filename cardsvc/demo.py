@@ -226,7 +226,7 @@ def main(argv: list[str] | None = None) -> None:
     finally:
         database.dispose()
     _print_next_steps(settings, fingerprint, result.admin_token, seeded, data_dir)
-    configure_logging()
+    configure_logging("text")  # a person reads the demo's terminal
     uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level="warning",
                 access_log=False)
 

@@ -9,7 +9,7 @@ Example::
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -40,6 +40,7 @@ class Settings(BaseSettings):
     portrait_max_bytes: int = Field(default=2 * 1024 * 1024, gt=0)
     request_max_bytes: int = Field(default=4 * 1024 * 1024, gt=0)
     db_pool_size: int = Field(default=10, gt=0)
+    log_format: Literal["json", "text"] = "json"  # one line per request, see cardsvc.logs
 
     def database_url_or_default(self) -> str:
         """``CARDSVC_DATABASE_URL`` when set, else SQLite in the data dir."""

@@ -17,7 +17,16 @@ from cardsvc.api._access_log import AccessLog
 from cardsvc.api._body_limit import BodyLimit
 from cardsvc.api._context import AppContext
 from cardsvc.api.errors import install_error_handlers
-from cardsvc.api.routes import admin, audit, cards, meta, persons, publication, wallet
+from cardsvc.api.routes import (
+    admin,
+    audit,
+    cards,
+    meta,
+    operations,
+    persons,
+    publication,
+    wallet,
+)
 from cardsvc.console import router as console_router
 from cardsvc.db import Database
 from cardsvc.logs import configure_logging
@@ -36,8 +45,9 @@ def _system_clock() -> datetime:
 def app_from_environment() -> FastAPI:
     """The app with settings from ``CARDSVC_*`` only: what each uvicorn worker process
     builds under ``cardsvc serve --workers N`` (a factory import string, not an object)."""
-    configure_logging()  # a worker process starts with no logging of its own
-    return create_app(get_settings())
+    settings = get_settings()
+    configure_logging(settings.log_format)  # a worker process starts with no logging
+    return create_app(settings)
 
 
 def create_app(
@@ -65,7 +75,8 @@ def create_app(
     # Assembled here, not in cardsvc.api.routes: area routers (payments, the console) build
     # on cardsvc.api's deps, so a list in the routes package would import them in a loop.
     for router in (persons.router, cards.router, wallet.router, publication.router,
-                   audit.router, admin.router, meta.router, payments.router,
+                   audit.router, admin.router, meta.router, operations.router,
+                   payments.router,
                    console_router):  # the officer console, at /
         app.include_router(router)
     return app

@@ -20,6 +20,9 @@ import time
 from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from cardsvc.api._request_id import REQUEST_ID, accept_or_make
+from cardsvc.metrics import HTTP_LATENCY, HTTP_REQUESTS
+
 __all__ = ["ACCESS_LOGGER", "AccessLog", "access_line"]
 
 ACCESS_LOGGER = logging.getLogger("cardsvc.access")
@@ -57,19 +60,31 @@ class AccessLog:
             return
         started = time.perf_counter()
         status = 500  # what the client gets if the app raises before answering
+        request_id = accept_or_make(next(
+            (value for name, value in scope.get("headers", ()) if name == b"x-request-id"),
+            None))
+        token = REQUEST_ID.set(request_id)
 
         async def recording(message: Message) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = int(message["status"])
+                headers = [(name, value) for name, value in message.get("headers", [])
+                           if name.lower() != b"x-request-id"]
+                headers.append((b"x-request-id", request_id.encode("ascii")))
+                message = {**message, "headers": headers}
             await send(message)
 
         try:
             await self.app(scope, receive, recording)
         finally:
-            ACCESS_LOGGER.info(access_line(
-                method=str(scope["method"]),
-                route=_route_template(self.routes, scope),
-                status=status,
-                duration_ms=(time.perf_counter() - started) * 1000,
-            ))
+            REQUEST_ID.reset(token)
+            seconds = time.perf_counter() - started
+            method, route = str(scope["method"]), _route_template(self.routes, scope)
+            HTTP_REQUESTS.labels(method, route, str(status)).inc()
+            HTTP_LATENCY.labels(method, route).observe(seconds)
+            ACCESS_LOGGER.info(
+                access_line(method=method, route=route, status=status,
+                            duration_ms=seconds * 1000),
+                extra={"request_id": request_id, "method": method, "route": route,
+                       "status": status, "duration_ms": round(seconds * 1000, 3)})

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import json
+
 from fastapi import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from cardsvc.api._request_id import REQUEST_ID
 
 __all__ = ["BodyLimit"]
 
@@ -47,9 +51,13 @@ class BodyLimit:
 
 
 async def _refuse(send: Send, status: int) -> None:
-    code = b"REQUEST_TOO_LARGE" if status == 413 else b"BAD_REQUEST"
-    body = (b'{"type":"about:blank","title":"request refused","status":' + str(status).encode()
-            + b',"code":"' + code + b'","detail":"bad or too large request body"}')
+    code = "REQUEST_TOO_LARGE" if status == 413 else "BAD_REQUEST"
+    problem = {"type": "about:blank", "title": "request refused", "status": status,
+               "code": code, "detail": "bad or too large request body"}
+    request_id = REQUEST_ID.get()
+    if request_id is not None:
+        problem["request_id"] = request_id
+    body = json.dumps(problem).encode()
     await send({"type": "http.response.start", "status": status, "headers": [
         (b"content-type", b"application/problem+json"),
         (b"content-length", str(len(body)).encode())]})

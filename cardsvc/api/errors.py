@@ -15,6 +15,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from cardsvc.api._request_id import REQUEST_ID
 from cardsvc.services.errors import DomainError
 
 __all__ = ["PROBLEM_MEDIA_TYPE", "install_error_handlers", "problem"]
@@ -41,6 +42,9 @@ def problem(
         "detail": detail or HTTPStatus(status).description,
     }
     body.update(extra)
+    request_id = REQUEST_ID.get()
+    if request_id is not None:
+        body["request_id"] = request_id  # the same id as the X-Request-ID header and the log
     return JSONResponse(body, status_code=status, media_type=PROBLEM_MEDIA_TYPE,
                         headers=headers)
 

@@ -28,6 +28,7 @@ from sqlalchemy.orm import Session
 
 from cardsvc.api.deps import Ctx, roles
 from cardsvc.api.routes._common import CARD_NUMBER_PATTERN, problems
+from cardsvc.metrics import CHARGES, OFFLINE_ITEMS
 from cardsvc.models import Card, Officer
 from cardsvc.payments import charges, merchants, reports
 from cardsvc.payments._idempotency import Answer
@@ -372,9 +373,10 @@ def pay(body: PaymentIn, ctx: Ctx, officer: TerminalOfficer) -> JSONResponse:
             ctx=payments, now=now)
 
     try:
-        return _respond(_transact(ctx, work))
+        answered = _respond(_transact(ctx, work))
     except DomainError as refusal:
         refused_code = refusal.code
+        CHARGES.labels(refused_code).inc()
         if refused_code == "IDEMPOTENCY_KEY_REUSED":
             raise  # a refusal of the key, not of the pay code
         # The one intended effect of a refusal, in its own transaction: this code can
@@ -384,6 +386,8 @@ def pay(body: PaymentIn, ctx: Ctx, officer: TerminalOfficer) -> JSONResponse:
                 session, unverified_pay_code=body.pay_code, code=refused_code,
                 terminal=terminal_of(session, officer), now=now))
         raise
+    CHARGES.labels("OK").inc()
+    return answered
 
 
 @router.post("/payments/offline-batch", response_model=OfflineBatchOut,
@@ -404,7 +408,9 @@ def offline_batch(body: OfflineBatchIn, ctx: Ctx, officer: TerminalOfficer) -> O
                                           terminal=terminal_of(session, officer),
                                           ctx=payments, now=now)
 
-        results.append(OfflineResultOut.model_validate(_transact(ctx, work).body))
+        result = OfflineResultOut.model_validate(_transact(ctx, work).body)
+        OFFLINE_ITEMS.labels(result.outcome, result.code or "").inc()
+        results.append(result)
     return OfflineBatchOut(results=results)
 
 

@@ -12,6 +12,7 @@ charge is refused SUSPENDED, the account and the settlement report add up.
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import time
 from collections.abc import Iterator
@@ -145,3 +146,17 @@ def test_the_payment_story(authority: Authority, tmp_path: Path) -> None:
     report_b = authority.get(f"/v1/merchants/{other['merchant_id']}/settlement", date=today)
     assert report_b["double_spends"] == {"count": 1, "total_fen": 800}
     assert report_b["net_fen"] == report_b["ledger_net_fen"] == 300
+
+    # What the server wrote about all of it: one JSON line per request, and never a
+    # token, passport number, provisioning code, pay code or personal data.
+    authority.stop()
+    logs = sorted(authority.data_dir.parent.glob("serve-*.log"))
+    text = "\n".join(path.read_text(errors="replace") for path in logs)
+    lines = [json.loads(line) for line in text.splitlines() if line.startswith("{")]
+    requests = [line for line in lines if line.get("logger") == "cardsvc.access"]
+    assert len(requests) >= 15 and all(re.fullmatch(r"[0-9a-f]{32}", line["request_id"])
+                                       for line in requests)
+    secrets = {authority.admin["Authorization"].removeprefix("Bearer "), shop_a.token,
+               shop_b.token, issued["provisioning_code"], "G1234567", screenshot,
+               person["foreigner_code"], card_number, "MENSAH", "AKOSUA"}
+    assert [secret for secret in secrets if secret in text] == []
