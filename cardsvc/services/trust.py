@@ -3,6 +3,9 @@
 Private keys live in the encrypted key store (``data_dir/keys``); public keys, states and
 validity windows live in the database, so every process sees a rotation at once. Issuer
 kids are short and sequential (k1, k2, ...) because the kid travels in every QR code.
+A key that stops signing (retired or compromised) has its private part destroyed once that
+change commits, and leaves the published trust list once all its credentials have expired
+(``keys.published_keys``); its row stays for the record.
 
 Example::
 
