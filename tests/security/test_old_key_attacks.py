@@ -35,7 +35,7 @@ from cardsvc.services.bootstrap import open_keyring
 from cardsvc.services.provisioning import SigningContext, redeem_provisioning_code
 from cardsvc.services.trust import compromise_key
 from cardsvc.settings import Settings
-from keys import KEY_RETENTION_SECONDS, public_jwk
+from keys import KEY_RETENTION_SECONDS, public_jwk, sign_credential, sign_presentation
 from schemas import IssuerKey, KeyState, Purpose, ResultCode, TrustListClaims, b64url_decode
 from schemas.credential import MAX_CREDENTIAL_LIFETIME_SECONDS, MAX_LIFETIME_SECONDS
 from support import (
@@ -235,3 +235,23 @@ def test_attack_stopped_key_stays_on_the_trust_list_forever(
     listed = _trust(authority).keys_by_kid
     assert "k1" not in listed and {"k2", "k3"} <= set(listed)
     assert authority.check(bundle, phone) == ResultCode.UNKNOWN_KEY.value
+
+
+def test_attack_century_pay_credential_charged_at_the_authority(authority: Authority) -> None:
+    phone = device_key(43)
+    bundle = authority.card_with_phone(phone)
+    genuine = verify(authority.state(), bundle["credentials"]["pay"], phone, purpose="pay",
+                     service="payment", now=authority.clock.epoch).credential
+    assert genuine is not None
+    stolen_k1 = open_keyring(authority.settings).signer("k1")  # as a thief of the key would
+    forged = sign_credential(genuine._replace(expires_at=genuine.issued_at + CENTURY), stolen_k1)
+    merchant = authority.client.post("/v1/merchants", headers=authority.admin,
+                                     json={"name": "Bead Shop"}).json()
+    terminal = authority.client.post(f"/v1/merchants/{merchant['merchant_id']}/terminals",
+                                     headers=authority.admin, json={"name": "till 1"}).json()
+    answer = authority.client.post(
+        "/v1/payments", headers={"Authorization": f"Bearer {terminal['token']}"},
+        json={"pay_code": sign_presentation(forged, phone, proof_time=authority.clock.epoch,
+                                            purpose="pay"),
+              "amount_fen": 100, "idempotency_key": "century"})
+    assert answer.status_code == 422 and answer.json()["code"] == "LIFETIME_TOO_LONG"
