@@ -194,6 +194,7 @@ def _bind_and_sign(
     def expiry(purpose: Purpose) -> int:
         # Clamped to the format's cap: a verifier refuses anything longer (LIFETIME_TOO_LONG).
         return min(exp, iat + MAX_LIFETIME_SECONDS[purpose])
+
     entitlements = tuple(Entitlement(name) for name in card.entitlement_list)
     digest = None if person.portrait_digest is None else b64url_decode(person.portrait_digest)
 
