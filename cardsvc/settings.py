@@ -14,6 +14,8 @@ from typing import Any, Literal
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from schemas.credential import MAX_CREDENTIAL_LIFETIME_SECONDS
+
 __all__ = ["DEFAULT_OFFLINE_LIMIT_FEN", "Settings", "get_settings"]
 
 DEFAULT_OFFLINE_LIMIT_FEN = 20_000  # 200 yuan on a card unless the officer sets another
@@ -31,7 +33,9 @@ class Settings(BaseSettings):
     public_url: str = "http://127.0.0.1:8000"
 
     provisioning_ttl_seconds: int = Field(default=24 * 3600, gt=0)
-    credential_lifetime_days: int = Field(default=30, gt=0)
+    # Never beyond the longest cap of the format; each purpose is clamped to its own at issue.
+    credential_lifetime_days: int = Field(default=30, gt=0,
+                                          le=MAX_CREDENTIAL_LIFETIME_SECONDS // 86_400)
     trust_list_lifetime_days: int = Field(default=30, gt=1)
     status_ttl_seconds: int = Field(default=300, gt=1)
     status_lifetime_seconds: int = Field(default=86_400, gt=1)

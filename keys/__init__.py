@@ -16,9 +16,19 @@ from keys.jws import (
     sign_trust_list,
 )
 from keys.keystore import KeyStore, KeyStoreError
-from keys.rotation import RotationError, active_key, compromise, initial_keys, rotate
+from keys.rotation import (
+    KEY_RETENTION_SECONDS,
+    RotationError,
+    active_key,
+    compromise,
+    initial_keys,
+    published_keys,
+    rotate,
+    stopped_signing,
+)
 
 __all__ = [
+    "KEY_RETENTION_SECONDS",
     "Ed25519Signer",
     "KeyStore",
     "KeyStoreError",
@@ -29,11 +39,13 @@ __all__ = [
     "initial_keys",
     "jwk_thumbprint",
     "public_jwk",
+    "published_keys",
     "rotate",
     "sign_compact",
     "sign_credential",
     "sign_presentation",
     "sign_status_list",
     "sign_trust_list",
+    "stopped_signing",
     "verify_signature",
 ]

@@ -20,7 +20,13 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
-__all__ = ["WRITE_STEPS", "atomic_writer", "remove_stale_temporaries", "write_atomically"]
+__all__ = [
+    "WRITE_STEPS",
+    "atomic_writer",
+    "fsync_directory",
+    "remove_stale_temporaries",
+    "write_atomically",
+]
 
 CHUNK_BYTES = 4096
 # Names of the points between write steps, in order ("wrote" repeats once per chunk).
@@ -56,7 +62,7 @@ def atomic_writer(
         os.replace(temporary, path)
         renamed = True
         on_step("renamed")
-        _fsync_directory(directory)
+        fsync_directory(directory)
         on_step("directory_synced")
     finally:
         if not renamed:
@@ -79,7 +85,8 @@ def write_atomically(
             on_step("wrote")
 
 
-def _fsync_directory(directory: Path) -> None:
+def fsync_directory(directory: Path) -> None:
+    """Make a rename or unlink in ``directory`` survive a power cut."""
     fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
     try:
         os.fsync(fd)

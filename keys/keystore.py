@@ -5,18 +5,21 @@ Example::
     store = KeyStore(Path("data/keys"), passphrase=b"correct horse")
     store.save(Ed25519Signer.generate(kid="k1"))
     signer = store.load("k1")
+    store.destroy("k1")          # retired: the private part is gone, k1.jwk keeps the public
 """
 
 from __future__ import annotations
 
+import json
+import os
 import re
 from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from keys._atomic import write_atomically
-from keys.ed25519 import Ed25519Signer
+from keys._atomic import fsync_directory, write_atomically
+from keys.ed25519 import Ed25519Signer, public_jwk
 
 __all__ = ["KID_PATTERN", "KeyStore", "KeyStoreError"]
 
@@ -73,6 +76,35 @@ class KeyStore:
             serialization.NoEncryption(),
         )
         return Ed25519Signer(seed, kid)
+
+    def public_path(self, kid: str) -> Path:
+        """Where :meth:`destroy` leaves the public JWK of a key whose private part is gone."""
+        return self._path(kid).with_suffix(".jwk")
+
+    def destroy(self, kid: str) -> bool:
+        """Destroy a key's private part for good; its public JWK stays as ``<kid>.jwk``.
+
+        The encrypted file is overwritten with random bytes and synced before it is
+        unlinked and the directory synced, so neither an undelete nor a later copy of the
+        directory (a backup) finds it. Best effort on copy-on-write or flash storage, where
+        old blocks may survive; they are still encrypted. Returns False when there was
+        nothing left to destroy (it is safe to call again after a crash).
+        """
+        path = self._path(kid)
+        if not path.exists():
+            return False
+        signer = self.load(kid)
+        write_atomically(self.public_path(kid),
+                         json.dumps(public_jwk(signer.public_key, kid=kid)).encode(), mode=0o644)
+        fd = os.open(path, os.O_WRONLY)
+        try:
+            os.write(fd, os.urandom(os.fstat(fd).st_size))
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        path.unlink()
+        fsync_directory(self.directory)
+        return True
 
     def kids(self) -> list[str]:
         if not self.directory.exists():

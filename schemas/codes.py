@@ -18,6 +18,7 @@ __all__ = [
     "HolderProofStale",
     "KeyCompromised",
     "KeyNotValidAtIssue",
+    "LifetimeTooLong",
     "Malformed",
     "NotYetValid",
     "Replayed",
@@ -58,6 +59,7 @@ class ResultCode(StrEnum):
     # Added beyond DESIGN.md section 7 (allowed: "more may be added, none renamed").
     KEY_COMPROMISED = "KEY_COMPROMISED"
     TRUST_LIST_ROLLBACK = "TRUST_LIST_ROLLBACK"
+    LIFETIME_TOO_LONG = "LIFETIME_TOO_LONG"
 
 
 class FmcError(Exception):
@@ -100,6 +102,12 @@ class KeyCompromised(FmcError):
 
 class Expired(FmcError):
     code = ResultCode.EXPIRED
+
+
+class LifetimeTooLong(FmcError):
+    """``exp - iat`` beyond its purpose's cap: what a leaked (old) key would mint."""
+
+    code = ResultCode.LIFETIME_TOO_LONG
 
 
 class NotYetValid(FmcError):
@@ -152,7 +160,7 @@ _BY_CODE: dict[ResultCode, type[FmcError]] = {
         Malformed, UnsupportedVersion, AlgorithmNotAllowed, UnknownKey, BadSignature,
         KeyNotValidAtIssue, KeyCompromised, Expired, NotYetValid, Revoked, Suspended,
         StatusUnavailable, TrustListStale, TrustListRollback, HolderProofInvalid,
-        HolderProofStale, Replayed, WrongPurpose, EntitlementMissing,
+        HolderProofStale, Replayed, WrongPurpose, EntitlementMissing, LifetimeTooLong,
     )
 }
 

@@ -18,8 +18,10 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
+from types import MappingProxyType
 from typing import Any, NamedTuple
 
 from schemas._jose import b64url_decode, b64url_encode
@@ -30,7 +32,9 @@ __all__ = [
     "CLAIMS",
     "CREDENTIAL_TYP",
     "FOREIGNER_CODE_PATTERN",
+    "MAX_CREDENTIAL_LIFETIME_SECONDS",
     "MAX_INFLATED_PAYLOAD",
+    "MAX_LIFETIME_SECONDS",
     "PORTRAIT_DIGEST_BYTES",
     "Credential",
     "Entitlement",
@@ -49,6 +53,20 @@ class Purpose(StrEnum):
     PAY = "pay"
     ID = "id"
     SVC = "svc"
+
+
+_DAY = 86_400
+# The longest a credential of each purpose may live (``exp - iat``), so that a leaked
+# issuer key, even a retired one, cannot sign a card that outlives its key by more than
+# this. The authority issues 30 days (at most the card's validity) and clamps to these
+# caps; a pay credential authorises offline spending, so it gets the shortest one.
+MAX_LIFETIME_SECONDS: Mapping[Purpose, int] = MappingProxyType({
+    Purpose.PAY: 31 * _DAY,
+    Purpose.ID: 92 * _DAY,
+    Purpose.SVC: 92 * _DAY,
+})
+# How long after a key stops signing its last credential may still be accepted.
+MAX_CREDENTIAL_LIFETIME_SECONDS = max(MAX_LIFETIME_SECONDS.values())
 
 
 class Entitlement(StrEnum):

@@ -52,7 +52,7 @@ def credential(purpose: Purpose, **overrides: object) -> Credential:
         purpose=purpose,
         issuer=ISSUER,
         issued_at=NOW - DAY,
-        expires_at=NOW + 365 * DAY,
+        expires_at=NOW + 30 * DAY,  # 31 days: the cap of a pay credential
         card_number="3300012345678901",
         status=StatusRef("1", 123_456),
         holder_key=DEVICE.public_key,

@@ -9,7 +9,8 @@ Steps, in this fixed order (DESIGN.md section 7); the first failure decides the 
                find a key that the trust list already holds    KEY_COMPROMISED
  4. signature  Ed25519 over the JWS signing input              BAD_SIGNATURE
  5. claims     inflate (capped) and parse, only now            MALFORMED
- 6. dates      iat inside the key's window, iat/exp vs now     KEY_NOT_VALID_AT_ISSUE,
+ 6. dates      iat inside the key's window, exp - iat within   KEY_NOT_VALID_AT_ISSUE,
+               the purpose's cap, then iat/exp vs now          LIFETIME_TOO_LONG,
                                                                NOT_YET_VALID, EXPIRED
  7. status     the list named in the credential, fresh         STATUS_UNAVAILABLE, REVOKED,
                                                                SUSPENDED
@@ -46,6 +47,7 @@ from schemas.codes import (
     HolderProofStale,
     KeyCompromised,
     KeyNotValidAtIssue,
+    LifetimeTooLong,
     Malformed,
     NotYetValid,
     Replayed,
@@ -57,7 +59,12 @@ from schemas.codes import (
     UnknownKey,
     WrongPurpose,
 )
-from schemas.credential import MAX_INFLATED_PAYLOAD, Credential, Purpose
+from schemas.credential import (
+    MAX_INFLATED_PAYLOAD,
+    MAX_LIFETIME_SECONDS,
+    Credential,
+    Purpose,
+)
 from schemas.presentation import decode_presentation
 from schemas.status_list import STATUS_REVOKED, STATUS_SUSPENDED, STATUS_VALID
 from schemas.trust_list import KeyState
@@ -274,6 +281,11 @@ def _check_dates(
     iat = credential.issued_at
     if iat < valid_from or (valid_until is not None and iat >= valid_until):
         raise KeyNotValidAtIssue("the key was not valid when this credential was issued")
+    # Before exp is compared with now: a key that leaked after it retired can still date a
+    # credential inside its window, but not make it outlive the window by more than the cap.
+    if credential.expires_at - iat > MAX_LIFETIME_SECONDS[credential.purpose]:
+        raise LifetimeTooLong(f"a {credential.purpose} credential lives at most "
+                              f"{MAX_LIFETIME_SECONDS[credential.purpose] // 86_400} days")
     if iat > now + policy.leeway:
         raise NotYetValid("credential issued in the future")
     if credential.expires_at <= now - policy.leeway:

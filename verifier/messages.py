@@ -89,6 +89,9 @@ RESULT_REASONS: MappingProxyType[ResultCode, Bilingual] = MappingProxyType({
     _R.TRUST_LIST_ROLLBACK: Bilingual(
         "An older list of trusted keys was offered (possible attack): the current one is kept.",
         "收到较旧的受信任密钥列表（可能遭到攻击）：已保留当前列表。"),
+    _R.LIFETIME_TOO_LONG: Bilingual(
+        "The card claims a validity longer than the authority ever issues (possible forgery).",
+        "此卡声称的有效期超过签发机构的上限（可能是伪造）。"),
 })
 
 # Codes of the tools around the check (sync, cache, scanning, configuration).

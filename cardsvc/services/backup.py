@@ -5,7 +5,9 @@ A backup is one ``.tar.gz``:
 - ``cardsvc.db``: a consistent snapshot of the SQLite database, taken with SQLite's
   online backup API, so the server may keep running (PostgreSQL: back the database up
   with ``pg_dump``; the archive then holds the rest);
-- ``keys/``: the key store as it is on disk, every private key still encrypted;
+- ``keys/``: the key store as it is on disk, every private key still encrypted, except
+  the private part of a retired or compromised key (destroyed at rotation; left out here
+  too should its destruction have been cut short): only its public ``<kid>.jwk``;
 - ``MANIFEST.json``: each file's SHA-256, the root fingerprint, and the audit head as an
   anchor (``seq:hash``), so a restore can prove it brought back the history it saved.
 
@@ -40,7 +42,9 @@ from cardsvc.db import Database
 from cardsvc.models import AuditHead, TrustState
 from cardsvc.services.audit import AuditAnchor, verify_chain
 from cardsvc.services.errors import Conflict, Invalid, Unavailable
+from cardsvc.services.trust import issuer_keys
 from cardsvc.settings import Settings, get_settings
+from keys import stopped_signing
 from keys._atomic import atomic_writer
 
 __all__ = ["BackupManifest", "create_backup", "restore_backup"]
@@ -92,12 +96,13 @@ def _digest(path: Path) -> str:
     return sha.hexdigest()
 
 
-def _head_and_root(session: Session) -> tuple[AuditAnchor, str]:
+def _head_root_and_stopped_keys(session: Session) -> tuple[AuditAnchor, str, frozenset[str]]:
     head = session.get(AuditHead, 1)
     fingerprint = session.scalar(select(TrustState.root_fingerprint))
     if head is None or fingerprint is None:
         raise Unavailable("NOT_INITIALISED", "nothing to back up; run cardsvc init")
-    return AuditAnchor(head.seq, head.hash), fingerprint
+    stopped = frozenset(key.kid for key in issuer_keys(session) if stopped_signing(key))
+    return AuditAnchor(head.seq, head.hash), fingerprint, stopped
 
 
 def create_backup(settings: Settings, *, out: Path, now: datetime) -> BackupManifest:
@@ -126,11 +131,12 @@ def create_backup(settings: Settings, *, out: Path, now: datetime) -> BackupMani
         database = Database.from_settings(get_settings(data_dir=Path(scratch),
                                                        database_url=read_from))
         try:
-            anchor, fingerprint = database.transact(_head_and_root, readonly=True)
+            anchor, fingerprint, stopped = database.transact(_head_root_and_stopped_keys,
+                                                             readonly=True)
         finally:
             database.dispose()
         for key_file in sorted(settings.keys_dir.iterdir()):
-            if key_file.is_file():
+            if key_file.is_file() and not (key_file.suffix == ".pem" and key_file.stem in stopped):
                 members[f"keys/{key_file.name}"] = key_file
         manifest = BackupManifest(
             created_at=now.astimezone(UTC).isoformat(timespec="seconds"),

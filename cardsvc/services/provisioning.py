@@ -35,6 +35,7 @@ from cardsvc.services.errors import Conflict, Forbidden, Gone, Invalid, NotFound
 from cardsvc.services.status import reserve_status_entry, set_entry_status
 from cardsvc.services.trust import Keyring, active_signer
 from schemas import STATUS_REVOKED, Credential, Entitlement, Purpose, StatusRef, b64url_decode
+from schemas.credential import MAX_LIFETIME_SECONDS
 from schemas.provisioning import provisioning_proof_message, refresh_proof_message
 
 __all__ = [
@@ -189,12 +190,17 @@ def _bind_and_sign(
     exp = min(int(end_of_validity.timestamp()), iat + signing.credential_lifetime_days * 86_400)
     if exp <= iat:
         raise Conflict("CARD_EXPIRED", "this card is past its validity")
+
+    def expiry(purpose: Purpose) -> int:
+        # Clamped to the format's cap: a verifier refuses anything longer (LIFETIME_TOO_LONG).
+        return min(exp, iat + MAX_LIFETIME_SECONDS[purpose])
+
     entitlements = tuple(Entitlement(name) for name in card.entitlement_list)
     digest = None if person.portrait_digest is None else b64url_decode(person.portrait_digest)
 
     def personal(purpose: Purpose, granted: tuple[Entitlement, ...]) -> Credential:
         return Credential(
-            purpose=purpose, issuer=signing.issuer, issued_at=iat, expires_at=exp,
+            purpose=purpose, issuer=signing.issuer, issued_at=iat, expires_at=expiry(purpose),
             card_number=card.card_number, status=current, holder_key=device_key,
             foreigner_code=person.foreigner_code, surname=person.surname,
             given_names=person.given_names, birth_date=person.birth_date.isoformat(),
@@ -209,11 +215,14 @@ def _bind_and_sign(
     if Entitlement.PAYMENT in entitlements:
         # A pay credential grants payment by itself: only cards entitled to pay get one.
         credentials["pay"] = keylib.sign_credential(Credential(
-            purpose=Purpose.PAY, issuer=signing.issuer, issued_at=iat, expires_at=exp,
+            purpose=Purpose.PAY, issuer=signing.issuer, issued_at=iat,
+            expires_at=expiry(Purpose.PAY),
             card_number=card.card_number, status=current, holder_key=device_key,
             offline_limit_fen=card.offline_limit_fen), signer)
     portrait = None
     if person.portrait_digest is not None:
         row = session.get(Portrait, person.portrait_digest)
         portrait = None if row is None else row.jpeg
-    return Bundle(card, person, credentials, exp, current, portrait, replaced)
+    # The earliest expiry in the bundle: the phone must refresh before its first credential dies.
+    expires_at = min(expiry(Purpose(purpose)) for purpose in credentials)
+    return Bundle(card, person, credentials, expires_at, current, portrait, replaced)

@@ -3,6 +3,9 @@
 Private keys live in the encrypted key store (``data_dir/keys``); public keys, states and
 validity windows live in the database, so every process sees a rotation at once. Issuer
 kids are short and sequential (k1, k2, ...) because the kid travels in every QR code.
+A key that stops signing (retired or compromised) has its private part destroyed once that
+change commits, and leaves the published trust list once all its credentials have expired
+(``keys.published_keys``); its row stays for the record.
 
 Example::
 
@@ -15,11 +18,12 @@ Example::
 from __future__ import annotations
 
 import hashlib
+import logging
 import threading
 from dataclasses import dataclass, replace
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import event, select
 from sqlalchemy.orm import Session
 
 import keys as keylib
@@ -44,6 +48,8 @@ __all__ = [
     "rotate_keys",
     "signed_trust_list",
 ]
+
+_log = logging.getLogger(__name__)
 
 ROOT_KID = "root"
 # A request that read "k1 is active" just before a rotation committed may still sign with
@@ -77,6 +83,12 @@ class Keyring:
 
     def root(self) -> Ed25519Signer:
         return self.signer(ROOT_KID)
+
+    def destroy(self, kid: str) -> bool:
+        """Forget a key that stopped signing and destroy its private part in the store."""
+        with self._lock:
+            self._signers.pop(kid, None)
+        return self.store.destroy(kid)
 
     def generate(self, kid: str) -> Ed25519Signer:
         signer = Ed25519Signer.generate(kid=kid)
@@ -148,7 +160,8 @@ def rotate_keys(session: Session, *, keyring: Keyring, actor: Actor, now: dateti
     """Next -> active, active -> retired, and a new next key published; returns the new active kid.
 
     The new next key is written to the key store before the database commits; if the
-    commit fails an unused key file is all that remains.
+    commit fails an unused key file is all that remains. The retired key's private part is
+    destroyed only after the commit, so a failed commit never leaves the active key unopenable.
     """
     state = _lock_trust_state(session)
     keyset = issuer_keys(session)
@@ -167,6 +180,7 @@ def rotate_keys(session: Session, *, keyring: Keyring, actor: Actor, now: dateti
         for key in rotated
     )
     _store_keys(session, rotated, now=now)
+    _destroy_private_parts_after_commit(session, rotated, keyring=keyring)
     state.version += 1
     active = keylib.active_key(rotated).kid
     append_audit(session, actor=actor, action="keys.rotated", subject=f"key:{active}",
@@ -181,7 +195,8 @@ def compromise_key(
     """Mark a key compromised: nothing it signed verifies any more.
 
     A compromised active key is first rotated out (its published successor takes over);
-    a compromised next key is replaced by a fresh next key.
+    a compromised next key is replaced by a fresh next key. Its private part is destroyed
+    once this commits.
     """
     _lock_trust_state(session)
     keyset = issuer_keys(session)
@@ -198,6 +213,7 @@ def compromise_key(
                                      _epoch(now)))
     compromised = keylib.compromise(keyset, kid, now=_epoch(now))
     _store_keys(session, compromised, now=now)
+    _destroy_private_parts_after_commit(session, compromised, keyring=keyring)
     state = _lock_trust_state(session)
     state.version += 1
     append_audit(session, actor=actor, action="keys.compromised", subject=f"key:{kid}",
@@ -212,7 +228,8 @@ def cached_trust_list(
     state = session.get(TrustState, _TRUST_ROW)
     if state is None:
         raise Unavailable("NOT_INITIALISED", "the authority is not initialised")
-    if state.signed_jwt is None or _trust_list_stale(state, _epoch(now), lifetime_seconds):
+    if state.signed_jwt is None or _trust_list_stale(state, issuer_keys(session), _epoch(now),
+                                                     lifetime_seconds):
         return None
     return SignedObject.of(state.signed_jwt, state.issued_at)
 
@@ -225,15 +242,16 @@ def signed_trust_list(
     state = session.get(TrustState, _TRUST_ROW)
     if state is None:
         raise Unavailable("NOT_INITIALISED", "the authority is not initialised")
-    if not _trust_list_stale(state, epoch, lifetime_seconds):
+    if not _trust_list_stale(state, issuer_keys(session), epoch, lifetime_seconds):
         assert state.signed_jwt is not None
         return SignedObject.of(state.signed_jwt, state.issued_at)
     state = _lock_trust_state(session)
-    if _trust_list_stale(state, epoch, lifetime_seconds):
+    keyset = issuer_keys(session)
+    if _trust_list_stale(state, keyset, epoch, lifetime_seconds):
         # Every signing gets a new version so "newer" always means "higher" to a verifier.
         state.version += 1
         claims = TrustListClaims(issuer, state.version, epoch, epoch + lifetime_seconds,
-                                 issuer_keys(session))
+                                 keylib.published_keys(keyset, now=epoch))
         state.signed_jwt = keylib.sign_trust_list(claims, keyring.root())
         state.signed_version, state.issued_at = state.version, epoch
         state.expires_at = epoch + lifetime_seconds
@@ -242,13 +260,41 @@ def signed_trust_list(
     return SignedObject.of(state.signed_jwt, state.issued_at)
 
 
-def _trust_list_stale(state: TrustState, epoch: int, lifetime_seconds: int) -> bool:
+def _trust_list_stale(
+    state: TrustState, keyset: tuple[IssuerKey, ...], epoch: int, lifetime_seconds: int
+) -> bool:
     return (
         state.signed_jwt is None
         or state.signed_version != state.version
         or epoch - state.issued_at >= lifetime_seconds // 2
         or epoch < state.issued_at
+        # a key's retention ended since the last signing: drop it now, not weeks later
+        or keylib.published_keys(keyset, now=epoch)
+        != keylib.published_keys(keyset, now=state.issued_at)
     )
+
+
+def _destroy_private_parts_after_commit(
+    session: Session, keyset: tuple[IssuerKey, ...], *, keyring: Keyring
+) -> None:
+    """Once the new states are durable, destroy every private part no key state needs.
+
+    After the commit, never before: a rolled-back rotation must find its active key. Every
+    stopped key is swept, so one whose destruction was cut short goes at the next change.
+    """
+    kids = [key.kid for key in keyset if keylib.stopped_signing(key)]
+
+    def destroy(_: Session) -> None:
+        for kid in kids:
+            try:
+                if keyring.destroy(kid):
+                    _log.info("private part of issuer key %s destroyed", kid)
+            except (OSError, keylib.KeyStoreError) as error:
+                # The commit stands; backups leave this key out, the next change retries.
+                _log.error("private part of issuer key %s not destroyed: %s", kid,
+                           type(error).__name__)
+
+    event.listen(session, "after_commit", destroy, once=True)
 
 
 def _lock_trust_state(session: Session) -> TrustState:

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import stat
 from pathlib import Path
 
 import pytest
 
-from keys import Ed25519Signer, KeyStore, KeyStoreError
+from keys import Ed25519Signer, KeyStore, KeyStoreError, public_jwk
 from schemas import b64url_encode
 
 
@@ -46,3 +47,17 @@ def test_repr_hides_secrets(tmp_path: Path) -> None:
     signer = Ed25519Signer(bytes(range(32)), kid="k1")
     assert "very secret" not in repr(store)
     assert signer.seed.hex() not in repr(signer) and "seed" not in repr(signer)
+
+
+def test_destroy_leaves_only_the_public_jwk(tmp_path: Path) -> None:
+    store = KeyStore(tmp_path / "keys", passphrase=b"correct horse battery")
+    signer = Ed25519Signer(bytes(range(32)), kid="k1")
+    store.save(signer)
+    assert store.destroy("k1") is True
+    assert list((tmp_path / "keys").iterdir()) == [store.public_path("k1")]
+    assert json.loads(store.public_path("k1").read_text()) == public_jwk(signer.public_key,
+                                                                        kid="k1")
+    assert store.kids() == []
+    with pytest.raises(KeyStoreError):
+        store.load("k1")
+    assert store.destroy("k1") is False  # again after a crash: nothing left to do

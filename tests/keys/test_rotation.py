@@ -4,8 +4,17 @@ from __future__ import annotations
 
 import pytest
 
-from keys import RotationError, active_key, compromise, initial_keys, rotate
-from schemas import KeyState
+from keys import (
+    KEY_RETENTION_SECONDS,
+    RotationError,
+    active_key,
+    compromise,
+    initial_keys,
+    published_keys,
+    rotate,
+)
+from schemas import IssuerKey, KeyState
+from schemas.credential import MAX_CREDENTIAL_LIFETIME_SECONDS
 
 PUB = {kid: bytes([n]) * 32 for n, kid in enumerate(["k1", "k2", "k3", "k4"], start=1)}
 
@@ -38,3 +47,28 @@ def test_compromise() -> None:
         active_key(keys)
     with pytest.raises(RotationError):
         compromise(keys, "nope", now=300)
+
+
+def _stopped_at_1000() -> tuple[IssuerKey, ...]:
+    return (
+        IssuerKey("k1", PUB["k1"], KeyState.RETIRED, 100, 1000),
+        IssuerKey("k2", PUB["k2"], KeyState.COMPROMISED, 100, 1000),
+        IssuerKey("k3", PUB["k3"], KeyState.ACTIVE, 900),
+        IssuerKey("k4", PUB["k4"], KeyState.NEXT, 900),
+    )
+
+
+@pytest.mark.parametrize(("now", "listed"), [
+    (1000, ["k1", "k2", "k3", "k4"]),
+    (1000 + KEY_RETENTION_SECONDS - 1, ["k1", "k2", "k3", "k4"]),
+    (1000 + KEY_RETENTION_SECONDS, ["k3", "k4"]),  # every credential they signed is dead
+    (10**12, ["k3", "k4"]),  # active and next keys are never dropped
+])
+def test_published_keys_drop_stopped_keys_after_their_retention(
+    now: int, listed: list[str]
+) -> None:
+    assert [key.kid for key in published_keys(_stopped_at_1000(), now=now)] == listed
+
+
+def test_retention_outlasts_the_longest_credential() -> None:
+    assert KEY_RETENTION_SECONDS > MAX_CREDENTIAL_LIFETIME_SECONDS

@@ -18,6 +18,7 @@ sys.path[:0] = [str(ROOT_DIR), str(ROOT_DIR / "tests")]
 from keys import sign_credential, sign_presentation  # noqa: E402
 from schemas import STATUS_REVOKED, Purpose, StatusRef  # noqa: E402
 from support import (  # noqa: E402
+    DAY,
     DEVICE,
     ISSUER_KEY,
     NEXT_KEY,
@@ -57,6 +58,9 @@ def build() -> dict[str, Any]:
     revoked = credential(Purpose.ID, status=StatusRef("1", 7))
     revoked_token = sign_credential(revoked, ISSUER_KEY)
     next_key_token = sign_credential(credential(Purpose.ID), NEXT_KEY)
+    # What a leaked key would mint: dated inside its window, exp a century later.
+    century = credential(Purpose.ID, expires_at=NOW - DAY + 36_525 * DAY)
+    century_token = sign_credential(century, ISSUER_KEY)
     presentations += [
         {
             "name": "revoked id",
@@ -81,6 +85,14 @@ def build() -> dict[str, Any]:
             "presentation": sign_presentation(next_key_token, DEVICE, proof_time=NOW,
                                               purpose="id"),
             "checks": [{"service": "counter", "now": NOW, "code": "OK"}],
+        },
+        {
+            "name": "exp a century after iat",
+            "claims": century.to_payload(),
+            "credential_jws": century_token,
+            "presentation": sign_presentation(century_token, DEVICE, proof_time=NOW,
+                                              purpose="id"),
+            "checks": [{"service": "counter", "now": NOW, "code": "LIFETIME_TOO_LONG"}],
         },
     ]
     return {

@@ -210,6 +210,8 @@ CASES: list[tuple[str, ResultCode, Callable[[], ResultCode]]] = [
      lambda: check_code(present(Purpose.PAY), service="hospital")),
     ("svc without education at a school", ResultCode.ENTITLEMENT_MISSING,
      lambda: check_code(present(Purpose.SVC), service="school")),
+    ("exp 100 years after iat", ResultCode.LIFETIME_TOO_LONG,
+     lambda: check_code(present(Purpose.SVC, expires_at=NOW - DAY + 36_525 * DAY))),
 ]
 
 

@@ -53,7 +53,7 @@ FOREIGNER_CODE = "933566199001010017"
 class CardSpec:
     card_number: str
     portrait: bytes | None = None
-    lifetime: int = 365 * DAY
+    lifetime: int = 30 * DAY  # what cardsvc issues (schemas caps pay at 31 days)
     status_index: int = 123_456
     surname: str = "OKAFOR"
     given_names: str = "CHIDI EMMANUEL"
