@@ -17,7 +17,7 @@ from cardsvc.api._access_log import AccessLog
 from cardsvc.api._body_limit import BodyLimit
 from cardsvc.api._context import AppContext
 from cardsvc.api.errors import install_error_handlers
-from cardsvc.api.routes import admin, audit, cards, meta, persons, publication, wallet
+from cardsvc.api.routes import admin, api_docs, audit, cards, meta, persons, publication, wallet
 from cardsvc.console import router as console_router
 from cardsvc.db import Database
 from cardsvc.logs import configure_logging
@@ -52,6 +52,8 @@ def create_app(
         title="Foreign Merchant Card authority",
         version="1",
         description="Enrolment, cards, provisioning, revocation, trust and status lists.",
+        docs_url=None,  # api_docs serves /docs without a CDN
+        redoc_url=None,
     )
     app.state.context = AppContext(
         settings=settings,
@@ -66,6 +68,6 @@ def create_app(
     # on cardsvc.api's deps, so a list in the routes package would import them in a loop.
     for router in (persons.router, cards.router, wallet.router, publication.router,
                    audit.router, admin.router, meta.router, payments.router,
-                   console_router):  # the officer console, at /
+                   api_docs.router, console_router):  # the officer console, at /
         app.include_router(router)
     return app
