@@ -2,6 +2,7 @@
 
 Every :class:`schemas.codes.ResultCode` has a sentence in both languages (a test keeps it
 so), and so has every code of the verifier tools themselves (sync, cache, scanning).
+The domain words are the glossary's (``schemas/glossary.json``, ``docs/GLOSSARY.md``).
 
 Example::
 

@@ -1,7 +1,8 @@
 """The wallet page's words in English, Chinese, Arabic and Russian.
 
 Many holders come from the Middle East, Russia and Africa; the counter staff read
-Chinese. Arabic is written right to left.
+Chinese. Arabic is written right to left. The English and Chinese domain words are the
+glossary's (``schemas/glossary.json``, ``docs/GLOSSARY.md``).
 """
 
 from __future__ import annotations
