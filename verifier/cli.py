@@ -55,7 +55,7 @@ EXIT_ACCEPTED, EXIT_REFUSED, EXIT_USAGE = 0, 1, 2
 
 app = typer.Typer(
     name="verifier",
-    help="Offline verifier of Foreign Merchant Card QR codes (外国人商户卡核验).",
+    help="Offline verifier of Foreign Merchant Card QR codes (外籍商友卡核验).",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,  # never dump locals (they may hold secrets)

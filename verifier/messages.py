@@ -2,6 +2,7 @@
 
 Every :class:`schemas.codes.ResultCode` has a sentence in both languages (a test keeps it
 so), and so has every code of the verifier tools themselves (sync, cache, scanning).
+The domain words are the glossary's (``schemas/glossary.json``, ``docs/GLOSSARY.md``).
 
 Example::
 
@@ -48,7 +49,7 @@ RESULT_REASONS: MappingProxyType[ResultCode, Bilingual] = MappingProxyType({
     _R.OK: Bilingual("Valid card: identity and entitlement confirmed.",
                      "证件有效：身份和权益已确认。"),
     _R.MALFORMED: Bilingual("Not a readable Foreign Merchant Card code.",
-                            "无法识别的外国人商户卡二维码。"),
+                            "无法识别的外籍商友卡二维码。"),
     _R.UNSUPPORTED_VERSION: Bilingual(
         "Code of an unsupported version: ask the holder to update the card app.",
         "二维码版本不受支持：请持卡人更新卡片应用。"),
@@ -56,7 +57,7 @@ RESULT_REASONS: MappingProxyType[ResultCode, Bilingual] = MappingProxyType({
                                         "二维码使用了不允许的签名算法。"),
     _R.UNKNOWN_KEY: Bilingual(
         "Not signed by a trusted issuer (or this verifier needs a sync).",
-        "非受信任机构签发（或本验证端需要同步）。"),
+        "非受信任的发证机关签发（或本核验端需要同步）。"),
     _R.BAD_SIGNATURE: Bilingual("Invalid signature: the code was altered or forged.",
                                 "签名无效：二维码被篡改或伪造。"),
     _R.KEY_NOT_VALID_AT_ISSUE: Bilingual(
@@ -69,10 +70,10 @@ RESULT_REASONS: MappingProxyType[ResultCode, Bilingual] = MappingProxyType({
     _R.SUSPENDED: Bilingual("The card is suspended.", "此卡已被暂停使用。"),
     _R.STATUS_UNAVAILABLE: Bilingual(
         "The card's revocation status is missing or too old: sync this verifier.",
-        "卡片状态信息缺失或过旧：请同步本验证端。"),
+        "卡片状态信息缺失或过旧：请同步本核验端。"),
     _R.TRUST_LIST_STALE: Bilingual(
-        "The list of trusted keys is out of date: sync this verifier.",
-        "受信任密钥列表已过期：请同步本验证端。"),
+        "The trust list is out of date: sync this verifier.",
+        "信任列表已过期：请同步本核验端。"),
     _R.HOLDER_PROOF_INVALID: Bilingual("The code was not made by the card holder's phone.",
                                        "二维码不是由持卡人的手机生成的。"),
     _R.HOLDER_PROOF_STALE: Bilingual(
@@ -87,17 +88,17 @@ RESULT_REASONS: MappingProxyType[ResultCode, Bilingual] = MappingProxyType({
     _R.KEY_COMPROMISED: Bilingual("Signed with a compromised key: do not trust this card.",
                                   "签发密钥已泄露：此卡不可信。"),
     _R.TRUST_LIST_ROLLBACK: Bilingual(
-        "An older list of trusted keys was offered (possible attack): the current one is kept.",
-        "收到较旧的受信任密钥列表（可能遭到攻击）：已保留当前列表。"),
+        "An older trust list was offered (possible attack): the current one is kept.",
+        "收到较旧的信任列表（可能遭到攻击）：已保留当前列表。"),
     _R.LIFETIME_TOO_LONG: Bilingual(
         "The card claims a validity longer than the authority ever issues (possible forgery).",
-        "此卡声称的有效期超过签发机构的上限（可能是伪造）。"),
+        "此卡声称的有效期超过发证机关的上限（可能是伪造）。"),
 })
 
 # Codes of the tools around the check (sync, cache, scanning, configuration).
 TOOL_REASONS: MappingProxyType[str, Bilingual] = MappingProxyType({
     "NO_CACHE": Bilingual("This verifier has not been synced yet: run `verifier sync`.",
-                          "本验证端尚未同步：请运行 `verifier sync`。"),
+                          "本核验端尚未同步：请运行 `verifier sync`。"),
     "CACHE_CORRUPT": Bilingual("The local cache is damaged: run `verifier sync` again.",
                                "本地缓存已损坏：请重新运行 `verifier sync`。"),
     "CACHE_WRITE_FAILED": Bilingual(
@@ -115,11 +116,11 @@ TOOL_REASONS: MappingProxyType[str, Bilingual] = MappingProxyType({
     "REPLAY_STORE": Bilingual("The replay database cannot be used: check the cache directory.",
                               "防重放数据库不可用：请检查缓存目录。"),
     "NETWORK_UNAVAILABLE": Bilingual("The authority could not be reached; the cache is unchanged.",
-                                     "无法连接签发机构；本地缓存未改变。"),
+                                     "无法连接发证机关；本地缓存未改变。"),
     "SERVER_ERROR": Bilingual("The authority answered with an error; the cache is unchanged.",
-                              "签发机构返回错误；本地缓存未改变。"),
+                              "发证机关返回错误；本地缓存未改变。"),
     "BAD_RESPONSE": Bilingual("The authority sent something unexpected; the cache is unchanged.",
-                              "签发机构返回了无法识别的内容；本地缓存未改变。"),
+                              "发证机关返回了无法识别的内容；本地缓存未改变。"),
     "UNKNOWN_SERVICE": Bilingual("Unknown service type.", "未知的服务类型。"),
     "BAD_INPUT": Bilingual("Give exactly one of --text, --image or - (stdin).",
                            "请只提供 --text、--image 或 -（标准输入）中的一项。"),
@@ -165,7 +166,7 @@ ENTITLEMENT_NAMES: MappingProxyType[str, Bilingual] = MappingProxyType({
 
 FIELD_LABELS: MappingProxyType[str, Bilingual] = MappingProxyType({
     "name": Bilingual("Name", "姓名"),
-    "foreigner_code": Bilingual("Foreigner code", "外国人编码"),
+    "foreigner_code": Bilingual("Foreigner code", "外国人识别码"),
     "nationality": Bilingual("Nationality", "国籍"),
     "birth_date": Bilingual("Birth date", "出生日期"),
     "sex": Bilingual("Sex", "性别"),
@@ -177,7 +178,7 @@ FIELD_LABELS: MappingProxyType[str, Bilingual] = MappingProxyType({
     "cache_age": Bilingual("Lists synced", "列表同步于"),
     "portrait": Bilingual("Portrait", "照片"),
     "no_portrait": Bilingual("No portrait available on this verifier: check the holder's papers.",
-                             "本验证端没有该持卡人的照片：请核对其他证件。"),
+                             "本核验端没有该持卡人的照片：请核对其他证件。"),
     "portrait_mismatch": Bilingual("The cached portrait does not match the card: do not use it.",
                                    "缓存照片与卡片不符：请勿采信。"),
 })

@@ -1,7 +1,8 @@
 """The wallet page's words in English, Chinese, Arabic and Russian.
 
 Many holders come from the Middle East, Russia and Africa; the counter staff read
-Chinese. Arabic is written right to left.
+Chinese. Arabic is written right to left. The English and Chinese domain words are the
+glossary's (``schemas/glossary.json``, ``docs/GLOSSARY.md``).
 """
 
 from __future__ import annotations
@@ -69,13 +70,13 @@ _TEXT: dict[str, dict[str, str]] = {
         "qr_alt": "{purpose}二维码",
         "expired": "本卡凭证已过期，二维码将被拒绝。",
         "expiring": "本卡凭证将于 {date} 过期。",
-        "refresh_hint": "请联网后运行“wallet-sim refresh”，或向登记民警申请新的开通码。",
+        "refresh_hint": "请联网后运行“wallet-sim refresh”，或向登记员申请新的开通码。",
         "missing": "本卡没有此用途的凭证。",
-        "revoked": "本卡已被签发机关注销，不能再使用。",
-        "suspended": "本卡已被签发机关暂停使用。恢复之前不显示二维码；"
+        "revoked": "本卡已被发证机关吊销，不能再使用。",
+        "suspended": "本卡已被发证机关暂停使用。恢复之前不显示二维码；"
                      "恢复后请运行“wallet-sim refresh”。",
         "cards": "卡片",
-        "no_card": "此处没有卡片。请用登记民警提供的开通码运行“wallet-sim provision”。",
+        "no_card": "此处没有卡片。请用登记员提供的开通码运行“wallet-sim provision”。",
         "language": "语言",
         "offline_note": "此码的截图一分钟内失效。",
     },

@@ -19,6 +19,7 @@ from cardsvc.api._context import AppContext
 from cardsvc.api.errors import install_error_handlers
 from cardsvc.api.routes import (
     admin,
+    api_docs,
     audit,
     cards,
     meta,
@@ -62,6 +63,8 @@ def create_app(
         title="Foreign Merchant Card authority",
         version="1",
         description="Enrolment, cards, provisioning, revocation, trust and status lists.",
+        docs_url=None,  # api_docs serves /docs without a CDN
+        redoc_url=None,
     )
     app.state.context = AppContext(
         settings=settings,
@@ -76,7 +79,7 @@ def create_app(
     # on cardsvc.api's deps, so a list in the routes package would import them in a loop.
     for router in (persons.router, cards.router, wallet.router, publication.router,
                    audit.router, admin.router, meta.router, operations.router,
-                   payments.router,
+                   payments.router, api_docs.router,
                    console_router):  # the officer console, at /
         app.include_router(router)
     return app

@@ -74,7 +74,7 @@ def test_the_page_serves_its_own_assets_only(client: TestClient) -> None:
     page = client.get("/")
     assert page.status_code == 200
     html = page.text
-    assert "外国人商户卡核验" in html and 'value="hospital"' in html
+    assert "外籍商友卡核验" in html and 'value="hospital"' in html
     for url in re.findall(r'(?:src|href)="([^"]+)"', html):
         assert url.startswith("/static/"), url
         assert client.get(url).status_code == 200

@@ -19,7 +19,7 @@ _TEMPLATES: dict[str, Bilingual] = {
     "OFFLINE_FLOOR_EXCEEDED": Bilingual(
         "The authority cannot be reached and this till takes at most {floor} yuan offline:"
         " ask for a smaller amount or another way to pay.",
-        "无法连接发卡机关，本机离线收款上限为 {floor} 元：请减少金额或改用其他支付方式。"),
+        "无法连接发证机关，本机离线收款上限为 {floor} 元：请减少金额或改用其他支付方式。"),
     "OFFLINE_LIMIT_EXCEEDED": Bilingual(
         "The card may spend {limit} yuan offline on this till and {left} yuan of it is left:"
         " ask for a smaller amount or another way to pay.",
@@ -40,31 +40,31 @@ _TEMPLATES: dict[str, Bilingual] = {
     "NOT_A_TERMINAL": Bilingual(
         "This till's token belongs to no registered terminal: run `verifier terminal setup`"
         " with the token the authority gave the shop. The pay code was not used.",
-        "本机令牌不属于任何已登记的收款终端：请用发卡机关给商户的令牌运行"
+        "本机令牌不属于任何已登记的收款终端：请用发证机关给商户的令牌运行"
         " `verifier terminal setup`。付款码未被使用。"),
     "UNAUTHENTICATED": Bilingual(
         "The authority does not know this till's token: set FMC_TERMINAL_TOKEN. The pay code"
-        " was not used.", "发卡机关不认识本机令牌：请设置 FMC_TERMINAL_TOKEN。付款码未被使用。"),
+        " was not used.", "发证机关不认识本机令牌：请设置 FMC_TERMINAL_TOKEN。付款码未被使用。"),
     "FORBIDDEN": Bilingual(
         "This token may not take payments: use the terminal's own token. The pay code was"
         " not used.", "此令牌无权收款：请使用收款终端自己的令牌。付款码未被使用。"),
     "IDEMPOTENCY_KEY_REUSED": Bilingual(
         "The authority saw this request with another amount: charge again.",
-        "发卡机关收到的同一请求金额不同：请重新收款。"),
+        "发证机关收到的同一请求金额不同：请重新收款。"),
     "RECEIPT_NO_TRUST_LIST": Bilingual(
         "The authority's receipt cannot be checked: this till has no synced trust list. Run"
         " `verifier sync` before taking payments; do not hand over the goods.",
-        "无法核验发卡机关的收据：本机尚未同步信任列表。收款前请运行 `verifier sync`；请勿交货。"),
+        "无法核验发证机关的收据：本机尚未同步信任列表。收款前请运行 `verifier sync`；请勿交货。"),
     "RECEIPT_FAILED": Bilingual(
         "The answer is not a valid receipt for this sale ({code}): it may not come from the"
         " authority. Do not hand over the goods; check the till's network and run"
         " `verifier sync`.",
-        "该回复不是本笔交易的有效收据（{code}）：可能并非来自发卡机关。请勿交货；请检查网络并运行"
+        "该回复不是本笔交易的有效收据（{code}）：可能并非来自发证机关。请勿交货；请检查网络并运行"
         " `verifier sync`。"),
     "AUTHORITY_UNREACHABLE": Bilingual(
         "The authority cannot be reached and this till has no synced lists to decide"
         " offline: run `verifier sync` when the network is back.",
-        "无法连接发卡机关，本机也没有可离线核验的名单：网络恢复后请运行 `verifier sync`。"),
+        "无法连接发证机关，本机也没有可离线核验的名单：网络恢复后请运行 `verifier sync`。"),
 }
 
 
