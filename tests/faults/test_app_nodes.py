@@ -141,18 +141,6 @@ def _sign_out(node: str, cookie: str) -> None:
         assert client.post("/sign-out", data={"csrf": csrf}).status_code == 303
 
 
-def _merged(acked: list[Acked]) -> Acked:
-    union = Acked()
-    for part in acked:
-        union.persons |= part.persons
-        union.cards.update(part.cards)
-        union.provisioned.update(part.provisioned)
-        union.topups.update(part.topups)
-        union.payments.update(part.payments)
-        union.revoked |= part.revoked
-    return union
-
-
 def _active_kid(database_url: str) -> str:
     database = Database(database_url, pool_size=1)
     try:
@@ -214,7 +202,7 @@ def test_three_nodes_behave_as_one_authority(tmp_path: Path, database_url: str) 
                      for trust, node in zip(trusted, nodes, strict=True)]
 
         reports = [run.stop() for run in running]
-        acked = _merged([load.acked for load in loads])
+        acked = Acked.union([load.acked for load in loads])
         checks, problems = check_invariants(database_url, acked, server=nodes[2],
                                             root_fingerprint=authority.root_fingerprint)
         cards, slots = _status_slots(database_url)
