@@ -162,9 +162,10 @@ class ReplicatedPostgres:
         return row is not None and row[0] == "sync"
 
     def database_url(self, name: str) -> str:
-        """Both hosts in one URL; libpq takes the one that accepts writes."""
-        return (f"postgresql+psycopg://postgres@/{name}?host=127.0.0.1:{self.primary.port}"
-                f"&host=127.0.0.1:{self.standby.port}&target_session_attrs=read-write")
+        """Both hosts in libpq's multi-host form (as an operator writes it; cardsvc turns it
+        into SQLAlchemy's); libpq takes the one that accepts writes."""
+        return (f"postgresql://postgres@127.0.0.1:{self.primary.port},"
+                f"127.0.0.1:{self.standby.port}/{name}?target_session_attrs=read-write")
 
     def promote(self) -> None:
         self.standby._run("pg_ctl", "-D", str(self.standby.data), "-w", "-t", "60", "promote")
