@@ -6,7 +6,9 @@ CLI, and small waiting helpers.
 
 from __future__ import annotations
 
+import json
 import re
+import secrets
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -19,10 +21,13 @@ from kit.processes import CardsvcServer
 
 from bench._loadgen import LoadGenerator, LoadReport
 from bench._pgcluster import PrivatePostgres, ReplicatedPostgres
+from keys import Ed25519Signer, sign_presentation
+from schemas import b64url_decode, b64url_encode
+from schemas.provisioning import provisioning_proof_message
 
-__all__ = ["Authority", "LoggedServer", "PrivatePostgres", "ReplicatedPostgres", "Running",
-           "init_authority", "private_postgres", "register_terminals",
-           "replicated_postgres", "wait_until"]
+__all__ = ["Authority", "LoggedServer", "Phone", "PrivatePostgres", "ReplicatedPostgres",
+           "Running", "init_authority", "phone_with_money", "private_postgres",
+           "register_terminals", "replicated_postgres", "wait_until"]
 
 
 @contextmanager
@@ -89,6 +94,48 @@ def register_terminals(url: str, authority: Authority, count: int) -> list[str]:
             assert terminal.status_code == 201, terminal.text
             tokens.append(terminal.json()["token"])
         return tokens
+
+
+class Phone:
+    """A provisioned card with money on it, as its phone holds it."""
+
+    def __init__(self, number: str, device: Ed25519Signer, pay: str,
+                 credential_kid: str) -> None:
+        self.number, self.device, self.pay = number, device, pay
+        self.credential_kid = credential_kid
+        self.proof_time = int(time.time())
+
+    def pay_code(self) -> str:
+        self.proof_time += 1
+        return sign_presentation(self.pay, self.device, proof_time=self.proof_time,
+                                 purpose="pay")
+
+
+def phone_with_money(node: str, authority: Authority, serial: str) -> Phone:
+    """Enrol, issue, provision and top up, every step on ``node``."""
+    with httpx.Client(base_url=node, headers=authority.admin, timeout=30) as client:
+        person = client.post("/v1/persons", json={
+            "surname": f"PHONE {serial}", "given_names": "Test", "nationality": "KEN",
+            "birth_date": "1990-02-03", "sex": "F", "confirm_new": True,
+            "passport": {"number": f"N{serial}", "country": "KEN", "expires": "2035-01-01"}})
+        assert person.status_code == 201, person.text
+        issued = client.post("/v1/cards", json={
+            "foreigner_code": person.json()["foreigner_code"], "valid_until": "2034-12-31",
+            "entitlements": ["payment"]})
+        assert issued.status_code == 201, issued.text
+        number, code = issued.json()["card_number"], issued.json()["provisioning_code"]
+        device = Ed25519Signer(secrets.token_bytes(32), kid="device")
+        bundle = client.post("/v1/provision", headers={}, json={
+            "provisioning_code": code, "device_key": b64url_encode(device.public_key),
+            "proof": b64url_encode(device.sign(provisioning_proof_message(
+                code, device.public_key)))})
+        assert bundle.status_code == 200, bundle.text
+        topup = client.post(f"/v1/accounts/{number}/topups", json={
+            "amount_fen": 1000, "idempotency_key": secrets.token_hex(8)})
+        assert topup.status_code == 201, topup.text
+    pay = bundle.json()["credentials"]["pay"]
+    kid = json.loads(b64url_decode(pay.split(".")[0]))["kid"]
+    return Phone(number, device, pay, kid)
 
 
 def wait_until(condition: Callable[[], bool], *, timeout: float, what: str) -> None:

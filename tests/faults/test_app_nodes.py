@@ -11,7 +11,6 @@ verifies.
 
 from __future__ import annotations
 
-import json
 import secrets
 import sys
 import threading
@@ -29,13 +28,16 @@ from bench._loadgen import Acked, LoadGenerator, check_invariants
 from cardsvc.console._auth import SESSION_COOKIE
 from cardsvc.db import Database
 from cardsvc.models import Card, IssuerKeyRecord
-from keys import Ed25519Signer, sign_presentation
-from schemas import b64url_decode, b64url_encode
-from schemas.provisioning import provisioning_proof_message
 from verifier import TrustedSet
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # fault_kit (not on pythonpath)
-from fault_kit import Authority, LoggedServer, Running, init_authority, register_terminals
+from fault_kit import (
+    LoggedServer,
+    Running,
+    init_authority,
+    phone_with_money,
+    register_terminals,
+)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.postgres]
 
@@ -51,48 +53,6 @@ def database_url() -> Iterator[str]:
         yield pg_url(name)
     finally:
         pg_drop(name)
-
-
-class _Phone:
-    """A provisioned card with money on it, as its phone holds it."""
-
-    def __init__(self, number: str, device: Ed25519Signer, pay: str,
-                 credential_kid: str) -> None:
-        self.number, self.device, self.pay = number, device, pay
-        self.credential_kid = credential_kid
-        self.proof_time = int(time.time())
-
-    def pay_code(self) -> str:
-        self.proof_time += 1
-        return sign_presentation(self.pay, self.device, proof_time=self.proof_time,
-                                 purpose="pay")
-
-
-def _card_on(node: str, authority: Authority, serial: str) -> _Phone:
-    """Enrol, issue, provision and top up, every step on ``node``."""
-    with httpx.Client(base_url=node, headers=authority.admin, timeout=30) as client:
-        person = client.post("/v1/persons", json={
-            "surname": f"NODE {serial}", "given_names": "Test", "nationality": "KEN",
-            "birth_date": "1990-02-03", "sex": "F", "confirm_new": True,
-            "passport": {"number": f"N{serial}", "country": "KEN", "expires": "2035-01-01"}})
-        assert person.status_code == 201, person.text
-        issued = client.post("/v1/cards", json={
-            "foreigner_code": person.json()["foreigner_code"], "valid_until": "2034-12-31",
-            "entitlements": ["payment"]})
-        assert issued.status_code == 201, issued.text
-        number, code = issued.json()["card_number"], issued.json()["provisioning_code"]
-        device = Ed25519Signer(secrets.token_bytes(32), kid="device")
-        bundle = client.post("/v1/provision", headers={}, json={
-            "provisioning_code": code, "device_key": b64url_encode(device.public_key),
-            "proof": b64url_encode(device.sign(provisioning_proof_message(
-                code, device.public_key)))})
-        assert bundle.status_code == 200, bundle.text
-        topup = client.post(f"/v1/accounts/{number}/topups", json={
-            "amount_fen": 1000, "idempotency_key": secrets.token_hex(8)})
-        assert topup.status_code == 201, topup.text
-    pay = bundle.json()["credentials"]["pay"]
-    kid = json.loads(b64url_decode(pay.split(".")[0]))["kid"]
-    return _Phone(number, device, pay, kid)
 
 
 def _charge_everywhere(nodes: list[str], terminals: list[str], pay_code: str) -> list[
@@ -180,7 +140,7 @@ def test_three_nodes_behave_as_one_authority(tmp_path: Path, database_url: str) 
         running = [Running(load, workers=2) for load in loads]
 
         # One pay code, three nodes, three tills, one moment: charged once.
-        phones = [_card_on(node, authority, f"{secrets.token_hex(4).upper()}{i}")
+        phones = [phone_with_money(node, authority, f"{secrets.token_hex(4).upper()}{i}")
                   for i, node in enumerate(nodes)]
         races = [_charge_everywhere(nodes, terminals, phone.pay_code()) for phone in phones]
 
@@ -194,7 +154,7 @@ def test_three_nodes_behave_as_one_authority(tmp_path: Path, database_url: str) 
         old_kid = phones[0].credential_kid
         cli(data_dir, env, "keys", "rotate")
         new_kid = _active_kid(database_url)
-        rotated_phones = [_card_on(node, authority, f"{secrets.token_hex(4).upper()}R{i}")
+        rotated_phones = [phone_with_money(node, authority, f"{secrets.token_hex(4).upper()}R{i}")
                           for i, node in enumerate(nodes)]
         trusted = [TrustedSet(root_fingerprint=authority.root_fingerprint) for _ in nodes]
         published = [trust.update_trust_list(httpx.get(f"{node}/v1/trust-list").text,

@@ -30,6 +30,7 @@ from fault_kit import (
     LoggedServer,
     Running,
     init_authority,
+    phone_with_money,
     register_terminals,
     replicated_postgres,
     wait_until,
@@ -61,6 +62,8 @@ def test_fault_primary_killed_standby_promoted(tmp_path: Path) -> None:
             terminals = register_terminals(server.url, authority, 3)
             load = LoadGenerator(server.url, admin_token=authority.admin_token,
                                  terminal_tokens=terminals, revoke_every=3, timeout=15)
+            phone = phone_with_money(server.url, authority, "FAILOVER1")
+            till = {"Authorization": f"Bearer {terminals[0]}"}
             running = Running(load, workers=4)
             wait_until(lambda: len(load.acked.payments) >= 4, timeout=60,
                        what="payments before the kill")
@@ -70,10 +73,19 @@ def test_fault_primary_killed_standby_promoted(tmp_path: Path) -> None:
                        what="requests refused while no host accepts writes")
             with httpx.Client(base_url=server.url, headers=authority.admin) as client:
                 down = client.get("/v1/cards/3300000000000000")
+                # A till's charge during the outage, then the same request once it is over.
+                charge = {"pay_code": phone.pay_code(), "amount_fen": 100,
+                          "idempotency_key": "failover-charge-1"}
+                refused = client.post("/v1/payments", headers=till, json=charge)
             pair.promote()
             acked_back = load.acked.writes
             wait_until(lambda: load.acked.writes >= acked_back + 8, timeout=60,
                        what="acknowledged writes on the promoted standby")
+            with httpx.Client(base_url=server.url, headers=till) as client:
+                wait_until(lambda: client.post("/v1/payments", json=charge).status_code == 201,
+                           timeout=30, what="the till's charge on the promoted standby")
+                again = client.post("/v1/payments", json=charge)
+            load.acked.payments[again.json()["payment_id"]] = (phone.number, 100)
             report = running.stop()
             recovered = load.first_success_after(killed)
             checks, problems = check_invariants(database_url, load.acked, server=server.url,
@@ -84,6 +96,8 @@ def test_fault_primary_killed_standby_promoted(tmp_path: Path) -> None:
         assert (down.status_code, down.json()["code"]) == (503, "DATABASE_UNAVAILABLE")
         assert down.headers["content-type"] == "application/problem+json"
         assert down.headers["retry-after"] == "1"
+        assert (refused.status_code, refused.json()["code"]) == (503, "DATABASE_UNAVAILABLE")
+        assert again.status_code == 201  # the retry is answered from the stored charge
         assert report.failures, "no request met the outage"
         unclean = [f for f in report.failures if not (
             f.status == 503 and f.code == "DATABASE_UNAVAILABLE"
