@@ -114,6 +114,19 @@ class Acked:
         return (len(self.persons) + len(self.cards) + len(self.provisioned) + len(self.topups)
                 + len(self.payments) + len(self.revoked))
 
+    @staticmethod
+    def union(parts: list[Acked]) -> Acked:
+        """Everything several generators (e.g. one per app node) had acknowledged."""
+        whole = Acked()
+        for part in parts:
+            whole.persons |= part.persons
+            whole.cards.update(part.cards)
+            whole.provisioned.update(part.provisioned)
+            whole.topups.update(part.topups)
+            whole.payments.update(part.payments)
+            whole.revoked |= part.revoked
+        return whole
+
 
 @dataclass
 class LoadReport:

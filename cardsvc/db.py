@@ -2,12 +2,18 @@
 
 SQLite (the default) runs in WAL mode with foreign keys on and ``BEGIN IMMEDIATE`` so
 that writers queue on the busy timeout instead of failing on a lock upgrade.
-PostgreSQL is reached through psycopg 3 (``postgresql+psycopg://``).
+PostgreSQL is reached through psycopg 3 (``postgresql+psycopg://``). A primary with a hot
+standby is one URL listing both hosts, as libpq allows, with
+``target_session_attrs=read-write`` so that connections go to whichever accepts writes
+(docs/OPERATIONS.md); the pool tests each connection before use and drops dead ones, so
+the service reaches a promoted standby on its own.
 
 Example::
 
     database = Database.from_settings(settings)
     code = database.transact(lambda session: enrol_person(session, ...))
+    Database("postgresql://cardsvc@db1:5432,db2:5432/cardsvc"
+             "?target_session_attrs=read-write")      # failover pair
 """
 
 from __future__ import annotations
@@ -33,14 +39,31 @@ _log = logging.getLogger(__name__)
 _TRANSIENT_SQLSTATES = {"40001", "40P01", "55P03"}  # serialization, deadlock, lock timeout
 _SQLITE_BUSY_SECONDS = 30
 _BEGIN_OPTION = "cardsvc_sqlite_begin"
+# A dead database machine does not refuse connections, it stays silent: give up on a
+# connection attempt (then libpq tries the next host) and on a silent socket in seconds.
+_POSTGRES_CONNECT_ARGS = {"connect_timeout": 5, "keepalives": 1, "keepalives_idle": 10,
+                          "keepalives_interval": 5, "keepalives_count": 3}
 
 
 def normalize_url(url: str) -> str:
-    """Route plain ``postgresql://`` URLs to psycopg 3."""
+    """Route plain ``postgresql://`` URLs to psycopg 3, and write libpq's multi-host form
+    (``user@host1:5432,host2:5432/db``) as SQLAlchemy reads it (``user@/db?host=host1:5432
+    &host=host2:5432``)."""
     for prefix in ("postgresql://", "postgres://"):
         if url.startswith(prefix):
-            return "postgresql+psycopg://" + url[len(prefix):]
-    return url
+            url = "postgresql+psycopg://" + url[len(prefix):]
+    if not url.startswith("postgresql"):
+        return url
+    scheme, _, rest = url.partition("://")
+    authority_end = min((i for i in (rest.find("/"), rest.find("?")) if i >= 0),
+                        default=len(rest))
+    authority, tail = rest[:authority_end], rest[authority_end:]
+    userinfo, at, hostlist = authority.rpartition("@")
+    if "," not in hostlist:
+        return url
+    path, _, query = tail.partition("?")
+    hosts = "&".join(f"host={host}" for host in hostlist.split(",") if host)
+    return f"{scheme}://{userinfo}{at}{path or '/'}?{hosts}" + (f"&{query}" if query else "")
 
 
 def _is_transient(error: DBAPIError) -> bool:
@@ -64,7 +87,10 @@ class Database:
                 "check_same_thread": False,
             }
         else:
-            kwargs.update(pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+            # pre-ping: a connection the old primary took with it is replaced, not used.
+            kwargs.update(pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True,
+                          connect_args={k: v for k, v in _POSTGRES_CONNECT_ARGS.items()
+                                        if f"{k}=" not in self.url})
         self.engine: Engine = create_engine(self.url, **kwargs)
         if self.is_sqlite:
             _configure_sqlite(self.engine)

@@ -23,6 +23,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.routing import APIRoute
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -327,7 +328,7 @@ class ConsoleRoute(APIRoute):
                 return error_page(request, 404, "NOT_FOUND")
             except StarletteHTTPException as error:
                 return error_page(request, error.status_code, _http_code(error.status_code))
-            except DBAPIError as error:
+            except (DBAPIError, PoolTimeout) as error:
                 _log.error("database error: %s", type(error).__name__, exc_info=error)
                 return error_page(request, 503, "DATABASE_UNAVAILABLE")
             except Exception:  # a bug: logged, and the officer sees a page, not a trace

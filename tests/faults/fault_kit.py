@@ -1,17 +1,14 @@
 """Test kit for the fault tests: a private PostgreSQL cluster that a test may stop and
-start at will (never the machine's shared one), the authority started by its CLI, and
-small waiting helpers.
+start at will (never the machine's shared one), or a primary with a synchronous standby
+(both from bench/_pgcluster.py, which the benchmarks share), the authority started by its
+CLI, and small waiting helpers.
 """
 
 from __future__ import annotations
 
-import contextlib
-import os
-import pwd
+import json
 import re
-import shutil
-import subprocess
-import tempfile
+import secrets
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -19,82 +16,18 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
-import psycopg
-import pytest
 from cardsvc_kit import cli
-from kit.net import free_port
 from kit.processes import CardsvcServer
 
 from bench._loadgen import LoadGenerator, LoadReport
+from bench._pgcluster import PrivatePostgres, ReplicatedPostgres
+from keys import Ed25519Signer, sign_presentation
+from schemas import b64url_decode, b64url_encode
+from schemas.provisioning import provisioning_proof_message
 
-__all__ = ["Authority", "LoggedServer", "PrivatePostgres", "Running", "init_authority",
-           "private_postgres", "register_terminals", "wait_until"]
-
-
-def _postgres_bin() -> Path:
-    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"),
-                   key=lambda path: int(path.parts[-3]) if path.parts[-3].isdigit() else 0)
-    if not found:
-        pytest.fail("PostgreSQL server binaries (initdb, pg_ctl) are required: "
-                    "none under /usr/lib/postgresql/*/bin")
-    return found[-1].parent
-
-
-class PrivatePostgres:
-    """A throwaway cluster in a temp dir on a free port, owned by the ``postgres`` OS user
-    when the tests run as root (initdb refuses root)."""
-
-    def __init__(self) -> None:
-        self.bin = _postgres_bin()
-        self.dir = Path(tempfile.mkdtemp(prefix="fmc-pg-"))
-        self.data = self.dir / "data"
-        self.log = self.dir / "server.log"
-        self.port = free_port()
-        self._as_postgres = os.geteuid() == 0
-        if self._as_postgres:
-            owner = pwd.getpwnam("postgres")
-            os.chown(self.dir, owner.pw_uid, owner.pw_gid)
-
-    def _run(self, tool: str, *args: str, timeout: float = 120) -> None:
-        command = [str(self.bin / tool), *args]
-        if self._as_postgres:
-            command = ["runuser", "-u", "postgres", "--", *command]
-        done = subprocess.run(command, capture_output=True, text=True, timeout=timeout,
-                              check=False)
-        if done.returncode != 0:
-            raise AssertionError(f"{tool} failed ({done.returncode}): {done.stderr}{done.stdout}"
-                                 f"\n{self._log_tail()}")
-
-    def _log_tail(self) -> str:
-        try:
-            return self.log.read_text(errors="replace")[-2000:]
-        except OSError:
-            return ""
-
-    def initdb(self) -> None:
-        self._run("initdb", "-D", str(self.data), "-A", "trust", "-U", "postgres", "-E", "UTF8",
-                  "--no-sync", "--no-instructions")
-
-    def start(self) -> None:
-        options = (f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 "
-                   "-c max_connections=60 -c shared_buffers=16MB")
-        self._run("pg_ctl", "-D", str(self.data), "-l", str(self.log), "-w", "-t", "60",
-                  "-o", options, "start")
-
-    def stop(self, mode: str = "fast") -> None:
-        self._run("pg_ctl", "-D", str(self.data), "-m", mode, "-w", "-t", "60", "stop")
-
-    def create_database(self, name: str) -> str:
-        with psycopg.connect(host="127.0.0.1", port=self.port, user="postgres",
-                             dbname="postgres", autocommit=True) as conn:
-            conn.execute(f'CREATE DATABASE "{name}"')
-        return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/{name}"
-
-    def remove(self) -> None:
-        if (self.data / "postmaster.pid").exists():
-            with contextlib.suppress(AssertionError):
-                self.stop("immediate")
-        shutil.rmtree(self.dir, ignore_errors=True)
+__all__ = ["Authority", "LoggedServer", "Phone", "PrivatePostgres", "ReplicatedPostgres",
+           "Running", "init_authority", "phone_with_money", "private_postgres",
+           "register_terminals", "replicated_postgres", "wait_until"]
 
 
 @contextmanager
@@ -106,6 +39,16 @@ def private_postgres() -> Iterator[PrivatePostgres]:
         yield cluster
     finally:
         cluster.remove()
+
+
+@contextmanager
+def replicated_postgres() -> Iterator[ReplicatedPostgres]:
+    pair = ReplicatedPostgres()
+    try:
+        pair.start()
+        yield pair
+    finally:
+        pair.remove()
 
 
 class LoggedServer(CardsvcServer):
@@ -151,6 +94,48 @@ def register_terminals(url: str, authority: Authority, count: int) -> list[str]:
             assert terminal.status_code == 201, terminal.text
             tokens.append(terminal.json()["token"])
         return tokens
+
+
+class Phone:
+    """A provisioned card with money on it, as its phone holds it."""
+
+    def __init__(self, number: str, device: Ed25519Signer, pay: str,
+                 credential_kid: str) -> None:
+        self.number, self.device, self.pay = number, device, pay
+        self.credential_kid = credential_kid
+        self.proof_time = int(time.time())
+
+    def pay_code(self) -> str:
+        self.proof_time += 1
+        return sign_presentation(self.pay, self.device, proof_time=self.proof_time,
+                                 purpose="pay")
+
+
+def phone_with_money(node: str, authority: Authority, serial: str) -> Phone:
+    """Enrol, issue, provision and top up, every step on ``node``."""
+    with httpx.Client(base_url=node, headers=authority.admin, timeout=30) as client:
+        person = client.post("/v1/persons", json={
+            "surname": f"PHONE {serial}", "given_names": "Test", "nationality": "KEN",
+            "birth_date": "1990-02-03", "sex": "F", "confirm_new": True,
+            "passport": {"number": f"N{serial}", "country": "KEN", "expires": "2035-01-01"}})
+        assert person.status_code == 201, person.text
+        issued = client.post("/v1/cards", json={
+            "foreigner_code": person.json()["foreigner_code"], "valid_until": "2034-12-31",
+            "entitlements": ["payment"]})
+        assert issued.status_code == 201, issued.text
+        number, code = issued.json()["card_number"], issued.json()["provisioning_code"]
+        device = Ed25519Signer(secrets.token_bytes(32), kid="device")
+        bundle = client.post("/v1/provision", headers={}, json={
+            "provisioning_code": code, "device_key": b64url_encode(device.public_key),
+            "proof": b64url_encode(device.sign(provisioning_proof_message(
+                code, device.public_key)))})
+        assert bundle.status_code == 200, bundle.text
+        topup = client.post(f"/v1/accounts/{number}/topups", json={
+            "amount_fen": 1000, "idempotency_key": secrets.token_hex(8)})
+        assert topup.status_code == 201, topup.text
+    pay = bundle.json()["credentials"]["pay"]
+    kid = json.loads(b64url_decode(pay.split(".")[0]))["kid"]
+    return Phone(number, device, pay, kid)
 
 
 def wait_until(condition: Callable[[], bool], *, timeout: float, what: str) -> None:
