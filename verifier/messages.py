@@ -89,6 +89,15 @@ RESULT_REASONS: MappingProxyType[ResultCode, Bilingual] = MappingProxyType({
     _R.TRUST_LIST_ROLLBACK: Bilingual(
         "An older list of trusted keys was offered (possible attack): the current one is kept.",
         "收到较旧的受信任密钥列表（可能遭到攻击）：已保留当前列表。"),
+    _R.ISSUER_UNKNOWN: Bilingual(
+        "The card's issuing city is not on the national list: do not accept it.",
+        "发卡城市不在全国名单中：不予受理。"),
+    _R.ISSUER_SUSPENDED: Bilingual(
+        "The card's issuing city is suspended nationally: do not accept it for now.",
+        "发卡城市已被全国暂停：暂不受理。"),
+    _R.ISSUER_REMOVED: Bilingual(
+        "The card's issuing city has been removed from the national list: do not accept it.",
+        "发卡城市已从全国名单中移除：不予受理。"),
 })
 
 # Codes of the tools around the check (sync, cache, scanning, configuration).
