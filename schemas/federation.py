@@ -233,6 +233,7 @@ def _url(unverified: Any) -> str:
     try:
         parts = urlsplit(unverified)
         hostname = parts.hostname
+        parts.port  # noqa: B018 (a port out of range raises here)
     except ValueError as exc:
         raise Malformed("unparseable issuer URL") from exc
     if parts.scheme not in ("https", "http") or not hostname or "@" in parts.netloc:
