@@ -184,8 +184,9 @@ def _city_keys(
         # A key once reported compromised stays compromised nationally, even if the city
         # later drops it from its own list: its signatures must never come back.
         compromised = {k.kid: k for k in held.keys if k.state is KeyState.COMPROMISED}
-        keys = tuple(compromised.get(k.kid, k) for k in keys) + tuple(
-            k for kid, k in compromised.items() if kid not in {key.kid for key in keys})
+        kept = tuple(compromised.get(k.kid, k) for k in keys)
+        dropped = tuple(k for kid, k in compromised.items() if kid not in city_list.keys_by_kid)
+        keys = kept + dropped
     return root_key, keys, city_list.version
 
 
