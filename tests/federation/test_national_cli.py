@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -27,7 +27,7 @@ class City:
     code: str
     data_dir: Path
     root_fingerprint: str
-    trust_list_file: Path
+    trust_list_file: Path | str  # a file, or a URL
 
 
 def _run(*args: str) -> tuple[int, str]:
@@ -186,3 +186,21 @@ def test_refusals_have_codes_and_change_nothing(
     _expect("ROOT_UNAVAILABLE", 1, _run("national", "publish", "--dir", str(national),
                                         "--out", str(out)))
     assert not out.exists()
+
+
+def test_add_issuer_pulls_the_trust_list_from_a_serving_city(
+    tmp_path: Path, cities: tuple[City, City]
+) -> None:
+    from kit.net import free_port, serving
+
+    from cardsvc.api import create_app
+
+    yiwu, _ = cities
+    national = tmp_path / "national"
+    assert _run("national", "init", "--dir", str(national))[0] == 0
+    unreachable = f"http://127.0.0.1:{free_port()}/v1/trust-list"
+    _expect("NETWORK_UNAVAILABLE", 1, _add(national, replace(yiwu, trust_list_file=unreachable)))
+    with serving(create_app(get_settings(data_dir=yiwu.data_dir, issuer=yiwu.code))) as url:
+        _expect("BAD_RESPONSE", 1, _add(national, replace(yiwu, trust_list_file=f"{url}/nope")))
+        exit_code, output = _add(national, replace(yiwu, trust_list_file=f"{url}/v1/trust-list"))
+    assert exit_code == 0 and re.search(r"k1 active", output), output
