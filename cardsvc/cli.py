@@ -26,6 +26,7 @@ from sqlalchemy.orm import Session
 
 from cardsvc.db import Database
 from cardsvc.logs import configure_logging
+from cardsvc.national.cli import national_app
 from cardsvc.roles import Role
 from cardsvc.services.errors import DomainError, Unavailable
 from cardsvc.settings import Settings, get_settings
@@ -40,6 +41,7 @@ audit_app = typer.Typer(help="The tamper-evident audit log.", no_args_is_help=Tr
 app.add_typer(officer_app, name="officer")
 app.add_typer(keys_app, name="keys")
 app.add_typer(audit_app, name="audit")
+app.add_typer(national_app, name="national")
 
 DataDir = Annotated[Path | None, typer.Option("--data-dir", help="data directory "
                                               "(default $CARDSVC_DATA_DIR or .data)")]

@@ -7,6 +7,7 @@ from typing import Any
 from keys.ed25519 import Signer, public_jwk
 from schemas._jose import b64url_encode, deflate, dump_json
 from schemas.credential import Credential
+from schemas.federation import FEDERATION_TYP, FederationClaims
 from schemas.presentation import encode_presentation, holder_proof_message
 from schemas.status_list import STATUS_LIST_TYP, StatusListClaims
 from schemas.trust_list import TRUST_LIST_TYP, TrustListClaims
@@ -14,6 +15,7 @@ from schemas.trust_list import TRUST_LIST_TYP, TrustListClaims
 __all__ = [
     "sign_compact",
     "sign_credential",
+    "sign_federation_list",
     "sign_presentation",
     "sign_status_list",
     "sign_trust_list",
@@ -50,3 +52,9 @@ def sign_presentation(
     """The wallet's side: a fresh holder proof over the credential, packed as ``FMC1:`` text."""
     proof = device.sign(holder_proof_message(credential_jws, proof_time, purpose))
     return encode_presentation(credential_jws, proof_time, proof)
+
+
+def sign_federation_list(claims: FederationClaims, national_root: Signer) -> str:
+    """The national root signs the list of city issuers (docs/FEDERATION.md)."""
+    header = {"alg": "EdDSA", "typ": FEDERATION_TYP, "jwk": public_jwk(national_root.public_key)}
+    return sign_compact(header, dump_json(claims.to_payload()), national_root)

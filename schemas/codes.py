@@ -16,6 +16,9 @@ __all__ = [
     "FmcError",
     "HolderProofInvalid",
     "HolderProofStale",
+    "IssuerRemoved",
+    "IssuerSuspended",
+    "IssuerUnknown",
     "KeyCompromised",
     "KeyNotValidAtIssue",
     "LifetimeTooLong",
@@ -60,6 +63,10 @@ class ResultCode(StrEnum):
     KEY_COMPROMISED = "KEY_COMPROMISED"
     TRUST_LIST_ROLLBACK = "TRUST_LIST_ROLLBACK"
     LIFETIME_TOO_LONG = "LIFETIME_TOO_LONG"
+    # Federation (docs/FEDERATION.md): the credential's city as the national list names it.
+    ISSUER_UNKNOWN = "ISSUER_UNKNOWN"
+    ISSUER_SUSPENDED = "ISSUER_SUSPENDED"
+    ISSUER_REMOVED = "ISSUER_REMOVED"
 
 
 class FmcError(Exception):
@@ -154,6 +161,18 @@ class EntitlementMissing(FmcError):
     code = ResultCode.ENTITLEMENT_MISSING
 
 
+class IssuerUnknown(FmcError):
+    code = ResultCode.ISSUER_UNKNOWN
+
+
+class IssuerSuspended(FmcError):
+    code = ResultCode.ISSUER_SUSPENDED
+
+
+class IssuerRemoved(FmcError):
+    code = ResultCode.ISSUER_REMOVED
+
+
 _BY_CODE: dict[ResultCode, type[FmcError]] = {
     cls.code: cls
     for cls in (
@@ -161,6 +180,7 @@ _BY_CODE: dict[ResultCode, type[FmcError]] = {
         KeyNotValidAtIssue, KeyCompromised, Expired, NotYetValid, Revoked, Suspended,
         StatusUnavailable, TrustListStale, TrustListRollback, HolderProofInvalid,
         HolderProofStale, Replayed, WrongPurpose, EntitlementMissing, LifetimeTooLong,
+        IssuerUnknown, IssuerSuspended, IssuerRemoved,
     )
 }
 

@@ -93,6 +93,15 @@ RESULT_REASONS: MappingProxyType[ResultCode, Bilingual] = MappingProxyType({
     _R.LIFETIME_TOO_LONG: Bilingual(
         "The card claims a validity longer than the authority ever issues (possible forgery).",
         "此卡声称的有效期超过发证机关的上限（可能是伪造）。"),
+    _R.ISSUER_UNKNOWN: Bilingual(
+        "The card's issuing city is not on the national list: do not accept it.",
+        "发卡城市不在全国名单中：不予受理。"),
+    _R.ISSUER_SUSPENDED: Bilingual(
+        "The card's issuing city is suspended nationally: do not accept it for now.",
+        "发卡城市已被全国暂停：暂不受理。"),
+    _R.ISSUER_REMOVED: Bilingual(
+        "The card's issuing city has been removed from the national list: do not accept it.",
+        "发卡城市已从全国名单中移除：不予受理。"),
 })
 
 # Codes of the tools around the check (sync, cache, scanning, configuration).

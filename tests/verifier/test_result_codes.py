@@ -24,6 +24,7 @@ from schemas import (
 )
 from schemas._jose import deflate, dump_json
 from schemas.codes import FmcError
+from schemas.federation import IssuerState
 from support import (
     DAY,
     DEVICE,
@@ -161,6 +162,21 @@ def _crit() -> ResultCode:
     return check_code(craft({**STANDARD, "crit": ["exp"], "exp": 1}, SVC_PAYLOAD))
 
 
+def _federated_issuer(state: IssuerState | None) -> ResultCode:
+    """A Hangzhou card's issuer looked up in a federation list where Hangzhou is ``state``
+    (None: not listed)."""
+    from federation_kit import federation, hangzhou, yiwu
+
+    from verifier.federation import resolve_issuer_key
+
+    entries = (yiwu(),) if state is None else (yiwu(), hangzhou(state=state))
+    try:
+        resolve_issuer_key(federation(*entries), unverified_issuer="CN-HZ", unverified_kid="k1")
+    except FmcError as refused:
+        return refused.code
+    return ResultCode.OK
+
+
 CASES: list[tuple[str, ResultCode, Callable[[], ResultCode]]] = [
     ("genuine svc at hospital", ResultCode.OK, lambda: check_code(present(Purpose.SVC))),
     ("genuine id at counter", ResultCode.OK,
@@ -212,6 +228,12 @@ CASES: list[tuple[str, ResultCode, Callable[[], ResultCode]]] = [
      lambda: check_code(present(Purpose.SVC), service="school")),
     ("exp 100 years after iat", ResultCode.LIFETIME_TOO_LONG,
      lambda: check_code(present(Purpose.SVC, expires_at=NOW - DAY + 36_525 * DAY))),
+    ("issuer not on the federation list", ResultCode.ISSUER_UNKNOWN,
+     lambda: _federated_issuer(None)),
+    ("issuer suspended nationally", ResultCode.ISSUER_SUSPENDED,
+     lambda: _federated_issuer(IssuerState.SUSPENDED)),
+    ("issuer removed nationally", ResultCode.ISSUER_REMOVED,
+     lambda: _federated_issuer(IssuerState.REMOVED)),
 ]
 
 
