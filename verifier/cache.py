@@ -27,7 +27,6 @@ import contextlib
 import fcntl
 import hashlib
 import json
-import os
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -41,6 +40,7 @@ from schemas.codes import FmcError
 from schemas.credential import PORTRAIT_DIGEST_BYTES, portrait_digest
 from schemas.status_list import StatusListClaims
 from schemas.trust_list import TrustListClaims
+from verifier.settings import VerifierSettings
 from verifier.trust import VerifierState, verify_status_list, verify_trust_list
 
 __all__ = [
@@ -110,8 +110,7 @@ class CacheSnapshot:
 
 
 def default_cache_dir() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "fmc-verifier"
+    return VerifierSettings().cache_base() / "fmc-verifier"
 
 
 class VerifierCache:
