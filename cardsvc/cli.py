@@ -1,4 +1,4 @@
-"""The ``cardsvc`` command line (DESIGN.md section 8).
+"""The ``cardsvc`` command line (docs/DESIGN.md section 8).
 
 Example::
 

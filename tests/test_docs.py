@@ -70,8 +70,8 @@ def test_every_cited_design_section_exists() -> None:
     sections = _sections()
     assert set(range(1, 11)) <= sections  # the starting design's numbering is kept
     missing = [f"{path.relative_to(REPO)}: section {n}"
-               for path in _files() for n in sorted(_cited(path.read_text("utf-8")))
-               if n not in sections]
+               for path in _files() if path != Path(__file__)  # its examples cite section 12
+               for n in sorted(_cited(path.read_text("utf-8"))) if n not in sections]
     assert not missing
 
 

@@ -1,4 +1,4 @@
-"""The ``verifier`` command (DESIGN.md section 8): sync, check, serve, status, portraits.
+"""The ``verifier`` command (docs/DESIGN.md section 8): sync, check, serve, status, portraits.
 
 Examples::
 

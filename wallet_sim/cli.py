@@ -1,4 +1,4 @@
-"""``wallet-sim``: the foreigner's phone on the command line (DESIGN.md section 8).
+"""``wallet-sim``: the foreigner's phone on the command line (docs/DESIGN.md section 8).
 
 The PIN comes from ``FMC_WALLET_PIN`` when set, otherwise it is asked for (hidden).
 Exit codes: 0 done, 1 refused (server said no, credentials expired, network down),
