@@ -48,7 +48,7 @@ GROUPS = (
           "Typer reads these for the options of the same name: the option beats the"
           " variable, the variable beats the default."),
     Group("The verifier (`verifier`: check, sync, counter page, payment terminal)",
-          VerifierSettings, "`verifier`",
+          VerifierSettings, "`verifier` (every command)",
           "The options read their variable through Typer (option, then variable, then"
           " default); `XDG_CACHE_HOME` only places the default cache."),
     Group("The phone (`wallet-sim`)", WalletSettings, "`wallet-sim`",
@@ -79,6 +79,13 @@ def _default(settings: type[BaseSettings], field: str) -> str:
     return f"`{default}`"
 
 
+def _read_by(group: Group, field: str) -> str:
+    """The program that reads one variable: the field's ``read_by``, else the group's."""
+    extra = group.settings.model_fields[field].json_schema_extra
+    named = extra.get("read_by") if isinstance(extra, dict) else None
+    return named if isinstance(named, str) else group.read_by
+
+
 def _cell(text: str) -> str:
     return text.replace("|", "\\|")
 
@@ -103,7 +110,7 @@ def render() -> str:
         for field, info in group.settings.model_fields.items():
             lines.append(f"| `{_variable(group.settings, field)}` |"
                          f" {_cell(_default(group.settings, field))} |"
-                         f" {_cell(info.description or '')} | {group.read_by} |")
+                         f" {_cell(info.description or '')} | {_read_by(group, field)} |")
         lines.append("")
     lines += ["## Development", "", "Knobs of the test suite; no program reads them.", "",
               "| variable | default | meaning | read by |", "|---|---|---|---|"]

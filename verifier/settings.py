@@ -15,9 +15,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from pydantic import Field, SecretStr
+from pydantic.config import JsonDict
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 __all__ = ["VerifierSettings", "variable"]
+
+# Which commands read a variable, for docs/CONFIGURATION.md.
+_CHECKS: JsonDict = {"read_by": "`verifier check`, `verifier serve`"}
 
 
 class VerifierSettings(BaseSettings):
@@ -32,20 +36,22 @@ class VerifierSettings(BaseSettings):
         " `--cache`. Default: `$XDG_CACHE_HOME/fmc-verifier`.")
     status_grace: str = Field(
         default="86400", description="How long past its iat + ttl a status list is accepted"
-        " offline (`90m`, `24h`, `7d`); `--status-grace`. Its hard exp still applies.")
+        " offline (`90m`, `24h`, `7d`); `--status-grace`. Its hard exp still applies.",
+        json_schema_extra=_CHECKS)
     trust_grace: str = Field(
         default="0", description="How long past its exp a trust list is accepted;"
-        " `--trust-grace`.")
+        " `--trust-grace`.", json_schema_extra=_CHECKS)
     portrait_token_file: Path | None = Field(
         default=None, description="A file holding a token of the authority's `verifier`"
         " role: missing portraits are fetched (checked against the digest);"
-        " `--portrait-token-file`.")
+        " `--portrait-token-file`.", json_schema_extra=_CHECKS)
     xdg_cache_home: str | None = Field(
         default=None, validation_alias="XDG_CACHE_HOME",
         description="The base of the default cache directory. Default: `~/.cache`.")
     terminal_token: SecretStr | None = Field(
         default=None, validation_alias="FMC_TERMINAL_TOKEN",
-        description="The payment terminal's bearer token; `verifier terminal --token`.")
+        description="The payment terminal's bearer token; `--token`.",
+        json_schema_extra={"read_by": "`verifier terminal`"})
 
     def cache_base(self) -> Path:
         """Where user caches go: ``$XDG_CACHE_HOME``, else ``~/.cache``."""
