@@ -42,7 +42,7 @@ run: install
 	$(BIN)/python -m cardsvc.demo --data-dir $(DATA) --host $(HOST) --port $(PORT)
 
 lint: install
-	$(BIN)/ruff check schemas keys verifier wallet_sim cardsvc tests bench
+	$(BIN)/ruff check schemas keys verifier wallet_sim cardsvc tests bench tools
 
 typecheck: install
 	$(BIN)/mypy

@@ -1,6 +1,6 @@
 """ISO 3166-1 countries: alpha-3 code -> (numeric code, English short name).
 
-The numeric code goes into the foreigner code (DESIGN.md section 3); the console shows
+The numeric code goes into the foreigner code (docs/DESIGN.md section 3); the console shows
 the name. Kosovo has no ISO code; ICAO passports write it ``RKS`` and the authority
 gives it the user-assigned numeric 900 (never an ISO code).
 

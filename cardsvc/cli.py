@@ -1,4 +1,4 @@
-"""The ``cardsvc`` command line (DESIGN.md section 8).
+"""The ``cardsvc`` command line (docs/DESIGN.md section 8).
 
 Example::
 
@@ -29,7 +29,7 @@ from cardsvc.logs import configure_logging
 from cardsvc.national.cli import national_app
 from cardsvc.roles import Role
 from cardsvc.services.errors import DomainError, Unavailable
-from cardsvc.settings import Settings, get_settings
+from cardsvc.settings import Settings, get_settings, variable
 
 __all__ = ["app", "main"]
 
@@ -115,20 +115,19 @@ def prepare_to_serve(settings: Settings) -> str:
 @app.command()
 def serve(
     data_dir: DataDir = None,
-    host: Annotated[str, typer.Option(help="address to bind", envvar="CARDSVC_HOST")
+    host: Annotated[str, typer.Option(help="address to bind", envvar=variable("host"))
                     ] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="port to bind", envvar="CARDSVC_PORT")] = 8000,
+    port: Annotated[int, typer.Option(help="port to bind", envvar=variable("port"))] = 8000,
     workers: Annotated[int, typer.Option(
-        min=1, max=64, envvar="CARDSVC_WORKERS",
+        min=1, max=64, envvar=variable("workers"),
         help="worker processes (uvicorn); more than 1 wants PostgreSQL")] = 1,
 ) -> None:
     """Apply migrations and serve the HTTP API."""
     import uvicorn
 
-    overrides: dict[str, object] = {}
-    if not os.environ.get("CARDSVC_PUBLIC_URL"):
-        overrides["public_url"] = f"http://{host}:{port}"
-    settings = _settings(data_dir, **overrides)
+    settings = _settings(data_dir)
+    if "public_url" not in settings.model_fields_set or not settings.public_url:
+        settings = settings.model_copy(update={"public_url": f"http://{host}:{port}"})
     _database(settings).dispose()
     try:
         fingerprint = prepare_to_serve(settings)

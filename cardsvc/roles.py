@@ -1,7 +1,7 @@
 """The officer roles: one vocabulary for the database, the API, the CLI and the console.
 
 A ``StrEnum``, so a role is stored and sent as its plain name (``"registrar"``). What each
-may do is DESIGN.md section 1; the routes' ``roles(...)`` dependencies enforce it.
+may do is docs/DESIGN.md section 1; the routes' ``roles(...)`` dependencies enforce it.
 
 Example::
 

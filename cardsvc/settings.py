@@ -16,7 +16,14 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from schemas.credential import MAX_CREDENTIAL_LIFETIME_SECONDS
 
-__all__ = ["DEFAULT_OFFLINE_LIMIT_FEN", "Settings", "get_settings"]
+__all__ = [
+    "DEFAULT_OFFLINE_LIMIT_FEN",
+    "NationalSettings",
+    "ServeSettings",
+    "Settings",
+    "get_settings",
+    "variable",
+]
 
 DEFAULT_OFFLINE_LIMIT_FEN = 20_000  # 200 yuan on a card unless the officer sets another
 
@@ -26,25 +33,43 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="CARDSVC_", extra="ignore")
 
-    data_dir: Path = Path(".data")
-    database_url: str | None = None
-    key_passphrase: SecretStr | None = None
-    issuer: str = "CN-YW"
-    public_url: str = "http://127.0.0.1:8000"
+    data_dir: Path = Field(default=Path(".data"), description="The data directory (SQLite"
+                           " database, key store, passphrase file); `--data-dir`.")
+    database_url: str | None = Field(default=None, description="An SQLAlchemy URL, e.g."
+                                     " `postgresql+psycopg://…`. Default: SQLite in the data dir.")
+    key_passphrase: SecretStr | None = Field(default=None, description="Encrypts the private"
+                                             " keys. Unset: `init` writes a random one to the"
+                                             " data dir (development only).")
+    issuer: str = Field(default="CN-YW", description="The `iss` of every credential.")
+    public_url: str = Field(default="http://127.0.0.1:8000", description="The authority's"
+                            " base URL as clients see it (status list URIs). `serve` defaults"
+                            " it to `http://HOST:PORT`.")
 
-    provisioning_ttl_seconds: int = Field(default=24 * 3600, gt=0)
+    provisioning_ttl_seconds: int = Field(default=24 * 3600, gt=0, description="How long a"
+                                          " one-time provisioning code is good for.")
     # Never beyond the longest cap of the format; each purpose is clamped to its own at issue.
     credential_lifetime_days: int = Field(default=30, gt=0,
-                                          le=MAX_CREDENTIAL_LIFETIME_SECONDS // 86_400)
-    trust_list_lifetime_days: int = Field(default=30, gt=1)
-    status_ttl_seconds: int = Field(default=300, gt=1)
-    status_lifetime_seconds: int = Field(default=86_400, gt=1)
-    status_list_size: int = Field(default=131_072, ge=1024)
-    default_offline_limit_fen: int = Field(default=DEFAULT_OFFLINE_LIMIT_FEN, ge=0)
-    portrait_max_bytes: int = Field(default=2 * 1024 * 1024, gt=0)
-    request_max_bytes: int = Field(default=4 * 1024 * 1024, gt=0)
-    db_pool_size: int = Field(default=10, gt=0)
-    log_format: Literal["json", "text"] = "json"  # one line per request, see cardsvc.logs
+                                          le=MAX_CREDENTIAL_LIFETIME_SECONDS // 86_400,
+                                          description="Lifetime of a signed credential (the"
+                                          " phone refreshes); at most 92 days.")
+    trust_list_lifetime_days: int = Field(default=30, gt=1, description="Lifetime of a"
+                                          " published trust list.")
+    status_ttl_seconds: int = Field(default=300, gt=1, description="The `ttl` of a status"
+                                    " list: how often verifiers should fetch it.")
+    status_lifetime_seconds: int = Field(default=86_400, gt=1, description="The `exp` of a"
+                                         " status list, counted from its `iat`.")
+    status_list_size: int = Field(default=131_072, ge=1024, description="Entries per status"
+                                  " list (indices are assigned at random).")
+    default_offline_limit_fen: int = Field(default=DEFAULT_OFFLINE_LIMIT_FEN, ge=0,
+                                           description="A new card's offline limit, in fen.")
+    portrait_max_bytes: int = Field(default=2 * 1024 * 1024, gt=0, description="The largest"
+                                    " portrait accepted at enrolment.")
+    request_max_bytes: int = Field(default=4 * 1024 * 1024, gt=0, description="The largest"
+                                   " request body accepted.")
+    db_pool_size: int = Field(default=10, gt=0, description="Database connections per"
+                              " worker (PostgreSQL).")
+    log_format: Literal["json", "text"] = Field(default="json", description="One log line"
+                                                 " per event: JSON objects or plain words.")
 
     def database_url_or_default(self) -> str:
         """``CARDSVC_DATABASE_URL`` when set, else SQLite in the data dir."""
@@ -63,6 +88,36 @@ class Settings(BaseSettings):
     @property
     def public_base(self) -> str:
         return self.public_url.rstrip("/")
+
+
+class NationalSettings(BaseSettings):
+    """What ``cardsvc national`` reads: the passphrase of the national root's key store."""
+
+    model_config = SettingsConfigDict(env_prefix="FMC_NATIONAL_", extra="ignore")
+
+    passphrase: SecretStr | None = Field(default=None, description="Encrypts the national"
+                                         " root key at rest (`cardsvc national`); required.")
+
+
+class ServeSettings(BaseSettings):
+    """What ``cardsvc serve`` alone reads: its options, through Typer (:func:`variable`).
+
+    Apart from :class:`Settings`, so a bad ``CARDSVC_PORT`` fails ``serve`` and nothing else.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="CARDSVC_", extra="ignore")
+
+    host: str = Field(default="127.0.0.1", description="The address `serve` binds; `--host`.")
+    port: int = Field(default=8000, description="The port `serve` binds; `--port`.")
+    workers: int = Field(default=1, ge=1, le=64, description="Worker processes of `serve`;"
+                         " `--workers`. More than 1 wants PostgreSQL.")
+
+
+def variable(field: str) -> str:
+    """The environment variable of a :class:`Settings` or :class:`ServeSettings` field."""
+    if field not in Settings.model_fields and field not in ServeSettings.model_fields:
+        raise KeyError(field)
+    return f"CARDSVC_{field}".upper()
 
 
 def get_settings(**overrides: Any) -> Settings:

@@ -1,4 +1,4 @@
-"""Result codes (DESIGN.md section 7) and the exception raised for each failed check.
+"""Result codes (docs/DESIGN.md section 7) and the exception raised for each failed check.
 
 Every failed check has its own exception class carrying a stable :class:`ResultCode`;
 callers and tests compare codes, never message text.
@@ -59,7 +59,7 @@ class ResultCode(StrEnum):
     REPLAYED = "REPLAYED"
     WRONG_PURPOSE = "WRONG_PURPOSE"
     ENTITLEMENT_MISSING = "ENTITLEMENT_MISSING"
-    # Added beyond DESIGN.md section 7 (allowed: "more may be added, none renamed").
+    # Added since the first design (docs/DESIGN.md section 7: "more may be added, none renamed").
     KEY_COMPROMISED = "KEY_COMPROMISED"
     TRUST_LIST_ROLLBACK = "TRUST_LIST_ROLLBACK"
     LIFETIME_TOO_LONG = "LIFETIME_TOO_LONG"

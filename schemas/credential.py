@@ -1,4 +1,4 @@
-"""Credentials: the small signed objects in the phone (DESIGN.md section 4).
+"""Credentials: the small signed objects in the phone (docs/DESIGN.md section 4).
 
 A credential is a compact JWS (EdDSA, ``zip: DEF``) whose payload is one of three
 purposes. Claim names are short to keep the QR small; they are registered here and in
@@ -44,7 +44,7 @@ __all__ = [
 ]
 
 CREDENTIAL_TYP = "fmc"
-# "9", province, nationality, birth date, sequence, check character (DESIGN.md section 3).
+# "9", province, nationality, birth date, sequence, check character (docs/DESIGN.md section 3).
 FOREIGNER_CODE_PATTERN = r"^9[0-9]{16}[0-9X]$"
 MAX_INFLATED_PAYLOAD = 4096  # a credential is a few hundred bytes; anything larger is refused
 

@@ -1,4 +1,4 @@
-"""Presentations: what the QR code shows (DESIGN.md section 5).
+"""Presentations: what the QR code shows (docs/DESIGN.md section 5).
 
 Text form: ``FMC1:`` followed by decimal digits. The digits are one big-endian integer
 whose bytes are the container below, so a QR encoder puts the prefix in alphanumeric

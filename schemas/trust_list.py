@@ -1,4 +1,4 @@
-"""Trust lists: the root-signed list of issuer keys a verifier may trust (DESIGN.md section 6).
+"""Trust lists: the root-signed list of issuer keys a verifier may trust (docs/DESIGN.md section 6).
 
 Header: ``{"alg": "EdDSA", "typ": "fmc-trust+jwt", "jwk": <root public JWK>}``.
 Payload: ``{"iss", "ver", "iat", "exp", "keys": [issuer key JWK + window + state]}``.

@@ -15,13 +15,12 @@ import pytest
 from kit.postgres import pg_create, pg_drop, pg_url, unique_name
 from kit.processes import BIN, CardsvcServer, clean_env, run_cli
 
-from cardsvc.settings import Settings
+from cardsvc.settings import ServeSettings, Settings, variable
 
 REPO = Path(__file__).resolve().parents[1]
 DEPLOY = REPO / "deploy"
-# Read by `cardsvc serve` itself (Typer envvars), beside the Settings fields.
-SERVE_VARIABLES = {"CARDSVC_HOST", "CARDSVC_PORT", "CARDSVC_WORKERS"}
-KNOWN = {f"CARDSVC_{name.upper()}" for name in Settings.model_fields} | SERVE_VARIABLES
+# Every variable the authority reads (docs/CONFIGURATION.md), `cardsvc serve`'s own included.
+KNOWN = {variable(name) for name in [*Settings.model_fields, *ServeSettings.model_fields]}
 
 
 def test_the_systemd_unit_verifies_cleanly(tmp_path: Path) -> None:

@@ -35,7 +35,6 @@ import contextlib
 import fcntl
 import hashlib
 import json
-import os
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -49,6 +48,7 @@ from schemas.codes import FmcError
 from schemas.credential import PORTRAIT_DIGEST_BYTES, portrait_digest
 from schemas.status_list import StatusListClaims
 from schemas.trust_list import TrustListClaims
+from verifier.settings import VerifierSettings
 from verifier.trust import VerifierState, verify_status_list, verify_trust_list
 
 __all__ = [
@@ -127,8 +127,7 @@ class CacheSnapshot:
 
 
 def default_cache_dir() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "fmc-verifier"
+    return VerifierSettings().cache_base() / "fmc-verifier"
 
 
 class VerifierCache:

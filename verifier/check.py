@@ -1,6 +1,6 @@
 """The offline check: a pure function of (presentation, verifier state, policy, now, replay).
 
-Steps, in this fixed order (DESIGN.md section 7); the first failure decides the code:
+Steps, in this fixed order (docs/DESIGN.md section 7); the first failure decides the code:
 
  1. parse      size limit, ``FMC1:`` prefix, container        MALFORMED, UNSUPPORTED_VERSION
  2. header     ``alg`` allow-list before anything else; crit,  ALGORITHM_NOT_ALLOWED, MALFORMED
@@ -19,7 +19,10 @@ Steps, in this fixed order (DESIGN.md section 7); the first failure decides the 
  9. replay     each proof once                                 REPLAYED
 10. policy     purpose, then entitlement                       WRONG_PURPOSE, ENTITLEMENT_MISSING
 
-Nothing here does I/O; the replay cache is the only state and is passed in.
+Nothing here does I/O and nothing here keeps state that changes an answer: the clock
+(``now``) and the replay cache (the one thing a check writes) are injected by the caller.
+Two bounded memos of pure results (header bytes that passed step 2 here, decoded ``ent``
+strings in :mod:`schemas.credential`) only save work.
 """
 
 from __future__ import annotations
@@ -97,7 +100,7 @@ class VerificationResult(NamedTuple):
         return self.code is ResultCode.OK
 
     def to_json(self) -> dict[str, Any]:
-        """The ``verifier check --json`` shape (DESIGN.md section 8)."""
+        """The ``verifier check --json`` shape (docs/DESIGN.md section 8)."""
         cred = self.credential
         holder: dict[str, Any] | None = None
         if cred is not None and cred.foreigner_code is not None and self.ok:

@@ -2,7 +2,7 @@
 
 ``verifier check`` and the counter page (``verifier serve``) both verify through this
 object, so they give the same answer for the same code. Grace periods for a cache that
-has not been synced for a while (DESIGN.md section 6) are set here.
+has not been synced for a while (docs/DESIGN.md section 6) are set here.
 
 Example::
 
@@ -82,7 +82,7 @@ class CheckOutcome:
         return "available" if self.portrait is not None else "not_cached"
 
     def to_json(self) -> dict[str, Any]:
-        """The DESIGN.md section 8 object, plus the fields a counter needs beside it."""
+        """The docs/DESIGN.md section 8 object, plus the fields a counter needs beside it."""
         out = self.result.to_json()
         plain = reason(self.code)
         out.update(

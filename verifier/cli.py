@@ -1,4 +1,4 @@
-"""The ``verifier`` command (DESIGN.md section 8): sync, check, serve, status, portraits.
+"""The ``verifier`` command (docs/DESIGN.md section 8): sync, check, serve, status, portraits.
 
 Examples::
 
@@ -44,6 +44,7 @@ from verifier.checkpoint import (
 from verifier.policy import POLICIES
 from verifier.qr import MAX_IMAGE_BYTES
 from verifier.replay_store import ReplayStoreError
+from verifier.settings import variable
 from verifier.terminal.cli import terminal_app
 
 if TYPE_CHECKING:
@@ -78,7 +79,7 @@ class Lang(StrEnum):
 def _root(
     ctx: typer.Context,
     cache: Annotated[Path, typer.Option(
-        "--cache", envvar="VERIFIER_CACHE", file_okay=False,
+        "--cache", envvar=variable("cache"), file_okay=False,
         help="Cache directory (lists, replay store, portraits).",
     )] = default_cache_dir(),
 ) -> None:
@@ -107,17 +108,17 @@ AtOption = Annotated[str | None, typer.Option(
     "--at", help="Check as of this moment (ISO 8601) instead of the clock.",
 )]
 StatusGrace = Annotated[str, typer.Option(
-    "--status-grace", envvar="VERIFIER_STATUS_GRACE", metavar="DURATION",
+    "--status-grace", envvar=variable("status_grace"), metavar="DURATION",
     help="Accept a status list this long past its iat + ttl (e.g. 24h) when offline;"
          " its hard exp still applies.",
 )]
 TrustGrace = Annotated[str, typer.Option(
-    "--trust-grace", envvar="VERIFIER_TRUST_GRACE", metavar="DURATION",
+    "--trust-grace", envvar=variable("trust_grace"), metavar="DURATION",
     help="Accept a trust list this long past its exp (e.g. 0, 12h).",
 )]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON object.")]
 PortraitToken = Annotated[Path | None, typer.Option(
-    "--portrait-token-file", envvar="VERIFIER_PORTRAIT_TOKEN_FILE", dir_okay=False,
+    "--portrait-token-file", envvar=variable("portrait_token_file"), dir_okay=False,
     help="A file holding a token with the authority's verifier role: portraits not in the"
          " cache are then fetched (checked against the card's digest) when online.",
 )]

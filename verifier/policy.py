@@ -1,4 +1,4 @@
-"""Policies per service type (DESIGN.md section 7): which purpose and entitlement a
+"""Policies per service type (docs/DESIGN.md section 7): which purpose and entitlement a
 counter asks for, and the time windows it accepts.
 
 Example::

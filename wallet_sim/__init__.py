@@ -1,4 +1,4 @@
-"""The wallet simulator: the foreigner's phone (DESIGN.md sections 4, 5 and 8).
+"""The wallet simulator: the foreigner's phone (docs/DESIGN.md sections 4, 5 and 8).
 
 It makes a device key per card on the phone, redeems a provisioning code over HTTP,
 keeps the cards in a PIN-encrypted wallet file written atomically, and shows dynamic

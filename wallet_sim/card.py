@@ -36,7 +36,7 @@ __all__ = [
     "read_unverified_credential",
 ]
 
-RENEW_SECONDS = 30  # DESIGN.md section 5: a dynamic code, renewed like a pay code
+RENEW_SECONDS = 30  # docs/DESIGN.md section 5: a dynamic code, renewed like a pay code
 EXPIRY_WARNING_SECONDS = 14 * 86_400  # warn two weeks ahead: time to reach the authority
 
 

@@ -1,4 +1,4 @@
-"""``wallet-sim``: the foreigner's phone on the command line (DESIGN.md section 8).
+"""``wallet-sim``: the foreigner's phone on the command line (docs/DESIGN.md section 8).
 
 The PIN comes from ``FMC_WALLET_PIN`` when set, otherwise it is asked for (hidden).
 Exit codes: 0 done, 1 refused (server said no, credentials expired, network down),
@@ -10,13 +10,12 @@ Example::
     wallet-sim --wallet phone.wallet provision --server http://127.0.0.1:8000 --code K7QM-4XPA-9TZC
     wallet-sim --wallet phone.wallet show --purpose pay              # QR in the terminal
     wallet-sim --wallet phone.wallet show --purpose id --png id.png --text
-    wallet-sim --wallet phone.wallet serve --port 8765               # phone page in a browser
+    wallet-sim --wallet phone.wallet serve --port 8766               # phone page in a browser
 """
 
 from __future__ import annotations
 
 import contextlib
-import os
 import socket
 import sys
 import time
@@ -37,11 +36,12 @@ from wallet_sim._atomic import write_atomically
 from wallet_sim.card import RENEW_SECONDS, Card, Freshness, present
 from wallet_sim.errors import WalletError, WalletErrorCode
 from wallet_sim.qr import qr_code, qr_halfblocks, qr_png
+from wallet_sim.settings import WalletSettings, variable
 from wallet_sim.wallet import KdfLimits, Wallet, create_wallet, open_wallet
 
 __all__ = ["PIN_ENV", "main", "make_app"]
 
-PIN_ENV = "FMC_WALLET_PIN"
+PIN_ENV = variable("wallet_pin")
 _EPILOG = (
     "PIN: set FMC_WALLET_PIN for non-interactive use, otherwise it is asked for. "
     "Exit codes: 0 done, 1 refused, 2 usage or configuration error."
@@ -88,9 +88,9 @@ def _reporting() -> Iterator[None]:
 
 
 def _read_pin(*, new: bool) -> str:
-    pin = os.environ.get(PIN_ENV)
-    if pin:
-        return pin
+    given = WalletSettings().wallet_pin
+    if given is not None:
+        return given.get_secret_value()
     if not sys.stdin.isatty():
         raise WalletError(WalletErrorCode.PIN_REQUIRED,
                           f"no PIN: set {PIN_ENV} or run in a terminal to type it")
@@ -190,7 +190,8 @@ def make_app(
     @app.callback()
     def root(
         ctx: typer.Context,
-        wallet: Path | None = typer.Option(None, "--wallet", envvar="FMC_WALLET", dir_okay=False,
+        wallet: Path | None = typer.Option(None, "--wallet", envvar=variable("wallet"),
+                                           dir_okay=False,
                                     help="The encrypted wallet file (created by provision); "
                                     "required by every command."),
     ) -> None:

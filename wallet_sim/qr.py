@@ -31,7 +31,7 @@ __all__ = [
 ]
 
 QUIET_ZONE_MODULES = 4  # ISO/IEC 18004: four light modules around the symbol
-MAX_QR_VERSION = {Purpose.PAY: 13, Purpose.ID: 15, Purpose.SVC: 16}  # DESIGN.md section 5
+MAX_QR_VERSION = {Purpose.PAY: 13, Purpose.ID: 15, Purpose.SVC: 16}  # docs/DESIGN.md section 5
 _MIN_PNG_PIXELS = 600
 
 

@@ -1,4 +1,4 @@
-"""The HTTP API of the issuing authority (DESIGN.md section 9).
+"""The HTTP API of the issuing authority (docs/DESIGN.md section 9).
 
 Example::
 

@@ -1,4 +1,4 @@
-"""One log line per request: method, route template, status, duration (DESIGN.md section 9).
+"""One log line per request: method, route template, status, duration (docs/DESIGN.md section 9).
 
 The line names the route template (``/v1/cards/{card_number}/revoke``), never the raw path
 or query string: paths carry card numbers and foreigner codes, and no header, body or query

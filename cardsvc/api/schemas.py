@@ -1,4 +1,4 @@
-"""Pydantic request and response bodies of the HTTP API (DESIGN.md section 9).
+"""Pydantic request and response bodies of the HTTP API (docs/DESIGN.md section 9).
 
 Field names that outside systems rely on are fixed; more may be added, none renamed.
 """

@@ -7,7 +7,6 @@ traceback. The national root's passphrase comes from ``FMC_NATIONAL_PASSPHRASE``
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 from typing import Annotated
@@ -26,6 +25,7 @@ from cardsvc.national.registry import (
     set_issuer_state,
     update_issuer,
 )
+from cardsvc.settings import NationalSettings
 from keys._atomic import write_atomically
 from keys.ed25519 import jwk_thumbprint, public_jwk
 from schemas.federation import IssuerEntry, IssuerState
@@ -49,7 +49,8 @@ def _fail(error: NationalError) -> typer.Exit:
 
 
 def _passphrase() -> bytes:
-    value = os.environ.get(PASSPHRASE_ENV, "")
+    secret = NationalSettings().passphrase
+    value = "" if secret is None else secret.get_secret_value()
     if not value:
         raise NationalError("NO_PASSPHRASE", f"set {PASSPHRASE_ENV}: the national root is "
                             "never kept in clear")

@@ -1,4 +1,4 @@
-"""Payments with the Foreign Merchant Card (DESIGN.md sections 9 and 10).
+"""Payments with the Foreign Merchant Card (docs/DESIGN.md sections 9 and 10).
 
 A stored-value account per card in integer fen over a double-entry ledger; merchants
 and their terminals; online charges of pay codes (each charged at most once, anywhere),

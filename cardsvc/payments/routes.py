@@ -1,4 +1,4 @@
-"""The payments API (DESIGN.md sections 9 and 10): merchants and terminals, top-ups,
+"""The payments API (docs/DESIGN.md sections 9 and 10): merchants and terminals, top-ups,
 accounts, online charges, offline settlement, refunds and the daily settlement report.
 
 Every money-moving route takes an ``idempotency_key`` (per officer or terminal): a retry

@@ -1,4 +1,4 @@
-"""The stable foreigner code (DESIGN.md section 3) and its per-prefix sequence.
+"""The stable foreigner code (docs/DESIGN.md section 3) and its per-prefix sequence.
 
 ``9`` + ``33`` (Zhejiang) + ISO 3166-1 numeric nationality + birth YYYYMMDD + 3-digit
 sequence + ISO 7064 MOD 11-2 check character.

@@ -12,7 +12,7 @@ from cardsvc.services.persons import DUPLICATE_THRESHOLD
 
 
 @pytest.mark.parametrize(("body", "check"), [
-    ("11010519491231002", "X"),  # the GB 11643 example in DESIGN.md section 3
+    ("11010519491231002", "X"),  # the GB 11643 example in docs/DESIGN.md section 3
     ("44052419800101001", "3"),  # the often-cited 440524198001010013
     ("93356619850302001", "1"),
 ])

@@ -1,4 +1,4 @@
-"""The counter story with real processes (DESIGN.md sections 6 to 8).
+"""The counter story with real processes (docs/DESIGN.md sections 6 to 8).
 
 cardsvc serves; a registrar enrols a foreigner and issues a card with healthcare but
 no education; the phone (wallet-sim) is provisioned; a hospital counter and a school

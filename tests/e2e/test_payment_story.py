@@ -1,4 +1,4 @@
-"""The payment story with real processes (DESIGN.md sections 9 and 10).
+"""The payment story with real processes (docs/DESIGN.md sections 9 and 10).
 
 cardsvc serves; a registrar issues a card with payment, a cashier tops it up, a
 supervisor registers two shops' terminals. The phone (wallet-sim) shows pay codes; shop

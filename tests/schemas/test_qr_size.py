@@ -1,4 +1,5 @@
-"""QR size budget of DESIGN.md section 5, computed with the QR library at error correction M."""
+"""QR size budget of docs/DESIGN.md section 5, computed with the QR library at error
+correction M."""
 
 from __future__ import annotations
 

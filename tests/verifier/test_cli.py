@@ -207,7 +207,7 @@ def test_a_damaged_cache_exits_2_without_a_traceback(cache_dir: Path) -> None:
     assert code == 2 and "CACHE_CORRUPT" in output and "Traceback" not in output
 
 
-# -- staleness (DESIGN.md section 6) ------------------------------------------------------
+# -- staleness (docs/DESIGN.md section 6) ------------------------------------------------------
 
 HOUR = 3600
 

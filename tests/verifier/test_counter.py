@@ -214,7 +214,7 @@ def test_a_sync_is_picked_up_without_a_restart(cache: VerifierCache) -> None:
     assert answer["code"] == "REVOKED"
 
 
-# -- portraits fetched online (DESIGN.md section 5) ---------------------------------------
+# -- portraits fetched online (docs/DESIGN.md section 5) ---------------------------------------
 
 def _synced_with_portraits(tmp_path: Path, authority: FakeAuthority) -> VerifierCache:
     cache = VerifierCache(tmp_path / "online")

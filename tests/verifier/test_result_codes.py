@@ -1,4 +1,4 @@
-"""One real crafted input per result code of DESIGN.md section 7 (table-driven)."""
+"""One real crafted input per result code of docs/DESIGN.md section 7 (table-driven)."""
 
 from __future__ import annotations
 

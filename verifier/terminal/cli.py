@@ -23,6 +23,7 @@ from schemas.receipt import MAX_AMOUNT_FEN
 from verifier._cli_context import cache_dir, parse_time
 from verifier._outside_text import outside
 from verifier.messages import Bilingual, reason
+from verifier.settings import variable
 from verifier.terminal._words import charge_words
 from verifier.terminal.queue import QUEUE_DB, OfflineQueue
 from verifier.terminal.service import ChargeAnswer, Terminal, TerminalError, format_fen
@@ -42,7 +43,7 @@ _err = Console(stderr=True, highlight=False)
 ServerOption = Annotated[str | None, typer.Option(
     "--server", help="The authority's base URL (default: from setup or the last sync).")]
 TokenOption = Annotated[str | None, typer.Option(
-    "--token", envvar="FMC_TERMINAL_TOKEN", show_envvar=True,
+    "--token", envvar=variable("terminal_token"), show_envvar=True,
     help="The terminal's bearer token (prefer the environment variable).")]
 TimeoutOption = Annotated[float, typer.Option(help="Seconds to wait for the authority.")]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON object.")]
