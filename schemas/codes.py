@@ -11,6 +11,8 @@ from enum import StrEnum
 __all__ = [
     "AlgorithmNotAllowed",
     "BadSignature",
+    "ChallengeExpired",
+    "ChallengeMismatch",
     "EntitlementMissing",
     "Expired",
     "FmcError",
@@ -58,6 +60,8 @@ class ResultCode(StrEnum):
     # Added beyond DESIGN.md section 7 (allowed: "more may be added, none renamed").
     KEY_COMPROMISED = "KEY_COMPROMISED"
     TRUST_LIST_ROLLBACK = "TRUST_LIST_ROLLBACK"
+    CHALLENGE_MISMATCH = "CHALLENGE_MISMATCH"
+    CHALLENGE_EXPIRED = "CHALLENGE_EXPIRED"
 
 
 class FmcError(Exception):
@@ -126,6 +130,16 @@ class TrustListRollback(FmcError):
     code = ResultCode.TRUST_LIST_ROLLBACK
 
 
+class ChallengeMismatch(FmcError):
+    """A pay code bound to another sale, or no challenge where one is needed."""
+
+    code = ResultCode.CHALLENGE_MISMATCH
+
+
+class ChallengeExpired(FmcError):
+    code = ResultCode.CHALLENGE_EXPIRED
+
+
 class HolderProofInvalid(FmcError):
     code = ResultCode.HOLDER_PROOF_INVALID
 
@@ -152,7 +166,8 @@ _BY_CODE: dict[ResultCode, type[FmcError]] = {
         Malformed, UnsupportedVersion, AlgorithmNotAllowed, UnknownKey, BadSignature,
         KeyNotValidAtIssue, KeyCompromised, Expired, NotYetValid, Revoked, Suspended,
         StatusUnavailable, TrustListStale, TrustListRollback, HolderProofInvalid,
-        HolderProofStale, Replayed, WrongPurpose, EntitlementMissing,
+        HolderProofStale, Replayed, WrongPurpose, EntitlementMissing, ChallengeMismatch,
+        ChallengeExpired,
     )
 }
 

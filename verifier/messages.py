@@ -89,6 +89,12 @@ RESULT_REASONS: MappingProxyType[ResultCode, Bilingual] = MappingProxyType({
     _R.TRUST_LIST_ROLLBACK: Bilingual(
         "An older list of trusted keys was offered (possible attack): the current one is kept.",
         "收到较旧的受信任密钥列表（可能遭到攻击）：已保留当前列表。"),
+    _R.CHALLENGE_MISMATCH: Bilingual(
+        "This pay code was made for another sale: show this sale's challenge and scan again.",
+        "此付款码是为另一笔交易生成的：请出示本笔交易的收款码并重新扫码。"),
+    _R.CHALLENGE_EXPIRED: Bilingual(
+        "This sale's challenge has expired: show a new one and ask for a new pay code.",
+        "本笔交易的收款码已过期：请重新生成收款码并请持卡人重新扫码。"),
 })
 
 # Codes of the tools around the check (sync, cache, scanning, configuration).
