@@ -46,7 +46,7 @@ MAX_CHALLENGE_CHARS = 120
 _FORM = 0x01
 _NONCE = 16
 _TIME = 4
-_MAX_ID = 2**63 - 1
+_MAX_ID = 2**31 - 1  # the authority's ids are 32-bit
 _DIGEST_DOMAIN = b"FMC challenge\x00"
 
 
