@@ -145,6 +145,9 @@ TOOL_REASONS: MappingProxyType[str, Bilingual] = MappingProxyType({
     "CACHE_ROLLBACK": Bilingual(
         "The local cache would go back to older lists than already verified: run `verifier sync`.",
         "本地缓存将回退到比已验证列表更旧的版本：请运行 `verifier sync`。"),
+    "NOT_SET_UP": Bilingual(
+        "This till does not know its merchant and terminal yet: run `verifier terminal setup`.",
+        "本机尚不知道所属商户和终端编号：请运行 `verifier terminal setup`。"),
 })
 
 SERVICE_NAMES: MappingProxyType[str, Bilingual] = MappingProxyType({

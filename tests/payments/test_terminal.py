@@ -19,11 +19,13 @@ from cardsvc.payments.receipts import sign_receipt
 from keys import Ed25519Signer, sign_compact
 from schemas import IssuerKey, KeyState, Purpose, TrustListClaims
 from schemas._jose import dump_json
+from schemas.challenge import decode_challenge
 from schemas.qr import presentation_qr
 from schemas.receipt import Receipt
 from support import ISSUER_KEY, NEXT_KEY, World, present
 from verifier import POLICIES, VerificationResult, verify_presentation
 from verifier.cli import app
+from verifier.qr import decode_qr
 from verifier.receipts import pay_code_key, verify_receipt
 from verifier.terminal import (
     QUEUE_DB,
@@ -324,3 +326,22 @@ def test_fen_are_shown_as_yuan() -> None:
         "0.00", "0.05", "1.00", "1234.56", "-2.50"]
 
 
+
+
+@SQLITE_ONLY
+def test_challenge_shows_this_till_s_sale(shop: Shop, tmp_path: Path) -> None:
+    picture = tmp_path / "challenge.png"
+    exit_code, output = shop.run("terminal", "challenge", "--amount", "1500", "--png",
+                                 str(picture), "--at", AT, "--json")
+    assert exit_code == 0, output
+    shown = json.loads(output)
+    challenge = decode_challenge(shown["challenge"])
+    assert (challenge.merchant_id, challenge.terminal_id, challenge.amount_fen,
+            challenge.issued_at) == (shop.terminal.merchant_id, shop.terminal.terminal_id,
+                                     1_500, int(NOW.timestamp()))
+    assert decode_qr(picture.read_bytes()) == challenge.text
+    exit_code, output = shop.run("terminal", "challenge", "--amount", "1500", "--at", AT)
+    assert exit_code == 0 and challenge.text not in output  # a new nonce each time
+    not_set_up = runner.invoke(app, ["--cache", str(tmp_path / "new"), "terminal",
+                                     "challenge", "--amount", "1", "--json"])
+    assert (not_set_up.exit_code, json.loads(not_set_up.output)["code"]) == (2, "NOT_SET_UP")
