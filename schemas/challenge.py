@@ -30,6 +30,7 @@ from schemas.codes import Malformed, UnsupportedVersion
 from schemas.receipt import MAX_AMOUNT_FEN
 
 __all__ = [
+    "CHALLENGE_CLOCK_SKEW_SECONDS",
     "CHALLENGE_LIFETIME_SECONDS",
     "CHALLENGE_PREFIX",
     "MAX_CHALLENGE_CHARS",
@@ -42,6 +43,9 @@ CHALLENGE_PREFIX = "FMCC1:"
 # A challenge is shown, scanned and answered at the till within a minute or two; after
 # this it is dead everywhere (terminal and authority), so a kept code cannot be used later.
 CHALLENGE_LIFETIME_SECONDS = 300
+# A till's clock may run this far ahead of another verifier's (the authority's, online):
+# a challenge "from the future" by less is not refused (its expiry stays strict).
+CHALLENGE_CLOCK_SKEW_SECONDS = 300
 MAX_CHALLENGE_CHARS = 120
 _FORM = 0x01
 _NONCE = 16

@@ -39,7 +39,7 @@ from schemas._jose import (
     inflate_capped,
     parse_json_object,
 )
-from schemas.challenge import Challenge
+from schemas.challenge import CHALLENGE_CLOCK_SKEW_SECONDS, Challenge
 from schemas.codes import (
     BadSignature,
     ChallengeExpired,
@@ -246,7 +246,7 @@ def _run_checks(
         _check_status(credential, state, policy, now)
         # 8. holder proof: made for this sale (if bound), by the device key named in the
         # credential, at this moment
-        _check_binding(unverified_bound_digest, challenge, policy, now)
+        _check_binding(unverified_bound_digest, challenge, now)
         jws_digest = hashlib.sha256(signing_input)
         jws_digest.update(b".")
         jws_digest.update(b64url_encode_bytes(signature))
@@ -286,7 +286,7 @@ def _run_checks(
 
 
 def _check_binding(unverified_bound_digest: bytes | None, challenge: Challenge | None,
-                   policy: Policy, now: int) -> None:
+                   now: int) -> None:
     # The digest in the code only picks the refusal; what binds is the holder proof, which
     # signs the digest of the challenge given here (never the one the code carries).
     if challenge is None:
@@ -295,7 +295,7 @@ def _check_binding(unverified_bound_digest: bytes | None, challenge: Challenge |
         return
     if unverified_bound_digest != challenge.digest:
         raise ChallengeMismatch("this code was not made for this sale")
-    if not challenge.issued_at - policy.leeway <= now <= challenge.expires_at:
+    if not challenge.issued_at - CHALLENGE_CLOCK_SKEW_SECONDS <= now <= challenge.expires_at:
         raise ChallengeExpired("the sale's challenge has expired: show a new one")
 
 

@@ -24,7 +24,7 @@ from typer.testing import CliRunner
 import schemas.presentation
 from keys import sign_presentation
 from schemas import ResultCode
-from schemas.challenge import CHALLENGE_LIFETIME_SECONDS, Challenge
+from schemas.challenge import CHALLENGE_CLOCK_SKEW_SECONDS, CHALLENGE_LIFETIME_SECONDS, Challenge
 from support import SALE, bound_present, check_code
 from verifier.cli import app
 from verifier.terminal.queue import QUEUE_DB, OfflineQueue
@@ -268,3 +268,22 @@ def test_a_verifier_that_predates_bound_codes_answers_unsupported_version(
     assert check_code(code, service="payment") is ResultCode.CHALLENGE_MISMATCH  # today
     monkeypatch.setattr(schemas.presentation, "_PREFIXES", {schemas.presentation.PREFIX: 0})
     assert check_code(code, service="payment") is ResultCode.UNSUPPORTED_VERSION
+
+
+def test_online_a_bound_sale_from_a_till_whose_clock_runs_ahead_is_charged(
+    world: PayWorld,
+) -> None:
+    card, handle = world.card(topup=5_000), world.terminal(floor=FLOOR)
+    # (the till's clock ahead by, the phone's proof time, the authority's answer)
+    for ahead, proof_time, expected in ((120, EPOCH, 201),
+                                        (CHALLENGE_CLOCK_SKEW_SECONDS + 1, EPOCH - 1, 422)):
+        challenge = Challenge(handle.merchant_id, handle.terminal_id, 1_000,
+                              secrets.token_bytes(16), EPOCH + ahead)
+        answer = world.http.post("/v1/payments", headers=handle.headers, json={
+            "pay_code": _pay(card, challenge, proof_time),
+            "amount_fen": 1_000, "challenge": challenge.text,
+            "idempotency_key": secrets.token_hex(8)})
+        assert answer.status_code == expected, answer.text
+        if expected == 422:
+            assert answer.json()["code"] == "CHALLENGE_EXPIRED"
+    assert world.balance(card.card_number) == 4_000
