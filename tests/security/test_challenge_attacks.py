@@ -8,6 +8,7 @@ unbound code is only good for small sales (a tenth of the floor)."""
 
 from __future__ import annotations
 
+import json
 import secrets
 import socket
 from collections.abc import Iterator
@@ -174,6 +175,8 @@ def test_an_honest_bound_offline_sale_settles_with_its_exact_amount(world: PayWo
     assert till.charge(_pay(card, challenge), 2_345).code == "OK"
     [queued] = OfflineQueue(till.directory / QUEUE_DB).items()
     assert queued.challenge == challenge.text  # the queue keeps the challenge
+    listed = runner.invoke(app, ["--cache", str(till.directory), "terminal", "queue", "--json"])
+    assert [item["bound"] for item in json.loads(listed.output)["items"]] == [True]
     world.clock.now = NOW + timedelta(minutes=30)
     summary = till.upload()
     assert (summary.settled, summary.settled_fen, summary.refused) == (1, 2_345, 0)

@@ -283,7 +283,8 @@ def show_queue(ctx: typer.Context, as_json: JsonOption = False) -> None:
         _print_json({"ok": True, "items": [
             {"idempotency_key": i.idempotency_key, "card": i.card_number,
              "amount_fen": i.amount_fen, "accepted_at": i.accepted_at, "state": i.state,
-             "code": i.code, "payment_id": i.payment_id} for i in items]})
+             "code": i.code, "payment_id": i.payment_id,
+             "bound": i.challenge is not None} for i in items]})
         return
     for i in items:
         when = datetime.fromtimestamp(i.accepted_at, UTC).isoformat()
