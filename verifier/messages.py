@@ -148,6 +148,9 @@ TOOL_REASONS: MappingProxyType[str, Bilingual] = MappingProxyType({
     "NOT_SET_UP": Bilingual(
         "This till does not know its merchant and terminal yet: run `verifier terminal setup`.",
         "本机尚不知道所属商户和终端编号：请运行 `verifier terminal setup`。"),
+    "CHALLENGE_STORE": Bilingual(
+        "The till's challenge database cannot be used: check the cache directory.",
+        "本机的收款码数据库不可用：请检查缓存目录。"),
 })
 
 SERVICE_NAMES: MappingProxyType[str, Bilingual] = MappingProxyType({

@@ -34,6 +34,7 @@ from verifier.terminal import (
     format_fen,
     offline_decision,
 )
+from verifier.terminal.challenges import CHALLENGE_DB
 
 AT = "2027-01-15T08:00:00Z"  # payments_kit.NOW
 runner = CliRunner()
@@ -345,3 +346,7 @@ def test_challenge_shows_this_till_s_sale(shop: Shop, tmp_path: Path) -> None:
     not_set_up = runner.invoke(app, ["--cache", str(tmp_path / "new"), "terminal",
                                      "challenge", "--amount", "1", "--json"])
     assert (not_set_up.exit_code, json.loads(not_set_up.output)["code"]) == (2, "NOT_SET_UP")
+    (shop.directory / CHALLENGE_DB).unlink()
+    (shop.directory / CHALLENGE_DB).mkdir()  # a database that cannot be opened
+    exit_code, output = shop.run("terminal", "challenge", "--amount", "1", "--json")
+    assert (exit_code, json.loads(output)["code"]) == (2, "CHALLENGE_STORE")

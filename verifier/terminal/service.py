@@ -15,9 +15,10 @@ Example::
 from __future__ import annotations
 
 import contextlib
+import sqlite3
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -194,14 +195,24 @@ class Terminal:
         challenge = new_challenge(merchant_id=config.merchant_id,
                                   terminal_id=config.terminal_id, amount_fen=amount_fen,
                                   now=self.clock())
-        with ChallengeStore(self.directory / CHALLENGE_DB) as store:
+        with self._challenges() as store:
             store.remember(challenge)
         return challenge
+
+    @contextlib.contextmanager
+    def _challenges(self) -> Iterator[ChallengeStore]:
+        try:
+            with ChallengeStore(self.directory / CHALLENGE_DB) as store:
+                yield store
+        except (sqlite3.Error, OSError) as error:
+            raise TerminalError("CHALLENGE_STORE",
+                                f"the challenge database cannot be used ({type(error).__name__})",
+                                usage=True) from None
 
     def _claim_challenge(self, unverified_digest: bytes, amount_fen: int,
                          now: int) -> Challenge:
         config = TerminalConfig.load(self.directory)
-        with ChallengeStore(self.directory / CHALLENGE_DB) as store:
+        with self._challenges() as store:
             challenge = store.claim(unverified_digest, amount_fen=amount_fen, now=now)
             if config is None or (challenge.merchant_id, challenge.terminal_id) != (
                     config.merchant_id, config.terminal_id):
@@ -211,7 +222,7 @@ class Terminal:
 
     def _release_challenge(self, challenge: Challenge | None) -> None:
         if challenge is not None:
-            with ChallengeStore(self.directory / CHALLENGE_DB) as store:
+            with self._challenges() as store:
                 store.release(challenge.digest)
 
     # -- charge -----------------------------------------------------------------------------
