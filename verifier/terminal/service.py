@@ -259,9 +259,8 @@ class Terminal:
         if parts is not None and parts.challenge_digest is not None:
             try:
                 challenge = self._claim_challenge(parts.challenge_digest, amount_fen, now)
-            except FmcError as error:
-                return ChargeAnswer(False, None, error.code.value, amount_fen,
-                                    detail=error.detail)
+            except FmcError as error:  # decided here: no "authority:" detail to show
+                return ChargeAnswer(False, None, error.code.value, amount_fen)
         claimed = self._claim(code_text, now) if own_key is not None else None
         if claimed is False:
             return ChargeAnswer(False, None, "REPLAYED", amount_fen)
