@@ -62,7 +62,7 @@ from cardsvc.services.errors import Conflict, Invalid, NotFound, PaymentRefused
 from cardsvc.services.trust import Keyring, active_signer
 from schemas import FmcError, TrustListClaims, b64url_encode
 from schemas.challenge import Challenge, decode_challenge
-from schemas.codes import ChallengeMismatch
+from schemas.codes import ChallengeMismatch, ResultCode
 from schemas.receipt import MAX_AMOUNT_FEN
 
 __all__ = [
@@ -265,7 +265,14 @@ def remember_refused_online(
 
     Run in its own transaction after the refusal rolled back (the refusal changes nothing
     else). Only the replay key is kept; a code that does not even parse is not a pay code
-    and cannot settle anyway. The first refusal is kept."""
+    and cannot settle anyway. The first refusal is kept.
+
+    A ``CHALLENGE_MISMATCH`` is not recorded: anyone who saw a bound code can send it with
+    a wrong challenge, and that says nothing about the one sale it can pay for (recording
+    it would let a bystander stop the honest till's upload). It is refused before the
+    balance is looked at, so the sender learns nothing either."""
+    if code == ResultCode.CHALLENGE_MISMATCH:
+        return
     try:
         key = pay_code_replay_key(unverified_pay_code).hex()
     except FmcError:

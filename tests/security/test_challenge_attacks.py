@@ -290,3 +290,20 @@ def test_online_a_bound_sale_from_a_till_whose_clock_runs_ahead_is_charged(
         if expected == 422:
             assert answer.json()["code"] == "CHALLENGE_EXPIRED"
     assert world.balance(card.card_number) == 4_000
+
+
+def test_a_bystander_sending_a_bound_code_online_cannot_stop_the_honest_upload(
+    world: PayWorld,
+) -> None:
+    card, handle = world.card(topup=5_000), world.terminal(floor=FLOOR)
+    bystander = world.terminal(floor=FLOOR)
+    code, challenge = _bound_sale(world, handle, 1_000, card)
+    for text in (challenge.text, replace(challenge, merchant_id=bystander.merchant_id,
+                                         terminal_id=bystander.terminal_id).text):
+        refused = world.http.post("/v1/payments", headers=bystander.headers, json={
+            "pay_code": code, "amount_fen": 1_000, "challenge": text,
+            "idempotency_key": secrets.token_hex(8)})
+        assert (refused.status_code, refused.json()["code"]) == (422, "CHALLENGE_MISMATCH")
+    settled = _upload(world, handle, code, 1_000, challenge.text)
+    assert (settled["outcome"], settled["amount_fen"]) == ("settled", 1_000)
+    assert world.balance(card.card_number) == 4_000
