@@ -307,3 +307,13 @@ def test_a_bystander_sending_a_bound_code_online_cannot_stop_the_honest_upload(
     settled = _upload(world, handle, code, 1_000, challenge.text)
     assert (settled["outcome"], settled["amount_fen"]) == ("settled", 1_000)
     assert world.balance(card.card_number) == 4_000
+
+
+def test_online_the_till_sends_the_challenge_and_checks_the_receipt(world: PayWorld,
+                                                                     till: Till) -> None:
+    card = world.card(topup=5_000)
+    code = _pay(card, till.challenge(1_000))
+    assert till.charge(code, 1_200, online=True).code == "CHALLENGE_MISMATCH"  # never sent
+    answer = till.charge(code, 1_000, online=True)
+    assert (answer.ok, answer.mode, answer.receipt, answer.balance_fen) == (
+        True, "online", "RECEIPT_OK", 4_000)
