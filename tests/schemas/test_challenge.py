@@ -6,10 +6,13 @@ from __future__ import annotations
 from dataclasses import replace
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from schemas import ResultCode, StatusRef
 from schemas.challenge import (
     CHALLENGE_PREFIX,
+    MAX_CHALLENGE_CHARS,
     Challenge,
     decode_challenge,
     new_challenge,
@@ -17,6 +20,7 @@ from schemas.challenge import (
 from schemas.codes import FmcError
 from schemas.presentation import BOUND_PREFIX, decode_presentation
 from schemas.qr import presentation_qr
+from schemas.receipt import MAX_AMOUNT_FEN
 from support import NOW, SALE, bound_present
 
 LARGEST = Challenge(2**31 - 1, 2**31 - 1, 10_000_000, b"\xff" * 16, 2**32 - 1)
@@ -81,3 +85,14 @@ def test_a_bound_code_carries_the_challenge_digest() -> None:
 def test_the_worst_case_bound_pay_code_fits_the_pay_budget() -> None:
     code = bound_present(LARGEST, status=StatusRef("9", 131_071))
     assert presentation_qr(code).version <= 13
+
+
+@given(st.integers(1, 2**31 - 1), st.integers(1, 2**31 - 1), st.integers(1, MAX_AMOUNT_FEN),
+       st.binary(min_size=16, max_size=16), st.integers(0, 2**32 - 1))
+def test_every_challenge_has_one_text_that_decodes_back(
+    merchant_id: int, terminal_id: int, amount_fen: int, nonce: bytes, issued_at: int,
+) -> None:
+    challenge = Challenge(merchant_id, terminal_id, amount_fen, nonce, issued_at)
+    text = challenge.text
+    assert decode_challenge(text) == challenge
+    assert len(text) <= MAX_CHALLENGE_CHARS
