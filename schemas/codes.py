@@ -130,16 +130,6 @@ class TrustListRollback(FmcError):
     code = ResultCode.TRUST_LIST_ROLLBACK
 
 
-class ChallengeMismatch(FmcError):
-    """A pay code bound to another sale, or no challenge where one is needed."""
-
-    code = ResultCode.CHALLENGE_MISMATCH
-
-
-class ChallengeExpired(FmcError):
-    code = ResultCode.CHALLENGE_EXPIRED
-
-
 class HolderProofInvalid(FmcError):
     code = ResultCode.HOLDER_PROOF_INVALID
 
@@ -158,6 +148,16 @@ class WrongPurpose(FmcError):
 
 class EntitlementMissing(FmcError):
     code = ResultCode.ENTITLEMENT_MISSING
+
+
+class ChallengeMismatch(FmcError):
+    """A pay code bound to another sale, or no challenge where one is needed."""
+
+    code = ResultCode.CHALLENGE_MISMATCH
+
+
+class ChallengeExpired(FmcError):
+    code = ResultCode.CHALLENGE_EXPIRED
 
 
 _BY_CODE: dict[ResultCode, type[FmcError]] = {
