@@ -47,11 +47,14 @@ def sign_trust_list(claims: TrustListClaims, root: Signer) -> str:
 
 
 def sign_presentation(
-    credential_jws: str, device: Signer, *, proof_time: int, purpose: str
+    credential_jws: str, device: Signer, *, proof_time: int, purpose: str,
+    challenge_digest: bytes | None = None,
 ) -> str:
-    """The wallet's side: a fresh holder proof over the credential, packed as ``FMC1:`` text."""
-    proof = device.sign(holder_proof_message(credential_jws, proof_time, purpose))
-    return encode_presentation(credential_jws, proof_time, proof)
+    """The wallet's side: a fresh holder proof over the credential, packed as ``FMC1:`` text
+    (``FMC2:`` when bound to a sale challenge's digest)."""
+    proof = device.sign(holder_proof_message(credential_jws, proof_time, purpose,
+                                             challenge_digest))
+    return encode_presentation(credential_jws, proof_time, proof, challenge_digest)
 
 
 def sign_federation_list(claims: FederationClaims, national_root: Signer) -> str:

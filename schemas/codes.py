@@ -11,6 +11,8 @@ from enum import StrEnum
 __all__ = [
     "AlgorithmNotAllowed",
     "BadSignature",
+    "ChallengeExpired",
+    "ChallengeMismatch",
     "EntitlementMissing",
     "Expired",
     "FmcError",
@@ -67,6 +69,8 @@ class ResultCode(StrEnum):
     ISSUER_UNKNOWN = "ISSUER_UNKNOWN"
     ISSUER_SUSPENDED = "ISSUER_SUSPENDED"
     ISSUER_REMOVED = "ISSUER_REMOVED"
+    CHALLENGE_MISMATCH = "CHALLENGE_MISMATCH"
+    CHALLENGE_EXPIRED = "CHALLENGE_EXPIRED"
 
 
 class FmcError(Exception):
@@ -173,6 +177,16 @@ class IssuerRemoved(FmcError):
     code = ResultCode.ISSUER_REMOVED
 
 
+class ChallengeMismatch(FmcError):
+    """A pay code bound to another sale, or no challenge where one is needed."""
+
+    code = ResultCode.CHALLENGE_MISMATCH
+
+
+class ChallengeExpired(FmcError):
+    code = ResultCode.CHALLENGE_EXPIRED
+
+
 _BY_CODE: dict[ResultCode, type[FmcError]] = {
     cls.code: cls
     for cls in (
@@ -181,6 +195,7 @@ _BY_CODE: dict[ResultCode, type[FmcError]] = {
         StatusUnavailable, TrustListStale, TrustListRollback, HolderProofInvalid,
         HolderProofStale, Replayed, WrongPurpose, EntitlementMissing, LifetimeTooLong,
         IssuerUnknown, IssuerSuspended, IssuerRemoved,
+        ChallengeMismatch, ChallengeExpired,
     )
 }
 

@@ -16,9 +16,14 @@ Container (its first byte is a form marker, never zero, so no leading zero is lo
                byte for byte. This saves ~36 bytes (about one QR version); every
                header check still runs on the rebuilt bytes.
 
+Bound form (P8.3): ``FMC2:`` and the same container followed by the 32-byte digest of
+the sale challenge (``schemas.challenge``) that the holder proof also signs. A new prefix,
+not a new form byte: a verifier that predates it answers UNSUPPORTED_VERSION (its
+prefix check), never a wrong result, and the pay QR stays within version 13.
+
 The credential is an ordinary compact JWS: ``b64url(header).b64url(payload).b64url(sig)``
 is rebuilt from the container. The holder proof is the device key's Ed25519 signature
-over :func:`holder_proof_message`.
+over :func:`holder_proof_message` (with the challenge digest in the bound form).
 
 Example::
 
@@ -36,6 +41,7 @@ from schemas._jose import b64url_decode, b64url_encode, b64url_encode_bytes
 from schemas.codes import Malformed, UnsupportedVersion
 
 __all__ = [
+    "BOUND_PREFIX",
     "MAX_PRESENTATION_CHARS",
     "PREFIX",
     "Presentation",
@@ -45,6 +51,7 @@ __all__ = [
 ]
 
 PREFIX = "FMC1:"
+BOUND_PREFIX = "FMC2:"
 MAX_PRESENTATION_CHARS = 2600  # about 1,070 bytes: above a version-16 QR, below int() limits
 _FORM_EXPLICIT = 0x01
 _FORM_STANDARD = 0x02
@@ -56,6 +63,10 @@ _SIG = 64
 _TIME = 4
 _TAIL = _SIG + _TIME + _SIG
 _PROOF_DOMAIN = b"FMC1 holder proof\x00"
+_BOUND_PROOF_DOMAIN = b"FMC2 holder proof\x00"
+_CHALLENGE_DIGEST = 32
+# Prefix -> bytes after the holder proof. Tests drop FMC2 to play a verifier that predates it.
+_PREFIXES = {PREFIX: 0, BOUND_PREFIX: _CHALLENGE_DIGEST}
 
 
 class Presentation(NamedTuple):
@@ -66,6 +77,7 @@ class Presentation(NamedTuple):
     signature: bytes
     proof_time: int
     holder_proof: bytes
+    challenge_digest: bytes | None = None  # set in the bound (FMC2) form only
 
     @property
     def signing_input(self) -> bytes:
@@ -76,15 +88,23 @@ class Presentation(NamedTuple):
         return self.signing_input.decode("ascii") + "." + b64url_encode(self.signature)
 
 
-def holder_proof_message(credential_jws: str, proof_time: int, purpose: str) -> bytes:
-    """Bytes the device key signs: domain, time, purpose and the credential's digest."""
-    return (
-        _PROOF_DOMAIN
+def holder_proof_message(credential_jws: str, proof_time: int, purpose: str,
+                         challenge_digest: bytes | None = None) -> bytes:
+    """Bytes the device key signs: domain, time, purpose and the credential's digest,
+    then, bound to a sale, the challenge's digest (under a domain of its own, so an
+    unbound proof can never pass for a bound one or the reverse)."""
+    message = (
+        (_PROOF_DOMAIN if challenge_digest is None else _BOUND_PROOF_DOMAIN)
         + proof_time.to_bytes(8, "big")
         + purpose.encode("ascii")
         + b"\x00"
         + hashlib.sha256(credential_jws.encode("ascii")).digest()
     )
+    if challenge_digest is None:
+        return message
+    if len(challenge_digest) != _CHALLENGE_DIGEST:
+        raise ValueError("a challenge digest is 32 bytes")
+    return message + challenge_digest
 
 
 def _varint(value: int) -> bytes:
@@ -122,8 +142,10 @@ def _standard_kid(header: bytes) -> bytes | None:
     return None
 
 
-def encode_presentation(credential_jws: str, proof_time: int, holder_proof: bytes) -> str:
-    """Pack a compact JWS credential and its holder proof into ``FMC1:`` text."""
+def encode_presentation(credential_jws: str, proof_time: int, holder_proof: bytes,
+                        challenge_digest: bytes | None = None) -> str:
+    """Pack a compact JWS credential and its holder proof into ``FMC1:`` text (``FMC2:``
+    with the digest of the challenge the proof is bound to)."""
     header_b64, payload_b64, signature_b64 = credential_jws.split(".")
     header, payload = b64url_decode(header_b64), b64url_decode(payload_b64)
     signature = b64url_decode(signature_b64)
@@ -131,6 +153,8 @@ def encode_presentation(credential_jws: str, proof_time: int, holder_proof: byte
         raise ValueError("Ed25519 signatures are 64 bytes")
     if not 0 <= proof_time < 2 ** (8 * _TIME):
         raise ValueError("proof time out of range")
+    if challenge_digest is not None and len(challenge_digest) != _CHALLENGE_DIGEST:
+        raise ValueError("a challenge digest is 32 bytes")
     kid = _standard_kid(header)
     if kid is not None:
         head = bytes([_FORM_STANDARD]) + _varint(len(kid)) + kid
@@ -144,7 +168,9 @@ def encode_presentation(credential_jws: str, proof_time: int, holder_proof: byte
         + proof_time.to_bytes(_TIME, "big")
         + holder_proof
     )
-    return PREFIX + str(int.from_bytes(container, "big"))
+    if challenge_digest is None:
+        return PREFIX + str(int.from_bytes(container, "big"))
+    return BOUND_PREFIX + str(int.from_bytes(container + challenge_digest, "big"))
 
 
 def decode_presentation(unverified_text: str | bytes) -> Presentation:
@@ -161,7 +187,8 @@ def decode_presentation(unverified_text: str | bytes) -> Presentation:
     if len(unverified_text) > MAX_PRESENTATION_CHARS:
         raise Malformed("presentation too large")
     text = unverified_text.strip()
-    if not text.startswith(PREFIX):
+    extra = _PREFIXES.get(text[:5])
+    if extra is None:
         version = text.partition(":")[0]
         if len(version) > 3 and version[:3] == "FMC" and version[3:].isdigit():
             raise UnsupportedVersion(f"presentation version {version!r}")
@@ -193,12 +220,14 @@ def decode_presentation(unverified_text: str | bytes) -> Presentation:
     payload_len, pos = _read_varint(container, pos)
     payload = container[pos : pos + payload_len]
     pos += payload_len
-    if len(payload) != payload_len or len(container) - pos != _TAIL:
+    if len(payload) != payload_len or len(container) - pos != _TAIL + extra:
         raise Malformed("container has the wrong length")
+    end = pos + _TAIL
     return Presentation(
         header,
         payload,
         container[pos : pos + _SIG],
         int.from_bytes(container[pos + _SIG : pos + _SIG + _TIME], "big"),
-        container[pos + _SIG + _TIME :],
+        container[pos + _SIG + _TIME : end],
+        container[end:] if extra else None,
     )

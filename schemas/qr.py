@@ -17,9 +17,13 @@ import qrcode
 import qrcode.constants
 import qrcode.util
 
-from schemas.presentation import PREFIX
+from schemas.challenge import CHALLENGE_PREFIX
+from schemas.presentation import BOUND_PREFIX, PREFIX
 
 __all__ = ["presentation_qr"]
+
+# Texts made of a prefix and decimal digits: pay/id codes, bound pay codes, sale challenges.
+_DIGIT_PREFIXES = frozenset({PREFIX, BOUND_PREFIX, CHALLENGE_PREFIX})
 
 
 def presentation_qr(text: str, *, box_size: int = 10, border: int = 4) -> qrcode.QRCode:
@@ -27,9 +31,10 @@ def presentation_qr(text: str, *, box_size: int = 10, border: int = 4) -> qrcode
     code = qrcode.QRCode(
         error_correction=qrcode.constants.ERROR_CORRECT_M, box_size=box_size, border=border
     )
-    if text.startswith(PREFIX) and text[len(PREFIX):].isdigit():
-        code.add_data(qrcode.util.QRData(PREFIX, mode=qrcode.util.MODE_ALPHA_NUM))
-        code.add_data(qrcode.util.QRData(text[len(PREFIX):], mode=qrcode.util.MODE_NUMBER))
+    head, colon, digits = text.partition(":")
+    if head + colon in _DIGIT_PREFIXES and digits.isdigit():
+        code.add_data(qrcode.util.QRData(head + colon, mode=qrcode.util.MODE_ALPHA_NUM))
+        code.add_data(qrcode.util.QRData(digits, mode=qrcode.util.MODE_NUMBER))
     else:
         code.add_data(text)
     code.make(fit=True)

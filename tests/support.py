@@ -29,6 +29,7 @@ from schemas import (
     holder_proof_message,
 )
 from schemas._jose import dump_json
+from schemas.challenge import Challenge
 from schemas.credential import portrait_digest
 from verifier import TrustedSet, VerifierState
 
@@ -121,6 +122,19 @@ def present(
 ) -> str:
     jws = sign_credential(credential(purpose, **overrides), signer)
     return sign_presentation(jws, device, proof_time=proof_time, purpose=purpose.value)
+
+
+# A fixed sale challenge: merchant 7, terminal 3, 12.50 yuan, shown at NOW.
+SALE = Challenge(merchant_id=7, terminal_id=3, amount_fen=1250, nonce=bytes(range(16)),
+                 issued_at=NOW)
+
+
+def bound_present(challenge: Challenge = SALE, *, device: Ed25519Signer = DEVICE,
+                  proof_time: int = NOW, **overrides: object) -> str:
+    """A pay code bound to ``challenge`` (the FMC2 form)."""
+    jws = sign_credential(credential(Purpose.PAY, **overrides), ISSUER_KEY)
+    return sign_presentation(jws, device, proof_time=proof_time, purpose="pay",
+                             challenge_digest=challenge.digest)
 
 
 def craft(

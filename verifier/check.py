@@ -14,7 +14,9 @@ Steps, in this fixed order (docs/DESIGN.md section 7); the first failure decides
                                                                NOT_YET_VALID, EXPIRED
  7. status     the list named in the credential, fresh         STATUS_UNAVAILABLE, REVOKED,
                                                                SUSPENDED
- 8. proof      device signature, then its age                  HOLDER_PROOF_INVALID,
+ 8. proof      sale binding (the challenge, when bound or      CHALLENGE_MISMATCH,
+               given), device signature, then its age          CHALLENGE_EXPIRED,
+                                                               HOLDER_PROOF_INVALID,
                                                                HOLDER_PROOF_STALE
  9. replay     each proof once                                 REPLAYED
 10. policy     purpose, then entitlement                       WRONG_PURPOSE, ENTITLEMENT_MISSING
@@ -41,8 +43,11 @@ from schemas._jose import (
     inflate_capped,
     parse_json_object,
 )
+from schemas.challenge import CHALLENGE_CLOCK_SKEW_SECONDS, Challenge
 from schemas.codes import (
     BadSignature,
+    ChallengeExpired,
+    ChallengeMismatch,
     EntitlementMissing,
     Expired,
     FmcError,
@@ -79,6 +84,7 @@ __all__ = ["VerificationResult", "as_epoch", "verify_presentation"]
 
 _CREDENTIAL_HEADER = frozenset({"alg", "kid", "zip"})
 _PROOF_DOMAIN = b"FMC1 holder proof\x00"
+_BOUND_PROOF_DOMAIN = b"FMC2 holder proof\x00"
 _PURPOSE_BYTES = {purpose: purpose.value.encode("ascii") + b"\x00" for purpose in Purpose}
 
 
@@ -153,8 +159,15 @@ def verify_presentation(
     policy: Policy,
     now: int | datetime,
     replay_cache: ReplayCache | None,
+    challenge: Challenge | None = None,
 ) -> VerificationResult:
     """Check one presentation; never raises for bad input, always returns a code.
+
+    ``challenge`` is the sale a bound (``FMC2:``) pay code must have been made for: with
+    one, only a code bound to exactly it passes; without one, a bound code is refused
+    (CHALLENGE_MISMATCH) and an unbound code is checked as before. Who issued the
+    challenge is the caller's business (the terminal its own, the authority the one
+    naming the uploading terminal and amount).
 
     ``replay_cache=None`` skips step 9 and must only be used where replay is handled
     elsewhere (the payments API charges each pay code once in its database).
@@ -164,7 +177,7 @@ def verify_presentation(
     proof_time: int | None = None
     try:
         credential, proof_time = _run_checks(unverified_text, state, policy, checked_at,
-                                             replay_cache)
+                                             replay_cache, challenge)
     except _Failed as failure:
         credential, proof_time = failure.credential, failure.proof_time
         return VerificationResult(failure.error.code, policy.service, checked_at,
@@ -213,9 +226,11 @@ def _run_checks(
     policy: Policy,
     now: int,
     replay_cache: ReplayCache | None,
+    challenge: Challenge | None,
 ) -> tuple[Credential, int]:
     # 1. parse
-    header, payload, signature, proof_time, holder_proof = decode_presentation(unverified_text)
+    header, payload, signature, proof_time, holder_proof, unverified_bound_digest = (
+        decode_presentation(unverified_text))
     # 2. header: alg first, then everything else about its shape
     unverified_kid, signing_prefix = _checked_header(header)
     # 3. key: the trust list must be fresh; kid only selects among trusted keys
@@ -239,15 +254,18 @@ def _run_checks(
             raise UnknownKey("credential issuer is not the trust list's issuer")
         _check_dates(credential, key.valid_from, key.valid_until, policy, now)
         _check_status(credential, state, policy, now)
-        # 8. holder proof: the device key named in the credential signed this moment
+        # 8. holder proof: made for this sale (if bound), by the device key named in the
+        # credential, at this moment
+        _check_binding(unverified_bound_digest, challenge, now)
         jws_digest = hashlib.sha256(signing_input)
         jws_digest.update(b".")
         jws_digest.update(b64url_encode_bytes(signature))
         message = (
-            _PROOF_DOMAIN
+            (_PROOF_DOMAIN if challenge is None else _BOUND_PROOF_DOMAIN)
             + proof_time.to_bytes(8, "big")
             + _PURPOSE_BYTES[credential.purpose]
             + jws_digest.digest()
+            + (b"" if challenge is None else challenge.digest)
         )
         if not _ed25519_ok(credential.holder_key, message, holder_proof):
             raise HolderProofInvalid("holder proof is not by this card's device key")
@@ -275,6 +293,20 @@ def _run_checks(
     except FmcError as error:
         raise _Failed(error, credential, proof_time) from None
     return credential, proof_time
+
+
+def _check_binding(unverified_bound_digest: bytes | None, challenge: Challenge | None,
+                   now: int) -> None:
+    # The digest in the code only picks the refusal; what binds is the holder proof, which
+    # signs the digest of the challenge given here (never the one the code carries).
+    if challenge is None:
+        if unverified_bound_digest is not None:
+            raise ChallengeMismatch("this code is bound to a sale; its challenge is needed")
+        return
+    if unverified_bound_digest != challenge.digest:
+        raise ChallengeMismatch("this code was not made for this sale")
+    if not challenge.issued_at - CHALLENGE_CLOCK_SKEW_SECONDS <= now <= challenge.expires_at:
+        raise ChallengeExpired("the sale's challenge has expired: show a new one")
 
 
 def _check_dates(

@@ -102,6 +102,12 @@ RESULT_REASONS: MappingProxyType[ResultCode, Bilingual] = MappingProxyType({
     _R.ISSUER_REMOVED: Bilingual(
         "The card's issuing city has been removed from the national list: do not accept it.",
         "发卡城市已从全国名单中移除：不予受理。"),
+    _R.CHALLENGE_MISMATCH: Bilingual(
+        "This pay code was made for another sale: show this sale's challenge and scan again.",
+        "此付款码是为另一笔交易生成的：请出示本笔交易的收款码并重新扫码。"),
+    _R.CHALLENGE_EXPIRED: Bilingual(
+        "This sale's challenge has expired: show a new one and ask for a new pay code.",
+        "本笔交易的收款码已过期：请重新生成收款码并请持卡人重新扫码。"),
 })
 
 # Codes of the tools around the check (sync, cache, scanning, configuration).
@@ -152,6 +158,12 @@ TOOL_REASONS: MappingProxyType[str, Bilingual] = MappingProxyType({
     "CACHE_ROLLBACK": Bilingual(
         "The local cache would go back to older lists than already verified: run `verifier sync`.",
         "本地缓存将回退到比已验证列表更旧的版本：请运行 `verifier sync`。"),
+    "NOT_SET_UP": Bilingual(
+        "This till does not know its merchant and terminal yet: run `verifier terminal setup`.",
+        "本机尚不知道所属商户和终端编号：请运行 `verifier terminal setup`。"),
+    "CHALLENGE_STORE": Bilingual(
+        "The till's challenge database cannot be used: check the cache directory.",
+        "本机的收款码数据库不可用：请检查缓存目录。"),
 })
 
 SERVICE_NAMES: MappingProxyType[str, Bilingual] = MappingProxyType({

@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterator
 import zxingcpp
 from PIL import Image, ImageFilter, ImageOps
 
-from schemas.presentation import PREFIX
+from schemas.presentation import BOUND_PREFIX, PREFIX
 
 __all__ = [
     "ACCEPTED_FORMATS",
@@ -107,7 +107,7 @@ def decode_qr_image(image: Image.Image) -> str:
                 variant, formats=zxingcpp.BarcodeFormat.QRCode, binarizer=binarizer,
                 try_rotate=True, try_downscale=True,
             ):
-                if barcode.text.startswith(PREFIX):
+                if barcode.text.startswith((PREFIX, BOUND_PREFIX)):
                     return str(barcode.text)
                 other_text = other_text or str(barcode.text)
     except (OSError, ValueError) as error:

@@ -48,6 +48,11 @@ _TEXT: dict[str, dict[str, str]] = {
         "no_card": "No card here. Run “wallet-sim provision” with the code from the registrar.",
         "language": "Language",
         "offline_note": "A screenshot of this code stops working within a minute.",
+        "challenge_label": "The till's sale code (FMCC1:…)",
+        "challenge_submit": "Pay this sale",
+        "sale": "Paying {amount} yuan to merchant {merchant}, terminal {terminal}:"
+                " this code is good for this sale only.",
+        "bad_challenge": "This is not a sale code from a till: no code is shown for it.",
     },
     "zh": {
         "title": "外籍商友卡",
@@ -79,6 +84,10 @@ _TEXT: dict[str, dict[str, str]] = {
         "no_card": "此处没有卡片。请用登记员提供的开通码运行“wallet-sim provision”。",
         "language": "语言",
         "offline_note": "此码的截图一分钟内失效。",
+        "challenge_label": "收银台的交易码（FMCC1:…）",
+        "challenge_submit": "支付这笔交易",
+        "sale": "向商户 {merchant} 的终端 {terminal} 支付 {amount} 元：此码仅适用于这笔交易。",
+        "bad_challenge": "这不是收银台的交易码：不为其生成付款码。",
     },
     "ar": {
         "title": "بطاقة التاجر الأجنبي",
@@ -111,6 +120,11 @@ _TEXT: dict[str, dict[str, str]] = {
         "no_card": "لا توجد بطاقة هنا. شغّل ‎“wallet-sim provision”‎ برمز موظف التسجيل.",
         "language": "اللغة",
         "offline_note": "لقطة الشاشة لهذا الرمز تتوقف عن العمل خلال دقيقة.",
+        "challenge_label": "رمز عملية البيع من الصندوق (FMCC1:…)",
+        "challenge_submit": "ادفع هذه العملية",
+        "sale": "دفع {amount} يوان للتاجر {merchant}، الجهاز {terminal}:"
+                " هذا الرمز صالح لهذه العملية فقط.",
+        "bad_challenge": "هذا ليس رمز بيع من الصندوق: لا يُعرض رمز له.",
     },
     "ru": {
         "title": "Карта иностранного предпринимателя",
@@ -143,6 +157,11 @@ _TEXT: dict[str, dict[str, str]] = {
         "no_card": "Здесь нет карты. Выполните «wallet-sim provision» с кодом от регистратора.",
         "language": "Язык",
         "offline_note": "Снимок экрана с этим кодом перестаёт работать через минуту.",
+        "challenge_label": "Код покупки с кассы (FMCC1:…)",
+        "challenge_submit": "Оплатить эту покупку",
+        "sale": "Оплата {amount} юаней продавцу {merchant}, терминал {terminal}:"
+                " этот код годится только для этой покупки.",
+        "bad_challenge": "Это не код покупки с кассы: код для него не показывается.",
     },
 }
 

@@ -21,6 +21,7 @@ from typing import Any
 
 from keys import Ed25519Signer, sign_presentation
 from schemas import Credential, FmcError, Purpose, b64url_decode, b64url_encode
+from schemas.challenge import Challenge
 from schemas.codes import Malformed
 from schemas.credential import MAX_INFLATED_PAYLOAD
 from wallet_sim.errors import WalletError, WalletErrorCode
@@ -239,8 +240,10 @@ class PayProofClock:
         return proof_time
 
 
-def present(card: Card, purpose: Purpose, *, now: int) -> str:
-    """A fresh ``FMC1:`` presentation: the credential plus the device's proof for ``now``.
+def present(card: Card, purpose: Purpose, *, now: int,
+            challenge: Challenge | None = None) -> str:
+    """A fresh ``FMC1:`` presentation: the credential plus the device's proof for ``now``;
+    with a till's ``challenge``, an ``FMC2:`` pay code good only for that sale.
 
     Refuses expired credentials (a verifier would say EXPIRED; better to say so here),
     and cards the authority said are revoked or suspended.
@@ -263,4 +266,5 @@ def present(card: Card, purpose: Purpose, *, now: int) -> str:
             WalletErrorCode.CREDENTIALS_EXPIRED,
             f"the {purpose.value} credential of card {card.card_number} has expired",
         )
-    return sign_presentation(jws, card.device, proof_time=now, purpose=purpose.value)
+    return sign_presentation(jws, card.device, proof_time=now, purpose=purpose.value,
+                             challenge_digest=None if challenge is None else challenge.digest)

@@ -29,7 +29,8 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from schemas import Purpose
+from schemas import FmcError, Purpose
+from schemas.challenge import Challenge, decode_challenge
 from schemas.text import printable
 from wallet_sim import authority
 from wallet_sim._atomic import write_atomically
@@ -139,6 +140,30 @@ def _check_expiry(runtime: _Runtime, card: Card, now: int, *, refuse: bool) -> N
         days = max(0, (card.expires_at - now) // 86_400)
         _say(f"warning [EXPIRING_SOON]: the credentials of card {card.card_number} expire on "
              f"{_date(card.expires_at)} (in {days} days); " + _refresh_hint(runtime, card))
+
+
+def _read_challenge(text: str | None, image: Path | None) -> Challenge:
+    """The till's challenge from --challenge or --challenge-image (exactly one)."""
+    if (text is None) == (image is None):
+        raise WalletError(WalletErrorCode.BAD_ARGUMENT,
+                          "give exactly one of --challenge TEXT or --challenge-image FILE")
+    if image is not None:
+        from verifier.qr import MAX_IMAGE_BYTES, ScanError, decode_qr
+
+        try:
+            text = decode_qr(image.read_bytes()[: MAX_IMAGE_BYTES + 1])
+        except OSError as exc:
+            raise WalletError(WalletErrorCode.BAD_CHALLENGE,
+                              f"could not read {image}: {exc.strerror or exc}") from None
+        except ScanError as exc:
+            raise WalletError(WalletErrorCode.BAD_CHALLENGE,
+                              f"no challenge in {image} ({exc.code})") from None
+    assert text is not None
+    try:
+        return decode_challenge(text)
+    except FmcError as exc:
+        raise WalletError(WalletErrorCode.BAD_CHALLENGE,
+                          f"not a sale challenge ({exc.code})") from None
 
 
 def _describe(card: Card) -> str:
@@ -277,6 +302,53 @@ def make_app(
             except OSError as exc:
                 raise WalletError(WalletErrorCode.WRITE_FAILED,
                                   f"could not write {png}: {exc.strerror or exc}") from exc
+
+    @app.command("pay")
+    def pay_command(
+        ctx: typer.Context,
+        challenge: str | None = typer.Option(None, "--challenge",
+                                             help="The till's FMCC1: challenge text."),
+        challenge_image: Path | None = typer.Option(
+            None, "--challenge-image", dir_okay=False,
+            help="A picture of the till's challenge QR."),
+        png: Path | None = typer.Option(None, "--png", dir_okay=False,
+                                        help="Write the QR as a PNG file."),
+        text: bool = typer.Option(False, "--text", help="Print the FMC2: text."),
+        card_number: str | None = typer.Option(None, "--card", help="Which card (see list)."),
+    ) -> None:
+        """Pay one sale: sign the till's challenge (merchant, terminal, amount) with the
+        pay credential, so the code is good for that sale only."""
+        runtime: _Runtime = ctx.obj
+        with _reporting():
+            sale = _read_challenge(challenge, challenge_image)
+            wallet = _open(runtime)
+            card = wallet.card(card_number)
+            _refuse_revoked(card)
+            now = runtime.clock()
+            _check_expiry(runtime, card, now, refuse=True)
+            # What the holder agrees to, before anything is signed.
+            _say(f"paying {sale.amount_fen // 100}.{sale.amount_fen % 100:02d} yuan to"
+                 f" merchant {sale.merchant_id}, terminal {sale.terminal_id}"
+                 f" (challenge of {_date(sale.issued_at)})")
+            now = card.next_pay_proof_time(now)
+            card = replace(card, last_pay_proof_time=now)
+            wallet.put(card)
+            code = present(card, Purpose.PAY, now=now, challenge=sale)
+            try:
+                if png is not None:
+                    image = qr_png(code)
+                    write_atomically(png, image, mode=0o644)
+                    _say(f"wrote {png} (QR version {qr_code(code).version}, "
+                         f"{len(image)} bytes)")
+            except OSError as exc:
+                raise WalletError(WalletErrorCode.WRITE_FAILED,
+                                  f"could not write {png}: {exc.strerror or exc}") from exc
+            if text:
+                typer.echo(code)
+            if png is None and not text:
+                _draw(Console(highlight=False), code,
+                      f"{card.card_number} · pay {sale.amount_fen} fen to terminal"
+                      f" {sale.terminal_id} · this sale only")
 
     @app.command("list")
     def list_command(ctx: typer.Context) -> None:

@@ -45,6 +45,8 @@ class WalletErrorCode(StrEnum):
     # the authority said the card is revoked; recorded in the wallet (exit 1)
     CARD_REVOKED = "CARD_REVOKED"
     CARD_SUSPENDED = "CARD_SUSPENDED"
+    # the till's sale challenge cannot be read (usage: exit 2)
+    BAD_CHALLENGE = "BAD_CHALLENGE"
 
 
 # Errors in what the user typed or configured, as opposed to refusals by the world.
@@ -64,6 +66,7 @@ _USAGE = frozenset(
         WalletErrorCode.CARD_REQUIRED,
         WalletErrorCode.BAD_ARGUMENT,
         WalletErrorCode.WALLET_REQUIRED,
+        WalletErrorCode.BAD_CHALLENGE,
     }
 )
 

@@ -19,6 +19,7 @@ import threading
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import quote
 
 import jinja2
 from fastapi import FastAPI, Query, Request, Response
@@ -26,7 +27,8 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 
-from schemas import Purpose
+from schemas import FmcError, Purpose
+from schemas.challenge import MAX_CHALLENGE_CHARS, Challenge, decode_challenge
 from wallet_sim._i18n import RTL_LANGUAGES, choose_language, language_names, translations
 from wallet_sim.card import RENEW_SECONDS, Card, Freshness, PayProofClock, present
 from wallet_sim.errors import WalletError
@@ -125,6 +127,7 @@ def create_app(
         card: str | None = Query(default=None, max_length=32),
         purpose: str = Query(default="id", max_length=8),
         lang: str | None = Query(default=None, max_length=16),
+        challenge: str | None = Query(default=None, max_length=MAX_CHALLENGE_CHARS),
     ) -> Response:
         language = choose_language(lang, request.headers.get("accept-language"))
         chosen_purpose = Purpose(purpose) if purpose in {p.value for p in Purpose} else Purpose.ID
@@ -132,22 +135,28 @@ def create_app(
         shown = _find(cards, card)
         status = 200 if shown is not None or card is None else 404
         html = _TEMPLATES.get_template("wallet.html").render(
-            **_page_context(cards, shown, chosen_purpose, language, clock())
+            **_page_context(cards, shown, chosen_purpose, language, clock(), challenge)
         )
         return HTMLResponse(html, status_code=status, headers={"Cache-Control": "no-store"})
 
     @app.get("/qr/{card_number}/{purpose}.png")
-    def qr_image(card_number: str, purpose: str) -> Response:
+    def qr_image(
+        card_number: str, purpose: str,
+        challenge: str | None = Query(default=None, max_length=MAX_CHALLENGE_CHARS),
+    ) -> Response:
         if purpose not in {p.value for p in Purpose}:
             return _problem(404, "UNKNOWN_PURPOSE", "purpose must be pay, id or svc")
         shown = _find(live.cards(), card_number)
         if shown is None:
             return _problem(404, "CARD_NOT_FOUND", "no such card in this wallet")
+        sale = None if challenge is None else _sale(challenge)
+        if challenge is not None and (sale is None or purpose != Purpose.PAY.value):
+            return _problem(422, "BAD_CHALLENGE", "not a till's sale challenge")
         try:
             chosen = Purpose(purpose)
             now = (pay_proofs.next(shown.card_number, now=clock()) if chosen is Purpose.PAY
                    else clock())
-            text = present(shown, chosen, now=now)
+            text = present(shown, chosen, now=now, challenge=sale)
         except WalletError as error:
             return _problem(409, error.code.value, error.message)
         return Response(qr_png(text), media_type="image/png",
@@ -167,8 +176,16 @@ def create_app(
     return app
 
 
+def _sale(unverified_challenge: str) -> Challenge | None:
+    try:
+        return decode_challenge(unverified_challenge)
+    except FmcError:
+        return None
+
+
 def _page_context(
-    cards: tuple[Card, ...], shown: Card | None, purpose: Purpose, language: str, now: int
+    cards: tuple[Card, ...], shown: Card | None, purpose: Purpose, language: str, now: int,
+    challenge: str | None = None,
 ) -> dict[str, Any]:
     text = translations(language)
     context: dict[str, Any] = {
@@ -181,6 +198,8 @@ def _page_context(
         "purpose": purpose.value,
         "purposes": [p.value for p in Purpose],
         "renew_seconds": RENEW_SECONDS,
+        "sale": None,
+        "bad_challenge": False,
     }
     if shown is None:
         return context
@@ -204,4 +223,14 @@ def _page_context(
         hint=text[f"hint_{purpose.value}"],
         qr_alt=text["qr_alt"].format(purpose=text[purpose.value]),
     )
+    sale = None if challenge is None or purpose is not Purpose.PAY else _sale(challenge)
+    if sale is not None:
+        # What the holder agrees to, in their language, before the bound code is shown.
+        context.update(
+            sale=text["sale"].format(
+                amount=f"{sale.amount_fen // 100}.{sale.amount_fen % 100:02d}",
+                merchant=sale.merchant_id, terminal=sale.terminal_id),
+            qr_src=f"/qr/{shown.card_number}/pay.png?challenge={quote(sale.text)}")
+    elif challenge is not None and purpose is Purpose.PAY:
+        context["bad_challenge"] = True
     return context

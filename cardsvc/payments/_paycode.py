@@ -34,6 +34,7 @@ from schemas import (
     StatusListClaims,
     TrustListClaims,
 )
+from schemas.challenge import Challenge
 from schemas.presentation import decode_presentation
 from verifier import POLICIES, VerificationResult, VerifierState, replay_key, verify_presentation
 
@@ -95,16 +96,17 @@ def active_kid(trust: TrustListClaims) -> str | None:
 
 
 def verify_any_status(
-    unverified_pay_code: str, *, trust: TrustListClaims, now: int
+    unverified_pay_code: str, *, trust: TrustListClaims, now: int,
+    challenge: Challenge | None = None,
 ) -> VerificationResult:
     state = VerifierState(trust, _EveryListValid(now), MappingProxyType(trust.keys_by_kid))
     return verify_presentation(unverified_pay_code, state=state, policy=PAYMENT_POLICY,
-                               now=now, replay_cache=None)
+                               now=now, replay_cache=None, challenge=challenge)
 
 
 def verify_live_status(
     session: Session, unverified_pay_code: str, *, trust: TrustListClaims,
-    first: VerificationResult, now: int,
+    first: VerificationResult, now: int, challenge: Challenge | None = None,
 ) -> VerificationResult:
     """``first`` again, with the card's status entry as it is now in the database."""
     credential = first.credential
@@ -122,7 +124,8 @@ def verify_live_status(
     lists = {ref.list_id: StatusListClaims(ref.list_id, "", now - 1, now + _LIFETIME,
                                            _LIFETIME, statuses)}
     return verify_presentation(unverified_pay_code, state=VerifierState.of(trust, lists),
-                               policy=PAYMENT_POLICY, now=now, replay_cache=None)
+                               policy=PAYMENT_POLICY, now=now, replay_cache=None,
+                               challenge=challenge)
 
 
 def pay_code_replay_key(verified_pay_code: str) -> bytes:

@@ -61,6 +61,8 @@ from cardsvc.services.cards import change_card_state, get_card
 from cardsvc.services.errors import Conflict, Invalid, NotFound, PaymentRefused
 from cardsvc.services.trust import Keyring, active_signer
 from schemas import FmcError, TrustListClaims, b64url_encode
+from schemas.challenge import Challenge, decode_challenge
+from schemas.codes import ChallengeMismatch, ResultCode
 from schemas.receipt import MAX_AMOUNT_FEN
 
 __all__ = [
@@ -99,10 +101,25 @@ class OfflinePayment:
     amount_fen: int
     accepted_at: datetime
     idempotency_key: str
+    challenge: str | None = None  # the sale challenge of a bound (FMC2:) code
 
 
 def _new_id(prefix: str) -> str:
     return f"{prefix}_{secrets.token_hex(10)}"
+
+
+def _sale_challenge(unverified_challenge: str | None, *, terminal: Terminal,
+                    amount_fen: int) -> Challenge | None:
+    """The challenge sent with a bound code, if it names this terminal, its merchant and
+    exactly this amount; raises ChallengeMismatch (or Malformed) otherwise. The code's
+    holder proof must then sign it: a till cannot inflate or redirect a bound sale."""
+    if unverified_challenge is None:
+        return None
+    challenge = decode_challenge(unverified_challenge)
+    if (challenge.merchant_id, challenge.terminal_id, challenge.amount_fen) != (
+            terminal.merchant_id, terminal.id, amount_fen):
+        raise ChallengeMismatch("the challenge names another terminal, merchant or amount")
+    return challenge
 
 
 def _check_amount(amount_fen: int) -> None:
@@ -176,19 +193,25 @@ def top_up(
 
 def charge_online(
     session: Session, *, pay_code: str, amount_fen: int, idempotency_key: str,
-    terminal: Terminal, ctx: PaymentContext, now: datetime,
+    terminal: Terminal, ctx: PaymentContext, now: datetime, challenge: str | None = None,
 ) -> Answer:
     """Verify the pay code (payment policy, live status), charge it once, sign a receipt.
+    A bound code needs its ``challenge``, naming this terminal and exactly this amount.
 
     Refusals: Invalid with the verifier's code (422), Conflict PAY_CODE_USED (409),
     PaymentRefused INSUFFICIENT_FUNDS (402), Conflict IDEMPOTENCY_KEY_REUSED (409).
     """
     _check_amount(amount_fen)
-    digest = request_hash("payment", {"pay_code": pay_code, "amount_fen": amount_fen})
+    digest = request_hash("payment", {"pay_code": pay_code, "amount_fen": amount_fen}
+                          | ({} if challenge is None else {"challenge": challenge}))
     officer_id = terminal.officer_id
     epoch = _epoch(now)
+    try:
+        sale = _sale_challenge(challenge, terminal=terminal, amount_fen=amount_fen)
+    except FmcError as error:
+        raise Invalid(error.code.value, error.detail) from None
     trust = authority_trust(session, issuer=ctx.issuer, now=epoch)
-    first = verify_any_status(pay_code, trust=trust, now=epoch)
+    first = verify_any_status(pay_code, trust=trust, now=epoch, challenge=sale)
     credential = first.credential
     card = None if credential is None else _card_row(session, credential.card_number)
     row = None if card is None else lock_card_balance(session, card_id=card.id, now=now,
@@ -196,7 +219,8 @@ def charge_online(
     stored = find_answer(session, officer_id=officer_id, key=idempotency_key, digest=digest)
     if stored is not None:
         return stored
-    result = verify_live_status(session, pay_code, trust=trust, first=first, now=epoch)
+    result = verify_live_status(session, pay_code, trust=trust, first=first, now=epoch,
+                                challenge=sale)
     if not result.ok or credential is None:
         raise Invalid(result.code.value, result.detail or "the pay code was refused")
     if card is None:
@@ -241,7 +265,14 @@ def remember_refused_online(
 
     Run in its own transaction after the refusal rolled back (the refusal changes nothing
     else). Only the replay key is kept; a code that does not even parse is not a pay code
-    and cannot settle anyway. The first refusal is kept."""
+    and cannot settle anyway. The first refusal is kept.
+
+    A ``CHALLENGE_MISMATCH`` is not recorded: anyone who saw a bound code can send it with
+    a wrong challenge, and that says nothing about the one sale it can pay for (recording
+    it would let a bystander stop the honest till's upload). It is refused before the
+    balance is looked at, so the sender learns nothing either."""
+    if code == ResultCode.CHALLENGE_MISMATCH:
+        return
     try:
         key = pay_code_replay_key(unverified_pay_code).hex()
     except FmcError:
@@ -283,7 +314,8 @@ def settle_offline(
     _check_amount(item.amount_fen)
     accepted = _epoch(item.accepted_at)
     digest = request_hash("offline", {"pay_code": item.pay_code, "amount_fen": item.amount_fen,
-                                      "accepted_at": accepted})
+                                      "accepted_at": accepted}
+                          | ({} if item.challenge is None else {"challenge": item.challenge}))
     officer_id = terminal.officer_id
     stored = find_answer(session, officer_id=officer_id, key=item.idempotency_key,
                          digest=digest)
@@ -293,8 +325,14 @@ def settle_offline(
     if not (epoch - OFFLINE_SETTLEMENT_DAYS * 86_400 <= accepted
             <= epoch + ACCEPTED_AT_LEEWAY_SECONDS):
         return _refused(item, "ACCEPTED_AT_OUT_OF_RANGE")
+    try:
+        sale = _sale_challenge(item.challenge, terminal=terminal, amount_fen=item.amount_fen)
+    except FmcError as error:
+        return _refused(item, error.code.value)
     trust = authority_trust(session, issuer=ctx.issuer, now=accepted)
-    result = verify_any_status(item.pay_code, trust=trust, now=accepted)
+    # A bound code is checked with its challenge as of accepted_at: the sale must have been
+    # taken while the challenge was alive.
+    result = verify_any_status(item.pay_code, trust=trust, now=accepted, challenge=sale)
     credential = result.credential
     if not result.ok or credential is None:
         return _refused(item, result.code.value)

@@ -38,6 +38,7 @@ from cardsvc.payments.models import Payment, Terminal
 from cardsvc.roles import Role
 from cardsvc.services.audit import Actor
 from cardsvc.services.errors import DomainError, Forbidden, NotFound
+from schemas.challenge import MAX_CHALLENGE_CHARS
 from schemas.presentation import MAX_PRESENTATION_CHARS
 
 __all__ = ["router"]
@@ -51,6 +52,7 @@ Fen = Annotated[int, Field(strict=True, gt=0, le=MAX_AMOUNT_FEN,
 IdempotencyKey = Annotated[str, StringConstraints(min_length=1, max_length=64,
                                                   pattern=r"^[A-Za-z0-9._:-]+$")]
 PayCode = Annotated[str, StringConstraints(min_length=1, max_length=MAX_PRESENTATION_CHARS)]
+ChallengeText = Annotated[str, StringConstraints(min_length=1, max_length=MAX_CHALLENGE_CHARS)]
 CardNumber = Annotated[str, Path(pattern=CARD_NUMBER_PATTERN)]
 PaymentId = Annotated[str, Path(pattern=r"^pay_[0-9a-f]{20}$")]
 MerchantId = Annotated[int, Path(ge=1, le=2**31 - 1)]
@@ -82,6 +84,8 @@ class PaymentIn(_In):
     pay_code: PayCode
     amount_fen: Fen
     idempotency_key: IdempotencyKey
+    challenge: ChallengeText | None = Field(
+        default=None, description="the sale challenge (FMCC1:) a bound FMC2: code signs")
 
 
 class OfflineItemIn(PaymentIn):
@@ -370,7 +374,7 @@ def pay(body: PaymentIn, ctx: Ctx, officer: TerminalOfficer) -> JSONResponse:
         return charges.charge_online(
             session, pay_code=body.pay_code, amount_fen=body.amount_fen,
             idempotency_key=body.idempotency_key, terminal=terminal_of(session, officer),
-            ctx=payments, now=now)
+            ctx=payments, now=now, challenge=body.challenge)
 
     try:
         answered = _respond(_transact(ctx, work))
@@ -401,7 +405,7 @@ def offline_batch(body: OfflineBatchIn, ctx: Ctx, officer: TerminalOfficer) -> O
     results = []
     for item in body.items:
         offline = OfflinePayment(item.pay_code, item.amount_fen, item.accepted_at,
-                                 item.idempotency_key)
+                                 item.idempotency_key, item.challenge)
 
         def work(session: Session, offline: OfflinePayment = offline) -> Answer:
             return charges.settle_offline(session, item=offline,

@@ -119,8 +119,8 @@ def test_the_payment_story(authority: Authority, tmp_path: Path) -> None:
     # The authority goes away; one pay code (a screenshot) is shown at both shops.
     authority.stop()
     screenshot = phone.show("--text")
-    for shop in (shop_a, shop_b):
-        status, answer = shop.charge(800, "--text", screenshot)
+    for shop in (shop_a, shop_b):  # these tills take unbound codes up to their floor
+        status, answer = shop.charge(800, "--text", screenshot, "--unbound-floor", "2000")
         assert (status, answer["mode"], answer["code"]) == (0, "offline", "OK"), answer
     status, answer = shop_a.charge(2_001, "--text", phone.show("--text"))
     assert (status, answer["code"]) == (1, "OFFLINE_FLOOR_EXCEEDED")
@@ -160,3 +160,56 @@ def test_the_payment_story(authority: Authority, tmp_path: Path) -> None:
                shop_b.token, issued["provisioning_code"], "G1234567", screenshot,
                person["foreigner_code"], card_number, "MENSAH", "AKOSUA"}
     assert [secret for secret in secrets if secret in text] == []
+
+
+def test_a_challenge_sale_taken_offline_and_uploaded(authority: Authority,
+                                                     tmp_path: Path) -> None:
+    """The stronger offline mode: the till shows a challenge QR for 15.00 yuan, the phone
+    scans it and answers with a pay code bound to that sale; offline, the till takes it
+    for 15.00 (more than an unbound code may take) and for nothing else; the upload
+    settles exactly 15.00."""
+    person = authority.post("/v1/persons", {
+        "surname": "OSEI", "given_names": "KWAME", "nationality": "GHA",
+        "birth_date": "1988-02-11", "sex": "M", "confirm_new": True,
+        "passport": {"number": "G7654321", "country": "GHA", "expires": "2031-06-30"}})
+    issued = authority.post("/v1/cards", {"foreigner_code": person["foreigner_code"],
+                                          "entitlements": ["payment"],
+                                          "valid_until": "2030-12-31",
+                                          "offline_limit_fen": 5_000})
+    card_number = issued["card_number"]
+    authority.post(f"/v1/accounts/{card_number}/topups",
+                   {"amount_fen": 10_000, "idempotency_key": "desk-0002"})
+    merchant = authority.post("/v1/merchants", {"name": "Yiwu Lantern Stall 3"})
+    till = authority.post(f"/v1/merchants/{merchant['merchant_id']}/terminals",
+                          {"name": "till c", "offline_floor_fen": 2_000})
+    shop = Shop(authority, tmp_path / "shop-c", till["token"])
+    assert shop.verifier("sync", "--server", authority.url, "--root",
+                         authority.root_fingerprint).returncode == 0
+    assert shop.verifier("terminal", "setup", "--server", authority.url).returncode == 0
+    wallet = tmp_path / "phone.wallet"
+    assert run_cli("wallet-sim", "--wallet", str(wallet), "provision", "--server",
+                   authority.url, "--code", issued["provisioning_code"],
+                   env=clean_env(FMC_WALLET_PIN=PIN)).returncode == 0
+
+    authority.stop()
+    picture = tmp_path / "challenge.png"
+    shown = shop.verifier("terminal", "challenge", "--amount", "1500", "--png", str(picture),
+                          "--json")
+    assert shown.returncode == 0, shown.stderr
+    challenge = json.loads(shown.stdout)
+    assert (challenge["amount_fen"], challenge["terminal_id"]) == (1_500, till["terminal_id"])
+    paid = run_cli("wallet-sim", "--wallet", str(wallet), "pay", "--challenge-image",
+                   str(picture), "--text", env=clean_env(FMC_WALLET_PIN=PIN))
+    assert paid.returncode == 0, paid.stderr
+    code = paid.stdout.strip()
+    assert code.startswith("FMC2:")
+    status, answer = shop.charge(1_800, "--text", code)  # the till asks for more: refused
+    assert (status, answer["code"]) == (1, "CHALLENGE_MISMATCH")
+    status, answer = shop.charge(1_500, "--text", code)
+    assert (status, answer["mode"], answer["code"]) == (0, "offline", "OK"), answer
+
+    authority.start()
+    settled = shop.upload()
+    assert (settled["settled"], settled["settled_fen"], settled["refused"]) == (1, 1_500, 0)
+    account = authority.get(f"/v1/accounts/{card_number}")
+    assert account["balance_fen"] == 10_000 - 1_500

@@ -19,11 +19,13 @@ from cardsvc.payments.receipts import sign_receipt
 from keys import Ed25519Signer, sign_compact
 from schemas import IssuerKey, KeyState, Purpose, TrustListClaims
 from schemas._jose import dump_json
+from schemas.challenge import decode_challenge
 from schemas.qr import presentation_qr
 from schemas.receipt import Receipt
 from support import ISSUER_KEY, NEXT_KEY, World, present
 from verifier import POLICIES, VerificationResult, verify_presentation
 from verifier.cli import app
+from verifier.qr import decode_qr
 from verifier.receipts import pay_code_key, verify_receipt
 from verifier.terminal import (
     QUEUE_DB,
@@ -32,6 +34,7 @@ from verifier.terminal import (
     format_fen,
     offline_decision,
 )
+from verifier.terminal.challenges import CHALLENGE_DB
 
 AT = "2027-01-15T08:00:00Z"  # payments_kit.NOW
 runner = CliRunner()
@@ -138,7 +141,10 @@ def test_a_bad_token_is_a_configuration_error(shop: Shop, world: PayWorld) -> No
 @SQLITE_ONLY
 def test_offline_acceptance_queue_and_upload(shop: Shop) -> None:
     card = shop.world.card(topup=5_000, offline_limit_fen=4_000)
-    exit_code, answer = shop.charge(shop.world.pay_code(card), 2_500, offline=True)
+    assert shop.charge(shop.world.pay_code(card), 301, offline=True)[1]["code"] == (
+        "CHALLENGE_REQUIRED")  # unbound codes: a tenth of the floor by default
+    unbound = ("--unbound-floor", "3000")  # here the till takes unbound codes to its floor
+    exit_code, answer = shop.charge(shop.world.pay_code(card), 2_500, *unbound, offline=True)
     assert exit_code == 0, answer
     assert answer | {"mode": "offline", "code": "OK", "queued": 1,
                      "offline_limit_left_fen": 1_500} == answer
@@ -148,9 +154,9 @@ def test_offline_acceptance_queue_and_upload(shop: Shop) -> None:
         ("FMC1:123", 10, "MALFORMED"),
     ]
     for code, amount, expected in refusals:
-        exit_code, refused = shop.charge(code, amount, offline=True)
+        exit_code, refused = shop.charge(code, amount, *unbound, offline=True)
         assert (exit_code, refused["code"]) == (1, expected)
-    assert shop.charge(shop.world.pay_code(card), 1_500, offline=True)[0] == 0
+    assert shop.charge(shop.world.pay_code(card), 1_500, *unbound, offline=True)[0] == 0
     assert [item.state for item in shop.queue()] == ["queued", "queued"]
     assert shop.world.balance(card.card_number) == 5_000  # nothing settled yet
     exit_code, summary = shop.upload()
@@ -162,7 +168,7 @@ def test_offline_acceptance_queue_and_upload(shop: Shop) -> None:
     assert all(item.payment_id and item.receipt for item in shop.queue())
     assert shop.upload()[1]["uploaded"] == 0
     # Settled, the card's offline limit is whole again on this terminal.
-    assert shop.charge(shop.world.pay_code(card), 2_000, offline=True)[0] == 0
+    assert shop.charge(shop.world.pay_code(card), 2_000, *unbound, offline=True)[0] == 0
 
 
 @SQLITE_ONLY
@@ -278,18 +284,22 @@ def _result(text: str) -> VerificationResult:
                                now=int(NOW.timestamp()), replay_cache=None)
 
 
-@pytest.mark.parametrize(("amount", "floor", "queued", "code"), [
-    (100, 3_000, 0, "OK"),
-    (3_000, 3_000, 0, "OK"),
-    (3_001, 3_000, 0, "OFFLINE_FLOOR_EXCEEDED"),
-    (1, 0, 0, "OFFLINE_FLOOR_EXCEEDED"),
-    (20_000, 50_000, 30_000, "OK"),  # support's pay credential: ol 50,000
-    (20_001, 50_000, 30_000, "OFFLINE_LIMIT_EXCEEDED"),
+@pytest.mark.parametrize(("amount", "floor", "queued", "bound", "code"), [
+    (100, 3_000, 0, True, "OK"),
+    (3_000, 3_000, 0, True, "OK"),
+    (3_001, 3_000, 0, True, "OFFLINE_FLOOR_EXCEEDED"),
+    (1, 0, 0, True, "OFFLINE_FLOOR_EXCEEDED"),
+    (20_000, 50_000, 30_000, True, "OK"),  # support's pay credential: ol 50,000
+    (20_001, 50_000, 30_000, True, "OFFLINE_LIMIT_EXCEEDED"),
+    (300, 3_000, 0, False, "OK"),  # unbound: a tenth of the floor
+    (301, 3_000, 0, False, "CHALLENGE_REQUIRED"),
+    (3_001, 3_000, 0, False, "OFFLINE_FLOOR_EXCEEDED"),
 ])
-def test_offline_decision(amount: int, floor: int, queued: int, code: str) -> None:
+def test_offline_decision(amount: int, floor: int, queued: int, bound: bool,
+                          code: str) -> None:
     result = _result(present(Purpose.PAY))
-    assert offline_decision(result, amount_fen=amount, floor_fen=floor,
-                            queued_fen=queued) == code
+    assert offline_decision(result, amount_fen=amount, floor_fen=floor, queued_fen=queued,
+                            bound=bound) == code
 
 
 def test_offline_decision_passes_on_the_verifier_s_refusal() -> None:
@@ -357,3 +367,25 @@ def test_a_refusal_about_the_terminal_does_not_burn_the_pay_code(
     assert json.loads(refused.output)["code"] in ("NOT_A_TERMINAL", "FORBIDDEN")
     exit_code, answer = shop.charge(code, 100)  # the right token: the same code still pays
     assert (exit_code, answer["code"]) == (0, "OK")
+
+@SQLITE_ONLY
+def test_challenge_shows_this_till_s_sale(shop: Shop, tmp_path: Path) -> None:
+    picture = tmp_path / "challenge.png"
+    exit_code, output = shop.run("terminal", "challenge", "--amount", "1500", "--png",
+                                 str(picture), "--at", AT, "--json")
+    assert exit_code == 0, output
+    shown = json.loads(output)
+    challenge = decode_challenge(shown["challenge"])
+    assert (challenge.merchant_id, challenge.terminal_id, challenge.amount_fen,
+            challenge.issued_at) == (shop.terminal.merchant_id, shop.terminal.terminal_id,
+                                     1_500, int(NOW.timestamp()))
+    assert decode_qr(picture.read_bytes()) == challenge.text
+    exit_code, output = shop.run("terminal", "challenge", "--amount", "1500", "--at", AT)
+    assert exit_code == 0 and challenge.text not in output  # a new nonce each time
+    not_set_up = runner.invoke(app, ["--cache", str(tmp_path / "new"), "terminal",
+                                     "challenge", "--amount", "1", "--json"])
+    assert (not_set_up.exit_code, json.loads(not_set_up.output)["code"]) == (2, "NOT_SET_UP")
+    (shop.directory / CHALLENGE_DB).unlink()
+    (shop.directory / CHALLENGE_DB).mkdir()  # a database that cannot be opened
+    exit_code, output = shop.run("terminal", "challenge", "--amount", "1", "--json")
+    assert (exit_code, json.loads(output)["code"]) == (2, "CHALLENGE_STORE")

@@ -12,12 +12,15 @@ from hypothesis import strategies as st
 
 from schemas import Credential, Purpose, ResultCode, StatusList, decode_presentation
 from schemas._jose import inflate_capped, parse_json_object
+from schemas.challenge import decode_challenge
 from schemas.codes import FmcError
 from support import (
     FUZZ_INPUTS,
     NOW,
     ROOT_FINGERPRINT,
+    SALE,
     World,
+    bound_present,
     count_fuzz_input,
     credential,
     present,
@@ -66,6 +69,23 @@ def test_fuzz_mutated_presentation(position: int, digit: str, purpose: Purpose) 
     mutated = "FMC1:" + _mutate(text[5:], position, digit)
     result = verify_presentation(mutated, state=STATE, policy=POLICIES["hospital"], now=NOW,
                                  replay_cache=None)
+    assert mutated == text or result.code is not ResultCode.OK
+
+
+@given(st.one_of(st.text(max_size=200),
+                st.text(alphabet="0123456789", max_size=120).map(lambda d: "FMCC1:" + d)))
+def test_fuzz_challenge_parser(unverified: str) -> None:
+    count_fuzz_input("challenge")
+    _expect_code(lambda: decode_challenge(unverified))
+
+
+@given(st.integers(0, 10_000), st.sampled_from("0123456789"))
+def test_fuzz_mutated_bound_pay_code(position: int, digit: str) -> None:
+    count_fuzz_input("bound-pay-code-mutated")
+    text = bound_present(SALE)
+    mutated = "FMC2:" + _mutate(text[5:], position, digit)
+    result = verify_presentation(mutated, state=STATE, policy=POLICIES["payment"], now=NOW,
+                                 replay_cache=None, challenge=SALE)
     assert mutated == text or result.code is not ResultCode.OK
 
 

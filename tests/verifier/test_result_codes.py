@@ -6,6 +6,7 @@ import hashlib
 import hmac
 import json
 from collections.abc import Callable
+from dataclasses import replace
 
 import pytest
 
@@ -23,6 +24,7 @@ from schemas import (
     holder_proof_message,
 )
 from schemas._jose import deflate, dump_json
+from schemas.challenge import Challenge
 from schemas.codes import FmcError
 from schemas.federation import IssuerState
 from support import (
@@ -34,8 +36,10 @@ from support import (
     NOW,
     OTHER_DEVICE,
     ROOT_FINGERPRINT,
+    SALE,
     STANDARD_HEADER,
     World,
+    bound_present,
     check_code,
     craft,
     credential,
@@ -158,6 +162,13 @@ def _replayed() -> ResultCode:
                                replay_cache=cache).code
 
 
+def _bound(challenge: Challenge, *, now: int = NOW) -> ResultCode:
+    """A pay code bound to SALE, checked against ``challenge``."""
+    return verify_presentation(bound_present(SALE, proof_time=now), state=World().state(now),
+                               policy=POLICIES["payment"], now=now, replay_cache=None,
+                               challenge=challenge).code
+
+
 def _crit() -> ResultCode:
     return check_code(craft({**STANDARD, "crit": ["exp"], "exp": 1}, SVC_PAYLOAD))
 
@@ -191,7 +202,7 @@ CASES: list[tuple[str, ResultCode, Callable[[], ResultCode]]] = [
     ("crit header", ResultCode.MALFORMED, _crit),
     ("inflated payload over the cap", ResultCode.MALFORMED, _zip_bomb),
     ("duplicate claim", ResultCode.MALFORMED, _duplicate_claim),
-    ("future version prefix", ResultCode.UNSUPPORTED_VERSION, lambda: check_code("FMC2:12345")),
+    ("future version prefix", ResultCode.UNSUPPORTED_VERSION, lambda: check_code("FMC3:12345")),
     ("alg none", ResultCode.ALGORITHM_NOT_ALLOWED,
      lambda: check_code(craft({**STANDARD, "alg": "none"}, SVC_PAYLOAD, signature=bytes(64)))),
     ("alg HS256 keyed with the public key", ResultCode.ALGORITHM_NOT_ALLOWED,
@@ -234,6 +245,10 @@ CASES: list[tuple[str, ResultCode, Callable[[], ResultCode]]] = [
      lambda: _federated_issuer(IssuerState.SUSPENDED)),
     ("issuer removed nationally", ResultCode.ISSUER_REMOVED,
      lambda: _federated_issuer(IssuerState.REMOVED)),
+    ("bound pay code for another amount", ResultCode.CHALLENGE_MISMATCH,
+     lambda: _bound(replace(SALE, amount_fen=99_999))),
+    ("bound pay code after its challenge expired", ResultCode.CHALLENGE_EXPIRED,
+     lambda: _bound(SALE, now=SALE.expires_at + 1)),
 ]
 
 

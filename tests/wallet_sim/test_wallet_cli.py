@@ -8,6 +8,7 @@ import select
 import signal
 import subprocess
 import time
+from dataclasses import replace
 from io import BytesIO
 from pathlib import Path
 
@@ -27,7 +28,9 @@ from wallet_testkit import (
 
 from schemas import Purpose
 from schemas.codes import ResultCode
-from support import DAY, NOW
+from schemas.qr import presentation_qr
+from support import DAY, NOW, SALE, World
+from verifier import POLICIES, verify_presentation
 from wallet_sim import Card, KdfLimits, Wallet, open_wallet
 from wallet_sim.cli import make_app
 
@@ -325,3 +328,43 @@ def test_each_pay_display_is_a_new_code_even_in_the_same_second(
     ids = [run(["--wallet", str(wallet.path), "show", "--purpose", "id", "--text"]).stdout
            for _ in range(2)]
     assert ids[0] == ids[1]  # identity codes renew with the clock only
+
+
+def test_pay_answers_a_challenge_with_a_code_bound_to_that_sale(
+    provisioned: tuple[Wallet, Card], tmp_path: Path,
+) -> None:
+    wallet, _ = provisioned
+    picture = tmp_path / "challenge.png"
+    presentation_qr(SALE.text).make_image().save(picture)
+    codes = []
+    for source in (["--challenge", SALE.text], ["--challenge-image", str(picture)]):
+        paid = run(["--wallet", str(wallet.path), "pay", *source, "--text"])
+        assert paid.exit_code == 0, paid.output
+        codes.append(paid.stdout.strip())
+    state = World().state(NOW)
+    for code in codes:
+        assert code.startswith("FMC2:")
+        bound = verify_presentation(code, state=state, policy=POLICIES["payment"], now=NOW,
+                                    replay_cache=None, challenge=SALE)
+        assert bound.code is ResultCode.OK
+        other = replace(SALE, amount_fen=SALE.amount_fen + 1)
+        assert verify_presentation(code, state=state, policy=POLICIES["payment"], now=NOW,
+                                   replay_cache=None, challenge=other).code is (
+            ResultCode.CHALLENGE_MISMATCH)
+    assert codes[0] != codes[1]  # one code per display
+
+
+@pytest.mark.parametrize(("args", "code", "exit_code"), [
+    (["pay", "--text"], "BAD_ARGUMENT", 2),
+    (["pay", "--challenge", SALE.text, "--challenge-image", "x.png"], "BAD_ARGUMENT", 2),
+    (["pay", "--challenge", "FMC1:123"], "BAD_CHALLENGE", 2),
+    (["pay", "--challenge", "FMCC9:123"], "BAD_CHALLENGE", 2),
+    (["pay", "--challenge-image", "/nonexistent.png"], "BAD_CHALLENGE", 2),
+])
+def test_pay_refuses_what_is_not_a_challenge(provisioned: tuple[Wallet, Card],
+                                             args: list[str], code: str,
+                                             exit_code: int) -> None:
+    wallet, card = provisioned
+    result = run(["--wallet", str(wallet.path), *args])
+    assert (result.exit_code, error_code(result)) == (exit_code, code)
+    assert open_wallet(wallet.path, PIN).card(card.card_number).last_pay_proof_time is None

@@ -14,7 +14,8 @@ from wallet_testkit import PIN, FakeAuthority, decode_qr, portrait_png, verify
 
 from schemas import Purpose, b64url_encode
 from schemas.codes import ResultCode
-from support import DAY, NOW
+from support import DAY, NOW, SALE, World
+from verifier import POLICIES, verify_presentation
 from wallet_sim import Card, KdfLimits, Wallet, create_wallet, open_wallet, provision
 from wallet_sim._i18n import translations
 from wallet_sim.web import create_app
@@ -190,3 +191,35 @@ def test_revoked_and_suspended_cards_show_a_banner_and_no_code(
     assert translations(lang)[state].split("“")[0] in html
     response = client.get(f"/qr/{card.card_number}/id.png")
     assert response.status_code == 409 and response.json()["code"] == code
+
+
+def test_the_pay_page_answers_a_till_s_challenge(provisioned: tuple[Wallet, Card]) -> None:
+    wallet, card = provisioned
+    client = client_for(wallet)
+    page = client.get("/", params={"card": card.card_number, "purpose": "pay",
+                                   "challenge": SALE.text})
+    assert page.status_code == 200 and 'id="sale"' in page.text
+    qr = client.get(f"/qr/{card.card_number}/pay.png", params={"challenge": SALE.text})
+    assert qr.status_code == 200
+    (text,) = decode_qr(Image.open(io.BytesIO(qr.content)))
+    assert text.startswith("FMC2:")
+    for challenge, code in ((SALE, ResultCode.OK),
+                            (dataclasses.replace(SALE, amount_fen=99_999),
+                             ResultCode.CHALLENGE_MISMATCH)):
+        result = verify_presentation(text, state=World().state(NOW),
+                                     policy=POLICIES["payment"], now=NOW, replay_cache=None,
+                                     challenge=challenge)
+        assert result.code is code
+
+
+@pytest.mark.parametrize("challenge", ["FMC1:123", "FMCC1:0", "hello"])
+def test_the_pay_page_shows_no_code_for_what_is_not_a_challenge(
+    provisioned: tuple[Wallet, Card], challenge: str,
+) -> None:
+    wallet, card = provisioned
+    client = client_for(wallet)
+    page = client.get("/", params={"card": card.card_number, "purpose": "pay",
+                                   "challenge": challenge})
+    assert 'id="bad-challenge"' in page.text and "challenge=" not in page.text
+    qr = client.get(f"/qr/{card.card_number}/pay.png", params={"challenge": challenge})
+    assert (qr.status_code, qr.json()["code"]) == (422, "BAD_CHALLENGE")

@@ -65,6 +65,13 @@ _TEMPLATES: dict[str, Bilingual] = {
         "The authority cannot be reached and this till has no synced lists to decide"
         " offline: run `verifier sync` when the network is back.",
         "无法连接发证机关，本机也没有可离线核验的名单：网络恢复后请运行 `verifier sync`。"),
+    "CHALLENGE_REQUIRED": Bilingual(
+        "The authority cannot be reached: without a challenge this till takes at most"
+        " {unbound_floor} yuan offline. Show the sale's challenge"
+        " (`verifier terminal challenge --amount ...`) and let the holder pay it with"
+        " `pay --challenge`.",
+        "无法连接发证机关：未绑定交易的付款码本机离线最多收 {unbound_floor} 元。请生成本笔交易的"
+        "收款码（`verifier terminal challenge --amount ...`），请持卡人扫码后付款。"),
 }
 
 
@@ -73,6 +80,7 @@ def charge_words(answer: ChargeAnswer) -> Bilingual:
     figures = {
         "amount": format_fen(answer.amount_fen),
         "floor": format_fen(answer.floor_fen or 0),
+        "unbound_floor": format_fen(answer.unbound_floor_fen or 0),
         "limit": format_fen(answer.offline_limit_fen or 0),
         "left": format_fen(answer.offline_limit_left_fen or 0),
         "balance": format_fen(answer.balance_fen or 0),

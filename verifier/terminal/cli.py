@@ -158,6 +158,10 @@ def charge(
     floor: Annotated[int | None, typer.Option(
         "--floor", metavar="FEN", min=0, max=MAX_AMOUNT_FEN,
         help="Largest offline payment (default: the floor from setup, else 0).")] = None,
+    unbound_floor: Annotated[int | None, typer.Option(
+        "--unbound-floor", metavar="FEN", min=0, max=MAX_AMOUNT_FEN,
+        help="Largest offline payment by a code not bound to the sale's challenge"
+             " (default: a tenth of the floor).")] = None,
     timeout: TimeoutOption = 5.0,
     at: AtOption = None,
     as_json: JsonOption = False,
@@ -171,10 +175,51 @@ def charge(
         terminal = Terminal(cache_dir(ctx), http=http, clock=_clock(at))
         try:
             answer = terminal.charge(code_text, amount_fen=amount,
-                                     server=terminal.server(server), floor_fen=floor)
+                                     server=terminal.server(server), floor_fen=floor,
+                                     unbound_floor_fen=unbound_floor)
         except TerminalError as error:
             _failed(error, as_json=as_json)
     _answer(answer, as_json=as_json)
+
+
+@terminal_app.command()
+def challenge(
+    ctx: typer.Context,
+    amount: Annotated[int, typer.Option("--amount", metavar="FEN", min=1, max=MAX_AMOUNT_FEN,
+                                        help="The sale's amount in fen.")],
+    png: Annotated[Path | None, typer.Option(
+        "--png", dir_okay=False, help="Write the challenge QR as a PNG file.")] = None,
+    at: AtOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Show a challenge for one sale (merchant, terminal, amount, a nonce, this till's time):
+    the phone signs it, and the pay code it makes is good for this sale only.
+
+    Remembered in the cache directory until it expires (5 minutes) or is paid."""
+    from schemas.qr import presentation_qr
+
+    with httpx.Client() as http:  # unused: a challenge is made without the network
+        terminal = Terminal(cache_dir(ctx), http=http, clock=_clock(at))
+        try:
+            sale = terminal.challenge(amount_fen=amount)
+        except TerminalError as error:
+            _failed(error, as_json=as_json)
+    if png is not None:
+        try:
+            presentation_qr(sale.text).make_image().save(png)
+        except OSError as error:
+            _fail("WRITE_FAILED", f"{png}: {error.strerror or error}", as_json=as_json)
+    if as_json:
+        _print_json({"ok": True, "challenge": sale.text, "merchant_id": sale.merchant_id,
+                     "terminal_id": sale.terminal_id, "amount_fen": sale.amount_fen,
+                     "issued_at": sale.issued_at, "expires_at": sale.expires_at})
+        return
+    _out.print(outside(f"sale of {format_fen(sale.amount_fen)} yuan at terminal"
+                       f" {sale.terminal_id} of merchant {sale.merchant_id}; valid until"
+                       f" {datetime.fromtimestamp(sale.expires_at, UTC).isoformat()}"))
+    _out.print(outside(sale.text))
+    _words(Bilingual("Let the holder scan this, then charge the code the phone shows.",
+                     "请持卡人扫描此码，然后对手机显示的付款码收款。"))
 
 
 def _answer(answer: ChargeAnswer, *, as_json: bool) -> NoReturn:
@@ -240,7 +285,8 @@ def show_queue(ctx: typer.Context, as_json: JsonOption = False) -> None:
         _print_json({"ok": True, "items": [
             {"idempotency_key": i.idempotency_key, "card": i.card_number,
              "amount_fen": i.amount_fen, "accepted_at": i.accepted_at, "state": i.state,
-             "code": i.code, "payment_id": i.payment_id} for i in items]})
+             "code": i.code, "payment_id": i.payment_id,
+             "bound": i.challenge is not None} for i in items]})
         return
     for i in items:
         when = datetime.fromtimestamp(i.accepted_at, UTC).isoformat()

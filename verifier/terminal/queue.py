@@ -28,11 +28,15 @@ class QueuedPayment:
     code: str | None = None
     payment_id: str | None = None
     receipt: str | None = None
+    challenge: str | None = None  # the sale challenge a bound code was made for
 
     def upload_item(self) -> dict[str, Any]:
-        return {"pay_code": self.pay_code, "amount_fen": self.amount_fen,
+        item = {"pay_code": self.pay_code, "amount_fen": self.amount_fen,
                 "accepted_at": datetime.fromtimestamp(self.accepted_at, UTC).isoformat(),
                 "idempotency_key": self.idempotency_key}
+        if self.challenge is not None:
+            item["challenge"] = self.challenge
+        return item
 
 
 _QUEUE_SCHEMA = (
@@ -43,6 +47,9 @@ _QUEUE_SCHEMA = (
     " state TEXT NOT NULL DEFAULT 'queued', code TEXT, payment_id TEXT, receipt TEXT,"
     " uploaded_at INTEGER)",
     "CREATE INDEX IF NOT EXISTS queued_payment_state ON queued_payment (state, card_number)",
+    # A table of its own, so queues written before challenges existed open unchanged.
+    "CREATE TABLE IF NOT EXISTS queued_challenge ("
+    " idempotency_key TEXT PRIMARY KEY, challenge TEXT NOT NULL)",
 )
 _COLUMNS = ("idempotency_key, pay_code, pay_code_key, card_number, amount_fen, accepted_at,"
             " state, code, payment_id, receipt")
@@ -61,12 +68,22 @@ class OfflineQueue:
     def enqueue(self, item: QueuedPayment) -> bool:
         """Keep one payment; False when this pay code is already in the queue."""
         with self._lock:
-            cursor = self._db.execute(
-                f"INSERT INTO queued_payment ({_COLUMNS}) VALUES (?,?,?,?,?,?,'queued',"  # noqa: S608
-                "NULL,NULL,NULL) ON CONFLICT DO NOTHING",
-                (item.idempotency_key, item.pay_code, item.pay_code_key, item.card_number,
-                 item.amount_fen, item.accepted_at))
-            return cursor.rowcount == 1
+            self._db.execute("BEGIN IMMEDIATE")  # the payment and its challenge, or neither
+            try:
+                cursor = self._db.execute(
+                    f"INSERT INTO queued_payment ({_COLUMNS}) VALUES (?,?,?,?,?,?,"  # noqa: S608
+                    "'queued',NULL,NULL,NULL) ON CONFLICT DO NOTHING",
+                    (item.idempotency_key, item.pay_code, item.pay_code_key, item.card_number,
+                     item.amount_fen, item.accepted_at))
+                added = cursor.rowcount == 1
+                if added and item.challenge is not None:
+                    self._db.execute("INSERT INTO queued_challenge VALUES (?,?)",
+                                     (item.idempotency_key, item.challenge))
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+            return added
 
     def queued_fen(self, card_number: str) -> int:
         """What this terminal accepted offline for the card and has not settled yet."""
@@ -77,13 +94,15 @@ class OfflineQueue:
         return int(row[0])
 
     def items(self, *, state: str | None = None) -> list[QueuedPayment]:
-        query = f"SELECT {_COLUMNS} FROM queued_payment"  # noqa: S608
+        query = (f"SELECT {_COLUMNS}, challenge FROM queued_payment"  # noqa: S608
+                 " LEFT JOIN queued_challenge USING (idempotency_key)")
         args: tuple[str, ...] = ()
         if state is not None:
             query += " WHERE state = ?"
             args = (state,)
         with self._lock:
-            rows = self._db.execute(query + " ORDER BY accepted_at, rowid", args).fetchall()
+            rows = self._db.execute(query + " ORDER BY accepted_at, queued_payment.rowid",
+                                    args).fetchall()
         return [QueuedPayment(*row) for row in rows]
 
     def record_outcome(

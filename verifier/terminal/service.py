@@ -15,16 +15,18 @@ Example::
 from __future__ import annotations
 
 import contextlib
+import sqlite3
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import httpx
 
-from schemas.codes import FmcError
+from schemas.challenge import Challenge, new_challenge
+from schemas.codes import ChallengeMismatch, FmcError
 from schemas.presentation import decode_presentation
 from verifier.cache import CacheError, VerifierCache
 from verifier.check import verify_presentation
@@ -33,8 +35,9 @@ from verifier.policy import POLICIES
 from verifier.receipts import ReceiptCheck, Sale, check_receipt, pay_code_key
 from verifier.replay import replay_key
 from verifier.replay_store import ReplayStoreError, SqliteReplayCache
+from verifier.terminal.challenges import CHALLENGE_DB, ChallengeStore
 from verifier.terminal.config import TerminalConfig
-from verifier.terminal.offline import offline_decision
+from verifier.terminal.offline import offline_decision, unbound_floor
 from verifier.terminal.queue import QUEUE_DB, OfflineQueue, QueuedPayment
 
 __all__ = ["ChargeAnswer", "Terminal", "TerminalError", "UploadSummary", "format_fen"]
@@ -78,13 +81,14 @@ class ChargeAnswer:
     detail: str | None = None
     idempotency_key: str | None = None
     usage: bool = False  # refused because of this terminal's own setup (401/403)
+    unbound_floor_fen: int | None = None  # offline: the most taken without a challenge
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"ok": self.ok, "mode": self.mode, "code": self.code,
                                "amount_fen": self.amount_fen}
         for name in ("payment_id", "balance_fen", "receipt", "card", "queued",
                      "offline_limit_fen", "offline_limit_left_fen", "floor_fen", "detail",
-                     "idempotency_key"):
+                     "idempotency_key", "unbound_floor_fen"):
             value = getattr(self, name)
             if value is not None:
                 out[name] = value
@@ -179,6 +183,48 @@ class Terminal:
         config.store(self.directory)
         return config
 
+    # -- challenge (a pay code bound to one sale) ---------------------------------------------
+
+    def challenge(self, *, amount_fen: int) -> Challenge:
+        """A new challenge for a sale of ``amount_fen`` at this terminal, remembered until
+        it expires or a bound pay code uses it. Needs ``setup`` (merchant and terminal)."""
+        config = TerminalConfig.load(self.directory)
+        if config is None:
+            raise TerminalError("NOT_SET_UP", "run `verifier terminal setup` first",
+                                usage=True)
+        challenge = new_challenge(merchant_id=config.merchant_id,
+                                  terminal_id=config.terminal_id, amount_fen=amount_fen,
+                                  now=self.clock())
+        with self._challenges() as store:
+            store.remember(challenge)
+        return challenge
+
+    @contextlib.contextmanager
+    def _challenges(self) -> Iterator[ChallengeStore]:
+        try:
+            with ChallengeStore(self.directory / CHALLENGE_DB) as store:
+                yield store
+        except (sqlite3.Error, OSError) as error:
+            raise TerminalError("CHALLENGE_STORE",
+                                f"the challenge database cannot be used ({type(error).__name__})",
+                                usage=True) from None
+
+    def _claim_challenge(self, unverified_digest: bytes, amount_fen: int,
+                         now: int) -> Challenge:
+        config = TerminalConfig.load(self.directory)
+        with self._challenges() as store:
+            challenge = store.claim(unverified_digest, amount_fen=amount_fen, now=now)
+            if config is None or (challenge.merchant_id, challenge.terminal_id) != (
+                    config.merchant_id, config.terminal_id):
+                store.release(challenge.digest)  # shown before a new setup: never valid here
+                raise ChallengeMismatch("the challenge names another merchant or terminal")
+        return challenge
+
+    def _release_challenge(self, challenge: Challenge | None) -> None:
+        if challenge is not None:
+            with self._challenges() as store:
+                store.release(challenge.digest)
+
     # -- charge -----------------------------------------------------------------------------
 
     def _receipt(self, unverified_jwt: object, *, amount_fen: int,
@@ -194,20 +240,35 @@ class Terminal:
         return check_receipt(unverified_jwt, trust_list=trust_list, sale=sale)
 
     def charge(self, code_text: str, *, amount_fen: int, server: str,
-               floor_fen: int | None = None) -> ChargeAnswer:
+               floor_fen: int | None = None,
+               unbound_floor_fen: int | None = None) -> ChargeAnswer:
         """Online when the authority answers; offline within the floor and the card's
-        offline limit when it cannot be reached. A code is taken once by this terminal."""
+        offline limit when it cannot be reached. A code is taken once by this terminal.
+
+        A code bound to a sale (``FMC2:``) is taken only with a challenge this terminal
+        showed, for this amount, unexpired and unused; it is sent with the challenge.
+        Offline, an unbound code is taken only up to ``unbound_floor_fen`` (default a
+        tenth of the floor), a bound one up to the whole floor."""
         now = self.clock()
         try:
+            parts = decode_presentation(code_text)
             own_key: str | None = pay_code_key(code_text)
         except FmcError:
-            own_key = None  # not a pay code; the authority will say why
+            parts, own_key = None, None  # not a pay code; the authority will say why
+        challenge = None
+        if parts is not None and parts.challenge_digest is not None:
+            try:
+                challenge = self._claim_challenge(parts.challenge_digest, amount_fen, now)
+            except FmcError as error:  # decided here: no "authority:" detail to show
+                return ChargeAnswer(False, None, error.code.value, amount_fen)
         claimed = self._claim(code_text, now) if own_key is not None else None
         if claimed is False:
             return ChargeAnswer(False, None, "REPLAYED", amount_fen)
         idempotency_key = uuid.uuid4().hex
-        request = {"pay_code": code_text, "amount_fen": amount_fen,
-                   "idempotency_key": idempotency_key}
+        request: dict[str, object] = {"pay_code": code_text, "amount_fen": amount_fen,
+                                      "idempotency_key": idempotency_key}
+        if challenge is not None:
+            request["challenge"] = challenge.text
         response = None
         for attempt in range(2):  # one retry with the same key: it can never charge twice
             try:
@@ -220,7 +281,7 @@ class Terminal:
                 self.pause(0.2)
         if response is None or response.status_code >= 500:
             return self._charge_offline(code_text, own_key, amount_fen, floor_fen, now,
-                                        idempotency_key)
+                                        idempotency_key, challenge, unbound_floor_fen)
         if response.status_code == 201:
             body = response.json()
             check = self._receipt(body.get("receipt"), amount_fen=amount_fen,
@@ -235,6 +296,7 @@ class Terminal:
         about_this_terminal = response.status_code in _NOT_ABOUT_THE_CARD
         if about_this_terminal and claimed:
             self._release(code_text)
+            self._release_challenge(challenge)
         balance = None
         with contextlib.suppress(ValueError, AttributeError):
             found = response.json().get("balance_fen")
@@ -260,7 +322,9 @@ class Terminal:
             replay.release(replay_key(parts.signature, parts.proof_time))
 
     def _charge_offline(self, code_text: str, own_key: str | None, amount_fen: int,
-                        floor_fen: int | None, now: int, idempotency_key: str) -> ChargeAnswer:
+                        floor_fen: int | None, now: int, idempotency_key: str,
+                        challenge: Challenge | None,
+                        unbound_floor_fen: int | None) -> ChargeAnswer:
         config = TerminalConfig.load(self.directory)
         floor = floor_fen if floor_fen is not None else (
             config.offline_floor_fen if config else 0)
@@ -275,15 +339,18 @@ class Terminal:
         # Replay was settled by the replay store; the queue's unique key backs it up.
         result = verify_presentation(code_text, state=snapshot.state,
                                      policy=checkpoint.policy("payment"), now=now,
-                                     replay_cache=None)
+                                     replay_cache=None, challenge=challenge)
         credential = result.credential
         card = credential.card_number if credential is not None else ""
         limit = (credential.offline_limit_fen or 0) if credential is not None else 0
         with OfflineQueue(self.directory / QUEUE_DB) as queue:
             decision = offline_decision(result, amount_fen=amount_fen, floor_fen=floor,
-                                        queued_fen=queue.queued_fen(card) if card else 0)
+                                        queued_fen=queue.queued_fen(card) if card else 0,
+                                        bound=challenge is not None,
+                                        unbound_floor_fen=unbound_floor_fen)
             if decision == "OK" and own_key is not None:
-                item = QueuedPayment(idempotency_key, code_text, own_key, card, amount_fen, now)
+                item = QueuedPayment(idempotency_key, code_text, own_key, card, amount_fen, now,
+                                     challenge=None if challenge is None else challenge.text)
                 if not queue.enqueue(item):
                     decision = "REPLAYED"
             waiting = len(queue.items(state="queued"))
@@ -292,7 +359,9 @@ class Terminal:
             decision == "OK", "offline", decision, amount_fen, card=card or None,
             queued=waiting, offline_limit_fen=limit if credential is not None else None,
             offline_limit_left_fen=max(left, 0), floor_fen=floor,
-            idempotency_key=idempotency_key)
+            idempotency_key=idempotency_key,
+            unbound_floor_fen=unbound_floor(floor) if unbound_floor_fen is None
+            else unbound_floor_fen)
 
     # -- upload -----------------------------------------------------------------------------
 

@@ -13,7 +13,8 @@
   function renew() {
     left = period;
     label.textContent = label.getAttribute("data-renewing") || "";
-    img.src = img.getAttribute("data-src") + "?t=" + Date.now();
+    var src = img.getAttribute("data-src");
+    img.src = src + (src.indexOf("?") < 0 ? "?" : "&") + "t=" + Date.now();
   }
 
   img.addEventListener("load", function () { left = period; show(); });
