@@ -25,6 +25,9 @@ __all__ = [
     "Revoked",
     "StatusUnavailable",
     "Suspended",
+    "TimestampRollback",
+    "TimestampStale",
+    "TrustListOutdated",
     "TrustListRollback",
     "TrustListStale",
     "UnknownKey",
@@ -58,6 +61,10 @@ class ResultCode(StrEnum):
     # Added beyond DESIGN.md section 7 (allowed: "more may be added, none renamed").
     KEY_COMPROMISED = "KEY_COMPROMISED"
     TRUST_LIST_ROLLBACK = "TRUST_LIST_ROLLBACK"
+    # P8.5: the signed timestamp (a counter cannot be frozen in the past).
+    TIMESTAMP_ROLLBACK = "TIMESTAMP_ROLLBACK"
+    TIMESTAMP_STALE = "TIMESTAMP_STALE"
+    TRUST_LIST_OUTDATED = "TRUST_LIST_OUTDATED"
 
 
 class FmcError(Exception):
@@ -126,6 +133,24 @@ class TrustListRollback(FmcError):
     code = ResultCode.TRUST_LIST_ROLLBACK
 
 
+class TimestampRollback(FmcError):
+    """A timestamp older than the one already held (lower ``ver`` or trust-list version)."""
+
+    code = ResultCode.TIMESTAMP_ROLLBACK
+
+
+class TimestampStale(FmcError):
+    """The held timestamp expired (past its grace): the authority may have moved on."""
+
+    code = ResultCode.TIMESTAMP_STALE
+
+
+class TrustListOutdated(FmcError):
+    """A valid timestamp names a newer trust list than the one held (a frozen mirror)."""
+
+    code = ResultCode.TRUST_LIST_OUTDATED
+
+
 class HolderProofInvalid(FmcError):
     code = ResultCode.HOLDER_PROOF_INVALID
 
@@ -153,6 +178,7 @@ _BY_CODE: dict[ResultCode, type[FmcError]] = {
         KeyNotValidAtIssue, KeyCompromised, Expired, NotYetValid, Revoked, Suspended,
         StatusUnavailable, TrustListStale, TrustListRollback, HolderProofInvalid,
         HolderProofStale, Replayed, WrongPurpose, EntitlementMissing,
+        TimestampRollback, TimestampStale, TrustListOutdated,
     )
 }
 

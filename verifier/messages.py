@@ -89,6 +89,16 @@ RESULT_REASONS: MappingProxyType[ResultCode, Bilingual] = MappingProxyType({
     _R.TRUST_LIST_ROLLBACK: Bilingual(
         "An older list of trusted keys was offered (possible attack): the current one is kept.",
         "收到较旧的受信任密钥列表（可能遭到攻击）：已保留当前列表。"),
+    _R.TIMESTAMP_ROLLBACK: Bilingual(
+        "An older signed timestamp was offered (possible attack): the current one is kept.",
+        "收到较旧的签名时间戳（可能遭到攻击）：已保留当前时间戳。"),
+    _R.TIMESTAMP_STALE: Bilingual(
+        "This verifier has not heard from the authority for too long: sync it.",
+        "本验证端过久未收到签发机构的签名时间戳：请同步。"),
+    _R.TRUST_LIST_OUTDATED: Bilingual(
+        "A newer list of trusted keys exists but was not received (possible attack): sync "
+        "from a trusted network.",
+        "存在更新的受信任密钥列表但未收到（可能遭到攻击）：请在可信网络中同步。"),
 })
 
 # Codes of the tools around the check (sync, cache, scanning, configuration).
