@@ -45,7 +45,12 @@ from schemas.status_list import StatusListClaims
 from schemas.timestamp import TIMESTAMP_TYP, TimestampClaims
 from schemas.trust_list import TrustListClaims
 
-__all__ = ["require_current_timestamp", "require_named_lists", "verify_timestamp"]
+__all__ = [
+    "read_timestamp",
+    "require_current_timestamp",
+    "require_named_lists",
+    "verify_timestamp",
+]
 
 _TIMESTAMP_HEADER = frozenset({"alg", "typ", "kid"})
 
@@ -58,6 +63,22 @@ def verify_timestamp(
     now: int,
 ) -> TimestampClaims:
     """Verify a timestamp against the trust list that delegates its key and the one held."""
+    claims = read_timestamp(unverified_jwt, trust_list=trust_list)
+    if held is not None:
+        if claims.version < held.version:
+            raise TimestampRollback(f"timestamp ver {claims.version} < held {held.version}")
+        if claims.version == held.version and claims != held:
+            raise TimestampRollback("another timestamp with the held ver")
+        if claims.trust_list.serial < held.trust_list.serial:
+            raise TimestampRollback("timestamp names an older trust list than the held one")
+    if claims.expires_at <= now:
+        raise TimestampStale("timestamp has expired")
+    return claims
+
+
+def read_timestamp(unverified_jwt: str, *, trust_list: TrustListClaims) -> TimestampClaims:
+    """Steps 1-4 only: for a cache re-reading the timestamp it stored (rollback is its
+    floor's business, expiry the check's)."""
     signing_input, header_bytes, payload_bytes, signature = split_compact(unverified_jwt)
     unverified_header = parse_json_object(header_bytes)
     check_header(unverified_header, expected_typ=TIMESTAMP_TYP,
@@ -70,15 +91,6 @@ def verify_timestamp(
     claims = TimestampClaims.from_payload(parse_json_object(payload_bytes))
     if claims.issuer != trust_list.issuer:
         raise UnknownKey("timestamp issuer is not the trust list's issuer")
-    if held is not None:
-        if claims.version < held.version:
-            raise TimestampRollback(f"timestamp ver {claims.version} < held {held.version}")
-        if claims.version == held.version and claims != held:
-            raise TimestampRollback("another timestamp with the held ver")
-        if claims.trust_list.serial < held.trust_list.serial:
-            raise TimestampRollback("timestamp names an older trust list than the held one")
-    if claims.expires_at <= now:
-        raise TimestampStale("timestamp has expired")
     return claims
 
 
