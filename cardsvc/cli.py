@@ -89,9 +89,11 @@ def init(data_dir: DataDir = None) -> None:
 
 
 def prepare_to_serve(settings: Settings) -> str:
-    """Migrate to head and check the keys open; returns the root fingerprint."""
+    """Migrate to head, check the keys open and make the timestamp key a data dir from
+    before P8.5 lacks; returns the root fingerprint."""
     from cardsvc.migrations import upgrade_to_head
     from cardsvc.services.bootstrap import open_keyring
+    from cardsvc.services.timestamp import create_timestamp_key
     from cardsvc.services.trust import active_signer, root_fingerprint
 
     upgrade_to_head(settings.database_url_or_default())
@@ -104,7 +106,9 @@ def prepare_to_serve(settings: Settings) -> str:
             keyring.root()
             return fingerprint
 
-        return database.transact(check, readonly=True)
+        fingerprint = database.transact(check, readonly=True)
+        database.transact(lambda session: create_timestamp_key(session, keyring=keyring))
+        return fingerprint
     finally:
         database.dispose()
 

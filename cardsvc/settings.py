@@ -35,6 +35,9 @@ class Settings(BaseSettings):
     trust_list_lifetime_days: int = Field(default=30, gt=1)
     status_ttl_seconds: int = Field(default=300, gt=1)
     status_lifetime_seconds: int = Field(default=86_400, gt=1)
+    # The signed timestamp (P8.5): a verifier that cannot fetch a newer one refuses after
+    # this plus its status grace (24 h), instead of the trust list's 30 days.
+    timestamp_lifetime_seconds: int = Field(default=12 * 3600, ge=600)
     status_list_size: int = Field(default=131_072, ge=1024)
     default_offline_limit_fen: int = Field(default=DEFAULT_OFFLINE_LIMIT_FEN, ge=0)
     portrait_max_bytes: int = Field(default=2 * 1024 * 1024, gt=0)

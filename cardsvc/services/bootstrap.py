@@ -25,6 +25,7 @@ from cardsvc.services.audit import Actor, append_audit, create_chain_head
 from cardsvc.services.errors import Unavailable
 from cardsvc.services.officers import create_officer
 from cardsvc.services.status import create_status_list
+from cardsvc.services.timestamp import create_timestamp_key
 from cardsvc.services.trust import Keyring, create_issuer_keys, root_fingerprint
 from cardsvc.settings import Settings
 from keys import KeyStore
@@ -87,6 +88,7 @@ def initialise(
                 return InitResult(False, root_fingerprint(session), None, generated)
             create_chain_head(session)
             fingerprint = create_issuer_keys(session, keyring=keyring, now=now)
+            create_timestamp_key(session, keyring=keyring)
             create_status_list(session, list_id="1", size=settings.status_list_size, now=now)
             actor = Actor.cli()
             append_audit(session, actor=actor, action="authority.initialised",

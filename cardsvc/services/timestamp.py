@@ -1,0 +1,141 @@
+"""The signed timestamp (P8.5, TUF's timestamp role): an online key, delegated by the
+root in the trust list (``ts_keys``), signs a short-lived object naming the current trust
+list and status lists, so a verifier learns within hours that a newer trust list exists.
+
+The timestamp key is made at ``cardsvc init`` (or on start for a data dir made before
+P8.5); its public part lives in the database so the trust list can name it without
+opening the private key. A timestamp is re-signed when a quarter of its lifetime has
+passed or when a list it names changed; ``ver`` goes up by one each time.
+
+Example::
+
+    create_timestamp_key(session, keyring=keyring)         # at init; None if one exists
+    signed = signed_timestamp(session, keyring=keyring, issuer="CN-YW", now=now,
+                              status_lists={"1": status_object}, lifetime_seconds=43_200)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+import keys as keylib
+from cardsvc.models import TimestampState, TrustState
+from cardsvc.services._locking import for_update
+from cardsvc.services.errors import NotFound, Unavailable
+from cardsvc.services.trust import Keyring, SignedObject, timestamp_keys
+from schemas._jose import dump_json
+from schemas.timestamp import ListRef, TimestampClaims, list_digest
+from schemas.trust_list import TimestampKey
+
+__all__ = [
+    "TIMESTAMP_KID",
+    "cached_timestamp",
+    "create_timestamp_key",
+    "signed_timestamp",
+    "timestamp_keys",
+]
+
+TIMESTAMP_KID = "ts1"
+_TIMESTAMP_ROW = 1
+_TRUST_ROW = 1
+
+
+def create_timestamp_key(session: Session, *, keyring: Keyring) -> TimestampKey | None:
+    """Make the timestamp key when there is none; the trust list is re-signed to name it.
+
+    Returns the new key, or None when one exists already. A key file left by a run that
+    failed before its commit is reused: its public part is all the database needs.
+    """
+    if session.get(TimestampState, _TIMESTAMP_ROW) is not None:
+        return None
+    if TIMESTAMP_KID in keyring.store.kids():
+        signer = keyring.signer(TIMESTAMP_KID)
+    else:
+        signer = keyring.generate(TIMESTAMP_KID)
+    session.add(TimestampState(id=_TIMESTAMP_ROW, kid=signer.kid, public_key=signer.public_key,
+                               version=0, signed_jwt=None, issued_at=0, names=""))
+    trust = session.get(TrustState, _TRUST_ROW)
+    if trust is not None:
+        trust.version += 1  # the root signs the delegation into the next trust list
+    session.flush()
+    return TimestampKey(signer.kid, signer.public_key)
+
+
+def cached_timestamp(
+    session: Session, *, status_lists: Mapping[str, SignedObject], now: datetime,
+    lifetime_seconds: int,
+) -> SignedObject | None:
+    """The last signed timestamp if it is current for these lists (read only), else None."""
+    row = session.get(TimestampState, _TIMESTAMP_ROW)
+    trust = session.get(TrustState, _TRUST_ROW)
+    if row is None or trust is None:
+        raise _no_timestamp_key()
+    names = _names(trust, status_lists)
+    if _stale(row, names, int(now.timestamp()), lifetime_seconds):
+        return None
+    assert row.signed_jwt is not None
+    return SignedObject.of(row.signed_jwt, row.issued_at)
+
+
+def signed_timestamp(
+    session: Session,
+    *,
+    keyring: Keyring,
+    issuer: str,
+    status_lists: Mapping[str, SignedObject],
+    now: datetime,
+    lifetime_seconds: int,
+) -> SignedObject:
+    """The current timestamp over the signed trust list and ``status_lists`` (each already
+    signed as served), re-signed when due."""
+    epoch = int(now.timestamp())
+    row = session.execute(
+        for_update(select(TimestampState).where(TimestampState.id == _TIMESTAMP_ROW))
+    ).scalar_one_or_none()
+    trust = session.get(TrustState, _TRUST_ROW)
+    if row is None or trust is None:
+        raise _no_timestamp_key()
+    names = _names(trust, status_lists)
+    if _stale(row, names, epoch, lifetime_seconds):
+        assert trust.signed_jwt is not None  # _names refuses an unsigned trust list
+        row.version += 1
+        claims = TimestampClaims(
+            issuer, row.version, epoch, epoch + lifetime_seconds,
+            ListRef(trust.signed_version, list_digest(trust.signed_jwt)),
+            {list_id: ListRef(signed.issued_at, list_digest(signed.jwt))
+             for list_id, signed in status_lists.items()},
+        )
+        row.signed_jwt = keylib.sign_timestamp(claims, keyring.signer(row.kid))
+        row.issued_at, row.names = epoch, names
+        session.flush()
+    assert row.signed_jwt is not None
+    return SignedObject.of(row.signed_jwt, row.issued_at)
+
+
+def _no_timestamp_key() -> NotFound:
+    # 404, not 503: to a verifier this authority publishes no timestamp (yet); it is made
+    # at init or on start, so only an app run without either gets here.
+    return NotFound("NO_TIMESTAMP_KEY", "this authority publishes no signed timestamp")
+
+
+def _names(trust: TrustState, status_lists: Mapping[str, SignedObject]) -> str:
+    if trust.signed_jwt is None:
+        raise Unavailable("NOT_INITIALISED", "no trust list has been signed yet")
+    return dump_json({
+        "tl": [trust.signed_version, list_digest(trust.signed_jwt)],
+        "sl": {list_id: [signed.issued_at, list_digest(signed.jwt)]
+               for list_id, signed in status_lists.items()},
+    }).decode()
+
+
+def _stale(row: TimestampState, names: str, epoch: int, lifetime_seconds: int) -> bool:
+    return (
+        row.signed_jwt is None
+        or row.names != names
+        or epoch - row.issued_at >= lifetime_seconds // 4
+        or epoch < row.issued_at
+    )
