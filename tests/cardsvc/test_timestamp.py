@@ -1,0 +1,89 @@
+"""GET /v1/timestamp as served (P8.5): delegated key, media type, ETag, max-age, and when
+it is re-signed (version up by one each time)."""
+
+from __future__ import annotations
+
+from cardsvc_kit import Authority, device_key
+
+from cardsvc.services.bootstrap import open_keyring
+from cardsvc.services.timestamp import create_timestamp_key
+from schemas import TimestampClaims, TrustListClaims
+from schemas.timestamp import list_digest
+from verifier import verify_timestamp, verify_trust_list
+
+LIFETIME = 12 * 3600
+
+
+def _trust(authority: Authority) -> tuple[str, TrustListClaims]:
+    jwt = authority.client.get("/v1/trust-list").text
+    return jwt, verify_trust_list(jwt, root_fingerprint=authority.root_fingerprint)
+
+
+def _timestamp(authority: Authority) -> TimestampClaims:
+    answer = authority.client.get("/v1/timestamp")
+    assert answer.status_code == 200, answer.text
+    _, trust = _trust(authority)
+    return verify_timestamp(answer.text, trust_list=trust, held=None, now=authority.clock.epoch)
+
+
+def test_timestamp_names_the_lists_as_served(authority: Authority) -> None:
+    answer = authority.client.get("/v1/timestamp")
+    assert answer.headers["content-type"] == "application/jwt"
+    max_age = int(answer.headers["cache-control"].rsplit("=", 1)[1])
+    assert 0 < max_age <= LIFETIME // 8
+    claims = _timestamp(authority)
+    trust_jwt, trust = _trust(authority)
+    assert claims.expires_at - claims.issued_at == LIFETIME
+    assert (claims.trust_list.serial, claims.trust_list.sha256) == (trust.version,
+                                                                    list_digest(trust_jwt))
+    status_jwt = authority.client.get("/v1/status-lists/1").text
+    assert claims.status_lists["1"].sha256 == list_digest(status_jwt)
+    again = authority.client.get("/v1/timestamp",
+                                 headers={"If-None-Match": answer.headers["etag"]})
+    assert again.status_code == 304
+
+
+def test_timestamp_is_re_signed_when_a_list_changes_or_a_quarter_life_passes(
+    authority: Authority,
+) -> None:
+    first = _timestamp(authority)
+    authority.clock.advance(30)
+    assert _timestamp(authority) == first  # nothing changed: the same timestamp
+
+    bundle = authority.card_with_phone(device_key(41))
+    authority.revoke(bundle["card_number"])
+    revoked = _timestamp(authority)
+    assert revoked.version == first.version + 1
+    assert revoked.status_lists["1"] != first.status_lists["1"]
+
+    authority.clock.advance(LIFETIME // 4)
+    assert _timestamp(authority).version > revoked.version
+
+
+def test_timestamp_key_is_made_once_and_delegated_by_the_root(authority: Authority) -> None:
+    _, trust = _trust(authority)
+    assert [key.kid for key in trust.timestamp_keys] == ["ts1"]
+    keyring = open_keyring(authority.settings)
+    made = authority.database.transact(
+        lambda session: create_timestamp_key(session, keyring=keyring))
+    assert made is None  # init made it; start-up calls this again and changes nothing
+    assert _trust(authority)[1].version == trust.version
+
+
+def test_a_data_dir_from_before_the_timestamp_gets_its_key_on_start(
+    authority: Authority,
+) -> None:
+    from sqlalchemy import delete
+
+    from cardsvc.cli import prepare_to_serve
+    from cardsvc.models import TimestampState
+
+    authority.database.transact(lambda session: session.execute(delete(TimestampState)))
+    assert authority.client.get("/v1/timestamp").status_code == 404  # publishes none
+    _, before = _trust(authority)
+
+    prepare_to_serve(authority.settings)
+
+    _, after = _trust(authority)
+    assert after.version > before.version and [k.kid for k in after.timestamp_keys] == ["ts1"]
+    assert _timestamp(authority).trust_list.serial == after.version
