@@ -210,6 +210,7 @@ def sync(
             "removed_status_lists": list(report.removed_status_lists),
             "bytes_received": report.bytes_received,
             "synced_at": datetime.fromtimestamp(report.synced_at, UTC).isoformat(),
+            "timestamp_version": report.timestamp_version,
         })
     else:
         render_sync(_out, report)
