@@ -37,10 +37,10 @@ from urllib.parse import quote, urlsplit
 
 import httpx
 
-from schemas.codes import FmcError
+from schemas.codes import FmcError, ResultCode
 from schemas.timestamp import list_digest
 from verifier.cache import CacheContents, CachedList, CacheError, CacheSnapshot, VerifierCache
-from verifier.timestamp import require_named_lists
+from verifier.timestamp import read_timestamp, require_named_lists
 from verifier.trust import TrustedSet
 
 __all__ = ["SyncError", "SyncReport", "sync_cache"]
@@ -190,6 +190,14 @@ def _fetch_all(
             trusted.update_timestamp(timestamp.jwt, now=now)
         except FmcError as error:
             raise _refused("timestamp", error) from None
+    elif timestamp is not None:
+        # Withheld (404): keep the held one, but only while the new trust list still
+        # delegates its key; otherwise the cache could not load it (fail closed here).
+        try:
+            read_timestamp(timestamp.jwt, trust_list=trust_claims)
+        except FmcError:
+            raise SyncError(ResultCode.TIMESTAMP_STALE.value, "no timestamp was served and "
+                            "the trust list no longer delegates the held one's key") from None
     trust_updated = old_trust is None or trust_fetch.cached.jwt != old_trust.jwt
 
     list_ids = _status_list_ids(http, base)

@@ -302,3 +302,20 @@ def test_attack_damaged_cached_timestamp_does_not_lower_the_floor(
     with pytest.raises(CacheError) as refused:
         cache.load()
     assert refused.value.code == "CACHE_ROLLBACK"
+
+
+def test_attack_timestamp_withheld_while_its_key_is_undelegated(tmp_path: Path) -> None:
+    served = {"/v1/trust-list": _TRUST_LIST, "/v1/status-lists/1": World().status_list_jwt(),
+              "/v1/timestamp": timestamp_jwt(_TRUST_LIST)}
+    cache = VerifierCache(tmp_path / "cache")
+    with _static_wire(served) as wire:
+        sync_cache(cache, server=SERVER, root_fingerprint=ROOT_FINGERPRINT, now=NOW,
+                   client=wire)
+    before = _manifest(cache)
+    served = {"/v1/trust-list": World(trust_version=2).trust_list_jwt(),  # no ts_keys
+              "/v1/status-lists/1": World().status_list_jwt()}
+    with _static_wire(served) as wire, pytest.raises(SyncError) as refused:
+        sync_cache(cache, server=SERVER, root_fingerprint=ROOT_FINGERPRINT, now=NOW,
+                   client=wire)
+    assert refused.value.code == ResultCode.TIMESTAMP_STALE
+    assert _manifest(cache) == before and cache.load().state.timestamp is not None
