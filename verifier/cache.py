@@ -248,7 +248,8 @@ class VerifierCache:
             return _Floor(_int(record["trust_list_version"]), {
                 _list_id(list_id): (_int(_dict(entry)["iat"]), _str(_dict(entry)["sha256"]))
                 for list_id, entry in _dict(record["status_lists"]).items()
-            }, _int(record.get("timestamp_version", 0)))
+            }, _int(record.get("timestamp_version", 0)),
+                frozenset(_str(key) for key in record.get("timestamp_keys", [])))
         except (OSError, ValueError, KeyError, TypeError, UnicodeDecodeError):
             return _Floor()
 
@@ -302,7 +303,8 @@ class VerifierCache:
                   "status_lists": {list_id: {"iat": issued_at, "sha256": digest}
                                    for list_id, (issued_at, digest)
                                    in sorted(floor.status_lists.items())},
-                  "timestamp_version": floor.timestamp_version}
+                  "timestamp_version": floor.timestamp_version,
+                  "timestamp_keys": sorted(floor.timestamp_keys)}
         _write_atomic(self.directory / ROLLBACK_FLOOR,
                       json.dumps(record, indent=1, sort_keys=True).encode())
 
@@ -439,18 +441,29 @@ class _Floor:
 
     Two status lists signed in the same second differ only in content, so at an equal
     ``iat`` only the one stored last counts as current.
+
+    The timestamp ``ver`` counts only under the timestamp keys it was reached with: when
+    a newer trust list drops one of them (rotated out, maybe stolen), the count starts
+    again, or a thief's fast-forwarded ``ver`` would lock the counter out for good (TUF's
+    fast-forward attack recovery).
     """
 
     trust_list_version: int = 0
     status_lists: Mapping[str, tuple[int, str | None]] = field(default_factory=dict)
     timestamp_version: int = 0  # 0: no timestamp verified yet (or an old authority)
+    timestamp_keys: frozenset[str] = frozenset()  # "kid:x" of the delegated keys
 
     def raised(self, *, trust_list: TrustListClaims | None = None,
                status_list: StatusListClaims | None = None,
                status_jwt: str | None = None,
                timestamp: TimestampClaims | None = None) -> _Floor:
-        timestamp_version = max(self.timestamp_version,
-                                0 if timestamp is None else timestamp.version)
+        timestamp_version, timestamp_keys = self.timestamp_version, self.timestamp_keys
+        if trust_list is not None and trust_list.version >= self.trust_list_version:
+            delegated = _delegated(trust_list)
+            if self.timestamp_keys - delegated:
+                timestamp_version = 0
+            timestamp_keys = delegated
+        timestamp_version = max(timestamp_version, 0 if timestamp is None else timestamp.version)
         version = self.trust_list_version
         issued = dict(self.status_lists)
         if trust_list is not None:
@@ -460,7 +473,12 @@ class _Floor:
             if status_list.issued_at >= lowest:
                 digest = None if status_jwt is None else _digest(status_jwt)
                 issued[status_list.list_id] = (status_list.issued_at, digest)
-        return _Floor(version, issued, timestamp_version)
+        return _Floor(version, issued, timestamp_version, timestamp_keys)
+
+
+def _delegated(trust_list: TrustListClaims) -> frozenset[str]:
+    return frozenset(f"{key.kid}:{b64url_encode(key.public_key)}"
+                     for key in trust_list.timestamp_keys)
 
 
 def _refuse_below(snapshot: CacheSnapshot, floor: _Floor, what: str) -> None:

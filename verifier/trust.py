@@ -155,6 +155,12 @@ class TrustedSet:
             )
         if claims.expires_at <= now:
             raise TrustListStale("trust list has expired")
+        if self.trust_list is not None and {
+            (key.kid, key.public_key) for key in self.trust_list.timestamp_keys
+        } - {(key.kid, key.public_key) for key in claims.timestamp_keys}:
+            # A timestamp key was taken back by the root (maybe stolen): what it signed
+            # no longer bounds rollback, or a thief's fast-forwarded ver would lock us out.
+            self.timestamp = None
         self.trust_list = claims
         return claims
 

@@ -24,7 +24,7 @@ from cardsvc.services.audit import Actor
 from cardsvc.services.bootstrap import open_keyring
 from cardsvc.services.trust import compromise_key
 from keys import Ed25519Signer
-from schemas import Purpose, ResultCode
+from schemas import Purpose, ResultCode, TimestampKey
 from schemas.codes import FmcError
 from schemas.timestamp import TimestampClaims
 from support import (
@@ -319,3 +319,32 @@ def test_attack_timestamp_withheld_while_its_key_is_undelegated(tmp_path: Path) 
                    client=wire)
     assert refused.value.code == ResultCode.TIMESTAMP_STALE
     assert _manifest(cache) == before and cache.load().state.timestamp is not None
+
+
+def test_attack_stolen_timestamp_key_fast_forwards_ver_then_the_root_rotates_it(
+    tmp_path: Path,
+) -> None:
+    # A thief of ts1 signs ver 1000; the root then replaces ts1 by ts2 in trust list v2.
+    # The counter must accept ts2's ver 1 (TUF's fast-forward recovery), not lock out.
+    served = {"/v1/trust-list": _TRUST_LIST, "/v1/status-lists/1": World().status_list_jwt(),
+              "/v1/timestamp": timestamp_jwt(_TRUST_LIST, version=1000)}
+    cache = VerifierCache(tmp_path / "cache")
+    with _static_wire(served) as wire:
+        sync_cache(cache, server=SERVER, root_fingerprint=ROOT_FINGERPRINT, now=NOW,
+                   client=wire)
+    new_key = Ed25519Signer(bytes(range(7, 39)), kid="ts2")
+    rotated = World(trust_version=2).trust_list_jwt(
+        timestamp_keys=(TimestampKey("ts2", new_key.public_key),))
+    served = {"/v1/trust-list": rotated, "/v1/status-lists/1": World().status_list_jwt(),
+              "/v1/timestamp": timestamp_jwt(rotated, version=1, signer=new_key)}
+    with _static_wire(served) as wire:
+        report = sync_cache(cache, server=SERVER, root_fingerprint=ROOT_FINGERPRINT, now=NOW,
+                            client=wire)
+    assert report.timestamp_version == 1
+    assert _held(cache).version == 1  # loads: the floor started again under ts2
+
+    served["/v1/timestamp"] = timestamp_jwt(_TRUST_LIST, version=1001)  # ts1 is no use now
+    with _static_wire(served) as wire, pytest.raises(SyncError) as refused:
+        sync_cache(cache, server=SERVER, root_fingerprint=ROOT_FINGERPRINT, now=NOW,
+                   client=wire)
+    assert refused.value.code == ResultCode.UNKNOWN_KEY
