@@ -348,3 +348,27 @@ def test_attack_stolen_timestamp_key_fast_forwards_ver_then_the_root_rotates_it(
         sync_cache(cache, server=SERVER, root_fingerprint=ROOT_FINGERPRINT, now=NOW,
                    client=wire)
     assert refused.value.code == ResultCode.UNKNOWN_KEY
+
+
+def test_attack_not_modified_to_the_timestamp_refreshes_nothing(
+    authority: Authority, tmp_path: Path
+) -> None:
+    cache = VerifierCache(tmp_path / "cache")
+    _sync(cache, authority)
+    held = _held(cache)
+
+    def not_modified(request: httpx.Request) -> httpx.Response:
+        if request.headers.get("if-none-match"):
+            return httpx.Response(304, headers={"etag": request.headers["if-none-match"]})
+        return _relay(authority, request)
+
+    authority.clock.advance(held.expires_at - authority.clock.epoch - 60)
+    _sync(cache, authority, _wire(authority, {path: not_modified for path in (
+        "/v1/timestamp", "/v1/trust-list", "/v1/status-lists/1")}))
+    assert _held(cache) == held  # a 304 is not a newer signed timestamp
+    authority.clock.advance(120)  # now past its exp: a 304 cannot make it current again
+    with pytest.raises(SyncError) as refused:
+        _sync(cache, authority, _wire(authority, {"/v1/timestamp": not_modified}))
+    assert refused.value.code == ResultCode.TIMESTAMP_STALE
+    assert _counter_code(cache, held.expires_at + DEFAULT_STATUS_GRACE) is (
+        ResultCode.TIMESTAMP_STALE)
