@@ -92,8 +92,9 @@ def prepare_to_serve(settings: Settings) -> str:
     """Migrate to head, check the keys open and make the timestamp key a data dir from
     before P8.5 lacks; returns the root fingerprint."""
     from cardsvc.migrations import upgrade_to_head
+    from cardsvc.services.audit import Actor
     from cardsvc.services.bootstrap import open_keyring
-    from cardsvc.services.timestamp import create_timestamp_key
+    from cardsvc.services.timestamp import ensure_timestamp_key
     from cardsvc.services.trust import active_signer, root_fingerprint
 
     upgrade_to_head(settings.database_url_or_default())
@@ -107,7 +108,8 @@ def prepare_to_serve(settings: Settings) -> str:
             return fingerprint
 
         fingerprint = database.transact(check, readonly=True)
-        database.transact(lambda session: create_timestamp_key(session, keyring=keyring))
+        database.transact(lambda session: ensure_timestamp_key(
+            session, keyring=keyring, actor=Actor.cli(), now=_now()))
         return fingerprint
     finally:
         database.dispose()

@@ -9,7 +9,8 @@ passed or when a list it names changed; ``ver`` goes up by one each time.
 
 Example::
 
-    create_timestamp_key(session, keyring=keyring)         # at init; None if one exists
+    create_timestamp_key(session, keyring=keyring)          # at init (audited with it)
+    ensure_timestamp_key(session, keyring=keyring, actor=Actor.cli(), now=now)  # on start
     signed = signed_timestamp(session, keyring=keyring, issuer="CN-YW", now=now,
                               status_lists={"1": status_object}, lifetime_seconds=43_200)
 """
@@ -25,6 +26,7 @@ from sqlalchemy.orm import Session
 import keys as keylib
 from cardsvc.models import TimestampState, TrustState
 from cardsvc.services._locking import for_update
+from cardsvc.services.audit import Actor, append_audit
 from cardsvc.services.errors import NotFound, Unavailable
 from cardsvc.services.trust import Keyring, SignedObject, timestamp_keys
 from schemas._jose import dump_json
@@ -35,6 +37,7 @@ __all__ = [
     "TIMESTAMP_KID",
     "cached_timestamp",
     "create_timestamp_key",
+    "ensure_timestamp_key",
     "signed_timestamp",
     "timestamp_keys",
 ]
@@ -63,6 +66,20 @@ def create_timestamp_key(session: Session, *, keyring: Keyring) -> TimestampKey 
         trust.version += 1  # the root signs the delegation into the next trust list
     session.flush()
     return TimestampKey(signer.kid, signer.public_key)
+
+
+def ensure_timestamp_key(
+    session: Session, *, keyring: Keyring, actor: Actor, now: datetime
+) -> TimestampKey | None:
+    """On start: a data dir from before P8.5 gets its timestamp key (audited)."""
+    created = create_timestamp_key(session, keyring=keyring)
+    if created is not None:
+        trust = session.get(TrustState, _TRUST_ROW)
+        append_audit(session, actor=actor, action="keys.timestamp_created",
+                     subject=f"key:{created.kid}",
+                     details={"trust_version": None if trust is None else trust.version},
+                     now=now)
+    return created
 
 
 def cached_timestamp(

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from cardsvc_kit import Authority, device_key
 
+from cardsvc.services.audit import Actor
 from cardsvc.services.bootstrap import open_keyring
-from cardsvc.services.timestamp import create_timestamp_key
+from cardsvc.services.timestamp import ensure_timestamp_key
 from schemas import TimestampClaims, TrustListClaims
 from schemas.timestamp import list_digest
 from verifier import verify_timestamp, verify_trust_list
@@ -65,7 +66,8 @@ def test_timestamp_key_is_made_once_and_delegated_by_the_root(authority: Authori
     assert [key.kid for key in trust.timestamp_keys] == ["ts1"]
     keyring = open_keyring(authority.settings)
     made = authority.database.transact(
-        lambda session: create_timestamp_key(session, keyring=keyring))
+        lambda session: ensure_timestamp_key(session, keyring=keyring, actor=Actor.cli(),
+                                             now=authority.clock()))
     assert made is None  # init made it; start-up calls this again and changes nothing
     assert _trust(authority)[1].version == trust.version
 
@@ -87,3 +89,5 @@ def test_a_data_dir_from_before_the_timestamp_gets_its_key_on_start(
     _, after = _trust(authority)
     assert after.version > before.version and [k.kid for k in after.timestamp_keys] == ["ts1"]
     assert _timestamp(authority).trust_list.serial == after.version
+    audit = authority.client.get("/v1/audit", headers=authority.as_role("auditor")).json()
+    assert audit["entries"][-1]["action"] == "keys.timestamp_created"
