@@ -90,4 +90,4 @@ def test_a_data_dir_from_before_the_timestamp_gets_its_key_on_start(
     assert after.version > before.version and [k.kid for k in after.timestamp_keys] == ["ts1"]
     assert _timestamp(authority).trust_list.serial == after.version
     audit = authority.client.get("/v1/audit", headers=authority.as_role("auditor")).json()
-    assert audit["entries"][-1]["action"] == "keys.timestamp_created"
+    assert [e["action"] for e in audit["entries"]].count("keys.timestamp_created") == 1
