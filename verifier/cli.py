@@ -109,7 +109,8 @@ AtOption = Annotated[str | None, typer.Option(
 StatusGrace = Annotated[str, typer.Option(
     "--status-grace", envvar="VERIFIER_STATUS_GRACE", metavar="DURATION",
     help="Accept a status list this long past its iat + ttl (e.g. 24h) when offline;"
-         " its hard exp still applies.",
+         " its hard exp still applies. The signed timestamp gets the same grace past its"
+         " exp.",
 )]
 TrustGrace = Annotated[str, typer.Option(
     "--trust-grace", envvar="VERIFIER_TRUST_GRACE", metavar="DURATION",
