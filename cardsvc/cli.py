@@ -239,6 +239,27 @@ def keys_compromise(
     _key_command("compromise", kid, data_dir)
 
 
+@keys_app.command("replace-timestamp")
+def keys_replace_timestamp(data_dir: DataDir = None) -> None:
+    """Replace the online timestamp key (P8.5), e.g. after a theft; needs the root."""
+    from cardsvc.services.audit import Actor
+    from cardsvc.services.bootstrap import open_keyring
+    from cardsvc.services.timestamp import replace_timestamp_key
+
+    settings = _settings(data_dir)
+    database = _database(settings)
+    try:
+        keyring = open_keyring(settings)
+        key = database.transact(lambda session: replace_timestamp_key(
+            session, keyring=keyring, actor=Actor.cli(), now=_now()))
+    except DomainError as error:
+        raise _fail(error) from None
+    finally:
+        database.dispose()
+    typer.echo(f"timestamp key {key.kid}; the trust list is re-signed with a new version"
+               " on its next request")
+
+
 @keys_app.command("list")
 def keys_list(data_dir: DataDir = None) -> None:
     """Issuer keys and their states."""

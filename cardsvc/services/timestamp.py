@@ -38,6 +38,7 @@ __all__ = [
     "cached_timestamp",
     "create_timestamp_key",
     "ensure_timestamp_key",
+    "replace_timestamp_key",
     "signed_timestamp",
     "timestamp_keys",
 ]
@@ -80,6 +81,30 @@ def ensure_timestamp_key(
                      details={"trust_version": None if trust is None else trust.version},
                      now=now)
     return created
+
+
+def replace_timestamp_key(
+    session: Session, *, keyring: Keyring, actor: Actor, now: datetime
+) -> TimestampKey:
+    """A new timestamp key in place of the current one (stolen, or simply old): the root
+    signs the next trust list naming only the new key, and verifiers then drop what the
+    old key signed (their fast-forward recovery). ``ver`` keeps counting up."""
+    row = session.execute(
+        for_update(select(TimestampState).where(TimestampState.id == _TIMESTAMP_ROW))
+    ).scalar_one_or_none()
+    trust = session.get(TrustState, _TRUST_ROW)
+    if row is None or trust is None:
+        raise _no_timestamp_key()
+    old_kid = row.kid
+    signer = keyring.generate(f"ts{int(old_kid.removeprefix('ts') or 0) + 1}")
+    row.kid, row.public_key = signer.kid, signer.public_key
+    row.signed_jwt, row.names = None, ""  # re-signed by the new key on the next request
+    trust.version += 1
+    append_audit(session, actor=actor, action="keys.timestamp_replaced",
+                 subject=f"key:{signer.kid}",
+                 details={"replaced": old_kid, "trust_version": trust.version}, now=now)
+    session.flush()
+    return TimestampKey(signer.kid, signer.public_key)
 
 
 def cached_timestamp(

@@ -3,14 +3,20 @@ it is re-signed (version up by one each time)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import pytest
 from cardsvc_kit import Authority, device_key
 
 from cardsvc.services.audit import Actor
 from cardsvc.services.bootstrap import open_keyring
-from cardsvc.services.timestamp import ensure_timestamp_key
-from schemas import TimestampClaims, TrustListClaims
+from cardsvc.services.timestamp import ensure_timestamp_key, replace_timestamp_key
+from schemas import ResultCode, TimestampClaims, TrustListClaims
+from schemas.codes import FmcError
 from schemas.timestamp import list_digest
 from verifier import verify_timestamp, verify_trust_list
+from verifier.cache import VerifierCache
+from verifier.sync import sync_cache
 
 LIFETIME = 12 * 3600
 
@@ -91,3 +97,39 @@ def test_a_data_dir_from_before_the_timestamp_gets_its_key_on_start(
     assert _timestamp(authority).trust_list.serial == after.version
     audit = authority.client.get("/v1/audit", headers=authority.as_role("auditor")).json()
     assert [e["action"] for e in audit["entries"]].count("keys.timestamp_created") == 1
+
+
+def test_replacing_the_timestamp_key_recovers_a_synced_verifier(
+    authority: Authority, tmp_path: Path
+) -> None:
+    cache = VerifierCache(tmp_path / "cache")
+    sync_cache(cache, server="http://testserver", root_fingerprint=authority.root_fingerprint,
+               now=authority.clock.epoch, client=authority.client)
+    old_timestamp = authority.client.get("/v1/timestamp").text
+    keyring = open_keyring(authority.settings)
+    new_key = authority.database.transact(lambda session: replace_timestamp_key(
+        session, keyring=keyring, actor=Actor.cli(), now=authority.clock()))
+    authority.clock.advance(60)
+
+    report = sync_cache(cache, server="http://testserver", root_fingerprint=None,
+                        now=authority.clock.epoch, client=authority.client)
+
+    _, trust = _trust(authority)
+    assert new_key.kid == "ts2" and [k.kid for k in trust.timestamp_keys] == ["ts2"]
+    assert report.timestamp_version == _timestamp(authority).version
+    with pytest.raises(FmcError) as refused:  # what the old key signed is no use now
+        verify_timestamp(old_timestamp, trust_list=trust, held=None, now=authority.clock.epoch)
+    assert refused.value.code is ResultCode.UNKNOWN_KEY
+
+
+def test_cli_replaces_the_timestamp_key(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    from cardsvc.cli import app
+
+    for name in ("CARDSVC_DATABASE_URL", "CARDSVC_KEY_PASSPHRASE", "CARDSVC_DATA_DIR"):
+        monkeypatch.delenv(name, raising=False)
+    data_dir = str(tmp_path / "data")
+    assert CliRunner().invoke(app, ["init", "--data-dir", data_dir]).exit_code == 0
+    replaced = CliRunner().invoke(app, ["keys", "replace-timestamp", "--data-dir", data_dir])
+    assert replaced.exit_code == 0 and "timestamp key ts2" in replaced.output
