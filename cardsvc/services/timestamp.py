@@ -12,7 +12,7 @@ Example::
     create_timestamp_key(session, keyring=keyring)          # at init (audited with it)
     ensure_timestamp_key(session, keyring=keyring, actor=Actor.cli(), now=now)  # on start
     signed = signed_timestamp(session, keyring=keyring, issuer="CN-YW", now=now,
-                              status_lists={"1": status_object}, lifetime_seconds=43_200)
+                              lifetime_seconds=43_200)   # names the lists as last signed
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 import keys as keylib
-from cardsvc.models import TimestampState, TrustState
+from cardsvc.models import StatusListRecord, TimestampState, TrustState
 from cardsvc.services._locking import for_update
 from cardsvc.services.audit import Actor, append_audit
 from cardsvc.services.errors import NotFound, Unavailable
@@ -108,15 +108,15 @@ def replace_timestamp_key(
 
 
 def cached_timestamp(
-    session: Session, *, status_lists: Mapping[str, SignedObject], now: datetime,
-    lifetime_seconds: int,
+    session: Session, *, now: datetime, lifetime_seconds: int
 ) -> SignedObject | None:
-    """The last signed timestamp if it is current for these lists (read only), else None."""
+    """The last signed timestamp if it names the lists as last signed (read only), else
+    None."""
     row = session.get(TimestampState, _TIMESTAMP_ROW)
     trust = session.get(TrustState, _TRUST_ROW)
     if row is None or trust is None:
         raise _no_timestamp_key()
-    names = _names(trust, status_lists)
+    names = _names(trust, _signed_status_lists(session))
     if _stale(row, names, int(now.timestamp()), lifetime_seconds):
         return None
     assert row.signed_jwt is not None
@@ -128,12 +128,12 @@ def signed_timestamp(
     *,
     keyring: Keyring,
     issuer: str,
-    status_lists: Mapping[str, SignedObject],
     now: datetime,
     lifetime_seconds: int,
 ) -> SignedObject:
-    """The current timestamp over the signed trust list and ``status_lists`` (each already
-    signed as served), re-signed when due."""
+    """The current timestamp over the trust list and status lists as last signed (the
+    caller brings them up to date first), re-signed when due. They are read under the
+    timestamp row's lock, so two workers never sign one naming older lists."""
     epoch = int(now.timestamp())
     row = session.execute(
         for_update(select(TimestampState).where(TimestampState.id == _TIMESTAMP_ROW))
@@ -141,6 +141,7 @@ def signed_timestamp(
     trust = session.get(TrustState, _TRUST_ROW)
     if row is None or trust is None:
         raise _no_timestamp_key()
+    status_lists = _signed_status_lists(session)
     names = _names(trust, status_lists)
     if _stale(row, names, epoch, lifetime_seconds):
         assert trust.signed_jwt is not None  # _names refuses an unsigned trust list
@@ -162,6 +163,13 @@ def _no_timestamp_key() -> NotFound:
     # 404, not 503: to a verifier this authority publishes no timestamp (yet); it is made
     # at init or on start, so only an app run without either gets here.
     return NotFound("NO_TIMESTAMP_KEY", "this authority publishes no signed timestamp")
+
+
+def _signed_status_lists(session: Session) -> dict[str, SignedObject]:
+    rows = session.execute(
+        select(StatusListRecord.id, StatusListRecord.signed_jwt, StatusListRecord.signed_at)
+        .where(StatusListRecord.signed_jwt.is_not(None)).order_by(StatusListRecord.id))
+    return {list_id: SignedObject.of(jwt, signed_at) for list_id, jwt, signed_at in rows}
 
 
 def _names(trust: TrustState, status_lists: Mapping[str, SignedObject]) -> str:

@@ -82,14 +82,14 @@ def signed_timestamp(
     now = ctx.clock()
     lifetime = settings.timestamp_lifetime_seconds
     _current_trust_list(ctx, now)
-    ids = ctx.database.transact(status.list_status_list_ids, readonly=True)
-    status_lists = {list_id: _current_status_list(ctx, list_id, now) for list_id in ids}
+    for list_id in ctx.database.transact(status.list_status_list_ids, readonly=True):
+        _current_status_list(ctx, list_id, now)
     signed = ctx.database.transact(lambda session: timestamp.cached_timestamp(
-        session, status_lists=status_lists, now=now, lifetime_seconds=lifetime), readonly=True)
+        session, now=now, lifetime_seconds=lifetime), readonly=True)
     if signed is None:
         signed = ctx.database.transact(lambda session: timestamp.signed_timestamp(
-            session, keyring=ctx.keyring, issuer=settings.issuer, status_lists=status_lists,
-            now=now, lifetime_seconds=lifetime))
+            session, keyring=ctx.keyring, issuer=settings.issuer, now=now,
+            lifetime_seconds=lifetime))
     # Well below the lifetime: it changes whenever a status list is re-signed.
     return _serve(signed, "application/jwt", if_none_match,
                   min(settings.status_ttl_seconds, lifetime // 8))
