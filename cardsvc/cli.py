@@ -197,7 +197,7 @@ def officer_list(data_dir: DataDir = None) -> None:
 def _key_command(operation: str, kid: str | None, data_dir: Path | None) -> None:
     from cardsvc.services.audit import Actor
     from cardsvc.services.bootstrap import open_keyring
-    from cardsvc.services.trust import compromise_key, issuer_keys, rotate_keys
+    from cardsvc.services.trust import compromise_key, issuer_keys, rotate_keys, timestamp_keys
 
     settings = _settings(data_dir)
     database = _database(settings)
@@ -212,7 +212,9 @@ def _key_command(operation: str, kid: str | None, data_dir: Path | None) -> None
                 compromise_key(session, kid=kid, keyring=keyring, actor=Actor.cli(), now=_now())
             return [f"{key.kid:<6} {key.state.value:<12} from {key.valid_from}"
                     + ("" if key.valid_until is None else f" until {key.valid_until}")
-                    for key in issuer_keys(session)]
+                    for key in issuer_keys(session)] + [
+                        f"{key.kid:<6} timestamp    (signs only the signed timestamp)"
+                        for key in timestamp_keys(session)]
 
         lines = database.transact(work, readonly=operation == "list")
     except DomainError as error:

@@ -3,6 +3,7 @@ it is re-signed (version up by one each time)."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -133,3 +134,6 @@ def test_cli_replaces_the_timestamp_key(tmp_path: Path, monkeypatch: pytest.Monk
     assert CliRunner().invoke(app, ["init", "--data-dir", data_dir]).exit_code == 0
     replaced = CliRunner().invoke(app, ["keys", "replace-timestamp", "--data-dir", data_dir])
     assert replaced.exit_code == 0 and "timestamp key ts2" in replaced.output
+    listed = CliRunner().invoke(app, ["keys", "list", "--data-dir", data_dir])
+    assert listed.exit_code == 0 and re.search(r"ts2\s+timestamp", listed.output)
+    assert "ts1" not in listed.output
