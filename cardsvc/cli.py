@@ -92,9 +92,12 @@ def init(data_dir: DataDir = None) -> None:
 
 
 def prepare_to_serve(settings: Settings) -> str:
-    """Migrate to head and check the keys open; returns the root fingerprint."""
+    """Migrate to head, check the keys open and make the timestamp key a data dir from
+    before P8.5 lacks; returns the root fingerprint."""
     from cardsvc.migrations import upgrade_to_head
+    from cardsvc.services.audit import Actor
     from cardsvc.services.bootstrap import open_keyring
+    from cardsvc.services.timestamp import ensure_timestamp_key
     from cardsvc.services.trust import active_signer, root_fingerprint
 
     upgrade_to_head(settings.database_url_or_default())
@@ -107,7 +110,10 @@ def prepare_to_serve(settings: Settings) -> str:
             keyring.root()
             return fingerprint
 
-        return database.transact(check, readonly=True)
+        fingerprint = database.transact(check, readonly=True)
+        database.transact(lambda session: ensure_timestamp_key(
+            session, keyring=keyring, actor=Actor.cli(), now=_now()))
+        return fingerprint
     finally:
         database.dispose()
 
@@ -197,7 +203,7 @@ def officer_list(data_dir: DataDir = None) -> None:
 def _key_command(operation: str, kid: str | None, data_dir: Path | None) -> None:
     from cardsvc.services.audit import Actor
     from cardsvc.services.bootstrap import open_keyring
-    from cardsvc.services.trust import compromise_key, issuer_keys, rotate_keys
+    from cardsvc.services.trust import compromise_key, issuer_keys, rotate_keys, timestamp_keys
 
     settings = _settings(data_dir)
     database = _database(settings)
@@ -212,7 +218,9 @@ def _key_command(operation: str, kid: str | None, data_dir: Path | None) -> None
                 compromise_key(session, kid=kid, keyring=keyring, actor=Actor.cli(), now=_now())
             return [f"{key.kid:<6} {key.state.value:<12} from {key.valid_from}"
                     + ("" if key.valid_until is None else f" until {key.valid_until}")
-                    for key in issuer_keys(session)]
+                    for key in issuer_keys(session)] + [
+                        f"{key.kid:<6} timestamp    (signs only the signed timestamp)"
+                        for key in timestamp_keys(session)]
 
         lines = database.transact(work, readonly=operation == "list")
     except DomainError as error:
@@ -237,6 +245,27 @@ def keys_compromise(
 ) -> None:
     """Mark a key compromised: nothing it signed verifies any more."""
     _key_command("compromise", kid, data_dir)
+
+
+@keys_app.command("replace-timestamp")
+def keys_replace_timestamp(data_dir: DataDir = None) -> None:
+    """Replace the online timestamp key (P8.5), e.g. after a theft; needs the root."""
+    from cardsvc.services.audit import Actor
+    from cardsvc.services.bootstrap import open_keyring
+    from cardsvc.services.timestamp import replace_timestamp_key
+
+    settings = _settings(data_dir)
+    database = _database(settings)
+    try:
+        keyring = open_keyring(settings)
+        key = database.transact(lambda session: replace_timestamp_key(
+            session, keyring=keyring, actor=Actor.cli(), now=_now()))
+    except DomainError as error:
+        raise _fail(error) from None
+    finally:
+        database.dispose()
+    typer.echo(f"timestamp key {key.kid}; the trust list is re-signed with a new version"
+               " on its next request")
 
 
 @keys_app.command("list")

@@ -277,6 +277,21 @@ class TrustState(Base):
     root_fingerprint: Mapped[str] = mapped_column(String(64))
 
 
+class TimestampState(Base):
+    """The single row holding the delegated timestamp key (public part) and the last signed
+    timestamp with the lists it names (P8.5)."""
+
+    __tablename__ = "timestamp_state"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kid: Mapped[str] = mapped_column(String(64))
+    public_key: Mapped[bytes] = mapped_column(LargeBinary)
+    version: Mapped[int] = mapped_column(BigInteger, default=0)  # ver of signed_jwt
+    signed_jwt: Mapped[str | None] = mapped_column(Text, nullable=True)
+    issued_at: Mapped[int] = mapped_column(BigInteger, default=0)
+    names: Mapped[str] = mapped_column(Text, default="")  # canonical JSON of tl and sl
+
+
 class AuditEntry(Base):
     """One entry of the hash-chained audit log."""
 

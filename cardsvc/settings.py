@@ -58,6 +58,10 @@ class Settings(BaseSettings):
                                     " list: how often verifiers should fetch it.")
     status_lifetime_seconds: int = Field(default=86_400, gt=1, description="The `exp` of a"
                                          " status list, counted from its `iat`.")
+    # The signed timestamp (P8.5): a verifier that cannot fetch a newer one refuses after
+    # this plus its status grace (24 h), instead of the trust list's 30 days.
+    timestamp_lifetime_seconds: int = Field(default=12 * 3600, ge=600, description="Lifetime"
+                                            " of the signed timestamp (`GET /v1/timestamp`).")
     status_list_size: int = Field(default=131_072, ge=1024, description="Entries per status"
                                   " list (indices are assigned at random).")
     default_offline_limit_fen: int = Field(default=DEFAULT_OFFLINE_LIMIT_FEN, ge=0,

@@ -13,6 +13,7 @@ from keys.jws import (
     sign_credential,
     sign_presentation,
     sign_status_list,
+    sign_timestamp,
     sign_trust_list,
 )
 from keys.keystore import KeyStore, KeyStoreError
@@ -45,6 +46,7 @@ __all__ = [
     "sign_credential",
     "sign_presentation",
     "sign_status_list",
+    "sign_timestamp",
     "sign_trust_list",
     "stopped_signing",
     "verify_signature",

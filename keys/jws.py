@@ -10,6 +10,7 @@ from schemas.credential import Credential
 from schemas.federation import FEDERATION_TYP, FederationClaims
 from schemas.presentation import encode_presentation, holder_proof_message
 from schemas.status_list import STATUS_LIST_TYP, StatusListClaims
+from schemas.timestamp import TIMESTAMP_TYP, TimestampClaims
 from schemas.trust_list import TRUST_LIST_TYP, TrustListClaims
 
 __all__ = [
@@ -18,6 +19,7 @@ __all__ = [
     "sign_federation_list",
     "sign_presentation",
     "sign_status_list",
+    "sign_timestamp",
     "sign_trust_list",
 ]
 
@@ -44,6 +46,12 @@ def sign_status_list(claims: StatusListClaims, signer: Signer) -> str:
 def sign_trust_list(claims: TrustListClaims, root: Signer) -> str:
     header = {"alg": "EdDSA", "typ": TRUST_LIST_TYP, "jwk": public_jwk(root.public_key)}
     return sign_compact(header, dump_json(claims.to_payload()), root)
+
+
+def sign_timestamp(claims: TimestampClaims, signer: Signer) -> str:
+    """Signed by a timestamp key the trust list delegates to (``ts_keys``), never the root."""
+    header = {"alg": "EdDSA", "kid": signer.kid, "typ": TIMESTAMP_TYP}
+    return sign_compact(header, dump_json(claims.to_payload()), signer)
 
 
 def sign_presentation(

@@ -26,7 +26,8 @@ from schemas.status_list import (
     StatusList,
     StatusListClaims,
 )
-from schemas.trust_list import IssuerKey, KeyState, TrustListClaims
+from schemas.timestamp import TimestampClaims
+from schemas.trust_list import IssuerKey, KeyState, TimestampKey, TrustListClaims
 
 __all__ = [
     "CLAIMS",
@@ -45,6 +46,8 @@ __all__ = [
     "StatusList",
     "StatusListClaims",
     "StatusRef",
+    "TimestampClaims",
+    "TimestampKey",
     "TrustListClaims",
     "b64url_decode",
     "b64url_encode",

@@ -31,6 +31,9 @@ __all__ = [
     "Revoked",
     "StatusUnavailable",
     "Suspended",
+    "TimestampRollback",
+    "TimestampStale",
+    "TrustListOutdated",
     "TrustListRollback",
     "TrustListStale",
     "UnknownKey",
@@ -71,6 +74,10 @@ class ResultCode(StrEnum):
     ISSUER_REMOVED = "ISSUER_REMOVED"
     CHALLENGE_MISMATCH = "CHALLENGE_MISMATCH"
     CHALLENGE_EXPIRED = "CHALLENGE_EXPIRED"
+    # P8.5: the signed timestamp (a counter cannot be frozen in the past).
+    TIMESTAMP_ROLLBACK = "TIMESTAMP_ROLLBACK"
+    TIMESTAMP_STALE = "TIMESTAMP_STALE"
+    TRUST_LIST_OUTDATED = "TRUST_LIST_OUTDATED"
 
 
 class FmcError(Exception):
@@ -145,6 +152,24 @@ class TrustListRollback(FmcError):
     code = ResultCode.TRUST_LIST_ROLLBACK
 
 
+class TimestampRollback(FmcError):
+    """A timestamp older than the one already held (lower ``ver`` or trust-list version)."""
+
+    code = ResultCode.TIMESTAMP_ROLLBACK
+
+
+class TimestampStale(FmcError):
+    """The held timestamp expired (past its grace): the authority may have moved on."""
+
+    code = ResultCode.TIMESTAMP_STALE
+
+
+class TrustListOutdated(FmcError):
+    """A valid timestamp names a newer trust list than the one held (a frozen mirror)."""
+
+    code = ResultCode.TRUST_LIST_OUTDATED
+
+
 class HolderProofInvalid(FmcError):
     code = ResultCode.HOLDER_PROOF_INVALID
 
@@ -196,6 +221,7 @@ _BY_CODE: dict[ResultCode, type[FmcError]] = {
         HolderProofStale, Replayed, WrongPurpose, EntitlementMissing, LifetimeTooLong,
         IssuerUnknown, IssuerSuspended, IssuerRemoved,
         ChallengeMismatch, ChallengeExpired,
+        TimestampRollback, TimestampStale, TrustListOutdated,
     )
 }
 

@@ -1,7 +1,11 @@
 """Trust lists: the root-signed list of issuer keys a verifier may trust (docs/DESIGN.md section 6).
 
 Header: ``{"alg": "EdDSA", "typ": "fmc-trust+jwt", "jwk": <root public JWK>}``.
-Payload: ``{"iss", "ver", "iat", "exp", "keys": [issuer key JWK + window + state]}``.
+Payload: ``{"iss", "ver", "iat", "exp", "keys": [issuer key JWK + window + state]}`` and,
+from P8.5 on, ``"ts_keys": [timestamp key JWK]``: the online keys the root delegates the
+timestamp role to (schemas.timestamp). The two lists are apart on purpose: a timestamp key
+is never looked up for a credential or a status list, an issuer key never for a timestamp.
+A list without ``ts_keys`` (an older authority) has none.
 
 Example::
 
@@ -18,7 +22,7 @@ from typing import Any
 from schemas._jose import b64url_decode, b64url_encode
 from schemas.codes import Malformed
 
-__all__ = ["TRUST_LIST_TYP", "IssuerKey", "KeyState", "TrustListClaims"]
+__all__ = ["TRUST_LIST_TYP", "IssuerKey", "KeyState", "TimestampKey", "TrustListClaims"]
 
 TRUST_LIST_TYP = "fmc-trust+jwt"
 
@@ -77,25 +81,59 @@ class IssuerKey:
 
 
 @dataclass(frozen=True, slots=True)
+class TimestampKey:
+    """An online key the root delegated the timestamp role to (``"use": "ts"``)."""
+
+    kid: str
+    public_key: bytes
+
+    def to_jwk(self) -> dict[str, Any]:
+        return {"kty": "OKP", "crv": "Ed25519", "x": b64url_encode(self.public_key),
+                "kid": self.kid, "use": "ts"}
+
+    @staticmethod
+    def from_jwk(jwk: Any) -> TimestampKey:
+        if not isinstance(jwk, dict):
+            raise Malformed("timestamp key must be a JWK object")
+        if jwk.get("kty") != "OKP" or jwk.get("crv") != "Ed25519" or jwk.get("use") != "ts":
+            raise Malformed("timestamp keys must be OKP Ed25519 with use ts")
+        kid, x = jwk.get("kid"), jwk.get("x")
+        if not isinstance(kid, str) or not 1 <= len(kid) <= 64 or not isinstance(x, str):
+            raise Malformed("timestamp key needs kid and x")
+        public_key = b64url_decode(x)
+        if len(public_key) != 32:
+            raise Malformed("Ed25519 public keys are 32 bytes")
+        return TimestampKey(kid, public_key)
+
+
+@dataclass(frozen=True, slots=True)
 class TrustListClaims:
     issuer: str
     version: int
     issued_at: int
     expires_at: int
     keys: tuple[IssuerKey, ...]
+    timestamp_keys: tuple[TimestampKey, ...] = ()
 
     @property
     def keys_by_kid(self) -> dict[str, IssuerKey]:
         return {key.kid: key for key in self.keys}
 
+    @property
+    def timestamp_keys_by_kid(self) -> dict[str, TimestampKey]:
+        return {key.kid: key for key in self.timestamp_keys}
+
     def to_payload(self) -> dict[str, Any]:
-        return {
+        payload: dict[str, Any] = {
             "iss": self.issuer,
             "ver": self.version,
             "iat": self.issued_at,
             "exp": self.expires_at,
             "keys": [key.to_jwk() for key in self.keys],
         }
+        if self.timestamp_keys:  # absent, not empty, so older lists sign byte for byte alike
+            payload["ts_keys"] = [key.to_jwk() for key in self.timestamp_keys]
+        return payload
 
     @staticmethod
     def from_payload(payload: dict[str, Any]) -> TrustListClaims:
@@ -111,5 +149,11 @@ class TrustListClaims:
         parsed = tuple(IssuerKey.from_jwk(jwk) for jwk in keys)
         if len({key.kid for key in parsed}) != len(parsed):
             raise Malformed("duplicate kid in trust list")
+        ts_keys = payload.get("ts_keys", [])
+        if not isinstance(ts_keys, list) or len(ts_keys) > 16:
+            raise Malformed("ts_keys must be a list of at most 16 keys")
+        timestamp_keys = tuple(TimestampKey.from_jwk(jwk) for jwk in ts_keys)
+        if len({key.kid for key in timestamp_keys}) != len(timestamp_keys):
+            raise Malformed("duplicate kid in ts_keys")
         assert isinstance(version, int) and isinstance(iat, int) and isinstance(exp, int)
-        return TrustListClaims(issuer, version, iat, exp, parsed)
+        return TrustListClaims(issuer, version, iat, exp, parsed, timestamp_keys)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field, replace
 
 from keys import (
@@ -11,6 +12,7 @@ from keys import (
     sign_credential,
     sign_presentation,
     sign_status_list,
+    sign_timestamp,
     sign_trust_list,
 )
 from schemas import (
@@ -23,7 +25,9 @@ from schemas import (
     StatusList,
     StatusListClaims,
     StatusRef,
+    TimestampKey,
     TrustListClaims,
+    b64url_decode,
     b64url_encode,
     encode_presentation,
     holder_proof_message,
@@ -176,3 +180,36 @@ def check_code(text: str | bytes, *, service: str = "hospital", now: int = NOW,
     return verify_presentation(text, state=(world or World()).state(),
                                policy=POLICIES[service], now=now,
                                replay_cache=MemoryReplayCache()).code
+
+
+# -- P8.5 the signed timestamp ------------------------------------------------------------
+
+TIMESTAMP_KEY = Ed25519Signer(bytes(range(6, 38)), kid="ts1")
+TIMESTAMP_KEYS = (TimestampKey("ts1", TIMESTAMP_KEY.public_key),)
+
+
+def timestamp_jwt(
+    trust_list_jwt: str,
+    *,
+    version: int = 1,
+    issued_at: int = NOW - 60,
+    lifetime: int = 12 * 3600,
+    status_lists: dict[str, str] | None = None,
+    signer: Ed25519Signer = TIMESTAMP_KEY,
+    trust_version: int | None = None,
+) -> str:
+    """A timestamp naming ``trust_list_jwt`` (its version unless told) and status lists."""
+    from schemas.status_list import StatusListClaims as _StatusClaims
+    from schemas.timestamp import ListRef, TimestampClaims, list_digest
+
+    version_named = trust_version
+    if version_named is None:
+        _, payload, _ = trust_list_jwt.split(".")
+        version_named = int(json.loads(b64url_decode(payload))["ver"])
+    refs = {}
+    for list_id, jwt in (status_lists or {}).items():
+        payload = json.loads(b64url_decode(jwt.split(".")[1]))
+        refs[list_id] = ListRef(_StatusClaims.from_payload(payload).issued_at, list_digest(jwt))
+    claims = TimestampClaims(ISSUER, version, issued_at, issued_at + lifetime,
+                             ListRef(version_named, list_digest(trust_list_jwt)), refs)
+    return sign_timestamp(claims, signer)

@@ -19,6 +19,7 @@ from schemas.codes import ResultCode
 from verifier.check import VerificationResult, as_epoch, verify_presentation
 from verifier.policy import POLICIES, Policy, PolicyError
 from verifier.replay import MemoryReplayCache, ReplayCache, replay_key
+from verifier.timestamp import verify_timestamp
 from verifier.trust import TrustedSet, VerifierState, verify_status_list, verify_trust_list
 
 __all__ = [
@@ -35,5 +36,6 @@ __all__ = [
     "replay_key",
     "verify_presentation",
     "verify_status_list",
+    "verify_timestamp",
     "verify_trust_list",
 ]

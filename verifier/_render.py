@@ -119,6 +119,8 @@ def render_sync(console: Console, report: SyncReport) -> None:
         console.print(outside(f"  status list {list_id}: {state}"))
     for list_id in report.removed_status_lists:
         console.print(outside(f"  status list {list_id}: no longer published, removed"))
+    if report.timestamp_version is not None:
+        console.print(f"  signed timestamp v{report.timestamp_version}")
     console.print(f"  {report.bytes_received} bytes of signed lists received")
 
 

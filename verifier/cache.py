@@ -3,10 +3,13 @@
 Layout of ``--cache DIR``::
 
     pinned-root            the root fingerprint, written by the first sync, never changed
-    manifest.json          what is current: list files, ETags, sync time (written last)
+    manifest.json          what is current: list files, the signed timestamp (P8.5; absent
+                           for an authority that publishes none), ETags, sync time
+                           (written last)
     manifest.prev.json     the previous good manifest (used if the current one is damaged)
-    floor.json             the rollback floor: highest verified trust-list version and
-                           status-list ``iat`` per list (only ever raised)
+    floor.json             the rollback floor: highest verified trust-list version,
+                           status-list ``iat`` per list and timestamp ``ver`` (only ever
+                           raised)
     lists/<sha256>.jwt     the raw signed JWTs, named by their content
     portraits/<pd>         portraits named by their digest (the credential's ``pd`` claim)
     replay.sqlite          seen holder proofs (verifier.replay_store)
@@ -47,8 +50,10 @@ from schemas._jose import b64url_decode, b64url_encode
 from schemas.codes import FmcError
 from schemas.credential import PORTRAIT_DIGEST_BYTES, portrait_digest
 from schemas.status_list import StatusListClaims
+from schemas.timestamp import TimestampClaims, list_digest
 from schemas.trust_list import TrustListClaims
 from verifier.settings import VerifierSettings
+from verifier.timestamp import read_timestamp
 from verifier.trust import VerifierState, verify_status_list, verify_trust_list
 
 __all__ = [
@@ -102,6 +107,7 @@ class CacheContents:
     synced_at: int  # when the authority last confirmed every list (200 or 304)
     trust_list: CachedList
     status_lists: Mapping[str, CachedList] = field(default_factory=dict)
+    timestamp: CachedList | None = None  # the signed timestamp (P8.5), when published
 
 
 @dataclass(frozen=True)
@@ -118,7 +124,11 @@ class CacheSnapshot:
     def signed_at(self) -> int:
         """The ``iat`` of the newest signed list held: the only freshness there is proof of
         (``synced_at`` is when an unauthenticated HTTP answer, maybe a 304, last came)."""
-        return max([self.trust_list.issued_at,
+        timestamp = self.state.timestamp
+        # A timestamp that names the held trust list vouches that it was current at its iat.
+        vouched = (timestamp.issued_at if timestamp is not None
+                   and timestamp.trust_list.serial == self.trust_list.version else 0)
+        return max([self.trust_list.issued_at, vouched,
                     *(claims.issued_at for claims in self.status_lists.values())])
 
     def age_seconds(self, now: int) -> int:
@@ -215,11 +225,14 @@ class VerifierCache:
                 if claims.list_id != list_id:
                     raise CacheError("CACHE_CORRUPT", f"status list {list_id} holds another id")
                 status_lists[list_id] = claims
+            timestamp = (None if contents.timestamp is None
+                         else read_timestamp(contents.timestamp.jwt, trust_list=trust_list))
         except FmcError as error:
             raise CacheError(
                 "CACHE_CORRUPT", f"a cached list no longer verifies ({error.code}): {error.detail}"
             ) from None
-        state = VerifierState.of(trust_list, status_lists)
+        state = VerifierState.of(trust_list, status_lists, timestamp=timestamp,
+                                 trust_list_sha256=list_digest(contents.trust_list.jwt))
         return CacheSnapshot(contents, trust_list, MappingProxyType(status_lists), state)
 
     # -- the rollback floor ----------------------------------------------------------
@@ -234,7 +247,8 @@ class VerifierCache:
             return _Floor(_int(record["trust_list_version"]), {
                 _list_id(list_id): (_int(_dict(entry)["iat"]), _str(_dict(entry)["sha256"]))
                 for list_id, entry in _dict(record["status_lists"]).items()
-            })
+            }, _int(record.get("timestamp_version", 0)),
+                frozenset(_str(key) for key in record.get("timestamp_keys", [])))
         except (OSError, ValueError, KeyError, TypeError, UnicodeDecodeError):
             return _Floor()
 
@@ -262,6 +276,11 @@ class VerifierCache:
                     floor = floor.raised(status_list=verify_status_list(
                         unverified_jwt, trust_list=claims), status_jwt=None)
                     break
+            for claims in (max(trust_lists, key=lambda c: c.version), trust_list):
+                with contextlib.suppress(FmcError):  # a signed timestamp counts as well
+                    floor = floor.raised(timestamp=read_timestamp(unverified_jwt,
+                                                                  trust_list=claims))
+                    break
         return floor
 
     def _raise_floor(self, contents: CacheContents) -> None:
@@ -271,16 +290,20 @@ class VerifierCache:
             trust_list = verify_trust_list(contents.trust_list.jwt, root_fingerprint=root)
             status_lists = [(verify_status_list(cached.jwt, trust_list=trust_list), cached.jwt)
                             for cached in contents.status_lists.values()]
+            timestamp = (None if contents.timestamp is None
+                         else read_timestamp(contents.timestamp.jwt, trust_list=trust_list))
         except FmcError:
             return  # unverified lists raise nothing (load refuses them anyway)
-        floor = self._recorded_floor(root).raised(trust_list=trust_list)
+        floor = self._recorded_floor(root).raised(trust_list=trust_list, timestamp=timestamp)
         for claims, status_jwt in status_lists:
             floor = floor.raised(status_list=claims, status_jwt=status_jwt)
         record = {"format": _FORMAT, "root": root,
                   "trust_list_version": floor.trust_list_version,
                   "status_lists": {list_id: {"iat": issued_at, "sha256": digest}
                                    for list_id, (issued_at, digest)
-                                   in sorted(floor.status_lists.items())}}
+                                   in sorted(floor.status_lists.items())},
+                  "timestamp_version": floor.timestamp_version,
+                  "timestamp_keys": sorted(floor.timestamp_keys)}
         _write_atomic(self.directory / ROLLBACK_FLOOR,
                       json.dumps(record, indent=1, sort_keys=True).encode())
 
@@ -301,6 +324,8 @@ class VerifierCache:
                     _list_id(list_id): self._read_list(entry)
                     for list_id, entry in _dict(manifest["status_lists"]).items()
                 }),
+                timestamp=(None if manifest.get("timestamp") is None
+                           else self._read_list(manifest["timestamp"])),
             )
         except CacheError:
             raise
@@ -347,6 +372,8 @@ class VerifierCache:
                 for list_id, cached in sorted(contents.status_lists.items())
             },
         }
+        if contents.timestamp is not None:
+            manifest["timestamp"] = self._write_list(lists_dir, contents.timestamp)
         current = self.manifest_path
         if current.exists():
             with contextlib.suppress(CacheError):
@@ -374,6 +401,8 @@ class VerifierCache:
                 manifest = json.loads((self.directory / name).read_bytes())
                 keep.add(manifest["trust_list"]["file"])
                 keep.update(entry["file"] for entry in manifest["status_lists"].values())
+                if manifest.get("timestamp"):
+                    keep.add(manifest["timestamp"]["file"])
         for path in lists_dir.iterdir():
             if path.name not in keep and (_LIST_FILE_RE.fullmatch(path.name)
                                           or _is_temporary(path.name)):
@@ -411,14 +440,29 @@ class _Floor:
 
     Two status lists signed in the same second differ only in content, so at an equal
     ``iat`` only the one stored last counts as current.
+
+    The timestamp ``ver`` counts only under the timestamp keys it was reached with: when
+    a newer trust list drops one of them (rotated out, maybe stolen), the count starts
+    again, or a thief's fast-forwarded ``ver`` would lock the counter out for good (TUF's
+    fast-forward attack recovery).
     """
 
     trust_list_version: int = 0
     status_lists: Mapping[str, tuple[int, str | None]] = field(default_factory=dict)
+    timestamp_version: int = 0  # 0: no timestamp verified yet (or an old authority)
+    timestamp_keys: frozenset[str] = frozenset()  # "kid:x" of the delegated keys
 
     def raised(self, *, trust_list: TrustListClaims | None = None,
                status_list: StatusListClaims | None = None,
-               status_jwt: str | None = None) -> _Floor:
+               status_jwt: str | None = None,
+               timestamp: TimestampClaims | None = None) -> _Floor:
+        timestamp_version, timestamp_keys = self.timestamp_version, self.timestamp_keys
+        if trust_list is not None and trust_list.version >= self.trust_list_version:
+            delegated = _delegated(trust_list)
+            if self.timestamp_keys - delegated:
+                timestamp_version = 0
+            timestamp_keys = delegated
+        timestamp_version = max(timestamp_version, 0 if timestamp is None else timestamp.version)
         version = self.trust_list_version
         issued = dict(self.status_lists)
         if trust_list is not None:
@@ -428,7 +472,12 @@ class _Floor:
             if status_list.issued_at >= lowest:
                 digest = None if status_jwt is None else _digest(status_jwt)
                 issued[status_list.list_id] = (status_list.issued_at, digest)
-        return _Floor(version, issued)
+        return _Floor(version, issued, timestamp_version, timestamp_keys)
+
+
+def _delegated(trust_list: TrustListClaims) -> frozenset[str]:
+    return frozenset(f"{key.kid}:{b64url_encode(key.public_key)}"
+                     for key in trust_list.timestamp_keys)
 
 
 def _refuse_below(snapshot: CacheSnapshot, floor: _Floor, what: str) -> None:
@@ -445,6 +494,10 @@ def _refuse_below(snapshot: CacheSnapshot, floor: _Floor, what: str) -> None:
         if claims.issued_at < lowest or (claims.issued_at == lowest
                                           and digest not in (None, served)):
             raise CacheError("CACHE_ROLLBACK", f"status list {list_id} is older than {what}")
+    timestamp = snapshot.state.timestamp
+    # A missing or damaged timestamp counts as version 0: it must not lower the floor.
+    if (0 if timestamp is None else timestamp.version) < floor.timestamp_version:
+        raise CacheError("CACHE_ROLLBACK", f"the signed timestamp is older than {what}")
 
 
 def _digest(jwt: str) -> str:

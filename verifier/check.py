@@ -5,7 +5,9 @@ Steps, in this fixed order (docs/DESIGN.md section 7); the first failure decides
  1. parse      size limit, ``FMC1:`` prefix, container        MALFORMED, UNSUPPORTED_VERSION
  2. header     ``alg`` allow-list before anything else; crit,  ALGORITHM_NOT_ALLOWED, MALFORMED
                members, typ, zip
- 3. key        trust list fresh; ``kid`` is only a hint to     TRUST_LIST_STALE, UNKNOWN_KEY,
+ 3. key        the held signed timestamp names this trust      TRUST_LIST_OUTDATED,
+               list and expired at most the status grace ago;  TIMESTAMP_STALE,
+               trust list fresh; ``kid`` is only a hint to     TRUST_LIST_STALE, UNKNOWN_KEY,
                find a key that the trust list already holds    KEY_COMPROMISED
  4. signature  Ed25519 over the JWS signing input              BAD_SIGNATURE
  5. claims     inflate (capped) and parse, only now            MALFORMED
@@ -78,6 +80,7 @@ from schemas.status_list import STATUS_REVOKED, STATUS_SUSPENDED, STATUS_VALID
 from schemas.trust_list import KeyState
 from verifier.policy import Policy
 from verifier.replay import ReplayCache, replay_key
+from verifier.timestamp import require_current_timestamp
 from verifier.trust import VerifierState
 
 __all__ = ["VerificationResult", "as_epoch", "verify_presentation"]
@@ -235,6 +238,9 @@ def _run_checks(
     unverified_kid, signing_prefix = _checked_header(header)
     # 3. key: the trust list must be fresh; kid only selects among trusted keys
     trust_list = state.trust_list
+    require_current_timestamp(state.timestamp, trust_list=trust_list,
+                              trust_list_sha256=state.trust_list_sha256,
+                              grace=policy.status_grace, now=now)
     if trust_list.expires_at + policy.trust_grace <= now:
         raise TrustListStale("the cached trust list has expired; sync the verifier")
     key = state.keys_by_kid.get(unverified_kid)

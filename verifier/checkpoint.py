@@ -41,7 +41,8 @@ __all__ = [
 ]
 
 # An offline counter may go a day without a sync before it stops trusting the revocation
-# status it has (status lists are re-issued hourly; their hard `exp` still applies).
+# status it has (status lists are re-issued hourly; their hard `exp` still applies). The
+# signed timestamp (P8.5) gets the same grace past its `exp`: a freeze window of 12 h + 24 h.
 DEFAULT_STATUS_GRACE = 86_400
 DEFAULT_TRUST_GRACE = 0  # the trust list's own `exp` already spans days
 

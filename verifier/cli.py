@@ -110,7 +110,8 @@ AtOption = Annotated[str | None, typer.Option(
 StatusGrace = Annotated[str, typer.Option(
     "--status-grace", envvar=variable("status_grace"), metavar="DURATION",
     help="Accept a status list this long past its iat + ttl (e.g. 24h) when offline;"
-         " its hard exp still applies.",
+         " its hard exp still applies. The signed timestamp gets the same grace past its"
+         " exp.",
 )]
 TrustGrace = Annotated[str, typer.Option(
     "--trust-grace", envvar=variable("trust_grace"), metavar="DURATION",
@@ -211,6 +212,7 @@ def sync(
             "removed_status_lists": list(report.removed_status_lists),
             "bytes_received": report.bytes_received,
             "synced_at": datetime.fromtimestamp(report.synced_at, UTC).isoformat(),
+            "timestamp_version": report.timestamp_version,
         })
     else:
         render_sync(_out, report)
@@ -336,6 +338,10 @@ def status(ctx: typer.Context, at: AtOption = None, as_json: JsonOption = False)
         "trust_list_version": snapshot.trust_list.version,
         "trust_list_expires_at": when(snapshot.trust_list.expires_at),
         "status_lists": lists,
+        # The signed timestamp held (P8.5); null for an authority that publishes none.
+        "timestamp": None if snapshot.state.timestamp is None else {
+            "version": snapshot.state.timestamp.version,
+            "expires_at": when(snapshot.state.timestamp.expires_at)},
     }
     if as_json:
         _print_json(summary)
@@ -350,6 +356,9 @@ def status(ctx: typer.Context, at: AtOption = None, as_json: JsonOption = False)
     for list_id, entry in lists.items():
         _out.print(outside(f"status {list_id:<5}issued {entry['issued_at']},"
                            f" ttl {entry['ttl']} s, expires {entry['expires_at']}"))
+    if summary["timestamp"] is not None:
+        _out.print(f"timestamp   v{summary['timestamp']['version']},"
+                   f" expires {summary['timestamp']['expires_at']}")
     if snapshot.from_previous:
         _out.print("[bold yellow]the current manifest is damaged; the previous one is used")
 

@@ -108,6 +108,16 @@ RESULT_REASONS: MappingProxyType[ResultCode, Bilingual] = MappingProxyType({
     _R.CHALLENGE_EXPIRED: Bilingual(
         "This sale's challenge has expired: show a new one and ask for a new pay code.",
         "本笔交易的收款码已过期：请重新生成收款码并请持卡人重新扫码。"),
+    _R.TIMESTAMP_ROLLBACK: Bilingual(
+        "An older signed timestamp was offered (possible attack): the current one is kept.",
+        "收到较旧的签名时间戳（可能遭到攻击）：已保留当前时间戳。"),
+    _R.TIMESTAMP_STALE: Bilingual(
+        "This verifier has not heard from the authority for too long: sync it.",
+        "本核验端过久未收到发证机关的签名时间戳：请同步。"),
+    _R.TRUST_LIST_OUTDATED: Bilingual(
+        "A newer trust list exists but was not received (possible attack): sync "
+        "from a trusted network.",
+        "存在更新的信任列表但未收到（可能遭到攻击）：请在可信网络中同步。"),
 })
 
 # Codes of the tools around the check (sync, cache, scanning, configuration).

@@ -2,8 +2,19 @@
 
 A thin layer over :class:`verifier.TrustedSet`: every fetched JWT is checked against the
 pinned root (signature, rollback, expiry) before anything is written, and the cache is
-replaced only when the whole set verifies. A network failure or one bad list leaves the
-previous cache exactly as it was. ETags make an unchanged list cost no transfer.
+replaced only when the whole set verifies.
+
+The signed timestamp (P8.5) is fetched first, the lists after it, so every list fetched
+is at least as new as the one it names (the authority signs the lists before the
+timestamp that names them); it is verified once the trust list that delegates its key is
+in. A timestamp naming a newer trust list than the one served, or the same version with
+another digest, is a man in the middle serving an old list: TRUST_LIST_OUTDATED, and the
+cache stays as it was. An authority that answers 404 publishes no timestamp: the cache
+keeps the one it held (checks refuse TIMESTAMP_STALE once it is too old) or, if it never
+held one (an older authority), keeps working as before the timestamp existed.
+
+A network failure or one bad list leaves the previous cache exactly as it was. ETags
+make an unchanged list cost no transfer.
 
 Example::
 
@@ -21,12 +32,15 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
+from typing import overload
 from urllib.parse import quote, urlsplit
 
 import httpx
 
-from schemas.codes import FmcError
+from schemas.codes import FmcError, ResultCode
+from schemas.timestamp import list_digest
 from verifier.cache import CacheContents, CachedList, CacheError, CacheSnapshot, VerifierCache
+from verifier.timestamp import read_timestamp, require_named_lists
 from verifier.trust import TrustedSet
 
 __all__ = ["SyncError", "SyncReport", "sync_cache"]
@@ -34,6 +48,7 @@ __all__ = ["SyncError", "SyncReport", "sync_cache"]
 _MAX_TRUST_LIST = 1024 * 1024
 _MAX_STATUS_LIST = 8 * 1024 * 1024
 _MAX_INDEX = 256 * 1024
+_MAX_TIMESTAMP = 64 * 1024
 _MAX_STATUS_LISTS = 256
 _LIST_ID_RE = re.compile(r"^[0-9A-Za-z_-]{1,32}$")
 _JWT_RE = re.compile(r"^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*\.[A-Za-z0-9_-]+$")
@@ -67,6 +82,7 @@ class SyncReport:
     removed_status_lists: tuple[str, ...]
     bytes_received: int  # bodies of the signed lists only (304s cost nothing)
     synced_at: int
+    timestamp_version: int | None = None  # None: the authority publishes no timestamp
 
 
 def _check_fingerprint(unverified_root: str) -> None:
@@ -156,13 +172,32 @@ def _fetch_all(
         trusted.status_lists = dict(previous.status_lists)
         old_trust = previous.contents.trust_list
         old_status = previous.contents.status_lists
+        trusted.timestamp = previous.state.timestamp
 
+    timestamp = previous.contents.timestamp if previous is not None else None
+    timestamp_fetch = _get_jwt(http, f"{base}/v1/timestamp", timestamp, _MAX_TIMESTAMP,
+                               missing_ok=True)
     trust_fetch = _get_jwt(http, f"{base}/v1/trust-list", old_trust, _MAX_TRUST_LIST)
     received += trust_fetch.bytes_received
     try:
         trust_claims = trusted.update_trust_list(trust_fetch.cached.jwt, now=now)
     except FmcError as error:
         raise _refused("trust list", error) from None
+    if timestamp_fetch is not None:
+        received += timestamp_fetch.bytes_received
+        timestamp = timestamp_fetch.cached
+        try:
+            trusted.update_timestamp(timestamp.jwt, now=now)
+        except FmcError as error:
+            raise _refused("timestamp", error) from None
+    elif timestamp is not None:
+        # Withheld (404): keep the held one, but only while the new trust list still
+        # delegates its key; otherwise the cache could not load it (fail closed here).
+        try:
+            read_timestamp(timestamp.jwt, trust_list=trust_claims)
+        except FmcError:
+            raise SyncError(ResultCode.TIMESTAMP_STALE.value, "no timestamp was served and "
+                            "the trust list no longer delegates the held one's key") from None
     trust_updated = old_trust is None or trust_fetch.cached.jwt != old_trust.jwt
 
     list_ids = _status_list_ids(http, base)
@@ -191,12 +226,23 @@ def _fetch_all(
         new_status[list_id] = fetch.cached
         status_results[list_id] = "unchanged" if fetch.unchanged else "updated"
 
+    if trusted.timestamp is not None:
+        try:
+            require_named_lists(
+                trusted.timestamp, trust_list=trust_claims,
+                trust_list_sha256=list_digest(trust_fetch.cached.jwt),
+                status_lists={list_id: (trusted.status_lists[list_id], list_digest(cached.jwt))
+                              for list_id, cached in new_status.items()})
+        except FmcError as error:
+            raise _refused("the lists served", error) from None
+
     contents = CacheContents(
         root_fingerprint=root,
         server=base,
         synced_at=now,
         trust_list=trust_fetch.cached,
         status_lists=MappingProxyType(new_status),
+        timestamp=timestamp,
     )
     report = SyncReport(
         server=base,
@@ -208,6 +254,7 @@ def _fetch_all(
         removed_status_lists=tuple(sorted(set(old_status) - set(new_status))),
         bytes_received=received,
         synced_at=now,
+        timestamp_version=None if trusted.timestamp is None else trusted.timestamp.version,
     )
     return report, contents
 
@@ -223,11 +270,20 @@ class _Fetch:
     bytes_received: int
 
 
-def _get_jwt(http: httpx.Client, url: str, cached: CachedList | None, cap: int) -> _Fetch:
+@overload
+def _get_jwt(http: httpx.Client, url: str, cached: CachedList | None, cap: int) -> _Fetch: ...
+@overload
+def _get_jwt(http: httpx.Client, url: str, cached: CachedList | None, cap: int, *,
+             missing_ok: bool) -> _Fetch | None: ...
+def _get_jwt(http: httpx.Client, url: str, cached: CachedList | None, cap: int, *,
+             missing_ok: bool = False) -> _Fetch | None:
+    """The JWT at ``url``; with ``missing_ok`` a 404 is None (nothing published there)."""
     headers = {"Accept": "application/jwt, application/statuslist+jwt"}
     if cached is not None and cached.etag:
         headers["If-None-Match"] = cached.etag
-    status, body, etag = _get(http, url, headers, cap)
+    status, body, etag = _get(http, url, headers, cap, missing_ok=missing_ok)
+    if status == 404:
+        return None
     if status == 304:
         if cached is None or not cached.etag:
             raise SyncError("BAD_RESPONSE", f"{url} answered 304 to an unconditional request")
@@ -261,12 +317,14 @@ def _status_list_ids(http: httpx.Client, base: str) -> list[str]:
 
 
 def _get(
-    http: httpx.Client, url: str, headers: dict[str, str], cap: int
+    http: httpx.Client, url: str, headers: dict[str, str], cap: int, *, missing_ok: bool = False
 ) -> tuple[int, bytes, str | None]:
     try:
         with http.stream("GET", url, headers=headers) as response:
             if response.status_code == 304:
                 return 304, b"", response.headers.get("etag")
+            if response.status_code == 404 and missing_ok:
+                return 404, b"", None
             if response.status_code != 200:
                 raise SyncError("SERVER_ERROR", f"{url} answered HTTP {response.status_code}")
             chunks: list[bytes] = []

@@ -8,6 +8,7 @@ Example::
     trusted = TrustedSet(root_fingerprint="kPrK_qmx...")
     trusted.update_trust_list(trust_list_jwt, now=now)
     trusted.update_status_list(status_list_jwt, now=now)
+    trusted.update_timestamp(timestamp_jwt, now=now)   # when the authority publishes one
     state = trusted.snapshot()          # immutable input to verify_presentation
 """
 
@@ -29,7 +30,9 @@ from schemas.codes import (
     UnknownKey,
 )
 from schemas.status_list import STATUS_LIST_TYP, StatusListClaims
+from schemas.timestamp import TimestampClaims
 from schemas.trust_list import TRUST_LIST_TYP, IssuerKey, KeyState, TrustListClaims
+from verifier.timestamp import verify_timestamp
 
 __all__ = [
     "TrustedSet",
@@ -51,15 +54,25 @@ class VerifierState:
     trust_list: TrustListClaims
     status_lists: Mapping[str, StatusListClaims] = field(default_factory=dict)
     keys_by_kid: Mapping[str, IssuerKey] = field(default_factory=dict)
+    # The signed timestamp held (P8.5) and the digest of the trust list as served; None
+    # for an authority that publishes no timestamp.
+    timestamp: TimestampClaims | None = None
+    trust_list_sha256: str | None = None
 
     @staticmethod
     def of(
-        trust_list: TrustListClaims, status_lists: Mapping[str, StatusListClaims]
+        trust_list: TrustListClaims,
+        status_lists: Mapping[str, StatusListClaims],
+        *,
+        timestamp: TimestampClaims | None = None,
+        trust_list_sha256: str | None = None,
     ) -> VerifierState:
         return VerifierState(
             trust_list,
             MappingProxyType(dict(status_lists)),
             MappingProxyType(trust_list.keys_by_kid),
+            timestamp,
+            trust_list_sha256,
         )
 
 
@@ -132,6 +145,7 @@ class TrustedSet:
         self.root_fingerprint = root_fingerprint
         self.trust_list: TrustListClaims | None = None
         self.status_lists: dict[str, StatusListClaims] = {}
+        self.timestamp: TimestampClaims | None = None
 
     def update_trust_list(self, unverified_jwt: str, *, now: int) -> TrustListClaims:
         claims = verify_trust_list(unverified_jwt, root_fingerprint=self.root_fingerprint)
@@ -141,6 +155,12 @@ class TrustedSet:
             )
         if claims.expires_at <= now:
             raise TrustListStale("trust list has expired")
+        if self.trust_list is not None and {
+            (key.kid, key.public_key) for key in self.trust_list.timestamp_keys
+        } - {(key.kid, key.public_key) for key in claims.timestamp_keys}:
+            # A timestamp key was taken back by the root (maybe stolen): what it signed
+            # no longer bounds rollback, or a thief's fast-forwarded ver would lock us out.
+            self.timestamp = None
         self.trust_list = claims
         return claims
 
@@ -156,7 +176,16 @@ class TrustedSet:
         self.status_lists[claims.list_id] = claims
         return claims
 
+    def update_timestamp(self, unverified_jwt: str, *, now: int) -> TimestampClaims:
+        """Verified against the trust list loaded (it delegates the key) and the held one."""
+        if self.trust_list is None:
+            raise TrustListStale("load a trust list before the timestamp")
+        claims = verify_timestamp(unverified_jwt, trust_list=self.trust_list,
+                                  held=self.timestamp, now=now)
+        self.timestamp = claims
+        return claims
+
     def snapshot(self) -> VerifierState:
         if self.trust_list is None:
             raise TrustListStale("no trust list loaded")
-        return VerifierState.of(self.trust_list, self.status_lists)
+        return VerifierState.of(self.trust_list, self.status_lists, timestamp=self.timestamp)

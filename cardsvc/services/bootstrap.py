@@ -25,6 +25,7 @@ from cardsvc.services.audit import Actor, append_audit, create_chain_head
 from cardsvc.services.errors import Unavailable
 from cardsvc.services.officers import create_officer
 from cardsvc.services.status import create_status_list
+from cardsvc.services.timestamp import create_timestamp_key
 from cardsvc.services.trust import Keyring, create_issuer_keys, root_fingerprint
 from cardsvc.settings import Settings
 from keys import KeyStore
@@ -87,12 +88,14 @@ def initialise(
                 return InitResult(False, root_fingerprint(session), None, generated)
             create_chain_head(session)
             fingerprint = create_issuer_keys(session, keyring=keyring, now=now)
+            timestamp_key = create_timestamp_key(session, keyring=keyring)
+            assert timestamp_key is not None  # a first init has none yet
             create_status_list(session, list_id="1", size=settings.status_list_size, now=now)
             actor = Actor.cli()
             append_audit(session, actor=actor, action="authority.initialised",
                          subject=settings.issuer,
                          details={"root_fingerprint": fingerprint, "active": "k1",
-                                  "next": "k2"}, now=now)
+                                  "next": "k2", "timestamp": timestamp_key.kid}, now=now)
             _, token = create_officer(session, name="admin", roles=ALL_ROLES, actor=actor,
                                       now=now)
             return InitResult(True, fingerprint, token, generated)

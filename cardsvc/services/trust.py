@@ -27,12 +27,12 @@ from sqlalchemy import event, select
 from sqlalchemy.orm import Session
 
 import keys as keylib
-from cardsvc.models import IssuerKeyRecord, TrustState
+from cardsvc.models import IssuerKeyRecord, TimestampState, TrustState
 from cardsvc.services._locking import for_update
 from cardsvc.services.audit import Actor, append_audit
 from cardsvc.services.errors import Conflict, NotFound, Unavailable
 from keys import Ed25519Signer, KeyStore
-from schemas import IssuerKey, KeyState, TrustListClaims
+from schemas import IssuerKey, KeyState, TimestampKey, TrustListClaims
 
 __all__ = [
     "RETIREMENT_GRACE_SECONDS",
@@ -47,6 +47,7 @@ __all__ = [
     "root_fingerprint",
     "rotate_keys",
     "signed_trust_list",
+    "timestamp_keys",
 ]
 
 _log = logging.getLogger(__name__)
@@ -120,6 +121,12 @@ def issuer_keys(session: Session) -> tuple[IssuerKey, ...]:
     rows = session.scalars(select(IssuerKeyRecord).order_by(IssuerKeyRecord.seq))
     return tuple(IssuerKey(row.kid, row.public_key, KeyState(row.state), row.valid_from,
                            row.valid_until) for row in rows)
+
+
+def timestamp_keys(session: Session) -> tuple[TimestampKey, ...]:
+    """The keys the trust list delegates the timestamp role to (P8.5; none before it)."""
+    row = session.get(TimestampState, 1)
+    return () if row is None else (TimestampKey(row.kid, row.public_key),)
 
 
 def active_signer(session: Session, *, keyring: Keyring) -> Ed25519Signer:
@@ -251,7 +258,8 @@ def signed_trust_list(
         # Every signing gets a new version so "newer" always means "higher" to a verifier.
         state.version += 1
         claims = TrustListClaims(issuer, state.version, epoch, epoch + lifetime_seconds,
-                                 keylib.published_keys(keyset, now=epoch))
+                                 keylib.published_keys(keyset, now=epoch),
+                                 timestamp_keys(session))
         state.signed_jwt = keylib.sign_trust_list(claims, keyring.root())
         state.signed_version, state.issued_at = state.version, epoch
         state.expires_at = epoch + lifetime_seconds

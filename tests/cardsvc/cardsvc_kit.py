@@ -249,6 +249,9 @@ class Authority:
         for entry in self.client.get("/v1/status-lists").json()["status_lists"]:
             trusted.update_status_list(
                 self.client.get(f"/v1/status-lists/{entry['id']}").text, now=now)
+        timestamp = self.client.get("/v1/timestamp")  # P8.5: the check then holds it too
+        if timestamp.status_code == 200:
+            trusted.update_timestamp(timestamp.text, now=now)
         return trusted.snapshot()
 
     def check(self, bundle: dict[str, Any], device: Ed25519Signer, purpose: str = "id",

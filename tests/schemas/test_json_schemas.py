@@ -56,3 +56,15 @@ def test_status_list() -> None:
     jsonschema.validate(parse_json_object(header), schema("status-list-header"))
     jsonschema.validate(parse_json_object(payload), schema("status-list"))
     assert b64url_decode(parse_json_object(payload)["status_list"]["lst"])
+
+
+def test_timestamp_and_the_trust_list_that_delegates_it() -> None:
+    from support import TIMESTAMP_KEYS, timestamp_jwt
+
+    trust_list = World().trust_list_jwt(timestamp_keys=TIMESTAMP_KEYS)
+    jsonschema.validate(parse_json_object(split_compact(trust_list)[2]), schema("trust-list"))
+    token = timestamp_jwt(trust_list, status_lists={"1": World().status_list_jwt()})
+    _, header, payload, _ = split_compact(token)
+    assert parse_json_object(header) == {"alg": "EdDSA", "kid": "ts1",
+                                         "typ": "fmc-timestamp+jwt"}
+    jsonschema.validate(parse_json_object(payload), schema("timestamp"))

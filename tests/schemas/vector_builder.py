@@ -26,8 +26,11 @@ from support import (  # noqa: E402
     OTHER_DEVICE,
     ROOT,
     ROOT_FINGERPRINT,
+    TIMESTAMP_KEY,
+    TIMESTAMP_KEYS,
     World,
     credential,
+    timestamp_jwt,
 )
 
 VECTORS_PATH = ROOT_DIR / "schemas" / "vectors" / "fmc1-vectors.json"
@@ -110,6 +113,23 @@ def build() -> dict[str, Any]:
         "trust_list_jwt": world.trust_list_jwt(),
         "status_list_jwts": {"1": world.status_list_jwt()},
         "presentations": presentations,
+        "timestamp": _timestamp_vector(world),
+    }
+
+
+def _timestamp_vector(world: World) -> dict[str, Any]:
+    """P8.5: a trust list delegating ``ts1`` and a timestamp naming it and status list 1."""
+    trust_list = world.trust_list_jwt(timestamp_keys=TIMESTAMP_KEYS)
+    status_list = world.status_list_jwt()
+    return {
+        "timestamp_ts1_seed_hex": TIMESTAMP_KEY.seed.hex(),
+        "trust_list_jwt": trust_list,
+        "status_list_jwts": {"1": status_list},
+        "timestamp_jwt": timestamp_jwt(trust_list, status_lists={"1": status_list}),
+        "checks": [
+            {"now": NOW, "code": "OK"},
+            {"now": NOW - 60 + 12 * 3600, "code": "TIMESTAMP_STALE"},
+        ],
     }
 
 

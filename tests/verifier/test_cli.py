@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 from schemas import STATUS_REVOKED, Purpose
 from schemas.credential import portrait_digest
 from schemas.qr import presentation_qr
-from support import DAY, NOW, ROOT_FINGERPRINT, World, present
+from support import DAY, NOW, ROOT_FINGERPRINT, TIMESTAMP_KEYS, World, present, timestamp_jwt
 from verifier.cache import CacheContents, CachedList, VerifierCache
 from verifier.cli import app, parse_duration, parse_time
 
@@ -276,6 +276,26 @@ def test_sync_refuses_a_tampered_list_and_keeps_the_cache(tmp_path: Path) -> Non
     assert refused.exit_code == 1 and json.loads(refused.output)["code"] == "BAD_SIGNATURE"
     # The old status list is still the one used: the card is not (yet) revoked here.
     assert _check(Path(cache), "hospital", "--text", present(Purpose.SVC))[0] == 0
+
+
+def test_sync_holds_the_timestamp_and_refuses_a_frozen_trust_list(tmp_path: Path) -> None:
+    cache = str(tmp_path / "cache")
+    trust_list = World().trust_list_jwt(timestamp_keys=TIMESTAMP_KEYS)
+    authority = FakeAuthority(override={"trust-list": trust_list,
+                                        "timestamp": timestamp_jwt(trust_list, version=4)})
+    with running(authority):
+        synced = runner.invoke(app, ["--cache", cache, "sync", "--server", authority.url,
+                                     "--root", ROOT_FINGERPRINT, "--at", AT])
+        status = runner.invoke(app, ["--cache", cache, "status", "--json", "--at", AT])
+        # A newer trust list exists (the timestamp names it); the old one is served again.
+        newer = World(trust_version=2).trust_list_jwt(timestamp_keys=TIMESTAMP_KEYS)
+        authority.override["timestamp"] = timestamp_jwt(newer, version=5)
+        refused = runner.invoke(app, ["--cache", cache, "sync", "--at", AT])
+    assert synced.exit_code == 0 and "signed timestamp v4" in synced.output
+    assert json.loads(status.output)["timestamp"]["version"] == 4
+    assert refused.exit_code == 1 and "TRUST_LIST_OUTDATED" in refused.output
+    assert json.loads(runner.invoke(app, ["--cache", cache, "status", "--json", "--at", AT]
+                                    ).output)["timestamp"]["version"] == 4
 
 
 @pytest.mark.parametrize(("args", "code"), [

@@ -38,14 +38,16 @@ from support import (
     ROOT_FINGERPRINT,
     SALE,
     STANDARD_HEADER,
+    TIMESTAMP_KEYS,
     World,
     bound_present,
     check_code,
     craft,
     credential,
     present,
+    timestamp_jwt,
 )
-from verifier import POLICIES, MemoryReplayCache, TrustedSet, verify_presentation
+from verifier import POLICIES, MemoryReplayCache, TrustedSet, VerifierState, verify_presentation
 
 STANDARD = STANDARD_HEADER
 SVC_PAYLOAD = deflate(dump_json(credential(Purpose.SVC).to_payload()))
@@ -188,6 +190,35 @@ def _federated_issuer(state: IssuerState | None) -> ResultCode:
     return ResultCode.OK
 
 
+def _timestamped_state(timestamp: str, *, held_at: int) -> VerifierState:
+    """World's lists plus a timestamp that was valid when it was synced at ``held_at``."""
+    trusted = TrustedSet(root_fingerprint=ROOT_FINGERPRINT)
+    trusted.update_trust_list(World().trust_list_jwt(timestamp_keys=TIMESTAMP_KEYS), now=NOW)
+    trusted.update_status_list(World().status_list_jwt(), now=NOW)
+    trusted.update_timestamp(timestamp, now=held_at)
+    return trusted.snapshot()
+
+
+def _timestamped_check(timestamp: str, *, held_at: int = NOW) -> ResultCode:
+    state = _timestamped_state(timestamp, held_at=held_at)
+    return verify_presentation(present(Purpose.SVC), state=state, policy=POLICIES["hospital"],
+                               now=NOW, replay_cache=MemoryReplayCache()).code
+
+
+_TIMESTAMPED_TRUST_LIST = World().trust_list_jwt(timestamp_keys=TIMESTAMP_KEYS)
+
+
+def _rolled_back_timestamp() -> ResultCode:
+    trusted = TrustedSet(root_fingerprint=ROOT_FINGERPRINT)
+    trusted.update_trust_list(_TIMESTAMPED_TRUST_LIST, now=NOW)
+    trusted.update_timestamp(timestamp_jwt(_TIMESTAMPED_TRUST_LIST, version=7), now=NOW)
+    try:
+        trusted.update_timestamp(timestamp_jwt(_TIMESTAMPED_TRUST_LIST, version=6), now=NOW)
+    except FmcError as refused:
+        return refused.code
+    return ResultCode.OK
+
+
 CASES: list[tuple[str, ResultCode, Callable[[], ResultCode]]] = [
     ("genuine svc at hospital", ResultCode.OK, lambda: check_code(present(Purpose.SVC))),
     ("genuine id at counter", ResultCode.OK,
@@ -249,6 +280,14 @@ CASES: list[tuple[str, ResultCode, Callable[[], ResultCode]]] = [
      lambda: _bound(replace(SALE, amount_fen=99_999))),
     ("bound pay code after its challenge expired", ResultCode.CHALLENGE_EXPIRED,
      lambda: _bound(SALE, now=SALE.expires_at + 1)),
+    ("genuine svc under a current timestamp", ResultCode.OK,
+     lambda: _timestamped_check(timestamp_jwt(_TIMESTAMPED_TRUST_LIST))),
+    ("rolled-back timestamp", ResultCode.TIMESTAMP_ROLLBACK, _rolled_back_timestamp),
+    ("timestamp expired past the status grace", ResultCode.TIMESTAMP_STALE,
+     lambda: _timestamped_check(timestamp_jwt(_TIMESTAMPED_TRUST_LIST, issued_at=NOW - 13 * 3600),
+                                held_at=NOW - 2 * 3600)),
+    ("timestamp names a newer trust list", ResultCode.TRUST_LIST_OUTDATED,
+     lambda: _timestamped_check(timestamp_jwt(_TIMESTAMPED_TRUST_LIST, trust_version=2))),
 ]
 
 

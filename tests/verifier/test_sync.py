@@ -382,3 +382,26 @@ def test_world_is_not_shared_between_tests() -> None:
     # FakeAuthority() builds a fresh World each time (the tests above mutate it).
     assert dataclasses.replace(World()).trust_version == 1
     assert FakeAuthority().world is not FakeAuthority().world
+
+
+def test_an_authority_that_starts_publishing_a_timestamp(cache: VerifierCache) -> None:
+    """P8.5 upgrade path: no timestamp (an older authority) checks as before; once one is
+    published it is held, and a later 404 does not drop it."""
+    from support import TIMESTAMP_KEYS, timestamp_jwt
+
+    authority = FakeAuthority()
+    with running(authority):
+        first = sync_cache(cache, server=authority.url, root_fingerprint=ROOT_FINGERPRINT,
+                           now=NOW)
+        assert first.timestamp_version is None and cache.load().state.timestamp is None
+        assert _code_of(cache, present(Purpose.SVC)) is ResultCode.OK
+        upgraded = World(trust_version=2).trust_list_jwt(timestamp_keys=TIMESTAMP_KEYS)
+        authority.override.update({"trust-list": upgraded,
+                                   "timestamp": timestamp_jwt(upgraded, version=1)})
+        for served in ("published", "withheld"):
+            if served == "withheld":
+                del authority.override["timestamp"]
+            report = sync_cache(cache, server=None, root_fingerprint=None, now=NOW)
+            assert report.timestamp_version == 1, served
+    assert cache.load().state.timestamp is not None
+    assert _code_of(cache, present(Purpose.SVC)) is ResultCode.OK

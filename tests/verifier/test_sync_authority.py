@@ -5,6 +5,8 @@ Other verifier test modules import :class:`FakeAuthority` from here. It serves
     GET /v1/trust-list            application/jwt, ETag, 304 on If-None-Match
     GET /v1/status-lists          {"status_lists": [{"id", "uri"}]}
     GET /v1/status-lists/{id}     application/statuslist+jwt, ETag, 304
+    GET /v1/timestamp             override["timestamp"] when set (P8.5), else 404 (an
+                                  authority that publishes no timestamp)
 
 with uvicorn on 127.0.0.1 (a free port), counting requests and body bytes. The tests at
 the bottom check the fake itself (ETag and 304), so the sync tests rest on it.
@@ -78,6 +80,12 @@ class FakeAuthority:
             if list_id not in self.list_ids:
                 return self._log(request, Response(status_code=404))
             return signed(request, list_id, "application/statuslist+jwt")
+
+        @app.get("/v1/timestamp")
+        def timestamp(request: Request) -> Response:
+            if "timestamp" not in self.override:  # not logged: as if the route did not exist
+                return Response(status_code=404)
+            return signed(request, "timestamp", "application/jwt")
 
         @app.get("/v1/portraits/{digest}")
         def portrait(request: Request, digest: str) -> Response:

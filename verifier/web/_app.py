@@ -127,6 +127,8 @@ def create_app(checkpoint: Checkpoint, *, clock: Callable[[], float] = time.time
             "trust_list_expires_at": snapshot.trust_list.expires_at,
             "cache_fallback": snapshot.from_previous,
             "status_grace_seconds": checkpoint.status_grace,
+            "timestamp_expires_at": (None if snapshot.state.timestamp is None
+                                     else snapshot.state.timestamp.expires_at),
         }, headers={"Cache-Control": "no-store"})
 
     @app.post("/api/decode")
