@@ -148,7 +148,7 @@ def _read_challenge(text: str | None, image: Path | None) -> Challenge:
         raise WalletError(WalletErrorCode.BAD_ARGUMENT,
                           "give exactly one of --challenge TEXT or --challenge-image FILE")
     if image is not None:
-        from verifier.qr import MAX_IMAGE_BYTES, ScanError, decode_qr
+        from schemas.scan import MAX_IMAGE_BYTES, ScanError, decode_qr
 
         try:
             text = decode_qr(image.read_bytes()[: MAX_IMAGE_BYTES + 1])

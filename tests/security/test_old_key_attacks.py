@@ -176,11 +176,13 @@ def test_attack_retired_key_private_part_survives_rotation(
     cli(authority.settings.data_dir, _cli_env(authority), "keys", "rotate")
     assert not (keys_dir / "k1.pem").exists()
     assert json.loads((keys_dir / "k1.jwk").read_text()) == public_jwk(k1_public, kid="k1")
-    assert {p.name for p in keys_dir.glob("*.pem")} == {"root.pem", "k2.pem", "k3.pem"}
+    # The online timestamp key (ts1) stays: it never signed a credential.
+    assert {p.name for p in keys_dir.glob("*.pem")} == {"root.pem", "ts1.pem", "k2.pem",
+                                                        "k3.pem"}
     archive = tmp_path / "after-rotation.tar.gz"
     create_backup(authority.settings, out=archive, now=authority.clock())
-    assert _archived_key_files(archive) == {"keys/root.pem", "keys/k1.jwk", "keys/k2.pem",
-                                            "keys/k3.pem"}
+    assert _archived_key_files(archive) == {"keys/root.pem", "keys/ts1.pem", "keys/k1.jwk",
+                                            "keys/k2.pem", "keys/k3.pem"}
 
 
 def test_attack_backup_leaves_out_a_stopped_key_whose_destruction_was_cut_short(
