@@ -25,6 +25,7 @@ from typing import Any
 
 import httpx
 
+from schemas._jose import b64url_encode
 from schemas.challenge import Challenge, new_challenge
 from schemas.codes import ChallengeMismatch, FmcError
 from schemas.presentation import decode_presentation
@@ -32,7 +33,7 @@ from verifier.cache import CacheError, VerifierCache
 from verifier.check import verify_presentation
 from verifier.checkpoint import Checkpoint
 from verifier.policy import POLICIES
-from verifier.receipts import ReceiptCheck, Sale, check_receipt, pay_code_key
+from verifier.receipts import ReceiptCheck, Sale, check_receipt
 from verifier.replay import replay_key
 from verifier.replay_store import ReplayStoreError, SqliteReplayCache
 from verifier.terminal.challenges import CHALLENGE_DB, ChallengeStore
@@ -252,16 +253,19 @@ class Terminal:
         now = self.clock()
         try:
             parts = decode_presentation(code_text)
-            own_key: str | None = pay_code_key(code_text)
         except FmcError:
-            parts, own_key = None, None  # not a pay code; the authority will say why
+            parts = None  # not a pay code; the authority will say why
+        # The code's replay key, once: the replay store holds it, a receipt names it.
+        seen = None if parts is None else replay_key(parts.signature, parts.proof_time)
+        own_key = None if seen is None else b64url_encode(seen)
         challenge = None
         if parts is not None and parts.challenge_digest is not None:
             try:
                 challenge = self._claim_challenge(parts.challenge_digest, amount_fen, now)
             except FmcError as error:  # decided here: no "authority:" detail to show
                 return ChargeAnswer(False, None, error.code.value, amount_fen)
-        claimed = self._claim(code_text, now) if own_key is not None else None
+        claimed = None if parts is None or seen is None else self._claim(
+            seen, parts.proof_time, now)
         if claimed is False:
             return ChargeAnswer(False, None, "REPLAYED", amount_fen)
         idempotency_key = uuid.uuid4().hex
@@ -294,8 +298,8 @@ class Terminal:
                 idempotency_key=idempotency_key)
         code, detail = _problem(response)
         about_this_terminal = response.status_code in _NOT_ABOUT_THE_CARD
-        if about_this_terminal and claimed:
-            self._release(code_text)
+        if about_this_terminal and claimed and seen is not None:
+            self._release(seen)
             self._release_challenge(challenge)
         balance = None
         with contextlib.suppress(ValueError, AttributeError):
@@ -304,22 +308,18 @@ class Terminal:
         return ChargeAnswer(False, "online", code, amount_fen, detail=detail or None,
                             balance_fen=balance, usage=about_this_terminal)
 
-    def _claim(self, code_text: str, now: int) -> bool:
+    def _claim(self, seen: bytes, proof_time: int, now: int) -> bool:
         """Record the code in the replay store; False when this terminal already took it."""
-        parts = decode_presentation(code_text)
-        policy = POLICIES["payment"]
+        expires_at = POLICIES["payment"].replay_expires_at(proof_time)
         try:
             with SqliteReplayCache(VerifierCache(self.directory).replay_path) as replay:
-                return replay.check_and_add(replay_key(parts.signature, parts.proof_time),
-                                            expires_at=policy.replay_expires_at(
-                                                parts.proof_time), now=now)
+                return replay.check_and_add(seen, expires_at=expires_at, now=now)
         except ReplayStoreError as error:
             raise TerminalError(error.code, str(error), usage=True) from None
 
-    def _release(self, code_text: str) -> None:
-        parts = decode_presentation(code_text)
+    def _release(self, seen: bytes) -> None:
         with SqliteReplayCache(VerifierCache(self.directory).replay_path) as replay:
-            replay.release(replay_key(parts.signature, parts.proof_time))
+            replay.release(seen)
 
     def _charge_offline(self, code_text: str, own_key: str | None, amount_fen: int,
                         floor_fen: int | None, now: int, idempotency_key: str,
