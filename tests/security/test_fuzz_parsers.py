@@ -19,13 +19,16 @@ from support import (
     NOW,
     ROOT_FINGERPRINT,
     SALE,
+    TIMESTAMP_KEYS,
     World,
     bound_present,
     count_fuzz_input,
     credential,
     present,
+    timestamp_jwt,
 )
 from verifier import POLICIES, verify_presentation, verify_status_list, verify_trust_list
+from verifier.timestamp import verify_timestamp
 
 pytestmark = pytest.mark.fuzz
 B64URL_AND_DOT = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_."
@@ -104,6 +107,29 @@ def test_fuzz_mutated_trust_list(position: int, char: str) -> None:
     except FmcError:
         return
     assert mutated == TRUST_JWT or _same_after_decoding(mutated, TRUST_JWT)
+
+
+_TS_TRUST = WORLD.trust_list_jwt(timestamp_keys=TIMESTAMP_KEYS)
+_TS_TRUST_CLAIMS = verify_trust_list(_TS_TRUST, root_fingerprint=ROOT_FINGERPRINT)
+TIMESTAMP_JWT = timestamp_jwt(_TS_TRUST)
+
+
+@given(st.text(max_size=2000))
+def test_fuzz_timestamp_parser(unverified: str) -> None:
+    count_fuzz_input("timestamp")
+    _expect_code(lambda: verify_timestamp(unverified, trust_list=_TS_TRUST_CLAIMS, held=None,
+                                          now=NOW))
+
+
+@given(st.integers(0, 10_000), st.sampled_from(B64URL_AND_DOT))
+def test_fuzz_mutated_timestamp(position: int, char: str) -> None:
+    count_fuzz_input("timestamp-mutated")
+    mutated = _mutate(TIMESTAMP_JWT, position, char)
+    try:
+        verify_timestamp(mutated, trust_list=_TS_TRUST_CLAIMS, held=None, now=NOW)
+    except FmcError:
+        return
+    assert mutated == TIMESTAMP_JWT or _same_after_decoding(mutated, TIMESTAMP_JWT)
 
 
 @given(st.text(max_size=2000))
