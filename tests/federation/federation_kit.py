@@ -1,7 +1,7 @@
 """Fixed keys and builders for federation tests: a national root and two cities.
 
-Both cities number their keys from ``k1`` (as every ``cardsvc`` does), so only ``iss``
-tells their keys apart.
+Kids are unique nationally: Yiwu mints ``k1, k2 ...`` and Hangzhou ``h1, h2 ...``
+(``CARDSVC_KID_PREFIX``), so the kid alone names the city.
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ NATIONAL_ROOT = Ed25519Signer(bytes(range(10, 42)), kid="national-root")
 NATIONAL_FINGERPRINT = jwk_thumbprint(public_jwk(NATIONAL_ROOT.public_key))
 OTHER_NATIONAL_ROOT = Ed25519Signer(bytes(range(11, 43)), kid="national-root")
 HANGZHOU_ROOT = Ed25519Signer(bytes(range(20, 52)), kid="root")
-HANGZHOU_KEY = Ed25519Signer(bytes(range(21, 53)), kid="k1")
-HANGZHOU_ONLY_KEY = Ed25519Signer(bytes(range(22, 54)), kid="k7")  # no Yiwu key has kid k7
+HANGZHOU_KEY = Ed25519Signer(bytes(range(21, 53)), kid="h1")
+HANGZHOU_ONLY_KEY = Ed25519Signer(bytes(range(22, 54)), kid="h7")  # no Yiwu key has kid h7
 
 
 def yiwu(**overrides: Any) -> IssuerEntry:
@@ -36,8 +36,8 @@ def yiwu(**overrides: Any) -> IssuerEntry:
 def hangzhou(**overrides: Any) -> IssuerEntry:
     entry = IssuerEntry(
         "CN-HZ", "Hangzhou", "杭州", IssuerState.ACTIVE, HANGZHOU_ROOT.public_key,
-        (IssuerKey("k1", HANGZHOU_KEY.public_key, KeyState.ACTIVE, NOW - 30 * DAY),
-         IssuerKey("k7", HANGZHOU_ONLY_KEY.public_key, KeyState.NEXT, NOW - DAY)),
+        (IssuerKey("h1", HANGZHOU_KEY.public_key, KeyState.ACTIVE, NOW - 30 * DAY),
+         IssuerKey("h7", HANGZHOU_ONLY_KEY.public_key, KeyState.NEXT, NOW - DAY)),
         "http://hz.example.cn/v1/status-lists", "http://hz.example.cn",
         (SequenceBlock(101, 200),), 1,
     )
