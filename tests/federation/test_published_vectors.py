@@ -50,7 +50,8 @@ def test_resolve_case(case: dict[str, Any]) -> None:
     assert ResultCode(case["code"]) is ResultCode.OK
 
 
-@pytest.mark.parametrize("case", PUBLISHED["resolve_by_kid"], ids=lambda c: f"{c['list']}/{c['kid']}")
+@pytest.mark.parametrize("case", PUBLISHED["resolve_by_kid"],
+                         ids=lambda c: f"{c['list']}/{c['kid']}")
 def test_resolve_by_kid_case(case: dict[str, Any]) -> None:
     try:
         entry, _ = resolve_key_by_kid(_verified(case["list"]), unverified_kid=case["kid"])
