@@ -53,6 +53,7 @@ from schemas.trust_list import IssuerKey, KeyState, TrustListClaims
 __all__ = [
     "KidIndex",
     "kid_index",
+    "read_federation_list",
     "resolve_issuer",
     "resolve_issuer_key",
     "resolve_key_by_kid",
@@ -65,14 +66,10 @@ KidIndex = Mapping[str, tuple[IssuerEntry, IssuerKey]]
 _HEADER_MEMBERS = frozenset({"alg", "typ", "jwk", "kid"})
 
 
-def verify_federation_list(
-    unverified_jwt: str,
-    *,
-    pinned_root_fingerprint: str,
-    now: int,
-    held: FederationClaims | None,
-) -> FederationClaims:
-    """The verified federation list, or the exception of the first check that failed."""
+def read_federation_list(unverified_jwt: str, *, pinned_root_fingerprint: str
+                         ) -> FederationClaims:
+    """Steps 1-4 only (header, pinned root, signature, claims): for re-reading a list a
+    sync already accepted (the cache), where rollback and expiry are judged elsewhere."""
     if not pinned_root_fingerprint:
         raise ValueError("a national root fingerprint must be pinned")
     signing_input, header_bytes, payload_bytes, signature = split_compact(unverified_jwt)
@@ -87,7 +84,19 @@ def verify_federation_list(
         raise UnknownKey("federation list is not signed by the pinned national root")
     if not verify_signature(b64url_decode(unverified_jwk["x"]), signing_input, signature):
         raise BadSignature("federation list signature does not verify")
-    claims = FederationClaims.from_payload(parse_json_object(payload_bytes))
+    return FederationClaims.from_payload(parse_json_object(payload_bytes))
+
+
+def verify_federation_list(
+    unverified_jwt: str,
+    *,
+    pinned_root_fingerprint: str,
+    now: int,
+    held: FederationClaims | None,
+) -> FederationClaims:
+    """The verified federation list, or the exception of the first check that failed."""
+    claims = read_federation_list(unverified_jwt,
+                                  pinned_root_fingerprint=pinned_root_fingerprint)
     if held is not None:
         if claims.version < held.version:
             raise TrustListRollback(
