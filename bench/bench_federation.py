@@ -35,10 +35,12 @@ from verifier import POLICIES, verify_presentation
 from verifier.cache import VerifierCache
 from verifier.federation_sync import sync_federation
 from verifier.sync import sync_cache
+from verifier.trust import VerifierState
 
 _TESTS = Path(__file__).resolve().parent.parent / "tests"
 sys.path[:0] = [str(_TESTS)]
 from kit.net import serving  # noqa: E402
+
 from support import DAY, DEVICE, NOW, credential  # noqa: E402
 
 SIZES = (1, 2, 10, 50)
@@ -118,6 +120,26 @@ def _presentations(signer: Ed25519Signer, issuer: str, count: int) -> list[str]:
             for age in range(count)]
 
 
+def _verify_timings(national_state: VerifierState, national_texts: list[str],
+                    single_state: VerifierState, single_texts: list[str],
+                    quick: bool) -> dict[str, float]:
+    policy = POLICIES["hospital"]
+    for state, texts in ((national_state, national_texts), (single_state, single_texts)):
+        assert verify_presentation(texts[0], state=state, policy=policy, now=NOW,
+                                   replay_cache=None).ok
+    position = {"national": 0, "single": 0}
+
+    def one(which: str, state: VerifierState, texts: list[str]) -> object:
+        i = position[which] = (position[which] + 1) % len(texts)
+        return verify_presentation(texts[i], state=state, policy=policy, now=NOW,
+                                   replay_cache=None)
+
+    return interleaved_us(
+        {"national": lambda: one("national", national_state, national_texts),
+         "single": lambda: one("single", single_state, single_texts)},
+        rounds=5 if quick else 25, number=300 if quick else 400)
+
+
 def run(quick: bool = False) -> list[BenchRow]:
     rounds = 2 if quick else 5
     all_cities = [_city(i) for i in range(max(SIZES))]
@@ -158,26 +180,8 @@ def run(quick: bool = False) -> list[BenchRow]:
             last = cities[-1]
             national_texts = _presentations(last.key, last.code, 300)
             single_texts = _presentations(single.key, single.code, 300)
-            policy = POLICIES["hospital"]
-            assert verify_presentation(national_texts[0], state=national_state, policy=policy,
-                                       now=NOW, replay_cache=None).ok
-            assert verify_presentation(single_texts[0], state=single_state, policy=policy,
-                                       now=NOW, replay_cache=None).ok
-            position = {"n": 0, "s": 0}
-
-            def national_one(texts: list[str] = national_texts,
-                             state: object = national_state) -> object:
-                i = position["n"] = (position["n"] + 1) % 300
-                return verify_presentation(texts[i], state=state,  # type: ignore[arg-type]
-                                           policy=policy, now=NOW, replay_cache=None)
-
-            def single_one() -> object:
-                i = position["s"] = (position["s"] + 1) % 300
-                return verify_presentation(single_texts[i], state=single_state, policy=policy,
-                                           now=NOW, replay_cache=None)
-
-            timings = interleaved_us({"national": national_one, "single": single_one},
-                                     rounds=5 if quick else 11, number=300 if quick else 2000)
+            timings = _verify_timings(national_state, national_texts, single_state,
+                                      single_texts, quick)
             label = f"{size} issuer{'s' if size > 1 else ''}"
             rows += [
                 BenchRow(f"federation: first sync, {label} (HTTP, 1 status list each)", ms,
