@@ -288,3 +288,14 @@ def test_cli_sync_and_check_show_the_issuing_city(tmp_path: Path, country: Count
     text = runner.invoke(app, ["--cache", cache, "check", "--as", "hospital", "--lang", "zh",
                                "--at", at, "--text", _card("CN-HZ")])
     assert "杭州" in text.output
+
+
+def test_the_single_city_sync_refuses_a_national_cache(tmp_path: Path,
+                                                       country: Country) -> None:
+    from verifier.sync import sync_cache
+
+    cache = VerifierCache(tmp_path / "cache")
+    _sync(cache, country)
+    with pytest.raises(SyncError) as refused:
+        sync_cache(cache, server=country.url, root_fingerprint=None, now=NOW)
+    assert refused.value.code == "ROOT_MISMATCH"

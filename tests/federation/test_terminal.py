@@ -74,3 +74,25 @@ def test_offline_a_hangzhou_pay_code_is_taken_within_the_floor(tmp_path: Path) -
     assert terminal.server(None) == CONFIG.server  # the city's, never the national one's
     answer = terminal.charge(_hangzhou_pay_code(), amount_fen=300, server=CONFIG.server)
     assert (answer.ok, answer.mode, answer.code) == (True, "offline", "OK")
+
+
+def test_the_counter_page_and_status_show_a_national_cache(tmp_path: Path) -> None:
+    from fastapi.testclient import TestClient
+    from typer.testing import CliRunner
+
+    from verifier.checkpoint import Checkpoint
+    from verifier.cli import app
+    from verifier.web import create_app
+
+    _national_cache(tmp_path)
+    jws = sign_credential(credential(Purpose.SVC, issuer="CN-HZ"), HANGZHOU_KEY)
+    text = sign_presentation(jws, DEVICE, proof_time=NOW, purpose="svc")
+    client = TestClient(create_app(Checkpoint(VerifierCache(tmp_path)), clock=lambda: NOW))
+    answer = client.post("/api/check", data={"service": "hospital", "text": text}).json()
+    assert answer["code"] == "OK"
+    assert answer["issuer"] == {"code": "CN-HZ", "name_en": "Hangzhou", "name_zh": "杭州"}
+    assert "answer.issuer" in client.get("/static/counter.js").text
+    status = CliRunner().invoke(app, ["--cache", str(tmp_path), "status", "--json",
+                                      "--at", "2027-01-15T08:00:00Z"])
+    assert status.exit_code == 0, status.output
+    assert "CN-HZ/1" in status.output
