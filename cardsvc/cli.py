@@ -268,6 +268,41 @@ def keys_replace_timestamp(data_dir: DataDir = None) -> None:
                " on its next request")
 
 
+@keys_app.command("alg-cutover")
+def keys_alg_cutover(
+    at: Annotated[datetime | None, typer.Option(
+        "--at", help="when to start signing Ed25519 (RFC 9864), e.g. 2027-01-15T00:00:00Z;"
+        " omit to show the current cut-over",
+        formats=["%Y-%m-%dT%H:%M:%SZ", "%Y-%m-%dT%H:%M:%S%z", "%Y-%m-%d"])] = None,
+    data_dir: DataDir = None,
+) -> None:
+    """Show or announce the day this authority moves from "EdDSA" to "Ed25519"."""
+    from cardsvc.services.audit import Actor
+    from cardsvc.services.trust import alg_cutover, set_alg_cutover, signing_alg
+
+    settings = _settings(data_dir)
+    database = _database(settings)
+    now = _now()
+
+    def work(session: Session) -> tuple[int | None, str]:
+        if at is not None:
+            when = at if at.tzinfo is not None else at.replace(tzinfo=UTC)
+            set_alg_cutover(session, at=when, actor=Actor.cli(), now=now)
+        return alg_cutover(session), signing_alg(session, now=now)
+
+    try:
+        cutover, alg = database.transact(work, readonly=at is None)
+    except DomainError as error:
+        raise _fail(error) from None
+    finally:
+        database.dispose()
+    shown = "not announced" if cutover is None else \
+        datetime.fromtimestamp(cutover, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    typer.echo(f"cut-over to Ed25519: {shown}; signing now with {alg}")
+    if at is not None:
+        typer.echo("the trust list is re-signed with a new version on its next request")
+
+
 @keys_app.command("list")
 def keys_list(data_dir: DataDir = None) -> None:
     """Issuer keys and their states."""

@@ -4,11 +4,13 @@ Example::
 
     from keys import Ed25519Signer, sign_credential
     issuer = Ed25519Signer.generate()
-    token = sign_credential(credential, issuer)      # compact JWS, EdDSA, zip DEF
+    token = sign_credential(credential, issuer)      # compact JWS, Ed25519, zip DEF
 """
 
 from keys.ed25519 import Ed25519Signer, Signer, jwk_thumbprint, public_jwk, verify_signature
 from keys.jws import (
+    ALG_ED25519,
+    ALG_EDDSA,
     sign_compact,
     sign_credential,
     sign_presentation,
@@ -29,6 +31,8 @@ from keys.rotation import (
 )
 
 __all__ = [
+    "ALG_ED25519",
+    "ALG_EDDSA",
     "KEY_RETENTION_SECONDS",
     "Ed25519Signer",
     "KeyStore",

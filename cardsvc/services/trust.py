@@ -30,9 +30,10 @@ import keys as keylib
 from cardsvc.models import IssuerKeyRecord, TimestampState, TrustState
 from cardsvc.services._locking import for_update
 from cardsvc.services.audit import Actor, append_audit
-from cardsvc.services.errors import Conflict, NotFound, Unavailable
+from cardsvc.services.errors import Conflict, Invalid, NotFound, Unavailable
 from keys import Ed25519Signer, KeyStore
 from schemas import IssuerKey, KeyState, TimestampKey, TrustListClaims
+from schemas.trust_list import FORMAT_VERSION
 
 __all__ = [
     "RETIREMENT_GRACE_SECONDS",
@@ -40,13 +41,16 @@ __all__ = [
     "Keyring",
     "SignedObject",
     "active_signer",
+    "alg_cutover",
     "cached_trust_list",
     "compromise_key",
     "create_issuer_keys",
     "issuer_keys",
     "root_fingerprint",
     "rotate_keys",
+    "set_alg_cutover",
     "signed_trust_list",
+    "signing_alg",
     "timestamp_keys",
 ]
 
@@ -139,6 +143,39 @@ def active_signer(session: Session, *, keyring: Keyring) -> Ed25519Signer:
     return keyring.signer(kid)
 
 
+def alg_cutover(session: Session) -> int | None:
+    """The announced cut-over to ``Ed25519`` (epoch seconds), or None."""
+    state = session.get(TrustState, _TRUST_ROW)
+    return None if state is None else state.alg_cutover
+
+
+def signing_alg(session: Session, *, now: datetime) -> str:
+    """The JOSE ``alg`` to sign with at ``now``: RFC 9864's ``Ed25519`` from the cut-over
+    the trust list announces, the deprecated ``EdDSA`` before it (docs/FORMATS.md)."""
+    cutover = alg_cutover(session)
+    return keylib.ALG_ED25519 if cutover is not None and _epoch(now) >= cutover \
+        else keylib.ALG_EDDSA
+
+
+def set_alg_cutover(session: Session, *, at: datetime, actor: Actor, now: datetime) -> int:
+    """Announce (or move) the day this authority starts signing ``Ed25519``.
+
+    Only a future time, and only while the current cut-over has not passed: moving it
+    back over objects already signed ``EdDSA`` would make verifiers refuse them.
+    """
+    state = _lock_trust_state(session)
+    epoch, when = _epoch(now), _epoch(at)
+    if state.alg_cutover is not None and state.alg_cutover <= epoch:
+        raise Conflict("CUTOVER_PASSED", "this authority already signs Ed25519")
+    if when < epoch:
+        raise Invalid("CUTOVER_IN_PAST", "the cut-over must not be in the past")
+    state.alg_cutover = when
+    state.version += 1  # the trust list announces it at its next signing
+    append_audit(session, actor=actor, action="keys.alg_cutover", subject="trust",
+                 details={"alg_cutover": when, "trust_version": state.version}, now=now)
+    return when
+
+
 def root_fingerprint(session: Session) -> str:
     state = session.get(TrustState, _TRUST_ROW)
     if state is None:
@@ -157,8 +194,10 @@ def create_issuer_keys(session: Session, *, keyring: Keyring, now: datetime) -> 
     keyset = keylib.initial_keys(active_kid="k1", active_pub=first.public_key, next_kid="k2",
                                  next_pub=second.public_key, now=_epoch(now))
     _store_keys(session, keyset, now=now)
+    # A new authority has no EdDSA credential to honour: it signs Ed25519 from the start.
     session.add(TrustState(id=_TRUST_ROW, version=0, signed_jwt=None, signed_version=0,
-                           issued_at=0, expires_at=0, root_fingerprint=fingerprint))
+                           issued_at=0, expires_at=0, root_fingerprint=fingerprint,
+                           alg_cutover=_epoch(now)))
     session.flush()
     return fingerprint
 
@@ -257,10 +296,14 @@ def signed_trust_list(
     if _trust_list_stale(state, keyset, epoch, lifetime_seconds):
         # Every signing gets a new version so "newer" always means "higher" to a verifier.
         state.version += 1
+        cutover = state.alg_cutover
         claims = TrustListClaims(issuer, state.version, epoch, epoch + lifetime_seconds,
                                  keylib.published_keys(keyset, now=epoch),
-                                 timestamp_keys(session))
-        state.signed_jwt = keylib.sign_trust_list(claims, keyring.root())
+                                 timestamp_keys(session), alg_cutover=cutover,
+                                 # a verifier must understand Ed25519 once it is announced
+                                 format_version=1 if cutover is None else FORMAT_VERSION)
+        state.signed_jwt = keylib.sign_trust_list(claims, keyring.root(),
+                                                  alg=claims.signing_alg(epoch))
         state.signed_version, state.issued_at = state.version, epoch
         state.expires_at = epoch + lifetime_seconds
         session.flush()
