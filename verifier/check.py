@@ -13,9 +13,11 @@ Steps, in this fixed order (docs/DESIGN.md section 7); the first failure decides
                kid, unique nationally, finds key and city;     ISSUER_REMOVED
                the city suspended or removed nationally)
  4. signature  Ed25519 over the JWS signing input              BAD_SIGNATURE
- 5. claims     inflate (capped) and parse, only now; the       MALFORMED, UNKNOWN_KEY
-               signed ``iss`` is the key's city (or the
-               trust list's issuer)
+ 5. claims     inflate (capped) and parse, only now; the       MALFORMED, UNKNOWN_KEY,
+               signed ``iss`` is the key's city (or the        ALGORITHM_DOWNGRADE
+               trust list's issuer); then "EdDSA" on a
+               credential issued at or after the issuer's
+               cut-over to "Ed25519" (RFC 9864)
  6. dates      iat inside the key's window, exp - iat within   KEY_NOT_VALID_AT_ISSUE,
                the purpose's cap, then iat/exp vs now          LIFETIME_TOO_LONG,
                                                                NOT_YET_VALID, EXPIRED
@@ -215,23 +217,24 @@ def verify_presentation(
                               proof_time, entry)
 
 
-# Header bytes that passed step 2 -> (kid, the header's base64url and the dot after it).
+# Header bytes that passed step 2 -> (alg, kid, the header's base64url and the dot after it).
 # Step 2 is a pure function of the bytes, and every credential of one issuer key has the
 # same header, so this is only a memo; it is bounded so hostile input cannot grow it.
-_HEADER_MEMO: dict[bytes, tuple[str, bytes]] = {}
+_HEADER_MEMO: dict[bytes, tuple[str, str, bytes]] = {}
 _HEADER_MEMO_MAX = 64
 
 
-def _checked_header(unverified_header_bytes: bytes) -> tuple[str, bytes]:
+def _checked_header(unverified_header_bytes: bytes) -> tuple[str, str, bytes]:
     known = _HEADER_MEMO.get(unverified_header_bytes)
     if known is not None:
         return known
     unverified_header = parse_json_object(unverified_header_bytes)
-    check_header(unverified_header, expected_typ=None,
-                 allowed_members=_CREDENTIAL_HEADER, require_kid=True)
+    alg = check_header(unverified_header, expected_typ=None,
+                       allowed_members=_CREDENTIAL_HEADER, require_kid=True)
     if unverified_header.get("zip") != "DEF":
         raise Malformed("credential payload must be zip DEF")
-    checked = (str(unverified_header["kid"]), b64url_encode_bytes(unverified_header_bytes) + b".")
+    checked = (alg, str(unverified_header["kid"]),
+               b64url_encode_bytes(unverified_header_bytes) + b".")
     if len(_HEADER_MEMO) < _HEADER_MEMO_MAX:
         _HEADER_MEMO[unverified_header_bytes] = checked
     return checked
@@ -258,7 +261,7 @@ def _run_checks(
     header, payload, signature, proof_time, holder_proof, unverified_bound_digest = (
         decode_presentation(unverified_text))
     # 2. header: alg first, then everything else about its shape
-    unverified_kid, signing_prefix = _checked_header(header)
+    alg, unverified_kid, signing_prefix = _checked_header(header)
     # 3. key: the trust list must be fresh; kid only selects among trusted keys
     trust_list = state.trust_list
     require_current_timestamp(state.timestamp, trust_list=trust_list,
@@ -291,6 +294,8 @@ def _run_checks(
     try:
         if credential.issuer != expected_issuer:
             raise UnknownKey("credential issuer is not the signing key's issuer")
+        # National pin: the federation entry carries no cut-over yet, so nothing to require.
+        trust_list.require_current_algorithm(alg, credential.issued_at)
         _check_dates(credential, key.valid_from, key.valid_until, policy, now)
         _check_status(credential, state, entry, policy, now)
         # 8. holder proof: made for this sale (if bound), by the device key named in the

@@ -54,11 +54,11 @@ _RECEIPT_SIGNERS = (KeyState.ACTIVE, KeyState.RETIRED, KeyState.NEXT)
 
 def verify_receipt(unverified_jwt: str, *, trust_list: TrustListClaims) -> Receipt:
     """Check a receipt offline. Raises FmcError with its code."""
-    key, payload_bytes = verify_issuer_signed(
+    key, payload = verify_issuer_signed(
         unverified_jwt, trust_list=trust_list, typ=RECEIPT_TYP,
         signer_states=_RECEIPT_SIGNERS, what="receipt",
     )
-    receipt = Receipt.from_payload(parse_json_object(payload_bytes))
+    receipt = Receipt.from_payload(payload)
     if receipt.issuer != trust_list.issuer:
         raise UnknownKey("receipt issuer is not the trust list's issuer")
     if receipt.issued_at < key.valid_from or (

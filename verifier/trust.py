@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
+from typing import Any
 
 from keys.ed25519 import jwk_thumbprint, verify_signature
 from schemas._jose import b64url_decode, check_header, parse_json_object, split_compact
@@ -121,7 +122,7 @@ def verify_trust_list(unverified_jwt: str, *, root_fingerprint: str) -> TrustLis
     """Steps: split -> header (alg first) -> pinned root key -> signature -> claims."""
     signing_input, header_bytes, payload_bytes, signature = split_compact(unverified_jwt)
     unverified_header = parse_json_object(header_bytes)
-    check_header(
+    alg = check_header(
         unverified_header, expected_typ=TRUST_LIST_TYP, allowed_members=_TRUST_HEADER,
         require_kid=False,
     )
@@ -137,7 +138,9 @@ def verify_trust_list(unverified_jwt: str, *, root_fingerprint: str) -> TrustLis
     root_key = b64url_decode(unverified_jwk["x"])
     if not verify_signature(root_key, signing_input, signature):
         raise BadSignature("trust list signature does not verify")
-    return TrustListClaims.from_payload(parse_json_object(payload_bytes))
+    claims = TrustListClaims.from_payload(parse_json_object(payload_bytes))
+    claims.require_current_algorithm(alg, claims.issued_at)
+    return claims
 
 
 def verify_issuer_signed(
@@ -147,12 +150,13 @@ def verify_issuer_signed(
     typ: str,
     signer_states: tuple[KeyState, ...],
     what: str,
-) -> tuple[IssuerKey, bytes]:
+) -> tuple[IssuerKey, dict[str, Any]]:
     """An issuer-signed JWT (status list, receipt): split -> header (alg first) -> issuer
-    key by kid -> its state -> signature. Returns the key and the now-signed payload."""
+    key by kid -> its state -> signature -> payload parsed -> ``EdDSA`` refused after the
+    issuer's cut-over. Returns the key and the now-signed payload object."""
     signing_input, header_bytes, payload_bytes, signature = split_compact(unverified_jwt)
     unverified_header = parse_json_object(header_bytes)
-    check_header(
+    alg = check_header(
         unverified_header, expected_typ=typ, allowed_members=_ISSUER_SIGNED_HEADER,
         require_kid=True,
     )
@@ -165,16 +169,21 @@ def verify_issuer_signed(
         raise UnknownKey(f"{what} signed by a key that may not sign it")
     if not verify_signature(key.public_key, signing_input, signature):
         raise BadSignature(f"{what} signature does not verify")
-    return key, payload_bytes
+    payload = parse_json_object(payload_bytes)
+    # Every issuer-signed object carries iat; its type's parser checks it is an integer.
+    unverified_iat = payload.get("iat")
+    if type(unverified_iat) is int:
+        trust_list.require_current_algorithm(alg, unverified_iat)
+    return key, payload
 
 
 def verify_status_list(unverified_jwt: str, *, trust_list: TrustListClaims) -> StatusListClaims:
     """Steps: split -> header (alg first) -> issuer key by kid -> signature -> claims."""
-    _, payload_bytes = verify_issuer_signed(
+    _, payload = verify_issuer_signed(
         unverified_jwt, trust_list=trust_list, typ=STATUS_LIST_TYP,
         signer_states=_STATUS_SIGNERS, what="status list",
     )
-    return StatusListClaims.from_payload(parse_json_object(payload_bytes))
+    return StatusListClaims.from_payload(payload)
 
 
 class TrustedSet:
