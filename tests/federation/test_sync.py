@@ -299,3 +299,36 @@ def test_the_single_city_sync_refuses_a_national_cache(tmp_path: Path,
     with pytest.raises(SyncError) as refused:
         sync_cache(cache, server=country.url, root_fingerprint=None, now=NOW)
     assert refused.value.code == "ROOT_MISMATCH"
+
+
+def test_a_damaged_national_cache_is_refused_and_the_next_sync_repairs_it(
+        tmp_path: Path, country: Country) -> None:
+    from verifier.cache import CacheError
+
+    cache = VerifierCache(tmp_path / "cache")
+    _sync(cache, country)
+    manifest = json.loads(cache.manifest_path.read_text())
+    damaged = cache.directory / "lists" / manifest["status_lists"]["CN-HZ/1"]["file"]
+    damaged.write_bytes(damaged.read_bytes()[:-3] + b"AAA")
+    with pytest.raises(CacheError) as refused:
+        cache.load()
+    assert refused.value.code == "CACHE_CORRUPT"
+    _sync(cache, country)
+    assert _code(cache, _card("CN-HZ")) is ResultCode.OK
+
+
+def test_a_rolled_back_list_cannot_return_through_a_damaged_cache(
+        tmp_path: Path, country: Country) -> None:
+    """The floor remembers the federation version even when the manifest is lost."""
+    from verifier.cache import CacheError
+
+    cache = VerifierCache(tmp_path / "cache")
+    country.publish(country.claims(version=2))
+    _sync(cache, country)
+    cache.manifest_path.write_text("{")
+    (cache.directory / "manifest.prev.json").unlink(missing_ok=True)
+    country.publish(country.claims(version=1))  # an old list, Hangzhou maybe still trusted
+    _sync(cache, country)
+    with pytest.raises(CacheError) as refused:
+        cache.load()
+    assert refused.value.code == "CACHE_ROLLBACK"
