@@ -59,7 +59,7 @@ from verifier.cache import (
     VerifierCache,
     city_list_key,
 )
-from verifier.federation import verify_federation_list
+from verifier.federation import read_federation_list, verify_federation_list
 from verifier.sync import SyncError
 from verifier.trust import verify_status_list
 
@@ -108,8 +108,6 @@ class FederationSyncReport:
 def federation_root_matches(http: httpx.Client, server: str, root_fingerprint: str) -> bool:
     """Whether ``server`` publishes a federation list signed by the pinned root: how a
     first sync tells a national pin from a city pin (a city root never signs one)."""
-    from verifier.federation import read_federation_list
-
     try:
         status, body, _ = _get(http, f"{server}/v1/federation-list", {}, _MAX_FEDERATION_LIST)
         if status != 200:
@@ -316,7 +314,7 @@ def _city_lists(http: httpx.Client, entry: IssuerEntry, federation: FederationCl
             outcomes[list_id] = "kept"
         elif cached is not None:  # signed by a key the new list no longer trusts
             outcomes[list_id] = "dropped"
-    kept = list_ids is None or {"kept", "dropped"} & set(outcomes.values()) or any(
+    kept = list_ids is None or bool({"kept", "dropped"} & set(outcomes.values())) or any(
         list_id not in outcomes for list_id in list_ids)
     outcome = ("kept" if kept else
                "updated" if "updated" in outcomes.values() else "unchanged")
