@@ -276,6 +276,10 @@ class TrustState(Base):
     issued_at: Mapped[int] = mapped_column(BigInteger, default=0)
     expires_at: Mapped[int] = mapped_column(BigInteger, default=0)
     root_fingerprint: Mapped[str] = mapped_column(String(64))
+    # P14: from this epoch second on everything is signed "Ed25519" (RFC 9864), before it
+    # "EdDSA"; published in the trust list. None: not announced yet (an authority upgraded
+    # in place gets one 30 days ahead from its migration; a new one, its init time).
+    alg_cutover: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
 
 
 class TimestampState(Base):

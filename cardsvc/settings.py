@@ -40,6 +40,18 @@ class Settings(BaseSettings):
     key_passphrase: SecretStr | None = Field(default=None, description="Encrypts the private"
                                              " keys. Unset: `init` writes a random one to the"
                                              " data dir (development only).")
+    keys: str = Field(default="file", description="Where the private keys live: `file`"
+                      " (PKCS#8 files encrypted with the passphrase, in the data dir) or an"
+                      " HSM token as a PKCS#11 URI, `pkcs11:token=LABEL[;module-path=…]`;"
+                      " chosen at `cardsvc init --keys` and recorded in the data dir.")
+    root_keys: str | None = Field(default=None, description="A separate PKCS#11 token for"
+                                  " the root (`cardsvc init --root-keys`), plugged in only"
+                                  " to sign a trust list. Unset: the root lives with `keys`.")
+    hsm_pin: SecretStr | None = Field(default=None, description="The user PIN of the `keys`"
+                                      " token (never in the URI).")
+    root_pin: SecretStr | None = Field(default=None, description="The user PIN of the"
+                                       " `root_keys` token; set only during a signing"
+                                       " ceremony (`cardsvc trust sign`).")
     issuer: str = Field(default="CN-YW", pattern=r"^[A-Z]{2}(-[A-Z0-9]{1,8}){1,3}$",
                         description="The city code: the `iss` of every credential, trust"
                         " list, status list and receipt (e.g. `CN-HZ`).")

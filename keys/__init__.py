@@ -4,11 +4,13 @@ Example::
 
     from keys import Ed25519Signer, sign_credential
     issuer = Ed25519Signer.generate()
-    token = sign_credential(credential, issuer)      # compact JWS, EdDSA, zip DEF
+    token = sign_credential(credential, issuer)      # compact JWS, Ed25519, zip DEF
 """
 
 from keys.ed25519 import Ed25519Signer, Signer, jwk_thumbprint, public_jwk, verify_signature
 from keys.jws import (
+    ALG_ED25519,
+    ALG_EDDSA,
     sign_compact,
     sign_credential,
     sign_presentation,
@@ -16,7 +18,7 @@ from keys.jws import (
     sign_timestamp,
     sign_trust_list,
 )
-from keys.keystore import KeyStore, KeyStoreError
+from keys.keystore import KeyStore, KeyStoreError, SigningKeyStore
 from keys.rotation import (
     KEY_RETENTION_SECONDS,
     RotationError,
@@ -29,12 +31,15 @@ from keys.rotation import (
 )
 
 __all__ = [
+    "ALG_ED25519",
+    "ALG_EDDSA",
     "KEY_RETENTION_SECONDS",
     "Ed25519Signer",
     "KeyStore",
     "KeyStoreError",
     "RotationError",
     "Signer",
+    "SigningKeyStore",
     "active_key",
     "compromise",
     "initial_keys",

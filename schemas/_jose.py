@@ -11,7 +11,13 @@ from typing import Any, cast
 
 from schemas.codes import AlgorithmNotAllowed, Malformed
 
-ALLOWED_ALGORITHMS = frozenset({"EdDSA"})  # closed allow-list, as pyjwt does
+# RFC 9864 (October 2025) deprecates the polymorphic "EdDSA" for the fully specified
+# "Ed25519"; both name the same signature here. Everything is signed "Ed25519" from an
+# issuer's cut-over on (``TrustListClaims.alg_cutover``); "EdDSA" is read only for objects
+# issued before it. Closed allow-list, as pyjwt does.
+ALG_ED25519 = "Ed25519"
+ALG_EDDSA = "EdDSA"  # deprecated by RFC 9864; accepted only before an issuer's cut-over
+ALLOWED_ALGORITHMS = frozenset({ALG_ED25519, ALG_EDDSA})
 MAX_COMPACT_CHARS = 400_000  # a 1,000,000-entry status list is about 20 KB compressed
 
 # base64url -> standard alphabet; '+', '/' and '=' become '!' so strict decoding refuses them.
@@ -124,8 +130,11 @@ def check_header(
     expected_typ: str | None,
     allowed_members: frozenset[str],
     require_kid: bool,
-) -> None:
-    """Header checks in order: alg allow-list first, then crit, members, typ, kid."""
+) -> str:
+    """Header checks in order: alg allow-list first, then crit, members, typ, kid.
+
+    Returns the ``alg``: which of the two names it is matters only once the signature has
+    passed (``TrustListClaims.require_current_algorithm``)."""
     alg = unverified_header.get("alg")
     if not isinstance(alg, str) or alg not in ALLOWED_ALGORITHMS:
         raise AlgorithmNotAllowed(f"alg {alg!r} is not allowed")
@@ -140,3 +149,4 @@ def check_header(
         kid = unverified_header.get("kid")
         if not isinstance(kid, str) or not 1 <= len(kid) <= 64:
             raise Malformed("kid missing")
+    return alg

@@ -9,6 +9,7 @@ from __future__ import annotations
 from enum import StrEnum
 
 __all__ = [
+    "AlgorithmDowngrade",
     "AlgorithmNotAllowed",
     "BadSignature",
     "ChallengeExpired",
@@ -78,6 +79,9 @@ class ResultCode(StrEnum):
     TIMESTAMP_ROLLBACK = "TIMESTAMP_ROLLBACK"
     TIMESTAMP_STALE = "TIMESTAMP_STALE"
     TRUST_LIST_OUTDATED = "TRUST_LIST_OUTDATED"
+    # P14: RFC 9864. An object signed at or after the issuer's cut-over that still says
+    # the deprecated polymorphic "EdDSA" instead of the fully specified "Ed25519".
+    ALGORITHM_DOWNGRADE = "ALGORITHM_DOWNGRADE"
 
 
 class FmcError(Exception):
@@ -100,6 +104,12 @@ class UnsupportedVersion(FmcError):
 
 class AlgorithmNotAllowed(FmcError):
     code = ResultCode.ALGORITHM_NOT_ALLOWED
+
+
+class AlgorithmDowngrade(FmcError):
+    """``alg: EdDSA`` on an object issued at or after the trust list's ``alg_cutover``."""
+
+    code = ResultCode.ALGORITHM_DOWNGRADE
 
 
 class UnknownKey(FmcError):
@@ -221,7 +231,7 @@ _BY_CODE: dict[ResultCode, type[FmcError]] = {
         HolderProofStale, Replayed, WrongPurpose, EntitlementMissing, LifetimeTooLong,
         IssuerUnknown, IssuerSuspended, IssuerRemoved,
         ChallengeMismatch, ChallengeExpired,
-        TimestampRollback, TimestampStale, TrustListOutdated,
+        TimestampRollback, TimestampStale, TrustListOutdated, AlgorithmDowngrade,
     )
 }
 

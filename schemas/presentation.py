@@ -15,6 +15,12 @@ Container (its first byte is a form marker, never zero, so no leading zero is lo
                ``{"alg":"EdDSA","kid":<kid>,"zip":"DEF"}`` (compact, sorted), rebuilt
                byte for byte. This saves ~36 bytes (about one QR version); every
                header check still runs on the rebuilt bytes.
+    form 0x03: as 0x02 with RFC 9864's fully specified algorithm,
+               ``{"alg":"Ed25519","kid":<kid>,"zip":"DEF"}``: the move from "EdDSA"
+               costs no byte in the QR. (P14, format version 2.)
+    0x04-0x0f: reserved for future forms: UNSUPPORTED_VERSION, so a verifier that
+               predates a new form never guesses (docs/FORMATS.md, "Rolling out a format
+               change"); any other first byte (a truncated or garbled scan) is MALFORMED.
 
 Bound form (P8.3): ``FMC2:`` and the same container followed by the 32-byte digest of
 the sale challenge (``schemas.challenge``) that the holder proof also signs. A new prefix,
@@ -54,8 +60,13 @@ PREFIX = "FMC1:"
 BOUND_PREFIX = "FMC2:"
 MAX_PRESENTATION_CHARS = 2600  # about 1,070 bytes: above a version-16 QR, below int() limits
 _FORM_EXPLICIT = 0x01
-_FORM_STANDARD = 0x02
+_FORM_STANDARD = 0x02  # the standard header with "EdDSA"
+_FORM_STANDARD_ED25519 = 0x03  # the standard header with "Ed25519" (RFC 9864)
 _STANDARD_PREFIX = b'{"alg":"EdDSA","kid":"'
+_STANDARD_PREFIX_ED25519 = b'{"alg":"Ed25519","kid":"'
+_FUTURE_FORMS = range(0x04, 0x10)
+_STANDARD_PREFIXES = {_FORM_STANDARD: _STANDARD_PREFIX,
+                      _FORM_STANDARD_ED25519: _STANDARD_PREFIX_ED25519}
 _STANDARD_SUFFIX = b'","zip":"DEF"}'
 _KID_BYTES = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
 _KID_CHARS = frozenset(_KID_BYTES)
@@ -134,11 +145,15 @@ def _read_varint(buf: bytes, pos: int) -> tuple[int, int]:
     raise Malformed("length too large")
 
 
-def _standard_kid(header: bytes) -> bytes | None:
-    if header.startswith(_STANDARD_PREFIX) and header.endswith(_STANDARD_SUFFIX):
-        kid = header[len(_STANDARD_PREFIX) : -len(_STANDARD_SUFFIX)]
-        if kid and set(kid) <= _KID_CHARS:
-            return kid
+def _standard_kid(header: bytes) -> tuple[int, bytes] | None:
+    """The form and kid of a standard header, or None when it must travel whole."""
+    if not header.endswith(_STANDARD_SUFFIX):
+        return None
+    for form, prefix in _STANDARD_PREFIXES.items():
+        if header.startswith(prefix):
+            kid = header[len(prefix) : -len(_STANDARD_SUFFIX)]
+            if kid and set(kid) <= _KID_CHARS:
+                return form, kid
     return None
 
 
@@ -155,9 +170,10 @@ def encode_presentation(credential_jws: str, proof_time: int, holder_proof: byte
         raise ValueError("proof time out of range")
     if challenge_digest is not None and len(challenge_digest) != _CHALLENGE_DIGEST:
         raise ValueError("a challenge digest is 32 bytes")
-    kid = _standard_kid(header)
-    if kid is not None:
-        head = bytes([_FORM_STANDARD]) + _varint(len(kid)) + kid
+    standard = _standard_kid(header)
+    if standard is not None:
+        form, kid = standard
+        head = bytes([form]) + _varint(len(kid)) + kid
     else:
         head = bytes([_FORM_EXPLICIT]) + _varint(len(header)) + header
     container = (
@@ -203,7 +219,10 @@ def decode_presentation(unverified_text: str | bytes) -> Presentation:
     number = int(digits)
     container = number.to_bytes((number.bit_length() + 7) >> 3, "big")
     form = container[0]
-    if form != _FORM_STANDARD and form != _FORM_EXPLICIT:
+    standard_prefix = _STANDARD_PREFIXES.get(form)
+    if standard_prefix is None and form != _FORM_EXPLICIT:
+        if form in _FUTURE_FORMS:
+            raise UnsupportedVersion(f"container form {form:#04x} is newer than this verifier")
         raise Malformed("bad container form")
     header_len = container[1]
     pos = 2
@@ -213,10 +232,10 @@ def decode_presentation(unverified_text: str | bytes) -> Presentation:
     pos += header_len
     if len(header) != header_len:
         raise Malformed("truncated container")
-    if form == _FORM_STANDARD:
+    if standard_prefix is not None:
         if not header or header.translate(None, _KID_BYTES):
             raise Malformed("bad kid in standard header")
-        header = _STANDARD_PREFIX + header + _STANDARD_SUFFIX
+        header = standard_prefix + header + _STANDARD_SUFFIX
     payload_len, pos = _read_varint(container, pos)
     payload = container[pos : pos + payload_len]
     pos += payload_len

@@ -7,6 +7,13 @@ timestamp role to (schemas.timestamp). The two lists are apart on purpose: a tim
 is never looked up for a credential or a status list, an issuer key never for a timestamp.
 A list without ``ts_keys`` (an older authority) has none.
 
+From P14 on, two more members say what a verifier must understand (docs/FORMATS.md,
+"Rolling out a format change"): ``fmt``, the format version the issuer's objects need
+(absent = 1; a verifier meeting a higher one than :data:`FORMAT_VERSION` refuses the list
+with UNSUPPORTED_VERSION and keeps what it holds), and ``alg_cutover``, the time from which
+the issuer signs with RFC 9864's ``Ed25519``: an object it issued at or after that time
+which says ``EdDSA`` is a downgrade (ALGORITHM_DOWNGRADE).
+
 Example::
 
     claims = TrustListClaims.from_payload(payload)
@@ -19,12 +26,22 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from schemas._jose import b64url_decode, b64url_encode
-from schemas.codes import Malformed
+from schemas._jose import ALG_ED25519, ALG_EDDSA, b64url_decode, b64url_encode
+from schemas.codes import AlgorithmDowngrade, Malformed, UnsupportedVersion
 
-__all__ = ["TRUST_LIST_TYP", "IssuerKey", "KeyState", "TimestampKey", "TrustListClaims"]
+__all__ = [
+    "FORMAT_VERSION",
+    "TRUST_LIST_TYP",
+    "IssuerKey",
+    "KeyState",
+    "TimestampKey",
+    "TrustListClaims",
+]
 
 TRUST_LIST_TYP = "fmc-trust+jwt"
+# The highest format version this code understands. 1: the first format ("EdDSA", QR
+# forms 0x01-0x02); 2: RFC 9864 "Ed25519" and the QR form 0x03 that implies it.
+FORMAT_VERSION = 2
 
 
 class KeyState(StrEnum):
@@ -114,6 +131,23 @@ class TrustListClaims:
     expires_at: int
     keys: tuple[IssuerKey, ...]
     timestamp_keys: tuple[TimestampKey, ...] = ()
+    alg_cutover: int | None = None  # from then on everything this issuer signs is Ed25519
+    format_version: int = 1
+
+    def require_current_algorithm(self, alg: str, issued_at: int) -> None:
+        """Refuse the deprecated ``EdDSA`` on an object issued at or after the cut-over.
+
+        Called only after the object's signature passed (``issued_at`` is a signed claim).
+        Before the cut-over both names are accepted, so verifiers can be updated first.
+        """
+        if alg == ALG_EDDSA and self.alg_cutover is not None and issued_at >= self.alg_cutover:
+            raise AlgorithmDowngrade("EdDSA on an object issued after the issuer's cut-over")
+
+    def signing_alg(self, now: int) -> str:
+        """The ``alg`` its issuer signs with at ``now``: ``Ed25519`` from the cut-over on."""
+        if self.alg_cutover is not None and now >= self.alg_cutover:
+            return ALG_ED25519
+        return ALG_EDDSA
 
     @property
     def keys_by_kid(self) -> dict[str, IssuerKey]:
@@ -133,6 +167,10 @@ class TrustListClaims:
         }
         if self.timestamp_keys:  # absent, not empty, so older lists sign byte for byte alike
             payload["ts_keys"] = [key.to_jwk() for key in self.timestamp_keys]
+        if self.alg_cutover is not None:
+            payload["alg_cutover"] = self.alg_cutover
+        if self.format_version != 1:
+            payload["fmt"] = self.format_version
         return payload
 
     @staticmethod
@@ -155,5 +193,15 @@ class TrustListClaims:
         timestamp_keys = tuple(TimestampKey.from_jwk(jwk) for jwk in ts_keys)
         if len({key.kid for key in timestamp_keys}) != len(timestamp_keys):
             raise Malformed("duplicate kid in ts_keys")
+        format_version = payload.get("fmt", 1)
+        if type(format_version) is not int or format_version < 1:
+            raise Malformed("fmt must be a positive integer")
+        if format_version > FORMAT_VERSION:
+            raise UnsupportedVersion(f"trust list needs format {format_version}; this"
+                                     f" verifier understands up to {FORMAT_VERSION}")
+        alg_cutover = payload.get("alg_cutover")
+        if alg_cutover is not None and (type(alg_cutover) is not int or alg_cutover < 0):
+            raise Malformed("alg_cutover must be an integer time")
         assert isinstance(version, int) and isinstance(iat, int) and isinstance(exp, int)
-        return TrustListClaims(issuer, version, iat, exp, parsed, timestamp_keys)
+        return TrustListClaims(issuer, version, iat, exp, parsed, timestamp_keys,
+                               alg_cutover, format_version)

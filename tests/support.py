@@ -94,17 +94,27 @@ class World:
     status_issued: int = NOW - 60
     status_ttl: int = 3600
     status_expires: int = NOW + DAY
+    alg_cutover: int | None = None  # P14: none announced, so both alg names are read
 
     def trust_list_jwt(self, **overrides: object) -> str:
         claims = TrustListClaims(ISSUER, self.trust_version, NOW - 60, self.trust_expires,
-                                 self.keys)
+                                 self.keys, alg_cutover=self.alg_cutover,
+                                 format_version=1 if self.alg_cutover is None else 2)
         return sign_trust_list(replace(claims, **overrides), ROOT)  # type: ignore[arg-type]
 
-    def status_list_jwt(self, list_id: str = "1", signer: Ed25519Signer = ISSUER_KEY) -> str:
+    @property
+    def status_alg(self) -> str:
+        """What the issuer signs its status lists with (RFC 9864 once it has cut over)."""
+        if self.alg_cutover is not None and self.status_issued >= self.alg_cutover:
+            return "Ed25519"
+        return "EdDSA"
+
+    def status_list_jwt(self, list_id: str = "1", signer: Ed25519Signer = ISSUER_KEY,
+                        alg: str = "Ed25519") -> str:
         claims = StatusListClaims(list_id, f"https://fmc.example/v1/status-lists/{list_id}",
                                   self.status_issued, self.status_expires, self.status_ttl,
                                   self.statuses)
-        return sign_status_list(claims, signer)
+        return sign_status_list(claims, signer, alg=alg)
 
     def state(self, now: int = NOW, status_signer: Ed25519Signer | None = None) -> VerifierState:
         """The verified state; status lists are signed by the active key unless told."""
@@ -112,7 +122,8 @@ class World:
         signer = status_signer or (NEXT_KEY if active == "k2" else ISSUER_KEY)
         trusted = TrustedSet(root_fingerprint=ROOT_FINGERPRINT)
         trusted.update_trust_list(self.trust_list_jwt(), now=now)
-        trusted.update_status_list(self.status_list_jwt(signer=signer), now=now)
+        trusted.update_status_list(self.status_list_jwt(signer=signer, alg=self.status_alg),
+                                   now=now)
         return trusted.snapshot()
 
 

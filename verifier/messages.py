@@ -55,6 +55,9 @@ RESULT_REASONS: MappingProxyType[ResultCode, Bilingual] = MappingProxyType({
         "二维码版本不受支持：请持卡人更新卡片应用。"),
     _R.ALGORITHM_NOT_ALLOWED: Bilingual("The code uses a signature method that is not allowed.",
                                         "二维码使用了不允许的签名算法。"),
+    _R.ALGORITHM_DOWNGRADE: Bilingual(
+        "Signed after the issuer moved to Ed25519 but labelled with the old EdDSA: refused.",
+        "发证机关已改用 Ed25519 后仍标注旧算法 EdDSA 签发：拒绝。"),
     _R.UNKNOWN_KEY: Bilingual(
         "Not signed by a trusted issuer (or this verifier needs a sync).",
         "非受信任的发证机关签发（或本核验端需要同步）。"),
@@ -204,6 +207,7 @@ FIELD_LABELS: MappingProxyType[str, Bilingual] = MappingProxyType({
     "entitlements": Bilingual("Entitlements", "权益"),
     "asked": Bilingual("Asked for", "所需权益"),
     "card": Bilingual("Card", "卡号"),
+    "issuer": Bilingual("Issuing authority", "发证机关"),
     "service": Bilingual("Service", "服务"),
     "reason": Bilingual("Reason", "原因"),
     "cache_age": Bilingual("Lists synced", "列表同步于"),

@@ -81,7 +81,7 @@ def read_timestamp(unverified_jwt: str, *, trust_list: TrustListClaims) -> Times
     floor's business, expiry the check's)."""
     signing_input, header_bytes, payload_bytes, signature = split_compact(unverified_jwt)
     unverified_header = parse_json_object(header_bytes)
-    check_header(unverified_header, expected_typ=TIMESTAMP_TYP,
+    alg = check_header(unverified_header, expected_typ=TIMESTAMP_TYP,
                  allowed_members=_TIMESTAMP_HEADER, require_kid=True)
     key = trust_list.timestamp_keys_by_kid.get(unverified_header["kid"])
     if key is None:
@@ -91,6 +91,7 @@ def read_timestamp(unverified_jwt: str, *, trust_list: TrustListClaims) -> Times
     claims = TimestampClaims.from_payload(parse_json_object(payload_bytes))
     if claims.issuer != trust_list.issuer:
         raise UnknownKey("timestamp issuer is not the trust list's issuer")
+    trust_list.require_current_algorithm(alg, claims.issued_at)
     return claims
 
 

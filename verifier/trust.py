@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
+from typing import Any
 
 from keys.ed25519 import jwk_thumbprint, verify_signature
 from schemas._jose import b64url_decode, check_header, parse_json_object, split_compact
@@ -29,14 +30,17 @@ from schemas.codes import (
     TrustListStale,
     UnknownKey,
 )
+from schemas.federation import FederationClaims, IssuerEntry
 from schemas.status_list import STATUS_LIST_TYP, StatusListClaims
 from schemas.timestamp import TimestampClaims
 from schemas.trust_list import TRUST_LIST_TYP, IssuerKey, KeyState, TrustListClaims
+from verifier.federation import KidIndex, kid_index
 from verifier.timestamp import verify_timestamp
 
 __all__ = [
     "TrustedSet",
     "VerifierState",
+    "national_trust_list",
     "verify_issuer_signed",
     "verify_status_list",
     "verify_trust_list",
@@ -58,6 +62,36 @@ class VerifierState:
     # for an authority that publishes no timestamp.
     timestamp: TimestampClaims | None = None
     trust_list_sha256: str | None = None
+    # Pinned to the national root (P10): the verified federation list, its kids, and the
+    # status lists of every city keyed (city code, list id), since list ids repeat across
+    # cities. ``trust_list`` then only carries the federation list's version and dates.
+    federation: FederationClaims | None = None
+    kid_index: KidIndex | None = None
+    city_status_lists: Mapping[tuple[str, str], StatusListClaims] = field(
+        default_factory=dict)
+
+    @staticmethod
+    def of_federation(
+        federation: FederationClaims,
+        city_status_lists: Mapping[tuple[str, str], StatusListClaims],
+    ) -> VerifierState:
+        """The state of a verifier pinned to the national root: any listed city's cards."""
+        return VerifierState(
+            national_trust_list(federation),
+            MappingProxyType({}),
+            MappingProxyType({}),  # no single-city keys: a national state finds keys by kid
+            None,
+            None,
+            federation,
+            kid_index(federation),
+            MappingProxyType(dict(city_status_lists)),
+        )
+
+    def issuer_entry(self, code: str) -> IssuerEntry | None:
+        """The federation entry of city ``code`` (None when single-city or not listed)."""
+        if self.federation is None:
+            return None
+        return self.federation.issuers_by_code.get(code)
 
     @staticmethod
     def of(
@@ -76,11 +110,19 @@ class VerifierState:
         )
 
 
+def national_trust_list(federation: FederationClaims) -> TrustListClaims:
+    """The federation list's version and dates as a trust list without keys: what the
+    freshness step and the displays read. It holds no key, so no single-city lookup can
+    find one in it (keys come from the federation entry of their city)."""
+    return TrustListClaims(federation.issuer, federation.version, federation.issued_at,
+                           federation.expires_at, ())
+
+
 def verify_trust_list(unverified_jwt: str, *, root_fingerprint: str) -> TrustListClaims:
     """Steps: split -> header (alg first) -> pinned root key -> signature -> claims."""
     signing_input, header_bytes, payload_bytes, signature = split_compact(unverified_jwt)
     unverified_header = parse_json_object(header_bytes)
-    check_header(
+    alg = check_header(
         unverified_header, expected_typ=TRUST_LIST_TYP, allowed_members=_TRUST_HEADER,
         require_kid=False,
     )
@@ -96,7 +138,9 @@ def verify_trust_list(unverified_jwt: str, *, root_fingerprint: str) -> TrustLis
     root_key = b64url_decode(unverified_jwk["x"])
     if not verify_signature(root_key, signing_input, signature):
         raise BadSignature("trust list signature does not verify")
-    return TrustListClaims.from_payload(parse_json_object(payload_bytes))
+    claims = TrustListClaims.from_payload(parse_json_object(payload_bytes))
+    claims.require_current_algorithm(alg, claims.issued_at)
+    return claims
 
 
 def verify_issuer_signed(
@@ -106,12 +150,13 @@ def verify_issuer_signed(
     typ: str,
     signer_states: tuple[KeyState, ...],
     what: str,
-) -> tuple[IssuerKey, bytes]:
+) -> tuple[IssuerKey, dict[str, Any]]:
     """An issuer-signed JWT (status list, receipt): split -> header (alg first) -> issuer
-    key by kid -> its state -> signature. Returns the key and the now-signed payload."""
+    key by kid -> its state -> signature -> payload parsed -> ``EdDSA`` refused after the
+    issuer's cut-over. Returns the key and the now-signed payload object."""
     signing_input, header_bytes, payload_bytes, signature = split_compact(unverified_jwt)
     unverified_header = parse_json_object(header_bytes)
-    check_header(
+    alg = check_header(
         unverified_header, expected_typ=typ, allowed_members=_ISSUER_SIGNED_HEADER,
         require_kid=True,
     )
@@ -124,16 +169,21 @@ def verify_issuer_signed(
         raise UnknownKey(f"{what} signed by a key that may not sign it")
     if not verify_signature(key.public_key, signing_input, signature):
         raise BadSignature(f"{what} signature does not verify")
-    return key, payload_bytes
+    payload = parse_json_object(payload_bytes)
+    # Every issuer-signed object carries iat; its type's parser checks it is an integer.
+    unverified_iat = payload.get("iat")
+    if type(unverified_iat) is int:
+        trust_list.require_current_algorithm(alg, unverified_iat)
+    return key, payload
 
 
 def verify_status_list(unverified_jwt: str, *, trust_list: TrustListClaims) -> StatusListClaims:
     """Steps: split -> header (alg first) -> issuer key by kid -> signature -> claims."""
-    _, payload_bytes = verify_issuer_signed(
+    _, payload = verify_issuer_signed(
         unverified_jwt, trust_list=trust_list, typ=STATUS_LIST_TYP,
         signer_states=_STATUS_SIGNERS, what="status list",
     )
-    return StatusListClaims.from_payload(parse_json_object(payload_bytes))
+    return StatusListClaims.from_payload(payload)
 
 
 class TrustedSet:

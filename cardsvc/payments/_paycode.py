@@ -26,6 +26,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from cardsvc.models import IssuerKeyRecord, StatusEntry
+from cardsvc.services.trust import alg_cutover
 from schemas import (
     STATUS_VALID,
     IssuerKey,
@@ -87,7 +88,8 @@ def authority_trust(session: Session, *, issuer: str, now: int) -> TrustListClai
                                   IssuerKeyRecord.valid_until).order_by(IssuerKeyRecord.seq))
     keys = tuple(IssuerKey(kid, public_key, KeyState(state), valid_from, valid_until)
                  for kid, public_key, state, valid_from, valid_until in rows)
-    return TrustListClaims(issuer, 0, now - 1, now + _LIFETIME, keys)
+    return TrustListClaims(issuer, 0, now - 1, now + _LIFETIME, keys,
+                           alg_cutover=alg_cutover(session))
 
 
 def active_kid(trust: TrustListClaims) -> str | None:

@@ -59,7 +59,7 @@ from cardsvc.services._locking import for_update
 from cardsvc.services.audit import Actor, append_audit
 from cardsvc.services.cards import change_card_state, get_card
 from cardsvc.services.errors import Conflict, Invalid, NotFound, PaymentRefused
-from cardsvc.services.trust import Keyring, active_signer
+from cardsvc.services.trust import Keyring, active_signer, signing_alg
 from schemas import FmcError, TrustListClaims, b64url_encode
 from schemas.challenge import Challenge, decode_challenge
 from schemas.codes import ChallengeMismatch, ResultCode
@@ -149,7 +149,10 @@ def _sign(session: Session, ctx: PaymentContext, receipt: Receipt,
     kid = None if trust is None else active_kid(trust)
     signer = (ctx.keyring.signer(kid) if kid is not None
               else active_signer(session, keyring=ctx.keyring))
-    return sign_receipt(receipt, signer)
+    # The cut-over the published trust list announces, so terminals holding it agree.
+    alg = (trust.signing_alg(receipt.issued_at) if trust is not None
+           else signing_alg(session, now=datetime.fromtimestamp(receipt.issued_at, UTC)))
+    return sign_receipt(receipt, signer, alg=alg)
 
 
 # -- top-ups ----------------------------------------------------------------------------------

@@ -33,7 +33,7 @@ from cardsvc.services.cards import (
 )
 from cardsvc.services.errors import Conflict, Forbidden, Gone, Invalid, NotFound
 from cardsvc.services.status import reserve_status_entry, set_entry_status
-from cardsvc.services.trust import Keyring, active_signer
+from cardsvc.services.trust import Keyring, active_signer, signing_alg
 from schemas import STATUS_REVOKED, Credential, Entitlement, Purpose, StatusRef, b64url_decode
 from schemas.credential import MAX_LIFETIME_SECONDS
 from schemas.provisioning import provisioning_proof_message, refresh_proof_message
@@ -185,6 +185,7 @@ def _bind_and_sign(
     session.flush()
     person = card.person
     signer = active_signer(session, keyring=signing.keyring)
+    alg = signing_alg(session, now=now)
     iat = int(now.timestamp())
     end_of_validity = datetime.combine(card.valid_until, time(0), tzinfo=UTC) + timedelta(days=1)
     exp = min(int(end_of_validity.timestamp()), iat + signing.credential_lifetime_days * 86_400)
@@ -209,8 +210,8 @@ def _bind_and_sign(
         )
 
     credentials = {
-        "id": keylib.sign_credential(personal(Purpose.ID, ()), signer),
-        "svc": keylib.sign_credential(personal(Purpose.SVC, entitlements), signer),
+        "id": keylib.sign_credential(personal(Purpose.ID, ()), signer, alg=alg),
+        "svc": keylib.sign_credential(personal(Purpose.SVC, entitlements), signer, alg=alg),
     }
     if Entitlement.PAYMENT in entitlements:
         # A pay credential grants payment by itself: only cards entitled to pay get one.
@@ -218,7 +219,7 @@ def _bind_and_sign(
             purpose=Purpose.PAY, issuer=signing.issuer, issued_at=iat,
             expires_at=expiry(Purpose.PAY),
             card_number=card.card_number, status=current, holder_key=device_key,
-            offline_limit_fen=card.offline_limit_fen), signer)
+            offline_limit_fen=card.offline_limit_fen), signer, alg=alg)
     portrait = None
     if person.portrait_digest is not None:
         row = session.get(Portrait, person.portrait_digest)

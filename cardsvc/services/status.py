@@ -23,7 +23,7 @@ import keys as keylib
 from cardsvc.models import StatusEntry, StatusListRecord
 from cardsvc.services._locking import for_update
 from cardsvc.services.errors import NotFound
-from cardsvc.services.trust import Keyring, SignedObject, active_signer
+from cardsvc.services.trust import Keyring, SignedObject, active_signer, signing_alg
 from schemas import StatusList, StatusListClaims, StatusRef
 
 __all__ = [
@@ -145,7 +145,8 @@ def signed_status_list(
         for index, status in rows:
             statuses.set(index, status)
         claims = StatusListClaims(list_id, uri, epoch, epoch + lifetime_seconds, ttl, statuses)
-        record.signed_jwt = keylib.sign_status_list(claims, signer)
+        record.signed_jwt = keylib.sign_status_list(claims, signer,
+                                                    alg=signing_alg(session, now=now))
         record.signed_revision, record.signed_at = record.revision, epoch
         record.signed_kid = signer.kid
         session.flush()

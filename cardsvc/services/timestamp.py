@@ -28,7 +28,7 @@ from cardsvc.models import StatusListRecord, TimestampState, TrustState
 from cardsvc.services._locking import for_update
 from cardsvc.services.audit import Actor, append_audit
 from cardsvc.services.errors import NotFound, Unavailable
-from cardsvc.services.trust import Keyring, SignedObject, timestamp_keys
+from cardsvc.services.trust import Keyring, SignedObject, signing_alg, timestamp_keys
 from schemas._jose import dump_json
 from schemas.timestamp import ListRef, TimestampClaims, list_digest
 from schemas.trust_list import TimestampKey
@@ -152,7 +152,8 @@ def signed_timestamp(
             {list_id: ListRef(signed.issued_at, list_digest(signed.jwt))
              for list_id, signed in status_lists.items()},
         )
-        row.signed_jwt = keylib.sign_timestamp(claims, keyring.signer(row.kid))
+        row.signed_jwt = keylib.sign_timestamp(claims, keyring.signer(row.kid),
+                                               alg=signing_alg(session, now=now))
         row.issued_at, row.names = epoch, names
         session.flush()
     assert row.signed_jwt is not None

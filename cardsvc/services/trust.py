@@ -24,6 +24,7 @@ import hashlib
 import logging
 import re
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime
 
@@ -34,9 +35,10 @@ import keys as keylib
 from cardsvc.models import IssuerKeyRecord, TimestampState, TrustState
 from cardsvc.services._locking import for_update
 from cardsvc.services.audit import Actor, append_audit
-from cardsvc.services.errors import Conflict, NotFound, Unavailable
-from keys import Ed25519Signer, KeyStore
+from cardsvc.services.errors import Conflict, Invalid, NotFound, Unavailable
+from keys import Signer, SigningKeyStore
 from schemas import IssuerKey, KeyState, TimestampKey, TrustListClaims
+from schemas.trust_list import FORMAT_VERSION
 
 __all__ = [
     "RETIREMENT_GRACE_SECONDS",
@@ -44,13 +46,16 @@ __all__ = [
     "Keyring",
     "SignedObject",
     "active_signer",
+    "alg_cutover",
     "cached_trust_list",
     "compromise_key",
     "create_issuer_keys",
     "issuer_keys",
     "root_fingerprint",
     "rotate_keys",
+    "set_alg_cutover",
     "signed_trust_list",
+    "signing_alg",
     "timestamp_keys",
 ]
 
@@ -67,17 +72,30 @@ _KID = re.compile(r"[a-z]{1,3}([1-9][0-9]{0,8})")
 
 
 class Keyring:
-    """Opens private keys from the store once per process and keeps them in memory."""
+    """Opens private keys from the store once per process and keeps them in memory.
 
-    def __init__(self, store: KeyStore) -> None:
+    The store is the encrypted file store or an HSM token (``keys.SigningKeyStore``). The
+    root may live apart, in a token plugged in only to sign a trust list (P13): then
+    ``open_root`` opens it on demand, and its absence is ROOT_OFFLINE, never a crash.
+    """
+
+    def __init__(self, store: SigningKeyStore,
+                 open_root: Callable[[], SigningKeyStore] | None = None) -> None:
         self.store = store
-        self._signers: dict[str, Ed25519Signer] = {}
+        self._open_root = open_root
+        self._root_store: SigningKeyStore | None = None
+        self._signers: dict[str, Signer] = {}
         self._lock = threading.Lock()
 
     def __repr__(self) -> str:
         return f"Keyring({self.store!r})"
 
-    def signer(self, kid: str) -> Ed25519Signer:
+    @property
+    def root_apart(self) -> bool:
+        """True when the root lives in its own token (an offline root)."""
+        return self._open_root is not None
+
+    def signer(self, kid: str) -> Signer:
         with self._lock:
             signer = self._signers.get(kid)
             if signer is None:
@@ -88,8 +106,34 @@ class Keyring:
                 self._signers[kid] = signer
             return signer
 
-    def root(self) -> Ed25519Signer:
-        return self.signer(ROOT_KID)
+    def _root_token(self) -> SigningKeyStore:
+        """The root's own token, opened at the first use that finds it plugged in (a
+        ceremony's short process); absent, every use is ROOT_OFFLINE."""
+        assert self._open_root is not None
+        with self._lock:
+            if self._root_store is None:
+                try:
+                    self._root_store = self._open_root()
+                except keylib.KeyStoreError as exc:
+                    raise Unavailable("ROOT_OFFLINE", "the root token is not available; plug"
+                                      " it in and run `cardsvc trust sign`") from exc
+            return self._root_store
+
+    def root(self) -> Signer:
+        if self._open_root is None:
+            return self.signer(ROOT_KID)
+        try:
+            return self._root_token().load(ROOT_KID)
+        except keylib.KeyStoreError as exc:
+            raise Unavailable("ROOT_OFFLINE", "the root token holds no root key") from exc
+
+    def generate_root(self) -> Signer:
+        """The root key, made at init in the root's own store (or the common one)."""
+        store = self.store if self._open_root is None else self._root_token()
+        try:
+            return store.generate(ROOT_KID)
+        except keylib.KeyStoreError as exc:
+            raise Unavailable("KEYS_UNAVAILABLE", f"cannot make the root key: {exc}") from exc
 
     def destroy(self, kid: str) -> bool:
         """Forget a key that stopped signing and destroy its private part in the store."""
@@ -97,9 +141,8 @@ class Keyring:
             self._signers.pop(kid, None)
         return self.store.destroy(kid)
 
-    def generate(self, kid: str) -> Ed25519Signer:
-        signer = Ed25519Signer.generate(kid=kid)
-        self.store.save(signer)
+    def generate(self, kid: str) -> Signer:
+        signer = self.store.generate(kid)
         with self._lock:
             self._signers[kid] = signer
         return signer
@@ -135,7 +178,7 @@ def timestamp_keys(session: Session) -> tuple[TimestampKey, ...]:
     return () if row is None else (TimestampKey(row.kid, row.public_key),)
 
 
-def active_signer(session: Session, *, keyring: Keyring) -> Ed25519Signer:
+def active_signer(session: Session, *, keyring: Keyring) -> Signer:
     """The key that signs credentials and status lists now (read from the database)."""
     kid = session.scalar(
         select(IssuerKeyRecord.kid).where(IssuerKeyRecord.state == KeyState.ACTIVE.value)
@@ -143,6 +186,39 @@ def active_signer(session: Session, *, keyring: Keyring) -> Ed25519Signer:
     if kid is None:
         raise Unavailable("NOT_INITIALISED", "no active issuer key; run cardsvc init")
     return keyring.signer(kid)
+
+
+def alg_cutover(session: Session) -> int | None:
+    """The announced cut-over to ``Ed25519`` (epoch seconds), or None."""
+    state = session.get(TrustState, _TRUST_ROW)
+    return None if state is None else state.alg_cutover
+
+
+def signing_alg(session: Session, *, now: datetime) -> str:
+    """The JOSE ``alg`` to sign with at ``now``: RFC 9864's ``Ed25519`` from the cut-over
+    the trust list announces, the deprecated ``EdDSA`` before it (docs/FORMATS.md)."""
+    cutover = alg_cutover(session)
+    return keylib.ALG_ED25519 if cutover is not None and _epoch(now) >= cutover \
+        else keylib.ALG_EDDSA
+
+
+def set_alg_cutover(session: Session, *, at: datetime, actor: Actor, now: datetime) -> int:
+    """Announce (or move) the day this authority starts signing ``Ed25519``.
+
+    Only a future time, and only while the current cut-over has not passed: moving it
+    back over objects already signed ``EdDSA`` would make verifiers refuse them.
+    """
+    state = _lock_trust_state(session)
+    epoch, when = _epoch(now), _epoch(at)
+    if state.alg_cutover is not None and state.alg_cutover <= epoch:
+        raise Conflict("CUTOVER_PASSED", "this authority already signs Ed25519")
+    if when < epoch:
+        raise Invalid("CUTOVER_IN_PAST", "the cut-over must not be in the past")
+    state.alg_cutover = when
+    state.version += 1  # the trust list announces it at its next signing
+    append_audit(session, actor=actor, action="keys.alg_cutover", subject="trust",
+                 details={"alg_cutover": when, "trust_version": state.version}, now=now)
+    return when
 
 
 def root_fingerprint(session: Session) -> str:
@@ -160,7 +236,7 @@ def create_issuer_keys(
     try:
         root = keyring.root()
     except Unavailable:
-        root = keyring.generate(ROOT_KID)
+        root = keyring.generate_root()
     fingerprint = keylib.jwk_thumbprint(keylib.public_jwk(root.public_key))
     first = keyring.generate(f"{kid_prefix}1")
     second = keyring.generate(f"{kid_prefix}2")
@@ -168,8 +244,10 @@ def create_issuer_keys(
                                  next_kid=second.kid, next_pub=second.public_key,
                                  now=_epoch(now))
     _store_keys(session, keyset, now=now)
+    # A new authority has no EdDSA credential to honour: it signs Ed25519 from the start.
     session.add(TrustState(id=_TRUST_ROW, version=0, signed_jwt=None, signed_version=0,
-                           issued_at=0, expires_at=0, root_fingerprint=fingerprint))
+                           issued_at=0, expires_at=0, root_fingerprint=fingerprint,
+                           alg_cutover=_epoch(now)))
     session.flush()
     return fingerprint
 
@@ -256,25 +334,45 @@ def cached_trust_list(
 
 
 def signed_trust_list(
-    session: Session, *, keyring: Keyring, issuer: str, now: datetime, lifetime_seconds: int
+    session: Session, *, keyring: Keyring, issuer: str, now: datetime, lifetime_seconds: int,
+    ceremony: bool = False,
 ) -> SignedObject:
-    """The current trust list, re-signed when the keys changed or half its life has passed."""
+    """The current trust list, re-signed when the keys changed or half its life has passed.
+
+    ``ceremony``: sign now whatever its age, and fail (ROOT_OFFLINE) rather than serve the
+    last one: what `cardsvc trust sign` does with the root's token plugged in.
+    """
     epoch = _epoch(now)
     state = session.get(TrustState, _TRUST_ROW)
     if state is None:
         raise Unavailable("NOT_INITIALISED", "the authority is not initialised")
-    if not _trust_list_stale(state, issuer_keys(session), epoch, lifetime_seconds):
+    if not ceremony and not _trust_list_stale(state, issuer_keys(session), epoch,
+                                              lifetime_seconds):
         assert state.signed_jwt is not None
         return SignedObject.of(state.signed_jwt, state.issued_at)
     state = _lock_trust_state(session)
     keyset = issuer_keys(session)
-    if _trust_list_stale(state, keyset, epoch, lifetime_seconds):
+    if ceremony or _trust_list_stale(state, keyset, epoch, lifetime_seconds):
+        try:
+            root = keyring.root()
+        except Unavailable as offline:
+            # An offline root (P13): serve what the last signing ceremony left while it
+            # lasts; monitoring sees the age (docs/OPERATIONS.md) long before it expires.
+            if ceremony or state.signed_jwt is None or state.expires_at <= epoch:
+                raise
+            _log.warning("trust list needs re-signing but the root is offline (%s)",
+                         offline.code)
+            return SignedObject.of(state.signed_jwt, state.issued_at)
         # Every signing gets a new version so "newer" always means "higher" to a verifier.
         state.version += 1
+        cutover = state.alg_cutover
         claims = TrustListClaims(issuer, state.version, epoch, epoch + lifetime_seconds,
                                  keylib.published_keys(keyset, now=epoch),
-                                 timestamp_keys(session))
-        state.signed_jwt = keylib.sign_trust_list(claims, keyring.root())
+                                 timestamp_keys(session), alg_cutover=cutover,
+                                 # a verifier must understand Ed25519 once it is announced
+                                 format_version=1 if cutover is None else FORMAT_VERSION)
+        state.signed_jwt = keylib.sign_trust_list(claims, root,
+                                                  alg=claims.signing_alg(epoch))
         state.signed_version, state.issued_at = state.version, epoch
         state.expires_at = epoch + lifetime_seconds
         session.flush()

@@ -65,6 +65,6 @@ def test_timestamp_and_the_trust_list_that_delegates_it() -> None:
     jsonschema.validate(parse_json_object(split_compact(trust_list)[2]), schema("trust-list"))
     token = timestamp_jwt(trust_list, status_lists={"1": World().status_list_jwt()})
     _, header, payload, _ = split_compact(token)
-    assert parse_json_object(header) == {"alg": "EdDSA", "kid": "ts1",
+    assert parse_json_object(header) == {"alg": "Ed25519", "kid": "ts1",
                                          "typ": "fmc-timestamp+jwt"}
     jsonschema.validate(parse_json_object(payload), schema("timestamp"))

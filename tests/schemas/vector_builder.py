@@ -37,8 +37,11 @@ VECTORS_PATH = ROOT_DIR / "schemas" / "vectors" / "fmc1-vectors.json"
 SERVICE_FOR = {Purpose.PAY: "payment", Purpose.ID: "counter", Purpose.SVC: "hospital"}
 
 
+CUTOVER = NOW - 2 * DAY  # P14: the issuer signs RFC 9864 "Ed25519" from then on
+
+
 def build() -> dict[str, Any]:
-    world = World()
+    world = World(alg_cutover=CUTOVER)
     world.statuses.set(7, STATUS_REVOKED)
     presentations = []
     for purpose in Purpose:
@@ -64,6 +67,11 @@ def build() -> dict[str, Any]:
     # What a leaked key would mint: dated inside its window, exp a century later.
     century = credential(Purpose.ID, expires_at=NOW - DAY + 36_525 * DAY)
     century_token = sign_credential(century, ISSUER_KEY)
+    # P14: the deprecated name before the cut-over is honoured, after it refused.
+    legacy = credential(Purpose.ID, issued_at=CUTOVER - DAY)
+    legacy_token = sign_credential(legacy, ISSUER_KEY, alg="EdDSA")
+    downgraded = credential(Purpose.ID)
+    downgraded_token = sign_credential(downgraded, ISSUER_KEY, alg="EdDSA")
     presentations += [
         {
             "name": "revoked id",
@@ -97,10 +105,28 @@ def build() -> dict[str, Any]:
                                               purpose="id"),
             "checks": [{"service": "counter", "now": NOW, "code": "LIFETIME_TOO_LONG"}],
         },
+        {
+            "name": "alg EdDSA issued before the cut-over",
+            "claims": legacy.to_payload(),
+            "credential_jws": legacy_token,
+            "presentation": sign_presentation(legacy_token, DEVICE, proof_time=NOW,
+                                              purpose="id"),
+            "checks": [{"service": "counter", "now": NOW, "code": "OK"}],
+        },
+        {
+            "name": "alg EdDSA issued after the cut-over (downgrade)",
+            "claims": downgraded.to_payload(),
+            "credential_jws": downgraded_token,
+            "presentation": sign_presentation(downgraded_token, DEVICE, proof_time=NOW,
+                                              purpose="id"),
+            "checks": [{"service": "counter", "now": NOW, "code": "ALGORITHM_DOWNGRADE"}],
+        },
     ]
     return {
         "description": "FMC1 test vectors: fixed Ed25519 seeds, fixed clock. Seeds are "
-                       "public test keys; never use them for anything else.",
+                       "public test keys; never use them for anything else. The trust "
+                       "list announces alg_cutover: objects are signed alg Ed25519 "
+                       "(RFC 9864); EdDSA is honoured only for credentials issued before.",
         "now": NOW,
         "keys": {
             "root_seed_hex": ROOT.seed.hex(),

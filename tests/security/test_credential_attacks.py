@@ -95,7 +95,8 @@ def test_attack_alg_confusion_hs256_keyed_with_public_key() -> None:
         ResultCode.ALGORITHM_NOT_ALLOWED
 
 
-@pytest.mark.parametrize("alg", ["ES256", "RS256", "EdDSA ", "eddsa", "Ed25519", None, 1])
+@pytest.mark.parametrize("alg", ["ES256", "RS256", "EdDSA ", "eddsa", "ed25519", "Ed448",
+                                 "EdDSA25519", None, 1])
 def test_attack_alg_allow_list_is_closed(alg: object) -> None:
     assert check_code(craft({**STANDARD, "alg": alg}, PAYLOAD)) is \
         ResultCode.ALGORITHM_NOT_ALLOWED

@@ -53,6 +53,14 @@ STANDARD = STANDARD_HEADER
 SVC_PAYLOAD = deflate(dump_json(credential(Purpose.SVC).to_payload()))
 
 
+def _future_form() -> ResultCode:
+    text = present(Purpose.SVC)
+    number = int(text[5:])
+    container = bytearray(number.to_bytes((number.bit_length() + 7) // 8, "big"))
+    container[0] = 0x04  # reserved for the next form
+    return check_code("FMC1:" + str(int.from_bytes(container, "big")))
+
+
 def _tampered_payload() -> ResultCode:
     genuine = sign_credential(credential(Purpose.SVC), ISSUER_KEY)
     head, _, sig = genuine.split(".")
@@ -184,7 +192,7 @@ def _federated_issuer(state: IssuerState | None) -> ResultCode:
 
     entries = (yiwu(),) if state is None else (yiwu(), hangzhou(state=state))
     try:
-        resolve_issuer_key(federation(*entries), unverified_issuer="CN-HZ", unverified_kid="k1")
+        resolve_issuer_key(federation(*entries), unverified_issuer="CN-HZ", unverified_kid="h1")
     except FmcError as refused:
         return refused.code
     return ResultCode.OK
@@ -288,6 +296,11 @@ CASES: list[tuple[str, ResultCode, Callable[[], ResultCode]]] = [
                                 held_at=NOW - 2 * 3600)),
     ("timestamp names a newer trust list", ResultCode.TRUST_LIST_OUTDATED,
      lambda: _timestamped_check(timestamp_jwt(_TIMESTAMPED_TRUST_LIST, trust_version=2))),
+    ("EdDSA credential issued after the issuer's cut-over (RFC 9864)",
+     ResultCode.ALGORITHM_DOWNGRADE,
+     lambda: check_code(craft({**STANDARD, "alg": "EdDSA"}, SVC_PAYLOAD),
+                        world=World(alg_cutover=NOW - 2 * DAY))),
+    ("future container form", ResultCode.UNSUPPORTED_VERSION, _future_form),
 ]
 
 
