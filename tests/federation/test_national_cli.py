@@ -50,6 +50,7 @@ def _write_trust_list(city_dir: Path, code: str, out: Path) -> Path:
 
 def _city(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, code: str) -> City:
     monkeypatch.setenv("CARDSVC_ISSUER", code)
+    monkeypatch.setenv("CARDSVC_KID_PREFIX", "h" if code == "CN-HZ" else "k")
     data_dir = tmp_path / code
     exit_code, output = _run("init", "--data-dir", str(data_dir))
     assert exit_code == 0, output
@@ -103,6 +104,8 @@ def test_init_add_publish_suspend(tmp_path: Path, cities: tuple[City, City]) -> 
     first = _publish(national, out, pin, None)
     assert first.version == 1
     assert [e.code for e in first.issuers] == ["CN-YW", "CN-HZ"]
+    # each city's interchange key is copied from its trust list (P10, ``ik``)
+    assert [[k.kid for k in e.interchange_keys] for e in first.issuers] == [["ki1"], ["hi1"]]
     assert first.issuers_by_code["CN-YW"].sequence_blocks == (SequenceBlock(1, 100),)
     assert first.issuers_by_code["CN-HZ"].sequence_blocks == (SequenceBlock(101, 200),)
     # Both cities call their first key k1: only iss tells them apart.
