@@ -17,11 +17,14 @@ Example::
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 
+import httpx
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from cardsvc.federation.interauth import InterauthClient
 from cardsvc.federation.state import held_federation
 from cardsvc.models import InterchangeKeyRecord, TrustState
 from cardsvc.services._locking import for_update
@@ -35,6 +38,7 @@ __all__ = [
     "INTERCHANGE_OVERLAP_SECONDS",
     "create_interchange_key",
     "interchange_signer",
+    "open_interauth_client",
     "rotate_interchange_key",
 ]
 
@@ -117,3 +121,18 @@ def interchange_signer(
                           " run cardsvc keys rotate-interchange and update the national"
                           " entry")
     return keyring.signer(usable[-1].kid)
+
+
+def open_interauth_client(
+    session: Session, *, keyring: Keyring, issuer: str, http: httpx.Client, now: datetime,
+    clock: Callable[[], int] | None = None,
+) -> InterauthClient | None:
+    """A client for requests to other cities, over the held federation list and this
+    city's current interchange key; None without a held list (one city: nothing to ask).
+    Open it inside a transaction, use it outside (it holds no session)."""
+    federation = held_federation(session)
+    if federation is None:
+        return None
+    signer = interchange_signer(session, keyring=keyring, issuer=issuer, now=now)
+    return InterauthClient(http, signer=signer, federation=federation, caller=issuer,
+                           clock=clock)

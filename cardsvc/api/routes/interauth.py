@@ -1,19 +1,40 @@
-"""Routes another authority calls (``/v1/interauth/...``, P10): every one takes the
-verified signed request of the calling city (:data:`cardsvc.api.deps.InterauthCaller`);
-an officer bearer token is never accepted here."""
+"""Routes between authorities (P10): ``/v1/interauth/...`` is called by another city and
+takes its verified signed request (:data:`cardsvc.api.deps.InterauthCaller`; an officer
+token is never accepted there); ``/v1/persons/national-lookup`` is a registrar's search
+across every other city of the federation."""
 
 from __future__ import annotations
 
-from typing import Any
+from datetime import date
+from typing import Annotated, Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends, Query, Request
+from pydantic import BaseModel, Field
+from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 
-from cardsvc.api.deps import Ctx, InterauthCaller
+from cardsvc.api._context import AppContext
+from cardsvc.api.deps import Ctx, InterauthCaller, roles
 from cardsvc.api.routes._common import problems
+from cardsvc.federation.interauth import InterauthClient
+from cardsvc.federation.lookup import (
+    LookupQuery,
+    LookupRateLimit,
+    answer_lookup,
+    audit_hash_key,
+    national_lookup,
+    record_lookup_sent,
+)
+from cardsvc.models import Officer
+from cardsvc.roles import Role
+from cardsvc.services.audit import Actor
+from cardsvc.services.errors import Unavailable
+from cardsvc.services.interchange import open_interauth_client
 
-__all__ = ["router"]
+__all__ = ["officer_router", "router"]
 
 router = APIRouter(prefix="/v1/interauth", tags=["between authorities"])
+officer_router = APIRouter(prefix="/v1", tags=["persons"])
 
 
 @router.post("/ping", responses=problems(401, 403, 503))
@@ -21,3 +42,97 @@ def ping(ctx: Ctx, caller: InterauthCaller) -> dict[str, Any]:
     """Who called, as this city verified it: a link check between two authorities."""
     return {"caller": caller.issuer, "callee": ctx.settings.issuer,
             "officer": caller.officer_id, "jti": caller.jti}
+
+
+def _rate_limit(request: Request, per_minute: int) -> LookupRateLimit:
+    limit = getattr(request.app.state, "lookup_rate_limit", None)
+    if not isinstance(limit, LookupRateLimit):
+        limit = LookupRateLimit(per_minute)
+        request.app.state.lookup_rate_limit = limit
+    return limit
+
+
+@router.post("/person-lookups", responses=problems(401, 403, 422, 429, 503))
+async def person_lookup(request: Request, ctx: Ctx, caller: InterauthCaller) -> dict[str, Any]:
+    """Persons this city knows by a passport (exact) and/or by name + birth date +
+    nationality (the enrolment matcher): the minimal answer, audited."""
+    _rate_limit(request, ctx.settings.interauth_lookups_per_minute).take(
+        caller.issuer, now=ctx.clock().timestamp())
+    try:
+        unverified = await request.json()
+    except ValueError:
+        unverified = None
+    query = LookupQuery.from_payload(unverified)
+    hash_key = audit_hash_key(ctx.keyring)
+
+    def work(session: Session) -> dict[str, Any]:
+        matches = answer_lookup(session, caller=caller, query=query,
+                                own_city=ctx.settings.issuer, hash_key=hash_key,
+                                now=ctx.clock())
+        return {"city": ctx.settings.issuer, "matches": [m.to_payload() for m in matches]}
+
+    return await run_in_threadpool(ctx.database.transact, work)
+
+
+class PassportQueryIn(BaseModel):
+    number: str = Field(pattern=r"^[A-Za-z0-9 -]{4,24}$")
+    country: str = Field(pattern=r"^[A-Za-z]{3}$")
+
+
+class PersonQueryIn(BaseModel):
+    surname: str = Field(min_length=1, max_length=128)
+    given_names: str = Field(default="", max_length=128)
+    birth_date: date
+    nationality: str = Field(pattern=r"^[A-Za-z]{3}$")
+
+
+class NationalLookupIn(BaseModel):
+    passport: PassportQueryIn | None = None
+    person: PersonQueryIn | None = None
+
+
+def client_or_none(ctx: AppContext) -> InterauthClient | None:
+    """This city's interauth client (None: no federation held)."""
+    return ctx.database.transact(lambda session: open_interauth_client(
+        session, keyring=ctx.keyring, issuer=ctx.settings.issuer, http=ctx.http,
+        now=ctx.clock(), clock=lambda: int(ctx.clock().timestamp())), readonly=True)
+
+
+def run_national_lookup(
+    ctx: AppContext, query: LookupQuery, officer: Officer
+) -> list[dict[str, Any]]:
+    """Fan out to every other active city, audit what was sent; the answers as JSON."""
+    client = client_or_none(ctx)
+    if client is None:
+        raise Unavailable("FEDERATION_NOT_CONFIGURED", "this authority holds no federation"
+                          " list: there is no other city to ask")
+    answers = national_lookup(client=client, query=query, own_city=ctx.settings.issuer,
+                              officer_id=officer.id,
+                              timeout=ctx.settings.interauth_timeout_seconds)
+    hash_key = audit_hash_key(ctx.keyring)
+    ctx.database.transact(lambda session: record_lookup_sent(
+        session, answers=answers, query=query, hash_key=hash_key,
+        actor=Actor.for_officer(officer), now=ctx.clock()))
+    return [answer.to_payload() for answer in answers]
+
+
+@officer_router.post("/persons/national-lookup", responses=problems(401, 403, 422, 503))
+def national_lookup_post(
+    body: NationalLookupIn, ctx: Ctx,
+    officer: Annotated[Officer, Depends(roles(Role.registrar))],
+) -> dict[str, Any]:
+    """Ask every other city whether it knows this person (by passport and/or by name +
+    birth date + nationality); a city that does not answer in time is ``not_checked``."""
+    query = LookupQuery.from_payload(body.model_dump(mode="json", exclude_none=True))
+    return {"cities": run_national_lookup(ctx, query, officer)}
+
+
+@officer_router.get("/persons/national-lookup", responses=problems(401, 403, 422, 503))
+def national_lookup_get(
+    ctx: Ctx, officer: Annotated[Officer, Depends(roles(Role.registrar))],
+    passport: Annotated[str, Query(pattern=r"^[A-Za-z0-9 -]{4,24}$")],
+    country: Annotated[str, Query(pattern=r"^[A-Za-z]{3}$")],
+) -> dict[str, Any]:
+    """The same by passport only, as a GET."""
+    query = LookupQuery.from_payload({"passport": {"number": passport, "country": country}})
+    return {"cities": run_national_lookup(ctx, query, officer)}
