@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from schemas.credential import MAX_CREDENTIAL_LIFETIME_SECONDS
@@ -40,12 +40,25 @@ class Settings(BaseSettings):
     key_passphrase: SecretStr | None = Field(default=None, description="Encrypts the private"
                                              " keys. Unset: `init` writes a random one to the"
                                              " data dir (development only).")
+    keys: str = Field(default="file", description="Where the private keys live: `file`"
+                      " (PKCS#8 files encrypted with the passphrase, in the data dir) or an"
+                      " HSM token as a PKCS#11 URI, `pkcs11:token=LABEL[;module-path=…]`;"
+                      " chosen at `cardsvc init --keys` and recorded in the data dir.")
+    root_keys: str | None = Field(default=None, description="A separate PKCS#11 token for"
+                                  " the root (`cardsvc init --root-keys`), plugged in only"
+                                  " to sign a trust list. Unset: the root lives with `keys`.")
+    hsm_pin: SecretStr | None = Field(default=None, description="The user PIN of the `keys`"
+                                      " token (never in the URI).")
+    root_pin: SecretStr | None = Field(default=None, description="The user PIN of the"
+                                       " `root_keys` token; set only during a signing"
+                                       " ceremony (`cardsvc trust sign`).")
     issuer: str = Field(default="CN-YW", pattern=r"^[A-Z]{2}(-[A-Z0-9]{1,8}){1,3}$",
                         description="The city code: the `iss` of every credential, trust"
                         " list, status list and receipt (e.g. `CN-HZ`).")
     kid_prefix: str = Field(default="k", pattern=r"^[a-z]{1,3}$", description="Issuer key"
                             " ids are this plus a number (`k1`, `k2`; Hangzhou `h1`): kids are"
-                            " unique nationally, so each city takes its own prefix.")
+                            " unique nationally, so each city takes its own prefix (not `ts`,"
+                            " not ending in `i`).")
     federation_root: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_-]{43}$",
                                         description="The national root fingerprint (RFC 7638)"
                                         " the held federation list must be signed by. Unset:"
@@ -95,6 +108,15 @@ class Settings(BaseSettings):
                               " worker (PostgreSQL).")
     log_format: Literal["json", "text"] = Field(default="json", description="One log line"
                                                  " per event: JSON objects or plain words.")
+
+    @field_validator("kid_prefix")
+    @classmethod
+    def _kid_prefix_apart(cls, value: str) -> str:
+        # "ts" would mint ts1, the timestamp key's kid; a prefix ending in "i" could mint
+        # another city's interchange kid (<prefix>i1).
+        if value == "ts" or value.endswith("i"):
+            raise ValueError("the kid prefix may not be 'ts' nor end with 'i'")
+        return value
 
     def database_url_or_default(self) -> str:
         """``CARDSVC_DATABASE_URL`` when set, else SQLite in the data dir."""

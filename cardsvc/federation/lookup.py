@@ -6,8 +6,9 @@ nationality (the enrolment matcher), with a minimal answer: foreigner code, name
 birth date, nationality, portrait digest, the city holding the person now and the state.
 Both sides append to their audit chain (``interauth.lookup.received`` / ``.sent``) with
 the caller, officer, ``jti`` and keyed hashes of query and answer: never a passport
-number in clear. The keyed hash uses a secret derived from the city root (a
-deterministic Ed25519 signature), so no other party can test guesses against the log.
+number in clear. The keyed hash uses a secret derived from the city's first interchange
+key (a deterministic Ed25519 signature), so no other party can test guesses against the
+log.
 
 Example::
 
@@ -30,12 +31,14 @@ from datetime import date, datetime
 from typing import Any
 
 import httpx
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from cardsvc.federation.interauth import InterauthClaims, InterauthClient
+from cardsvc.models import InterchangeKeyRecord
 from cardsvc.services import _validate as check
 from cardsvc.services.audit import Actor, append_audit
-from cardsvc.services.errors import Invalid, NotFound, TooManyRequests
+from cardsvc.services.errors import Invalid, NotFound, TooManyRequests, Unavailable
 from cardsvc.services.persons import (
     PersonDetails,
     find_by_passport,
@@ -63,9 +66,16 @@ LOOKUP_PATH = "/v1/interauth/person-lookups"
 MAX_MATCHES = 20
 
 
-def audit_hash_key(keyring: Keyring) -> bytes:
-    """This city's secret for keyed hashes in its audit log (stable, never stored)."""
-    return hashlib.sha256(keyring.root().sign(b"fmc audit keyed hash v1")).digest()
+def audit_hash_key(session: Session, *, keyring: Keyring) -> bytes:
+    """This city's secret for keyed hashes in its audit log: derived from its first
+    interchange key (a deterministic signature), so it is stable across rotations, never
+    stored, and available while the root stays offline."""
+    first = session.scalar(select(InterchangeKeyRecord.kid)
+                           .order_by(InterchangeKeyRecord.seq))
+    if first is None:
+        raise Unavailable("INTERAUTH_NO_KEY", "this authority has no interchange key; run"
+                          " cardsvc keys rotate-interchange")
+    return hashlib.sha256(keyring.signer(first).sign(b"fmc audit keyed hash v1")).digest()
 
 
 def keyed_hash(key: bytes, value: bytes) -> str:

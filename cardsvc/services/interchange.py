@@ -31,7 +31,7 @@ from cardsvc.services._locking import for_update
 from cardsvc.services.audit import Actor, append_audit
 from cardsvc.services.errors import Unavailable
 from cardsvc.services.trust import Keyring, published_interchange_keys
-from keys import Ed25519Signer
+from keys import Signer
 from schemas import KeyState
 
 __all__ = [
@@ -103,7 +103,7 @@ def rotate_interchange_key(
 
 def interchange_signer(
     session: Session, *, keyring: Keyring, issuer: str, now: datetime
-) -> Ed25519Signer:
+) -> Signer:
     """The key to sign a request with now: the newest of this city's usable interchange
     keys that the held federation list already names (others would not know it yet);
     without a held list, the newest usable one."""

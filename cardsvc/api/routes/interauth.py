@@ -63,9 +63,9 @@ async def person_lookup(request: Request, ctx: Ctx, caller: InterauthCaller) -> 
     except ValueError:
         unverified = None
     query = LookupQuery.from_payload(unverified)
-    hash_key = audit_hash_key(ctx.keyring)
 
     def work(session: Session) -> dict[str, Any]:
+        hash_key = audit_hash_key(session, keyring=ctx.keyring)
         matches = answer_lookup(session, caller=caller, query=query,
                                 own_city=ctx.settings.issuer, hash_key=hash_key,
                                 now=ctx.clock())
@@ -109,9 +109,9 @@ def run_national_lookup(
     answers = national_lookup(client=client, query=query, own_city=ctx.settings.issuer,
                               officer_id=officer.id,
                               timeout=ctx.settings.interauth_timeout_seconds)
-    hash_key = audit_hash_key(ctx.keyring)
     ctx.database.transact(lambda session: record_lookup_sent(
-        session, answers=answers, query=query, hash_key=hash_key,
+        session, answers=answers, query=query,
+        hash_key=audit_hash_key(session, keyring=ctx.keyring),
         actor=Actor.for_officer(officer), now=ctx.clock()))
     return [answer.to_payload() for answer in answers]
 
