@@ -58,6 +58,7 @@ __all__ = [
     "answer_lookup",
     "audit_hash_key",
     "keyed_hash",
+    "known_elsewhere",
     "national_lookup",
     "record_lookup_sent",
 ]
@@ -342,3 +343,11 @@ def record_lookup_sent(
                          "query_hash": query_hash, "status": answer.status,
                          "code": answer.code, "answer_sha256": answer.answer_sha256,
                          "matches": [m.foreigner_code for m in answer.matches]}, now=now)
+
+
+def known_elsewhere(answers: list[CityAnswer]) -> list[dict[str, Any]]:
+    """The matches other cities reported, each with the city that answered (what an
+    enrolment shows as "known in CN-YW")."""
+    return [{"city": answer.city, **match.to_payload()}
+            for answer in answers if answer.status == "answered"
+            for match in answer.matches]
