@@ -16,6 +16,7 @@ from starlette.concurrency import run_in_threadpool
 from cardsvc.api._context import AppContext
 from cardsvc.api.deps import Ctx, InterauthCaller, roles
 from cardsvc.api.routes._common import problems
+from cardsvc.federation import transfer
 from cardsvc.federation.interauth import InterauthClient
 from cardsvc.federation.lookup import (
     CityAnswer,
@@ -32,8 +33,9 @@ from cardsvc.roles import Role
 from cardsvc.services import persons
 from cardsvc.services.audit import Actor
 from cardsvc.services.errors import Invalid, Unavailable
-from cardsvc.services.interchange import open_interauth_client
+from cardsvc.services.interchange import interchange_signer, open_interauth_client
 from cardsvc.services.persons import PassportDetails, PersonDetails
+from schemas.credential import FOREIGNER_CODE_PATTERN
 
 __all__ = ["enrolment_check", "officer_router", "router"]
 
@@ -175,3 +177,88 @@ def national_lookup_get(
     """The same by passport only, as a GET."""
     query = LookupQuery.from_payload({"passport": {"number": passport, "country": country}})
     return {"cities": run_national_lookup(ctx, query, officer)}
+
+
+# --- transfers: the old city's side ------------------------------------------------------
+
+async def _json_body(request: Request) -> Any:
+    try:
+        return await request.json()
+    except ValueError:
+        return None
+
+
+@router.post("/transfers", responses=problems(401, 403, 404, 409, 422, 503))
+async def transfer_prepare(request: Request, ctx: Ctx, caller: InterauthCaller
+                           ) -> dict[str, Any]:
+    """Step 1 (docs/FEDERATION.md): the person becomes ``transfer_pending`` here; the
+    answer is the person bundle signed by this city's interchange key. Idempotent by id."""
+    unverified = await _json_body(request)
+
+    def work(session: Session) -> dict[str, Any]:
+        now = ctx.clock()
+        signer = interchange_signer(session, keyring=ctx.keyring, issuer=ctx.settings.issuer,
+                                    now=now)
+        return {"bundle": transfer.prepare_outgoing(
+            session, caller=caller, unverified_body=unverified, own_city=ctx.settings.issuer,
+            signer=signer, now=now)}
+
+    return await run_in_threadpool(ctx.database.transact, work)
+
+
+@router.post("/transfers/{transfer_id}/commit", responses=problems(401, 403, 404, 409, 503))
+def transfer_commit(transfer_id: str, ctx: Ctx, caller: InterauthCaller) -> dict[str, Any]:
+    """Step 3: every card of the person revoked (reason ``transferred``), the person
+    ``moved`` to the calling city. Idempotent."""
+    return ctx.database.transact(lambda session: transfer.commit_outgoing(
+        session, caller=caller, transfer_id=transfer_id, now=ctx.clock()))
+
+
+@router.delete("/transfers/{transfer_id}", responses=problems(401, 403, 404, 409, 503))
+def transfer_abort(transfer_id: str, ctx: Ctx, caller: InterauthCaller) -> dict[str, Any]:
+    """Before the commit: ``transfer_pending`` is cleared. Idempotent."""
+    return ctx.database.transact(lambda session: transfer.abort_outgoing(
+        session, caller=caller, transfer_id=transfer_id, now=ctx.clock()))
+
+
+# --- transfers: the new city's side (officers) -------------------------------------------
+
+class TransferIn(BaseModel):
+    from_city: str = Field(pattern=r"^[A-Z]{2}(-[A-Z0-9]{1,8}){1,3}$")
+    foreigner_code: str = Field(pattern=FOREIGNER_CODE_PATTERN)
+    transfer_id: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_-]{8,64}$",
+                                    description="choose one to retry safely; default: new")
+
+
+def _client(ctx: AppContext) -> InterauthClient:
+    client = client_or_none(ctx)
+    if client is None:
+        raise Unavailable("FEDERATION_NOT_CONFIGURED", "this authority holds no federation"
+                          " list: there is no other city")
+    return client
+
+
+@officer_router.post("/persons/transfers", responses=problems(401, 403, 409, 422, 503))
+def transfer_person(
+    body: TransferIn, ctx: Ctx, officer: Annotated[Officer, Depends(roles(Role.registrar))],
+) -> dict[str, Any]:
+    """Move a person known in ``from_city`` here under the same foreigner code: prepare,
+    create, commit (the old city's cards end ``transferred``). 503
+    TRANSFER_PEER_UNREACHABLE names the ``transfer_id`` to retry with."""
+    outcome = transfer.run_transfer(
+        ctx.database, client=_client(ctx), own_city=ctx.settings.issuer,
+        transfer_id=body.transfer_id, from_city=body.from_city,
+        foreigner_code=body.foreigner_code, officer_id=officer.id, clock=ctx.clock,
+        timeout=ctx.settings.interauth_timeout_seconds)
+    return outcome.to_payload()
+
+
+@officer_router.delete("/persons/transfers/{transfer_id}",
+                       responses=problems(401, 403, 404, 409, 503))
+def abort_transfer(
+    transfer_id: str, ctx: Ctx, officer: Annotated[Officer, Depends(roles(Role.registrar))],
+) -> dict[str, Any]:
+    """Abort a transfer before its commit, on both sides."""
+    return transfer.run_abort(ctx.database, client=_client(ctx), transfer_id=transfer_id,
+                              officer_id=officer.id, clock=ctx.clock,
+                              timeout=ctx.settings.interauth_timeout_seconds).to_payload()
