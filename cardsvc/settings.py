@@ -69,6 +69,12 @@ class Settings(BaseSettings):
                                        " then mirrors).")
     federation_refresh_seconds: int = Field(default=300, ge=10, description="How often"
                                             " `serve` fetches the federation list again.")
+    interauth_timeout_seconds: float = Field(default=3.0, gt=0, le=60, description="How"
+                                             " long a request to another city's authority"
+                                             " may take (lookups, transfers); a city that"
+                                             " does not answer in time is \"not checked\".")
+    interauth_lookups_per_minute: int = Field(default=60, ge=1, description="Person lookups"
+                                              " one other city may make here per minute.")
     public_url: str = Field(default="http://127.0.0.1:8000", description="The authority's"
                             " base URL as clients see it (status list URIs). `serve` defaults"
                             " it to `http://HOST:PORT`.")
