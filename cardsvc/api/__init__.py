@@ -35,6 +35,7 @@ from cardsvc.console import router as console_router
 from cardsvc.db import Database
 from cardsvc.federation.fetch import keep_federation_fresh
 from cardsvc.logs import configure_logging
+from cardsvc.payments import interchange_routes
 from cardsvc.payments import routes as payments
 from cardsvc.services.bootstrap import open_keyring
 from cardsvc.services.trust import Keyring
@@ -104,7 +105,7 @@ def create_app(
     # on cardsvc.api's deps, so a list in the routes package would import them in a loop.
     for router in (persons.router, cards.router, wallet.router, publication.router,
                    federation.router, audit.router, admin.router, meta.router, operations.router,
-                   payments.router, api_docs.router,
+                   payments.router, interchange_routes.router, api_docs.router,
                    console_router):  # the officer console, at /
         app.include_router(router)
     return app
