@@ -3,7 +3,7 @@ answers per (acquirer, forward id) (interchange_charges), and ledger transaction
 a local card (an acquirer's clearing of another city's card)
 
 Revision ID: 0160_p10_interchange
-Revises: 0140_p10_federation
+Revises: 0150_p10_interauth
 Create Date: 2026-11-29
 """
 
@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0160_p10_interchange"
-down_revision: str | None = "0140_p10_federation"
+down_revision: str | None = "0150_p10_interauth"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
