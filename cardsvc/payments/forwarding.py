@@ -53,7 +53,7 @@ from cardsvc.payments.interchange_models import ForwardedCharge
 from cardsvc.payments.ledger import merchant_account, post
 from cardsvc.payments.models import Terminal
 from cardsvc.services._locking import for_update
-from cardsvc.services.errors import Conflict, Invalid
+from cardsvc.services.errors import Conflict, Invalid, Unavailable
 from schemas import FmcError, b64url_encode
 from schemas._jose import parse_json_object
 from schemas.codes import ResultCode
@@ -340,7 +340,7 @@ def forward_charge(
         try:
             response = link.post(fwd.issuer, CHARGE_PATH, _charge_body(fwd),
                                  idempotency_key=fwd.g, reason="charge of a card of the city")
-        except httpx.HTTPError as failure:
+        except (httpx.HTTPError, Unavailable) as failure:
             error = f"{type(failure).__name__}: {failure}"
         else:
             status = response.status_code
@@ -376,7 +376,7 @@ def _void(database: Database, link: IssuerLink, *, fwd: _Forward,
     try:
         response = link.post(fwd.issuer, f"{CHARGE_PATH}/{fwd.g}/void", {"g": fwd.g},
                              idempotency_key=f"{fwd.g}:void", reason="void of a forward")
-    except httpx.HTTPError:
+    except (httpx.HTTPError, Unavailable):
         return False
     if response.status_code != 200:
         return False
@@ -432,7 +432,7 @@ def forward_uploads(
     try:
         response = link.post(issuer, UPLOAD_PATH, {"items": items},
                              reason="offline sales of cards of the city")
-    except httpx.HTTPError:
+    except (httpx.HTTPError, Unavailable):
         return done
     claims = federation()
     if response.status_code != 200 or claims is None:

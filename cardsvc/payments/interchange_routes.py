@@ -2,12 +2,12 @@
 requests from another city's authority) and the acquirer's branch of ``POST
 /v1/payments`` and ``/v1/payments/offline-batch`` for cards of another city.
 
-The calling city is authenticated by the signed-request dependency of
-``cardsvc.federation.interauth`` (contract 4); until that module is wired in, an app
-answers these routes ``503 INTERAUTH_UNAVAILABLE`` unless its ``state.interauth_caller``
-names a verifier (tests). Leg B goes through ``state.issuer_link`` (an
-:class:`~cardsvc.payments.forwarding.IssuerLink`); without one, a card of another city
-answers ``503 ISSUER_UNREACHABLE`` with ``offline_allowed``.
+The calling city is authenticated by its signed request
+(:data:`cardsvc.api.deps.InterauthCaller`, contract 4). Leg B goes through an
+:class:`~cardsvc.payments.forwarding.IssuerLink`: ``app.state.issuer_link`` when set
+(tests), else an ``InterauthClient`` signed with this city's active interchange key;
+without one, a card of another city answers ``503 ISSUER_UNREACHABLE`` with
+``offline_allowed``.
 
 Example::
 
@@ -24,17 +24,20 @@ from datetime import datetime
 from functools import partial
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Path, Request
+import httpx
+from fastapi import APIRouter, Path, Request
 from fastapi.responses import JSONResponse
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from cardsvc.api._context import AppContext
-from cardsvc.api.deps import Ctx
+from cardsvc.api.deps import Ctx, InterauthCaller
 from cardsvc.api.errors import PROBLEM_MEDIA_TYPE
 from cardsvc.api.routes._common import problems
-from cardsvc.models import Officer
+from cardsvc.federation.interauth import InterauthClient
+from cardsvc.models import InterchangeKeyRecord, Officer
 from cardsvc.payments import forwarding, interchange
 from cardsvc.payments._idempotency import Answer
 from cardsvc.payments.charges import MAX_AMOUNT_FEN, OfflinePayment, PaymentContext
@@ -84,17 +87,6 @@ class VoidIn(_In):
     g: ForwardId
 
 
-def _caller(request: Request) -> str:
-    """The authenticated calling city's code."""
-    verify: Callable[[Request], str] | None = getattr(request.app.state, "interauth_caller",
-                                                      None)
-    if verify is None:
-        raise Unavailable("INTERAUTH_UNAVAILABLE",
-                          "signed requests between authorities are not set up here")
-    return verify(request)
-
-
-Caller = Annotated[str, Depends(_caller)]
 
 
 def _payments(ctx: AppContext) -> PaymentContext:
@@ -123,30 +115,30 @@ def _transact(ctx: AppContext, work: Callable[[Session], Answer]) -> Answer:
 # -- the issuer's routes ----------------------------------------------------------------------
 
 @router.post("/charges", status_code=201, responses=problems(401, 402, 403, 404, 409, 422, 503))
-def charge(body: ForwardedChargeIn, ctx: Ctx, acquirer: Caller) -> JSONResponse:
+def charge(body: ForwardedChargeIn, ctx: Ctx, caller: InterauthCaller) -> JSONResponse:
     """Charge one of our cards for a sale at the calling city's terminal, once per G."""
     now = ctx.clock()
     payments = _payments(ctx)
     return respond(_transact(ctx, lambda session: interchange.charge_for_acquirer(
-        session, acquirer=acquirer, g=body.g, pay_code=body.pay_code,
+        session, acquirer=caller.issuer, g=body.g, pay_code=body.pay_code,
         amount_fen=body.amount_fen, merchant_id=body.merchant_id,
         terminal_id=body.terminal_id, ctx=payments, now=now, challenge=body.challenge)))
 
 
 @router.post("/charges/{g}/void", responses=problems(401, 403, 422, 503))
 def void(g: Annotated[str, Path(min_length=5, max_length=160)], body: VoidIn, ctx: Ctx,
-         acquirer: Caller) -> JSONResponse:
+         caller: InterauthCaller) -> JSONResponse:
     """Void G: a later charge of it is refused; one already made is reversed."""
     if body.g != g:
         raise Invalid("FORWARD_ID_MISMATCH", "the body names another forward id")
     now = ctx.clock()
     payments = _payments(ctx)
     return respond(_transact(ctx, lambda session: interchange.void_for_acquirer(
-        session, acquirer=acquirer, g=g, ctx=payments, now=now)))
+        session, acquirer=caller.issuer, g=g, ctx=payments, now=now)))
 
 
 @router.post("/uploads", responses=problems(401, 403, 422, 503))
-def uploads(body: ForwardedUploadIn, ctx: Ctx, acquirer: Caller) -> dict[str, Any]:
+def uploads(body: ForwardedUploadIn, ctx: Ctx, caller: InterauthCaller) -> dict[str, Any]:
     """Settle offline sales of our cards at the calling city's terminals, each on its own."""
     now = ctx.clock()
     payments = _payments(ctx)
@@ -158,7 +150,7 @@ def uploads(body: ForwardedUploadIn, ctx: Ctx, acquirer: Caller) -> dict[str, An
         def work(session: Session, item: ForwardedOfflineIn = item,
                  offline: OfflinePayment = offline) -> Answer:
             return interchange.settle_for_acquirer(
-                session, acquirer=acquirer, g=item.g, item=offline,
+                session, acquirer=caller.issuer, g=item.g, item=offline,
                 merchant_id=item.merchant_id, terminal_id=item.terminal_id, ctx=payments,
                 now=now)
 
@@ -177,14 +169,28 @@ def _federation(ctx: AppContext) -> Callable[[], FederationClaims | None]:
     return held
 
 
-def _link(request: Request) -> forwarding.IssuerLink | None:
+def _link(request: Request, ctx: AppContext,
+          claims: FederationClaims | None) -> forwarding.IssuerLink | None:
     link: forwarding.IssuerLink | None = getattr(request.app.state, "issuer_link", None)
-    return link
+    if link is not None or claims is None:
+        return link
+    kid = ctx.database.transact(lambda session: session.scalar(
+        select(InterchangeKeyRecord.kid).where(InterchangeKeyRecord.state == "active")
+        .order_by(InterchangeKeyRecord.seq.desc())), readonly=True)
+    if kid is None:
+        return None
+    http: httpx.Client | None = getattr(request.app.state, "interchange_http", None)
+    if http is None:
+        http = httpx.Client(timeout=httpx.Timeout(ctx.settings.interchange_timeout_seconds))
+        request.app.state.interchange_http = http
+    return InterauthClient(http, signer=ctx.keyring.signer(kid), federation=claims,
+                           caller=ctx.settings.issuer,
+                           clock=lambda: int(ctx.clock().timestamp()))
 
 
-def _policy(request: Request) -> forwarding.ForwardPolicy:
+def _policy(request: Request, ctx: AppContext) -> forwarding.ForwardPolicy:
     policy: forwarding.ForwardPolicy | None = getattr(request.app.state, "forward_policy", None)
-    return policy or forwarding.ForwardPolicy()
+    return policy or forwarding.ForwardPolicy(attempts=ctx.settings.interchange_attempts)
 
 
 def forward_if_foreign(
@@ -203,14 +209,14 @@ def forward_if_foreign(
                                        terminal=terminal, amount_fen=amount_fen)
     if issuer is None:
         return None
-    link = _link(request)
+    link = _link(request, ctx, claims)
     if link is None:
         return Answer(503, forwarding.unreachable_body(issuer, "no link to other cities"))
     return forwarding.open_and_forward_charge(
         ctx.database, link, terminal=terminal, issuer=issuer, own_code=ctx.settings.issuer,
         pay_code=pay_code, amount_fen=amount_fen, idempotency_key=idempotency_key,
         challenge=challenge, federation=lambda: claims, clock=ctx.clock,
-        policy=_policy(request))
+        policy=_policy(request, ctx))
 
 
 def foreign_upload_issuer(ctx: AppContext, *, item: OfflinePayment, now: datetime,
@@ -236,7 +242,7 @@ def forward_offline_items(
     rows = [(index, ctx.database.transact(partial(
         forwarding.open_upload, item=item, issuer=issuer, own_code=ctx.settings.issuer,
         terminal=terminal, now=now))) for index, item, issuer in items]
-    link = _link(request)
+    link = _link(request, ctx, claims)
     answers: dict[str, Answer] = {}
     for issuer in {fwd.issuer for _, fwd in rows}:
         batch = [fwd for _, fwd in rows if fwd.issuer == issuer]

@@ -183,15 +183,18 @@ def root_fingerprint(session: Session) -> str:
     return state.root_fingerprint
 
 
-def create_issuer_keys(session: Session, *, keyring: Keyring, now: datetime) -> str:
-    """At init: root (kept if the store has one), k1 active, k2 next; returns the fingerprint."""
+def create_issuer_keys(session: Session, *, keyring: Keyring, now: datetime,
+                       kid_prefix: str = "k") -> str:
+    """At init: root (kept if the store has one), k1 active, k2 next (``CARDSVC_KID_PREFIX``
+    replaces the ``k``: kids are unique nationally); returns the fingerprint."""
     try:
         root = keyring.root()
     except Unavailable:
         root = keyring.generate(ROOT_KID)
     fingerprint = keylib.jwk_thumbprint(keylib.public_jwk(root.public_key))
-    first, second = keyring.generate("k1"), keyring.generate("k2")
-    keyset = keylib.initial_keys(active_kid="k1", active_pub=first.public_key, next_kid="k2",
+    first, second = keyring.generate(f"{kid_prefix}1"), keyring.generate(f"{kid_prefix}2")
+    keyset = keylib.initial_keys(active_kid=first.kid, active_pub=first.public_key,
+                                 next_kid=second.kid,
                                  next_pub=second.public_key, now=_epoch(now))
     _store_keys(session, keyset, now=now)
     # A new authority has no EdDSA credential to honour: it signs Ed25519 from the start.
@@ -357,16 +360,23 @@ def _lock_trust_state(session: Session) -> TrustState:
     return state
 
 
+_LETTERS = "abcdefghijklmnopqrstuvwxyz"  # a kid is a prefix of these, then its number
+
+
 def _next_kid(session: Session) -> str:
-    highest = session.scalar(select(IssuerKeyRecord.seq).order_by(IssuerKeyRecord.seq.desc()))
-    return f"k{(highest or 0) + 1}"
+    highest = session.execute(select(IssuerKeyRecord.seq, IssuerKeyRecord.kid)
+                              .order_by(IssuerKeyRecord.seq.desc()).limit(1)).first()
+    if highest is None:
+        return "k1"
+    seq, kid = highest
+    return f"{kid.rstrip('0123456789')}{seq + 1}"  # the prefix the city started with
 
 
 def _store_keys(session: Session, keyset: tuple[IssuerKey, ...], *, now: datetime) -> None:
     for key in keyset:
         row = session.get(IssuerKeyRecord, key.kid)
         if row is None:
-            session.add(IssuerKeyRecord(kid=key.kid, seq=int(key.kid[1:]),
+            session.add(IssuerKeyRecord(kid=key.kid, seq=int(key.kid.lstrip(_LETTERS)),
                                         public_key=key.public_key, state=key.state.value,
                                         valid_from=key.valid_from, valid_until=key.valid_until,
                                         created_at=now))
