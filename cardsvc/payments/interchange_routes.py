@@ -280,7 +280,11 @@ def offline_items_of_other_cities(
             answers[index] = {"idempotency_key": item.idempotency_key, "outcome": "refused",
                               "code": refusal.code}
             continue
-        if issuer is not None:
+        if issuer is not None and item.amount_fen > terminal.offline_floor_fen:
+            # Our terminal's floor is ours to hold; the card's own limit is the issuer's.
+            answers[index] = {"idempotency_key": item.idempotency_key, "outcome": "refused",
+                              "code": "OFFLINE_LIMIT_EXCEEDED"}
+        elif issuer is not None:
             foreign.append((index, item, issuer))
     if foreign:
         answers |= forward_offline_items(request, ctx, terminal=terminal, items=foreign,
