@@ -106,7 +106,9 @@ def create_app(
     # on cardsvc.api's deps, so a list in the routes package would import them in a loop.
     for router in (persons.router, cards.router, wallet.router, publication.router,
                    federation.router, interauth.router, audit.router, admin.router,
-                   meta.router, operations.router, payments.router, interchange_routes.router,
+                   meta.router, operations.router,
+                   interchange_routes.payments_router,  # before /payments/{payment_id}
+                   payments.router, interchange_routes.router,
                    api_docs.router,
                    console_router):  # the officer console, at /
         app.include_router(router)

@@ -20,12 +20,12 @@ Example::
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime
+from datetime import date, datetime
 from functools import partial
 from typing import Annotated, Any
 
 import httpx
-from fastapi import APIRouter, Path, Request
+from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
 from sqlalchemy import select
@@ -33,7 +33,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from cardsvc.api._context import AppContext
-from cardsvc.api.deps import Ctx, InterauthCaller
+from cardsvc.api.deps import Ctx, InterauthCaller, roles
 from cardsvc.api.errors import PROBLEM_MEDIA_TYPE
 from cardsvc.api.routes._common import problems
 from cardsvc.federation.interauth import InterauthClient
@@ -41,14 +41,24 @@ from cardsvc.models import InterchangeKeyRecord, Officer
 from cardsvc.payments import forwarding, interchange
 from cardsvc.payments._idempotency import Answer
 from cardsvc.payments.charges import MAX_AMOUNT_FEN, OfflinePayment, PaymentContext
+from cardsvc.payments.interchange_report import interchange_report, reconcile, sign_report
 from cardsvc.payments.merchants import terminal_of
 from cardsvc.payments.models import Terminal
+from cardsvc.roles import Role
 from cardsvc.services.errors import DomainError, Invalid, Unavailable
+from cardsvc.services.trust import active_signer, signing_alg
 from schemas.challenge import MAX_CHALLENGE_CHARS
 from schemas.federation import FederationClaims
 from schemas.presentation import MAX_PRESENTATION_CHARS
 
-__all__ = ["forward_if_foreign", "offline_items_of_other_cities", "respond", "router"]
+__all__ = [
+    "forward_if_foreign",
+    "offline_items_of_other_cities",
+    "payments_router",
+    "respond",
+    "router",
+    "signed_report",
+]
 
 router = APIRouter(prefix="/v1/interauth", tags=["interchange"])
 
@@ -290,3 +300,61 @@ def offline_items_of_other_cities(
         answers |= forward_offline_items(request, ctx, terminal=terminal, items=foreign,
                                          now=now, claims=claims)
     return answers
+
+
+# -- the daily interchange report -----------------------------------------------------------
+
+Day = Annotated[date, Query(description="business day (Asia/Shanghai), YYYY-MM-DD",
+                            ge=date(2000, 1, 1), le=date(2200, 12, 31))]
+PeerCode = Annotated[str, Query(alias="with", pattern=r"^[A-Z]{2}(-[A-Z0-9]{1,8}){1,3}$",
+                                description="the other city's code, e.g. CN-HZ")]
+Reader = Annotated[Officer, Depends(roles(Role.auditor, Role.supervisor))]
+payments_router = APIRouter(prefix="/v1/payments", tags=["interchange"])
+
+
+class ReportDayIn(_In):
+    day: date = Field(ge=date(2000, 1, 1), le=date(2200, 12, 31))
+
+
+def signed_report(ctx: AppContext, *, peer: str, day: date) -> dict[str, Any]:
+    """Our report with ``peer`` for ``day`` and its signature (``{"report", "jwt"}``)."""
+
+    def work(session: Session) -> dict[str, Any]:
+        report = interchange_report(session, own_code=ctx.settings.issuer, peer=peer, day=day)
+        signer = active_signer(session, keyring=ctx.keyring)
+        return {"report": report, "jwt": sign_report(
+            report, signer, alg=signing_alg(session, now=ctx.clock()))}
+
+    return ctx.database.transact(work, readonly=True)
+
+
+@payments_router.get("/interchange-report", responses=problems(401, 403, 422))
+def report(ctx: Ctx, _officer: Reader, day: Day, peer: PeerCode) -> dict[str, Any]:
+    """Every forward between us and the other city on that day, both ways, signed."""
+    return signed_report(ctx, peer=peer, day=day)
+
+
+@payments_router.get("/interchange-reconcile", responses=problems(401, 403, 422, 503))
+def reconcile_with(request: Request, ctx: Ctx, _officer: Reader, day: Day,
+                   peer: PeerCode) -> dict[str, Any]:
+    """Our report against the other city's signed one: breaks, net to the fen."""
+    ours = signed_report(ctx, peer=peer, day=day)["report"]
+    claims = _federation(ctx)()
+    link = _link(request, ctx, claims)
+    if link is None or claims is None:
+        raise Unavailable("ISSUER_UNREACHABLE", "no link to the other city")
+    try:
+        answer = link.post(peer, "/v1/interauth/interchange-report",
+                           {"day": day.isoformat()}, reason="daily interchange report")
+    except (httpx.HTTPError, DomainError) as failure:
+        raise Unavailable("ISSUER_UNREACHABLE", f"{peer}: {type(failure).__name__}") from None
+    if answer.status_code != 200:
+        raise Unavailable("ISSUER_UNREACHABLE", f"{peer} answered {answer.status_code}")
+    return reconcile(ours, unverified_peer_jwt=str(answer.json().get("jwt", "")),
+                     federation=claims)
+
+
+@router.post("/interchange-report", responses=problems(401, 403, 422, 503))
+def report_for_peer(body: ReportDayIn, ctx: Ctx, caller: InterauthCaller) -> dict[str, Any]:
+    """Our signed report with the calling city, for its reconciliation."""
+    return signed_report(ctx, peer=caller.issuer, day=body.day)

@@ -229,3 +229,52 @@ def test_a_yiwu_card_at_a_yiwu_terminal_stays_a_same_city_charge(cities: TwoCiti
     assert "issuer" not in answer.json()
     assert cities.link.sent == []
     assert cities.yw.balance(card.card_number) == 750
+
+
+def _report(world: object, peer: str, path: str = "interchange-report") -> dict[str, object]:
+    answer = world.http.get(f"/v1/payments/{path}",  # type: ignore[attr-defined]
+                            headers=world.as_role("auditor"),  # type: ignore[attr-defined]
+                            params={"day": "2027-01-15", "with": peer})
+    assert answer.status_code == 200, answer.text
+    return dict(answer.json())
+
+
+def test_the_daily_report_reconciles_to_the_fen_and_lists_breaks(cities: TwoCities) -> None:
+    card = _hz_card(cities)
+    till = cities.yw.terminal()
+    assert cities.yw.charge(till, cities.hz.pay_code(card), 1_111).status_code == 201
+    yw = _report(cities.yw, HZ)["report"]
+    hz = _report(cities.hz, YW)["report"]
+    assert isinstance(yw, dict) and isinstance(hz, dict)
+    assert yw["receivable"] == hz["payable"]  # every g, to the fen, same day bucket
+    assert yw["net_fen"] == -hz["net_fen"] and yw["net_fen"] > 0
+    assert yw["ledger_agrees"] and hz["ledger_agrees"]
+    result = _report(cities.yw, HZ, "interchange-reconcile")
+    assert (result["reconciled"], result["breaks"], result["net_fen"]) == (
+        True, [], yw["net_fen"])
+    # A forward Hangzhou charged whose answer Yiwu never got (void not yet through):
+    # Hangzhou lists it, Yiwu does not -> one break until the void lands.
+    cities.link.lose_answers = 2
+    cities.link.down = False
+    original_post = cities.link.client.post
+    voids: list[str] = []
+
+    def no_void(callee: str, path: str, body: object, **kw: object) -> object:
+        if path.endswith("/void"):
+            voids.append(path)
+            raise __import__("httpx").ConnectError("injected: void lost")
+        return original_post(callee, path, body, **kw)  # type: ignore[arg-type]
+
+    cities.link.client.post = no_void  # type: ignore[method-assign]
+    try:
+        assert cities.yw.charge(till, cities.hz.pay_code(card), 222).status_code == 503
+    finally:
+        cities.link.client.post = original_post  # type: ignore[method-assign]
+    broken = _report(cities.yw, HZ, "interchange-reconcile")
+    assert broken["reconciled"] is False
+    assert [(b["side"], b["ours_fen"], b["theirs_fen"]) for b in broken["breaks"]] == [
+        ("receivable", None, 222)]
+    resume_forwards(cities.yw.database, cities.link, federation=lambda: cities.claims,
+                    clock=cities.clock, policy=ForwardPolicy(sleep=lambda _s: None),
+                    older_than_seconds=0)
+    assert _report(cities.yw, HZ, "interchange-reconcile")["reconciled"] is True
