@@ -82,9 +82,17 @@ def create_app(
         if settings.federation_root and settings.federation_urls:
             refresher = asyncio.create_task(keep_federation_fresh(
                 context.database, settings=settings, clock=clock))
+        forwarder = None
+        if settings.federation_root:
+            forwarder = asyncio.create_task(interchange_routes.keep_forwarding(
+                _app.state, context))
         try:
             yield
         finally:
+            if forwarder is not None:
+                forwarder.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await forwarder
             if refresher is not None:
                 refresher.cancel()
                 with contextlib.suppress(asyncio.CancelledError):

@@ -19,6 +19,8 @@ Example::
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import Callable
 from datetime import date, datetime
 from functools import partial
@@ -31,6 +33,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstrai
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 
 from cardsvc.api._context import AppContext
 from cardsvc.api.deps import Ctx, InterauthCaller, roles
@@ -53,6 +56,7 @@ from schemas.presentation import MAX_PRESENTATION_CHARS
 
 __all__ = [
     "forward_if_foreign",
+    "keep_forwarding",
     "offline_items_of_other_cities",
     "payments_router",
     "respond",
@@ -61,6 +65,7 @@ __all__ = [
 ]
 
 router = APIRouter(prefix="/v1/interauth", tags=["interchange"])
+_log = logging.getLogger("cardsvc.payments.interchange")
 
 ForwardId = Annotated[str, StringConstraints(min_length=5, max_length=160,
                                              pattern=r"^[A-Z]{2}(-[A-Z0-9]{1,8}){0,3}:"
@@ -181,7 +186,13 @@ def _federation(ctx: AppContext) -> Callable[[], FederationClaims | None]:
 
 def _link(request: Request, ctx: AppContext,
           claims: FederationClaims | None) -> forwarding.IssuerLink | None:
-    link: forwarding.IssuerLink | None = getattr(request.app.state, "issuer_link", None)
+    return link_for(request.app.state, ctx, claims)
+
+
+def link_for(state: Any, ctx: AppContext,
+             claims: FederationClaims | None) -> forwarding.IssuerLink | None:
+    """Leg B's link: ``state.issuer_link`` if set, else signed with our interchange key."""
+    link: forwarding.IssuerLink | None = getattr(state, "issuer_link", None)
     if link is not None or claims is None:
         return link
     kid = ctx.database.transact(lambda session: session.scalar(
@@ -189,18 +200,46 @@ def _link(request: Request, ctx: AppContext,
         .order_by(InterchangeKeyRecord.seq.desc())), readonly=True)
     if kid is None:
         return None
-    http: httpx.Client | None = getattr(request.app.state, "interchange_http", None)
+    http: httpx.Client | None = getattr(state, "interchange_http", None)
     if http is None:
         http = httpx.Client(timeout=httpx.Timeout(ctx.settings.interchange_timeout_seconds))
-        request.app.state.interchange_http = http
+        state.interchange_http = http
     return InterauthClient(http, signer=ctx.keyring.signer(kid), federation=claims,
                            caller=ctx.settings.issuer,
                            clock=lambda: int(ctx.clock().timestamp()))
 
 
 def _policy(request: Request, ctx: AppContext) -> forwarding.ForwardPolicy:
-    policy: forwarding.ForwardPolicy | None = getattr(request.app.state, "forward_policy", None)
-    return policy or forwarding.ForwardPolicy(attempts=ctx.settings.interchange_attempts)
+    return policy_for(request.app.state, ctx)
+
+
+def policy_for(state: Any, ctx: AppContext) -> forwarding.ForwardPolicy:
+    policy: forwarding.ForwardPolicy | None = getattr(state, "forward_policy", None)
+    settings = ctx.settings
+    # A pending row is in flight for as long as one request may still be retrying it.
+    in_flight = int(settings.interchange_timeout_seconds * settings.interchange_attempts) + 2
+    return policy or forwarding.ForwardPolicy(attempts=settings.interchange_attempts,
+                                              in_flight_seconds=in_flight)
+
+
+async def keep_forwarding(state: Any, ctx: AppContext) -> None:
+    """The recovery loop: at start-up, then every ``interchange_recovery_seconds``, take
+    pending and voiding forwards (a crash, an unreachable issuer) forward again."""
+    while True:
+        try:
+            await run_in_threadpool(resume_once, state, ctx)
+        except Exception:
+            _log.exception("interchange recovery round failed")
+        await asyncio.sleep(ctx.settings.interchange_recovery_seconds)
+
+
+def resume_once(state: Any, ctx: AppContext) -> int:
+    claims = _federation(ctx)()
+    link = link_for(state, ctx, claims)
+    if link is None:
+        return 0
+    return forwarding.resume_forwards(ctx.database, link, federation=lambda: claims,
+                                      clock=ctx.clock, policy=policy_for(state, ctx))
 
 
 def forward_if_foreign(

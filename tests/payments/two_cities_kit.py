@@ -99,6 +99,7 @@ def two_cities(backend: str, directory: Path) -> Iterator[TwoCities]:
             settings = get_settings(data_dir=here / "data", database_url=url,
                                     key_passphrase=PASSPHRASE, issuer=code, kid_prefix=prefix,
                                     federation_root=NATIONAL_FINGERPRINT,
+                                    interchange_recovery_seconds=3600,
                                     public_url="http://testserver")
             database = Database.from_settings(settings, pool_size=8)
             stack.callback(database.dispose)
