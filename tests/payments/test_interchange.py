@@ -15,10 +15,10 @@ from payments_kit import PayCard, TerminalHandle
 from sqlalchemy import func, select
 from two_cities_kit import HZ, YW, TwoCities, two_cities
 
+from cardsvc.models import Officer
 from cardsvc.payments.forwarding import ForwardPolicy, open_forward, resume_forwards
 from cardsvc.payments.interchange_models import ForwardedCharge, InterchangeCharge
 from cardsvc.payments.merchants import terminal_of
-from cardsvc.models import Officer
 from cardsvc.payments.models import LedgerAccount, LedgerEntry
 from verifier.federation import trust_for
 from verifier.receipts import verify_receipt
@@ -105,7 +105,8 @@ def test_timeout_on_leg_b_after_hangzhou_committed_the_retry_replays(
     cities.link.lose_answers = 1  # Hangzhou charges, its answer never arrives
     answer = cities.yw.charge(till, cities.hz.pay_code(card), 700)
     assert answer.status_code == 201, answer.text
-    assert [g for _, g in cities.link.sent][0] == [g for _, g in cities.link.sent][1]
+    sent = [g for _, g in cities.link.sent]
+    assert len(sent) == 2 and sent[0] == sent[1]  # the retry carried the same G
     assert cities.hz.balance(card.card_number) == 9_300  # charged once
 
 
@@ -196,7 +197,8 @@ def test_hangzhou_unreachable_503_then_void_then_offline_sale_settles_at_hangzho
                                   json={"items": [item]})
     assert settled.status_code == 200, settled.text
     result = settled.json()["results"][0]
-    assert (result["outcome"], result["idempotency_key"]) == ("settled", "offline-1"), result["code"]
+    assert (result["outcome"], result["idempotency_key"]) == (
+        "settled", "offline-1"), result["code"]
     assert cities.hz.balance(card.card_number) == 9_100
     assert _account_total(cities.yw, f"merchant:{till.merchant_id}") == -900
     # Sent again: the stored answers, nothing moves twice.

@@ -28,7 +28,6 @@ from cardsvc.federation.interauth import InterauthClient
 from cardsvc.payments._paycode import authority_trust
 from cardsvc.payments.forwarding import ForwardPolicy
 from cardsvc.services.bootstrap import initialise, open_keyring
-
 from cardsvc.settings import get_settings
 from schemas.federation import FederationClaims, SequenceBlock
 from support import DAY
