@@ -8,18 +8,22 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import timedelta
 
 import pytest
+from federation_kit import federation_jwt
 from payments_kit import PayCard, TerminalHandle
 from sqlalchemy import func, select
-from two_cities_kit import HZ, YW, TwoCities, two_cities
+from two_cities_kit import HZ, YW, TwoCities, accept, two_cities
 
+from cardsvc.federation import held_federation
 from cardsvc.models import Officer
 from cardsvc.payments.forwarding import ForwardPolicy, open_forward, resume_forwards
 from cardsvc.payments.interchange_models import ForwardedCharge, InterchangeCharge
 from cardsvc.payments.merchants import terminal_of
 from cardsvc.payments.models import LedgerAccount, LedgerEntry
+from schemas.federation import IssuerState
 from verifier.federation import trust_for
 from verifier.receipts import verify_receipt
 
@@ -280,3 +284,38 @@ def test_the_daily_report_reconciles_to_the_fen_and_lists_breaks(cities: TwoCiti
                     clock=cities.clock, policy=ForwardPolicy(sleep=lambda _s: None),
                     older_than_seconds=0)
     assert _report(cities.yw, HZ, "interchange-reconcile")["reconciled"] is True
+
+
+def test_a_city_cut_off_nationally_is_refused_before_any_forward(cities: TwoCities) -> None:
+    card = _hz_card(cities)
+    till = cities.yw.terminal()
+    held = cities.claims
+    version = cities.yw.database.transact(
+        lambda session: held_federation(session).version, readonly=True)  # type: ignore[union-attr]
+    cut = replace(held, version=version + 1, issuers=tuple(
+        replace(entry, state=IssuerState.SUSPENDED) if entry.code == HZ else entry
+        for entry in held.issuers))
+    back = replace(held, version=version + 2)
+    cities.yw.database.transact(lambda session: accept(session, federation_jwt(cut),
+                                                        cities.clock.epoch))
+    try:
+        answer = cities.yw.charge(till, cities.hz.pay_code(card), 100)
+        assert (answer.status_code, answer.json()["code"]) == (422, "ISSUER_SUSPENDED")
+        assert cities.link.sent == []
+    finally:
+        cities.yw.database.transact(lambda session: accept(session, federation_jwt(back),
+                                                            cities.clock.epoch))
+    assert cities.hz.balance(card.card_number) == 10_000
+
+
+def test_a_tampered_code_of_another_city_is_refused_at_the_acquirer(
+        cities: TwoCities) -> None:
+    card = _hz_card(cities)
+    till = cities.yw.terminal()
+    code = cities.hz.pay_code(card)
+    middle = len(code) // 2
+    tampered = code[:middle] + ("A" if code[middle] != "A" else "B") + code[middle + 1:]
+    answer = cities.yw.charge(till, tampered, 100)
+    assert answer.status_code == 422, answer.text  # checked against Hangzhou's listed keys
+    assert cities.link.sent == []  # never forwarded
+    assert cities.hz.balance(card.card_number) == 10_000

@@ -124,7 +124,7 @@ def two_cities(backend: str, directory: Path) -> Iterator[TwoCities]:
         claims = federation(yw_entry, hz_entry, issued_at=now - DAY, expires_at=now + 30 * DAY)
         jwt = federation_jwt(claims)
         for world in worlds.values():
-            world.database.transact(lambda session, w=world: _accept(session, jwt, now))
+            world.database.transact(lambda session, w=world: accept(session, jwt, now))
         link = FaultyLink(InterauthClient(
             stack.enter_context(httpx.Client(timeout=10)), signer=YIWU_IK, federation=claims,
             caller=YW, clock=lambda: clock.epoch))
@@ -139,6 +139,6 @@ def two_cities(backend: str, directory: Path) -> Iterator[TwoCities]:
         yield TwoCities(worlds[YW], worlds[HZ], link, claims, clock)
 
 
-def _accept(session: Session, jwt: str, now: int) -> None:
+def accept(session: Session, jwt: str, now: int) -> None:
     accept_federation_list(session, unverified_jwt=jwt, pinned_root=NATIONAL_FINGERPRINT,
                            now=now)
