@@ -43,7 +43,12 @@ from cardsvc.federation.interauth import InterauthClient
 from cardsvc.models import InterchangeKeyRecord, Officer
 from cardsvc.payments import forwarding, interchange
 from cardsvc.payments._idempotency import Answer
-from cardsvc.payments.charges import MAX_AMOUNT_FEN, OfflinePayment, PaymentContext
+from cardsvc.payments.charges import (
+    MAX_AMOUNT_FEN,
+    OfflinePayment,
+    PaymentContext,
+    remember_refused_online,
+)
 from cardsvc.payments.interchange_report import interchange_report, reconcile, sign_report
 from cardsvc.payments.merchants import terminal_of
 from cardsvc.payments.models import Terminal
@@ -134,10 +139,20 @@ def charge(body: ForwardedChargeIn, ctx: Ctx, caller: InterauthCaller) -> JSONRe
     """Charge one of our cards for a sale at the calling city's terminal, once per G."""
     now = ctx.clock()
     payments = _payments(ctx)
-    return respond(_transact(ctx, lambda session: interchange.charge_for_acquirer(
-        session, acquirer=caller.issuer, g=body.g, pay_code=body.pay_code,
-        amount_fen=body.amount_fen, merchant_id=body.merchant_id,
-        terminal_id=body.terminal_id, ctx=payments, now=now, challenge=body.challenge)))
+    try:
+        return respond(_transact(ctx, lambda session: interchange.charge_for_acquirer(
+            session, acquirer=caller.issuer, g=body.g, pay_code=body.pay_code,
+            amount_fen=body.amount_fen, merchant_id=body.merchant_id,
+            terminal_id=body.terminal_id, ctx=payments, now=now, challenge=body.challenge)))
+    except DomainError as refusal:
+        refused_code = refusal.code
+        if refused_code not in ("IDEMPOTENCY_KEY_REUSED", "FORWARD_VOIDED"):
+            # As for our own terminals: a code refused online never settles offline.
+            ctx.database.transact(lambda session: remember_refused_online(
+                session, unverified_pay_code=body.pay_code, code=refused_code,
+                terminal=interchange.acquirer_terminal(session, acquirer=caller.issuer,
+                                                       now=now), now=now))
+        raise
 
 
 @router.post("/charges/{g}/void", responses=problems(401, 403, 422, 503))

@@ -319,3 +319,19 @@ def test_a_tampered_code_of_another_city_is_refused_at_the_acquirer(
     assert answer.status_code == 422, answer.text  # checked against Hangzhou's listed keys
     assert cities.link.sent == []  # never forwarded
     assert cities.hz.balance(card.card_number) == 10_000
+
+
+def test_a_code_refused_cross_city_online_never_settles_offline(cities: TwoCities) -> None:
+    card = _hz_card(cities, topup=100)
+    till = cities.yw.terminal()
+    code = cities.hz.pay_code(card)
+    assert cities.yw.charge(till, code, 5_000).status_code == 402
+    item = {"pay_code": code, "amount_fen": 5_000, "idempotency_key": "after-402",
+            "accepted_at": cities.clock().isoformat()}
+    settled = cities.yw.http.post("/v1/payments/offline-batch", headers=till.headers,
+                                  json={"items": [item]})
+    assert settled.status_code == 200, settled.text
+    result = settled.json()["results"][0]
+    assert (result["outcome"], result["code"]) == ("refused", "PAY_CODE_SEEN_ONLINE")
+    assert cities.hz.balance(card.card_number) == 100
+    assert _account_total(cities.yw, f"merchant:{till.merchant_id}") == 0
