@@ -57,11 +57,11 @@ def _start(tmp: Path, code: str, prefix: str) -> tuple[City, bytes, IssuerKey]:
     result = initialise(settings, now=started)
     assert result.admin_token is not None
     keyring = open_keyring(settings)
-    link_key = keyring.generate(f"{prefix}i1")
     database = Database(url, pool_size=2)
-    database.transact(lambda session: session.add(InterchangeKeyRecord(
-        kid=link_key.kid, seq=1, public_key=link_key.public_key, state="active",
-        valid_from=int(started.timestamp()), valid_until=None, created_at=started)))
+    # `cardsvc init` made the interchange key <prefix>i1 (P10 step 5).
+    link_key = database.transact(lambda session: session.get(
+        InterchangeKeyRecord, f"{prefix}i1"), readonly=True)
+    assert link_key is not None
     env = {k: v for k, v in os.environ.items() if not k.startswith("CARDSVC_")}
     env.update(CARDSVC_DATABASE_URL=url, CARDSVC_KEY_PASSPHRASE=PASSPHRASE,
                CARDSVC_ISSUER=code, CARDSVC_KID_PREFIX=prefix,
@@ -72,8 +72,7 @@ def _start(tmp: Path, code: str, prefix: str) -> tuple[City, bytes, IssuerKey]:
     http = httpx.Client(base_url=server.url, timeout=30)
     world = PayWorld("postgresql", settings, database, server.url, RealClock(),
                      result.admin_token, result.root_fingerprint, None, http)
-    ik = IssuerKey(link_key.kid, link_key.public_key, KeyState.ACTIVE,
-                   int(started.timestamp()))
+    ik = IssuerKey(link_key.kid, link_key.public_key, KeyState.ACTIVE, link_key.valid_from)
     return City(code, name, env, data_dir, server, world), keyring.root().public_key, ik
 
 
