@@ -11,6 +11,7 @@ Example::
     cardsvc audit verify --data-dir data --anchors-file /elsewhere/anchors
     cardsvc backup --data-dir data --out fmc-backup.tar.gz   # while serving
     cardsvc restore --data-dir new-data --from fmc-backup.tar.gz
+    cardsvc federation sync --data-dir data   # the national list ($CARDSVC_FEDERATION_*)
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import typer
 from sqlalchemy.orm import Session
 
 from cardsvc.db import Database
+from cardsvc.federation.cli import federation_app
 from cardsvc.logs import configure_logging
 from cardsvc.national.cli import national_app
 from cardsvc.roles import Role
@@ -46,6 +48,7 @@ app.add_typer(keys_app, name="keys")
 app.add_typer(audit_app, name="audit")
 app.add_typer(trust_app, name="trust")
 app.add_typer(national_app, name="national")
+app.add_typer(federation_app, name="federation")
 
 DataDir = Annotated[Path | None, typer.Option("--data-dir", help="data directory "
                                               "(default $CARDSVC_DATA_DIR or .data)")]

