@@ -155,7 +155,9 @@ class Terminal:
             server = config.server if config is not None else None
         if server is None:
             with contextlib.suppress(CacheError):
-                server = VerifierCache(self.directory).load().contents.server
+                snapshot = VerifierCache(self.directory).load()
+                # A national cache names the national publication, not this terminal's city.
+                server = snapshot.contents.server if snapshot.federation is None else None
         if not server or not server.startswith(("http://", "https://")):
             raise TerminalError("NO_SERVER", "give --server URL (or run terminal setup)",
                                 usage=True)
