@@ -1,7 +1,7 @@
 """federation state: the national federation list the authority holds (P10)
 
 Revision ID: 0140_p10_federation
-Revises: 0130_m_timestamp
+Revises: 0200_p14_alg_cutover
 Create Date: 2026-11-29
 """
 
@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0140_p10_federation"
-down_revision: str | None = "0130_m_timestamp"
+down_revision: str | None = "0200_p14_alg_cutover"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
