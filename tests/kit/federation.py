@@ -41,7 +41,14 @@ import httpx
 
 from kit.net import free_port
 from kit.postgres import pg_create, pg_drop, pg_url, unique_name
-from kit.processes import PYTHON, CardsvcServer, clean_env, run_cli, stop_process, wait_until_serving
+from kit.processes import (
+    PYTHON,
+    CardsvcServer,
+    clean_env,
+    run_cli,
+    stop_process,
+    wait_until_serving,
+)
 
 __all__ = ["CITIES", "City", "CitySpec", "Country", "two_cities"]
 
