@@ -228,10 +228,12 @@ def _key_command(operation: str, kid: str | None, data_dir: Path | None) -> None
 
         def work(session: Session) -> list[str]:
             if operation == "rotate":
-                rotate_keys(session, keyring=keyring, actor=Actor.cli(), now=_now())
+                rotate_keys(session, keyring=keyring, kid_prefix=settings.kid_prefix,
+                            actor=Actor.cli(), now=_now())
             elif operation == "compromise":
                 assert kid is not None
-                compromise_key(session, kid=kid, keyring=keyring, actor=Actor.cli(), now=_now())
+                compromise_key(session, kid=kid, keyring=keyring,
+                               kid_prefix=settings.kid_prefix, actor=Actor.cli(), now=_now())
             return [f"{key.kid:<6} {key.state.value:<12} from {key.valid_from}"
                     + ("" if key.valid_until is None else f" until {key.valid_until}")
                     for key in issuer_keys(session)] + [

@@ -494,7 +494,7 @@ class VerifierCache:
         raw = cached.jwt.encode("ascii")
         file_name = hashlib.sha256(raw).hexdigest() + ".jwt"
         path = lists_dir / file_name
-        if not (path.exists() and path.stat().st_size == len(raw)):
+        if not _holds(path, raw):  # a damaged file of the same size is rewritten too
             _write_atomic(path, raw)
         return {"file": file_name, "etag": cached.etag}
 
@@ -604,6 +604,13 @@ def _refuse_below(snapshot: CacheSnapshot, floor: _Floor, what: str) -> None:
     # A missing or damaged timestamp counts as version 0: it must not lower the floor.
     if (0 if timestamp is None else timestamp.version) < floor.timestamp_version:
         raise CacheError("CACHE_ROLLBACK", f"the signed timestamp is older than {what}")
+
+
+def _holds(path: Path, raw: bytes) -> bool:
+    try:
+        return path.stat().st_size == len(raw) and path.read_bytes() == raw
+    except OSError:
+        return False
 
 
 def _digest(jwt: str) -> str:

@@ -206,6 +206,8 @@ def sync(
             _sync_national(cache, server=server, root=root, mirrors=tuple(mirror or ()),
                            now=now, timeout=timeout, as_json=as_json)
             return
+        if mirror:
+            _err.print("note: --mirror is not used by a single-city sync yet")
         report = sync_cache(cache, server=server, root_fingerprint=root, now=now,
                             timeout=timeout)
     except SyncError as error:

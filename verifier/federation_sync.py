@@ -59,7 +59,7 @@ from verifier.cache import (
     VerifierCache,
     city_list_key,
 )
-from verifier.federation import verify_federation_list
+from verifier.federation import read_federation_list, verify_federation_list
 from verifier.sync import SyncError
 from verifier.trust import verify_status_list
 
@@ -108,8 +108,6 @@ class FederationSyncReport:
 def federation_root_matches(http: httpx.Client, server: str, root_fingerprint: str) -> bool:
     """Whether ``server`` publishes a federation list signed by the pinned root: how a
     first sync tells a national pin from a city pin (a city root never signs one)."""
-    from verifier.federation import read_federation_list
-
     try:
         status, body, _ = _get(http, f"{server}/v1/federation-list", {}, _MAX_FEDERATION_LIST)
         if status != 200:
@@ -191,7 +189,8 @@ def _fetch_all(http: httpx.Client, base: str, mirrors: tuple[str, ...], root: st
                ) -> tuple[FederationSyncReport, CacheContents]:
     held = previous.federation if previous is not None else None
     federation, federation_jwt, source, received = _federation_list(
-        http, (base, *mirrors), root, held, now)
+        http, (base, *mirrors), root, held,
+        previous.contents.trust_list if previous is not None else None, now)
     old_lists: Mapping[str, CachedList] = previous.contents.status_lists if previous else {}
     old_claims: Mapping[str, StatusListClaims] = previous.status_lists if previous else {}
 
@@ -213,21 +212,22 @@ def _fetch_all(http: httpx.Client, base: str, mirrors: tuple[str, ...], root: st
         cities[gone] = CitySync(gone, "unlisted", "dropped")
 
     contents = CacheContents(root_fingerprint=root, server=base, synced_at=now,
-                             trust_list=CachedList(federation_jwt), kind=KIND_NATIONAL,
+                             trust_list=federation_jwt, kind=KIND_NATIONAL,
                              status_lists=MappingProxyType(new_lists), mirrors=mirrors)
     report = FederationSyncReport(
         server=base, mirrors=mirrors, root_fingerprint=root,
         federation_version=federation.version,
         federation_expires_at=federation.expires_at,
-        federation_updated=previous is None or previous.contents.trust_list.jwt != federation_jwt,
+        federation_updated=(previous is None
+                            or previous.contents.trust_list.jwt != federation_jwt.jwt),
         federation_source=source, cities=MappingProxyType(cities),
         bytes_received=received, synced_at=now)
     return report, contents
 
 
 def _federation_list(http: httpx.Client, sources: tuple[str, ...], root: str,
-                     held: FederationClaims | None, now: int
-                     ) -> tuple[FederationClaims, str, str, int]:
+                     held: FederationClaims | None, held_jwt: CachedList | None, now: int
+                     ) -> tuple[FederationClaims, CachedList, str, int]:
     """The first source's list that verifies against the pin and the held list."""
     refusal: SyncError | None = None
     network: SyncError | None = None
@@ -235,10 +235,10 @@ def _federation_list(http: httpx.Client, sources: tuple[str, ...], root: str,
     for source in sources:
         url = f"{source}/v1/federation-list"
         try:
-            jwt, size = _get_jwt(http, url, _MAX_FEDERATION_LIST)
+            fetched, size = _get_jwt(http, url, _MAX_FEDERATION_LIST, held_jwt)
             received += size
-            claims = verify_federation_list(jwt, pinned_root_fingerprint=root, now=now,
-                                            held=held)
+            claims = verify_federation_list(fetched.jwt, pinned_root_fingerprint=root,
+                                            now=now, held=held)
         except FmcError as error:
             refusal = refusal or SyncError(error.code.value,
                                            f"federation list from {source} refused: "
@@ -250,7 +250,7 @@ def _federation_list(http: httpx.Client, sources: tuple[str, ...], root: str,
             else:
                 refusal = refusal or error
             continue
-        return claims, jwt, source, received
+        return claims, fetched, source, received
     failure = refusal or network
     if failure is None:  # no source at all (cannot happen: the server is always one)
         raise SyncError("NO_SERVER", "no server to fetch the federation list from")
@@ -287,9 +287,9 @@ def _city_lists(http: httpx.Client, entry: IssuerEntry, federation: FederationCl
         for base in bases if list_ids is not None else ():
             url = f"{base}/{quote(list_id, safe='')}"
             try:
-                jwt, size = _get_jwt(http, url, _MAX_STATUS_LIST)
+                fetched, size = _get_jwt(http, url, _MAX_STATUS_LIST, cached)
                 received += size
-                claims = verify_status_list(jwt, trust_list=trust_list)
+                claims = verify_status_list(fetched.jwt, trust_list=trust_list)
                 if claims.list_id != list_id:
                     raise SyncError("BAD_RESPONSE", f"{url} carries status list "
                                     f"{claims.list_id}")
@@ -303,7 +303,7 @@ def _city_lists(http: httpx.Client, entry: IssuerEntry, federation: FederationCl
             except SyncError as error:
                 errors.append(f"{error.code}: {error.detail}")
                 continue
-            got = CachedList(jwt)
+            got = fetched
             break
         if got is not None:
             lists[key] = got
@@ -314,7 +314,7 @@ def _city_lists(http: httpx.Client, entry: IssuerEntry, federation: FederationCl
             outcomes[list_id] = "kept"
         elif cached is not None:  # signed by a key the new list no longer trusts
             outcomes[list_id] = "dropped"
-    kept = list_ids is None or {"kept", "dropped"} & set(outcomes.values()) or any(
+    kept = list_ids is None or bool({"kept", "dropped"} & set(outcomes.values())) or any(
         list_id not in outcomes for list_id in list_ids)
     outcome = ("kept" if kept else
                "updated" if "updated" in outcomes.values() else "unchanged")
@@ -345,21 +345,33 @@ def _index(http: httpx.Client, base: str) -> list[str]:
     return ids
 
 
-def _get_jwt(http: httpx.Client, url: str, cap: int) -> tuple[str, int]:
-    _, body, _ = _get(http, url, {"Accept": "application/jwt"}, cap)
+def _get_jwt(http: httpx.Client, url: str, cap: int,
+             cached: CachedList | None = None) -> tuple[CachedList, int]:
+    """The JWT at ``url`` (with its ETag), or ``cached`` again on a 304 to its ETag; the
+    caller verifies either exactly the same way."""
+    headers = {"Accept": "application/jwt"}
+    if cached is not None and cached.etag:
+        headers["If-None-Match"] = cached.etag
+    status, body, etag = _get(http, url, headers, cap)
+    if status == 304:
+        if cached is None or not cached.etag:
+            raise SyncError("BAD_RESPONSE", f"{url} answered 304 to an unconditional request")
+        return cached, 0
     try:
         jwt = body.decode("ascii").strip()
     except UnicodeDecodeError:
         raise SyncError("BAD_RESPONSE", f"{url} did not answer with a JWT") from None
     if not _JWT_RE.fullmatch(jwt):
         raise SyncError("BAD_RESPONSE", f"{url} did not answer with a compact JWT")
-    return jwt, len(body)
+    return CachedList(jwt, etag), len(body)
 
 
 def _get(http: httpx.Client, url: str, headers: dict[str, str], cap: int
          ) -> tuple[int, bytes, str | None]:
     try:
         with http.stream("GET", url, headers=headers) as response:
+            if response.status_code == 304 and "If-None-Match" in headers:
+                return 304, b"", response.headers.get("etag")
             if response.status_code != 200:
                 raise SyncError("SERVER_ERROR", f"{url} answered HTTP {response.status_code}")
             chunks: list[bytes] = []

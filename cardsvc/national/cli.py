@@ -19,6 +19,7 @@ from cardsvc.national.registry import (
     DEFAULT_LIFETIME_SECONDS,
     NationalError,
     add_issuer,
+    grant_block,
     init_registry,
     load_registry,
     publish,
@@ -180,6 +181,22 @@ def reinstate_issuer(directory: Dir, code: Code) -> None:
 def remove_issuer(directory: Dir, code: Code) -> None:
     """Remove a city for good; its sequence blocks stay reserved."""
     _set_state(directory, code, IssuerState.REMOVED)
+
+
+@national_app.command("grant-block")
+def grant_block_command(
+    directory: Dir,
+    code: Code,
+    block_size: Annotated[int, typer.Option(
+        "--block-size", help="foreigner-code sequence numbers granted")] = DEFAULT_BLOCK_SIZE,
+) -> None:
+    """Grant a city a further sequence block (the lowest free one), then publish."""
+    try:
+        entry = grant_block(directory, code=code, block_size=block_size)
+    except NationalError as error:
+        raise _fail(error) from None
+    typer.echo(_describe(entry))
+    typer.echo("publish to let the city allocate from it (after its next federation sync)")
 
 
 @national_app.command("publish")

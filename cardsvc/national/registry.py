@@ -33,6 +33,7 @@ from keys.keystore import KeyStore, KeyStoreError
 from schemas._jose import b64url_decode, parse_json_object, split_compact
 from schemas.codes import FmcError, Malformed, TrustListRollback, TrustListStale
 from schemas.federation import (
+    MAX_BLOCKS_PER_ISSUER,
     SEQUENCE_MAX,
     FederationClaims,
     IssuerEntry,
@@ -51,6 +52,7 @@ __all__ = [
     "Registry",
     "add_issuer",
     "federation_claims",
+    "grant_block",
     "init_registry",
     "load_registry",
     "publish",
@@ -205,6 +207,18 @@ def _free_block(registry: Registry, size: int) -> SequenceBlock:
     return SequenceBlock(first, first + size - 1)
 
 
+def _refuse_kids_in_use(registry: Registry, code: str, keys: tuple[IssuerKey, ...]) -> None:
+    """Kids are unique nationally (a verifier finds the key, and so the city, by kid
+    alone): refuse a city key whose kid another city, even a removed one, already has."""
+    others = {key.kid: r.entry.code for r in registry.issuers if r.entry.code != code
+              for key in r.entry.keys}
+    clashes = sorted(f"{key.kid} ({others[key.kid]})" for key in keys if key.kid in others)
+    if clashes:
+        raise NationalError("KID_IN_USE", f"kids already used by another city: "
+                            f"{', '.join(clashes)}; give {code} its own CARDSVC_KID_PREFIX"
+                            " and rotate its keys")
+
+
 def _checked(registry: Registry) -> Registry:
     """Refuse to keep anything a verifier would refuse (names, URLs, overlaps, sizes)."""
     if registry.issuers:
@@ -226,6 +240,7 @@ def add_issuer(
         raise NationalError("ISSUER_EXISTS", f"{code} is already registered")
     root_key, keys, version = _city_keys(trust_list_jwt, code=code, now=now, held=None,
                                          city_root_fingerprint=city_root_fingerprint)
+    _refuse_kids_in_use(registry, code, keys)
     entry = IssuerEntry(code, name_en, name_zh, IssuerState.ACTIVE, root_key, keys,
                         status_url, api_url, (_free_block(registry, block_size),), version)
     registered = RegisteredIssuer(entry, trust_list_source)
@@ -247,12 +262,39 @@ def update_issuer(
     fingerprint = jwk_thumbprint(public_jwk(held.entry.root_key))
     _, keys, version = _city_keys(trust_list_jwt, code=code, now=now, held=held.entry,
                                   city_root_fingerprint=fingerprint)
+    _refuse_kids_in_use(registry, code, keys)
     entry = replace(held.entry, keys=keys, trust_list_version=version,
                     status_url=status_url or held.entry.status_url,
                     api_url=api_url or held.entry.api_url)
     updated = RegisteredIssuer(entry, trust_list_source or held.trust_list_source)
     _save(directory, _checked(_with(registry, updated)))
     return entry
+
+
+def grant_block(directory: Path, *, code: str, block_size: int = DEFAULT_BLOCK_SIZE
+                ) -> IssuerEntry:
+    """Grant a city the lowest free run of ``block_size`` sequence numbers, when one of
+    its prefixes ran out (FOREIGNER_CODE_EXHAUSTED). A run right after one of its own
+    blocks extends that block. Up to MAX_BLOCKS_PER_ISSUER (8) blocks per city."""
+    registry = load_registry(directory)
+    held = registry.issuer(code)
+    if held.entry.state is IssuerState.REMOVED:
+        raise NationalError("ISSUER_REMOVED", f"{code} was removed")
+    granted = _free_block(registry, block_size)
+    blocks = sorted((*held.entry.sequence_blocks, granted))
+    merged: list[SequenceBlock] = []
+    for block in blocks:
+        if merged and merged[-1].last + 1 == block.first:
+            merged[-1] = SequenceBlock(merged[-1].first, block.last)
+        else:
+            merged.append(block)
+    if len(merged) > MAX_BLOCKS_PER_ISSUER:
+        raise NationalError("TOO_MANY_BLOCKS", f"{code} already holds "
+                            f"{len(held.entry.sequence_blocks)} blocks, the most a city may")
+    updated = RegisteredIssuer(replace(held.entry, sequence_blocks=tuple(merged)),
+                               held.trust_list_source)
+    _save(directory, _checked(_with(registry, updated)))
+    return updated.entry
 
 
 def set_issuer_state(directory: Path, *, code: str, state: IssuerState) -> IssuerEntry:

@@ -173,15 +173,18 @@ def initialise(
             if session.scalar(select(TrustState.id)) is not None:
                 return InitResult(False, root_fingerprint(session), None, generated)
             create_chain_head(session)
-            fingerprint = create_issuer_keys(session, keyring=keyring, now=now)
+            fingerprint = create_issuer_keys(session, keyring=keyring,
+                                             kid_prefix=settings.kid_prefix, now=now)
             timestamp_key = create_timestamp_key(session, keyring=keyring)
             assert timestamp_key is not None  # a first init has none yet
             create_status_list(session, list_id="1", size=settings.status_list_size, now=now)
             actor = Actor.cli()
             append_audit(session, actor=actor, action="authority.initialised",
                          subject=settings.issuer,
-                         details={"root_fingerprint": fingerprint, "active": "k1",
-                                  "next": "k2", "timestamp": timestamp_key.kid}, now=now)
+                         details={"root_fingerprint": fingerprint,
+                                  "active": f"{settings.kid_prefix}1",
+                                  "next": f"{settings.kid_prefix}2",
+                                  "timestamp": timestamp_key.kid}, now=now)
             _, token = create_officer(session, name="admin", roles=ALL_ROLES, actor=actor,
                                       now=now)
             return InitResult(True, fingerprint, token, generated)

@@ -6,6 +6,7 @@ and a second one plays a mirror; what they serve is changed between syncs.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
@@ -54,7 +55,10 @@ class Site:
             body = self.files.get(request.url.path)
             if body is None:
                 return PlainTextResponse("not here", status_code=404)
-            return PlainTextResponse(body)
+            etag = '"' + hashlib.sha256(body.encode()).hexdigest()[:16] + '"'
+            if request.headers.get("if-none-match") == etag:
+                return Response(status_code=304, headers={"ETag": etag})
+            return PlainTextResponse(body, headers={"ETag": etag})
         return Starlette(routes=[Route("/{path:path}", any_path)])
 
 
@@ -139,6 +143,8 @@ def test_first_sync_pins_the_country_and_accepts_both_cities(tmp_path: Path,
     assert _code(cache, _card("CN-YW", index=REVOKED_IN_HANGZHOU)) is ResultCode.OK
     again = _sync(cache, country)
     assert {c.outcome for c in again.cities.values()} == {"unchanged"}  # type: ignore[attr-defined]
+    assert again.bytes_received == 0  # type: ignore[attr-defined]  # ETags: 304s only
+    assert _code(cache, _card("CN-HZ")) is ResultCode.OK
 
 
 @pytest.mark.parametrize(("name", "offered", "expected"), [
@@ -299,3 +305,45 @@ def test_the_single_city_sync_refuses_a_national_cache(tmp_path: Path,
     with pytest.raises(SyncError) as refused:
         sync_cache(cache, server=country.url, root_fingerprint=None, now=NOW)
     assert refused.value.code == "ROOT_MISMATCH"
+
+
+def test_a_damaged_national_cache_is_refused_and_the_next_sync_repairs_it(
+        tmp_path: Path, country: Country) -> None:
+    from verifier.cache import CacheError
+
+    cache = VerifierCache(tmp_path / "cache")
+    _sync(cache, country)
+    manifest = json.loads(cache.manifest_path.read_text())
+    damaged = cache.directory / "lists" / manifest["status_lists"]["CN-HZ/1"]["file"]
+    damaged.write_bytes(damaged.read_bytes()[:-3] + b"AAA")
+    with pytest.raises(CacheError) as refused:
+        cache.load()
+    assert refused.value.code == "CACHE_CORRUPT"
+    _sync(cache, country)
+    assert _code(cache, _card("CN-HZ")) is ResultCode.OK
+
+
+def test_a_rolled_back_list_cannot_return_through_a_damaged_cache(
+        tmp_path: Path, country: Country) -> None:
+    """The floor remembers the federation version even when the manifest is lost."""
+    from verifier.cache import CacheError
+
+    cache = VerifierCache(tmp_path / "cache")
+    country.publish(country.claims(version=2))
+    _sync(cache, country)
+    cache.manifest_path.write_text("{")
+    (cache.directory / "manifest.prev.json").unlink(missing_ok=True)
+    country.publish(country.claims(version=1))  # an old list, Hangzhou maybe still trusted
+    _sync(cache, country)
+    with pytest.raises(CacheError) as refused:
+        cache.load()
+    assert refused.value.code == "CACHE_ROLLBACK"
+
+
+def test_a_304_does_not_keep_a_list_alive_past_its_expiry(tmp_path: Path,
+                                                          country: Country) -> None:
+    cache = VerifierCache(tmp_path / "cache")
+    _sync(cache, country)
+    with pytest.raises(SyncError) as refused:  # the server answers 304: the held list again
+        _sync(cache, country, now=NOW + 8 * DAY)
+    assert refused.value.code == ResultCode.TRUST_LIST_STALE.value
