@@ -69,6 +69,12 @@ class Settings(BaseSettings):
                                        " then mirrors).")
     federation_refresh_seconds: int = Field(default=300, ge=10, description="How often"
                                             " `serve` fetches the federation list again.")
+    interchange_timeout_seconds: float = Field(default=3.0, gt=0, le=30, description="How"
+                                               " long one signed request to another city"
+                                               " (leg B of a cross-city charge) may take.")
+    interchange_attempts: int = Field(default=2, ge=1, le=10, description="Tries of leg B"
+                                      " before the terminal is answered 503"
+                                      " ISSUER_UNREACHABLE (and the forward is voided).")
     public_url: str = Field(default="http://127.0.0.1:8000", description="The authority's"
                             " base URL as clients see it (status list URIs). `serve` defaults"
                             " it to `http://HOST:PORT`.")

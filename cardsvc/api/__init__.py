@@ -25,6 +25,7 @@ from cardsvc.api.routes import (
     audit,
     cards,
     federation,
+    interauth,
     meta,
     operations,
     persons,
@@ -35,6 +36,7 @@ from cardsvc.console import router as console_router
 from cardsvc.db import Database
 from cardsvc.federation.fetch import keep_federation_fresh
 from cardsvc.logs import configure_logging
+from cardsvc.payments import interchange_routes
 from cardsvc.payments import routes as payments
 from cardsvc.services.bootstrap import open_keyring
 from cardsvc.services.trust import Keyring
@@ -103,8 +105,9 @@ def create_app(
     # Assembled here, not in cardsvc.api.routes: area routers (payments, the console) build
     # on cardsvc.api's deps, so a list in the routes package would import them in a loop.
     for router in (persons.router, cards.router, wallet.router, publication.router,
-                   federation.router, audit.router, admin.router, meta.router, operations.router,
-                   payments.router, api_docs.router,
+                   federation.router, interauth.router, audit.router, admin.router,
+                   meta.router, operations.router, payments.router, interchange_routes.router,
+                   api_docs.router,
                    console_router):  # the officer console, at /
         app.include_router(router)
     return app
