@@ -35,11 +35,7 @@ import pytest
 from kit.federation import City, Country, two_cities
 from kit.processes import clean_env, run_cli
 
-# Until p10-authority's kid prefix lands, both cities mint k1 and the national list
-# (kids unique nationally) is refused: every step waits for it.
-NEEDS_KID_PREFIX = pytest.mark.xfail(strict=True, reason="needs p10-authority: "
-                                     "CARDSVC_KID_PREFIX in _next_kid")
-pytestmark = [pytest.mark.e2e, pytest.mark.postgres, NEEDS_KID_PREFIX]
+pytestmark = [pytest.mark.e2e, pytest.mark.postgres]
 
 PIN = "482913"
 
@@ -164,7 +160,6 @@ def _sequence(foreigner_code: str) -> int:
     return int(foreigner_code[-4:-1])  # 9 + province 2 + nationality 3 + date 8 + seq 3 + check
 
 
-@pytest.mark.xfail(strict=True, reason="needs p10-authority: the allocator draws in its blocks")
 def test_foreigner_codes_do_not_collide_between_cities(country: Country,
                                                         tmp_path: Path) -> None:
     # One nationality and birth date in both cities: the same prefix, so only the
