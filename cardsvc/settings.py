@@ -75,6 +75,12 @@ class Settings(BaseSettings):
     interchange_attempts: int = Field(default=2, ge=1, le=10, description="Tries of leg B"
                                       " before the terminal is answered 503"
                                       " ISSUER_UNREACHABLE (and the forward is voided).")
+    interauth_timeout_seconds: float = Field(default=3.0, gt=0, le=60, description="How"
+                                             " long a request to another city's authority"
+                                             " may take (lookups, transfers); a city that"
+                                             " does not answer in time is \"not checked\".")
+    interauth_lookups_per_minute: int = Field(default=60, ge=1, description="Person lookups"
+                                              " one other city may make here per minute.")
     public_url: str = Field(default="http://127.0.0.1:8000", description="The authority's"
                             " base URL as clients see it (status list URIs). `serve` defaults"
                             " it to `http://HOST:PORT`.")
@@ -149,7 +155,11 @@ class NationalSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="FMC_NATIONAL_", extra="ignore")
 
     passphrase: SecretStr | None = Field(default=None, description="Encrypts the national"
-                                         " root key at rest (`cardsvc national`); required.")
+                                         " root key at rest (`cardsvc national`); required"
+                                         " unless the root is in a token.")
+    pin: SecretStr | None = Field(default=None, description="The user PIN of the token"
+                                  " holding the national root (`cardsvc national init"
+                                  " --keys pkcs11:…`); set only while publishing.")
 
 
 class ServeSettings(BaseSettings):

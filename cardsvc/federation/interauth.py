@@ -278,16 +278,20 @@ class InterauthClient:
         url = self.url_for(callee_code, path)
         body = b"" if json_body is None else json.dumps(
             json_body, separators=(",", ":"), ensure_ascii=False).encode()
+        jti = secrets.token_urlsafe(16)
         token = sign_interauth_request(
             signer=self.signer, caller=self.caller, callee=callee_code, method=method,
-            url=url, body=body, officer_id=officer_id, reason=reason, now=self._clock())
+            url=url, body=body, officer_id=officer_id, reason=reason, now=self._clock(),
+            jti=jti)
         headers = {"Authorization": f"{AUTH_SCHEME} {token}"}
         if json_body is not None:
             headers["Content-Type"] = "application/json"
         if idempotency_key is not None:
             headers["Idempotency-Key"] = idempotency_key
         extra: dict[str, Any] = {} if timeout is None else {"timeout": timeout}
-        return self.http.request(method.upper(), url, content=body, headers=headers, **extra)
+        # The jti rides along for the caller's audit entry: response.request.extensions.
+        return self.http.request(method.upper(), url, content=body, headers=headers,
+                                 extensions={"interauth_jti": jti}, **extra)
 
     def post(
         self, callee_code: str, path: str, json_body: Any, *, reason: str,

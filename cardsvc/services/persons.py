@@ -39,6 +39,7 @@ __all__ = [
     "find_by_passport",
     "get_person",
     "likely_duplicates",
+    "passport_known",
     "portrait_bytes",
     "record_passport",
     "set_portrait",
@@ -116,6 +117,12 @@ def find_by_passport(session: Session, *, number: str, country: str) -> Person:
     if passport is None:
         raise NotFound("PERSON_NOT_FOUND", "no person with this passport")
     return passport.person
+
+
+def passport_known(session: Session, *, number: str, country: str) -> bool:
+    """Whether any person here holds or held this passport."""
+    return _passport(session, check.clean_passport_number(number),
+                     check.country(country, field="country")) is not None
 
 
 def likely_duplicates(session: Session, *, details: PersonDetails) -> list[Candidate]:

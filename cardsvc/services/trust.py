@@ -32,7 +32,7 @@ from sqlalchemy import event, select
 from sqlalchemy.orm import Session
 
 import keys as keylib
-from cardsvc.models import IssuerKeyRecord, TimestampState, TrustState
+from cardsvc.models import InterchangeKeyRecord, IssuerKeyRecord, TimestampState, TrustState
 from cardsvc.services._locking import for_update
 from cardsvc.services.audit import Actor, append_audit
 from cardsvc.services.errors import Conflict, Invalid, NotFound, Unavailable
@@ -51,6 +51,7 @@ __all__ = [
     "compromise_key",
     "create_issuer_keys",
     "issuer_keys",
+    "published_interchange_keys",
     "root_fingerprint",
     "rotate_keys",
     "set_alg_cutover",
@@ -170,6 +171,15 @@ def issuer_keys(session: Session) -> tuple[IssuerKey, ...]:
     rows = session.scalars(select(IssuerKeyRecord).order_by(IssuerKeyRecord.seq))
     return tuple(IssuerKey(row.kid, row.public_key, KeyState(row.state), row.valid_from,
                            row.valid_until) for row in rows)
+
+
+def published_interchange_keys(session: Session, *, now: int) -> tuple[IssuerKey, ...]:
+    """The interchange keys the trust list publishes as ``ik`` (P10): every one not yet
+    past its window, oldest first (cardsvc.services.interchange manages them)."""
+    rows = session.scalars(select(InterchangeKeyRecord).order_by(InterchangeKeyRecord.seq))
+    return tuple(IssuerKey(row.kid, row.public_key, KeyState(row.state), row.valid_from,
+                           row.valid_until) for row in rows
+                 if row.valid_until is None or row.valid_until > now)
 
 
 def timestamp_keys(session: Session) -> tuple[TimestampKey, ...]:
@@ -370,7 +380,9 @@ def signed_trust_list(
                                  keylib.published_keys(keyset, now=epoch),
                                  timestamp_keys(session), alg_cutover=cutover,
                                  # a verifier must understand Ed25519 once it is announced
-                                 format_version=1 if cutover is None else FORMAT_VERSION)
+                                 format_version=1 if cutover is None else FORMAT_VERSION,
+                                 interchange_keys=published_interchange_keys(session,
+                                                                             now=epoch))
         state.signed_jwt = keylib.sign_trust_list(claims, root,
                                                   alg=claims.signing_alg(epoch))
         state.signed_version, state.issued_at = state.version, epoch

@@ -146,13 +146,14 @@ def test_an_interchange_key_outside_its_window_is_refused() -> None:
 
 def test_an_interchange_key_never_verifies_a_credential_or_trust_list_key_slot() -> None:
     # ik kids live apart from credential kids: a list naming one kid in both is refused
-    entry = replace(hangzhou(), interchange_keys=(replace(ik(HANGZHOU_IK), kid="k1"),))
+    credential_kid = hangzhou().keys[0].kid
+    entry = replace(hangzhou(), interchange_keys=(replace(ik(HANGZHOU_IK), kid=credential_kid),))
     with pytest.raises(Malformed):
         FederationClaims.from_payload(federation(yiwu(), entry).to_payload())
     # and a credential check looks only at ``keys``: the interchange kid is unknown there
     fed = two_cities()
     assert "hi1" not in fed.issuers_by_code["CN-HZ"].keys_by_kid
-    assert fed.issuers_by_code["CN-HZ"].as_trust_list(fed).keys_by_kid.keys() == {"k1", "k7"}
+    assert "hi1" not in fed.issuers_by_code["CN-HZ"].as_trust_list(fed).keys_by_kid
 
 
 def test_ik_round_trips_in_federation_and_trust_list_and_is_optional() -> None:

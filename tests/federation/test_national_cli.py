@@ -105,6 +105,8 @@ def test_init_add_publish_suspend(tmp_path: Path, cities: tuple[City, City]) -> 
     first = _publish(national, out, pin, None)
     assert first.version == 1
     assert [e.code for e in first.issuers] == ["CN-YW", "CN-HZ"]
+    # each city's interchange key is copied from its trust list (P10, ``ik``)
+    assert [[k.kid for k in e.interchange_keys] for e in first.issuers] == [["ki1"], ["hi1"]]
     assert first.issuers_by_code["CN-YW"].sequence_blocks == (SequenceBlock(1, 100),)
     assert first.issuers_by_code["CN-HZ"].sequence_blocks == (SequenceBlock(101, 200),)
     # Kids are unique nationally: Yiwu mints k1, Hangzhou h1.
