@@ -17,9 +17,10 @@ from federation_kit import (
     OTHER_NATIONAL_ROOT,
     federation,
     federation_jwt,
+    hangzhou,
     yiwu,
 )
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 
 from cardsvc.federation import (
     accept_federation_list,
@@ -28,8 +29,8 @@ from cardsvc.federation import (
     own_entry,
     own_sequence_blocks,
 )
-from cardsvc.federation.fetch import sync_federation
-from cardsvc.models import AuditEntry, FederationState
+from cardsvc.federation.fetch import list_url, sync_federation
+from cardsvc.models import AuditEntry, FederationState, Person
 from cardsvc.services.audit import verify_chain
 from cardsvc.services.errors import DomainError
 from keys import jwk_thumbprint, public_jwk
@@ -212,3 +213,29 @@ def test_each_new_version_is_audited_once(authority: Authority) -> None:
     _accept(authority, federation_jwt(federation(version=2)))
     assert accepted() == [("federation:1", "federation"), ("federation:2", "federation")]
     assert authority.database.transact(verify_chain, readonly=True).ok
+
+
+@pytest.mark.parametrize(("given", "fetched"), [
+    ("http://yw.example:8000", "http://yw.example:8000/v1/federation-list"),
+    ("http://yw.example:8000/", "http://yw.example:8000/v1/federation-list"),
+    ("https://national.example.cn/fl.jwt", "https://national.example.cn/fl.jwt"),
+    ("http://hz.example/v1/federation-list", "http://hz.example/v1/federation-list"),
+])
+def test_a_bare_server_url_means_its_federation_list(given: str, fetched: str) -> None:
+    assert list_url(given) == fetched
+
+
+def test_enrolment_beyond_the_blocks_is_a_clear_409_that_changes_nothing(
+        authority: Authority) -> None:
+    _accept(authority, federation_jwt(federation(yiwu(sequence_blocks=(SequenceBlock(7, 7),)),
+                                                  hangzhou())))
+    first = authority.enrol()
+    assert first["foreigner_code"][14:17] == "007"
+    with authority.database.sessions() as session:
+        before = session.scalar(select(func.count()).select_from(AuditEntry))
+    refused = authority.enrol(expect=409)
+    assert refused["code"] == "FOREIGNER_CODE_EXHAUSTED"
+    assert refused["prefix"] == first["foreigner_code"][:14]
+    with authority.database.sessions() as session:
+        assert session.scalar(select(func.count()).select_from(AuditEntry)) == before
+        assert session.scalar(select(func.count()).select_from(Person)) == 1
