@@ -30,9 +30,12 @@ from cardsvc.federation import (
     own_sequence_blocks,
 )
 from cardsvc.federation.fetch import list_url, sync_federation
+from cardsvc.federation.state import unpublished_key_changes
 from cardsvc.models import AuditEntry, FederationState, Person
-from cardsvc.services.audit import verify_chain
+from cardsvc.services.audit import Actor, verify_chain
+from cardsvc.services.bootstrap import open_keyring
 from cardsvc.services.errors import DomainError
+from cardsvc.services.trust import rotate_keys
 from keys import jwk_thumbprint, public_jwk
 from schemas import b64url_encode
 from schemas.federation import SequenceBlock
@@ -239,3 +242,17 @@ def test_enrolment_beyond_the_blocks_is_a_clear_409_that_changes_nothing(
     with authority.database.sessions() as session:
         assert session.scalar(select(func.count()).select_from(AuditEntry)) == before
         assert session.scalar(select(func.count()).select_from(Person)) == 1
+
+
+def test_key_changes_not_yet_published_nationally_are_named(authority: Authority) -> None:
+    def changes() -> tuple[str, ...]:
+        return authority.database.transact(lambda session: unpublished_key_changes(
+            session, issuer="CN-YW", now=authority.clock.epoch), readonly=True)
+
+    assert changes() == ()  # no list held
+    _accept(authority, federation_jwt())  # Yiwu's entry names k1 active only
+    assert changes() == ("k2 next",)
+    keyring = open_keyring(authority.settings)
+    authority.database.transact(lambda session: rotate_keys(
+        session, keyring=keyring, kid_prefix="k", actor=Actor.cli(), now=authority.clock()))
+    assert changes() == ("k1 retired (listed active)", "k2 active", "k3 next")
