@@ -66,7 +66,8 @@ class Settings(BaseSettings):
     federation_url: str | None = Field(default=None, description="Where to fetch the"
                                        " national federation list: comma-separated URLs of the"
                                        " list itself, tried in order (national publication,"
-                                       " then mirrors).")
+                                       " then mirrors); a bare `http://host:port` means its"
+                                       " `/v1/federation-list`.")
     federation_refresh_seconds: int = Field(default=300, ge=10, description="How often"
                                             " `serve` fetches the federation list again.")
     interchange_timeout_seconds: float = Field(default=3.0, gt=0, le=30, description="How"
