@@ -149,7 +149,11 @@ class NationalSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="FMC_NATIONAL_", extra="ignore")
 
     passphrase: SecretStr | None = Field(default=None, description="Encrypts the national"
-                                         " root key at rest (`cardsvc national`); required.")
+                                         " root key at rest (`cardsvc national`); required"
+                                         " unless the root is in a token.")
+    pin: SecretStr | None = Field(default=None, description="The user PIN of the token"
+                                  " holding the national root (`cardsvc national init"
+                                  " --keys pkcs11:…`); set only while publishing.")
 
 
 class ServeSettings(BaseSettings):

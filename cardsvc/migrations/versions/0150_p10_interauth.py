@@ -2,7 +2,7 @@
 person transfers and the person's state (P10)
 
 Revision ID: 0150_p10_interauth
-Revises: 0140_p10_federation, 0200_p14_alg_cutover
+Revises: 0140_p10_federation
 Create Date: 2026-11-29
 """
 
@@ -14,8 +14,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0150_p10_interauth"
-# Joins the two heads this branch holds; the lead re-chains it at merge.
-down_revision: str | Sequence[str] | None = ("0140_p10_federation", "0200_p14_alg_cutover")
+down_revision: str | Sequence[str] | None = "0140_p10_federation"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
