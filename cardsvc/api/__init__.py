@@ -86,15 +86,23 @@ def create_app(
         if settings.federation_root and settings.federation_urls:
             refresher = asyncio.create_task(keep_federation_fresh(
                 context.database, settings=settings, clock=clock))
+        forwarder = None
+        if settings.federation_root:
+            forwarder = asyncio.create_task(interchange_routes.keep_forwarding(
+                _app.state, context))
         try:
             yield
         finally:
-            if http is None:
-                context.http.close()
+            if forwarder is not None:
+                forwarder.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await forwarder
             if refresher is not None:
                 refresher.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await refresher
+            if http is None:
+                context.http.close()
 
     app = FastAPI(
         lifespan=lifespan,
@@ -113,8 +121,9 @@ def create_app(
     # national-lookup before persons: /v1/persons/{foreigner_code} would take its path.
     for router in (interauth.officer_router, persons.router, cards.router, wallet.router,
                    publication.router, federation.router, interauth.router, audit.router,
-                   admin.router, meta.router, operations.router, payments.router,
-                   interchange_routes.router, api_docs.router,
+                   admin.router, meta.router, operations.router,
+                   interchange_routes.payments_router,  # before /payments/{payment_id}
+                   payments.router, interchange_routes.router, api_docs.router,
                    console_router):  # the officer console, at /
         app.include_router(router)
     return app

@@ -141,6 +141,10 @@ def foreign_issuer(
         return None
     if entry.code == own_code:
         return None
+    if federation.expires_at <= now:
+        raise Invalid(ResultCode.TRUST_LIST_STALE.value,
+                      "the held federation list has expired; another city's card cannot be"
+                      " checked until it is synced")
     try:
         sale = None if terminal is None else _sale_challenge(challenge, terminal=terminal,
                                                              amount_fen=amount_fen)

@@ -52,6 +52,7 @@ from cardsvc.payments.ledger import (
     merchant_account,
     post,
 )
+from cardsvc.payments.merchants import MAX_FLOOR_FEN
 from cardsvc.payments.models import Merchant, Payment, Refund, Terminal
 from cardsvc.payments.receipts import Receipt
 from cardsvc.roles import Role
@@ -102,8 +103,9 @@ def acquirer_terminal(session: Session, *, acquirer: str, now: datetime) -> Term
     session.flush()
     officer, _token = create_officer(session, name=name, roles=[Role.terminal], actor=actor,
                                      now=now)
+    # The acquirer holds its own terminal to its floor; the card's offline limit is ours.
     terminal = Terminal(officer_id=officer.id, merchant_id=merchant.id, name=name,
-                        offline_floor_fen=0, created_at=now)
+                        offline_floor_fen=MAX_FLOOR_FEN, created_at=now)
     session.add(terminal)
     session.flush()
     append_audit(session, actor=actor, action="interchange.acquirer_registered",

@@ -19,38 +19,58 @@ Example::
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import Callable
-from datetime import datetime
+from datetime import date, datetime
 from functools import partial
 from typing import Annotated, Any
 
 import httpx
-from fastapi import APIRouter, Path, Request
+from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 
 from cardsvc.api._context import AppContext
-from cardsvc.api.deps import Ctx, InterauthCaller
+from cardsvc.api.deps import Ctx, InterauthCaller, roles
 from cardsvc.api.errors import PROBLEM_MEDIA_TYPE
 from cardsvc.api.routes._common import problems
 from cardsvc.federation.interauth import InterauthClient
 from cardsvc.models import InterchangeKeyRecord, Officer
 from cardsvc.payments import forwarding, interchange
 from cardsvc.payments._idempotency import Answer
-from cardsvc.payments.charges import MAX_AMOUNT_FEN, OfflinePayment, PaymentContext
+from cardsvc.payments.charges import (
+    MAX_AMOUNT_FEN,
+    OfflinePayment,
+    PaymentContext,
+    remember_refused_online,
+)
+from cardsvc.payments.interchange_report import interchange_report, reconcile, sign_report
 from cardsvc.payments.merchants import terminal_of
 from cardsvc.payments.models import Terminal
+from cardsvc.roles import Role
 from cardsvc.services.errors import DomainError, Invalid, Unavailable
+from cardsvc.services.trust import active_signer, signing_alg
 from schemas.challenge import MAX_CHALLENGE_CHARS
 from schemas.federation import FederationClaims
 from schemas.presentation import MAX_PRESENTATION_CHARS
 
-__all__ = ["forward_if_foreign", "offline_items_of_other_cities", "respond", "router"]
+__all__ = [
+    "forward_if_foreign",
+    "keep_forwarding",
+    "offline_items_of_other_cities",
+    "payments_router",
+    "respond",
+    "router",
+    "signed_report",
+]
 
 router = APIRouter(prefix="/v1/interauth", tags=["interchange"])
+_log = logging.getLogger("cardsvc.payments.interchange")
 
 ForwardId = Annotated[str, StringConstraints(min_length=5, max_length=160,
                                              pattern=r"^[A-Z]{2}(-[A-Z0-9]{1,8}){0,3}:"
@@ -119,10 +139,20 @@ def charge(body: ForwardedChargeIn, ctx: Ctx, caller: InterauthCaller) -> JSONRe
     """Charge one of our cards for a sale at the calling city's terminal, once per G."""
     now = ctx.clock()
     payments = _payments(ctx)
-    return respond(_transact(ctx, lambda session: interchange.charge_for_acquirer(
-        session, acquirer=caller.issuer, g=body.g, pay_code=body.pay_code,
-        amount_fen=body.amount_fen, merchant_id=body.merchant_id,
-        terminal_id=body.terminal_id, ctx=payments, now=now, challenge=body.challenge)))
+    try:
+        return respond(_transact(ctx, lambda session: interchange.charge_for_acquirer(
+            session, acquirer=caller.issuer, g=body.g, pay_code=body.pay_code,
+            amount_fen=body.amount_fen, merchant_id=body.merchant_id,
+            terminal_id=body.terminal_id, ctx=payments, now=now, challenge=body.challenge)))
+    except DomainError as refusal:
+        refused_code = refusal.code
+        if refused_code not in ("IDEMPOTENCY_KEY_REUSED", "FORWARD_VOIDED"):
+            # As for our own terminals: a code refused online never settles offline.
+            ctx.database.transact(lambda session: remember_refused_online(
+                session, unverified_pay_code=body.pay_code, code=refused_code,
+                terminal=interchange.acquirer_terminal(session, acquirer=caller.issuer,
+                                                       now=now), now=now))
+        raise
 
 
 @router.post("/charges/{g}/void", responses=problems(401, 403, 422, 503))
@@ -171,7 +201,13 @@ def _federation(ctx: AppContext) -> Callable[[], FederationClaims | None]:
 
 def _link(request: Request, ctx: AppContext,
           claims: FederationClaims | None) -> forwarding.IssuerLink | None:
-    link: forwarding.IssuerLink | None = getattr(request.app.state, "issuer_link", None)
+    return link_for(request.app.state, ctx, claims)
+
+
+def link_for(state: Any, ctx: AppContext,
+             claims: FederationClaims | None) -> forwarding.IssuerLink | None:
+    """Leg B's link: ``state.issuer_link`` if set, else signed with our interchange key."""
+    link: forwarding.IssuerLink | None = getattr(state, "issuer_link", None)
     if link is not None or claims is None:
         return link
     kid = ctx.database.transact(lambda session: session.scalar(
@@ -179,18 +215,46 @@ def _link(request: Request, ctx: AppContext,
         .order_by(InterchangeKeyRecord.seq.desc())), readonly=True)
     if kid is None:
         return None
-    http: httpx.Client | None = getattr(request.app.state, "interchange_http", None)
+    http: httpx.Client | None = getattr(state, "interchange_http", None)
     if http is None:
         http = httpx.Client(timeout=httpx.Timeout(ctx.settings.interchange_timeout_seconds))
-        request.app.state.interchange_http = http
+        state.interchange_http = http
     return InterauthClient(http, signer=ctx.keyring.signer(kid), federation=claims,
                            caller=ctx.settings.issuer,
                            clock=lambda: int(ctx.clock().timestamp()))
 
 
 def _policy(request: Request, ctx: AppContext) -> forwarding.ForwardPolicy:
-    policy: forwarding.ForwardPolicy | None = getattr(request.app.state, "forward_policy", None)
-    return policy or forwarding.ForwardPolicy(attempts=ctx.settings.interchange_attempts)
+    return policy_for(request.app.state, ctx)
+
+
+def policy_for(state: Any, ctx: AppContext) -> forwarding.ForwardPolicy:
+    policy: forwarding.ForwardPolicy | None = getattr(state, "forward_policy", None)
+    settings = ctx.settings
+    # A pending row is in flight for as long as one request may still be retrying it.
+    in_flight = int(settings.interchange_timeout_seconds * settings.interchange_attempts) + 2
+    return policy or forwarding.ForwardPolicy(attempts=settings.interchange_attempts,
+                                              in_flight_seconds=in_flight)
+
+
+async def keep_forwarding(state: Any, ctx: AppContext) -> None:
+    """The recovery loop: at start-up, then every ``interchange_recovery_seconds``, take
+    pending and voiding forwards (a crash, an unreachable issuer) forward again."""
+    while True:
+        try:
+            await run_in_threadpool(resume_once, state, ctx)
+        except Exception:
+            _log.exception("interchange recovery round failed")
+        await asyncio.sleep(ctx.settings.interchange_recovery_seconds)
+
+
+def resume_once(state: Any, ctx: AppContext) -> int:
+    claims = _federation(ctx)()
+    link = link_for(state, ctx, claims)
+    if link is None:
+        return 0
+    return forwarding.resume_forwards(ctx.database, link, federation=lambda: claims,
+                                      clock=ctx.clock, policy=policy_for(state, ctx))
 
 
 def forward_if_foreign(
@@ -280,9 +344,71 @@ def offline_items_of_other_cities(
             answers[index] = {"idempotency_key": item.idempotency_key, "outcome": "refused",
                               "code": refusal.code}
             continue
-        if issuer is not None:
+        if issuer is not None and item.amount_fen > terminal.offline_floor_fen:
+            # Our terminal's floor is ours to hold; the card's own limit is the issuer's.
+            answers[index] = {"idempotency_key": item.idempotency_key, "outcome": "refused",
+                              "code": "OFFLINE_LIMIT_EXCEEDED"}
+        elif issuer is not None:
             foreign.append((index, item, issuer))
     if foreign:
         answers |= forward_offline_items(request, ctx, terminal=terminal, items=foreign,
                                          now=now, claims=claims)
     return answers
+
+
+# -- the daily interchange report -----------------------------------------------------------
+
+Day = Annotated[date, Query(description="business day (Asia/Shanghai), YYYY-MM-DD",
+                            ge=date(2000, 1, 1), le=date(2200, 12, 31))]
+PeerCode = Annotated[str, Query(alias="with", pattern=r"^[A-Z]{2}(-[A-Z0-9]{1,8}){1,3}$",
+                                description="the other city's code, e.g. CN-HZ")]
+Reader = Annotated[Officer, Depends(roles(Role.auditor, Role.supervisor))]
+payments_router = APIRouter(prefix="/v1/payments", tags=["interchange"])
+
+
+class ReportDayIn(_In):
+    day: date = Field(ge=date(2000, 1, 1), le=date(2200, 12, 31))
+
+
+def signed_report(ctx: AppContext, *, peer: str, day: date) -> dict[str, Any]:
+    """Our report with ``peer`` for ``day`` and its signature (``{"report", "jwt"}``)."""
+
+    def work(session: Session) -> dict[str, Any]:
+        report = interchange_report(session, own_code=ctx.settings.issuer, peer=peer, day=day)
+        signer = active_signer(session, keyring=ctx.keyring)
+        return {"report": report, "jwt": sign_report(
+            report, signer, alg=signing_alg(session, now=ctx.clock()))}
+
+    return ctx.database.transact(work, readonly=True)
+
+
+@payments_router.get("/interchange-report", responses=problems(401, 403, 422))
+def report(ctx: Ctx, _officer: Reader, day: Day, peer: PeerCode) -> dict[str, Any]:
+    """Every forward between us and the other city on that day, both ways, signed."""
+    return signed_report(ctx, peer=peer, day=day)
+
+
+@payments_router.get("/interchange-reconcile", responses=problems(401, 403, 422, 503))
+def reconcile_with(request: Request, ctx: Ctx, _officer: Reader, day: Day,
+                   peer: PeerCode) -> dict[str, Any]:
+    """Our report against the other city's signed one: breaks, net to the fen."""
+    ours = signed_report(ctx, peer=peer, day=day)["report"]
+    claims = _federation(ctx)()
+    link = _link(request, ctx, claims)
+    if link is None or claims is None:
+        raise Unavailable("ISSUER_UNREACHABLE", "no link to the other city")
+    try:
+        answer = link.post(peer, "/v1/interauth/interchange-report",
+                           {"day": day.isoformat()}, reason="daily interchange report")
+    except (httpx.HTTPError, DomainError) as failure:
+        raise Unavailable("ISSUER_UNREACHABLE", f"{peer}: {type(failure).__name__}") from None
+    if answer.status_code != 200:
+        raise Unavailable("ISSUER_UNREACHABLE", f"{peer} answered {answer.status_code}")
+    return reconcile(ours, unverified_peer_jwt=str(answer.json().get("jwt", "")),
+                     federation=claims)
+
+
+@router.post("/interchange-report", responses=problems(401, 403, 422, 503))
+def report_for_peer(body: ReportDayIn, ctx: Ctx, caller: InterauthCaller) -> dict[str, Any]:
+    """Our signed report with the calling city, for its reconciliation."""
+    return signed_report(ctx, peer=caller.issuer, day=body.day)
