@@ -89,6 +89,19 @@ def enrol(city: City, tmp_path: Path, *, surname: str, given_names: str, passpor
     return Enrolled(city, person["foreigner_code"], issued["card_number"], Phone(wallet))
 
 
+def enrol_existing(city: City, tmp_path: Path, foreigner_code: str) -> Enrolled:
+    """A card for a person ``city`` already holds (moved in); a phone redeems it."""
+    issued = city.post("/v1/cards", {"foreigner_code": foreigner_code,
+                                     "entitlements": ["healthcare", "payment"],
+                                     "valid_until": "2030-12-31"})
+    wallet = tmp_path / f"{city.code}-{foreigner_code}.wallet"
+    provisioned = run_cli("wallet-sim", "--wallet", str(wallet), "provision", "--server",
+                          city.url, "--code", issued["provisioning_code"],
+                          env=clean_env(FMC_WALLET_PIN=PIN))
+    assert provisioned.returncode == 0, provisioned.stderr
+    return Enrolled(city, foreigner_code, issued["card_number"], Phone(wallet))
+
+
 @dataclass(frozen=True)
 class Counter:
     """A counter's verifier in Yiwu: syncs from Yiwu's authority (which serves the national
@@ -179,6 +192,82 @@ def test_foreigner_codes_do_not_collide_between_cities(country: Country,
     assert len({code[:-4] for code in every}) == 1  # one prefix: the blocks decide
     assert all(1 <= _sequence(code) <= 100 for code in codes["CN-YW"]), codes
     assert all(101 <= _sequence(code) <= 200 for code in codes["CN-HZ"]), codes
+
+
+def test_a_yiwu_registrar_finds_a_hangzhou_person(country: Country) -> None:
+    hangzhou, yiwu = country.city("CN-HZ"), country.city("CN-YW")
+    known = hangzhou.post("/v1/persons", {
+        "surname": "KOWALSKA", "given_names": "ANNA MARIA", "nationality": "POL",
+        "birth_date": "1987-05-09", "sex": "F", "confirm_new": True,
+        "passport": {"number": "EP4412098", "country": "POL", "expires": "2033-06-30"}})
+    registrar = yiwu.officer("registrar")
+
+    def found(query: dict[str, Any]) -> list[dict[str, Any]]:
+        answer = yiwu.post("/v1/persons/national-lookup", query, expect=200, token=registrar)
+        by_city = {city["city"]: city for city in answer["cities"]}
+        assert set(by_city) == {"CN-HZ"}, answer  # every other active city, not itself
+        return list(by_city["CN-HZ"]["matches"])
+
+    by_passport = found({"passport": {"number": "EP4412098", "country": "POL"}})
+    assert [(m["foreigner_code"], m["holding_city"]) for m in by_passport] == [
+        (known["foreigner_code"], "CN-HZ")]
+    # Another transliteration of the name, same birth date and nationality: fuzzy.
+    by_name = found({"person": {"surname": "KOVALSKA", "given_names": "ANNA MARIA",
+                                "birth_date": "1987-05-09", "nationality": "POL"}})
+    assert known["foreigner_code"] in [m["foreigner_code"] for m in by_name], by_name
+    assert found({"passport": {"number": "EP0000000", "country": "POL"}}) == []
+
+
+def test_a_person_moves_from_yiwu_to_hangzhou_keeping_the_code(country: Country,
+                                                                tmp_path: Path) -> None:
+    hangzhou, yiwu = country.city("CN-HZ"), country.city("CN-YW")
+    mover = enrol(yiwu, tmp_path, surname="NOWAK", given_names="PIOTR", passport="EP7700112",
+                  nationality="POL", birth_date="1979-03-30")
+    counter = Counter(country, tmp_path / "yiwu-counter")
+    counter.sync()
+    assert counter.check(mover.phone.show("svc"))[0] == 0
+
+    moved = hangzhou.post("/v1/persons/transfers", {
+        "from_city": "CN-YW", "foreigner_code": mover.foreigner_code}, expect=200,
+        token=hangzhou.officer("registrar"))
+    assert moved["foreigner_code"] == mover.foreigner_code, moved
+    old_card = yiwu.get(f"/v1/cards/{mover.card_number}")
+    assert (old_card["state"], old_card["state_reason"]) == ("revoked", "transferred")
+    # Hangzhou issues under the same code; the Yiwu counter takes the new card, not the old.
+    again = enrol_existing(hangzhou, tmp_path, mover.foreigner_code)
+    assert again.foreigner_code == mover.foreigner_code
+    counter.sync()
+    status, answer = counter.check(mover.phone.show("svc"))
+    assert (status, _result(answer)) == (1, "REVOKED"), answer
+    status, answer = counter.check(again.phone.show("svc"))
+    assert (status, answer["issuer"]) == (0, HANGZHOU), answer
+    assert answer["holder"]["foreigner_code"] == mover.foreigner_code
+    for city in (yiwu, hangzhou):
+        assert "audit chain OK" in city.cli("audit", "verify").stdout
+
+
+def test_a_yiwu_terminal_charges_a_hangzhou_card(country: Country, tmp_path: Path) -> None:
+    hangzhou, yiwu = country.city("CN-HZ"), country.city("CN-YW")
+    payer = enrol(hangzhou, tmp_path, surname="ADEYEMI", given_names="TUNDE",
+                  passport="NG5566778", nationality="NGA", birth_date="1991-10-02")
+    hangzhou.post(f"/v1/accounts/{payer.card_number}/topups",
+                  {"amount_fen": 10_000, "idempotency_key": "hz-desk-0001"})
+    shop = yiwu.post("/v1/merchants", {"name": "Yiwu Futian Market Stall 7"})
+    till = yiwu.post(f"/v1/merchants/{shop['merchant_id']}/terminals",
+                     {"name": "till 1", "offline_floor_fen": 2_000})
+    cache = tmp_path / "yiwu-till"
+    env = clean_env(FMC_TERMINAL_TOKEN=till["token"])
+    assert country.sync_verifier(cache).returncode == 0
+    setup = country.verifier(cache, "terminal", "setup", "--server", yiwu.url, env=env)
+    assert setup.returncode == 0, setup.stdout + setup.stderr
+    charged = country.verifier(cache, "terminal", "charge", "--text", payer.phone.show("pay"),
+                               "--amount", "1250", "--json", env=env)
+    assert charged.returncode == 0, charged.stdout + charged.stderr
+    answer = json.loads(charged.stdout)
+    # Hangzhou holds the account and signs the receipt; the Yiwu till checks it offline.
+    assert (answer["mode"], answer["receipt"], answer["balance_fen"]) == (
+        "online", "RECEIPT_OK", 8_750), answer
+    assert hangzhou.get(f"/v1/accounts/{payer.card_number}")["balance_fen"] == 8_750
 
 
 def test_the_cities_hold_the_published_list(country: Country) -> None:
