@@ -14,6 +14,8 @@ the published list (``tests/kit/federation.py``). Then, over real HTTP:
 - a person moves from Yiwu to Hangzhou and keeps the code; the Yiwu card ends
   ``transferred``;
 - a Yiwu terminal charges a Hangzhou card and gets Hangzhou's receipt;
+- Yiwu is down: the counter syncs the federation list from the mirror (the national
+  publication) and Hangzhou's lists from Hangzhou;
 - the national tool cuts Hangzhou off (suspended, then a compromised key): after the next
   sync the Yiwu counter refuses Hangzhou cards with ISSUER_SUSPENDED / KEY_COMPROMISED,
   and Yiwu cards are still accepted.
@@ -278,6 +280,27 @@ def test_the_cities_hold_the_published_list(country: Country) -> None:
         assert served.status_code == 200
         published = (country.publication_dir / "v1" / "federation-list").read_text().strip()
         assert served.text.strip() == published
+
+
+def test_yiwu_down_the_counter_syncs_from_the_mirror(country: Country,
+                                                      tmp_path: Path) -> None:
+    """The counter's server (Yiwu) is down: the federation list comes from the mirror (the
+    national publication), Hangzhou's lists from Hangzhou; Yiwu's held lists are kept."""
+    hangzhou, yiwu = country.city("CN-HZ"), country.city("CN-YW")
+    person = enrol(hangzhou, tmp_path, surname="TANAKA", given_names="YUKI",
+                   passport="TR1234987", nationality="JPN", birth_date="1993-04-04")
+    counter = Counter(country, tmp_path / "yiwu-counter")
+    counter.sync()
+    yiwu.stop()
+    try:
+        synced = counter.sync()
+        assert str(synced["federation_source"]).startswith(country.publication_url), synced
+        assert synced["cities"]["CN-HZ"]["outcome"] in ("updated", "unchanged"), synced
+        assert synced["cities"]["CN-YW"]["outcome"] not in ("updated", "unchanged"), synced
+        status, answer = counter.check(person.phone.show("svc"))
+        assert (status, answer["issuer"]) == (0, HANGZHOU), answer
+    finally:
+        yiwu.start()
 
 
 def test_a_city_cut_off_nationally_is_refused_at_the_next_sync(country: Country,
