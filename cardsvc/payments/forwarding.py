@@ -121,12 +121,14 @@ def unreachable_body(issuer: str, detail: str = "") -> dict[str, Any]:
 
 def foreign_issuer(
     unverified_pay_code: str, *, federation: FederationClaims | None, own_code: str, now: int,
-    challenge: str | None = None, terminal: Terminal | None = None, amount_fen: int = 0,
+    challenge: str | None = None, terminal: Callable[[], Terminal] | None = None,
+    amount_fen: int = 0,
 ) -> str | None:
     """The city that issued this pay code, if it is another listed city and the code
     verifies under that city's keys (signature, signed ``iss``, dates, holder proof; the
     card's status is the issuer's to check). None: ours, or not a federation code (the
-    same-city path then judges it). Raises Invalid with the verifier's code otherwise."""
+    same-city path then judges it). Raises Invalid with the verifier's code otherwise.
+    ``terminal`` (read only for another city's code) checks a bound code's challenge."""
     if federation is None:
         return None
     try:
@@ -146,7 +148,7 @@ def foreign_issuer(
                       "the held federation list has expired; another city's card cannot be"
                       " checked until it is synced")
     try:
-        sale = None if terminal is None else _sale_challenge(challenge, terminal=terminal,
+        sale = None if terminal is None else _sale_challenge(challenge, terminal=terminal(),
                                                              amount_fen=amount_fen)
         trust = trust_for(federation, entry.code)
     except FmcError as error:

@@ -258,7 +258,7 @@ def resume_once(state: Any, ctx: AppContext) -> int:
 
 
 def forward_if_foreign(
-    request: Request, ctx: AppContext, *, terminal: Terminal, pay_code: str, amount_fen: int,
+    request: Request, ctx: AppContext, *, officer: Officer, pay_code: str, amount_fen: int,
     idempotency_key: str, challenge: str | None, now: datetime,
 ) -> Answer | None:
     """The branch point of ``POST /v1/payments``: None for a card of ours (the same-city
@@ -267,6 +267,14 @@ def forward_if_foreign(
     if not ctx.settings.federation_root:
         return None
     claims = federation()
+    terminals: list[Terminal] = []
+
+    def terminal() -> Terminal:  # read only for another city's code
+        if not terminals:
+            terminals.append(ctx.database.transact(
+                lambda session: terminal_of(session, officer), readonly=True))
+        return terminals[0]
+
     issuer = forwarding.foreign_issuer(pay_code, federation=claims,
                                        own_code=ctx.settings.issuer,
                                        now=int(now.timestamp()), challenge=challenge,
@@ -277,7 +285,7 @@ def forward_if_foreign(
     if link is None:
         return Answer(503, forwarding.unreachable_body(issuer, "no link to other cities"))
     return forwarding.open_and_forward_charge(
-        ctx.database, link, terminal=terminal, issuer=issuer, own_code=ctx.settings.issuer,
+        ctx.database, link, terminal=terminal(), issuer=issuer, own_code=ctx.settings.issuer,
         pay_code=pay_code, amount_fen=amount_fen, idempotency_key=idempotency_key,
         challenge=challenge, federation=lambda: claims, clock=ctx.clock,
         policy=_policy(request, ctx))

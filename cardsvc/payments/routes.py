@@ -372,10 +372,8 @@ def pay(body: PaymentIn, ctx: Ctx, officer: TerminalOfficer, request: Request) -
     now = ctx.clock()
     payments = _payments(ctx)
     if ctx.settings.federation_root:  # the branch point: a card of another city
-        terminal = ctx.database.transact(lambda session: terminal_of(session, officer),
-                                         readonly=True)
         forwarded = interchange_routes.forward_if_foreign(
-            request, ctx, terminal=terminal, pay_code=body.pay_code,
+            request, ctx, officer=officer, pay_code=body.pay_code,
             amount_fen=body.amount_fen, idempotency_key=body.idempotency_key,
             challenge=body.challenge, now=now)
         if forwarded is not None:
