@@ -8,7 +8,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: install browser hsm postgres run test lint typecheck pytest bench bench-city fuzz clean
+.PHONY: install browser hsm postgres run run-federation test lint typecheck pytest bench bench-city fuzz clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -41,6 +41,13 @@ postgres:
 run: install
 	$(BIN)/python -m cardsvc.demo --data-dir $(DATA) --host $(HOST) --port $(PORT)
 
+# Two cities (Yiwu, Hangzhou) under one national root, on SQLite: ports PORT_FED (Yiwu),
+# +1 (Hangzhou), +2 (the national publication). Ctrl-C stops all.
+FED_DATA ?= .data-federation
+PORT_FED ?= 8100
+run-federation: install
+	$(BIN)/python -m cardsvc.demo_federation --data-dir $(FED_DATA) --host $(HOST) --port $(PORT_FED)
+
 lint: install
 	$(BIN)/ruff check schemas keys verifier wallet_sim cardsvc tests bench tools
 
@@ -64,4 +71,4 @@ fuzz: install
 	FMC_FUZZ_EXAMPLES=$${FMC_FUZZ_EXAMPLES:-20000} $(BIN)/pytest -q -p no:cacheprovider tests -m fuzz
 
 clean:
-	rm -rf $(VENV) $(DATA) .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) $(DATA) $(FED_DATA) .mypy_cache .ruff_cache .pytest_cache

@@ -33,11 +33,11 @@ from cardsvc.services.audit import Actor
 from cardsvc.services.bootstrap import initialise
 from cardsvc.settings import Settings, get_settings
 
-__all__ = ["main", "seed"]
+__all__ = ["Foreigner", "main", "seed"]
 
 
 @dataclass(frozen=True)
-class _Foreigner:
+class Foreigner:
     surname: str
     given_names: str
     nationality: str
@@ -49,22 +49,22 @@ class _Foreigner:
 
 
 _FOREIGNERS = (
-    _Foreigner("OKONKWO", "Chiamaka Adaeze", "NGA", date(1988, 11, 23), "F", "A07654321",
+    Foreigner("OKONKWO", "Chiamaka Adaeze", "NGA", date(1988, 11, 23), "F", "A07654321",
                ("healthcare", "education", "social_insurance", "public_transport",
                 "government_services", "payment"), (176, 120, 90)),
-    _Foreigner("AL-HASHIMI", "Mohammed Ibrahim", "YEM", date(1979, 6, 30), "M", "04512877",
+    Foreigner("AL-HASHIMI", "Mohammed Ibrahim", "YEM", date(1979, 6, 30), "M", "04512877",
                ("healthcare", "government_services", "payment"), (150, 110, 80)),
     # The same name in another transliteration, same nationality and birth date: a
     # registrar decided they are two people (confirm_new); the console shows the pair.
-    _Foreigner("AL HASHIMI", "Muhammad Ibrahim", "YEM", date(1979, 6, 30), "M", "07730415",
+    Foreigner("AL HASHIMI", "Muhammad Ibrahim", "YEM", date(1979, 6, 30), "M", "07730415",
                ("healthcare", "payment"), (140, 100, 70)),
-    _Foreigner("IVANOVA", "Olga Sergeyevna", "RUS", date(1992, 2, 14), "F", "753318204",
+    Foreigner("IVANOVA", "Olga Sergeyevna", "RUS", date(1992, 2, 14), "F", "753318204",
                ("healthcare", "public_transport", "payment"), (225, 190, 170)),
-    _Foreigner("NGUYỄN", "Văn An", "VNM", date(1985, 7, 1), "M", "C4417825",
+    Foreigner("NGUYỄN", "Văn An", "VNM", date(1985, 7, 1), "M", "C4417825",
                ("healthcare", "education", "payment"), (200, 160, 120)),
-    _Foreigner("KHAN", "Imran", "PAK", date(1983, 9, 9), "M", "AB5523871",
+    Foreigner("KHAN", "Imran", "PAK", date(1983, 9, 9), "M", "AB5523871",
                ("healthcare", "social_insurance", "payment"), (160, 120, 90)),
-    _Foreigner("SANTOS", "Maria Fernanda", "BRA", date(1990, 12, 5), "F", "FX662013",
+    Foreigner("SANTOS", "Maria Fernanda", "BRA", date(1990, 12, 5), "F", "FX662013",
                ("healthcare", "education", "payment"), (210, 170, 140)),
 )
 # A terminal token belongs to a merchant: the demo registers one instead of a bare officer.
@@ -118,7 +118,8 @@ def _portrait(colour: tuple[int, int, int], initials: str) -> bytes:
     return out.getvalue()
 
 
-def seed(session: Session, *, settings: Settings, now: datetime) -> Seeded | None:
+def seed(session: Session, *, settings: Settings, now: datetime,
+         foreigners: tuple[Foreigner, ...] = _FOREIGNERS) -> Seeded | None:
     """Seed once: returns what to print, or None when the data dir already has people."""
     if session.scalar(select(func.count()).select_from(Person)):
         return None
@@ -133,7 +134,7 @@ def seed(session: Session, *, settings: Settings, now: datetime) -> Seeded | Non
         session, merchant_id=shop.id, name=_TERMINAL, offline_floor_fen=_TERMINAL_FLOOR_FEN,
         actor=actor, now=now)
     seeded = []
-    for person in _FOREIGNERS:
+    for person in foreigners:
         outcome = persons.enrol_person(
             session,
             details=persons.PersonDetails(person.surname, person.given_names,

@@ -66,21 +66,22 @@ class Settings(BaseSettings):
     federation_url: str | None = Field(default=None, description="Where to fetch the"
                                        " national federation list: comma-separated URLs of the"
                                        " list itself, tried in order (national publication,"
-                                       " then mirrors).")
+                                       " then mirrors); a bare `http://host:port` means its"
+                                       " `/v1/federation-list`.")
     federation_refresh_seconds: int = Field(default=300, ge=10, description="How often"
                                             " `serve` fetches the federation list again.")
-    interauth_timeout_seconds: float = Field(default=3.0, gt=0, le=60, description="How"
-                                             " long a request to another city's authority"
-                                             " may take (lookups, transfers); a city that"
-                                             " does not answer in time is \"not checked\".")
-    interauth_lookups_per_minute: int = Field(default=60, ge=1, description="Person lookups"
-                                              " one other city may make here per minute.")
     interchange_timeout_seconds: float = Field(default=3.0, gt=0, le=30, description="How"
                                                " long one signed request to another city"
                                                " (leg B of a cross-city charge) may take.")
     interchange_attempts: int = Field(default=2, ge=1, le=10, description="Tries of leg B"
                                       " before the terminal is answered 503"
                                       " ISSUER_UNREACHABLE (and the forward is voided).")
+    interauth_timeout_seconds: float = Field(default=3.0, gt=0, le=60, description="How"
+                                             " long a request to another city's authority"
+                                             " may take (lookups, transfers); a city that"
+                                             " does not answer in time is \"not checked\".")
+    interauth_lookups_per_minute: int = Field(default=60, ge=1, description="Person lookups"
+                                              " one other city may make here per minute.")
     interchange_recovery_seconds: float = Field(default=30, gt=0, description="How often"
                                                 " `serve` takes pending or voiding charges of"
                                                 " other cities' cards forward again (also once"

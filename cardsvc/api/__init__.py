@@ -97,12 +97,12 @@ def create_app(
                 forwarder.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await forwarder
-            if http is None:
-                context.http.close()
             if refresher is not None:
                 refresher.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await refresher
+            if http is None:
+                context.http.close()
 
     app = FastAPI(
         lifespan=lifespan,
@@ -123,8 +123,7 @@ def create_app(
                    publication.router, federation.router, interauth.router, audit.router,
                    admin.router, meta.router, operations.router,
                    interchange_routes.payments_router,  # before /payments/{payment_id}
-                   payments.router, interchange_routes.router,
-                   api_docs.router,
+                   payments.router, interchange_routes.router, api_docs.router,
                    console_router):  # the officer console, at /
         app.include_router(router)
     return app

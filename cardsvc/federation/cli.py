@@ -20,7 +20,11 @@ import typer
 
 from cardsvc.db import Database
 from cardsvc.federation.fetch import FETCH_TIMEOUT_SECONDS, sync_federation
-from cardsvc.federation.state import held_federation, highest_sequence
+from cardsvc.federation.state import (
+    held_federation,
+    highest_sequence,
+    unpublished_key_changes,
+)
 from cardsvc.services.errors import DomainError, Unavailable
 from cardsvc.settings import Settings, get_settings
 
@@ -59,11 +63,13 @@ def sync(
     """Fetch the federation list, verify it against $CARDSVC_FEDERATION_ROOT and hold it."""
     settings = get_settings(data_dir=data_dir)
     database = _database(settings)
+    now = int(datetime.now(UTC).timestamp())
     try:
         with httpx.Client(timeout=FETCH_TIMEOUT_SECONDS) as http:
-            claims = sync_federation(database, settings=settings, http=http,
-                                     now=int(datetime.now(UTC).timestamp()),
+            claims = sync_federation(database, settings=settings, http=http, now=now,
                                      urls=tuple(url) if url else None)
+        changes = database.transact(lambda session: unpublished_key_changes(
+            session, issuer=settings.issuer, now=now), readonly=True)
     except DomainError as error:
         raise _fail(error) from None
     finally:
@@ -76,6 +82,13 @@ def sync(
                    " so no foreigner code can be allocated", err=True)
     else:
         typer.echo(f"{entry.code} is {entry.state.value}")
+    _warn_unpublished(changes)
+
+
+def _warn_unpublished(changes: tuple[str, ...]) -> None:
+    if changes:
+        typer.echo(f"warning: key changes not yet in the national list: {', '.join(changes)};"
+                   " ask for `cardsvc national update-issuer` and `publish`", err=True)
 
 
 @federation_app.command("show")
@@ -83,8 +96,11 @@ def show(data_dir: DataDir = None) -> None:
     """The held list: version, expiry, every city with state, kids and sequence blocks."""
     settings = get_settings(data_dir=data_dir)
     database = _database(settings)
+    now = int(datetime.now(UTC).timestamp())
     try:
         claims = database.transact(held_federation, readonly=True)
+        changes = database.transact(lambda session: unpublished_key_changes(
+            session, issuer=settings.issuer, now=now), readonly=True)
     except DomainError as error:
         raise _fail(error) from None
     finally:
@@ -92,7 +108,6 @@ def show(data_dir: DataDir = None) -> None:
     if claims is None:
         raise _fail(Unavailable("FEDERATION_NOT_CONFIGURED",
                                 "no federation list held; run cardsvc federation sync"))
-    now = int(datetime.now(UTC).timestamp())
     typer.echo(f"national authority: {claims.issuer}")
     typer.echo(f"version {claims.version}, issued {_when(claims.issued_at)}, expires "
                f"{_when(claims.expires_at)}" + (" (EXPIRED)" if claims.expires_at <= now else ""))
@@ -102,6 +117,7 @@ def show(data_dir: DataDir = None) -> None:
         kids = " ".join(f"{key.kid}:{key.state.value}" for key in entry.keys)
         typer.echo(f"{entry.code:<12} {entry.state.value:<10} seq {blocks}  keys {kids}{own}")
         typer.echo(f"{'':<12} api {entry.api_url}  status {entry.status_url}")
+    _warn_unpublished(changes)
 
 
 @federation_app.command("highest-sequence")

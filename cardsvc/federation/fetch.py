@@ -1,8 +1,9 @@
 """Fetching the national federation list over HTTP and keeping the held copy fresh.
 
 ``CARDSVC_FEDERATION_URL`` names the list itself (a static file of the national
-publication, or another authority's ``/v1/federation-list``); several URLs, comma
-separated, are tried in order until one yields a list the authority accepts. Where it
+publication, or another authority's ``/v1/federation-list``; a bare ``http://host:port``
+means the latter, as ``verifier sync --server`` does); several URLs, comma separated,
+are tried in order until one yields a list the authority accepts. Where it
 comes from does not matter: only the pinned national root's signature does.
 
 Example::
@@ -17,6 +18,7 @@ import asyncio
 import logging
 from collections.abc import Callable
 from datetime import datetime
+from urllib.parse import urlsplit
 
 import httpx
 from sqlalchemy.orm import Session
@@ -27,14 +29,20 @@ from cardsvc.services.errors import DomainError, Unavailable
 from cardsvc.settings import Settings
 from schemas.federation import FederationClaims
 
-__all__ = ["MAX_FEDERATION_LIST_BYTES", "keep_federation_fresh", "sync_federation"]
+__all__ = ["MAX_FEDERATION_LIST_BYTES", "keep_federation_fresh", "list_url", "sync_federation"]
 
 _log = logging.getLogger("cardsvc.federation")
 MAX_FEDERATION_LIST_BYTES = 512 * 1024  # 50 cities are about 50 KB; the JWS cap is 400,000
 FETCH_TIMEOUT_SECONDS = 10.0
 
 
+def list_url(url: str) -> str:
+    """``url`` itself, or ``url/v1/federation-list`` when it names only a server."""
+    return url.rstrip("/") + "/v1/federation-list" if urlsplit(url).path in ("", "/") else url
+
+
 def _fetch(http: httpx.Client, url: str) -> str:
+    url = list_url(url)
     try:
         with http.stream("GET", url, headers={"Accept": "application/jwt"}) as response:
             if response.status_code != 200:

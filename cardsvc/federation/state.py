@@ -29,7 +29,9 @@ from cardsvc.models import CodeSequence, FederationState
 from cardsvc.services._locking import for_update
 from cardsvc.services.audit import Actor, append_audit
 from cardsvc.services.errors import Conflict, Invalid, Unavailable
+from cardsvc.services.trust import issuer_keys
 from cardsvc.settings import Settings
+from keys import published_keys
 from schemas.codes import FmcError
 from schemas.federation import FederationClaims, IssuerEntry, SequenceBlock
 from verifier.federation import verify_federation_list
@@ -41,6 +43,7 @@ __all__ = [
     "highest_sequence",
     "own_entry",
     "own_sequence_blocks",
+    "unpublished_key_changes",
 ]
 
 _ROW = 1
@@ -70,6 +73,22 @@ def own_entry(session: Session, *, settings: Settings) -> IssuerEntry | None:
     if federation is None:
         return None
     return federation.issuers_by_code.get(settings.issuer)
+
+
+def unpublished_key_changes(session: Session, *, issuer: str, now: int) -> tuple[str, ...]:
+    """This city's key changes the held national list does not show yet: kids missing
+    from its entry, or listed in another state (e.g. after ``cardsvc keys rotate`` or
+    ``compromise``, before the national ``update-issuer`` and ``publish``). Until they
+    are published, verifiers elsewhere refuse what the new key signs."""
+    federation = held_federation(session)
+    entry = None if federation is None else federation.issuers_by_code.get(issuer)
+    if entry is None:
+        return ()
+    listed = {key.kid: key.state for key in entry.keys}
+    return tuple(f"{key.kid} {key.state.value}" + (
+        "" if key.kid not in listed else f" (listed {listed[key.kid].value})")
+        for key in published_keys(issuer_keys(session), now=now)
+        if listed.get(key.kid) is not key.state)
 
 
 def own_sequence_blocks(session: Session, *, issuer: str) -> tuple[SequenceBlock, ...] | None:

@@ -17,9 +17,10 @@ from federation_kit import (
     OTHER_NATIONAL_ROOT,
     federation,
     federation_jwt,
+    hangzhou,
     yiwu,
 )
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 
 from cardsvc.federation import (
     accept_federation_list,
@@ -28,10 +29,13 @@ from cardsvc.federation import (
     own_entry,
     own_sequence_blocks,
 )
-from cardsvc.federation.fetch import sync_federation
-from cardsvc.models import AuditEntry, FederationState
-from cardsvc.services.audit import verify_chain
+from cardsvc.federation.fetch import list_url, sync_federation
+from cardsvc.federation.state import unpublished_key_changes
+from cardsvc.models import AuditEntry, FederationState, Person
+from cardsvc.services.audit import Actor, verify_chain
+from cardsvc.services.bootstrap import open_keyring
 from cardsvc.services.errors import DomainError
+from cardsvc.services.trust import rotate_keys
 from keys import jwk_thumbprint, public_jwk
 from schemas import b64url_encode
 from schemas.federation import SequenceBlock
@@ -212,3 +216,43 @@ def test_each_new_version_is_audited_once(authority: Authority) -> None:
     _accept(authority, federation_jwt(federation(version=2)))
     assert accepted() == [("federation:1", "federation"), ("federation:2", "federation")]
     assert authority.database.transact(verify_chain, readonly=True).ok
+
+
+@pytest.mark.parametrize(("given", "fetched"), [
+    ("http://yw.example:8000", "http://yw.example:8000/v1/federation-list"),
+    ("http://yw.example:8000/", "http://yw.example:8000/v1/federation-list"),
+    ("https://national.example.cn/fl.jwt", "https://national.example.cn/fl.jwt"),
+    ("http://hz.example/v1/federation-list", "http://hz.example/v1/federation-list"),
+])
+def test_a_bare_server_url_means_its_federation_list(given: str, fetched: str) -> None:
+    assert list_url(given) == fetched
+
+
+def test_enrolment_beyond_the_blocks_is_a_clear_409_that_changes_nothing(
+        authority: Authority) -> None:
+    _accept(authority, federation_jwt(federation(yiwu(sequence_blocks=(SequenceBlock(7, 7),)),
+                                                  hangzhou())))
+    first = authority.enrol()
+    assert first["foreigner_code"][14:17] == "007"
+    with authority.database.sessions() as session:
+        before = session.scalar(select(func.count()).select_from(AuditEntry))
+    refused = authority.enrol(expect=409)
+    assert refused["code"] == "FOREIGNER_CODE_EXHAUSTED"
+    assert refused["prefix"] == first["foreigner_code"][:14]
+    with authority.database.sessions() as session:
+        assert session.scalar(select(func.count()).select_from(AuditEntry)) == before
+        assert session.scalar(select(func.count()).select_from(Person)) == 1
+
+
+def test_key_changes_not_yet_published_nationally_are_named(authority: Authority) -> None:
+    def changes() -> tuple[str, ...]:
+        return authority.database.transact(lambda session: unpublished_key_changes(
+            session, issuer="CN-YW", now=authority.clock.epoch), readonly=True)
+
+    assert changes() == ()  # no list held
+    _accept(authority, federation_jwt())  # Yiwu's entry names k1 active only
+    assert changes() == ("k2 next",)
+    keyring = open_keyring(authority.settings)
+    authority.database.transact(lambda session: rotate_keys(
+        session, keyring=keyring, kid_prefix="k", actor=Actor.cli(), now=authority.clock()))
+    assert changes() == ("k1 retired (listed active)", "k2 active", "k3 next")

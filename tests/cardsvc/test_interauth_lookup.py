@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from cardsvc_kit import Authority
 from city_pair_kit import CityPair, CityTemplate, audit_of, city_pair
+from console_kit import csrf_of, portrait
 
 from schemas.federation import IssuerState
 
@@ -152,7 +153,7 @@ def test_lookups_need_a_registrar_and_a_federation(
     assert answer.status_code == 403
     single = authority.client.post("/v1/persons/national-lookup", json=body,
                                    headers=authority.as_role("registrar"))
-    assert (single.status_code, single.json()["code"]) == (409, "FEDERATION_NOT_CONFIGURED")
+    assert (single.status_code, single.json()["code"]) == (404, "FEDERATION_NOT_CONFIGURED")
 
 
 def test_a_bad_lookup_is_refused_with_a_code(cities: CityPair) -> None:
@@ -171,3 +172,24 @@ def test_a_bad_lookup_is_refused_with_a_code(cities: CityPair) -> None:
         answer = cities.yw.client.post("/v1/interauth/person-lookups", content=body,
                                        headers={"Authorization": f"FMC-Interauth {token}"})
         assert (answer.status_code, answer.json()["code"]) == (422, "LOOKUP_INVALID")
+
+
+def test_the_console_enrolment_shows_known_in_another_city(cities: CityPair) -> None:
+    person = _enrol_in_yiwu(cities)
+    client = cities.hz.client
+    client.get("/sign-out")
+    page = client.get("/sign-in")
+    signed = client.post("/sign-in", data={"csrf": csrf_of(page.text),
+                                           "token": cities.hz.admin_token, "next": "/"},
+                         follow_redirects=False)
+    assert signed.status_code == 303, signed.text
+    form = client.get("/persons/new")
+    answer = client.post("/persons/new", data={
+        "csrf": csrf_of(form.text), "surname": "OKAFOR", "given_names": "Chinedu",
+        "nationality": "NGA", "birth_date": "1985-03-02", "sex": "M",
+        "passport_number": "YW1234567", "passport_country": "NGA",
+        "passport_expires": "2031-01-01"},
+        files={"portrait": ("photo.jpg", portrait(), "image/jpeg")}, follow_redirects=False)
+    assert answer.status_code == 409, answer.text[:500]
+    assert 'data-testid="known-elsewhere"' in answer.text
+    assert person["foreigner_code"] in answer.text and "CN-YW" in answer.text

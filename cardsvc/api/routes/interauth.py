@@ -17,27 +17,21 @@ from cardsvc.api._context import AppContext
 from cardsvc.api.deps import Ctx, InterauthCaller, roles
 from cardsvc.api.routes._common import problems
 from cardsvc.federation import transfer
+from cardsvc.federation.enrolment import ask_other_cities, client_or_none
 from cardsvc.federation.interauth import InterauthClient
 from cardsvc.federation.lookup import (
-    CityAnswer,
     LookupQuery,
     LookupRateLimit,
     answer_lookup,
     audit_hash_key,
-    known_elsewhere,
-    national_lookup,
-    record_lookup_sent,
 )
 from cardsvc.models import Officer
 from cardsvc.roles import Role
-from cardsvc.services import persons
-from cardsvc.services.audit import Actor
-from cardsvc.services.errors import Conflict, Invalid
-from cardsvc.services.interchange import interchange_signer, open_interauth_client
-from cardsvc.services.persons import PassportDetails, PersonDetails
+from cardsvc.services.errors import NotFound
+from cardsvc.services.interchange import interchange_signer
 from schemas.credential import FOREIGNER_CODE_PATTERN
 
-__all__ = ["enrolment_check", "officer_router", "router"]
+__all__ = ["officer_router", "router"]
 
 router = APIRouter(prefix="/v1/interauth", tags=["between authorities"])
 officer_router = APIRouter(prefix="/v1", tags=["persons"])
@@ -97,67 +91,19 @@ class NationalLookupIn(BaseModel):
     person: PersonQueryIn | None = None
 
 
-def client_or_none(ctx: AppContext) -> InterauthClient | None:
-    """This city's interauth client (None: no federation held)."""
-    return ctx.database.transact(lambda session: open_interauth_client(
-        session, keyring=ctx.keyring, issuer=ctx.settings.issuer, http=ctx.http,
-        now=ctx.clock(), clock=lambda: int(ctx.clock().timestamp())), readonly=True)
-
-
-def ask_other_cities(
-    ctx: AppContext, query: LookupQuery, officer_id: int, client: InterauthClient
-) -> list[CityAnswer]:
-    """Fan out to every other active city and audit what was sent."""
-    answers = national_lookup(client=client, query=query, own_city=ctx.settings.issuer,
-                              officer_id=officer_id,
-                              timeout=ctx.settings.interauth_timeout_seconds)
-    ctx.database.transact(lambda session: record_lookup_sent(
-        session, answers=answers, query=query,
-        hash_key=audit_hash_key(session, keyring=ctx.keyring),
-        actor=Actor.for_officer_id(officer_id), now=ctx.clock()))
-    return answers
-
-
-def enrolment_check(
-    ctx: AppContext, *, details: PersonDetails, passport: PassportDetails, officer_id: int
-) -> list[dict[str, Any]]:
-    """At enrolment with a federation held: the persons other cities know by this
-    passport or this name + birth date + nationality (empty: none, or no federation, or
-    the passport is known here already, which enrolment answers itself)."""
-    client = client_or_none(ctx)
-    if client is None:
-        return []
-    try:
-        here = ctx.database.transact(lambda session: persons.passport_known(
-            session, number=passport.number, country=passport.country), readonly=True)
-    except Invalid:
-        return []  # enrolment refuses it with its own code
-    if here:
-        return []
-    try:
-        query = LookupQuery.from_payload({
-            "passport": {"number": passport.number, "country": passport.country},
-            "person": {"surname": details.surname, "given_names": details.given_names,
-                       "birth_date": details.birth_date.isoformat(),
-                       "nationality": details.nationality}})
-    except Invalid:
-        return []  # enrolment refuses it with its own code
-    return known_elsewhere(ask_other_cities(ctx, query, officer_id, client))
-
-
 def run_national_lookup(
     ctx: AppContext, query: LookupQuery, officer: Officer
 ) -> list[dict[str, Any]]:
     """Fan out to every other active city, audit what was sent; the answers as JSON."""
     client = client_or_none(ctx)
     if client is None:
-        raise Conflict("FEDERATION_NOT_CONFIGURED", "this authority holds no federation"
+        raise NotFound("FEDERATION_NOT_CONFIGURED", "this authority holds no federation"
                           " list: there is no other city to ask")
     answers = ask_other_cities(ctx, query, officer.id, client)
     return [answer.to_payload() for answer in answers]
 
 
-@officer_router.post("/persons/national-lookup", responses=problems(401, 403, 409, 422, 503))
+@officer_router.post("/persons/national-lookup", responses=problems(401, 403, 404, 422))
 def national_lookup_post(
     body: NationalLookupIn, ctx: Ctx,
     officer: Annotated[Officer, Depends(roles(Role.registrar))],
@@ -168,7 +114,7 @@ def national_lookup_post(
     return {"cities": run_national_lookup(ctx, query, officer)}
 
 
-@officer_router.get("/persons/national-lookup", responses=problems(401, 403, 409, 422, 503))
+@officer_router.get("/persons/national-lookup", responses=problems(401, 403, 404, 422))
 def national_lookup_get(
     ctx: Ctx, officer: Annotated[Officer, Depends(roles(Role.registrar))],
     passport: Annotated[str, Query(pattern=r"^[A-Za-z0-9 -]{4,24}$")],
@@ -233,12 +179,12 @@ class TransferIn(BaseModel):
 def _client(ctx: AppContext) -> InterauthClient:
     client = client_or_none(ctx)
     if client is None:
-        raise Conflict("FEDERATION_NOT_CONFIGURED", "this authority holds no federation"
+        raise NotFound("FEDERATION_NOT_CONFIGURED", "this authority holds no federation"
                           " list: there is no other city")
     return client
 
 
-@officer_router.post("/persons/transfers", responses=problems(401, 403, 409, 422, 503))
+@officer_router.post("/persons/transfers", responses=problems(401, 403, 404, 409, 422, 503))
 def transfer_person(
     body: TransferIn, ctx: Ctx, officer: Annotated[Officer, Depends(roles(Role.registrar))],
 ) -> dict[str, Any]:

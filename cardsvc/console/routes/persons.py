@@ -7,6 +7,7 @@ from urllib.parse import urlencode
 
 from fastapi import APIRouter, Request, Response
 from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 
 from cardsvc.console import _forms as forms
 from cardsvc.console import _i18n as i18n
@@ -24,6 +25,7 @@ from cardsvc.console._deps import (
 )
 from cardsvc.console._pages import ConsoleRoute, Refusal, Visit, in_db, redirect, render
 from cardsvc.console._views import PersonView, format_time, person_view
+from cardsvc.federation.enrolment import enrolment_check
 from cardsvc.services import cards, persons
 from cardsvc.services.errors import Conflict, DomainError
 
@@ -63,6 +65,14 @@ async def enrol(post: RegistrarForm) -> Response:
         return _enrol_page(visit, values, problems, status=422)
     link_to = form.get("link_to") or None
     confirm_new = form.get("confirm_new") == "1"
+    if link_to is None and visit.officer is not None:  # P10: known in another city?
+        officer_id = visit.officer.id
+        elsewhere = await run_in_threadpool(
+            lambda: enrolment_check(visit.ctx, details=cleaned.details,
+                                    passport=cleaned.passport, officer_id=officer_id))
+        if any(m["matched_by"] == "passport" for m in elsewhere) or (
+                elsewhere and not confirm_new):
+            return await _duplicates_page(visit, values, [], elsewhere=elsewhere)
 
     def work(session: Session) -> tuple[str, str, list[str]]:
         outcome = persons.enrol_person(
@@ -96,7 +106,8 @@ def _enrol_error(visit: Visit, values: dict[str, str], error: DomainError) -> Re
 
 
 async def _duplicates_page(
-    visit: Visit, values: dict[str, str], candidates: list[dict[str, Any]]
+    visit: Visit, values: dict[str, str], candidates: list[dict[str, Any]],
+    elsewhere: list[dict[str, Any]] | None = None,
 ) -> Response:
     codes = [str(candidate["foreigner_code"]) for candidate in candidates]
 
@@ -118,7 +129,7 @@ async def _duplicates_page(
                          if values.get("portrait_b64") else None),
     }
     return render(visit, "duplicates.html", status=409, nav="enrol", candidates=shown,
-                  hidden=hidden, new=new, form_error=None)
+                  hidden=hidden, new=new, form_error=None, elsewhere=elsewhere or [])
 
 
 # --- a person, the portrait ---------------------------------------------------------------
