@@ -12,7 +12,6 @@ from sqlalchemy.orm import Session
 from cardsvc.api._present import code_out, person_fields, person_out
 from cardsvc.api.deps import Ctx, roles
 from cardsvc.api.routes._common import problems
-from cardsvc.api.routes.interauth import enrolment_check
 from cardsvc.api.schemas import (
     EnrolIn,
     EnrolmentOut,
@@ -21,6 +20,7 @@ from cardsvc.api.schemas import (
     PersonOut,
     PortraitIn,
 )
+from cardsvc.federation.enrolment import enrolment_check
 from cardsvc.models import Officer
 from cardsvc.roles import Role
 from cardsvc.services import persons

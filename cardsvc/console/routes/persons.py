@@ -9,7 +9,6 @@ from fastapi import APIRouter, Request, Response
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
-from cardsvc.api.routes.interauth import enrolment_check
 from cardsvc.console import _forms as forms
 from cardsvc.console import _i18n as i18n
 from cardsvc.console._codes import code_view, provisioning_page
@@ -26,6 +25,7 @@ from cardsvc.console._deps import (
 )
 from cardsvc.console._pages import ConsoleRoute, Refusal, Visit, in_db, redirect, render
 from cardsvc.console._views import PersonView, format_time, person_view
+from cardsvc.federation.enrolment import enrolment_check
 from cardsvc.services import cards, persons
 from cardsvc.services.errors import Conflict, DomainError
 
