@@ -1,18 +1,22 @@
-"""The national side of enrolment (P10): ask every other city of the federation whether
-it knows this person, and audit what was asked.
-
-A module of its own, apart from the routes, because both the API's and the console's
-enrolment call it (the console importing a route module would import the whole API).
+"""What an enrolment asks other cities (P10): "known in CN-YW" before a new person is
+made here, for the API's ``POST /v1/persons`` and the console alike. It needs only what
+an app context holds (settings, database, keys, the outgoing HTTP client, the clock).
 
 Example::
 
     elsewhere = enrolment_check(ctx, details=details, passport=passport, officer_id=7)
+    # [{"city": "CN-YW", "foreigner_code": "...", "matched_by": "passport", ...}]
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any, Protocol
 
+import httpx
+
+from cardsvc.db import Database
 from cardsvc.federation.interauth import InterauthClient
 from cardsvc.federation.lookup import (
     CityAnswer,
@@ -27,14 +31,32 @@ from cardsvc.services.audit import Actor
 from cardsvc.services.errors import Invalid
 from cardsvc.services.interchange import open_interauth_client
 from cardsvc.services.persons import PassportDetails, PersonDetails
+from cardsvc.services.trust import Keyring
+from cardsvc.settings import Settings
 
-if TYPE_CHECKING:
-    from cardsvc.api._context import AppContext
-
-__all__ = ["ask_other_cities", "client_or_none", "enrolment_check"]
+__all__ = ["AuthorityContext", "ask_other_cities", "client_or_none", "enrolment_check"]
 
 
-def client_or_none(ctx: AppContext) -> InterauthClient | None:
+class AuthorityContext(Protocol):
+    """The parts of ``cardsvc.api.AppContext`` used here."""
+
+    @property
+    def settings(self) -> Settings: ...
+
+    @property
+    def database(self) -> Database: ...
+
+    @property
+    def keyring(self) -> Keyring: ...
+
+    @property
+    def http(self) -> httpx.Client: ...
+
+    @property
+    def clock(self) -> Callable[[], datetime]: ...
+
+
+def client_or_none(ctx: AuthorityContext) -> InterauthClient | None:
     """This city's interauth client (None: no federation held)."""
     return ctx.database.transact(lambda session: open_interauth_client(
         session, keyring=ctx.keyring, issuer=ctx.settings.issuer, http=ctx.http,
@@ -42,7 +64,7 @@ def client_or_none(ctx: AppContext) -> InterauthClient | None:
 
 
 def ask_other_cities(
-    ctx: AppContext, query: LookupQuery, officer_id: int, client: InterauthClient
+    ctx: AuthorityContext, query: LookupQuery, officer_id: int, client: InterauthClient
 ) -> list[CityAnswer]:
     """Fan out to every other active city and audit what was sent."""
     answers = national_lookup(client=client, query=query, own_city=ctx.settings.issuer,
@@ -56,7 +78,7 @@ def ask_other_cities(
 
 
 def enrolment_check(
-    ctx: AppContext, *, details: PersonDetails, passport: PassportDetails, officer_id: int
+    ctx: AuthorityContext, *, details: PersonDetails, passport: PassportDetails, officer_id: int
 ) -> list[dict[str, Any]]:
     """At enrolment with a federation held: the persons other cities know by this
     passport or this name + birth date + nationality (empty: none, or no federation, or
