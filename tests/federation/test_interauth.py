@@ -152,7 +152,7 @@ def test_an_interchange_key_never_verifies_a_credential_or_trust_list_key_slot()
     # and a credential check looks only at ``keys``: the interchange kid is unknown there
     fed = two_cities()
     assert "hi1" not in fed.issuers_by_code["CN-HZ"].keys_by_kid
-    assert fed.issuers_by_code["CN-HZ"].as_trust_list(fed).keys_by_kid.keys() == {"k1", "k7"}
+    assert fed.issuers_by_code["CN-HZ"].as_trust_list(fed).keys_by_kid.keys() == {"h1", "h7"}
 
 
 def test_ik_round_trips_in_federation_and_trust_list_and_is_optional() -> None:
