@@ -228,12 +228,14 @@ def _check_disjoint(entries: tuple[IssuerEntry, ...]) -> None:
         raise Malformed("duplicate issuer code")
     if len({entry.root_key for entry in entries}) != len(entries):
         raise Malformed("two issuers share a root key")
-    kids = [key.kid for entry in entries for key in entry.keys]
-    if len(set(kids)) != len(kids):
-        raise Malformed("a kid is used by two issuers (kids are unique nationally)")
     link_kids = [key.kid for entry in entries for key in entry.interchange_keys]
     if len(set(link_kids)) != len(link_kids):
         raise Malformed("an interchange kid is used by two issuers")
+    # Credential and interchange kids together: unique nationally, and never the same
+    # kid in both slots (merge of p10-verify and p10-interauth).
+    kids = [key.kid for entry in entries for key in (*entry.keys, *entry.interchange_keys)]
+    if len(set(kids)) != len(kids):
+        raise Malformed("a kid is used twice on the list (kids are unique nationally)")
     blocks = sorted(block for entry in entries for block in entry.sequence_blocks)
     for before, after in pairwise(blocks):
         if before.overlaps(after):

@@ -154,6 +154,7 @@ def test_an_interchange_key_never_verifies_a_credential_or_trust_list_key_slot()
     fed = two_cities()
     assert "hi1" not in fed.issuers_by_code["CN-HZ"].keys_by_kid
     assert "hi1" not in fed.issuers_by_code["CN-HZ"].as_trust_list(fed).keys_by_kid
+    assert fed.issuers_by_code["CN-HZ"].as_trust_list(fed).keys_by_kid.keys() == {"h1", "h7"}
 
 
 def test_ik_round_trips_in_federation_and_trust_list_and_is_optional() -> None:

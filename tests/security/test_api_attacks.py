@@ -268,6 +268,12 @@ OFFICER_ROUTES = [
            {"terminal", "cashier", "auditor", "supervisor"},
            lambda w: ("GET", f"/v1/merchants/{w.merchant_id}/settlement?date=2027-01-15",
                       None)),
+    _route("GET", "/v1/payments/interchange-report", {"auditor", "supervisor"},
+           lambda w: ("GET", "/v1/payments/interchange-report?day=2027-01-15&with=CN-HZ",
+                      None)),
+    _route("GET", "/v1/payments/interchange-reconcile", {"auditor", "supervisor"},
+           lambda w: ("GET", "/v1/payments/interchange-reconcile?day=2027-01-15&with=CN-HZ",
+                      None)),
     _route("POST", "/v1/officers/{officer_id}/deactivate", {"supervisor"},
            lambda w: ("POST", "/v1/officers/1/deactivate", None)),
 ]
