@@ -28,6 +28,7 @@ from cardsvc.api.routes import (
     meta,
     operations,
     persons,
+    portrait_bundle,
     publication,
     wallet,
 )
@@ -103,6 +104,7 @@ def create_app(
     # Assembled here, not in cardsvc.api.routes: area routers (payments, the console) build
     # on cardsvc.api's deps, so a list in the routes package would import them in a loop.
     for router in (persons.router, cards.router, wallet.router, publication.router,
+                   portrait_bundle.router,
                    federation.router, audit.router, admin.router, meta.router, operations.router,
                    payments.router, api_docs.router,
                    console_router):  # the officer console, at /
