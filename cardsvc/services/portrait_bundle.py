@@ -137,7 +137,9 @@ def _state(session: Session) -> PortraitBundleState:
     return state
 
 
-def cached_manifest(session: Session, *, now: datetime, lifetime_seconds: int) -> SignedObject | None:
+def cached_manifest(
+    session: Session, *, now: datetime, lifetime_seconds: int
+) -> SignedObject | None:
     """The last manifest while nothing is pending and it is in the first half of its life."""
     state = session.get(PortraitBundleState, 1)
     epoch = int(now.timestamp())

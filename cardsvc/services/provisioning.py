@@ -32,8 +32,8 @@ from cardsvc.services.cards import (
     status_for_state,
 )
 from cardsvc.services.errors import Conflict, Forbidden, Gone, Invalid, NotFound
-from cardsvc.services.status import reserve_status_entry, set_entry_status
 from cardsvc.services.portrait_bundle import record_credentials
+from cardsvc.services.status import reserve_status_entry, set_entry_status
 from cardsvc.services.trust import Keyring, active_signer, signing_alg
 from schemas import STATUS_REVOKED, Credential, Entitlement, Purpose, StatusRef, b64url_decode
 from schemas.credential import MAX_LIFETIME_SECONDS

@@ -12,7 +12,6 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-
 revision: str = "0170_p15_portrait_bundle"
 down_revision: str | None = "0140_p10_federation"
 branch_labels: str | Sequence[str] | None = None
