@@ -62,7 +62,6 @@ __all__ = [
 
 _MAX_MANIFEST = 4 * 1024 * 1024
 _MAX_SEGMENT = 1024 * 1024 * 1024
-_CHUNK = 256 * 1024
 _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL)",
     "CREATE TABLE IF NOT EXISTS applied (seq INTEGER PRIMARY KEY, sha256 TEXT NOT NULL)",
@@ -247,7 +246,7 @@ def _download(http: httpx.Client, base: str, ref: SegmentRef, parts: Path,
                     raise PortraitBundleError("PORTRAIT_BUNDLE_UNAVAILABLE",
                                               f"segment {ref.seq}: HTTP {response.status_code}")
                 with part.open("ab") as out:
-                    for chunk in response.iter_bytes(_CHUNK):
+                    for chunk in response.iter_bytes():
                         if have + received + len(chunk) > ref.size:
                             raise PortraitBundleError("PORTRAIT_BUNDLE_SEGMENT_MISMATCH",
                                                       f"segment {ref.seq} is longer than named")
