@@ -94,6 +94,8 @@ class CheckOutcome:
         image = self.portrait or b""
         if image[:4] == b"RIFF" and image[8:12] == b"WEBP":
             return "image/webp"
+        if image[4:12] in (b"ftypavif", b"ftypavis"):
+            return "image/avif"
         if image.startswith(b"\x89PNG"):
             return "image/png"
         return "image/jpeg"

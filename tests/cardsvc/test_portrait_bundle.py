@@ -67,7 +67,7 @@ def test_credentials_with_a_portrait_open_it_until_replaced_or_revoked(
     for purpose in ("id", "svc"):
         image = _open(bodies, bundle["credentials"][purpose], issuer)
         assert image is not None and image[:16] == pd
-        assert image[16:20] == b"RIFF" or image[16:19] == b"\xff\xd8\xff"  # WebP (or JPEG)
+        assert image[20:24] == b"ftyp" or image[16:20] == b"RIFF" or image[16:19] == b"\xff\xd8\xff"
     assert _open(bodies, without["credentials"]["id"], issuer) is None
     assert _open(bodies, bundle["credentials"]["pay"], issuer) is None  # pay carries no pd
     again, _ = _bundle(authority)
