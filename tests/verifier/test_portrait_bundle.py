@@ -95,6 +95,7 @@ class Publisher:
     version: int = 0
     expires_at: int = NOW + 3 * DAY
     signer: Ed25519Signer = ISSUER_KEY
+    first: int = 0  # the first segment's number (after a compaction)
 
     def add(self, *holders: Holder) -> None:
         records: list[Record] = []
@@ -112,11 +113,12 @@ class Publisher:
             Record(BLOB_REMOVED, h.blob_id))])
 
     def _segment(self, records: list[Record]) -> None:
-        self.segments.append(encode_segment(len(self.segments), records))
+        self.segments.append(encode_segment(self.first + len(self.segments), records))
         self.version += 1
 
     def refs(self) -> tuple[SegmentRef, ...]:
-        return tuple(SegmentRef(n, sha(body), len(body)) for n, body in enumerate(self.segments))
+        return tuple(SegmentRef(self.first + n, sha(body), len(body))
+                     for n, body in enumerate(self.segments))
 
     def manifest(self, **overrides: object) -> str:
         claims = ManifestClaims(ISSUER, self.version, NOW - 60, self.expires_at, self.refs())
@@ -351,6 +353,20 @@ def test_a_fork_is_refused(cache: VerifierCache, authority: BundleAuthority, for
     authority.manifest_override = other.manifest()
     authority.publisher = other  # its segments are what is served
     assert _refusal(cache, authority) == "PORTRAIT_BUNDLE_FORKED"
+
+
+def test_a_compacted_bundle_is_rebuilt(cache: VerifierCache,
+                                       authority: BundleAuthority) -> None:
+    first, second, third = holder(1), holder(2), holder(3)
+    authority.publisher.add(first, second)
+    authority.publisher.remove(first)
+    sync(cache, authority)
+    compacted = Publisher(first=2, version=4)
+    compacted.add(second, third)  # segment 2 holds the whole bundle; 0 and 1 are gone
+    authority.publisher = compacted
+    report = sync(cache, authority)
+    assert report.rebuilt and report.entries == 2  # type: ignore[attr-defined]
+    assert opened(cache, third) == third.image and opened(cache, first) is None
 
 
 def test_a_segment_not_matching_its_hash_is_refused(cache: VerifierCache,
