@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from schemas.credential import MAX_CREDENTIAL_LIFETIME_SECONDS
@@ -57,7 +57,8 @@ class Settings(BaseSettings):
                         " list, status list and receipt (e.g. `CN-HZ`).")
     kid_prefix: str = Field(default="k", pattern=r"^[a-z]{1,3}$", description="Issuer key"
                             " ids are this plus a number (`k1`, `k2`; Hangzhou `h1`): kids are"
-                            " unique nationally, so each city takes its own prefix.")
+                            " unique nationally, so each city takes its own prefix (not `ts`,"
+                            " not ending in `i`).")
     federation_root: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_-]{43}$",
                                         description="The national root fingerprint (RFC 7638)"
                                         " the held federation list must be signed by. Unset:"
@@ -68,6 +69,12 @@ class Settings(BaseSettings):
                                        " then mirrors).")
     federation_refresh_seconds: int = Field(default=300, ge=10, description="How often"
                                             " `serve` fetches the federation list again.")
+    interauth_timeout_seconds: float = Field(default=3.0, gt=0, le=60, description="How"
+                                             " long a request to another city's authority"
+                                             " may take (lookups, transfers); a city that"
+                                             " does not answer in time is \"not checked\".")
+    interauth_lookups_per_minute: int = Field(default=60, ge=1, description="Person lookups"
+                                              " one other city may make here per minute.")
     public_url: str = Field(default="http://127.0.0.1:8000", description="The authority's"
                             " base URL as clients see it (status list URIs). `serve` defaults"
                             " it to `http://HOST:PORT`.")
@@ -105,6 +112,15 @@ class Settings(BaseSettings):
     log_format: Literal["json", "text"] = Field(default="json", description="One log line"
                                                  " per event: JSON objects or plain words.")
 
+    @field_validator("kid_prefix")
+    @classmethod
+    def _kid_prefix_apart(cls, value: str) -> str:
+        # "ts" would mint ts1, the timestamp key's kid; a prefix ending in "i" could mint
+        # another city's interchange kid (<prefix>i1).
+        if value == "ts" or value.endswith("i"):
+            raise ValueError("the kid prefix may not be 'ts' nor end with 'i'")
+        return value
+
     def database_url_or_default(self) -> str:
         """``CARDSVC_DATABASE_URL`` when set, else SQLite in the data dir."""
         if self.database_url:
@@ -136,7 +152,11 @@ class NationalSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="FMC_NATIONAL_", extra="ignore")
 
     passphrase: SecretStr | None = Field(default=None, description="Encrypts the national"
-                                         " root key at rest (`cardsvc national`); required.")
+                                         " root key at rest (`cardsvc national`); required"
+                                         " unless the root is in a token.")
+    pin: SecretStr | None = Field(default=None, description="The user PIN of the token"
+                                  " holding the national root (`cardsvc national init"
+                                  " --keys pkcs11:…`); set only while publishing.")
 
 
 class ServeSettings(BaseSettings):

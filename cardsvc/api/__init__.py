@@ -13,6 +13,7 @@ import contextlib
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 
+import httpx
 from fastapi import FastAPI
 
 from cardsvc.api._access_log import AccessLog
@@ -25,6 +26,7 @@ from cardsvc.api.routes import (
     audit,
     cards,
     federation,
+    interauth,
     meta,
     operations,
     persons,
@@ -62,9 +64,11 @@ def create_app(
     database: Database | None = None,
     keyring: Keyring | None = None,
     clock: Callable[[], datetime] = _system_clock,
+    http: httpx.Client | None = None,
 ) -> FastAPI:
     """Build the app. The database must already be migrated (``cardsvc init`` / serve).
 
+    ``http`` sends requests to other cities' authorities (P10; default: a fresh client).
     With ``CARDSVC_FEDERATION_ROOT`` and ``CARDSVC_FEDERATION_URL`` set, the app keeps the
     held federation list fresh in the background while it runs (never delaying start-up).
     """
@@ -73,6 +77,7 @@ def create_app(
         database=database or Database.from_settings(settings),
         keyring=keyring or open_keyring(settings),
         clock=clock,
+        http=http or httpx.Client(timeout=settings.interauth_timeout_seconds),
     )
 
     @contextlib.asynccontextmanager
@@ -84,6 +89,8 @@ def create_app(
         try:
             yield
         finally:
+            if http is None:
+                context.http.close()
             if refresher is not None:
                 refresher.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -103,10 +110,11 @@ def create_app(
     app.add_middleware(AccessLog, routes=app.router.routes)  # last added: outermost
     # Assembled here, not in cardsvc.api.routes: area routers (payments, the console) build
     # on cardsvc.api's deps, so a list in the routes package would import them in a loop.
-    for router in (persons.router, cards.router, wallet.router, publication.router,
-                   portrait_bundle.router,
-                   federation.router, audit.router, admin.router, meta.router, operations.router,
-                   payments.router, api_docs.router,
+    # national-lookup before persons: /v1/persons/{foreigner_code} would take its path.
+    for router in (interauth.officer_router, persons.router, cards.router, wallet.router,
+                   publication.router, portrait_bundle.router, federation.router,
+                   interauth.router, audit.router,
+                   admin.router, meta.router, operations.router, payments.router, api_docs.router,
                    console_router):  # the officer console, at /
         app.include_router(router)
     return app

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
+
+import httpx
 
 from cardsvc.db import Database
 from cardsvc.services.provisioning import SigningContext
@@ -20,6 +22,8 @@ class AppContext:
     database: Database
     keyring: Keyring
     clock: Callable[[], datetime]
+    # Outgoing requests to other cities' authorities (P10); tests route it in process.
+    http: httpx.Client = field(default_factory=lambda: httpx.Client(timeout=10.0))
 
     @property
     def signing(self) -> SigningContext:

@@ -17,7 +17,9 @@ owns (its sequence blocks only ever grow).
 
 from __future__ import annotations
 
+import hashlib
 import threading
+from datetime import UTC, datetime
 
 from sqlalchemy import func, select
 from sqlalchemy.dialects import postgresql, sqlite
@@ -25,6 +27,7 @@ from sqlalchemy.orm import Session
 
 from cardsvc.models import CodeSequence, FederationState
 from cardsvc.services._locking import for_update
+from cardsvc.services.audit import Actor, append_audit
 from cardsvc.services.errors import Conflict, Invalid, Unavailable
 from cardsvc.settings import Settings
 from schemas.codes import FmcError
@@ -93,7 +96,8 @@ def accept_federation_list(
     Refusals raise :class:`~cardsvc.services.errors.Invalid` with the verifier's code
     (UNKNOWN_KEY, BAD_SIGNATURE, MALFORMED, TRUST_LIST_ROLLBACK, TRUST_LIST_STALE, ...)
     and change nothing; a held list under another root is FEDERATION_ROOT_MISMATCH.
-    The identical list again is accepted (only ``accepted_at`` moves).
+    The identical list again is accepted (only ``accepted_at`` moves). A new version is
+    audited (``federation.list_accepted``): it may change what the city may allocate.
     """
     if not pinned_root:
         raise ValueError("a national root fingerprint must be pinned")
@@ -121,14 +125,27 @@ def accept_federation_list(
         if row.signed_jwt != unverified_jwt:  # another process stored one meanwhile
             return accept_federation_list(session, unverified_jwt=unverified_jwt,
                                           pinned_root=pinned_root, now=now)
+        _audit(session, claims, unverified_jwt, held=None, now=now)
     elif claims.version > row.version:
         row.version, row.signed_jwt = claims.version, unverified_jwt
         row.issued_at, row.expires_at = claims.issued_at, claims.expires_at
+        _audit(session, claims, unverified_jwt, held=held, now=now)
     row.accepted_at = now
     session.flush()
     with _parsed_lock:
         _parsed[(pinned_root, unverified_jwt)] = claims
     return claims
+
+
+def _audit(session: Session, claims: FederationClaims, jwt: str, *,
+           held: FederationClaims | None, now: int) -> None:
+    append_audit(session, actor=Actor("federation"), action="federation.list_accepted",
+                 subject=f"federation:{claims.version}",
+                 details={"version": claims.version,
+                          "previous": None if held is None else held.version,
+                          "expires_at": claims.expires_at, "cities": len(claims.issuers),
+                          "sha256": hashlib.sha256(jwt.encode("ascii", "replace")).hexdigest()},
+                 now=datetime.fromtimestamp(now, UTC))
 
 
 def _lock_row(session: Session) -> FederationState | None:

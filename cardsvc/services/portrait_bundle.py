@@ -142,14 +142,18 @@ def _state(session: Session) -> PortraitBundleState:
 
 
 def cached_manifest(
-    session: Session, *, now: datetime, lifetime_seconds: int
+    session: Session, *, now: datetime, lifetime_seconds: int, batch_seconds: int = 0,
 ) -> SignedObject | None:
-    """The last manifest while nothing is pending and it is in the first half of its life."""
+    """The last manifest while it is in the first half of its life and either nothing is
+    pending or it is younger than ``batch_seconds`` (changes are gathered into one segment
+    per batch, however often counters poll)."""
     state = session.get(PortraitBundleState, 1)
     epoch = int(now.timestamp())
-    if state is None or state.signed_jwt is None or _pending(session):
+    if state is None or state.signed_jwt is None:
         return None
     if epoch - state.issued_at >= lifetime_seconds // 2:
+        return None
+    if epoch - state.issued_at >= batch_seconds and _pending(session):
         return None
     return SignedObject.of(state.signed_jwt, state.issued_at)
 

@@ -19,7 +19,7 @@ from federation_kit import (
     federation_jwt,
     yiwu,
 )
-from sqlalchemy import update
+from sqlalchemy import select, update
 
 from cardsvc.federation import (
     accept_federation_list,
@@ -29,7 +29,8 @@ from cardsvc.federation import (
     own_sequence_blocks,
 )
 from cardsvc.federation.fetch import sync_federation
-from cardsvc.models import FederationState
+from cardsvc.models import AuditEntry, FederationState
+from cardsvc.services.audit import verify_chain
 from cardsvc.services.errors import DomainError
 from keys import jwk_thumbprint, public_jwk
 from schemas import b64url_encode
@@ -195,3 +196,19 @@ def test_sync_refuses_without_settings_and_oversized_answers(authority: Authorit
     assert _held(authority) is None
 
 
+
+
+def test_each_new_version_is_audited_once(authority: Authority) -> None:
+    def accepted() -> list[tuple[str, str]]:
+        return authority.database.transact(lambda session: [
+            (entry.subject, entry.actor) for entry in session.scalars(
+                select(AuditEntry).where(AuditEntry.action == "federation.list_accepted")
+                .order_by(AuditEntry.seq))], readonly=True)
+
+    _accept(authority, federation_jwt())
+    _accept(authority, federation_jwt())
+    with pytest.raises(DomainError):
+        _accept(authority, federation_jwt(federation(version=0)))
+    _accept(authority, federation_jwt(federation(version=2)))
+    assert accepted() == [("federation:1", "federation"), ("federation:2", "federation")]
+    assert authority.database.transact(verify_chain, readonly=True).ok

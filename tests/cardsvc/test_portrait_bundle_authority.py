@@ -23,6 +23,7 @@ from verifier.portrait_bundle import _check_manifest
 
 
 def _bundle(authority: Authority) -> tuple[Any, list[bytes]]:
+    authority.clock.advance(authority.settings.status_ttl_seconds)  # past the batch time
     trust_list = authority.state().trust_list
     jwt = authority.client.get("/v1/portrait-bundle/manifest").text
     claims = _check_manifest(jwt, trust_list, authority.clock.epoch)
@@ -108,3 +109,18 @@ def test_segments_answer_ranges_and_unknown_ones_are_404(authority: Authority) -
     assert missing.status_code == 404
     assert missing.json()["code"] == "PORTRAIT_SEGMENT_NOT_FOUND"
     assert authority.client.get("/v1/portrait-bundle/segments/short").status_code == 422
+
+
+def test_changes_are_gathered_into_one_segment_per_batch(authority: Authority) -> None:
+    authority.card_with_phone(device_key(43), portrait=b64(portrait_bytes("JPEG")))
+    first, _ = _bundle(authority)
+    second_card = authority.card_with_phone(device_key(44), portrait=b64(portrait_bytes()))
+    third_card = authority.card_with_phone(device_key(45), portrait=b64(portrait_bytes()))
+    soon = authority.client.get("/v1/portrait-bundle/manifest").text  # within the batch
+    claims = _check_manifest(soon, authority.state().trust_list, authority.clock.epoch)
+    assert claims.version == first.version
+    later, bodies = _bundle(authority)  # the batch time has passed
+    assert later.version == first.version + 1 and len(bodies) == len(first.segments) + 1
+    issuer = authority.settings.issuer
+    assert _open(bodies, second_card["credentials"]["id"], issuer) is not None
+    assert _open(bodies, third_card["credentials"]["svc"], issuer) is not None

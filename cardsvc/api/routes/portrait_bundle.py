@@ -27,8 +27,10 @@ def manifest(
     settings = ctx.settings
     now = ctx.clock()
     lifetime = settings.portrait_bundle_lifetime_seconds
+    # Changes wait for the status ttl at most: one segment per batch, not per card.
     signed = ctx.database.transact(lambda session: portrait_bundle.cached_manifest(
-        session, now=now, lifetime_seconds=lifetime), readonly=True)
+        session, now=now, lifetime_seconds=lifetime,
+        batch_seconds=settings.status_ttl_seconds), readonly=True)
     if signed is None:
         signed = ctx.database.transact(lambda session: portrait_bundle.publish(
             session, keyring=ctx.keyring, issuer=settings.issuer, now=now,
