@@ -122,11 +122,19 @@ def record_credentials(
         if jwt is None:
             continue
         slot = derive_slot(b64url_decode(jwt.rsplit(".", 1)[1]), issuer=issuer)
-        session.add(PortraitSlot(
-            index=slot.index, card_id=card.id, blob_id=blob.blob_id,
-            entry=wrap_entry(slot, portrait_key=blob.portrait_key, blob_id=blob.blob_id,
-                             issuer=issuer),
-            live=True, created_at=now))
+        entry = wrap_entry(slot, portrait_key=blob.portrait_key, blob_id=blob.blob_id,
+                           issuer=issuer)
+        existing = session.get(PortraitSlot, slot.index)
+        if existing is None:
+            session.add(PortraitSlot(index=slot.index, card_id=card.id, blob_id=blob.blob_id,
+                                     entry=entry, live=True, created_at=now))
+        else:
+            # Ed25519 is deterministic: the same credential signed again in the same second
+            # (a refresh right after another) has the same signature, hence the same slot.
+            if existing.removed_seq is not None or existing.blob_id != blob.blob_id:
+                existing.added_seq = existing.removed_seq = None  # published again
+                existing.blob_id, existing.entry = blob.blob_id, entry
+            existing.live = True
         added += 1
     session.flush()
     return added

@@ -124,3 +124,28 @@ def test_changes_are_gathered_into_one_segment_per_batch(authority: Authority) -
     issuer = authority.settings.issuer
     assert _open(bodies, second_card["credentials"]["id"], issuer) is not None
     assert _open(bodies, third_card["credentials"]["svc"], issuer) is not None
+
+
+def _refresh(authority: Authority, card_number: str, device: Any) -> dict[str, Any]:
+    now = authority.clock.epoch
+    proof = device.sign(refresh_proof_message(card_number, device.public_key, now))
+    answer = authority.client.post("/v1/wallet/refresh", json={
+        "card_number": card_number, "device_key": b64url_encode(device.public_key),
+        "time": now, "proof": b64url_encode(proof)})
+    assert answer.status_code == 200, answer.text
+    return dict(answer.json())
+
+
+def test_the_same_credential_signed_twice_keeps_one_slot(authority: Authority) -> None:
+    """Ed25519 is deterministic: two refreshes in one second sign the same credential."""
+    device = device_key(46)
+    bundle = authority.card_with_phone(device, portrait=b64(portrait_bytes()))
+    _bundle(authority)
+    first = _refresh(authority, bundle["card_number"], device)
+    second = _refresh(authority, bundle["card_number"], device)
+    assert first["credentials"]["id"] == second["credentials"]["id"]
+    _, bodies = _bundle(authority)
+    assert _open(bodies, second["credentials"]["id"], authority.settings.issuer) is not None
+    third = _refresh(authority, bundle["card_number"], device)  # later: a new slot
+    _, bodies = _bundle(authority)
+    assert _open(bodies, third["credentials"]["id"], authority.settings.issuer) is not None
