@@ -30,6 +30,7 @@ from cardsvc.db import Database
 from cardsvc.federation.cli import federation_app
 from cardsvc.logs import configure_logging
 from cardsvc.national.cli import national_app
+from cardsvc.payments.cli import payments_app
 from cardsvc.roles import Role
 from cardsvc.services.errors import DomainError, Unavailable
 from cardsvc.settings import Settings, get_settings, variable
@@ -49,6 +50,7 @@ app.add_typer(audit_app, name="audit")
 app.add_typer(trust_app, name="trust")
 app.add_typer(national_app, name="national")
 app.add_typer(federation_app, name="federation")
+app.add_typer(payments_app, name="payments")
 
 DataDir = Annotated[Path | None, typer.Option("--data-dir", help="data directory "
                                               "(default $CARDSVC_DATA_DIR or .data)")]

@@ -75,6 +75,16 @@ class Settings(BaseSettings):
                                              " does not answer in time is \"not checked\".")
     interauth_lookups_per_minute: int = Field(default=60, ge=1, description="Person lookups"
                                               " one other city may make here per minute.")
+    interchange_timeout_seconds: float = Field(default=3.0, gt=0, le=30, description="How"
+                                               " long one signed request to another city"
+                                               " (leg B of a cross-city charge) may take.")
+    interchange_attempts: int = Field(default=2, ge=1, le=10, description="Tries of leg B"
+                                      " before the terminal is answered 503"
+                                      " ISSUER_UNREACHABLE (and the forward is voided).")
+    interchange_recovery_seconds: float = Field(default=30, gt=0, description="How often"
+                                                " `serve` takes pending or voiding charges of"
+                                                " other cities' cards forward again (also once"
+                                                " at start-up).")
     public_url: str = Field(default="http://127.0.0.1:8000", description="The authority's"
                             " base URL as clients see it (status list URIs). `serve` defaults"
                             " it to `http://HOST:PORT`.")

@@ -38,6 +38,7 @@ from cardsvc.console import router as console_router
 from cardsvc.db import Database
 from cardsvc.federation.fetch import keep_federation_fresh
 from cardsvc.logs import configure_logging
+from cardsvc.payments import interchange_routes
 from cardsvc.payments import routes as payments
 from cardsvc.services.bootstrap import open_keyring
 from cardsvc.services.trust import Keyring
@@ -86,9 +87,17 @@ def create_app(
         if settings.federation_root and settings.federation_urls:
             refresher = asyncio.create_task(keep_federation_fresh(
                 context.database, settings=settings, clock=clock))
+        forwarder = None
+        if settings.federation_root:
+            forwarder = asyncio.create_task(interchange_routes.keep_forwarding(
+                _app.state, context))
         try:
             yield
         finally:
+            if forwarder is not None:
+                forwarder.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await forwarder
             if http is None:
                 context.http.close()
             if refresher is not None:
@@ -113,8 +122,10 @@ def create_app(
     # national-lookup before persons: /v1/persons/{foreigner_code} would take its path.
     for router in (interauth.officer_router, persons.router, cards.router, wallet.router,
                    publication.router, portrait_bundle.router, federation.router,
-                   interauth.router, audit.router,
-                   admin.router, meta.router, operations.router, payments.router, api_docs.router,
+                   interauth.router, audit.router, admin.router, meta.router, operations.router,
+                   interchange_routes.payments_router,  # before /payments/{payment_id}
+                   payments.router, interchange_routes.router,
+                   api_docs.router,
                    console_router):  # the officer console, at /
         app.include_router(router)
     return app

@@ -6,6 +6,7 @@ from alembic import context
 from sqlalchemy import create_engine, pool
 
 from cardsvc.models import Base
+from cardsvc.payments import interchange_models as _interchange  # noqa: F401
 from cardsvc.payments import models as _payments  # noqa: F401  (registers its tables)
 
 config = context.config

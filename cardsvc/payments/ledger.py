@@ -167,10 +167,11 @@ def debit_card(
 
 
 def post(
-    session: Session, *, kind: str, reference: str, card_id: int, legs: Sequence[Leg],
+    session: Session, *, kind: str, reference: str, card_id: int | None, legs: Sequence[Leg],
     now: datetime,
 ) -> int:
-    """Write one balanced transaction (legs on one account are merged); returns its id."""
+    """Write one balanced transaction (legs on one account are merged); returns its id.
+    ``card_id`` is None only for an acquirer's clearing of another city's card."""
     merged: dict[int, int] = {}
     for account_id, amount in legs:
         merged[account_id] = merged.get(account_id, 0) + amount

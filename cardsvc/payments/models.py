@@ -120,7 +120,9 @@ class LedgerTransaction(Base):
     id: Mapped[int] = mapped_column(_BigId, primary_key=True)
     kind: Mapped[str] = mapped_column(String(16))  # topup | charge | refund
     reference: Mapped[str] = mapped_column(String(32), index=True)
-    card_id: Mapped[int] = mapped_column(ForeignKey("cards.id"), index=True)
+    # None for an acquirer's clearing of another city's card (the card is not ours)
+    card_id: Mapped[int | None] = mapped_column(ForeignKey("cards.id"), index=True,
+                                                nullable=True)
     posted_at: Mapped[datetime] = mapped_column(UtcDateTime)
 
 

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from datetime import date, datetime
 from typing import Annotated, Any, Literal, TypeVar
 
-from fastapi import APIRouter, Depends, Path, Query
+from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
 from sqlalchemy import select
@@ -30,7 +30,7 @@ from cardsvc.api.deps import Ctx, roles
 from cardsvc.api.routes._common import CARD_NUMBER_PATTERN, problems
 from cardsvc.metrics import CHARGES, OFFLINE_ITEMS
 from cardsvc.models import Card, Officer
-from cardsvc.payments import charges, merchants, reports
+from cardsvc.payments import charges, interchange_routes, merchants, reports
 from cardsvc.payments._idempotency import Answer
 from cardsvc.payments.charges import MAX_AMOUNT_FEN, OfflinePayment, PaymentContext
 from cardsvc.payments.merchants import MAX_FLOOR_FEN, terminal_of
@@ -364,11 +364,22 @@ def account(
 
 @router.post("/payments", response_model=PaymentOut, status_code=201,
              responses=problems(401, 402, 403, 404, 409, 422, 503))
-def pay(body: PaymentIn, ctx: Ctx, officer: TerminalOfficer) -> JSONResponse:
+def pay(body: PaymentIn, ctx: Ctx, officer: TerminalOfficer, request: Request) -> JSONResponse:
     """Charge a scanned pay code once. Refusals: 409 PAY_CODE_USED, 402
-    INSUFFICIENT_FUNDS, 422 with the verifier's code (e.g. REVOKED, HOLDER_PROOF_STALE)."""
+    INSUFFICIENT_FUNDS, 422 with the verifier's code (e.g. REVOKED, HOLDER_PROOF_STALE).
+    A card of another city is forwarded to it (docs/FEDERATION.md): its receipt, ``202``
+    while pending, or 503 ISSUER_UNREACHABLE with ``offline_allowed``."""
     now = ctx.clock()
     payments = _payments(ctx)
+    if ctx.settings.federation_root:  # the branch point: a card of another city
+        forwarded = interchange_routes.forward_if_foreign(
+            request, ctx, officer=officer, pay_code=body.pay_code,
+            amount_fen=body.amount_fen, idempotency_key=body.idempotency_key,
+            challenge=body.challenge, now=now)
+        if forwarded is not None:
+            CHARGES.labels("FORWARDED" if forwarded.status_code < 300 else
+                           str(forwarded.body.get("code", forwarded.status_code))).inc()
+            return interchange_routes.respond(forwarded)
 
     def work(session: Session) -> Answer:
         return charges.charge_online(
@@ -396,16 +407,28 @@ def pay(body: PaymentIn, ctx: Ctx, officer: TerminalOfficer) -> JSONResponse:
 
 @router.post("/payments/offline-batch", response_model=OfflineBatchOut,
              responses=problems(401, 403, 422, 503))
-def offline_batch(body: OfflineBatchIn, ctx: Ctx, officer: TerminalOfficer) -> OfflineBatchOut:
+def offline_batch(body: OfflineBatchIn, ctx: Ctx, officer: TerminalOfficer,
+                  request: Request) -> OfflineBatchOut:
     """Settle what a terminal accepted offline, each item on its own (``settled``,
     ``double_spend`` or ``refused`` with a code). Safe to send again: every item has its
-    idempotency key."""
+    idempotency key. Items of another city's cards are settled by that city; 503
+    ISSUER_UNREACHABLE when it cannot be reached now."""
     now = ctx.clock()
     payments = _payments(ctx)
+    offline_items = [OfflinePayment(item.pay_code, item.amount_fen, item.accepted_at,
+                                    item.idempotency_key, item.challenge)
+                     for item in body.items]
+    forwarded: dict[int, dict[str, Any]] = {}
+    if ctx.settings.federation_root:  # the branch point: cards of other cities
+        forwarded = interchange_routes.offline_items_of_other_cities(
+            request, ctx, officer=officer, items=offline_items, now=now)
     results = []
-    for item in body.items:
-        offline = OfflinePayment(item.pay_code, item.amount_fen, item.accepted_at,
-                                 item.idempotency_key, item.challenge)
+    for index, offline in enumerate(offline_items):
+        if index in forwarded:
+            result = OfflineResultOut.model_validate(forwarded[index])
+            OFFLINE_ITEMS.labels(result.outcome, result.code or "").inc()
+            results.append(result)
+            continue
 
         def work(session: Session, offline: OfflinePayment = offline) -> Answer:
             return charges.settle_offline(session, item=offline,

@@ -66,7 +66,7 @@ def test_an_authority_in_tokens_signs_with_a_root_plugged_in_only_to_sign(
     fingerprint = init.stdout.split("root fingerprint:")[1].split()[0]
     # Only handles in the data dir: no private key file, nothing but token URIs.
     assert sorted(p.name for p in (data / "keys").iterdir()) == ["pkcs11.json"]
-    assert _token_kids(softhsm, KEYS, ISSUER_PIN) == ["k1", "k2", "ts1"]
+    assert _token_kids(softhsm, KEYS, ISSUER_PIN) == ["k1", "k2", "ki1", "ts1"]
     assert _token_kids(softhsm, ROOT_KEYS, ROOT_PIN) == ["root"]
 
     # Without the root's PIN nothing can sign a trust list...

@@ -152,7 +152,7 @@ def test_lookups_need_a_registrar_and_a_federation(
     assert answer.status_code == 403
     single = authority.client.post("/v1/persons/national-lookup", json=body,
                                    headers=authority.as_role("registrar"))
-    assert (single.status_code, single.json()["code"]) == (503, "FEDERATION_NOT_CONFIGURED")
+    assert (single.status_code, single.json()["code"]) == (409, "FEDERATION_NOT_CONFIGURED")
 
 
 def test_a_bad_lookup_is_refused_with_a_code(cities: CityPair) -> None:

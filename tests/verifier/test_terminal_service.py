@@ -53,3 +53,26 @@ def test_an_unreachable_authority_without_a_cache_is_refused_offline(tmp_path: P
         "FMC1:123", amount_fen=100, server="http://a")
     assert (answer.ok, answer.mode) == (False, "offline")
     assert json.loads(json.dumps(answer.to_json()))["code"] == answer.code
+
+
+def test_a_pending_cross_city_charge_is_asked_again_with_the_same_key(tmp_path: Path) -> None:
+    keys: list[str] = []
+
+    def acquirer(request: httpx.Request) -> httpx.Response:
+        keys.append(json.loads(request.content)["idempotency_key"])
+        return httpx.Response(202, headers={"Retry-After": "1"},
+                              json={"status": "pending", "forward_id": "CN-YW:7:k"})
+
+    answer = _terminal(tmp_path, httpx.MockTransport(acquirer)).charge(
+        "FMC1:123", amount_fen=100, server="http://a")
+    assert (answer.ok, answer.mode, answer.code) == (False, "online", "PENDING")
+    assert len(keys) == 6 and len(set(keys)) == 1  # one key: never a second charge
+
+
+def test_issuer_unreachable_goes_offline_like_an_unreachable_authority(tmp_path: Path) -> None:
+    def acquirer(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(503, json={"code": "ISSUER_UNREACHABLE", "offline_allowed": True})
+
+    answer = _terminal(tmp_path, httpx.MockTransport(acquirer)).charge(
+        "FMC1:123", amount_fen=100, server="http://a")
+    assert answer.mode == "offline"  # decided offline (here: no cache, so refused)

@@ -13,6 +13,9 @@ __all__ = ["charge_words"]
 
 _TEMPLATES: dict[str, Bilingual] = {
     "OK": Bilingual("Paid: {amount} yuan.", "支付成功：{amount} 元。"),
+    "PENDING": Bilingual("Not paid yet: the card's city has not answered. Ask again in a"
+                         " moment; nothing is charged twice.",
+                         "尚未支付：发卡城市尚未答复。请稍后再试，不会重复扣款。"),
     "OFFLINE_OK": Bilingual(
         "Taken offline: {amount} yuan, kept on this till until `verifier terminal upload`.",
         "离线收款：{amount} 元，已保存在本机，待 `verifier terminal upload` 上传。"),

@@ -137,6 +137,17 @@ def _wall_clock() -> int:
     return int(time.time())
 
 
+_PENDING_RETRIES = 5  # 202 answers (a cross-city charge under way) asked again
+
+
+def _retry_after(response: httpx.Response) -> float:
+    """The server's Retry-After in seconds (1 to 5), 1 when absent or unreadable."""
+    try:
+        return min(max(float(response.headers.get("retry-after", "1")), 1.0), 5.0)
+    except ValueError:
+        return 1.0
+
+
 class Terminal:
     """One terminal over its cache directory (synced lists, replay store, queue, setup)."""
 
@@ -278,15 +289,29 @@ class Terminal:
         if challenge is not None:
             request["challenge"] = challenge.text
         response = None
-        for attempt in range(2):  # one retry with the same key: it can never charge twice
+        failures = pending = 0
+        while True:  # retries with the same key: it can never charge twice
             try:
                 response = self.http.post(server + "/v1/payments", json=request)
             except httpx.TransportError:
                 response = None
+            if response is not None and response.status_code == 202 \
+                    and pending < _PENDING_RETRIES:
+                # Another city's card, its charge still under way there: ask again.
+                pending += 1
+                self.pause(_retry_after(response))
+                continue
             if response is not None and response.status_code < 500:
                 break
-            if attempt == 0:
-                self.pause(0.2)
+            failures += 1
+            if failures == 2:
+                break
+            self.pause(0.2)
+        if response is not None and response.status_code == 202:
+            return ChargeAnswer(False, "online", "PENDING", amount_fen,
+                                detail="the card's city has not answered yet",
+                                idempotency_key=idempotency_key)
+        # 5xx, including 503 ISSUER_UNREACHABLE (offline_allowed) for another city's card.
         if response is None or response.status_code >= 500:
             return self._charge_offline(code_text, own_key, amount_fen, floor_fen, now,
                                         idempotency_key, challenge, unbound_floor_fen)

@@ -32,7 +32,7 @@ from cardsvc.models import Officer
 from cardsvc.roles import Role
 from cardsvc.services import persons
 from cardsvc.services.audit import Actor
-from cardsvc.services.errors import Invalid, Unavailable
+from cardsvc.services.errors import Conflict, Invalid
 from cardsvc.services.interchange import interchange_signer, open_interauth_client
 from cardsvc.services.persons import PassportDetails, PersonDetails
 from schemas.credential import FOREIGNER_CODE_PATTERN
@@ -151,13 +151,13 @@ def run_national_lookup(
     """Fan out to every other active city, audit what was sent; the answers as JSON."""
     client = client_or_none(ctx)
     if client is None:
-        raise Unavailable("FEDERATION_NOT_CONFIGURED", "this authority holds no federation"
+        raise Conflict("FEDERATION_NOT_CONFIGURED", "this authority holds no federation"
                           " list: there is no other city to ask")
     answers = ask_other_cities(ctx, query, officer.id, client)
     return [answer.to_payload() for answer in answers]
 
 
-@officer_router.post("/persons/national-lookup", responses=problems(401, 403, 422, 503))
+@officer_router.post("/persons/national-lookup", responses=problems(401, 403, 409, 422, 503))
 def national_lookup_post(
     body: NationalLookupIn, ctx: Ctx,
     officer: Annotated[Officer, Depends(roles(Role.registrar))],
@@ -168,7 +168,7 @@ def national_lookup_post(
     return {"cities": run_national_lookup(ctx, query, officer)}
 
 
-@officer_router.get("/persons/national-lookup", responses=problems(401, 403, 422, 503))
+@officer_router.get("/persons/national-lookup", responses=problems(401, 403, 409, 422, 503))
 def national_lookup_get(
     ctx: Ctx, officer: Annotated[Officer, Depends(roles(Role.registrar))],
     passport: Annotated[str, Query(pattern=r"^[A-Za-z0-9 -]{4,24}$")],
@@ -233,7 +233,7 @@ class TransferIn(BaseModel):
 def _client(ctx: AppContext) -> InterauthClient:
     client = client_or_none(ctx)
     if client is None:
-        raise Unavailable("FEDERATION_NOT_CONFIGURED", "this authority holds no federation"
+        raise Conflict("FEDERATION_NOT_CONFIGURED", "this authority holds no federation"
                           " list: there is no other city")
     return client
 

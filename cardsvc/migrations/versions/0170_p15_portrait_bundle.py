@@ -1,7 +1,7 @@
 """portrait bundle: sealed portraits, credential slots, segments, the signed manifest (P15)
 
 Revision ID: 0170_p15_portrait_bundle
-Revises: 0150_p10_interauth
+Revises: 0160_p10_interchange
 Create Date: 2026-11-29
 """
 
@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0170_p15_portrait_bundle"
-down_revision: str | None = "0150_p10_interauth"
+down_revision: str | None = "0160_p10_interchange"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
