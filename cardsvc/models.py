@@ -304,6 +304,59 @@ class TimestampState(Base):
     names: Mapped[str] = mapped_column(Text, default="")  # canonical JSON of tl and sl
 
 
+class PortraitBlob(Base):
+    """A portrait sealed once for the portrait bundle (P15) under a random portrait key.
+
+    ``blob_id`` is random, never the digest; ``portrait_key`` is as secret as the portrait
+    it opens (which this database holds in the clear anyway)."""
+
+    __tablename__ = "portrait_blobs"
+
+    blob_id: Mapped[bytes] = mapped_column(LargeBinary(16), primary_key=True)
+    digest: Mapped[str] = mapped_column(String(32), index=True)
+    portrait_key: Mapped[bytes] = mapped_column(LargeBinary(32))
+    sealed: Mapped[bytes] = mapped_column(LargeBinary)
+    added_seq: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    removed_seq: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class PortraitSlot(Base):
+    """One credential's slot in the portrait bundle: its index and wrapped entry (P15)."""
+
+    __tablename__ = "portrait_slots"
+
+    index: Mapped[bytes] = mapped_column(LargeBinary(16), primary_key=True)
+    card_id: Mapped[int] = mapped_column(ForeignKey("cards.id"), index=True)
+    blob_id: Mapped[bytes] = mapped_column(ForeignKey("portrait_blobs.blob_id"), index=True)
+    entry: Mapped[bytes] = mapped_column(LargeBinary(76))
+    live: Mapped[bool] = mapped_column(Boolean, default=True)
+    added_seq: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    removed_seq: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class PortraitSegment(Base):
+    """A published segment of the portrait bundle (immutable, content-addressed)."""
+
+    __tablename__ = "portrait_segments"
+
+    seq: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    sha256: Mapped[str] = mapped_column(String(43), unique=True)
+    body: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class PortraitBundleState(Base):
+    """The single row holding the last signed portrait bundle manifest (P15)."""
+
+    __tablename__ = "portrait_bundle_state"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    version: Mapped[int] = mapped_column(BigInteger, default=0)
+    signed_jwt: Mapped[str | None] = mapped_column(Text, nullable=True)
+    issued_at: Mapped[int] = mapped_column(BigInteger, default=0)
+    expires_at: Mapped[int] = mapped_column(BigInteger, default=0)
 class InterchangeKeyRecord(Base):
     """A key that signs requests between authorities (P10, ``ik`` in the trust list); never
     a credential or a status list. Private halves live in the key store."""

@@ -107,6 +107,9 @@ class Settings(BaseSettings):
     # this plus its status grace (24 h), instead of the trust list's 30 days.
     timestamp_lifetime_seconds: int = Field(default=12 * 3600, ge=600, description="Lifetime"
                                             " of the signed timestamp (`GET /v1/timestamp`).")
+    portrait_bundle_lifetime_seconds: int = Field(default=3 * 86_400, ge=600, description=(
+        "The `exp` of the portrait bundle manifest (`GET /v1/portrait-bundle/manifest`);"
+        " re-signed at half its life or when a portrait slot changed."))
     status_list_size: int = Field(default=131_072, ge=1024, description="Entries per status"
                                   " list (indices are assigned at random).")
     default_offline_limit_fen: int = Field(default=DEFAULT_OFFLINE_LIMIT_FEN, ge=0,

@@ -20,6 +20,7 @@ from schemas._jose import (
 )
 from schemas.credential import Credential
 from schemas.federation import FEDERATION_TYP, FederationClaims
+from schemas.portrait_bundle import PORTRAIT_BUNDLE_TYP, ManifestClaims
 from schemas.presentation import encode_presentation, holder_proof_message
 from schemas.status_list import STATUS_LIST_TYP, StatusListClaims
 from schemas.timestamp import TIMESTAMP_TYP, TimestampClaims
@@ -31,6 +32,7 @@ __all__ = [
     "sign_compact",
     "sign_credential",
     "sign_federation_list",
+    "sign_portrait_manifest",
     "sign_presentation",
     "sign_status_list",
     "sign_timestamp",
@@ -54,6 +56,14 @@ def sign_credential(credential: Credential, signer: Signer, *, alg: str = ALG_ED
 
 def sign_status_list(claims: StatusListClaims, signer: Signer, *, alg: str = ALG_ED25519) -> str:
     header = {"alg": alg, "kid": signer.kid, "typ": STATUS_LIST_TYP}
+    return sign_compact(header, dump_json(claims.to_payload()), signer)
+
+
+def sign_portrait_manifest(
+    claims: ManifestClaims, signer: Signer, *, alg: str = ALG_ED25519
+) -> str:
+    """The portrait bundle's manifest (P15), signed by the issuer key like a status list."""
+    header = {"alg": alg, "kid": signer.kid, "typ": PORTRAIT_BUNDLE_TYP}
     return sign_compact(header, dump_json(claims.to_payload()), signer)
 
 

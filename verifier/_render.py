@@ -104,7 +104,8 @@ def render_outcome(console: Console, outcome: CheckOutcome, lang: str | None) ->
         table.add_row(_label("card", lang), outside(credential.card_number))
         if credential.portrait_digest is not None:
             table.add_row(_label("portrait", lang),
-                          "in cache (shown by `verifier serve`)" if outcome.portrait
+                          (f"opened offline: {outcome.portrait_file}" if outcome.portrait_file
+                           else "in cache (shown by `verifier serve`)") if outcome.portrait
                           else _inline(FIELD_LABELS["no_portrait"], lang))
     elif outcome.result.detail:
         table.add_row("detail", outside(outcome.result.detail))

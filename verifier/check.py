@@ -114,6 +114,9 @@ class VerificationResult(NamedTuple):
     credential: Credential | None = None
     proof_time: int | None = None
     issuer: IssuerEntry | None = None
+    # The credential's issuer signature, once it passed: it opens the holder's slot in the
+    # sealed portrait bundle (P15) and is known only to whoever saw the code.
+    issuer_signature: bytes | None = None
 
     @property
     def ok(self) -> bool:
@@ -202,8 +205,8 @@ def verify_presentation(
     credential: Credential | None = None
     proof_time: int | None = None
     try:
-        credential, proof_time, entry = _run_checks(unverified_text, state, policy,
-                                                    checked_at, replay_cache, challenge)
+        credential, proof_time, entry, signature = _run_checks(
+            unverified_text, state, policy, checked_at, replay_cache, challenge)
     except _Failed as failure:
         credential, proof_time = failure.credential, failure.proof_time
         return VerificationResult(failure.error.code, policy.service, checked_at,
@@ -214,7 +217,7 @@ def verify_presentation(
         return VerificationResult(ResultCode.MALFORMED, policy.service, checked_at,
                                   f"unreadable input ({type(error).__name__})")
     return VerificationResult(ResultCode.OK, policy.service, checked_at, "", credential,
-                              proof_time, entry)
+                              proof_time, entry, signature)
 
 
 # Header bytes that passed step 2 -> (alg, kid, the header's base64url and the dot after it).
@@ -256,7 +259,7 @@ def _run_checks(
     now: int,
     replay_cache: ReplayCache | None,
     challenge: Challenge | None,
-) -> tuple[Credential, int, IssuerEntry | None]:
+) -> tuple[Credential, int, IssuerEntry | None, bytes]:
     # 1. parse
     header, payload, signature, proof_time, holder_proof, unverified_bound_digest = (
         decode_presentation(unverified_text))
@@ -336,7 +339,7 @@ def _run_checks(
             raise EntitlementMissing(f"no {policy.entitlement} entitlement")
     except FmcError as error:
         raise _Failed(error, credential, proof_time, entry) from None
-    return credential, proof_time, entry
+    return credential, proof_time, entry, signature
 
 
 def _check_binding(unverified_bound_digest: bytes | None, challenge: Challenge | None,

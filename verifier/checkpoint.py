@@ -27,6 +27,7 @@ from verifier.cache import CacheSnapshot, VerifierCache
 from verifier.check import VerificationResult, verify_presentation
 from verifier.messages import reason
 from verifier.policy import POLICIES, Policy
+from verifier.portrait_bundle import PortraitBundleStore
 from verifier.portraits import PortraitFetcher
 from verifier.qr import ScanError, decode_qr
 from verifier.replay_store import ReplayStoreError, SqliteReplayCache
@@ -65,6 +66,9 @@ class CheckOutcome:
     cache_fallback: bool = False  # the current cache was damaged; the previous one was used
     portrait: bytes | None = None  # only when the cache holds the image matching `pd`
     scan_error: str | None = None  # QR_NOT_FOUND, IMAGE_TOO_LARGE, IMAGE_UNREADABLE
+    # "offline": opened from the sealed portrait bundle (P15); "cached" or "online" else
+    portrait_source: str | None = None
+    portrait_file: str | None = None  # where `verifier check` wrote the portrait shown
 
     @property
     def ok(self) -> bool:
@@ -76,11 +80,25 @@ class CheckOutcome:
 
     @property
     def portrait_state(self) -> str:
-        """``available``, ``not_cached`` (the card names one), or ``none`` (it names none)."""
+        """``offline`` (opened from the sealed portrait bundle), ``available`` (the cache
+        or the online fetch), ``not_cached`` (the card names one), or ``none``."""
         credential = self.result.credential
         if not self.ok or credential is None or credential.portrait_digest is None:
             return "none"
-        return "available" if self.portrait is not None else "not_cached"
+        if self.portrait is None:
+            return "not_cached"
+        return "offline" if self.portrait_source == "offline" else "available"
+
+    @property
+    def portrait_media_type(self) -> str:
+        image = self.portrait or b""
+        if image[:4] == b"RIFF" and image[8:12] == b"WEBP":
+            return "image/webp"
+        if image[4:12] in (b"ftypavif", b"ftypavis"):
+            return "image/avif"
+        if image.startswith(b"\x89PNG"):
+            return "image/png"
+        return "image/jpeg"
 
     def to_json(self) -> dict[str, Any]:
         """The docs/DESIGN.md section 8 object, plus the fields a counter needs beside it."""
@@ -98,6 +116,7 @@ class CheckOutcome:
             cache_fallback=self.cache_fallback,
             trust_list_version=self.trust_list_version,
             portrait=self.portrait_state,
+            portrait_file=self.portrait_file,
         )
         return out
 
@@ -127,11 +146,17 @@ class Checkpoint:
         status_grace: int = DEFAULT_STATUS_GRACE,
         trust_grace: int = DEFAULT_TRUST_GRACE,
         portrait_fetcher: PortraitFetcher | None = None,
+        portrait_bundle: PortraitBundleStore | None = None,
     ) -> None:
+        """``portrait_bundle`` defaults to the cache's ``portrait-bundle`` directory (used
+        once ``verifier sync-portraits`` filled it); ``portrait_fetcher`` (online) is
+        asked only when neither the cache nor the bundle has the portrait."""
         if status_grace < 0 or trust_grace < 0:
             raise ValueError("grace periods cannot be negative")
         self.cache = cache
         self.portrait_fetcher = portrait_fetcher
+        self.portrait_bundle = portrait_bundle or PortraitBundleStore(
+            cache.directory / "portrait-bundle")
         self.status_grace = status_grace
         self.trust_grace = trust_grace
         self._lock = threading.Lock()
@@ -197,10 +222,10 @@ class Checkpoint:
         *,
         scan_error: str | None = None,
     ) -> CheckOutcome:
-        portrait = None
+        portrait = source = None
         credential = result.credential
         if result.ok and credential is not None and credential.portrait_digest is not None:
-            portrait = self._portrait(credential.portrait_digest)
+            portrait, source = self._portrait(result, credential.portrait_digest, now)
         return CheckOutcome(
             result=result,
             policy=policy,
@@ -210,20 +235,33 @@ class Checkpoint:
             cache_fallback=snapshot.from_previous,
             portrait=portrait,
             scan_error=scan_error,
+            portrait_source=source,
         )
 
-    def _portrait(self, digest: bytes) -> bytes | None:
+    def _portrait(self, result: VerificationResult, digest: bytes, now: int
+                  ) -> tuple[bytes | None, str | None]:
         portrait = self.cache.portrait(digest)
-        if portrait is None and self.portrait_fetcher is not None:
+        if portrait is not None:
+            return portrait, "cached"
+        credential = result.credential
+        if result.issuer_signature is not None and credential is not None:
+            portrait = self.portrait_bundle.open(
+                signature=result.issuer_signature, issuer=credential.issuer, digest=digest,
+                now=now, grace=self.status_grace)
+            if portrait is not None:
+                return portrait, "offline"
+        if self.portrait_fetcher is not None:
             portrait = self.portrait_fetcher.fetch(digest)  # checked against the digest
             if portrait is not None:
                 with contextlib.suppress(OSError, ValueError):
                     self.cache.add_portrait(portrait)
-        return portrait
+                return portrait, "online"
+        return None, None
 
     def close(self) -> None:
         if self.portrait_fetcher is not None:
             self.portrait_fetcher.close()
+        self.portrait_bundle.close()
         with self._lock:
             if self._replay is not None:
                 self._replay.close()

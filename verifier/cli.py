@@ -289,6 +289,64 @@ def _print_sync(report: SyncReport, *, as_json: bool) -> None:
         render_sync(_out, report)
 
 
+@app.command("sync-portraits")
+def sync_portraits(
+    ctx: typer.Context,
+    at: AtOption = None,
+    timeout: Annotated[float, typer.Option(help="Seconds per request.")] = 30.0,
+    as_json: JsonOption = False,
+) -> None:
+    """Fetch the sealed portrait bundle's changes (after `verifier sync`): only missing
+    segments, resumed after a break, each checked against the signed manifest.
+
+    Afterwards a check opens the presented holder's portrait offline. On any failure the
+    copy held is kept and the exit code is 1."""
+    from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
+
+    from verifier.portrait_bundle import (
+        PortraitBundleError,
+        PortraitBundleStore,
+        sync_portrait_bundle,
+    )
+
+    cache = settings_of(ctx).cache
+    now = _now(at)
+    try:
+        snapshot = cache.load()
+    except CacheError as error:
+        _fail(error.code, error.detail, as_json=as_json, exit_code=EXIT_USAGE)
+    server = snapshot.contents.server
+    if server is None:
+        _fail("NO_SERVER", "run `verifier sync --server URL` first", as_json=as_json,
+              exit_code=EXIT_USAGE)
+    store = PortraitBundleStore(cache.directory / "portrait-bundle")
+    progress = Progress("[progress.description]{task.description}", BarColumn(),
+                        DownloadColumn(), TransferSpeedColumn(), console=_err,
+                        disable=as_json or not _err.is_terminal, transient=True)
+    task = progress.add_task("portraits", total=None)
+    try:
+        with progress:
+            report = sync_portrait_bundle(
+                store, server=server, trust_list=snapshot.trust_list, now=now,
+                timeout=timeout,
+                progress=lambda done, total: progress.update(task, completed=done, total=total))
+    except PortraitBundleError as error:
+        _fail(error.code, f"{error.detail}. The portrait bundle held is kept.",
+              as_json=as_json)
+    finally:
+        store.close()
+    if as_json:
+        _print_json({"ok": True, "version": report.version,
+                     "previous_version": report.previous_version,
+                     "segments_fetched": report.segments_fetched,
+                     "bytes_received": report.bytes_received, "entries": report.entries,
+                     "portraits": report.blobs, "rebuilt": report.rebuilt})
+    else:
+        _out.print(f"Portrait bundle v{report.version}: {report.segments_fetched} segment(s),"
+                   f" {report.bytes_received} bytes; {report.blobs} portraits,"
+                   f" {report.entries} credentials.")
+
+
 def _kept_note(cache: VerifierCache, now: int) -> str:
     from verifier._render import age_words
 
@@ -352,6 +410,7 @@ def check(
         _fail(error.code, str(error), as_json=as_json, lang=language)
     finally:
         checkpoint.close()
+    outcome = _write_offline_portrait(outcome, settings_of(ctx).cache)
     if as_json:
         _print_json(outcome.to_json())
     else:
@@ -359,6 +418,24 @@ def check(
 
         render_outcome(_out, outcome, language)
     raise typer.Exit(EXIT_ACCEPTED if outcome.ok else EXIT_REFUSED)
+
+
+def _write_offline_portrait(outcome: CheckOutcome, cache: VerifierCache) -> CheckOutcome:
+    """A portrait opened from the sealed bundle goes to one file, overwritten by the next
+    check (``portrait-bundle/last-shown.webp``): the counter keeps no gallery."""
+    import dataclasses
+
+    if outcome.portrait_source != "offline" or outcome.portrait is None:
+        return outcome
+    extension = outcome.portrait_media_type.split("/")[1].replace("jpeg", "jpg")
+    path = cache.directory / "portrait-bundle" / f"last-shown.{extension}"
+    try:
+        for old in path.parent.glob("last-shown.*"):
+            old.unlink()
+        path.write_bytes(outcome.portrait)
+    except OSError:
+        return outcome
+    return dataclasses.replace(outcome, portrait_file=str(path))
 
 
 def _run_check(

@@ -30,6 +30,7 @@ from cardsvc.api.routes import (
     meta,
     operations,
     persons,
+    portrait_bundle,
     publication,
     wallet,
 )
@@ -120,8 +121,8 @@ def create_app(
     # on cardsvc.api's deps, so a list in the routes package would import them in a loop.
     # national-lookup before persons: /v1/persons/{foreigner_code} would take its path.
     for router in (interauth.officer_router, persons.router, cards.router, wallet.router,
-                   publication.router, federation.router, interauth.router, audit.router,
-                   admin.router, meta.router, operations.router,
+                   publication.router, portrait_bundle.router, federation.router,
+                   interauth.router, audit.router, admin.router, meta.router, operations.router,
                    interchange_routes.payments_router,  # before /payments/{payment_id}
                    payments.router, interchange_routes.router, api_docs.router,
                    console_router):  # the officer console, at /

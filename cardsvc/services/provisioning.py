@@ -32,6 +32,7 @@ from cardsvc.services.cards import (
     status_for_state,
 )
 from cardsvc.services.errors import Conflict, Forbidden, Gone, Invalid, NotFound
+from cardsvc.services.portrait_bundle import record_credentials
 from cardsvc.services.status import reserve_status_entry, set_entry_status
 from cardsvc.services.trust import Keyring, active_signer, signing_alg
 from schemas import STATUS_REVOKED, Credential, Entitlement, Purpose, StatusRef, b64url_decode
@@ -220,6 +221,8 @@ def _bind_and_sign(
             expires_at=expiry(Purpose.PAY),
             card_number=card.card_number, status=current, holder_key=device_key,
             offline_limit_fen=card.offline_limit_fen), signer, alg=alg)
+    record_credentials(session, card=card, credentials=credentials, issuer=signing.issuer,
+                       now=now)
     portrait = None
     if person.portrait_digest is not None:
         row = session.get(Portrait, person.portrait_digest)

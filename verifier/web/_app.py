@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import time
 from collections.abc import Awaitable, Callable
@@ -187,6 +188,12 @@ def create_app(checkpoint: Checkpoint, *, clock: Callable[[], float] = time.time
 def _answer(outcome: CheckOutcome) -> dict[str, Any]:
     answer = outcome.to_json()
     credential = outcome.result.credential
+    if outcome.portrait_source == "offline" and outcome.portrait is not None:
+        # Opened from the sealed bundle for this code only: sent inline, never kept or
+        # served by digest (the page cannot be asked for anyone not presented).
+        answer["portrait_url"] = (f"data:{outcome.portrait_media_type};base64,"
+                                  + base64.b64encode(outcome.portrait).decode("ascii"))
+        return answer
     answer["portrait_url"] = (
         f"/api/portraits/{portrait_name(credential.portrait_digest)}"
         if outcome.portrait is not None and credential is not None

@@ -103,6 +103,7 @@
       const img = $("portrait");
       if (answer.portrait_url) {
         img.src = answer.portrait_url;
+        img.dataset.source = answer.portrait;
         img.hidden = false;
         $("no-portrait").hidden = true;
       } else {
