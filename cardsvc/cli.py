@@ -97,13 +97,17 @@ def prepare_to_serve(settings: Settings) -> str:
     from cardsvc.migrations import upgrade_to_head
     from cardsvc.services.audit import Actor
     from cardsvc.services.bootstrap import open_keyring
+    from cardsvc.services.sealing import ensure_data_keys
     from cardsvc.services.timestamp import ensure_timestamp_key
     from cardsvc.services.trust import active_signer, root_fingerprint
 
-    upgrade_to_head(settings.database_url_or_default())
     keyring = open_keyring(settings)
+    upgrade_to_head(settings.database_url_or_default(), key_store=keyring.store)
     database = Database.from_settings(settings)
     try:
+        database.transact(lambda session: ensure_data_keys(
+            session.connection(), store=keyring.store, now=_now()))
+
         def check(session: Session) -> str:
             fingerprint = root_fingerprint(session)
             active_signer(session, keyring=keyring)

@@ -24,6 +24,7 @@ from cardsvc.roles import ALL_ROLES
 from cardsvc.services.audit import Actor, append_audit, create_chain_head
 from cardsvc.services.errors import Unavailable
 from cardsvc.services.officers import create_officer
+from cardsvc.services.sealing import ensure_data_keys
 from cardsvc.services.status import create_status_list
 from cardsvc.services.timestamp import create_timestamp_key
 from cardsvc.services.trust import Keyring, create_issuer_keys, root_fingerprint
@@ -78,12 +79,13 @@ def initialise(
 ) -> InitResult:
     """Idempotent: a second run changes nothing and shows no new token."""
     generated = prepare_data_dir(settings)
-    upgrade_to_head(settings.database_url_or_default())
     keyring = open_keyring(settings)
+    upgrade_to_head(settings.database_url_or_default(), key_store=keyring.store)
     own = database is None
     db = database or Database.from_settings(settings)
     try:
         def work(session: Session) -> InitResult:
+            ensure_data_keys(session.connection(), store=keyring.store, now=now)
             if session.scalar(select(TrustState.id)) is not None:
                 return InitResult(False, root_fingerprint(session), None, generated)
             create_chain_head(session)

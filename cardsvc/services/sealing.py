@@ -1,0 +1,234 @@
+"""Personal data sealed at rest (P13): envelope encryption and a keyed blind index.
+
+- The key-encryption key (KEK, 32 bytes) lives only in the key store (``data-kek.key``,
+  encrypted under the key passphrase; an HSM later). The database never holds it.
+- Data-encryption keys (DEK, 32 bytes, ``purpose='seal'``) and the blind-index key
+  (``purpose='index'``) are rows of ``data_keys``, each wrapped with AES key wrap
+  (RFC 3394) by the KEK. A database dump alone opens nothing.
+- A sealed field is ``0x01 || dek id (4 bytes) || nonce (12) || AES-256-GCM(ciphertext)``,
+  its associated data ``table, column, the row's identity and the header``: a
+  ciphertext moved to another row, column or table does not open.
+- A passport is found by ``HMAC-SHA256(index key, country NUL number)`` (normalised).
+
+Example::
+
+    sealer = sealer_of(session)
+    box = sealer.seal(b"A1234567", table="passports", column="number", row="7:ab12...")
+    sealer.open(box, table="passports", column="number", row="7:ab12...")   # b"A1234567"
+    sealer.passport_index("A1234567", "NGA")      # 64 hex digits, the same every time
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import struct
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+import sqlalchemy as sa
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.keywrap import (
+    InvalidUnwrap,
+    aes_key_unwrap,
+    aes_key_wrap,
+)
+from sqlalchemy.orm import Session
+
+from cardsvc.models import SEALER_INFO, UtcDateTime
+from cardsvc.services.errors import Unavailable
+from cardsvc.settings import Settings
+from keys import KeyStore, KeyStoreError
+
+__all__ = [
+    "KEK_NAME",
+    "DataKeys",
+    "SealedDataError",
+    "Sealer",
+    "data_keys_for",
+    "ensure_data_keys",
+    "open_data_keys",
+    "rotate_data_key",
+    "passport_index",
+    "sealer_of",
+]
+
+KEK_NAME = "data-kek"
+_VERSION = 1
+_HEADER = struct.Struct(">BI")  # version, dek id
+_NONCE = 12
+_AD_PREFIX = b"fmc-seal/1"
+
+# The table as the migration and the keys code see it (core, independent of the models).
+_metadata = sa.MetaData()
+DATA_KEYS = sa.Table(
+    "data_keys", _metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("purpose", sa.String(16)),
+    sa.Column("wrapped", sa.LargeBinary),
+    sa.Column("created_at", UtcDateTime),
+)
+
+
+class SealedDataError(Exception):
+    """A sealed field did not open: wrong row, tampered bytes or an unknown key."""
+
+
+@dataclass(frozen=True, slots=True)
+class Sealer:
+    """Opened data keys: seals and opens fields, computes the blind index."""
+
+    deks: dict[int, bytes]
+    current: int
+    index_key: bytes
+
+    def __repr__(self) -> str:
+        return f"Sealer(deks={sorted(self.deks)}, current={self.current}, keys=***)"
+
+    def seal(self, plain: bytes, *, table: str, column: str, row: str) -> bytes:
+        header = _HEADER.pack(_VERSION, self.current)
+        nonce = os.urandom(_NONCE)
+        box = AESGCM(self.deks[self.current]).encrypt(
+            nonce, plain, _associated(header, table, column, row))
+        return header + nonce + box
+
+    def open(self, sealed: bytes, *, table: str, column: str, row: str) -> bytes:
+        if len(sealed) < _HEADER.size + _NONCE + 16:
+            raise SealedDataError("too short to be a sealed field")
+        header = sealed[:_HEADER.size]
+        version, dek_id = _HEADER.unpack(header)
+        dek = self.deks.get(dek_id)
+        if version != _VERSION or dek is None:
+            raise SealedDataError("sealed with an unknown key or version")
+        nonce = sealed[_HEADER.size:_HEADER.size + _NONCE]
+        try:
+            return AESGCM(dek).decrypt(nonce, sealed[_HEADER.size + _NONCE:],
+                                       _associated(header, table, column, row))
+        except InvalidTag:
+            raise SealedDataError(f"a sealed {table}.{column} does not open here") from None
+
+    def dek_id(self, sealed: bytes) -> int:
+        return int(_HEADER.unpack(sealed[:_HEADER.size])[1])
+
+    def passport_index(self, number: str, country: str) -> str:
+        """The blind index of a normalised passport (number and country already clean)."""
+        message = country.encode("ascii") + b"\x00" + number.encode("ascii")
+        return hmac.new(self.index_key, message, hashlib.sha256).hexdigest()
+
+
+def _associated(header: bytes, table: str, column: str, row: str) -> bytes:
+    return b"\x00".join((_AD_PREFIX, table.encode(), column.encode(), row.encode(), header))
+
+
+def ensure_data_keys(connection: sa.Connection, *, store: KeyStore, now: datetime) -> bool:
+    """Make the KEK (in the store) and a DEK and an index key (wrapped, in ``data_keys``)
+    unless they exist. True when something was made. Idempotent."""
+    purposes = set(connection.scalars(sa.select(DATA_KEYS.c.purpose)))
+    if not store.has_secret(KEK_NAME):
+        if purposes:
+            raise Unavailable("DATA_KEY_UNAVAILABLE",
+                              "the database holds wrapped data keys but the key store has"
+                              " no data-kek; restore the key store that goes with it")
+        store.save_secret(KEK_NAME, os.urandom(32))
+    kek = _kek(store)
+    made = False
+    for purpose in ("seal", "index"):
+        if purpose not in purposes:
+            connection.execute(DATA_KEYS.insert().values(
+                purpose=purpose, wrapped=aes_key_wrap(kek, os.urandom(32)), created_at=now))
+            made = True
+    return made
+
+
+def rotate_data_key(connection: sa.Connection, *, store: KeyStore, now: datetime) -> int:
+    """Add a new DEK; fields sealed from now on use it. Returns its id."""
+    wrapped = aes_key_wrap(_kek(store), os.urandom(32))
+    result = connection.execute(DATA_KEYS.insert().values(purpose="seal", wrapped=wrapped,
+                                                          created_at=now))
+    key = result.inserted_primary_key
+    assert key is not None
+    return int(key[0])
+
+
+def open_data_keys(connection: sa.Connection, *, store: KeyStore) -> Sealer:
+    rows = list(connection.execute(sa.select(DATA_KEYS.c.id, DATA_KEYS.c.purpose,
+                                             DATA_KEYS.c.wrapped).order_by(DATA_KEYS.c.id)))
+    if not any(row.purpose == "index" for row in rows) or not any(
+            row.purpose == "seal" for row in rows):
+        raise Unavailable("DATA_KEY_UNAVAILABLE",
+                          "no data keys in the database; run cardsvc upgrade")
+    kek = _kek(store)
+    deks: dict[int, bytes] = {}
+    index_key = b""
+    try:
+        for row in rows:
+            key = aes_key_unwrap(kek, bytes(row.wrapped))
+            if row.purpose == "seal":
+                deks[int(row.id)] = key
+            elif row.purpose == "index" and not index_key:
+                index_key = key
+    except InvalidUnwrap:
+        raise Unavailable("DATA_KEY_UNAVAILABLE",
+                          "the key store's data-kek does not unwrap this database's keys"
+                          ) from None
+    return Sealer(deks, max(deks), index_key)
+
+
+def _kek(store: KeyStore) -> bytes:
+    try:
+        return store.load_secret(KEK_NAME)
+    except KeyStoreError as exc:
+        raise Unavailable("DATA_KEY_UNAVAILABLE", f"the data-kek cannot be opened: {exc}"
+                          ) from None
+
+
+class DataKeys:
+    """What a :class:`cardsvc.db.Database` puts in each session's ``info``: opens the data
+    keys on first use (the KEK from the key store, the DEKs from the database) and keeps
+    them for the process. A DEK id it does not know yet (a rotation by another process)
+    makes it read the keys again."""
+
+    def __init__(self, open_store: Callable[[], KeyStore]) -> None:
+        self._open_store = open_store
+        self._sealer: Sealer | None = None
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return "DataKeys(***)"
+
+    def __call__(self, connection: sa.Connection, *, dek_id: int | None = None) -> Sealer:
+        with self._lock:
+            if self._sealer is None or (dek_id is not None and dek_id not in self._sealer.deks):
+                self._sealer = open_data_keys(connection, store=self._open_store())
+            return self._sealer
+
+    def forget(self) -> None:
+        with self._lock:
+            self._sealer = None
+
+
+def data_keys_for(settings: Settings) -> DataKeys:
+    """The data keys of this data dir's key store (the passphrase is read on first use)."""
+    def open_store() -> KeyStore:
+        from cardsvc.services.bootstrap import load_passphrase
+
+        return KeyStore(settings.keys_dir, passphrase=load_passphrase(settings))
+
+    return DataKeys(open_store)
+
+
+def sealer_of(session: Session, *, dek_id: int | None = None) -> Sealer:
+    """The sealer of this session's database (Unavailable when it has no key store)."""
+    provider = session.info.get(SEALER_INFO)
+    if provider is None:
+        raise Unavailable("DATA_KEY_UNAVAILABLE", "this database was opened without keys")
+    sealer: Sealer = provider(session.connection(), dek_id=dek_id)
+    return sealer
+
+
+def passport_index(session: Session, *, number: str, country: str) -> str:
+    return sealer_of(session).passport_index(number, country)
