@@ -9,8 +9,10 @@ Example::
     cardsvc audit verify --data-dir data      # exit 1 on any break
     cardsvc audit head --data-dir data >> /elsewhere/anchors   # keep outside the database
     cardsvc audit verify --data-dir data --anchors-file /elsewhere/anchors
-    cardsvc backup --data-dir data --out fmc-backup.tar.gz   # while serving
-    cardsvc restore --data-dir new-data --from fmc-backup.tar.gz
+    cardsvc keys recovery-keypair --out /media/offline/recovery   # once; keep it offline
+    cardsvc backup --data-dir data --out fmc-backup.sealed --recipient recovery.pub
+    cardsvc restore --data-dir new-data --from fmc-backup.sealed --identity recovery.key
+    cardsvc upgrade --data-dir data           # migrations, e.g. sealing a plaintext register
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from cardsvc.db import Database
 from cardsvc.logs import configure_logging
 from cardsvc.national.cli import national_app
 from cardsvc.roles import Role
-from cardsvc.services.errors import DomainError, Unavailable
+from cardsvc.services.errors import Conflict, DomainError, Invalid, Unavailable
 from cardsvc.settings import Settings, get_settings, variable
 
 __all__ = ["app", "main"]
@@ -377,23 +379,38 @@ def audit_head(data_dir: DataDir = None) -> None:
 
 @app.command()
 def backup(
-    out: Annotated[Path, typer.Option("--out", help="the archive to write (.tar.gz)")],
+    out: Annotated[Path, typer.Option("--out", help="the archive to write")],
+    recipient: Annotated[str | None, typer.Option(
+        "--recipient", help="recovery public key (its text or a file of it) to seal to")] = None,
+    insecure_plaintext: Annotated[bool, typer.Option(
+        "--insecure-plaintext", help="development only: write the archive unsealed")] = False,
     data_dir: DataDir = None,
 ) -> None:
-    """Archive a consistent database snapshot and the encrypted keys, with a manifest.
+    """Archive a consistent database snapshot and the encrypted keys, with a manifest,
+    sealed to an offline recovery key (``cardsvc keys recovery-keypair``).
 
     The server may keep running. The key passphrase is never included. With PostgreSQL,
     back the database up with pg_dump as well; the archive holds the keys and the anchor.
     """
     from cardsvc.services.backup import create_backup
+    from keys.recipient import RecipientError, load_recipient
 
+    if recipient is None and not insecure_plaintext:
+        raise _fail(Invalid("RECIPIENT_REQUIRED",
+                            "give --recipient (a recovery public key); --insecure-plaintext"
+                            " writes an unsealed archive for development"))
+    try:
+        public = None if recipient is None else load_recipient(recipient)
+    except RecipientError as error:
+        raise _fail(Invalid("RECIPIENT_INVALID", str(error))) from None
     settings = _settings(data_dir)
     _database(settings).dispose()
     try:
-        manifest = create_backup(settings, out=out, now=_now())
+        manifest = create_backup(settings, out=out, now=_now(), recipient=public)
     except DomainError as error:
         raise _fail(error) from None
-    typer.echo(f"backup written: {out} ({len(manifest.files)} files, mode 0600)")
+    sealed = "sealed to the recovery key" if public is not None else "NOT sealed"
+    typer.echo(f"backup written: {out} ({len(manifest.files)} files, mode 0600, {sealed})")
     typer.echo(f"audit anchor:   {manifest.audit_anchor}")
     if manifest.database == "postgresql":
         typer.echo("PostgreSQL: the database itself is not in the archive; pg_dump it too.")
@@ -403,14 +420,22 @@ def backup(
 def restore(
     archive: Annotated[Path, typer.Option("--from", help="an archive from cardsvc backup",
                                           exists=True, dir_okay=False, readable=True)],
+    identity: Annotated[Path | None, typer.Option(
+        "--identity", help="the recovery private key a sealed backup needs",
+        exists=True, dir_okay=False, readable=True)] = None,
     data_dir: DataDir = None,
 ) -> None:
     """Unpack a backup into an empty data dir; check its digests and its audit chain."""
     from cardsvc.services.backup import restore_backup
+    from keys.recipient import RecipientError, load_identity
 
+    try:
+        private = None if identity is None else load_identity(identity)
+    except RecipientError as error:
+        raise _fail(Invalid("IDENTITY_INVALID", str(error))) from None
     settings = _settings(data_dir)
     try:
-        manifest = restore_backup(archive=archive, data_dir=settings.data_dir)
+        manifest = restore_backup(archive=archive, data_dir=settings.data_dir, identity=private)
     except DomainError as error:
         raise _fail(error) from None
     typer.echo(f"restored into {settings.data_dir.resolve()} (backup of {manifest.created_at})")
@@ -418,6 +443,48 @@ def restore(
     typer.echo(f"audit chain holds the saved head {manifest.audit_anchor}")
     typer.echo("set CARDSVC_KEY_PASSPHRASE, then: cardsvc serve --data-dir "
                f"{settings.data_dir}")
+
+
+@keys_app.command("recovery-keypair")
+def keys_recovery_keypair(
+    out: Annotated[Path, typer.Option("--out", help="a new directory for the two files")],
+) -> None:
+    """Make the offline recovery key that backups are sealed to: ``recovery.key`` (private,
+    keep it offline, away from the backups) and ``recovery.pub`` (give to --recipient)."""
+    from keys._atomic import write_atomically
+    from keys.recipient import recovery_keypair
+
+    if out.exists() and any(out.iterdir()):
+        raise _fail(Conflict("RECOVERY_KEY_EXISTS", f"{out} is not empty"))
+    out.mkdir(parents=True, exist_ok=True, mode=0o700)
+    private_pem, public_text = recovery_keypair()
+    write_atomically(out / "recovery.key", private_pem, mode=0o600)
+    write_atomically(out / "recovery.pub", (public_text + "\n").encode(), mode=0o644)
+    typer.echo(f"recovery key: {out / 'recovery.key'} (private: move it offline)")
+    typer.echo(f"recipient:    {public_text}")
+
+
+@app.command()
+def upgrade(data_dir: DataDir = None) -> None:
+    """Apply the database migrations (those converting data open the key store, e.g. the
+    sealing of passport numbers and portraits) and make missing data keys."""
+    from cardsvc.migrations import upgrade_to_head
+    from cardsvc.services.bootstrap import open_keyring
+    from cardsvc.services.sealing import ensure_data_keys
+
+    settings = _settings(data_dir)
+    try:
+        keyring = open_keyring(settings)
+        upgrade_to_head(settings.database_url_or_default(), key_store=keyring.store)
+        database = Database.from_settings(settings)
+        try:
+            database.transact(lambda session: ensure_data_keys(
+                session.connection(), store=keyring.store, now=_now()))
+        finally:
+            database.dispose()
+    except DomainError as error:
+        raise _fail(error) from None
+    typer.echo("database at the newest schema; personal data sealed")
 
 
 def main() -> None:
