@@ -38,6 +38,7 @@ from sqlalchemy.orm import (
     QueryContext,
     Session,
     mapped_column,
+    object_session,
     relationship,
 )
 from sqlalchemy.types import TypeDecorator
@@ -302,8 +303,8 @@ def _on_load(row: Passport | Portrait, context: QueryContext) -> None:
 
 @event.listens_for(Passport, "refresh")
 @event.listens_for(Portrait, "refresh")
-def _on_refresh(row: Passport | Portrait, context: QueryContext, _attrs: Any) -> None:
-    _open_loaded(row, context.session)
+def _on_refresh(row: Passport | Portrait, context: QueryContext | None, _attrs: Any) -> None:
+    _open_loaded(row, object_session(row) if context is None else context.session)
 
 
 class CodeSequence(Base):

@@ -74,8 +74,12 @@ DATA_KEYS = sa.Table(
 )
 
 
-class SealedDataError(Exception):
-    """A sealed field did not open: wrong row, tampered bytes or an unknown key."""
+class SealedDataError(Unavailable):
+    """A sealed field did not open: wrong row, tampered bytes or an unknown key (503
+    ``SEALED_DATA_INVALID``: the database was altered outside the service)."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__("SEALED_DATA_INVALID", detail)
 
 
 @dataclass(frozen=True, slots=True)

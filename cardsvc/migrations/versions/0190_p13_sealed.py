@@ -35,12 +35,12 @@ def _key_store() -> object:
         op.get_context().config is not None) else None
 
 
-def _sealer_if_rows(connection: sa.Connection, tables: dict[str, str]) -> object | None:
-    """The sealer when any of these tables holds a row (then the key store is required)."""
-    if not any(connection.scalar(sa.text(f"SELECT COUNT(*) FROM {name}"))  # noqa: S608
-               for name in tables):
-        return None
-    from cardsvc.services.sealing import ensure_data_keys, open_data_keys
+def _has_rows(connection: sa.Connection) -> bool:
+    return any(connection.scalar(sa.text(f"SELECT COUNT(*) FROM {name}"))  # noqa: S608
+               for name in ("passports", "portraits"))
+
+
+def _store_or_refuse() -> object:
     from keys import KeyStore
 
     store = _key_store()
@@ -48,27 +48,36 @@ def _sealer_if_rows(connection: sa.Connection, tables: dict[str, str]) -> object
         raise RuntimeError(
             "0190_p13_sealed converts existing passports and portraits: it needs the key "
             "store; run `cardsvc upgrade` (with CARDSVC_KEY_PASSPHRASE), see OPERATIONS.md")
-    ensure_data_keys(connection, store=store, now=datetime.now(UTC))
-    return open_data_keys(connection, store=store)
+    return store
 
 
 def upgrade() -> None:
     connection = op.get_bind()
+    # Refuse before any change: SQLite may not roll DDL back.
+    store = _store_or_refuse() if _has_rows(connection) else None
     if connection.dialect.name == "sqlite":
         connection.exec_driver_sql("PRAGMA secure_delete = ON")
-    op.create_table(
-        "data_keys",
-        sa.Column("id", sa.Integer(), nullable=False),
-        sa.Column("purpose", sa.String(length=16), nullable=False),
-        sa.Column("wrapped", sa.LargeBinary(), nullable=False),
-        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
-        sa.PrimaryKeyConstraint("id", name=op.f("pk_data_keys")),
-    )
-    with op.batch_alter_table("passports") as batch:
-        batch.add_column(sa.Column("number_index", sa.String(length=64), nullable=True))
-        batch.add_column(sa.Column("number_sealed", sa.LargeBinary(), nullable=True))
-    sealer = _sealer_if_rows(connection, {"passports": "", "portraits": ""})
-    if sealer is not None:
+    inspector = sa.inspect(connection)
+    if not inspector.has_table("data_keys"):  # idempotent after an interrupted run
+        op.create_table(
+            "data_keys",
+            sa.Column("id", sa.Integer(), nullable=False),
+            sa.Column("purpose", sa.String(length=16), nullable=False),
+            sa.Column("wrapped", sa.LargeBinary(), nullable=False),
+            sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+            sa.PrimaryKeyConstraint("id", name=op.f("pk_data_keys")),
+        )
+    if "number_index" not in {column["name"] for column in inspector.get_columns("passports")}:
+        with op.batch_alter_table("passports") as batch:
+            batch.add_column(sa.Column("number_index", sa.String(length=64), nullable=True))
+            batch.add_column(sa.Column("number_sealed", sa.LargeBinary(), nullable=True))
+    if store is not None:
+        from cardsvc.services.sealing import ensure_data_keys, open_data_keys
+        from keys import KeyStore
+
+        assert isinstance(store, KeyStore)
+        ensure_data_keys(connection, store=store, now=datetime.now(UTC))
+        sealer = open_data_keys(connection, store=store)
         _seal_passports(connection, sealer)
         _seal_portraits(connection, sealer)
     with op.batch_alter_table("passports") as batch:
@@ -101,7 +110,7 @@ def _seal_passports(connection: sa.Connection, sealer: object) -> None:
             sealed = sealer.seal(row.number.encode("ascii"), table="passports",
                                  column="number", row=f"{row.person_id}:{index}")
             connection.execute(table.update().where(table.c.id == row.id).values(
-                number_index=index, number_sealed=sealed, number=""))
+                number_index=index, number_sealed=sealed, number=f"#{row.id}"))
         last = rows[-1].id
 
 
@@ -145,9 +154,8 @@ def downgrade() -> None:
         from cardsvc.services.sealing import open_data_keys
         from keys import KeyStore
 
-        store = _key_store()
-        if not isinstance(store, KeyStore):
-            raise RuntimeError("opening the sealed register needs the key store")
+        store = _store_or_refuse()
+        assert isinstance(store, KeyStore)
         sealer = open_data_keys(connection, store=store)
         passports = sa.table("passports", sa.column("id", sa.Integer), sa.column("person_id"),
                              sa.column("number", sa.String),
