@@ -19,6 +19,7 @@ from typing import Any, Protocol
 from sqlalchemy import (
     BigInteger,
     Boolean,
+    Connection,
     Date,
     DateTime,
     Dialect,
@@ -30,8 +31,8 @@ from sqlalchemy import (
     SmallInteger,
     String,
     Text,
+    event,
 )
-from sqlalchemy import Connection, event
 from sqlalchemy.orm import (
     DeclarativeBase,
     Mapped,
@@ -46,6 +47,7 @@ from sqlalchemy.types import TypeDecorator
 from cardsvc.roles import ALL_ROLES, Role
 
 __all__ = [
+    "SEALER_INFO",
     "AuditEntry",
     "AuditHead",
     "Base",
@@ -58,7 +60,6 @@ __all__ = [
     "Person",
     "Portrait",
     "ProvisioningCode",
-    "SEALER_INFO",
     "StatusEntry",
     "StatusListRecord",
     "TrustState",
@@ -165,7 +166,8 @@ class Person(Base):
 class Passport(Base):
     """Every passport a person ever held; (number, country) belongs to one person only.
 
-    The number is sealed (column ``number``, attribute ``number_sealed``; associated data: person id and index) and
+    The number is sealed (column ``number``, attribute ``number_sealed``; associated data:
+    person id and index) and
     found by its blind index ``number_index`` = HMAC(index key, country, number).
     """
 
@@ -204,7 +206,8 @@ class Passport(Base):
 class Portrait(Base):
     """A portrait as re-encoded by the authority; credentials carry its digest.
 
-    The JPEG is sealed (column ``jpeg``, attribute ``jpeg_sealed``; associated data: digest and person id).
+    The JPEG is sealed (column ``jpeg``, attribute ``jpeg_sealed``; associated data: digest
+    and person id).
     """
 
     __tablename__ = "portraits"

@@ -20,9 +20,9 @@ from pathlib import Path
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from keys._atomic import fsync_directory, write_atomically
 from keys.ed25519 import Ed25519Signer, public_jwk
@@ -30,7 +30,7 @@ from keys.ed25519 import Ed25519Signer, public_jwk
 __all__ = ["KID_PATTERN", "KeyStore", "KeyStoreError"]
 
 KID_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-_SECRET_FORMAT = "fmc-secret/1"
+_SECRET_FORMAT = "fmc-secret/1"  # noqa: S105 (a format name)
 _SCRYPT_N, _SCRYPT_R, _SCRYPT_P = 2**15, 8, 1
 
 

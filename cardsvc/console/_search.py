@@ -17,8 +17,8 @@ from sqlalchemy.orm import Session
 
 from cardsvc._countries import COUNTRIES
 from cardsvc.models import Passport, Person
-from cardsvc.services.sealing import sealer_of
 from cardsvc.services._names import name_key
+from cardsvc.services.sealing import sealer_of
 from schemas.credential import FOREIGNER_CODE_PATTERN
 
 __all__ = ["PAGE_SIZE", "PersonPage", "search_persons"]

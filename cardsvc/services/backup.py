@@ -42,6 +42,7 @@ import tempfile
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
+from typing import BinaryIO, cast
 
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 from sqlalchemy import select
@@ -167,7 +168,8 @@ def create_backup(
         # 0600 from the first byte: it holds the encrypted keys and every person's record.
         with atomic_writer(out, mode=0o600) as stream:
             sealed = None if recipient is None else SealedWriter(stream, recipient)
-            with tarfile.open(fileobj=sealed or stream, mode="w:gz") as archive:  # type: ignore[arg-type]
+            sink = stream if sealed is None else cast(BinaryIO, sealed)
+            with tarfile.open(fileobj=sink, mode="w:gz") as archive:
                 body = manifest.to_json()
                 info = tarfile.TarInfo(MANIFEST)
                 info.size, info.mode, info.mtime = len(body), 0o600, int(now.timestamp())

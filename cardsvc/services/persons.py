@@ -262,7 +262,8 @@ def record_passport(
     session.flush()
     append_audit(session, actor=actor, action="person.passport_recorded",
                  subject=person.foreigner_code,
-                 details={"passport": _passport_ref(session, passport), "personal_data_changed": changed},
+                 details={"passport": _passport_ref(session, passport),
+                          "personal_data_changed": changed},
                  now=now)
     reissued: list[ReissuedCard] = []
     if changed:

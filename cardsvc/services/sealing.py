@@ -52,8 +52,8 @@ __all__ = [
     "data_keys_for",
     "ensure_data_keys",
     "open_data_keys",
-    "rotate_data_key",
     "passport_index",
+    "rotate_data_key",
     "sealer_of",
 ]
 

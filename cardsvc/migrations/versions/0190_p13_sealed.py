@@ -31,8 +31,8 @@ BATCH = 500
 
 
 def _key_store() -> object:
-    return op.get_context().config.attributes.get("key_store") if (
-        op.get_context().config is not None) else None
+    config = op.get_context().config
+    return None if config is None else config.attributes.get("key_store")
 
 
 def _has_rows(connection: sa.Connection) -> bool:
@@ -115,7 +115,7 @@ def _seal_passports(connection: sa.Connection, sealer: object) -> None:
 
 
 def _seal_portraits(connection: sa.Connection, sealer: object) -> None:
-    from cardsvc.services.sealing import Sealer, SealedDataError
+    from cardsvc.services.sealing import SealedDataError, Sealer
 
     assert isinstance(sealer, Sealer)
     table = sa.table("portraits", sa.column("digest", sa.String),
