@@ -464,6 +464,40 @@ def keys_recovery_keypair(
     typer.echo(f"recipient:    {public_text}")
 
 
+@keys_app.command("rotate-data-key")
+def keys_rotate_data_key(
+    batch: Annotated[int, typer.Option(min=1, max=10_000, help="rows per transaction")] = 500,
+    data_dir: DataDir = None,
+) -> None:
+    """Make a new data-encryption key and re-seal every passport number and portrait with
+    it, one batch per transaction (safe while serving; run again if cut short)."""
+    from cardsvc.services.audit import Actor, append_audit
+    from cardsvc.services.bootstrap import open_keyring
+    from cardsvc.services.sealing import reseal_batch, rotate_data_key
+
+    settings = _settings(data_dir)
+    database = _database(settings)
+    try:
+        keyring = open_keyring(settings)
+
+        def rotate(session: Session) -> int:
+            dek_id = rotate_data_key(session.connection(), store=keyring.store, now=_now())
+            append_audit(session, actor=Actor.cli(), action="keys.data_key_rotated",
+                         subject=f"dek-{dek_id}", details={"dek": dek_id}, now=_now())
+            return dek_id
+
+        dek_id = database.transact(rotate)
+        database.sealer.forget()
+        total = 0
+        while done := database.transact(lambda session: reseal_batch(session, batch=batch)):
+            total += done
+    except DomainError as error:
+        raise _fail(error) from None
+    finally:
+        database.dispose()
+    typer.echo(f"data key dek-{dek_id} seals from now on; {total} fields re-sealed with it")
+
+
 @app.command()
 def upgrade(data_dir: DataDir = None) -> None:
     """Apply the database migrations (those converting data open the key store, e.g. the

@@ -42,6 +42,7 @@ from sqlalchemy.orm import (
     object_session,
     relationship,
 )
+from sqlalchemy.orm.attributes import flag_modified
 from sqlalchemy.types import TypeDecorator
 
 from cardsvc.roles import ALL_ROLES, Role
@@ -198,6 +199,8 @@ class Passport(Base):
     def number(self, value: str) -> None:
         self.__dict__["_opened"] = value
         self.__dict__["_to_seal"] = True
+        if "number_sealed" in self.__dict__:  # a stored row: the flush must see it
+            flag_modified(self, "number_sealed")
 
     def sealed_row(self) -> str:
         return f"{self.person_id}:{self.number_index}"
@@ -230,6 +233,8 @@ class Portrait(Base):
     def jpeg(self, value: bytes) -> None:
         self.__dict__["_opened"] = value
         self.__dict__["_to_seal"] = True
+        if "jpeg_sealed" in self.__dict__:
+            flag_modified(self, "jpeg_sealed")
 
     def sealed_row(self) -> str:
         return f"{self.digest}:{self.person_id}"

@@ -25,6 +25,7 @@ import hmac
 import os
 import struct
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -39,7 +40,7 @@ from cryptography.hazmat.primitives.keywrap import (
 )
 from sqlalchemy.orm import Session
 
-from cardsvc.models import SEALER_INFO, UtcDateTime
+from cardsvc.models import SEALER_INFO, Passport, Portrait, UtcDateTime
 from cardsvc.services.errors import Unavailable
 from cardsvc.settings import Settings
 from keys import KeyStore, KeyStoreError
@@ -53,6 +54,7 @@ __all__ = [
     "ensure_data_keys",
     "open_data_keys",
     "passport_index",
+    "reseal_batch",
     "rotate_data_key",
     "sealer_of",
 ]
@@ -193,12 +195,17 @@ def _kek(store: KeyStore) -> bytes:
 class DataKeys:
     """What a :class:`cardsvc.db.Database` puts in each session's ``info``: opens the data
     keys on first use (the KEK from the key store, the DEKs from the database) and keeps
-    them for the process. A DEK id it does not know yet (a rotation by another process)
-    makes it read the keys again."""
+    them for the process. It reads the wrapped keys again after ``refresh_seconds`` (so a
+    DEK rotated by another process seals here too within a minute) or when a field names
+    a DEK it does not know yet."""
 
-    def __init__(self, open_store: Callable[[], KeyStore]) -> None:
+    def __init__(self, open_store: Callable[[], KeyStore], *, refresh_seconds: float = 60.0
+                 ) -> None:
         self._open_store = open_store
+        self._store: KeyStore | None = None
         self._sealer: Sealer | None = None
+        self._opened_at = 0.0
+        self._refresh = refresh_seconds
         self._lock = threading.Lock()
 
     def __repr__(self) -> str:
@@ -206,13 +213,40 @@ class DataKeys:
 
     def __call__(self, connection: sa.Connection, *, dek_id: int | None = None) -> Sealer:
         with self._lock:
-            if self._sealer is None or (dek_id is not None and dek_id not in self._sealer.deks):
-                self._sealer = open_data_keys(connection, store=self._open_store())
+            stale = time.monotonic() - self._opened_at > self._refresh
+            if self._sealer is None or stale or (
+                    dek_id is not None and dek_id not in self._sealer.deks):
+                if self._store is None:
+                    self._store = self._open_store()
+                self._sealer = open_data_keys(connection, store=self._store)
+                self._opened_at = time.monotonic()
             return self._sealer
 
     def forget(self) -> None:
+        """Read the keys again at next use (after a rotation in this process)."""
         with self._lock:
             self._sealer = None
+
+
+def reseal_batch(session: Session, *, batch: int = 500) -> int:
+    """Re-seal up to ``batch`` passports and as many portraits still sealed under an older
+    DEK with the current one; returns how many. Run until 0 after a rotation."""
+    sealer = sealer_of(session)
+    header = _HEADER.pack(_VERSION, sealer.current)
+    done = 0
+    for model, column in ((Passport, Passport.number_sealed),
+                          (Portrait, Portrait.jpeg_sealed)):
+        rows = session.scalars(sa.select(model).where(
+            sa.func.substr(column, 1, _HEADER.size) != header).limit(batch)).all()
+        for row in rows:
+            if isinstance(row, Passport):
+                row.number = row.number  # marks it for sealing at flush, with the current DEK
+            else:
+                row.jpeg = row.jpeg
+            session.add(row)
+            done += 1
+        session.flush()
+    return done
 
 
 def data_keys_for(settings: Settings) -> DataKeys:

@@ -276,3 +276,36 @@ def test_the_migration_seals_an_existing_plaintext_register_in_place(
     finally:
         if name is not None:
             pg_drop(name)
+
+
+def test_rotating_the_data_key_reseals_everything_and_lookups_go_on(
+    authority: Authority
+) -> None:
+    from typer.testing import CliRunner
+
+    from cardsvc.cli import app
+
+    person, jpeg = _enrol_with_portrait(authority, "SEALR0001")
+    _enrol_with_portrait(authority, "SEALR0002")
+    env = {"CARDSVC_KEY_PASSPHRASE": "test-pass",
+           "CARDSVC_DATABASE_URL": authority.settings.database_url_or_default()}
+    rotated = CliRunner().invoke(app, ["keys", "rotate-data-key", "--batch", "1",
+                                       "--data-dir", str(authority.settings.data_dir)], env=env)
+    assert rotated.exit_code == 0, rotated.output
+    # two numbers and one portrait (both persons sent the same picture)
+    assert "3 fields re-sealed" in rotated.output
+    new_dek = int(rotated.output.split("dek-", 1)[1].split()[0])
+
+    def dek_ids(session: Any) -> set[int]:
+        sealer = sealer_of(session, dek_id=new_dek)
+        return {sealer.dek_id(bytes(value)) for value in session.scalars(
+            sa.text("SELECT number FROM passports UNION ALL SELECT jpeg FROM portraits"))}
+
+    assert authority.database.transact(dek_ids, readonly=True) == {new_dek}
+    found = authority.client.get("/v1/persons", params={"passport": "SEALR0001",
+                                                        "country": "NGA"},
+                                 headers=authority.admin)
+    assert found.status_code == 200 and found.json()["foreigner_code"] == person[
+        "foreigner_code"]
+    assert authority.client.get(f"/v1/portraits/{person['portrait_digest']}",
+                                headers=authority.admin).content == jpeg
