@@ -234,18 +234,16 @@ def reseal_batch(session: Session, *, batch: int = 500) -> int:
     sealer = sealer_of(session)
     header = _HEADER.pack(_VERSION, sealer.current)
     done = 0
-    for model, column in ((Passport, Passport.number_sealed),
-                          (Portrait, Portrait.jpeg_sealed)):
-        rows = session.scalars(sa.select(model).where(
-            sa.func.substr(column, 1, _HEADER.size) != header).limit(batch)).all()
-        for row in rows:
-            if isinstance(row, Passport):
-                row.number = row.number  # marks it for sealing at flush, with the current DEK
-            else:
-                row.jpeg = row.jpeg
-            session.add(row)
-            done += 1
-        session.flush()
+    passports = session.scalars(sa.select(Passport).where(
+        sa.func.substr(Passport.number_sealed, 1, _HEADER.size) != header).limit(batch)).all()
+    for passport in passports:
+        passport.number = passport.number  # marks it: sealed at flush with the current DEK
+    portraits = session.scalars(sa.select(Portrait).where(
+        sa.func.substr(Portrait.jpeg_sealed, 1, _HEADER.size) != header).limit(batch)).all()
+    for portrait in portraits:
+        portrait.jpeg = portrait.jpeg
+    done = len(passports) + len(portraits)
+    session.flush()
     return done
 
 
