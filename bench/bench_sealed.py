@@ -60,8 +60,7 @@ def _portrait() -> bytes:
 
     from PIL import Image
 
-    noise = Image.frombytes("RGB", (60, 80), bytes(random.Random(7).randrange(256)
-                                                      for _ in range(60 * 80 * 3)))
+    noise = Image.frombytes("RGB", (48, 64), random.Random(7).randbytes(48 * 64 * 3))
     image = noise.resize((480, 640), Image.Resampling.BICUBIC)  # a photo-sized JPEG
     out = io.BytesIO()
     image.save(out, format="PNG")

@@ -27,7 +27,7 @@ import struct
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 import sqlalchemy as sa
@@ -91,6 +91,13 @@ class Sealer:
     deks: dict[int, bytes]
     current: int
     index_key: bytes
+    # Built once: a cipher context and an HMAC state per key, not per field.
+    _aeads: dict[int, AESGCM] = field(init=False, repr=False, compare=False)
+    _index: hmac.HMAC = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_aeads", {i: AESGCM(key) for i, key in self.deks.items()})
+        object.__setattr__(self, "_index", hmac.new(self.index_key, digestmod=hashlib.sha256))
 
     def __repr__(self) -> str:
         return f"Sealer(deks={sorted(self.deks)}, current={self.current}, keys=***)"
@@ -98,7 +105,7 @@ class Sealer:
     def seal(self, plain: bytes, *, table: str, column: str, row: str) -> bytes:
         header = _HEADER.pack(_VERSION, self.current)
         nonce = os.urandom(_NONCE)
-        box = AESGCM(self.deks[self.current]).encrypt(
+        box = self._aeads[self.current].encrypt(
             nonce, plain, _associated(header, table, column, row))
         return header + nonce + box
 
@@ -107,12 +114,12 @@ class Sealer:
             raise SealedDataError("too short to be a sealed field")
         header = sealed[:_HEADER.size]
         version, dek_id = _HEADER.unpack(header)
-        dek = self.deks.get(dek_id)
-        if version != _VERSION or dek is None:
+        aead = self._aeads.get(dek_id)
+        if version != _VERSION or aead is None:
             raise SealedDataError("sealed with an unknown key or version")
         nonce = sealed[_HEADER.size:_HEADER.size + _NONCE]
         try:
-            return AESGCM(dek).decrypt(nonce, sealed[_HEADER.size + _NONCE:],
+            return aead.decrypt(nonce, sealed[_HEADER.size + _NONCE:],
                                        _associated(header, table, column, row))
         except InvalidTag:
             raise SealedDataError(f"a sealed {table}.{column} does not open here") from None
@@ -122,8 +129,9 @@ class Sealer:
 
     def passport_index(self, number: str, country: str) -> str:
         """The blind index of a normalised passport (number and country already clean)."""
-        message = country.encode("ascii") + b"\x00" + number.encode("ascii")
-        return hmac.new(self.index_key, message, hashlib.sha256).hexdigest()
+        state = self._index.copy()
+        state.update(country.encode("ascii") + b"\x00" + number.encode("ascii"))
+        return state.hexdigest()
 
 
 def _associated(header: bytes, table: str, column: str, row: str) -> bytes:
