@@ -13,10 +13,12 @@ Example::
     cardsvc backup --data-dir data --out fmc-backup.sealed --recipient recovery.pub
     cardsvc restore --data-dir new-data --from fmc-backup.sealed --identity recovery.key
     cardsvc upgrade --data-dir data           # migrations, e.g. sealing a plaintext register
+    cardsvc federation sync --data-dir data   # the national list ($CARDSVC_FEDERATION_*)
 """
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from datetime import UTC, datetime
@@ -27,11 +29,13 @@ import typer
 from sqlalchemy.orm import Session
 
 from cardsvc.db import Database
+from cardsvc.federation.cli import federation_app
 from cardsvc.logs import configure_logging
 from cardsvc.national.cli import national_app
 from cardsvc.roles import Role
 from cardsvc.services.errors import Conflict, DomainError, Invalid, Unavailable
 from cardsvc.settings import Settings, get_settings, variable
+from schemas import b64url_decode
 
 __all__ = ["app", "main"]
 
@@ -40,10 +44,13 @@ app = typer.Typer(help="The issuing authority of the Foreign Merchant Card.",
 officer_app = typer.Typer(help="Officers and their roles.", no_args_is_help=True)
 keys_app = typer.Typer(help="Issuer keys.", no_args_is_help=True)
 audit_app = typer.Typer(help="The tamper-evident audit log.", no_args_is_help=True)
+trust_app = typer.Typer(help="The root-signed trust list.", no_args_is_help=True)
 app.add_typer(officer_app, name="officer")
 app.add_typer(keys_app, name="keys")
 app.add_typer(audit_app, name="audit")
+app.add_typer(trust_app, name="trust")
 app.add_typer(national_app, name="national")
+app.add_typer(federation_app, name="federation")
 
 DataDir = Annotated[Path | None, typer.Option("--data-dir", help="data directory "
                                               "(default $CARDSVC_DATA_DIR or .data)")]
@@ -71,11 +78,19 @@ def _fail(error: DomainError) -> typer.Exit:
 
 
 @app.command()
-def init(data_dir: DataDir = None) -> None:
+def init(
+    data_dir: DataDir = None,
+    keys: Annotated[str | None, typer.Option(
+        "--keys", help="where the private keys live: `file` (default, encrypted files) or"
+        " an HSM token, `pkcs11:token=LABEL[;module-path=…]` (PIN in CARDSVC_HSM_PIN)")] = None,
+    root_keys: Annotated[str | None, typer.Option(
+        "--root-keys", help="a separate token for the root, plugged in only to sign a trust"
+        " list: `pkcs11:token=LABEL` (PIN in CARDSVC_ROOT_PIN)")] = None,
+) -> None:
     """Create the database and keys; print the root fingerprint and an admin token once."""
     from cardsvc.services.bootstrap import initialise
 
-    settings = _settings(data_dir)
+    settings = _settings(data_dir, keys=keys, root_keys=root_keys)
     try:
         result = initialise(settings, now=_now())
     except DomainError as error:
@@ -99,21 +114,23 @@ def prepare_to_serve(settings: Settings) -> str:
     from cardsvc.migrations import upgrade_to_head
     from cardsvc.services.audit import Actor
     from cardsvc.services.bootstrap import open_keyring
-    from cardsvc.services.sealing import ensure_data_keys
+    from cardsvc.services.sealing import data_key_store, ensure_data_keys
     from cardsvc.services.timestamp import ensure_timestamp_key
     from cardsvc.services.trust import active_signer, root_fingerprint
 
     keyring = open_keyring(settings)
-    upgrade_to_head(settings.database_url_or_default(), key_store=keyring.store)
+    data_store = data_key_store(settings)
+    upgrade_to_head(settings.database_url_or_default(), key_store=data_store)
     database = Database.from_settings(settings)
     try:
         database.transact(lambda session: ensure_data_keys(
-            session.connection(), store=keyring.store, now=_now()))
+            session.connection(), store=data_store, now=_now()))
 
         def check(session: Session) -> str:
             fingerprint = root_fingerprint(session)
             active_signer(session, keyring=keyring)
-            keyring.root()
+            if not keyring.root_apart:  # an offline root is plugged in only to sign
+                keyring.root()
             return fingerprint
 
         fingerprint = database.transact(check, readonly=True)
@@ -218,10 +235,12 @@ def _key_command(operation: str, kid: str | None, data_dir: Path | None) -> None
 
         def work(session: Session) -> list[str]:
             if operation == "rotate":
-                rotate_keys(session, keyring=keyring, actor=Actor.cli(), now=_now())
+                rotate_keys(session, keyring=keyring, kid_prefix=settings.kid_prefix,
+                            actor=Actor.cli(), now=_now())
             elif operation == "compromise":
                 assert kid is not None
-                compromise_key(session, kid=kid, keyring=keyring, actor=Actor.cli(), now=_now())
+                compromise_key(session, kid=kid, keyring=keyring,
+                               kid_prefix=settings.kid_prefix, actor=Actor.cli(), now=_now())
             return [f"{key.kid:<6} {key.state.value:<12} from {key.valid_from}"
                     + ("" if key.valid_until is None else f" until {key.valid_until}")
                     for key in issuer_keys(session)] + [
@@ -307,6 +326,30 @@ def keys_alg_cutover(
     typer.echo(f"cut-over to Ed25519: {shown}; signing now with {alg}")
     if at is not None:
         typer.echo("the trust list is re-signed with a new version on its next request")
+
+
+@trust_app.command("sign")
+def trust_sign(data_dir: DataDir = None) -> None:
+    """Sign the trust list now with the root (a ceremony: plug in the root's token and set
+    CARDSVC_ROOT_PIN when the root lives apart); prints its version and expiry."""
+    from cardsvc.services.bootstrap import open_keyring
+    from cardsvc.services.trust import signed_trust_list
+
+    settings = _settings(data_dir)
+    database = _database(settings)
+    try:
+        keyring = open_keyring(settings)
+        signed = database.transact(lambda session: signed_trust_list(
+            session, keyring=keyring, issuer=settings.issuer, now=_now(),
+            lifetime_seconds=settings.trust_list_lifetime_days * 86_400, ceremony=True))
+    except DomainError as error:
+        raise _fail(error) from None
+    finally:
+        database.dispose()
+    claims = json.loads(b64url_decode(signed.jwt.split(".")[1]))
+    expires = datetime.fromtimestamp(claims["exp"], UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    typer.echo(f"trust list version {claims['ver']} signed; expires {expires}"
+               f" (sign again before {settings.trust_list_lifetime_days // 2} days pass)")
 
 
 @keys_app.command("list")
@@ -472,16 +515,15 @@ def keys_rotate_data_key(
     """Make a new data-encryption key and re-seal every passport number and portrait with
     it, one batch per transaction (safe while serving; run again if cut short)."""
     from cardsvc.services.audit import Actor, append_audit
-    from cardsvc.services.bootstrap import open_keyring
-    from cardsvc.services.sealing import reseal_batch, rotate_data_key
+    from cardsvc.services.sealing import data_key_store, reseal_batch, rotate_data_key
 
     settings = _settings(data_dir)
     database = _database(settings)
     try:
-        keyring = open_keyring(settings)
+        data_store = data_key_store(settings)
 
         def rotate(session: Session) -> int:
-            dek_id = rotate_data_key(session.connection(), store=keyring.store, now=_now())
+            dek_id = rotate_data_key(session.connection(), store=data_store, now=_now())
             append_audit(session, actor=Actor.cli(), action="keys.data_key_rotated",
                          subject=f"dek-{dek_id}", details={"dek": dek_id}, now=_now())
             return dek_id
@@ -503,17 +545,16 @@ def upgrade(data_dir: DataDir = None) -> None:
     """Apply the database migrations (those converting data open the key store, e.g. the
     sealing of passport numbers and portraits) and make missing data keys."""
     from cardsvc.migrations import upgrade_to_head
-    from cardsvc.services.bootstrap import open_keyring
-    from cardsvc.services.sealing import ensure_data_keys
+    from cardsvc.services.sealing import data_key_store, ensure_data_keys
 
     settings = _settings(data_dir)
     try:
-        keyring = open_keyring(settings)
-        upgrade_to_head(settings.database_url_or_default(), key_store=keyring.store)
+        data_store = data_key_store(settings)
+        upgrade_to_head(settings.database_url_or_default(), key_store=data_store)
         database = Database.from_settings(settings)
         try:
             database.transact(lambda session: ensure_data_keys(
-                session.connection(), store=keyring.store, now=_now()))
+                session.connection(), store=data_store, now=_now()))
         finally:
             database.dispose()
     except DomainError as error:

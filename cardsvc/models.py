@@ -55,6 +55,7 @@ __all__ = [
     "Card",
     "CodeSequence",
     "DataKey",
+    "FederationState",
     "IssuerKeyRecord",
     "Officer",
     "Passport",
@@ -445,6 +446,21 @@ class TimestampState(Base):
     signed_jwt: Mapped[str | None] = mapped_column(Text, nullable=True)
     issued_at: Mapped[int] = mapped_column(BigInteger, default=0)
     names: Mapped[str] = mapped_column(Text, default="")  # canonical JSON of tl and sl
+
+
+class FederationState(Base):
+    """The single row holding the national federation list this authority accepted last
+    (P10): verified against ``root_fingerprint`` before it was stored."""
+
+    __tablename__ = "federation_state"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    root_fingerprint: Mapped[str] = mapped_column(String(64))
+    version: Mapped[int] = mapped_column(BigInteger)
+    issued_at: Mapped[int] = mapped_column(BigInteger)
+    expires_at: Mapped[int] = mapped_column(BigInteger)
+    signed_jwt: Mapped[str] = mapped_column(Text)
+    accepted_at: Mapped[int] = mapped_column(BigInteger)  # last fetched and accepted (epoch)
 
 
 class AuditEntry(Base):

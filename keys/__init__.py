@@ -18,7 +18,7 @@ from keys.jws import (
     sign_timestamp,
     sign_trust_list,
 )
-from keys.keystore import KeyStore, KeyStoreError
+from keys.keystore import KeyStore, KeyStoreError, SigningKeyStore
 from keys.rotation import (
     KEY_RETENTION_SECONDS,
     RotationError,
@@ -39,6 +39,7 @@ __all__ = [
     "KeyStoreError",
     "RotationError",
     "Signer",
+    "SigningKeyStore",
     "active_key",
     "compromise",
     "initial_keys",

@@ -17,6 +17,7 @@ import json
 import os
 import re
 from pathlib import Path
+from typing import Protocol
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import serialization
@@ -25,9 +26,9 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
 from keys._atomic import fsync_directory, write_atomically
-from keys.ed25519 import Ed25519Signer, public_jwk
+from keys.ed25519 import Ed25519Signer, Signer, public_jwk
 
-__all__ = ["KID_PATTERN", "KeyStore", "KeyStoreError"]
+__all__ = ["KID_PATTERN", "KeyStore", "KeyStoreError", "SigningKeyStore"]
 
 KID_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _SECRET_FORMAT = "fmc-secret/1"  # noqa: S105 (a format name)
@@ -36,6 +37,19 @@ _SCRYPT_N, _SCRYPT_R, _SCRYPT_P = 2**15, 8, 1
 
 class KeyStoreError(Exception):
     """A key is missing, or the passphrase does not open it."""
+
+
+class SigningKeyStore(Protocol):
+    """Where an authority's private keys live: this encrypted file store, or an HSM token
+    (:class:`keys.pkcs11.HsmKeyStore`). A private key never leaves either as bytes."""
+
+    def generate(self, kid: str) -> Signer: ...
+
+    def load(self, kid: str) -> Signer: ...
+
+    def destroy(self, kid: str) -> bool: ...
+
+    def kids(self) -> list[str]: ...
 
 
 class KeyStore:
@@ -65,6 +79,12 @@ class KeyStore:
         path = self._path(signer.kid)
         write_atomically(path, pem, mode=0o600)
         return path
+
+    def generate(self, kid: str) -> Ed25519Signer:
+        """A new key, saved encrypted before it is returned."""
+        signer = Ed25519Signer.generate(kid=kid)
+        self.save(signer)
+        return signer
 
     def load(self, kid: str) -> Ed25519Signer:
         path = self._path(kid)

@@ -100,7 +100,13 @@ class HsmKeyStore:
             raise KeyStoreError("the token PIN is empty")
         try:
             token = pkcs11.lib(parsed.module_path).get_token(token_label=parsed.token)
-            session = token.open(user_pin=pin, rw=True)
+            try:
+                session = token.open(user_pin=pin, rw=True)
+            except pkcs11.exceptions.UserAlreadyLoggedIn:
+                # PKCS#11 logs in per process, not per session: this process already
+                # proved the PIN (a second store over the same token, e.g. serve's check
+                # and its app), so a further session shares that login.
+                session = token.open(rw=True)
         except pkcs11.exceptions.NoSuchToken:
             raise KeyStoreError(f"no token labelled {parsed.token!r}") from None
         except pkcs11.exceptions.PinIncorrect:
@@ -166,13 +172,18 @@ class HsmKeyStore:
                 {Attribute.CLASS: ObjectClass.PRIVATE_KEY, Attribute.KEY_TYPE: KeyType.EC_EDWARDS})}
         return sorted(labels)
 
-    def destroy(self, kid: str) -> None:
-        """Delete the private half in the token (the public key stays for verifiers)."""
+    def destroy(self, kid: str) -> bool:
+        """Delete the private half in the token (the public key stays for verifiers).
+
+        Returns False when there was nothing left to destroy (safe to call again)."""
         self._check_kid(kid)
+        destroyed = False
         with self._lock:
-            for key in self._session.get_objects({Attribute.CLASS: ObjectClass.PRIVATE_KEY,
-                                                  Attribute.LABEL: kid}):
+            for key in list(self._session.get_objects({Attribute.CLASS: ObjectClass.PRIVATE_KEY,
+                                                       Attribute.LABEL: kid})):
                 key.destroy()
+                destroyed = True
+        return destroyed
 
 
 def _raw_public_key(public: Any) -> bytes:

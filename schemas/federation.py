@@ -7,9 +7,12 @@ English and Chinese, its state, its root key, its issuer keys flattened from its
 root-signed trust list, where its status lists and payment API live, and the blocks of
 foreigner-code sequence numbers it may allocate.
 
-Kids are unique within an issuer, not across issuers: every city's kids are short and
-sequential (``k1``, ``k2``) because the kid travels in every QR code, so a key is found by
-``(iss, kid)``.
+Kids are unique nationally, not only within an issuer: each city mints short sequential
+kids under its own prefix (``k1``, ``k2`` in Yiwu; ``h1`` in Hangzhou) because the kid
+travels in every QR code. So the kid alone finds the one key, and its city, before the
+signature is checked; the signed ``iss`` is compared with that city after it. A list
+naming one kid in two entries is MALFORMED (the national tool refuses it first,
+``KID_IN_USE``).
 
 Example::
 
@@ -208,11 +211,14 @@ class FederationClaims:
 
 
 def _check_disjoint(entries: tuple[IssuerEntry, ...]) -> None:
-    """Codes and city roots are unique; no sequence number belongs to two issuers."""
+    """Codes, city roots and kids are unique; no sequence number belongs to two issuers."""
     if len({entry.code for entry in entries}) != len(entries):
         raise Malformed("duplicate issuer code")
     if len({entry.root_key for entry in entries}) != len(entries):
         raise Malformed("two issuers share a root key")
+    kids = [key.kid for entry in entries for key in entry.keys]
+    if len(set(kids)) != len(kids):
+        raise Malformed("a kid is used by two issuers (kids are unique nationally)")
     blocks = sorted(block for entry in entries for block in entry.sequence_blocks)
     for before, after in pairwise(blocks):
         if before.overlaps(after):

@@ -123,6 +123,9 @@ def sync_cache(
         if pinned is not None and root != pinned:
             raise SyncError("ROOT_MISMATCH",
                             f"this cache is pinned to root {pinned}, not {root}")
+        if pinned is not None and _pinned_nationally(cache):
+            raise SyncError("ROOT_MISMATCH", "this cache is pinned to the national root:"
+                            " it is synced by verifier.federation_sync")
         previous = _previous(cache)
         base = _server_base(server or (previous.contents.server if previous else None))
         own_client = client is None
@@ -140,6 +143,15 @@ def sync_cache(
         except OSError as error:
             raise SyncError("CACHE_WRITE_FAILED", f"cannot write the cache: {error}") from None
         return report
+
+
+def _pinned_nationally(cache: VerifierCache) -> bool:
+    from verifier.cache import KIND_NATIONAL
+
+    try:
+        return cache.pinned_kind() == KIND_NATIONAL
+    except CacheError as error:
+        raise SyncError(error.code, error.detail) from None
 
 
 def _previous(cache: VerifierCache) -> CacheSnapshot | None:

@@ -54,7 +54,7 @@ class SigningContext:
     """What signing a bundle needs besides the database."""
 
     keyring: Keyring
-    issuer: str = "CN-YW"
+    issuer: str  # the city code (Settings.issuer), e.g. CN-YW
     credential_lifetime_days: int = 30
     status_list_size: int = 131_072
 

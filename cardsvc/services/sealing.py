@@ -50,6 +50,7 @@ __all__ = [
     "DataKeys",
     "SealedDataError",
     "Sealer",
+    "data_key_store",
     "data_keys_for",
     "ensure_data_keys",
     "open_data_keys",
@@ -255,14 +256,18 @@ def reseal_batch(session: Session, *, batch: int = 500) -> int:
     return done
 
 
+def data_key_store(settings: Settings) -> KeyStore:
+    """Where the data-kek lives: the file key store of the data dir, under the key
+    passphrase, also when the signing keys are in an HSM (the KEK moving into the token,
+    wrapping and unwrapping there, is the next step)."""
+    from cardsvc.services.bootstrap import load_passphrase
+
+    return KeyStore(settings.keys_dir, passphrase=load_passphrase(settings))
+
+
 def data_keys_for(settings: Settings) -> DataKeys:
     """The data keys of this data dir's key store (the passphrase is read on first use)."""
-    def open_store() -> KeyStore:
-        from cardsvc.services.bootstrap import load_passphrase
-
-        return KeyStore(settings.keys_dir, passphrase=load_passphrase(settings))
-
-    return DataKeys(open_store)
+    return DataKeys(lambda: data_key_store(settings))
 
 
 def sealer_of(session: Session, *, dek_id: int | None = None) -> Sealer:

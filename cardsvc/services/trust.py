@@ -2,7 +2,9 @@
 
 Private keys live in the encrypted key store (``data_dir/keys``); public keys, states and
 validity windows live in the database, so every process sees a rotation at once. Issuer
-kids are short and sequential (k1, k2, ...) because the kid travels in every QR code.
+kids are short and sequential (k1, k2, ...) because the kid travels in every QR code; the
+letters are the city's ``CARDSVC_KID_PREFIX`` (Hangzhou ``h1``, ``h2``), so that kids are
+unique nationally (docs/FEDERATION.md).
 A key that stops signing (retired or compromised) has its private part destroyed once that
 change commits, and leaves the published trust list once all its credentials have expired
 (``keys.published_keys``); its row stays for the record.
@@ -10,8 +12,9 @@ change commits, and leaves the published trust list once all its credentials hav
 Example::
 
     keyring = Keyring(KeyStore(settings.keys_dir, passphrase=passphrase))
-    rotate_keys(session, keyring=keyring, actor=Actor.cli(), now=now)   # k2 active, k3 next
-    trust = signed_trust_list(session, keyring=keyring, issuer="CN-YW", now=now,
+    rotate_keys(session, keyring=keyring, kid_prefix=settings.kid_prefix, actor=Actor.cli(),
+                now=now)                                   # k2 active, k3 next
+    trust = signed_trust_list(session, keyring=keyring, issuer=settings.issuer, now=now,
                               lifetime_seconds=30 * 86400)
 """
 
@@ -19,7 +22,9 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import re
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime
 
@@ -31,7 +36,7 @@ from cardsvc.models import IssuerKeyRecord, TimestampState, TrustState
 from cardsvc.services._locking import for_update
 from cardsvc.services.audit import Actor, append_audit
 from cardsvc.services.errors import Conflict, Invalid, NotFound, Unavailable
-from keys import Ed25519Signer, KeyStore
+from keys import Signer, SigningKeyStore
 from schemas import IssuerKey, KeyState, TimestampKey, TrustListClaims
 from schemas.trust_list import FORMAT_VERSION
 
@@ -62,20 +67,35 @@ ROOT_KID = "root"
 # letting it sign for one more minute costs nothing.
 RETIREMENT_GRACE_SECONDS = 60
 _TRUST_ROW = 1
+_KID_PREFIX = re.compile(r"[a-z]{1,3}")
+_KID = re.compile(r"[a-z]{1,3}([1-9][0-9]{0,8})")
 
 
 class Keyring:
-    """Opens private keys from the store once per process and keeps them in memory."""
+    """Opens private keys from the store once per process and keeps them in memory.
 
-    def __init__(self, store: KeyStore) -> None:
+    The store is the encrypted file store or an HSM token (``keys.SigningKeyStore``). The
+    root may live apart, in a token plugged in only to sign a trust list (P13): then
+    ``open_root`` opens it on demand, and its absence is ROOT_OFFLINE, never a crash.
+    """
+
+    def __init__(self, store: SigningKeyStore,
+                 open_root: Callable[[], SigningKeyStore] | None = None) -> None:
         self.store = store
-        self._signers: dict[str, Ed25519Signer] = {}
+        self._open_root = open_root
+        self._root_store: SigningKeyStore | None = None
+        self._signers: dict[str, Signer] = {}
         self._lock = threading.Lock()
 
     def __repr__(self) -> str:
         return f"Keyring({self.store!r})"
 
-    def signer(self, kid: str) -> Ed25519Signer:
+    @property
+    def root_apart(self) -> bool:
+        """True when the root lives in its own token (an offline root)."""
+        return self._open_root is not None
+
+    def signer(self, kid: str) -> Signer:
         with self._lock:
             signer = self._signers.get(kid)
             if signer is None:
@@ -86,8 +106,34 @@ class Keyring:
                 self._signers[kid] = signer
             return signer
 
-    def root(self) -> Ed25519Signer:
-        return self.signer(ROOT_KID)
+    def _root_token(self) -> SigningKeyStore:
+        """The root's own token, opened at the first use that finds it plugged in (a
+        ceremony's short process); absent, every use is ROOT_OFFLINE."""
+        assert self._open_root is not None
+        with self._lock:
+            if self._root_store is None:
+                try:
+                    self._root_store = self._open_root()
+                except keylib.KeyStoreError as exc:
+                    raise Unavailable("ROOT_OFFLINE", "the root token is not available; plug"
+                                      " it in and run `cardsvc trust sign`") from exc
+            return self._root_store
+
+    def root(self) -> Signer:
+        if self._open_root is None:
+            return self.signer(ROOT_KID)
+        try:
+            return self._root_token().load(ROOT_KID)
+        except keylib.KeyStoreError as exc:
+            raise Unavailable("ROOT_OFFLINE", "the root token holds no root key") from exc
+
+    def generate_root(self) -> Signer:
+        """The root key, made at init in the root's own store (or the common one)."""
+        store = self.store if self._open_root is None else self._root_token()
+        try:
+            return store.generate(ROOT_KID)
+        except keylib.KeyStoreError as exc:
+            raise Unavailable("KEYS_UNAVAILABLE", f"cannot make the root key: {exc}") from exc
 
     def destroy(self, kid: str) -> bool:
         """Forget a key that stopped signing and destroy its private part in the store."""
@@ -95,9 +141,8 @@ class Keyring:
             self._signers.pop(kid, None)
         return self.store.destroy(kid)
 
-    def generate(self, kid: str) -> Ed25519Signer:
-        signer = Ed25519Signer.generate(kid=kid)
-        self.store.save(signer)
+    def generate(self, kid: str) -> Signer:
+        signer = self.store.generate(kid)
         with self._lock:
             self._signers[kid] = signer
         return signer
@@ -133,7 +178,7 @@ def timestamp_keys(session: Session) -> tuple[TimestampKey, ...]:
     return () if row is None else (TimestampKey(row.kid, row.public_key),)
 
 
-def active_signer(session: Session, *, keyring: Keyring) -> Ed25519Signer:
+def active_signer(session: Session, *, keyring: Keyring) -> Signer:
     """The key that signs credentials and status lists now (read from the database)."""
     kid = session.scalar(
         select(IssuerKeyRecord.kid).where(IssuerKeyRecord.state == KeyState.ACTIVE.value)
@@ -183,16 +228,21 @@ def root_fingerprint(session: Session) -> str:
     return state.root_fingerprint
 
 
-def create_issuer_keys(session: Session, *, keyring: Keyring, now: datetime) -> str:
-    """At init: root (kept if the store has one), k1 active, k2 next; returns the fingerprint."""
+def create_issuer_keys(
+    session: Session, *, keyring: Keyring, kid_prefix: str, now: datetime
+) -> str:
+    """At init: root (kept if the store has one), k1 active, k2 next (with the city's
+    prefix: h1, h2); returns the fingerprint."""
     try:
         root = keyring.root()
     except Unavailable:
-        root = keyring.generate(ROOT_KID)
+        root = keyring.generate_root()
     fingerprint = keylib.jwk_thumbprint(keylib.public_jwk(root.public_key))
-    first, second = keyring.generate("k1"), keyring.generate("k2")
-    keyset = keylib.initial_keys(active_kid="k1", active_pub=first.public_key, next_kid="k2",
-                                 next_pub=second.public_key, now=_epoch(now))
+    first = keyring.generate(f"{kid_prefix}1")
+    second = keyring.generate(f"{kid_prefix}2")
+    keyset = keylib.initial_keys(active_kid=first.kid, active_pub=first.public_key,
+                                 next_kid=second.kid, next_pub=second.public_key,
+                                 now=_epoch(now))
     _store_keys(session, keyset, now=now)
     # A new authority has no EdDSA credential to honour: it signs Ed25519 from the start.
     session.add(TrustState(id=_TRUST_ROW, version=0, signed_jwt=None, signed_version=0,
@@ -202,7 +252,9 @@ def create_issuer_keys(session: Session, *, keyring: Keyring, now: datetime) -> 
     return fingerprint
 
 
-def rotate_keys(session: Session, *, keyring: Keyring, actor: Actor, now: datetime) -> str:
+def rotate_keys(
+    session: Session, *, keyring: Keyring, kid_prefix: str, actor: Actor, now: datetime
+) -> str:
     """Next -> active, active -> retired, and a new next key published; returns the new active kid.
 
     The new next key is written to the key store before the database commits; if the
@@ -213,7 +265,7 @@ def rotate_keys(session: Session, *, keyring: Keyring, actor: Actor, now: dateti
     keyset = issuer_keys(session)
     current = keylib.active_key(keyset).kid if any(
         key.state is KeyState.ACTIVE for key in keyset) else None
-    new_kid = _next_kid(session)
+    new_kid = _next_kid(session, kid_prefix)
     new_key = keyring.generate(new_kid)
     try:
         rotated = keylib.rotate(keyset, new_next_kid=new_kid, new_next_pub=new_key.public_key,
@@ -236,7 +288,8 @@ def rotate_keys(session: Session, *, keyring: Keyring, actor: Actor, now: dateti
 
 
 def compromise_key(
-    session: Session, *, kid: str, keyring: Keyring, actor: Actor, now: datetime
+    session: Session, *, kid: str, keyring: Keyring, kid_prefix: str, actor: Actor,
+    now: datetime
 ) -> tuple[IssuerKey, ...]:
     """Mark a key compromised: nothing it signed verifies any more.
 
@@ -250,10 +303,10 @@ def compromise_key(
     if kid not in by_kid:
         raise NotFound("KEY_NOT_FOUND", f"no issuer key {kid!r}")
     if by_kid[kid].state is KeyState.ACTIVE:
-        rotate_keys(session, keyring=keyring, actor=actor, now=now)
+        rotate_keys(session, keyring=keyring, kid_prefix=kid_prefix, actor=actor, now=now)
         keyset = issuer_keys(session)
     elif by_kid[kid].state is KeyState.NEXT:
-        replacement = _next_kid(session)
+        replacement = _next_kid(session, kid_prefix)
         signer = keyring.generate(replacement)
         keyset = (*keyset, IssuerKey(replacement, signer.public_key, KeyState.NEXT,
                                      _epoch(now)))
@@ -281,19 +334,35 @@ def cached_trust_list(
 
 
 def signed_trust_list(
-    session: Session, *, keyring: Keyring, issuer: str, now: datetime, lifetime_seconds: int
+    session: Session, *, keyring: Keyring, issuer: str, now: datetime, lifetime_seconds: int,
+    ceremony: bool = False,
 ) -> SignedObject:
-    """The current trust list, re-signed when the keys changed or half its life has passed."""
+    """The current trust list, re-signed when the keys changed or half its life has passed.
+
+    ``ceremony``: sign now whatever its age, and fail (ROOT_OFFLINE) rather than serve the
+    last one: what `cardsvc trust sign` does with the root's token plugged in.
+    """
     epoch = _epoch(now)
     state = session.get(TrustState, _TRUST_ROW)
     if state is None:
         raise Unavailable("NOT_INITIALISED", "the authority is not initialised")
-    if not _trust_list_stale(state, issuer_keys(session), epoch, lifetime_seconds):
+    if not ceremony and not _trust_list_stale(state, issuer_keys(session), epoch,
+                                              lifetime_seconds):
         assert state.signed_jwt is not None
         return SignedObject.of(state.signed_jwt, state.issued_at)
     state = _lock_trust_state(session)
     keyset = issuer_keys(session)
-    if _trust_list_stale(state, keyset, epoch, lifetime_seconds):
+    if ceremony or _trust_list_stale(state, keyset, epoch, lifetime_seconds):
+        try:
+            root = keyring.root()
+        except Unavailable as offline:
+            # An offline root (P13): serve what the last signing ceremony left while it
+            # lasts; monitoring sees the age (docs/OPERATIONS.md) long before it expires.
+            if ceremony or state.signed_jwt is None or state.expires_at <= epoch:
+                raise
+            _log.warning("trust list needs re-signing but the root is offline (%s)",
+                         offline.code)
+            return SignedObject.of(state.signed_jwt, state.issued_at)
         # Every signing gets a new version so "newer" always means "higher" to a verifier.
         state.version += 1
         cutover = state.alg_cutover
@@ -302,7 +371,7 @@ def signed_trust_list(
                                  timestamp_keys(session), alg_cutover=cutover,
                                  # a verifier must understand Ed25519 once it is announced
                                  format_version=1 if cutover is None else FORMAT_VERSION)
-        state.signed_jwt = keylib.sign_trust_list(claims, keyring.root(),
+        state.signed_jwt = keylib.sign_trust_list(claims, root,
                                                   alg=claims.signing_alg(epoch))
         state.signed_version, state.issued_at = state.version, epoch
         state.expires_at = epoch + lifetime_seconds
@@ -357,16 +426,27 @@ def _lock_trust_state(session: Session) -> TrustState:
     return state
 
 
-def _next_kid(session: Session) -> str:
+def _next_kid(session: Session, kid_prefix: str) -> str:
+    """The city's prefix and one above the highest number any issuer key had (so a city
+    that changed its prefix never reuses a number)."""
+    if not _KID_PREFIX.fullmatch(kid_prefix):
+        raise ValueError(f"bad kid prefix {kid_prefix!r}")
     highest = session.scalar(select(IssuerKeyRecord.seq).order_by(IssuerKeyRecord.seq.desc()))
-    return f"k{(highest or 0) + 1}"
+    return f"{kid_prefix}{(highest or 0) + 1}"
+
+
+def _kid_number(kid: str) -> int:
+    found = _KID.fullmatch(kid)
+    if found is None:
+        raise ValueError(f"issuer kid {kid!r} is not letters and a number")
+    return int(found.group(1))
 
 
 def _store_keys(session: Session, keyset: tuple[IssuerKey, ...], *, now: datetime) -> None:
     for key in keyset:
         row = session.get(IssuerKeyRecord, key.kid)
         if row is None:
-            session.add(IssuerKeyRecord(kid=key.kid, seq=int(key.kid[1:]),
+            session.add(IssuerKeyRecord(kid=key.kid, seq=_kid_number(key.kid),
                                         public_key=key.public_key, state=key.state.value,
                                         valid_from=key.valid_from, valid_until=key.valid_until,
                                         created_at=now))

@@ -27,7 +27,7 @@ from keys import KeyStore
 from keys.recipient import load_identity, load_recipient, recovery_keypair
 
 NUMBER = "SEAL93571"
-PREVIOUS_HEAD = "0200_p14_alg_cutover"
+PREVIOUS_HEAD = "0140_p10_federation"
 
 
 def _enrol_with_portrait(authority: Authority, number: str = NUMBER, **extra: Any

@@ -61,7 +61,7 @@ def enrol(
             session, details=details, passport=passport, actor=Actor.for_officer(officer),
             now=ctx.clock(), portrait=portrait,
             portrait_max_bytes=ctx.settings.portrait_max_bytes, link_to=body.link_to,
-            confirm_new=body.confirm_new,
+            confirm_new=body.confirm_new, issuer=ctx.settings.issuer,
         )
         return EnrolmentOut(**person_fields(outcome.person),  # type: ignore[arg-type]
                             existing=not outcome.created, linked=outcome.linked,

@@ -10,7 +10,7 @@ SQLite: ``secure_delete`` is on while it runs, so freed pages holding the plaint
 zeroed, not left in the file.
 
 Revision ID: 0190_p13_sealed
-Revises: 0200_p14_alg_cutover
+Revises: 0140_p10_federation
 Create Date: 2026-11-29
 """
 
@@ -23,7 +23,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0190_p13_sealed"
-down_revision: str | None = "0200_p14_alg_cutover"
+down_revision: str | None = "0140_p10_federation"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
