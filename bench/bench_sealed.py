@@ -11,6 +11,7 @@ number of unknown country (one index per country, ~250 HMACs).
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import random
 import tempfile
@@ -27,6 +28,7 @@ from cardsvc.services import persons
 from cardsvc.services.audit import Actor
 from cardsvc.services.bootstrap import initialise
 from cardsvc.services.portraits import normalize_portrait
+from cardsvc.services.sealing import sealer_of
 from cardsvc.settings import get_settings
 
 NOW = datetime(2027, 1, 15, 9, 0, tzinfo=UTC)
@@ -81,6 +83,7 @@ def run(*, quick: bool = False) -> list[BenchRow]:
                                Database(settings.database_url_or_default(),
                                         sealer=_PlainProvider()))
         counters = {kind: itertools.count(1) for kind in databases}
+        issuer = settings.issuer
         actor = Actor.cli()
         jpeg = _portrait()
 
@@ -91,7 +94,7 @@ def run(*, quick: bool = False) -> list[BenchRow]:
                     f"BENCH{n}", "Sealed", "NGA", date(1970 + n % 40, 1 + n % 12, 1 + n % 28),
                     "F"),
                 passport=persons.PassportDetails(f"B{n:08d}", "NGA", date(2032, 1, 1)),
-                actor=actor, now=NOW, confirm_new=True))
+                actor=actor, now=NOW, confirm_new=True, issuer=issuer))
 
         enrolled = interleaved_us({kind: (lambda k=kind: enrol(k)) for kind in databases},
                                   rounds=rounds, number=number)
@@ -131,6 +134,20 @@ def run(*, quick: bool = False) -> list[BenchRow]:
                                   rounds=rounds, number=number * 5)
         searched = interleaved_us({kind: (lambda k=kind: search(k)) for kind in databases},
                                   rounds=rounds, number=number)
+        sealer = databases["sealed"].transact(sealer_of, readonly=True)
+        number_bytes = b"B00000007"
+
+        def seal_number() -> None:
+            sealer.passport_index("B00000007", "NGA")
+            sealer.seal(number_bytes, table="passports", column="number", row="7:" + "a" * 64)
+
+        def seal_portrait() -> None:
+            sealer.seal(jpeg, table="portraits", column="jpeg", row="digest:7")
+
+        crypto = interleaved_us({
+            "number": seal_number, "number floor": lambda: hashlib.sha256(number_bytes),
+            "portrait": seal_portrait, "portrait floor": lambda: hashlib.sha256(jpeg)},
+            rounds=rounds, number=number * 20)
         for database in databases.values():
             database.dispose()
     floor = "same code, null sealer (pre-P13 storage)"
@@ -143,4 +160,9 @@ def run(*, quick: bool = False) -> list[BenchRow]:
                  pictured["sealed"], "us", floor, pictured["plain"]),
         BenchRow("p13 console search by number, any country (SQLite, us)", searched["sealed"],
                  "us", floor, searched["plain"]),
+        BenchRow("p13 seal a passport number + its blind index (in process, us)",
+                 crypto["number"], "us", "SHA-256 of the number", crypto["number floor"]),
+        BenchRow(f"p13 seal a {len(jpeg) // 1024} KiB portrait, AES-256-GCM (in process, us)",
+                 crypto["portrait"], "us", "SHA-256 of the portrait (its digest, already paid)",
+                 crypto["portrait floor"]),
     ]

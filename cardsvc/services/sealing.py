@@ -170,13 +170,16 @@ def rotate_data_key(connection: sa.Connection, *, store: KeyStore, now: datetime
 
 
 def open_data_keys(connection: sa.Connection, *, store: KeyStore) -> Sealer:
+    return _open_with(connection, _kek(store))
+
+
+def _open_with(connection: sa.Connection, kek: bytes) -> Sealer:
     rows = list(connection.execute(sa.select(DATA_KEYS.c.id, DATA_KEYS.c.purpose,
                                              DATA_KEYS.c.wrapped).order_by(DATA_KEYS.c.id)))
     if not any(row.purpose == "index" for row in rows) or not any(
             row.purpose == "seal" for row in rows):
         raise Unavailable("DATA_KEY_UNAVAILABLE",
                           "no data keys in the database; run cardsvc upgrade")
-    kek = _kek(store)
     deks: dict[int, bytes] = {}
     index_key = b""
     try:
@@ -211,7 +214,7 @@ class DataKeys:
     def __init__(self, open_store: Callable[[], KeyStore], *, refresh_seconds: float = 60.0
                  ) -> None:
         self._open_store = open_store
-        self._store: KeyStore | None = None
+        self._kek: bytes | None = None  # opened once (scrypt), the DEKs re-read from it
         self._sealer: Sealer | None = None
         self._opened_at = 0.0
         self._refresh = refresh_seconds
@@ -225,9 +228,9 @@ class DataKeys:
             stale = time.monotonic() - self._opened_at > self._refresh
             if self._sealer is None or stale or (
                     dek_id is not None and dek_id not in self._sealer.deks):
-                if self._store is None:
-                    self._store = self._open_store()
-                self._sealer = open_data_keys(connection, store=self._store)
+                if self._kek is None:
+                    self._kek = _kek(self._open_store())
+                self._sealer = _open_with(connection, self._kek)
                 self._opened_at = time.monotonic()
             return self._sealer
 
