@@ -256,7 +256,9 @@ class DataKey(Base):
 def _sealer(session: Session, dek_id: int | None = None) -> _FieldSealer:
     provider: _SealerProvider | None = session.info.get(SEALER_INFO)
     if provider is None:
-        raise RuntimeError("personal data needs a database opened with its data keys")
+        from cardsvc.services.errors import Unavailable  # no model depends on services
+
+        raise Unavailable("DATA_KEY_UNAVAILABLE", "this database was opened without keys")
     return provider(session.connection(), dek_id=dek_id)
 
 
