@@ -9,8 +9,10 @@ Example::
     cardsvc audit verify --data-dir data      # exit 1 on any break
     cardsvc audit head --data-dir data >> /elsewhere/anchors   # keep outside the database
     cardsvc audit verify --data-dir data --anchors-file /elsewhere/anchors
-    cardsvc backup --data-dir data --out fmc-backup.tar.gz   # while serving
-    cardsvc restore --data-dir new-data --from fmc-backup.tar.gz
+    cardsvc keys recovery-keypair --out /media/offline/recovery   # once; keep it offline
+    cardsvc backup --data-dir data --out fmc-backup.sealed --recipient recovery.pub
+    cardsvc restore --data-dir new-data --from fmc-backup.sealed --identity recovery.key
+    cardsvc upgrade --data-dir data           # migrations, e.g. sealing a plaintext register
     cardsvc federation sync --data-dir data   # the national list ($CARDSVC_FEDERATION_*)
 """
 
@@ -32,7 +34,7 @@ from cardsvc.logs import configure_logging
 from cardsvc.national.cli import national_app
 from cardsvc.payments.cli import payments_app
 from cardsvc.roles import Role
-from cardsvc.services.errors import DomainError, Unavailable
+from cardsvc.services.errors import Conflict, DomainError, Invalid, Unavailable
 from cardsvc.settings import Settings, get_settings, variable
 from schemas import b64url_decode
 
@@ -114,13 +116,18 @@ def prepare_to_serve(settings: Settings) -> str:
     from cardsvc.migrations import upgrade_to_head
     from cardsvc.services.audit import Actor
     from cardsvc.services.bootstrap import open_keyring
+    from cardsvc.services.sealing import data_key_store, ensure_data_keys
     from cardsvc.services.timestamp import ensure_timestamp_key
     from cardsvc.services.trust import active_signer, root_fingerprint
 
-    upgrade_to_head(settings.database_url_or_default())
     keyring = open_keyring(settings)
+    data_store = data_key_store(settings)
+    upgrade_to_head(settings.database_url_or_default(), key_store=data_store)
     database = Database.from_settings(settings)
     try:
+        database.transact(lambda session: ensure_data_keys(
+            session.connection(), store=data_store, now=_now()))
+
         def check(session: Session) -> str:
             fingerprint = root_fingerprint(session)
             active_signer(session, keyring=keyring)
@@ -437,23 +444,38 @@ def audit_head(data_dir: DataDir = None) -> None:
 
 @app.command()
 def backup(
-    out: Annotated[Path, typer.Option("--out", help="the archive to write (.tar.gz)")],
+    out: Annotated[Path, typer.Option("--out", help="the archive to write")],
+    recipient: Annotated[str | None, typer.Option(
+        "--recipient", help="recovery public key (its text or a file of it) to seal to")] = None,
+    insecure_plaintext: Annotated[bool, typer.Option(
+        "--insecure-plaintext", help="development only: write the archive unsealed")] = False,
     data_dir: DataDir = None,
 ) -> None:
-    """Archive a consistent database snapshot and the encrypted keys, with a manifest.
+    """Archive a consistent database snapshot and the encrypted keys, with a manifest,
+    sealed to an offline recovery key (``cardsvc keys recovery-keypair``).
 
     The server may keep running. The key passphrase is never included. With PostgreSQL,
     back the database up with pg_dump as well; the archive holds the keys and the anchor.
     """
     from cardsvc.services.backup import create_backup
+    from keys.recipient import RecipientError, load_recipient
 
+    if recipient is None and not insecure_plaintext:
+        raise _fail(Invalid("RECIPIENT_REQUIRED",
+                            "give --recipient (a recovery public key); --insecure-plaintext"
+                            " writes an unsealed archive for development"))
+    try:
+        public = None if recipient is None else load_recipient(recipient)
+    except RecipientError as error:
+        raise _fail(Invalid("RECIPIENT_INVALID", str(error))) from None
     settings = _settings(data_dir)
     _database(settings).dispose()
     try:
-        manifest = create_backup(settings, out=out, now=_now())
+        manifest = create_backup(settings, out=out, now=_now(), recipient=public)
     except DomainError as error:
         raise _fail(error) from None
-    typer.echo(f"backup written: {out} ({len(manifest.files)} files, mode 0600)")
+    sealed = "sealed to the recovery key" if public is not None else "NOT sealed"
+    typer.echo(f"backup written: {out} ({len(manifest.files)} files, mode 0600, {sealed})")
     typer.echo(f"audit anchor:   {manifest.audit_anchor}")
     if manifest.database == "postgresql":
         typer.echo("PostgreSQL: the database itself is not in the archive; pg_dump it too.")
@@ -463,14 +485,22 @@ def backup(
 def restore(
     archive: Annotated[Path, typer.Option("--from", help="an archive from cardsvc backup",
                                           exists=True, dir_okay=False, readable=True)],
+    identity: Annotated[Path | None, typer.Option(
+        "--identity", help="the recovery private key a sealed backup needs",
+        exists=True, dir_okay=False, readable=True)] = None,
     data_dir: DataDir = None,
 ) -> None:
     """Unpack a backup into an empty data dir; check its digests and its audit chain."""
     from cardsvc.services.backup import restore_backup
+    from keys.recipient import RecipientError, load_identity
 
+    try:
+        private = None if identity is None else load_identity(identity)
+    except RecipientError as error:
+        raise _fail(Invalid("IDENTITY_INVALID", str(error))) from None
     settings = _settings(data_dir)
     try:
-        manifest = restore_backup(archive=archive, data_dir=settings.data_dir)
+        manifest = restore_backup(archive=archive, data_dir=settings.data_dir, identity=private)
     except DomainError as error:
         raise _fail(error) from None
     typer.echo(f"restored into {settings.data_dir.resolve()} (backup of {manifest.created_at})")
@@ -478,6 +508,80 @@ def restore(
     typer.echo(f"audit chain holds the saved head {manifest.audit_anchor}")
     typer.echo("set CARDSVC_KEY_PASSPHRASE, then: cardsvc serve --data-dir "
                f"{settings.data_dir}")
+
+
+@keys_app.command("recovery-keypair")
+def keys_recovery_keypair(
+    out: Annotated[Path, typer.Option("--out", help="a new directory for the two files")],
+) -> None:
+    """Make the offline recovery key that backups are sealed to: ``recovery.key`` (private,
+    keep it offline, away from the backups) and ``recovery.pub`` (give to --recipient)."""
+    from keys._atomic import write_atomically
+    from keys.recipient import recovery_keypair
+
+    if out.exists() and any(out.iterdir()):
+        raise _fail(Conflict("RECOVERY_KEY_EXISTS", f"{out} is not empty"))
+    out.mkdir(parents=True, exist_ok=True, mode=0o700)
+    private_pem, public_text = recovery_keypair()
+    write_atomically(out / "recovery.key", private_pem, mode=0o600)
+    write_atomically(out / "recovery.pub", (public_text + "\n").encode(), mode=0o644)
+    typer.echo(f"recovery key: {out / 'recovery.key'} (private: move it offline)")
+    typer.echo(f"recipient:    {public_text}")
+
+
+@keys_app.command("rotate-data-key")
+def keys_rotate_data_key(
+    batch: Annotated[int, typer.Option(min=1, max=10_000, help="rows per transaction")] = 500,
+    data_dir: DataDir = None,
+) -> None:
+    """Make a new data-encryption key and re-seal every passport number and portrait with
+    it, one batch per transaction (safe while serving; run again if cut short)."""
+    from cardsvc.services.audit import Actor, append_audit
+    from cardsvc.services.sealing import data_key_store, reseal_batch, rotate_data_key
+
+    settings = _settings(data_dir)
+    database = _database(settings)
+    try:
+        data_store = data_key_store(settings)
+
+        def rotate(session: Session) -> int:
+            dek_id = rotate_data_key(session.connection(), store=data_store, now=_now())
+            append_audit(session, actor=Actor.cli(), action="keys.data_key_rotated",
+                         subject=f"dek-{dek_id}", details={"dek": dek_id}, now=_now())
+            return dek_id
+
+        dek_id = database.transact(rotate)
+        database.sealer.forget()
+        total = 0
+        while done := database.transact(lambda session: reseal_batch(session, batch=batch)):
+            total += done
+    except DomainError as error:
+        raise _fail(error) from None
+    finally:
+        database.dispose()
+    typer.echo(f"data key dek-{dek_id} seals from now on; {total} fields re-sealed with it")
+
+
+@app.command()
+def upgrade(data_dir: DataDir = None) -> None:
+    """Apply the database migrations (those converting data open the key store, e.g. the
+    sealing of passport numbers and portraits) and make missing data keys."""
+    from cardsvc.migrations import upgrade_to_head
+    from cardsvc.services.sealing import data_key_store, ensure_data_keys
+
+    settings = _settings(data_dir)
+    try:
+        data_store = data_key_store(settings)
+        upgrade_to_head(settings.database_url_or_default(), key_store=data_store)
+        database = Database.from_settings(settings)
+        try:
+            database.transact(lambda session: ensure_data_keys(
+                session.connection(), store=data_store, now=_now()))
+        finally:
+            database.dispose()
+    except DomainError as error:
+        raise _fail(error) from None
+    typer.echo("database at the newest schema; personal data sealed")
 
 
 def main() -> None:

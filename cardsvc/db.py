@@ -30,6 +30,7 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
+from cardsvc.models import SEALER_INFO
 from cardsvc.settings import Settings
 
 __all__ = ["Database", "normalize_url"]
@@ -77,7 +78,9 @@ def _is_transient(error: DBAPIError) -> bool:
 class Database:
     """One engine and its session factory."""
 
-    def __init__(self, url: str, *, pool_size: int = 10, echo: bool = False) -> None:
+    def __init__(
+        self, url: str, *, pool_size: int = 10, echo: bool = False, sealer: Any = None
+    ) -> None:
         self.url = normalize_url(url)
         self.is_sqlite = self.url.startswith("sqlite")
         kwargs: dict[str, Any] = {"echo": echo, "future": True}
@@ -94,7 +97,11 @@ class Database:
         self.engine: Engine = create_engine(self.url, **kwargs)
         if self.is_sqlite:
             _configure_sqlite(self.engine)
-        self.sessions = sessionmaker(self.engine, expire_on_commit=False)
+        # sealer: opens the data keys that seal personal data (P13); from_settings gives
+        # one from the key store; a Database without one cannot read passports/portraits.
+        self.sealer = sealer
+        info = {} if sealer is None else {SEALER_INFO: sealer}
+        self.sessions = sessionmaker(self.engine, expire_on_commit=False, info=info)
         # SQLite has one writer at a time and its busy handler waits by sleeping and
         # polling, which starves some writers for seconds under load. Queueing this
         # process's writers on a lock hands the database over at once instead.
@@ -102,6 +109,11 @@ class Database:
 
     @classmethod
     def from_settings(cls, settings: Settings, **kwargs: Any) -> Database:
+        """The settings' database, with the data keys of the settings' key store (opened
+        on first use: a command that never reads personal data needs no passphrase)."""
+        from cardsvc.services.sealing import data_keys_for
+
+        kwargs.setdefault("sealer", data_keys_for(settings))
         return cls(settings.database_url_or_default(),
                    pool_size=kwargs.pop("pool_size", settings.db_pool_size), **kwargs)
 

@@ -4,16 +4,22 @@ Example::
 
     person = session.scalar(select(Person).where(Person.foreigner_code == code))
     for passport in person.passports: print(passport.number, passport.is_current)
+
+Passport numbers and portraits are sealed at rest (P13, ``cardsvc.services.sealing``):
+the columns hold ``number_sealed``/``jpeg_sealed`` and a blind index; ``Passport.number``
+and ``Portrait.jpeg`` are the opened values, sealed at flush and opened at load through
+the sealer the session's database puts in ``session.info[SEALER_INFO]``.
 """
 
 from __future__ import annotations
 
 from datetime import UTC, date, datetime
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import (
     BigInteger,
     Boolean,
+    Connection,
     Date,
     DateTime,
     Dialect,
@@ -25,19 +31,30 @@ from sqlalchemy import (
     SmallInteger,
     String,
     Text,
-    UniqueConstraint,
+    event,
 )
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.orm import (
+    DeclarativeBase,
+    Mapped,
+    QueryContext,
+    Session,
+    mapped_column,
+    object_session,
+    relationship,
+)
+from sqlalchemy.orm.attributes import flag_modified
 from sqlalchemy.types import TypeDecorator
 
 from cardsvc.roles import ALL_ROLES, Role
 
 __all__ = [
+    "SEALER_INFO",
     "AuditEntry",
     "AuditHead",
     "Base",
     "Card",
     "CodeSequence",
+    "DataKey",
     "FederationState",
     "InterauthSeen",
     "InterchangeKeyRecord",
@@ -62,6 +79,22 @@ _NAMING = {
     "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
     "pk": "pk_%(table_name)s",
 }
+
+
+# session.info key of the sealer provider: ``provider(connection, dek_id=None) -> sealer``.
+SEALER_INFO = "cardsvc.sealer"
+
+
+class _FieldSealer(Protocol):
+    def seal(self, plain: bytes, *, table: str, column: str, row: str) -> bytes: ...
+    def open(self, sealed: bytes, *, table: str, column: str, row: str) -> bytes: ...
+    def dek_id(self, sealed: bytes) -> int: ...
+    def passport_index(self, number: str, country: str) -> str: ...
+
+
+class _SealerProvider(Protocol):
+    def __call__(self, connection: Connection, *, dek_id: int | None = None
+                 ) -> _FieldSealer: ...
 
 
 class UtcDateTime(TypeDecorator[datetime]):
@@ -140,14 +173,19 @@ class Person(Base):
 
 
 class Passport(Base):
-    """Every passport a person ever held; (number, country) belongs to one person only."""
+    """Every passport a person ever held; (number, country) belongs to one person only.
+
+    The number is sealed (column ``number``, attribute ``number_sealed``; associated data:
+    person id and index) and
+    found by its blind index ``number_index`` = HMAC(index key, country, number).
+    """
 
     __tablename__ = "passports"
-    __table_args__ = (UniqueConstraint("number", "country", name="uq_passports_number_country"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     person_id: Mapped[int] = mapped_column(ForeignKey("persons.id"), index=True)
-    number: Mapped[str] = mapped_column(String(20))
+    number_index: Mapped[str] = mapped_column(String(64), unique=True)
+    number_sealed: Mapped[bytes] = mapped_column("number", LargeBinary)
     country: Mapped[str] = mapped_column(String(3))
     expires: Mapped[date] = mapped_column(Date)
     is_current: Mapped[bool] = mapped_column(Boolean)
@@ -158,18 +196,133 @@ class Passport(Base):
 
     person: Mapped[Person] = relationship(back_populates="passports")
 
+    @property
+    def number(self) -> str:
+        value = self.__dict__.get("_opened")
+        if not isinstance(value, str):
+            raise RuntimeError("this passport's number was not opened (no data keys)")
+        return value
+
+    @number.setter
+    def number(self, value: str) -> None:
+        self.__dict__["_opened"] = value
+        self.__dict__["_to_seal"] = True
+        if "number_sealed" in self.__dict__:  # a stored row: the flush must see it
+            flag_modified(self, "number_sealed")
+
+    def sealed_row(self) -> str:
+        return f"{self.person_id}:{self.number_index}"
+
 
 class Portrait(Base):
-    """A portrait as re-encoded by the authority; credentials carry its digest."""
+    """A portrait as re-encoded by the authority; credentials carry its digest.
+
+    The JPEG is sealed (column ``jpeg``, attribute ``jpeg_sealed``; associated data: digest
+    and person id).
+    """
 
     __tablename__ = "portraits"
 
     digest: Mapped[str] = mapped_column(String(32), primary_key=True)  # base64url, 16 bytes
     person_id: Mapped[int] = mapped_column(ForeignKey("persons.id"), index=True)
-    jpeg: Mapped[bytes] = mapped_column(LargeBinary)
+    jpeg_sealed: Mapped[bytes] = mapped_column("jpeg", LargeBinary)
     width: Mapped[int] = mapped_column(Integer)
     height: Mapped[int] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+    @property
+    def jpeg(self) -> bytes:
+        value = self.__dict__.get("_opened")
+        if not isinstance(value, bytes):
+            raise RuntimeError("this portrait was not opened (no data keys)")
+        return value
+
+    @jpeg.setter
+    def jpeg(self, value: bytes) -> None:
+        self.__dict__["_opened"] = value
+        self.__dict__["_to_seal"] = True
+        if "jpeg_sealed" in self.__dict__:
+            flag_modified(self, "jpeg_sealed")
+
+    def sealed_row(self) -> str:
+        return f"{self.digest}:{self.person_id}"
+
+
+class DataKey(Base):
+    """A data key wrapped by the key-encryption key of the key store (P13): ``seal`` keys
+    (DEKs, the newest seals) and the ``index`` key of the blind index."""
+
+    __tablename__ = "data_keys"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    purpose: Mapped[str] = mapped_column(String(16))
+    wrapped: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+def _sealer(session: Session, dek_id: int | None = None) -> _FieldSealer:
+    provider: _SealerProvider | None = session.info.get(SEALER_INFO)
+    if provider is None:
+        from cardsvc.services.errors import Unavailable  # no model depends on services
+
+        raise Unavailable("DATA_KEY_UNAVAILABLE", "this database was opened without keys")
+    return provider(session.connection(), dek_id=dek_id)
+
+
+def _seal_pending(session: Session) -> None:
+    for row in list(session.new) + list(session.dirty):
+        if not row.__dict__.get("_to_seal"):
+            continue
+        if isinstance(row, Passport):
+            sealer = _sealer(session)
+            assert row.person_id is not None and row.country
+            row.number_index = sealer.passport_index(row.number, row.country)
+            row.number_sealed = sealer.seal(row.number.encode("ascii"), table="passports",
+                                            column="number", row=row.sealed_row())
+        elif isinstance(row, Portrait):
+            sealer = _sealer(session)
+            assert row.person_id is not None and row.digest
+            row.jpeg_sealed = sealer.seal(row.jpeg, table="portraits", column="jpeg",
+                                          row=row.sealed_row())
+        row.__dict__["_to_seal"] = False
+
+
+def _open_loaded(row: Passport | Portrait, session: Session | None) -> None:
+    if session is None or row.__dict__.get("_to_seal"):
+        return
+    if isinstance(row, Passport):
+        sealed = row.__dict__.get("number_sealed")
+        if sealed is not None:
+            sealer = _sealer(session, _dek_id(sealed))
+            row.__dict__["_opened"] = sealer.open(sealed, table="passports", column="number",
+                                                  row=row.sealed_row()).decode("ascii")
+    else:
+        sealed = row.__dict__.get("jpeg_sealed")
+        if sealed is not None:
+            sealer = _sealer(session, _dek_id(sealed))
+            row.__dict__["_opened"] = sealer.open(sealed, table="portraits", column="jpeg",
+                                                  row=row.sealed_row())
+
+
+def _dek_id(sealed: bytes) -> int | None:
+    return int.from_bytes(sealed[1:5], "big") if len(sealed) >= 5 else None
+
+
+@event.listens_for(Session, "before_flush")
+def _before_flush(session: Session, _context: Any, _instances: Any) -> None:
+    _seal_pending(session)
+
+
+@event.listens_for(Passport, "load")
+@event.listens_for(Portrait, "load")
+def _on_load(row: Passport | Portrait, context: QueryContext) -> None:
+    _open_loaded(row, context.session)
+
+
+@event.listens_for(Passport, "refresh")
+@event.listens_for(Portrait, "refresh")
+def _on_refresh(row: Passport | Portrait, context: QueryContext | None, _attrs: Any) -> None:
+    _open_loaded(row, object_session(row) if context is None else context.session)
 
 
 class CodeSequence(Base):
@@ -308,7 +461,8 @@ class PortraitBlob(Base):
     """A portrait sealed once for the portrait bundle (P15) under a random portrait key.
 
     ``blob_id`` is random, never the digest; ``portrait_key`` is as secret as the portrait
-    it opens (which this database holds in the clear anyway)."""
+    it opens, so it is held sealed like the portrait (P13; associated data: table, column
+    and blob id)."""
 
     __tablename__ = "portrait_blobs"
 

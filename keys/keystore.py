@@ -6,18 +6,24 @@ Example::
     store.save(Ed25519Signer.generate(kid="k1"))
     signer = store.load("k1")
     store.destroy("k1")          # retired: the private part is gone, k1.jwk keeps the public
+    store.save_secret("data-kek", os.urandom(32))   # a symmetric key, <name>.key (P13)
+    kek = store.load_secret("data-kek")
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import re
 from pathlib import Path
 from typing import Protocol
 
+from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
 from keys._atomic import fsync_directory, write_atomically
 from keys.ed25519 import Ed25519Signer, Signer, public_jwk
@@ -25,6 +31,8 @@ from keys.ed25519 import Ed25519Signer, Signer, public_jwk
 __all__ = ["KID_PATTERN", "KeyStore", "KeyStoreError", "SigningKeyStore"]
 
 KID_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+_SECRET_FORMAT = "fmc-secret/1"  # noqa: S105 (a format name)
+_SCRYPT_N, _SCRYPT_R, _SCRYPT_P = 2**15, 8, 1
 
 
 class KeyStoreError(Exception):
@@ -126,7 +134,58 @@ class KeyStore:
         fsync_directory(self.directory)
         return True
 
+    def _secret_path(self, name: str) -> Path:
+        return self._path(name).with_suffix(".key")
+
+    def save_secret(self, name: str, secret: bytes) -> Path:
+        """Keep a symmetric key (e.g. the key-encryption key of the personal data) as
+        ``<name>.key``: AES-256-GCM under a scrypt key from the passphrase, mode 0600.
+        An existing secret is never overwritten (it would orphan what it protects)."""
+        path = self._secret_path(name)
+        if path.exists():
+            raise KeyStoreError(f"secret {name!r} exists")
+        self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        salt, nonce = os.urandom(16), os.urandom(12)
+        box = AESGCM(self._stretch(salt)).encrypt(nonce, secret, _SECRET_FORMAT.encode()
+                                                   + b"\x00" + name.encode())
+        body = {"format": _SECRET_FORMAT, "kdf": "scrypt", "n": _SCRYPT_N, "r": _SCRYPT_R,
+                "p": _SCRYPT_P, "salt": _b64(salt), "nonce": _b64(nonce), "box": _b64(box)}
+        write_atomically(path, json.dumps(body).encode(), mode=0o600)
+        return path
+
+    def load_secret(self, name: str) -> bytes:
+        path = self._secret_path(name)
+        try:
+            body = json.loads(path.read_bytes())
+        except FileNotFoundError as exc:
+            raise KeyStoreError(f"no secret {name!r} in the store") from exc
+        except ValueError as exc:
+            raise KeyStoreError(f"secret {name!r} is unreadable") from exc
+        try:
+            if body["format"] != _SECRET_FORMAT or (body["n"], body["r"], body["p"]) != (
+                    _SCRYPT_N, _SCRYPT_R, _SCRYPT_P):
+                raise KeyStoreError(f"secret {name!r} has an unknown format")
+            key = self._stretch(base64.b64decode(body["salt"]))
+            return AESGCM(key).decrypt(base64.b64decode(body["nonce"]),
+                                       base64.b64decode(body["box"]),
+                                       _SECRET_FORMAT.encode() + b"\x00" + name.encode())
+        except InvalidTag as exc:
+            raise KeyStoreError("the passphrase does not open this secret") from exc
+        except (KeyError, TypeError, ValueError) as exc:
+            raise KeyStoreError(f"secret {name!r} is unreadable") from exc
+
+    def has_secret(self, name: str) -> bool:
+        return self._secret_path(name).exists()
+
+    def _stretch(self, salt: bytes) -> bytes:
+        return Scrypt(salt=salt, length=32, n=_SCRYPT_N, r=_SCRYPT_R,
+                      p=_SCRYPT_P).derive(self._passphrase)
+
     def kids(self) -> list[str]:
         if not self.directory.exists():
             return []
         return sorted(p.stem for p in self.directory.glob("*.pem"))
+
+
+def _b64(raw: bytes) -> str:
+    return base64.b64encode(raw).decode("ascii")

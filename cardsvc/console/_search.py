@@ -15,8 +15,10 @@ from dataclasses import dataclass
 from sqlalchemy import ColumnElement, Select, and_, func, or_, select
 from sqlalchemy.orm import Session
 
+from cardsvc._countries import COUNTRIES
 from cardsvc.models import Passport, Person
 from cardsvc.services._names import name_key
+from cardsvc.services.sealing import sealer_of
 from schemas.credential import FOREIGNER_CODE_PATTERN
 
 __all__ = ["PAGE_SIZE", "PersonPage", "search_persons"]
@@ -41,7 +43,7 @@ def search_persons(session: Session, *, query: str, page: int) -> PersonPage:
     text = " ".join(query.split())[:_MAX_QUERY_CHARS]
     statement = select(Person)
     if text:
-        statement = statement.where(_matching(text))
+        statement = statement.where(_matching(session, text))
     total = session.scalar(select(func.count()).select_from(statement.subquery())) or 0
     pages = max(1, -(-total // PAGE_SIZE))
     page = min(max(1, page), pages)
@@ -50,15 +52,18 @@ def search_persons(session: Session, *, query: str, page: int) -> PersonPage:
     return PersonPage(persons, total, page, pages)
 
 
-def _matching(text: str) -> ColumnElement[bool]:
+def _matching(session: Session, text: str) -> ColumnElement[bool]:
     conditions: list[ColumnElement[bool]] = []
     upper = text.upper()
     if _CODE_RE.match(upper):
         conditions.append(Person.foreigner_code == upper)
     number = upper.replace(" ", "").replace("-", "")
     if _PASSPORT_RE.match(number):
+        # Numbers are sealed; the blind index names (country, number): one per country.
+        sealer = sealer_of(session)
+        indexes = [sealer.passport_index(number, country) for country in COUNTRIES]
         conditions.append(Person.id.in_(select(Passport.person_id)
-                                        .where(Passport.number == number)))
+                                        .where(Passport.number_index.in_(indexes))))
     # Names hold no digits; one letter alone would match half the register.
     words = [] if any(char.isdigit() for char in text) else [
         word for word in name_key(text, "").split() if len(word) > 1][:_MAX_NAME_WORDS]

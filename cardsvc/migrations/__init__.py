@@ -3,6 +3,11 @@
 Example::
 
     upgrade_to_head("sqlite:////var/lib/cardsvc/cardsvc.db")
+    upgrade_to_head(url, key_store=store)   # seals an existing plaintext register (P13)
+
+A migration that must read the key store (``0190_p13_sealed`` converting a register of
+persons in place) finds it in ``config.attributes["key_store"]``; without one it refuses
+to convert rows (an empty database needs none).
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from alembic import command
 from alembic.config import Config
 
 from cardsvc.db import normalize_url
+from keys import KeyStore
 
 __all__ = ["alembic_config", "upgrade_to_head"]
 
@@ -28,5 +34,7 @@ def alembic_config(database_url: str) -> Config:
     return config
 
 
-def upgrade_to_head(database_url: str) -> None:
-    command.upgrade(alembic_config(database_url), "head")
+def upgrade_to_head(database_url: str, *, key_store: KeyStore | None = None) -> None:
+    config = alembic_config(database_url)
+    config.attributes["key_store"] = key_store
+    command.upgrade(config, "head")

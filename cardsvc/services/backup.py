@@ -11,14 +11,22 @@ A backup is one ``.tar.gz``:
 - ``MANIFEST.json``: each file's SHA-256, the root fingerprint, and the audit head as an
   anchor (``seq:hash``), so a restore can prove it brought back the history it saved.
 
+Sealed to a recovery key (P13): with ``recipient`` (an X25519 public key whose private
+half is kept offline, ``cardsvc keys recovery-keypair``) the whole archive is sealed by
+:mod:`keys.recipient`; restoring it needs that private half (``identity``). The database
+inside already holds passport numbers and portraits sealed; the recipient layer hides the
+rest (names, cards, the audit log) and the encrypted key files from whoever holds the file.
+
 Left out on purpose: the key passphrase (never beside the keys it opens; supply it as
 ``CARDSVC_KEY_PASSPHRASE`` on the restored machine) and the console session key (a new
 one is made; officers sign in again).
 
 Example::
 
-    manifest = create_backup(settings, out=Path("fmc-2026-11-22.tar.gz"), now=now)
-    restored = restore_backup(archive=Path("fmc-2026-11-22.tar.gz"), data_dir=new_dir)
+    manifest = create_backup(settings, out=Path("fmc.tar.gz.sealed"), now=now,
+                             recipient=load_recipient(public_text))
+    restored = restore_backup(archive=Path("fmc.tar.gz.sealed"), data_dir=new_dir,
+                              identity=load_identity(Path("recovery.key")))
     assert restored.audit_anchor == manifest.audit_anchor
 """
 
@@ -34,7 +42,9 @@ import tempfile
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
+from typing import BinaryIO, cast
 
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -46,6 +56,13 @@ from cardsvc.services.trust import issuer_keys
 from cardsvc.settings import Settings, get_settings
 from keys import stopped_signing
 from keys._atomic import atomic_writer
+from keys.recipient import (
+    MAGIC,
+    RecipientError,
+    SealedWriter,
+    is_sealed,
+    open_sealed,
+)
 
 __all__ = ["BackupManifest", "create_backup", "restore_backup"]
 
@@ -105,8 +122,11 @@ def _head_root_and_stopped_keys(session: Session) -> tuple[AuditAnchor, str, fro
     return AuditAnchor(head.seq, head.hash), fingerprint, stopped
 
 
-def create_backup(settings: Settings, *, out: Path, now: datetime) -> BackupManifest:
-    """Write the archive to ``out`` (atomically and durably: ``keys._atomic``)."""
+def create_backup(
+    settings: Settings, *, out: Path, now: datetime, recipient: X25519PublicKey | None = None
+) -> BackupManifest:
+    """Write the archive to ``out`` (atomically and durably: ``keys._atomic``), sealed to
+    ``recipient`` when given (the command line insists on one unless told otherwise)."""
     if out.exists():
         raise Conflict("BACKUP_EXISTS", f"{out} exists; choose a new name")
     if not settings.keys_dir.is_dir():
@@ -146,14 +166,18 @@ def create_backup(settings: Settings, *, out: Path, now: datetime) -> BackupMani
         )
         out.parent.mkdir(parents=True, exist_ok=True)
         # 0600 from the first byte: it holds the encrypted keys and every person's record.
-        with (atomic_writer(out, mode=0o600) as stream,
-              tarfile.open(fileobj=stream, mode="w:gz") as archive):
-            body = manifest.to_json()
-            info = tarfile.TarInfo(MANIFEST)
-            info.size, info.mode, info.mtime = len(body), 0o600, int(now.timestamp())
-            archive.addfile(info, io.BytesIO(body))
-            for name, path in members.items():
-                archive.add(path, arcname=name, recursive=False, filter=_private)
+        with atomic_writer(out, mode=0o600) as stream:
+            sealed = None if recipient is None else SealedWriter(stream, recipient)
+            sink = stream if sealed is None else cast(BinaryIO, sealed)
+            with tarfile.open(fileobj=sink, mode="w:gz") as archive:
+                body = manifest.to_json()
+                info = tarfile.TarInfo(MANIFEST)
+                info.size, info.mode, info.mtime = len(body), 0o600, int(now.timestamp())
+                archive.addfile(info, io.BytesIO(body))
+                for name, path in members.items():
+                    archive.add(path, arcname=name, recursive=False, filter=_private)
+            if sealed is not None:
+                sealed.close()
     return manifest
 
 
@@ -162,11 +186,37 @@ def _private(member: tarfile.TarInfo) -> tarfile.TarInfo:
     return member
 
 
-def restore_backup(*, archive: Path, data_dir: Path) -> BackupManifest:
+def restore_backup(
+    *, archive: Path, data_dir: Path, identity: X25519PrivateKey | None = None
+) -> BackupManifest:
     """Unpack into an empty (or new) data dir, check every digest, then walk the restored
-    audit chain against the anchor saved in the manifest. Nothing is left on failure."""
+    audit chain against the anchor saved in the manifest. Nothing is left on failure.
+    A sealed archive needs ``identity``, the recovery private key it was sealed to."""
     if data_dir.exists() and any(data_dir.iterdir()):
         raise Conflict("DATA_DIR_NOT_EMPTY", f"{data_dir} is not empty; restore into a new one")
+    try:
+        with archive.open("rb") as source:
+            sealed = is_sealed(source.read(len(MAGIC)))
+    except OSError as error:
+        raise Invalid("BACKUP_CORRUPT", f"cannot read the archive: {error}") from None
+    if not sealed:
+        return _restore_plain(archive, data_dir)
+    if identity is None:
+        raise Invalid("BACKUP_IDENTITY_REQUIRED",
+                      "this backup is sealed to a recovery key; give its private half")
+    with tempfile.TemporaryDirectory(prefix="fmc-restore-") as scratch:
+        opened = Path(scratch) / "backup.tar.gz"
+        try:
+            with archive.open("rb") as source, opened.open("wb") as plain:
+                os.chmod(opened, 0o600)
+                open_sealed(source, plain, identity)
+        except RecipientError as error:
+            raise Invalid("BACKUP_KEY_MISMATCH",
+                          f"the backup does not open with this recovery key: {error}") from None
+        return _restore_plain(opened, data_dir)
+
+
+def _restore_plain(archive: Path, data_dir: Path) -> BackupManifest:
     try:
         with tarfile.open(archive, "r:gz") as source:
             members = source.getmembers()

@@ -27,6 +27,7 @@ from cardsvc.services.audit import Actor, append_audit, create_chain_head
 from cardsvc.services.errors import Invalid, Unavailable
 from cardsvc.services.interchange import create_interchange_key
 from cardsvc.services.officers import create_officer
+from cardsvc.services.sealing import data_key_store, ensure_data_keys
 from cardsvc.services.status import create_status_list
 from cardsvc.services.timestamp import create_timestamp_key
 from cardsvc.services.trust import Keyring, create_issuer_keys, root_fingerprint
@@ -165,12 +166,14 @@ def initialise(
     generated = prepare_data_dir(settings)
     if not (settings.keys_dir / HSM_CONFIG).exists():
         _record_location(settings, KeyLocation(settings.keys, settings.root_keys))
-    upgrade_to_head(settings.database_url_or_default())
+    data_store = data_key_store(settings)
+    upgrade_to_head(settings.database_url_or_default(), key_store=data_store)
     keyring = open_keyring(settings)
     own = database is None
     db = database or Database.from_settings(settings)
     try:
         def work(session: Session) -> InitResult:
+            ensure_data_keys(session.connection(), store=data_store, now=now)
             if session.scalar(select(TrustState.id)) is not None:
                 return InitResult(False, root_fingerprint(session), None, generated)
             create_chain_head(session)

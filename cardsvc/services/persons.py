@@ -27,6 +27,7 @@ from cardsvc.services.audit import Actor, append_audit
 from cardsvc.services.cards import ReissuedCard, mark_data_changed, reissue_cards
 from cardsvc.services.errors import Conflict, Invalid, NotFound
 from cardsvc.services.portraits import NormalizedPortrait, normalize_portrait
+from cardsvc.services.sealing import passport_index
 
 __all__ = [
     "DUPLICATE_THRESHOLD",
@@ -192,7 +193,7 @@ def enrol_person(
             _store_portrait(session, person, normalized, now=now)
         append_audit(session, actor=actor, action="person.passport_linked",
                      subject=person.foreigner_code,
-                     details={"passport": _passport_ref(passport),
+                     details={"passport": _passport_ref(session, passport),
                               "portrait": person.portrait_digest}, now=now)
         return Enrolment(person, created=False, linked=True,
                          mismatches=_mismatches(person, details))
@@ -227,7 +228,7 @@ def enrol_person(
     if normalized is not None:
         _store_portrait(session, person, normalized, now=now)
     append_audit(session, actor=actor, action="person.enrolled", subject=code,
-                 details={"passport": _passport_ref(passport), "confirm_new": confirm_new,
+                 details={"passport": _passport_ref(session, passport), "confirm_new": confirm_new,
                           "portrait": person.portrait_digest}, now=now)
     return Enrolment(person, created=True)
 
@@ -276,7 +277,8 @@ def record_passport(
     session.flush()
     append_audit(session, actor=actor, action="person.passport_recorded",
                  subject=person.foreigner_code,
-                 details={"passport": _passport_ref(passport), "personal_data_changed": changed},
+                 details={"passport": _passport_ref(session, passport),
+                          "personal_data_changed": changed},
                  now=now)
     reissued: list[ReissuedCard] = []
     if changed:
@@ -334,9 +336,9 @@ def _clean_passport(passport: PassportDetails, *, today: date) -> PassportDetail
 
 
 def _passport(session: Session, number: str, country: str) -> Passport | None:
-    return session.scalar(
-        select(Passport).where(Passport.number == number, Passport.country == country)
-    )
+    """By the blind index: the number itself is sealed (P13)."""
+    index = passport_index(session, number=number, country=country)
+    return session.scalar(select(Passport).where(Passport.number_index == index))
 
 
 def _passport_row(
@@ -399,5 +401,8 @@ def _store_portrait(
     session.flush()
 
 
-def _passport_ref(passport: PassportDetails) -> str:
-    return f"{passport.country}:{passport.number}"
+def _passport_ref(session: Session, passport: PassportDetails) -> str:
+    """What the audit log names a passport by: its country and a prefix of its blind index
+    (the log is hash-chained and never rewritten, so it holds no passport number)."""
+    index = passport_index(session, number=passport.number, country=passport.country)
+    return f"{passport.country}:#{index[:20]}"

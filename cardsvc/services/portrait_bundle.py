@@ -43,6 +43,7 @@ from cardsvc.models import (
 )
 from cardsvc.services._locking import for_update
 from cardsvc.services.errors import NotFound
+from cardsvc.services.sealing import sealer_of
 from cardsvc.services.trust import Keyring, SignedObject, active_signer, signing_alg
 from schemas import b64url_decode, b64url_encode
 from schemas.portrait_bundle import (
@@ -97,12 +98,21 @@ def _blob_for(session: Session, person: Person, now: datetime) -> PortraitBlob |
         return None
     image, _ = face_check_rendition(portrait.jpeg)
     blob_id, portrait_key = os.urandom(BLOB_ID_BYTES), os.urandom(32)
-    blob = PortraitBlob(blob_id=blob_id, digest=digest, portrait_key=portrait_key,
+    # The portrait key opens the face-check rendition: sealed at rest like the portrait
+    # itself (P13), so a copy of the database alone opens no face.
+    sealed_key = sealer_of(session).seal(portrait_key, table="portrait_blobs",
+                                         column="portrait_key", row=blob_id.hex())
+    blob = PortraitBlob(blob_id=blob_id, digest=digest, portrait_key=sealed_key,
                         sealed=seal_blob(b64url_decode(digest) + image,
                                          portrait_key=portrait_key, blob_id=blob_id),
                         created_at=now)
     session.add(blob)
     return blob
+
+
+def _portrait_key(session: Session, blob: PortraitBlob) -> bytes:
+    return sealer_of(session).open(blob.portrait_key, table="portrait_blobs",
+                                   column="portrait_key", row=blob.blob_id.hex())
 
 
 def record_credentials(
@@ -122,8 +132,8 @@ def record_credentials(
         if jwt is None:
             continue
         slot = derive_slot(b64url_decode(jwt.rsplit(".", 1)[1]), issuer=issuer)
-        entry = wrap_entry(slot, portrait_key=blob.portrait_key, blob_id=blob.blob_id,
-                           issuer=issuer)
+        entry = wrap_entry(slot, portrait_key=_portrait_key(session, blob),
+                           blob_id=blob.blob_id, issuer=issuer)
         existing = session.get(PortraitSlot, slot.index)
         if existing is None:
             session.add(PortraitSlot(index=slot.index, card_id=card.id, blob_id=blob.blob_id,

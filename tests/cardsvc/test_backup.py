@@ -167,20 +167,41 @@ def test_restore_never_overwrites_and_backup_never_overwrites(
 
 
 def test_the_command_line_round_trip(settings: Settings, tmp_path: Path) -> None:
-    archive = tmp_path / "cli.tar.gz"
+    archive = tmp_path / "cli.sealed"
     runner = CliRunner()
+    pair = runner.invoke(app, ["keys", "recovery-keypair", "--out", str(tmp_path / "offline")])
+    assert pair.exit_code == 0, pair.output
     made = runner.invoke(app, ["backup", "--data-dir", str(settings.data_dir),
-                               "--out", str(archive)])
+                               "--out", str(archive),
+                               "--recipient", str(tmp_path / "offline" / "recovery.pub")])
     assert made.exit_code == 0, made.output
     assert "audit anchor:" in made.output
     restored = runner.invoke(app, ["restore", "--data-dir", str(tmp_path / "new"),
-                                   "--from", str(archive)])
+                                   "--from", str(archive),
+                                   "--identity", str(tmp_path / "offline" / "recovery.key")])
     assert restored.exit_code == 0, restored.output
     again = runner.invoke(app, ["restore", "--data-dir", str(tmp_path / "new"),
-                                "--from", str(archive)])
+                                "--from", str(archive),
+                                "--identity", str(tmp_path / "offline" / "recovery.key")])
     assert again.exit_code == 1 and "DATA_DIR_NOT_EMPTY" in again.output
     verified = runner.invoke(app, ["audit", "verify", "--data-dir", str(tmp_path / "new")])
     assert verified.exit_code == 0, verified.output
+
+
+def test_a_backup_without_a_recipient_is_refused_unless_insecure_plaintext(
+    settings: Settings, tmp_path: Path
+) -> None:
+    runner = CliRunner()
+    refused = runner.invoke(app, ["backup", "--data-dir", str(settings.data_dir),
+                                  "--out", str(tmp_path / "b.tar.gz")])
+    assert refused.exit_code == 1 and "RECIPIENT_REQUIRED" in refused.output
+    assert not (tmp_path / "b.tar.gz").exists()
+    plain = runner.invoke(app, ["backup", "--data-dir", str(settings.data_dir),
+                                "--out", str(tmp_path / "b.tar.gz"), "--insecure-plaintext"])
+    assert plain.exit_code == 0 and "NOT sealed" in plain.output
+    restored = runner.invoke(app, ["restore", "--data-dir", str(tmp_path / "new"),
+                                   "--from", str(tmp_path / "b.tar.gz")])
+    assert restored.exit_code == 0, restored.output
 
 
 def test_with_postgresql_the_archive_holds_the_keys_and_the_anchor(

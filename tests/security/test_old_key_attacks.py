@@ -183,7 +183,8 @@ def test_attack_retired_key_private_part_survives_rotation(
     archive = tmp_path / "after-rotation.tar.gz"
     create_backup(authority.settings, out=archive, now=authority.clock())
     assert _archived_key_files(archive) == {"keys/root.pem", "keys/ts1.pem", "keys/k1.jwk",
-                                            "keys/k2.pem", "keys/k3.pem"}
+                                            "keys/k2.pem", "keys/k3.pem",
+                                            "keys/data-kek.key"}  # P13: the data keys' KEK
 
 
 def test_attack_backup_leaves_out_a_stopped_key_whose_destruction_was_cut_short(
