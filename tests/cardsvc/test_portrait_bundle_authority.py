@@ -149,3 +149,22 @@ def test_the_same_credential_signed_twice_keeps_one_slot(authority: Authority) -
     third = _refresh(authority, bundle["card_number"], device)  # later: a new slot
     _, bodies = _bundle(authority)
     assert _open(bodies, third["credentials"]["id"], authority.settings.issuer) is not None
+
+
+def test_the_portrait_keys_are_sealed_at_rest(authority: Authority) -> None:
+    """P13 x P15: a copy of the database alone opens no face-check rendition either."""
+    from cardsvc.models import PortraitBlob
+    from cardsvc.services.sealing import sealer_of
+
+    authority.card_with_phone(device_key(45), portrait=b64(portrait_bytes("PNG", (300, 400))))
+
+    def stored(session: Any) -> list[tuple[bytes, bytes, bytes]]:
+        rows = session.query(PortraitBlob).all()
+        return [(row.blob_id, row.portrait_key, sealer_of(session).open(
+            row.portrait_key, table="portrait_blobs", column="portrait_key",
+            row=row.blob_id.hex())) for row in rows]
+
+    rows = authority.database.transact(stored, readonly=True)
+    assert rows
+    for blob_id, at_rest, key in rows:
+        assert len(key) == 32 and key not in at_rest and len(at_rest) > 32, blob_id
