@@ -32,8 +32,8 @@ from itertools import pairwise
 from typing import Any
 from urllib.parse import urlsplit
 
-from schemas._jose import b64url_decode, b64url_encode
-from schemas.codes import Malformed
+from schemas._jose import ALG_EDDSA, b64url_decode, b64url_encode
+from schemas.codes import AlgorithmDowngrade, Malformed
 from schemas.text import has_hidden_characters
 from schemas.trust_list import IssuerKey, TrustListClaims, parse_interchange_keys
 
@@ -107,6 +107,8 @@ class IssuerEntry:
     sequence_blocks: tuple[SequenceBlock, ...]
     trust_list_version: int  # the city trust list the keys were flattened from
     interchange_keys: tuple[IssuerKey, ...] = ()  # ``ik``: sign interauth requests only
+    # P14: the city's cut-over to "Ed25519", copied from its trust list (``alg_cutover``).
+    alg_cutover: int | None = None
 
     @property
     def interchange_keys_by_kid(self) -> dict[str, IssuerKey]:
@@ -123,7 +125,12 @@ class IssuerEntry:
         """This city's keys as a trust list, so the existing status-list and receipt checks
         run unchanged per city; it lives exactly as long as the federation list."""
         return TrustListClaims(self.code, federation.version, federation.issued_at,
-                               federation.expires_at, self.keys)
+                               federation.expires_at, self.keys, alg_cutover=self.alg_cutover)
+
+    def require_current_algorithm(self, alg: str, issued_at: int) -> None:
+        """As :meth:`TrustListClaims.require_current_algorithm`, with this city's cut-over."""
+        if alg == ALG_EDDSA and self.alg_cutover is not None and issued_at >= self.alg_cutover:
+            raise AlgorithmDowngrade(f"EdDSA on an object {self.code} issued after its cut-over")
 
     def to_payload(self) -> dict[str, Any]:
         payload: dict[str, Any] = {
@@ -140,6 +147,8 @@ class IssuerEntry:
         }
         if self.interchange_keys:  # absent, not empty: older lists sign byte for byte alike
             payload["ik"] = [key.to_jwk() for key in self.interchange_keys]
+        if self.alg_cutover is not None:
+            payload["alg_cutover"] = self.alg_cutover
         return payload
 
     @staticmethod
@@ -172,11 +181,14 @@ class IssuerEntry:
             raise Malformed("tl_ver must be a non-negative integer")
         interchange_keys = parse_interchange_keys(
             unverified.get("ik", []), credential_kids={key.kid for key in parsed_keys})
+        alg_cutover = unverified.get("alg_cutover")
+        if alg_cutover is not None and (type(alg_cutover) is not int or alg_cutover < 0):
+            raise Malformed("alg_cutover must be an integer time")
         return IssuerEntry(
             code, name_en, name_zh, state, _root_key(unverified["root"]), parsed_keys,
             _url(unverified["status_url"]), _url(unverified["api_url"]),
             tuple(sorted(SequenceBlock.from_payload(block) for block in blocks)),
-            trust_list_version, interchange_keys,
+            trust_list_version, interchange_keys, alg_cutover,
         )
 
 

@@ -297,8 +297,9 @@ def _run_checks(
     try:
         if credential.issuer != expected_issuer:
             raise UnknownKey("credential issuer is not the signing key's issuer")
-        # National pin: the federation entry carries no cut-over yet, so nothing to require.
-        trust_list.require_current_algorithm(alg, credential.issued_at)
+        # The issuer's cut-over to "Ed25519": the trust list's, or nationally the city's.
+        (trust_list if entry is None else entry).require_current_algorithm(
+            alg, credential.issued_at)
         _check_dates(credential, key.valid_from, key.valid_until, policy, now)
         _check_status(credential, state, entry, policy, now)
         # 8. holder proof: made for this sale (if bound), by the device key named in the

@@ -215,9 +215,9 @@ def init_registry(
 def _city_keys(
     trust_list_jwt: str, *, code: str, city_root_fingerprint: str, now: int,
     held: IssuerEntry | None,
-) -> tuple[bytes, tuple[IssuerKey, ...], int, tuple[IssuerKey, ...]]:
-    """The city's root key, keys, trust-list version and interchange keys (``ik``), after
-    checking its root signature."""
+) -> tuple[bytes, tuple[IssuerKey, ...], int, tuple[IssuerKey, ...], int | None]:
+    """The city's root key, keys, trust-list version, interchange keys (``ik``) and
+    cut-over to "Ed25519" (P14), after checking its root signature."""
     try:
         city_list = verify_trust_list(trust_list_jwt.strip(),
                                       root_fingerprint=city_root_fingerprint)
@@ -242,8 +242,8 @@ def _city_keys(
         kept = tuple(compromised.get(k.kid, k) for k in keys)
         dropped = tuple(k for kid, k in compromised.items() if kid not in city_list.keys_by_kid)
         keys = kept + dropped
-    return root_key, keys, city_list.version, _interchange_keys(city_list.interchange_keys,
-                                                                held)
+    return (root_key, keys, city_list.version,
+            _interchange_keys(city_list.interchange_keys, held), city_list.alg_cutover)
 
 
 def _interchange_keys(
@@ -305,13 +305,13 @@ def add_issuer(
     registry = load_registry(directory)
     if any(r.entry.code == code for r in registry.issuers):
         raise NationalError("ISSUER_EXISTS", f"{code} is already registered")
-    root_key, keys, version, interchange = _city_keys(
+    root_key, keys, version, interchange, alg_cutover = _city_keys(
         trust_list_jwt, code=code, now=now, held=None,
         city_root_fingerprint=city_root_fingerprint)
     _refuse_kids_in_use(registry, code, keys)
     entry = IssuerEntry(code, name_en, name_zh, IssuerState.ACTIVE, root_key, keys,
                         status_url, api_url, (_free_block(registry, block_size),), version,
-                        interchange)
+                        interchange, alg_cutover)
     registered = RegisteredIssuer(entry, trust_list_source)
     _save(directory, _checked(replace(registry, issuers=(*registry.issuers, registered))))
     return entry
@@ -329,12 +329,12 @@ def update_issuer(
     if held.entry.state is IssuerState.REMOVED:
         raise NationalError("ISSUER_REMOVED", f"{code} was removed")
     fingerprint = jwk_thumbprint(public_jwk(held.entry.root_key))
-    _, keys, version, interchange = _city_keys(trust_list_jwt, code=code, now=now,
-                                               held=held.entry,
-                                               city_root_fingerprint=fingerprint)
+    _, keys, version, interchange, alg_cutover = _city_keys(
+        trust_list_jwt, code=code, now=now, held=held.entry,
+        city_root_fingerprint=fingerprint)
     _refuse_kids_in_use(registry, code, keys)
     entry = replace(held.entry, keys=keys, trust_list_version=version,
-                    interchange_keys=interchange,
+                    interchange_keys=interchange, alg_cutover=alg_cutover,
                     status_url=status_url or held.entry.status_url,
                     api_url=api_url or held.entry.api_url)
     updated = RegisteredIssuer(entry, trust_list_source or held.trust_list_source)

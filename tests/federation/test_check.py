@@ -44,6 +44,12 @@ def _card(signer: Ed25519Signer, issuer: str, *, purpose: Purpose = Purpose.SVC,
     return sign_presentation(jws, DEVICE, proof_time=NOW, purpose=purpose.value)
 
 
+def _eddsa_card(*, issued_at: int) -> str:
+    jws = sign_credential(credential(Purpose.SVC, issuer="CN-HZ", issued_at=issued_at),
+                          HANGZHOU_KEY, alg="EdDSA")
+    return sign_presentation(jws, DEVICE, proof_time=NOW, purpose="svc")
+
+
 def _compromised_h1() -> FederationClaims:
     return federation(yiwu(), hangzhou(keys=(
         IssuerKey("h1", HANGZHOU_KEY.public_key, KeyState.COMPROMISED, NOW - 30 * DAY),)))
@@ -91,6 +97,12 @@ CASES: list[tuple[str, str, FederationClaims | None, tuple[str, ...], ResultCode
     ("the federation list has expired", _card(HANGZHOU_KEY, "CN-HZ"),
      federation(issued_at=NOW - 9 * DAY, expires_at=NOW - 1), ("CN-YW", "CN-HZ"),
      ResultCode.TRUST_LIST_STALE),
+    ("P14: EdDSA on a Hangzhou card issued after Hangzhou's cut-over",
+     _eddsa_card(issued_at=NOW - 60), federation(yiwu(), hangzhou(alg_cutover=NOW - 3600)),
+     ("CN-YW", "CN-HZ"), ResultCode.ALGORITHM_DOWNGRADE),
+    ("P14: EdDSA on a Hangzhou card issued before Hangzhou's cut-over",
+     _eddsa_card(issued_at=NOW - DAY), federation(yiwu(), hangzhou(alg_cutover=NOW - 3600)),
+     ("CN-YW", "CN-HZ"), ResultCode.OK),
 ]
 
 
