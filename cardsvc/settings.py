@@ -74,6 +74,11 @@ class Settings(BaseSettings):
     # this plus its status grace (24 h), instead of the trust list's 30 days.
     timestamp_lifetime_seconds: int = Field(default=12 * 3600, ge=600, description="Lifetime"
                                             " of the signed timestamp (`GET /v1/timestamp`).")
+    publication_recheck_seconds: float = Field(default=1.0, ge=0, le=60, description="How"
+                                               " long a worker serves the signed lists from"
+                                               " memory before asking the database whether"
+                                               " another process changed them (its own"
+                                               " changes show at once; 0: every request).")
     status_list_size: int = Field(default=131_072, ge=1024, description="Entries per status"
                                   " list (indices are assigned at random).")
     default_offline_limit_fen: int = Field(default=DEFAULT_OFFLINE_LIMIT_FEN, ge=0,

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from cardsvc.db import Database
+from cardsvc.publisher import Publisher
 from cardsvc.services.provisioning import SigningContext
 from cardsvc.services.trust import Keyring
 from cardsvc.settings import Settings
@@ -20,6 +21,12 @@ class AppContext:
     database: Database
     keyring: Keyring
     clock: Callable[[], datetime]
+    publisher: Publisher = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        # what verifiers sync, held in memory (one per app)
+        object.__setattr__(self, "publisher",
+                           Publisher(self.settings, self.database, self.keyring))
 
     @property
     def signing(self) -> SigningContext:
