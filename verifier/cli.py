@@ -180,6 +180,11 @@ def sync(
         "--root", metavar="FINGERPRINT",
         help="The root key's RFC 7638 thumbprint (pinned by the first sync).",
     )] = None,
+    mirror: Annotated[list[str] | None, typer.Option(
+        "--mirror", metavar="URL",
+        help="A static copy of the lists (cardsvc publish --out), repeatable: tried in "
+             "order, then --server if given; one that is stale or broken is passed over.",
+    )] = None,
     at: AtOption = None,
     timeout: Annotated[float, typer.Option(help="Seconds per request.")] = 10.0,
     as_json: JsonOption = False,
@@ -195,7 +200,7 @@ def sync(
     now = _now(at)
     try:
         report = sync_cache(cache, server=server, root_fingerprint=root, now=now,
-                            timeout=timeout)
+                            timeout=timeout, mirrors=tuple(mirror or ()))
     except SyncError as error:
         kept = _kept_note(cache, now)
         _fail(error.code, f"{error.detail}. {kept}", as_json=as_json,
@@ -204,6 +209,7 @@ def sync(
         _print_json({
             "ok": True,
             "server": report.server,
+            "source": report.source,
             "root": report.root_fingerprint,
             "trust_list_version": report.trust_list_version,
             "trust_list_updated": report.trust_list_updated,
