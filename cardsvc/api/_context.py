@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from cardsvc.db import Database
+from cardsvc.payments._paycode import AuthorityTrustCache
 from cardsvc.publisher import Publisher
 from cardsvc.services.provisioning import SigningContext
 from cardsvc.services.trust import Keyring
@@ -22,6 +23,9 @@ class AppContext:
     keyring: Keyring
     clock: Callable[[], datetime]
     publisher: Publisher = field(init=False, repr=False, compare=False)
+    # the trust list charges verify against, held between requests
+    trust_cache: AuthorityTrustCache = field(default_factory=AuthorityTrustCache, repr=False,
+                                             compare=False)
 
     def __post_init__(self) -> None:
         # what verifiers sync, held in memory (one per app)
