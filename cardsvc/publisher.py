@@ -14,6 +14,10 @@ layer keeps the last answer of each in memory and asks the database again only w
 ``write_static`` writes the same objects as files named like the URLs, for any web
 server or CDN to mirror (``cardsvc publish --out DIR``; ``verifier sync --mirror URL``).
 
+For the federation list (``GET /v1/federation-list``, another route module): hold it
+with ``_cached("federation", now, load)`` the same way and answer through the
+publication routes' ``_serve`` (strong ETag, Cache-Control, 304).
+
 Example::
 
     publisher = Publisher(settings, database, keyring, recheck_seconds=1.0)
