@@ -11,6 +11,12 @@ layer keeps the last answer of each in memory and asks the database again only w
 * the injected clock left the window in which the answer was checked (a list due for
   re-signing is re-signed on time, and tests that move their clock see it at once).
 
+Several workers each hold their own copies: for up to ``recheck_seconds`` after another
+worker re-signed a list, a verifier that gets the new timestamp from one worker and the
+list from another may find the list older than named; its sync is then refused with the
+last good cache kept, and the next poll succeeds. ``recheck_seconds=0`` reads the
+database on every request.
+
 ``write_static`` writes the same objects as files named like the URLs, for any web
 server or CDN to mirror (``cardsvc publish --out DIR``; ``verifier sync --mirror URL``).
 
@@ -110,7 +116,15 @@ class Publisher:
         return self._cached(f"status:{list_id}", now, lambda: self._status_list(list_id, now))
 
     def timestamp(self, now: datetime) -> SignedObject:
-        return self._cached("timestamp", now, lambda: self._timestamp(now))
+        def load() -> SignedObject:
+            signed = self._timestamp(now)
+            # The lists it names were just read: never serve older ones after it.
+            with self._lock:
+                for key in [key for key in self._held if key != "timestamp"]:
+                    del self._held[key]
+            return signed
+
+        return self._cached("timestamp", now, load)
 
     def status_list_url(self, list_id: str) -> str:
         return self.settings.public_base + f"/v1/status-lists/{list_id}"
