@@ -11,6 +11,7 @@ Example::
     cardsvc audit verify --data-dir data --anchors-file /elsewhere/anchors
     cardsvc backup --data-dir data --out fmc-backup.tar.gz   # while serving
     cardsvc restore --data-dir new-data --from fmc-backup.tar.gz
+    cardsvc federation sync --data-dir data   # the national list ($CARDSVC_FEDERATION_*)
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import typer
 from sqlalchemy.orm import Session
 
 from cardsvc.db import Database
+from cardsvc.federation.cli import federation_app
 from cardsvc.logs import configure_logging
 from cardsvc.national.cli import national_app
 from cardsvc.roles import Role
@@ -46,6 +48,7 @@ app.add_typer(keys_app, name="keys")
 app.add_typer(audit_app, name="audit")
 app.add_typer(trust_app, name="trust")
 app.add_typer(national_app, name="national")
+app.add_typer(federation_app, name="federation")
 
 DataDir = Annotated[Path | None, typer.Option("--data-dir", help="data directory "
                                               "(default $CARDSVC_DATA_DIR or .data)")]
@@ -216,7 +219,14 @@ def officer_list(data_dir: DataDir = None) -> None:
 def _key_command(operation: str, kid: str | None, data_dir: Path | None) -> None:
     from cardsvc.services.audit import Actor
     from cardsvc.services.bootstrap import open_keyring
-    from cardsvc.services.trust import compromise_key, issuer_keys, rotate_keys, timestamp_keys
+    from cardsvc.services.interchange import rotate_interchange_key
+    from cardsvc.services.trust import (
+        compromise_key,
+        issuer_keys,
+        published_interchange_keys,
+        rotate_keys,
+        timestamp_keys,
+    )
 
     settings = _settings(data_dir)
     database = _database(settings)
@@ -225,15 +235,23 @@ def _key_command(operation: str, kid: str | None, data_dir: Path | None) -> None
 
         def work(session: Session) -> list[str]:
             if operation == "rotate":
-                rotate_keys(session, keyring=keyring, actor=Actor.cli(), now=_now())
+                rotate_keys(session, keyring=keyring, kid_prefix=settings.kid_prefix,
+                            actor=Actor.cli(), now=_now())
             elif operation == "compromise":
                 assert kid is not None
-                compromise_key(session, kid=kid, keyring=keyring, actor=Actor.cli(), now=_now())
+                compromise_key(session, kid=kid, keyring=keyring,
+                               kid_prefix=settings.kid_prefix, actor=Actor.cli(), now=_now())
+            elif operation == "rotate-interchange":
+                rotate_interchange_key(session, keyring=keyring, kid_prefix=settings.kid_prefix,
+                                       actor=Actor.cli(), now=_now())
             return [f"{key.kid:<6} {key.state.value:<12} from {key.valid_from}"
                     + ("" if key.valid_until is None else f" until {key.valid_until}")
                     for key in issuer_keys(session)] + [
                         f"{key.kid:<6} timestamp    (signs only the signed timestamp)"
-                        for key in timestamp_keys(session)]
+                        for key in timestamp_keys(session)] + [
+                        f"{key.kid:<6} interchange  {key.state.value:<12} (signs only requests"
+                        " to other authorities)" for key in published_interchange_keys(
+                            session, now=int(_now().timestamp()))]
 
         lines = database.transact(work, readonly=operation == "list")
     except DomainError as error:
@@ -258,6 +276,13 @@ def keys_compromise(
 ) -> None:
     """Mark a key compromised: nothing it signed verifies any more."""
     _key_command("compromise", kid, data_dir)
+
+
+@keys_app.command("rotate-interchange")
+def keys_rotate_interchange(data_dir: DataDir = None) -> None:
+    """A new interchange key (P10; the first one on an authority that has none); the old
+    one stays published for 7 days. Then run the national tool's update-issuer."""
+    _key_command("rotate-interchange", None, data_dir)
 
 
 @keys_app.command("replace-timestamp")

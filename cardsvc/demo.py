@@ -141,7 +141,7 @@ def seed(session: Session, *, settings: Settings, now: datetime) -> Seeded | Non
             passport=persons.PassportDetails(person.passport, person.nationality,
                                              now.date() + timedelta(days=5 * 365)),
             portrait=_portrait(person.colour, person.surname[0] + person.given_names[0]),
-            actor=actor, now=now, confirm_new=True,
+            actor=actor, now=now, confirm_new=True, issuer=settings.issuer,
         )
         issued = cards.issue_card(
             session, foreigner_code=outcome.person.foreigner_code,

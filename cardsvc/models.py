@@ -38,10 +38,14 @@ __all__ = [
     "Base",
     "Card",
     "CodeSequence",
+    "FederationState",
+    "InterauthSeen",
+    "InterchangeKeyRecord",
     "IssuerKeyRecord",
     "Officer",
     "Passport",
     "Person",
+    "PersonTransfer",
     "Portrait",
     "ProvisioningCode",
     "StatusEntry",
@@ -124,6 +128,10 @@ class Person(Base):
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime)
     created_by: Mapped[int | None] = mapped_column(ForeignKey("officers.id"), nullable=True)
+    # P10: active | transfer_pending (a move to another city is prepared: no new card
+    # here) | moved (the person now belongs to ``moved_to``; this city keeps the record)
+    state: Mapped[str] = mapped_column(String(16), default="active", server_default="active")
+    moved_to: Mapped[str | None] = mapped_column(String(32), nullable=True)
 
     passports: Mapped[list[Passport]] = relationship(
         back_populates="person", order_by="Passport.id"
@@ -294,6 +302,66 @@ class TimestampState(Base):
     signed_jwt: Mapped[str | None] = mapped_column(Text, nullable=True)
     issued_at: Mapped[int] = mapped_column(BigInteger, default=0)
     names: Mapped[str] = mapped_column(Text, default="")  # canonical JSON of tl and sl
+
+
+class InterchangeKeyRecord(Base):
+    """A key that signs requests between authorities (P10, ``ik`` in the trust list); never
+    a credential or a status list. Private halves live in the key store."""
+
+    __tablename__ = "interchange_keys"
+
+    kid: Mapped[str] = mapped_column(String(16), primary_key=True)
+    seq: Mapped[int] = mapped_column(Integer, unique=True)  # ki1 -> 1, ki2 -> 2, ...
+    public_key: Mapped[bytes] = mapped_column(LargeBinary)
+    state: Mapped[str] = mapped_column(String(16))
+    valid_from: Mapped[int] = mapped_column(BigInteger)
+    valid_until: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class InterauthSeen(Base):
+    """A signed request from another authority already accepted (replay store, P10); kept
+    until it expired, then pruned."""
+
+    __tablename__ = "interauth_seen"
+
+    issuer: Mapped[str] = mapped_column(String(32), primary_key=True)
+    jti: Mapped[str] = mapped_column(String(64), primary_key=True)
+    expires_at: Mapped[int] = mapped_column(BigInteger, index=True)
+
+
+class PersonTransfer(Base):
+    """A move of a person between cities (P10), on either side: ``out`` at the city the
+    person leaves (prepared -> committed | aborted), ``in`` at the city that receives it
+    (the outbox: preparing -> prepared -> committed | aborted). The id is the new city's."""
+
+    __tablename__ = "person_transfers"
+
+    transfer_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    direction: Mapped[str] = mapped_column(String(3))  # in | out
+    peer_city: Mapped[str] = mapped_column(String(32))
+    foreigner_code: Mapped[str] = mapped_column(String(18), index=True)
+    person_id: Mapped[int | None] = mapped_column(ForeignKey("persons.id"), nullable=True)
+    state: Mapped[str] = mapped_column(String(16))
+    bundle: Mapped[str | None] = mapped_column(Text, nullable=True)  # signed person bundle
+    officer_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class FederationState(Base):
+    """The single row holding the national federation list this authority accepted last
+    (P10): verified against ``root_fingerprint`` before it was stored."""
+
+    __tablename__ = "federation_state"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    root_fingerprint: Mapped[str] = mapped_column(String(64))
+    version: Mapped[int] = mapped_column(BigInteger)
+    issued_at: Mapped[int] = mapped_column(BigInteger)
+    expires_at: Mapped[int] = mapped_column(BigInteger)
+    signed_jwt: Mapped[str] = mapped_column(Text)
+    accepted_at: Mapped[int] = mapped_column(BigInteger)  # last fetched and accepted (epoch)
 
 
 class AuditEntry(Base):

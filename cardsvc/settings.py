@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from schemas.credential import MAX_CREDENTIAL_LIFETIME_SECONDS
@@ -52,7 +52,29 @@ class Settings(BaseSettings):
     root_pin: SecretStr | None = Field(default=None, description="The user PIN of the"
                                        " `root_keys` token; set only during a signing"
                                        " ceremony (`cardsvc trust sign`).")
-    issuer: str = Field(default="CN-YW", description="The `iss` of every credential.")
+    issuer: str = Field(default="CN-YW", pattern=r"^[A-Z]{2}(-[A-Z0-9]{1,8}){1,3}$",
+                        description="The city code: the `iss` of every credential, trust"
+                        " list, status list and receipt (e.g. `CN-HZ`).")
+    kid_prefix: str = Field(default="k", pattern=r"^[a-z]{1,3}$", description="Issuer key"
+                            " ids are this plus a number (`k1`, `k2`; Hangzhou `h1`): kids are"
+                            " unique nationally, so each city takes its own prefix (not `ts`,"
+                            " not ending in `i`).")
+    federation_root: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_-]{43}$",
+                                        description="The national root fingerprint (RFC 7638)"
+                                        " the held federation list must be signed by. Unset:"
+                                        " no federation, one city as before.")
+    federation_url: str | None = Field(default=None, description="Where to fetch the"
+                                       " national federation list: comma-separated URLs of the"
+                                       " list itself, tried in order (national publication,"
+                                       " then mirrors).")
+    federation_refresh_seconds: int = Field(default=300, ge=10, description="How often"
+                                            " `serve` fetches the federation list again.")
+    interauth_timeout_seconds: float = Field(default=3.0, gt=0, le=60, description="How"
+                                             " long a request to another city's authority"
+                                             " may take (lookups, transfers); a city that"
+                                             " does not answer in time is \"not checked\".")
+    interauth_lookups_per_minute: int = Field(default=60, ge=1, description="Person lookups"
+                                              " one other city may make here per minute.")
     public_url: str = Field(default="http://127.0.0.1:8000", description="The authority's"
                             " base URL as clients see it (status list URIs). `serve` defaults"
                             " it to `http://HOST:PORT`.")
@@ -92,11 +114,26 @@ class Settings(BaseSettings):
     log_format: Literal["json", "text"] = Field(default="json", description="One log line"
                                                  " per event: JSON objects or plain words.")
 
+    @field_validator("kid_prefix")
+    @classmethod
+    def _kid_prefix_apart(cls, value: str) -> str:
+        # "ts" would mint ts1, the timestamp key's kid; a prefix ending in "i" could mint
+        # another city's interchange kid (<prefix>i1).
+        if value == "ts" or value.endswith("i"):
+            raise ValueError("the kid prefix may not be 'ts' nor end with 'i'")
+        return value
+
     def database_url_or_default(self) -> str:
         """``CARDSVC_DATABASE_URL`` when set, else SQLite in the data dir."""
         if self.database_url:
             return self.database_url
         return f"sqlite:///{(self.data_dir / 'cardsvc.db').resolve()}"
+
+    @property
+    def federation_urls(self) -> tuple[str, ...]:
+        """``CARDSVC_FEDERATION_URL`` split at commas, blanks dropped."""
+        text = self.federation_url or ""
+        return tuple(url.strip() for url in text.split(",") if url.strip())
 
     @property
     def keys_dir(self) -> Path:
@@ -117,7 +154,11 @@ class NationalSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="FMC_NATIONAL_", extra="ignore")
 
     passphrase: SecretStr | None = Field(default=None, description="Encrypts the national"
-                                         " root key at rest (`cardsvc national`); required.")
+                                         " root key at rest (`cardsvc national`); required"
+                                         " unless the root is in a token.")
+    pin: SecretStr | None = Field(default=None, description="The user PIN of the token"
+                                  " holding the national root (`cardsvc national init"
+                                  " --keys pkcs11:…`); set only while publishing.")
 
 
 class ServeSettings(BaseSettings):

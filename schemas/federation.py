@@ -5,11 +5,16 @@ Payload: ``{"iss", "ver", "iat", "exp", "issuers": [issuer entry]}``; each entry
 (``code`` such as ``CN-YW``, which is also the ``iss`` of its credentials), its names in
 English and Chinese, its state, its root key, its issuer keys flattened from its own
 root-signed trust list, where its status lists and payment API live, and the blocks of
-foreigner-code sequence numbers it may allocate.
+foreigner-code sequence numbers it may allocate. An optional member ``ik`` copies the
+city's interchange keys from its trust list (requests between authorities,
+``fmc-interauth+jwt``); absent, the city can neither make nor answer such requests.
 
-Kids are unique within an issuer, not across issuers: every city's kids are short and
-sequential (``k1``, ``k2``) because the kid travels in every QR code, so a key is found by
-``(iss, kid)``.
+Kids are unique nationally, not only within an issuer: each city mints short sequential
+kids under its own prefix (``k1``, ``k2`` in Yiwu; ``h1`` in Hangzhou) because the kid
+travels in every QR code. So the kid alone finds the one key, and its city, before the
+signature is checked; the signed ``iss`` is compared with that city after it. A list
+naming one kid in two entries is MALFORMED (the national tool refuses it first,
+``KID_IN_USE``).
 
 Example::
 
@@ -30,7 +35,7 @@ from urllib.parse import urlsplit
 from schemas._jose import b64url_decode, b64url_encode
 from schemas.codes import Malformed
 from schemas.text import has_hidden_characters
-from schemas.trust_list import IssuerKey, TrustListClaims
+from schemas.trust_list import IssuerKey, TrustListClaims, parse_interchange_keys
 
 __all__ = [
     "FEDERATION_TYP",
@@ -101,6 +106,11 @@ class IssuerEntry:
     api_url: str
     sequence_blocks: tuple[SequenceBlock, ...]
     trust_list_version: int  # the city trust list the keys were flattened from
+    interchange_keys: tuple[IssuerKey, ...] = ()  # ``ik``: sign interauth requests only
+
+    @property
+    def interchange_keys_by_kid(self) -> dict[str, IssuerKey]:
+        return {key.kid: key for key in self.interchange_keys}
 
     @property
     def keys_by_kid(self) -> dict[str, IssuerKey]:
@@ -116,7 +126,7 @@ class IssuerEntry:
                                federation.expires_at, self.keys)
 
     def to_payload(self) -> dict[str, Any]:
-        return {
+        payload: dict[str, Any] = {
             "code": self.code,
             "name_en": self.name_en,
             "name_zh": self.name_zh,
@@ -128,6 +138,9 @@ class IssuerEntry:
             "seq": [block.to_payload() for block in self.sequence_blocks],
             "tl_ver": self.trust_list_version,
         }
+        if self.interchange_keys:  # absent, not empty: older lists sign byte for byte alike
+            payload["ik"] = [key.to_jwk() for key in self.interchange_keys]
+        return payload
 
     @staticmethod
     def from_payload(unverified: Any) -> IssuerEntry:
@@ -157,11 +170,13 @@ class IssuerEntry:
         trust_list_version = unverified["tl_ver"]
         if type(trust_list_version) is not int or trust_list_version < 0:
             raise Malformed("tl_ver must be a non-negative integer")
+        interchange_keys = parse_interchange_keys(
+            unverified.get("ik", []), credential_kids={key.kid for key in parsed_keys})
         return IssuerEntry(
             code, name_en, name_zh, state, _root_key(unverified["root"]), parsed_keys,
             _url(unverified["status_url"]), _url(unverified["api_url"]),
             tuple(sorted(SequenceBlock.from_payload(block) for block in blocks)),
-            trust_list_version,
+            trust_list_version, interchange_keys,
         )
 
 
@@ -208,11 +223,17 @@ class FederationClaims:
 
 
 def _check_disjoint(entries: tuple[IssuerEntry, ...]) -> None:
-    """Codes and city roots are unique; no sequence number belongs to two issuers."""
+    """Codes, city roots and kids are unique; no sequence number belongs to two issuers."""
     if len({entry.code for entry in entries}) != len(entries):
         raise Malformed("duplicate issuer code")
     if len({entry.root_key for entry in entries}) != len(entries):
         raise Malformed("two issuers share a root key")
+    kids = [key.kid for entry in entries for key in entry.keys]
+    if len(set(kids)) != len(kids):
+        raise Malformed("a kid is used by two issuers (kids are unique nationally)")
+    link_kids = [key.kid for entry in entries for key in entry.interchange_keys]
+    if len(set(link_kids)) != len(link_kids):
+        raise Malformed("an interchange kid is used by two issuers")
     blocks = sorted(block for entry in entries for block in entry.sequence_blocks)
     for before, after in pairwise(blocks):
         if before.overlaps(after):

@@ -14,6 +14,11 @@ with UNSUPPORTED_VERSION and keeps what it holds), and ``alg_cutover``, the time
 the issuer signs with RFC 9864's ``Ed25519``: an object it issued at or after that time
 which says ``EdDSA`` is a downgrade (ALGORITHM_DOWNGRADE).
 
+From P10 on, ``ik`` lists the city's **interchange keys** (same JWK + state + window form
+as ``keys``): they sign requests between authorities (``fmc-interauth+jwt``) and nothing
+else. A credential or status list is never looked up among them, nor a request among
+``keys``. A list without ``ik`` has none; verifiers before P10 ignore the member.
+
 Example::
 
     claims = TrustListClaims.from_payload(payload)
@@ -31,11 +36,13 @@ from schemas.codes import AlgorithmDowngrade, Malformed, UnsupportedVersion
 
 __all__ = [
     "FORMAT_VERSION",
+    "MAX_INTERCHANGE_KEYS",
     "TRUST_LIST_TYP",
     "IssuerKey",
     "KeyState",
     "TimestampKey",
     "TrustListClaims",
+    "parse_interchange_keys",
 ]
 
 TRUST_LIST_TYP = "fmc-trust+jwt"
@@ -133,6 +140,7 @@ class TrustListClaims:
     timestamp_keys: tuple[TimestampKey, ...] = ()
     alg_cutover: int | None = None  # from then on everything this issuer signs is Ed25519
     format_version: int = 1
+    interchange_keys: tuple[IssuerKey, ...] = ()  # sign requests between authorities only
 
     def require_current_algorithm(self, alg: str, issued_at: int) -> None:
         """Refuse the deprecated ``EdDSA`` on an object issued at or after the cut-over.
@@ -171,6 +179,8 @@ class TrustListClaims:
             payload["alg_cutover"] = self.alg_cutover
         if self.format_version != 1:
             payload["fmt"] = self.format_version
+        if self.interchange_keys:  # absent, not empty, like ts_keys
+            payload["ik"] = [key.to_jwk() for key in self.interchange_keys]
         return payload
 
     @staticmethod
@@ -202,6 +212,26 @@ class TrustListClaims:
         alg_cutover = payload.get("alg_cutover")
         if alg_cutover is not None and (type(alg_cutover) is not int or alg_cutover < 0):
             raise Malformed("alg_cutover must be an integer time")
+        interchange_keys = parse_interchange_keys(payload.get("ik", []),
+                                                  credential_kids={key.kid for key in parsed})
         assert isinstance(version, int) and isinstance(iat, int) and isinstance(exp, int)
         return TrustListClaims(issuer, version, iat, exp, parsed, timestamp_keys,
-                               alg_cutover, format_version)
+                               alg_cutover, format_version, interchange_keys)
+
+
+MAX_INTERCHANGE_KEYS = 16
+
+
+def parse_interchange_keys(unverified: Any, *, credential_kids: set[str]
+                           ) -> tuple[IssuerKey, ...]:
+    """An ``ik`` member: at most 16 keys, kids unique and none shared with a credential
+    key (one kid never names both a card key and a link key)."""
+    if not isinstance(unverified, list) or len(unverified) > MAX_INTERCHANGE_KEYS:
+        raise Malformed(f"ik must be a list of at most {MAX_INTERCHANGE_KEYS} keys")
+    keys = tuple(IssuerKey.from_jwk(jwk) for jwk in unverified)
+    kids = {key.kid for key in keys}
+    if len(kids) != len(keys):
+        raise Malformed("duplicate kid in ik")
+    if kids & credential_kids:
+        raise Malformed("an interchange key shares its kid with a credential key")
+    return keys

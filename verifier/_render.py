@@ -11,6 +11,7 @@ from rich.text import Text
 
 from verifier._outside_text import outside
 from verifier.checkpoint import CheckOutcome
+from verifier.federation_sync import FederationSyncReport
 from verifier.messages import (
     ENTITLEMENT_NAMES,
     FIELD_LABELS,
@@ -81,6 +82,14 @@ def render_outcome(console: Console, outcome: CheckOutcome, lang: str | None) ->
                   outside(_entitlement(asked.value, lang) if asked
                           else f"{outcome.policy.purpose} code"))
     credential = outcome.result.credential
+    issuer = outcome.result.issuer_json()  # only once the signature passed
+    if issuer is not None:
+        names = [n for n in ((issuer["name_zh"], issuer["name_en"]) if lang != "en" else
+                             (issuer["name_en"],)) if n] if lang != "zh" else (
+            [issuer["name_zh"]] if issuer["name_zh"] else [])
+        table.add_row(_label("issuer", lang),
+                      outside(" ".join([*names, f"({issuer['code']})"]) if names
+                              else str(issuer["code"])))
     if ok and credential is not None:
         if credential.surname is not None:
             table.add_row(_label("name", lang),
@@ -121,6 +130,20 @@ def render_sync(console: Console, report: SyncReport) -> None:
         console.print(outside(f"  status list {list_id}: no longer published, removed"))
     if report.timestamp_version is not None:
         console.print(f"  signed timestamp v{report.timestamp_version}")
+    console.print(f"  {report.bytes_received} bytes of signed lists received")
+
+
+def render_federation_sync(console: Console, report: FederationSyncReport) -> None:
+    changed = "updated" if report.federation_updated else "unchanged"
+    console.print(outside(f"Synced nationally from {report.federation_source}", "bold green"))
+    console.print(outside(f"  federation list v{report.federation_version} ({changed}),"
+                          f" valid until {when(report.federation_expires_at)}"))
+    for code, city in report.cities.items():
+        lists = ", ".join(f"{list_id} {state}" for list_id, state in city.lists.items())
+        line = f"  {code} ({city.state}): {city.outcome}" + (f" [{lists}]" if lists else "")
+        console.print(outside(line, "yellow" if city.outcome == "kept" else ""))
+        if city.error:
+            console.print(outside(f"    {city.error}", "dim"))
     console.print(f"  {report.bytes_received} bytes of signed lists received")
 
 

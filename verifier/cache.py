@@ -3,6 +3,8 @@
 Layout of ``--cache DIR``::
 
     pinned-root            the root fingerprint, written by the first sync, never changed
+    pinned-kind            ``national`` when pinned to the national root (P10); absent for
+                           a city root (every cache made before P10 stays as it was)
     manifest.json          what is current: list files, the signed timestamp (P8.5; absent
                            for an authority that publishes none), ETags, sync time
                            (written last)
@@ -24,6 +26,13 @@ is damaged, every list file in ``lists/`` that still verifies. A damaged manifes
 fall back to the previous one only if that names lists as new as the newest verified;
 otherwise the load is refused with CACHE_ROLLBACK (a sync repairs it).
 
+Cache format 2 (``pinned-kind`` ``national``, verifier.federation_sync): the manifest's
+``trust_list`` entry holds the federation list, and its status lists are keyed
+``CITY/list_id`` (``CN-HZ/1``), since list ids repeat across cities. Each is verified on
+load with its own city's keys from the federation list. The floor records the federation
+list's version and each ``CITY/list_id``'s ``iat``. Changing the kind of a cache is
+ROOT_MISMATCH, like changing its root.
+
 Example::
 
     cache = VerifierCache(Path("~/.cache/fmc-verifier").expanduser())
@@ -40,7 +49,7 @@ import hashlib
 import json
 import re
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -49,35 +58,65 @@ from keys._atomic import write_atomically
 from schemas._jose import b64url_decode, b64url_encode
 from schemas.codes import FmcError
 from schemas.credential import PORTRAIT_DIGEST_BYTES, portrait_digest
+from schemas.federation import FederationClaims
 from schemas.status_list import StatusListClaims
 from schemas.timestamp import TimestampClaims, list_digest
 from schemas.trust_list import TrustListClaims
+from verifier.federation import read_federation_list
 from verifier.settings import VerifierSettings
 from verifier.timestamp import read_timestamp
-from verifier.trust import VerifierState, verify_status_list, verify_trust_list
+from verifier.trust import (
+    VerifierState,
+    national_trust_list,
+    verify_status_list,
+    verify_trust_list,
+)
 
 __all__ = [
+    "KIND_CITY",
+    "KIND_NATIONAL",
     "CacheContents",
     "CacheError",
     "CacheSnapshot",
     "CachedList",
     "VerifierCache",
+    "city_list_key",
     "default_cache_dir",
     "portrait_digest_from_text",
+    "split_city_list_key",
 ]
 
 MANIFEST = "manifest.json"
 PREVIOUS_MANIFEST = "manifest.prev.json"
 PINNED_ROOT = "pinned-root"
+PINNED_KIND = "pinned-kind"
+KIND_CITY = "city"  # pinned to one city's root: its fmc-trust+jwt
+KIND_NATIONAL = "national"  # pinned to the national root: the fmc-federation+jwt
 ROLLBACK_FLOOR = "floor.json"
 REPLAY_DB = "replay.sqlite"
 _FORMAT = 1
+_FORMAT_NATIONAL = 2
+_FORMATS = {KIND_CITY: _FORMAT, KIND_NATIONAL: _FORMAT_NATIONAL}
 _MAX_LIST_FILE = 16 * 1024 * 1024
 _MAX_MANIFEST = 1024 * 1024
 _MAX_PORTRAIT = 2 * 1024 * 1024
 _LIST_FILE_RE = re.compile(r"^[0-9a-f]{64}\.jwt$")
 _FINGERPRINT_RE = re.compile(r"^[A-Za-z0-9_-]{43}$")
 _LIST_ID_RE = re.compile(r"^[0-9A-Za-z_-]{1,32}$")
+_CITY_LIST_RE = re.compile(r"^([A-Z]{2}(?:-[A-Z0-9]{1,8}){1,3})/([0-9A-Za-z_-]{1,32})$")
+
+
+def city_list_key(city_code: str, list_id: str) -> str:
+    """How a national cache names city ``city_code``'s status list ``list_id``."""
+    return f"{city_code}/{list_id}"
+
+
+def split_city_list_key(key: str) -> tuple[str, str]:
+    """``CN-HZ/1`` -> ``("CN-HZ", "1")``; ValueError for anything else."""
+    match = _CITY_LIST_RE.fullmatch(key)
+    if match is None:
+        raise ValueError(f"bad city status list key {key!r}")
+    return match.group(1), match.group(2)
 
 
 class CacheError(Exception):
@@ -100,7 +139,10 @@ class CachedList:
 
 @dataclass(frozen=True)
 class CacheContents:
-    """What a sync stores (the JWTs are verified again whenever they are loaded)."""
+    """What a sync stores (the JWTs are verified again whenever they are loaded).
+
+    ``kind`` national: ``trust_list`` is the federation list and ``status_lists`` are
+    keyed ``CITY/list_id`` (:func:`city_list_key`)."""
 
     root_fingerprint: str
     server: str | None
@@ -108,6 +150,8 @@ class CacheContents:
     trust_list: CachedList
     status_lists: Mapping[str, CachedList] = field(default_factory=dict)
     timestamp: CachedList | None = None  # the signed timestamp (P8.5), when published
+    kind: str = KIND_CITY
+    mirrors: tuple[str, ...] = ()  # national: where else the lists were fetched from
 
 
 @dataclass(frozen=True)
@@ -119,6 +163,7 @@ class CacheSnapshot:
     status_lists: Mapping[str, StatusListClaims]
     state: VerifierState
     from_previous: bool = False  # the current manifest was damaged; the previous one is used
+    federation: FederationClaims | None = None  # pinned nationally: the verified list
 
     @property
     def signed_at(self) -> int:
@@ -168,18 +213,44 @@ class VerifierCache:
             raise CacheError("CACHE_CORRUPT", f"{path} does not hold a root fingerprint")
         return text
 
-    def pin_root(self, root_fingerprint: str) -> None:
-        """Remember the root on first use; a different root later is ROOT_MISMATCH."""
+    def pinned_kind(self) -> str | None:
+        """``city`` or ``national`` once a root is pinned (no kind file: ``city``)."""
+        if self.pinned_root() is None:
+            return None
+        path = self.directory / PINNED_KIND
+        try:
+            text = path.read_text("ascii").strip()
+        except FileNotFoundError:
+            return KIND_CITY
+        except (OSError, UnicodeDecodeError) as error:
+            raise CacheError("CACHE_CORRUPT", f"cannot read {path}: {error}") from None
+        if text not in _FORMATS:
+            raise CacheError("CACHE_CORRUPT", f"{path} names no known kind of root")
+        return text
+
+    def pin_root(self, root_fingerprint: str, kind: str = KIND_CITY) -> None:
+        """Remember the root and its kind on first use; a different root or kind later is
+        ROOT_MISMATCH (a city root and the national root never share a cache)."""
+        if kind not in _FORMATS:
+            raise ValueError(f"unknown kind of root {kind!r}")
         pinned = self.pinned_root()
         if pinned is None:
             if not _FINGERPRINT_RE.fullmatch(root_fingerprint):
                 raise CacheError("ROOT_MISMATCH", "not a root fingerprint (43 base64url chars)")
             self.directory.mkdir(parents=True, exist_ok=True)
+            if kind == KIND_NATIONAL:  # before the root: a root alone reads as a city's
+                _write_atomic(self.directory / PINNED_KIND, (kind + "\n").encode())
             _write_atomic(self.directory / PINNED_ROOT, (root_fingerprint + "\n").encode())
         elif pinned != root_fingerprint:
             raise CacheError(
                 "ROOT_MISMATCH",
                 f"this cache is pinned to root {pinned}, not {root_fingerprint}",
+            )
+        elif self.pinned_kind() != kind:
+            raise CacheError(
+                "ROOT_MISMATCH",
+                f"this cache is pinned to a {self.pinned_kind()} root, not a {kind} one;"
+                " use a new cache directory",
             )
 
     # -- reading ----------------------------------------------------------------------
@@ -190,19 +261,19 @@ class VerifierCache:
         if root is None or not (self.manifest_path.exists()
                                 or (self.directory / PREVIOUS_MANIFEST).exists()):
             raise CacheError("NO_CACHE", f"no synced lists in {self.directory}")
+        kind = self.pinned_kind() or KIND_CITY
         try:
-            snapshot = self._load_manifest(MANIFEST, root)
+            snapshot = self._load_manifest(MANIFEST, root, kind)
         except CacheError as current_error:
             try:
-                snapshot = self._load_manifest(PREVIOUS_MANIFEST, root)
+                snapshot = self._load_manifest(PREVIOUS_MANIFEST, root, kind)
             except CacheError:
                 raise current_error from None
             # The damaged manifest's lists may still be on disk: they count as verified.
-            _refuse_below(snapshot, self._floor_of_files(root, snapshot.trust_list),
+            _refuse_below(snapshot, self._floor_of_files(root, snapshot.trust_list, kind),
                           "a newer list verified earlier")
-            snapshot = CacheSnapshot(snapshot.contents, snapshot.trust_list,
-                                     snapshot.status_lists, snapshot.state, from_previous=True)
-        _refuse_below(snapshot, self._recorded_floor(root), "the recorded rollback floor")
+            snapshot = replace(snapshot, from_previous=True)
+        _refuse_below(snapshot, self._recorded_floor(root, kind), "the recorded rollback floor")
         return snapshot
 
     def manifest_stamp(self) -> tuple[int, int, int] | None:
@@ -213,10 +284,14 @@ class VerifierCache:
             return None
         return (stat.st_ino, stat.st_mtime_ns, stat.st_size)
 
-    def _load_manifest(self, name: str, root: str) -> CacheSnapshot:
+    def _load_manifest(self, name: str, root: str, kind: str) -> CacheSnapshot:
         contents = self._read_contents(name)
         if contents.root_fingerprint != root:
             raise CacheError("CACHE_CORRUPT", f"{name} names another root than {PINNED_ROOT}")
+        if contents.kind != kind:
+            raise CacheError("CACHE_CORRUPT", f"{name} is not a {kind} cache's manifest")
+        if kind == KIND_NATIONAL:
+            return _load_national(contents, root)
         try:
             trust_list = verify_trust_list(contents.trust_list.jwt, root_fingerprint=root)
             status_lists: dict[str, StatusListClaims] = {}
@@ -237,24 +312,28 @@ class VerifierCache:
 
     # -- the rollback floor ----------------------------------------------------------
 
-    def _recorded_floor(self, root: str) -> _Floor:
+    def _recorded_floor(self, root: str, kind: str = KIND_CITY) -> _Floor:
         """floor.json as stored; empty when absent or unreadable (the files still count)."""
         try:
             record = _dict(json.loads(_read_capped(self.directory / ROLLBACK_FLOOR,
                                                    _MAX_MANIFEST)))
-            if record.get("format") != _FORMAT or record.get("root") != root:
+            if record.get("format") != _FORMATS[kind] or record.get("root") != root:
                 return _Floor()
             return _Floor(_int(record["trust_list_version"]), {
-                _list_id(list_id): (_int(_dict(entry)["iat"]), _str(_dict(entry)["sha256"]))
+                _list_key(list_id, kind): (_int(_dict(entry)["iat"]),
+                                           _str(_dict(entry)["sha256"]))
                 for list_id, entry in _dict(record["status_lists"]).items()
             }, _int(record.get("timestamp_version", 0)),
                 frozenset(_str(key) for key in record.get("timestamp_keys", [])))
         except (OSError, ValueError, KeyError, TypeError, UnicodeDecodeError):
             return _Floor()
 
-    def _floor_of_files(self, root: str, trust_list: TrustListClaims) -> _Floor:
+    def _floor_of_files(self, root: str, trust_list: TrustListClaims,
+                        kind: str = KIND_CITY) -> _Floor:
         """The newest lists among the files that verify (status lists against the newest
-        trust list found and the one in use)."""
+        trust list found and the one in use). National: the newest federation list."""
+        if kind == KIND_NATIONAL:
+            return _Floor(max([trust_list.version, *self._federation_versions(root)]), {})
         trust_lists: list[TrustListClaims] = [trust_list]
         status_jwts: list[str] = []
         for path in sorted((self.directory / "lists").glob("*.jwt")):
@@ -283,21 +362,39 @@ class VerifierCache:
                     break
         return floor
 
+    def _federation_versions(self, root: str) -> list[int]:
+        versions: list[int] = []
+        for path in sorted((self.directory / "lists").glob("*.jwt")):
+            with contextlib.suppress(OSError, ValueError, UnicodeDecodeError, FmcError):
+                raw = _read_capped(path, _MAX_LIST_FILE)
+                if hashlib.sha256(raw).hexdigest() + ".jwt" == path.name:
+                    versions.append(read_federation_list(
+                        raw.decode("ascii"), pinned_root_fingerprint=root).version)
+        return versions
+
     def _raise_floor(self, contents: CacheContents) -> None:
         """Raise floor.json to the lists being stored (verified first; never lowered)."""
         root = contents.root_fingerprint
+        status_lists: list[tuple[StatusListClaims, str, str | None]]
         try:
-            trust_list = verify_trust_list(contents.trust_list.jwt, root_fingerprint=root)
-            status_lists = [(verify_status_list(cached.jwt, trust_list=trust_list), cached.jwt)
-                            for cached in contents.status_lists.values()]
-            timestamp = (None if contents.timestamp is None
-                         else read_timestamp(contents.timestamp.jwt, trust_list=trust_list))
-        except FmcError:
+            if contents.kind == KIND_NATIONAL:
+                snapshot = _load_national(contents, root)
+                trust_list, timestamp = snapshot.trust_list, None
+                status_lists = [(claims, contents.status_lists[key].jwt, key)
+                                for key, claims in snapshot.status_lists.items()]
+            else:
+                trust_list = verify_trust_list(contents.trust_list.jwt, root_fingerprint=root)
+                status_lists = [(verify_status_list(cached.jwt, trust_list=trust_list),
+                                 cached.jwt, None) for cached in contents.status_lists.values()]
+                timestamp = (None if contents.timestamp is None
+                             else read_timestamp(contents.timestamp.jwt, trust_list=trust_list))
+        except (FmcError, CacheError):
             return  # unverified lists raise nothing (load refuses them anyway)
-        floor = self._recorded_floor(root).raised(trust_list=trust_list, timestamp=timestamp)
-        for claims, status_jwt in status_lists:
-            floor = floor.raised(status_list=claims, status_jwt=status_jwt)
-        record = {"format": _FORMAT, "root": root,
+        floor = self._recorded_floor(root, contents.kind).raised(trust_list=trust_list,
+                                                                 timestamp=timestamp)
+        for claims, status_jwt, key in status_lists:
+            floor = floor.raised(status_list=claims, status_jwt=status_jwt, key=key)
+        record = {"format": _FORMATS[contents.kind], "root": root,
                   "trust_list_version": floor.trust_list_version,
                   "status_lists": {list_id: {"iat": issued_at, "sha256": digest}
                                    for list_id, (issued_at, digest)
@@ -312,8 +409,10 @@ class VerifierCache:
         try:
             raw = _read_capped(path, _MAX_MANIFEST)
             manifest = json.loads(raw)
-            if not isinstance(manifest, dict) or manifest.get("format") != _FORMAT:
+            if not isinstance(manifest, dict) or manifest.get("format") not in (
+                    _FORMAT, _FORMAT_NATIONAL):
                 raise ValueError("unknown manifest format")
+            kind = KIND_NATIONAL if manifest["format"] == _FORMAT_NATIONAL else KIND_CITY
             trust = manifest["trust_list"]
             contents = CacheContents(
                 root_fingerprint=_str(manifest["root"]),
@@ -321,11 +420,13 @@ class VerifierCache:
                 synced_at=_int(manifest["synced_at"]),
                 trust_list=self._read_list(trust),
                 status_lists=MappingProxyType({
-                    _list_id(list_id): self._read_list(entry)
+                    _list_key(list_id, kind): self._read_list(entry)
                     for list_id, entry in _dict(manifest["status_lists"]).items()
                 }),
                 timestamp=(None if manifest.get("timestamp") is None
                            else self._read_list(manifest["timestamp"])),
+                kind=kind,
+                mirrors=tuple(_str(url) for url in manifest.get("mirrors", [])),
             )
         except CacheError:
             raise
@@ -358,11 +459,11 @@ class VerifierCache:
 
     def store(self, contents: CacheContents) -> None:
         """Write the lists, then the manifest; keep the previous manifest as a fallback."""
-        self.pin_root(contents.root_fingerprint)
+        self.pin_root(contents.root_fingerprint, contents.kind)
         lists_dir = self.directory / "lists"
         lists_dir.mkdir(parents=True, exist_ok=True)
         manifest: dict[str, Any] = {
-            "format": _FORMAT,
+            "format": _FORMATS[contents.kind],
             "root": contents.root_fingerprint,
             "server": contents.server,
             "synced_at": contents.synced_at,
@@ -374,10 +475,13 @@ class VerifierCache:
         }
         if contents.timestamp is not None:
             manifest["timestamp"] = self._write_list(lists_dir, contents.timestamp)
+        if contents.mirrors:
+            manifest["mirrors"] = list(contents.mirrors)
         current = self.manifest_path
         if current.exists():
             with contextlib.suppress(CacheError):
-                self._load_manifest(MANIFEST, contents.root_fingerprint)  # only a good one
+                self._load_manifest(MANIFEST, contents.root_fingerprint,
+                                    contents.kind)  # only a good one
                 _write_atomic(self.directory / PREVIOUS_MANIFEST, current.read_bytes())
         _write_atomic(current, json.dumps(manifest, indent=1, sort_keys=True).encode())
         # After the manifest: a floor above the manifest in use would refuse a good cache.
@@ -390,7 +494,7 @@ class VerifierCache:
         raw = cached.jwt.encode("ascii")
         file_name = hashlib.sha256(raw).hexdigest() + ".jwt"
         path = lists_dir / file_name
-        if not (path.exists() and path.stat().st_size == len(raw)):
+        if not _holds(path, raw):  # a damaged file of the same size is rewritten too
             _write_atomic(path, raw)
         return {"file": file_name, "etag": cached.etag}
 
@@ -455,7 +559,8 @@ class _Floor:
     def raised(self, *, trust_list: TrustListClaims | None = None,
                status_list: StatusListClaims | None = None,
                status_jwt: str | None = None,
-               timestamp: TimestampClaims | None = None) -> _Floor:
+               timestamp: TimestampClaims | None = None,
+               key: str | None = None) -> _Floor:
         timestamp_version, timestamp_keys = self.timestamp_version, self.timestamp_keys
         if trust_list is not None and trust_list.version >= self.trust_list_version:
             delegated = _delegated(trust_list)
@@ -468,10 +573,11 @@ class _Floor:
         if trust_list is not None:
             version = max(version, trust_list.version)
         if status_list is not None:
-            lowest, _ = issued.get(status_list.list_id, (0, None))
+            name = status_list.list_id if key is None else key  # national: CITY/list_id
+            lowest, _ = issued.get(name, (0, None))
             if status_list.issued_at >= lowest:
                 digest = None if status_jwt is None else _digest(status_jwt)
-                issued[status_list.list_id] = (status_list.issued_at, digest)
+                issued[name] = (status_list.issued_at, digest)
         return _Floor(version, issued, timestamp_version, timestamp_keys)
 
 
@@ -498,6 +604,13 @@ def _refuse_below(snapshot: CacheSnapshot, floor: _Floor, what: str) -> None:
     # A missing or damaged timestamp counts as version 0: it must not lower the floor.
     if (0 if timestamp is None else timestamp.version) < floor.timestamp_version:
         raise CacheError("CACHE_ROLLBACK", f"the signed timestamp is older than {what}")
+
+
+def _holds(path: Path, raw: bytes) -> bool:
+    try:
+        return path.stat().st_size == len(raw) and path.read_bytes() == raw
+    except OSError:
+        return False
 
 
 def _digest(jwt: str) -> str:
@@ -551,6 +664,42 @@ def _dict(value: Any) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise TypeError("expected an object")
     return value
+
+
+def _load_national(contents: CacheContents, root: str) -> CacheSnapshot:
+    """A national cache: the federation list (pinned root, signature, claims; its expiry is
+    the check's business), each city's status lists verified with that city's keys."""
+    try:
+        federation = read_federation_list(contents.trust_list.jwt, pinned_root_fingerprint=root)
+        entries = federation.issuers_by_code
+        status_lists: dict[str, StatusListClaims] = {}
+        by_city: dict[tuple[str, str], StatusListClaims] = {}
+        for key, cached in contents.status_lists.items():
+            city, list_id = split_city_list_key(key)
+            entry = entries.get(city)
+            if entry is None:
+                raise CacheError("CACHE_CORRUPT", f"status list {key} of a city not listed")
+            claims = verify_status_list(cached.jwt, trust_list=entry.as_trust_list(federation))
+            if claims.list_id != list_id:
+                raise CacheError("CACHE_CORRUPT", f"status list {key} holds another id")
+            status_lists[key] = by_city[(city, list_id)] = claims
+    except FmcError as error:
+        raise CacheError(
+            "CACHE_CORRUPT", f"a cached list no longer verifies ({error.code}): {error.detail}"
+        ) from None
+    except ValueError as error:
+        raise CacheError("CACHE_CORRUPT", str(error)) from None
+    return CacheSnapshot(contents, national_trust_list(federation),
+                         MappingProxyType(status_lists),
+                         VerifierState.of_federation(federation, by_city),
+                         federation=federation)
+
+
+def _list_key(value: str, kind: str) -> str:
+    if kind == KIND_NATIONAL:
+        split_city_list_key(value)
+        return value
+    return _list_id(value)
 
 
 def _list_id(value: str) -> str:

@@ -9,15 +9,20 @@ Steps, in this fixed order (docs/DESIGN.md section 7); the first failure decides
                list and expired at most the status grace ago;  TIMESTAMP_STALE,
                trust list fresh; ``kid`` is only a hint to     TRUST_LIST_STALE, UNKNOWN_KEY,
                find a key that the trust list already holds    KEY_COMPROMISED
+               (national pin: the federation list fresh; the   ISSUER_SUSPENDED,
+               kid, unique nationally, finds key and city;     ISSUER_REMOVED
+               the city suspended or removed nationally)
  4. signature  Ed25519 over the JWS signing input              BAD_SIGNATURE
- 5. claims     inflate (capped) and parse, only now; then      MALFORMED,
-               "EdDSA" on a credential issued at or after      ALGORITHM_DOWNGRADE
-               the issuer's cut-over to "Ed25519" (RFC 9864)
+ 5. claims     inflate (capped) and parse, only now; the       MALFORMED, UNKNOWN_KEY,
+               signed ``iss`` is the key's city (or the        ALGORITHM_DOWNGRADE
+               trust list's issuer); then "EdDSA" on a
+               credential issued at or after the issuer's
+               cut-over to "Ed25519" (RFC 9864)
  6. dates      iat inside the key's window, exp - iat within   KEY_NOT_VALID_AT_ISSUE,
                the purpose's cap, then iat/exp vs now          LIFETIME_TOO_LONG,
                                                                NOT_YET_VALID, EXPIRED
- 7. status     the list named in the credential, fresh         STATUS_UNAVAILABLE, REVOKED,
-                                                               SUSPENDED
+ 7. status     the list named in the credential, of the key's  STATUS_UNAVAILABLE, REVOKED,
+               city (lists are keyed (city, list id)), fresh   SUSPENDED
  8. proof      sale binding (the challenge, when bound or      CHALLENGE_MISMATCH,
                given), device signature, then its age          CHALLENGE_EXPIRED,
                                                                HOLDER_PROOF_INVALID,
@@ -77,9 +82,11 @@ from schemas.credential import (
     Credential,
     Purpose,
 )
+from schemas.federation import IssuerEntry
 from schemas.presentation import decode_presentation
 from schemas.status_list import STATUS_REVOKED, STATUS_SUSPENDED, STATUS_VALID
 from schemas.trust_list import KeyState
+from verifier.federation import resolve_key_by_kid
 from verifier.policy import Policy
 from verifier.replay import ReplayCache, replay_key
 from verifier.timestamp import require_current_timestamp
@@ -94,7 +101,8 @@ _PURPOSE_BYTES = {purpose: purpose.value.encode("ascii") + b"\x00" for purpose i
 
 
 class VerificationResult(NamedTuple):
-    """The answer. ``credential`` is set only once the issuer signature has passed.
+    """The answer. ``credential`` is set only once the issuer signature has passed, and
+    ``issuer`` (the issuing city's federation entry, national pin only) with it.
 
     Immutable; a NamedTuple because one is built per check (cheaper than a dataclass).
     """
@@ -105,6 +113,7 @@ class VerificationResult(NamedTuple):
     detail: str = ""
     credential: Credential | None = None
     proof_time: int | None = None
+    issuer: IssuerEntry | None = None
 
     @property
     def ok(self) -> bool:
@@ -131,6 +140,7 @@ class VerificationResult(NamedTuple):
             "code": self.code.value,
             "detail": self.detail,
             "service": self.service,
+            "issuer": self.issuer_json(),
             "card": cred.card_number if cred is not None and self.ok else None,
             "purpose": cred.purpose.value if cred is not None else None,
             "holder": holder,
@@ -139,6 +149,17 @@ class VerificationResult(NamedTuple):
             ),
             "checked_at": datetime.fromtimestamp(self.checked_at).astimezone().isoformat(),
         }
+
+
+    def issuer_json(self) -> dict[str, str | None] | None:
+        """``{code, name_en, name_zh}`` of the issuing city, only after the signature
+        passed; a single-city verifier knows the code only (names null)."""
+        if self.credential is None:
+            return None
+        if self.issuer is None:
+            return {"code": self.credential.issuer, "name_en": None, "name_zh": None}
+        return {"code": self.issuer.code, "name_en": self.issuer.name_en,
+                "name_zh": self.issuer.name_zh}
 
 
 def as_epoch(now: int | float | datetime) -> int:
@@ -181,19 +202,19 @@ def verify_presentation(
     credential: Credential | None = None
     proof_time: int | None = None
     try:
-        credential, proof_time = _run_checks(unverified_text, state, policy, checked_at,
-                                             replay_cache, challenge)
+        credential, proof_time, entry = _run_checks(unverified_text, state, policy,
+                                                    checked_at, replay_cache, challenge)
     except _Failed as failure:
         credential, proof_time = failure.credential, failure.proof_time
         return VerificationResult(failure.error.code, policy.service, checked_at,
-                                  failure.error.detail, credential, proof_time)
+                                  failure.error.detail, credential, proof_time, failure.entry)
     except FmcError as error:
         return VerificationResult(error.code, policy.service, checked_at, error.detail)
     except Exception as error:
         return VerificationResult(ResultCode.MALFORMED, policy.service, checked_at,
                                   f"unreadable input ({type(error).__name__})")
     return VerificationResult(ResultCode.OK, policy.service, checked_at, "", credential,
-                              proof_time)
+                              proof_time, entry)
 
 
 # Header bytes that passed step 2 -> (alg, kid, the header's base64url and the dot after it).
@@ -222,8 +243,10 @@ def _checked_header(unverified_header_bytes: bytes) -> tuple[str, str, bytes]:
 class _Failed(Exception):
     """A failure after the signature passed: carries the verified claims for display."""
 
-    def __init__(self, error: FmcError, credential: Credential, proof_time: int) -> None:
+    def __init__(self, error: FmcError, credential: Credential, proof_time: int,
+                 entry: IssuerEntry | None) -> None:
         self.error, self.credential, self.proof_time = error, credential, proof_time
+        self.entry = entry
 
 
 def _run_checks(
@@ -233,7 +256,7 @@ def _run_checks(
     now: int,
     replay_cache: ReplayCache | None,
     challenge: Challenge | None,
-) -> tuple[Credential, int]:
+) -> tuple[Credential, int, IssuerEntry | None]:
     # 1. parse
     header, payload, signature, proof_time, holder_proof, unverified_bound_digest = (
         decode_presentation(unverified_text))
@@ -246,11 +269,21 @@ def _run_checks(
                               grace=policy.status_grace, now=now)
     if trust_list.expires_at + policy.trust_grace <= now:
         raise TrustListStale("the cached trust list has expired; sync the verifier")
-    key = state.keys_by_kid.get(unverified_kid)
-    if key is None:
-        raise UnknownKey("credential signed by a key not in the trust list")
-    if key.state is KeyState.COMPROMISED:
-        raise KeyCompromised("credential signed by a compromised key")
+    entry: IssuerEntry | None = None
+    if state.federation is None:
+        key = state.keys_by_kid.get(unverified_kid)
+        if key is None:
+            raise UnknownKey("credential signed by a key not in the trust list")
+        if key.state is KeyState.COMPROMISED:
+            raise KeyCompromised("credential signed by a compromised key")
+        expected_issuer = trust_list.issuer
+    else:
+        # National pin: kids are unique nationally, so the kid (a hint, like any kid)
+        # names one key and its city; the city's national state is signed data, checked
+        # before the signature like a compromised key. No credential claim is read.
+        entry, key = resolve_key_by_kid(state.federation, unverified_kid=unverified_kid,
+                                        index=state.kid_index)
+        expected_issuer = entry.code
     # 4. signature
     signing_input = signing_prefix + b64url_encode_bytes(payload)
     if not _ed25519_ok(key.public_key, signing_input, signature):
@@ -259,11 +292,12 @@ def _run_checks(
     claims = parse_json_object(inflate_capped(payload, MAX_INFLATED_PAYLOAD))
     credential = Credential.from_payload(claims)
     try:
-        if credential.issuer != trust_list.issuer:
-            raise UnknownKey("credential issuer is not the trust list's issuer")
+        if credential.issuer != expected_issuer:
+            raise UnknownKey("credential issuer is not the signing key's issuer")
+        # National pin: the federation entry carries no cut-over yet, so nothing to require.
         trust_list.require_current_algorithm(alg, credential.issued_at)
         _check_dates(credential, key.valid_from, key.valid_until, policy, now)
-        _check_status(credential, state, policy, now)
+        _check_status(credential, state, entry, policy, now)
         # 8. holder proof: made for this sale (if bound), by the device key named in the
         # credential, at this moment
         _check_binding(unverified_bound_digest, challenge, now)
@@ -301,8 +335,8 @@ def _run_checks(
         ):
             raise EntitlementMissing(f"no {policy.entitlement} entitlement")
     except FmcError as error:
-        raise _Failed(error, credential, proof_time) from None
-    return credential, proof_time
+        raise _Failed(error, credential, proof_time, entry) from None
+    return credential, proof_time, entry
 
 
 def _check_binding(unverified_bound_digest: bytes | None, challenge: Challenge | None,
@@ -337,9 +371,11 @@ def _check_dates(
         raise Expired("credential has expired")
 
 
-def _check_status(credential: Credential, state: VerifierState, policy: Policy, now: int) -> None:
-    # 7. status: the named list, fresh (exp and iat + ttl), then the entry
-    status_list = state.status_lists.get(credential.status.list_id)
+def _check_status(credential: Credential, state: VerifierState, entry: IssuerEntry | None,
+                  policy: Policy, now: int) -> None:
+    # 7. status: the named list of the key's city, fresh (exp and iat + ttl), then the entry
+    status_list = (state.status_lists.get(credential.status.list_id) if entry is None else
+                   state.city_status_lists.get((entry.code, credential.status.list_id)))
     if status_list is None:
         raise StatusUnavailable("no status list for this credential in the cache")
     if status_list.expires_at <= now or (

@@ -49,6 +49,7 @@ from verifier.terminal.cli import terminal_app
 
 if TYPE_CHECKING:
     from verifier.portraits import PortraitFetcher
+    from verifier.sync import SyncReport
 
 __all__ = ["app", "cache_dir", "main", "parse_duration", "parse_time"]
 
@@ -174,16 +175,19 @@ def _portrait_fetcher(cache: VerifierCache, token_file: Path, *,
 def sync(
     ctx: typer.Context,
     server: Annotated[str | None, typer.Option(
-        "--server", help="The authority's base URL (remembered after the first sync).",
+        "--server", help="The authority's base URL, or the national publication's (remembered"
+                         " after the first sync).",
     )] = None,
     root: Annotated[str | None, typer.Option(
         "--root", metavar="FINGERPRINT",
-        help="The root key's RFC 7638 thumbprint (pinned by the first sync).",
+        help="The root key's RFC 7638 thumbprint (pinned by the first sync): a city root, or"
+             " the national root to accept every listed city's cards.",
     )] = None,
     mirror: Annotated[list[str] | None, typer.Option(
         "--mirror", metavar="URL",
-        help="A static copy of the lists (cardsvc publish --out), repeatable: tried in "
-             "order, then --server if given; one that is stale or broken is passed over.",
+        help="Another place serving the same signed lists (e.g. cardsvc publish --out behind"
+             " any web server), repeatable, tried in order; one that fails or serves a list"
+             " that is refused is passed over.",
     )] = None,
     at: AtOption = None,
     timeout: Annotated[float, typer.Option(help="Seconds per request.")] = 10.0,
@@ -191,20 +195,81 @@ def sync(
 ) -> None:
     """Fetch the trust list and status lists, verify them, and store them for offline use.
 
-    On any failure the previous cache is kept and the exit code is 1 (2 for a usage or
-    configuration error)."""
-    from verifier._render import render_sync, when
+    Pinned to the national root, it fetches the federation list and every active city's
+    status lists (docs/FEDERATION.md). On any failure the previous cache is kept and the
+    exit code is 1 (2 for a usage or configuration error)."""
     from verifier.sync import SyncError, sync_cache
 
     cache = settings_of(ctx).cache
     now = _now(at)
     try:
+        if _national(cache, server, root, timeout):
+            _sync_national(cache, server=server, root=root, mirrors=tuple(mirror or ()),
+                           now=now, timeout=timeout, as_json=as_json)
+            return
         report = sync_cache(cache, server=server, root_fingerprint=root, now=now,
                             timeout=timeout, mirrors=tuple(mirror or ()))
     except SyncError as error:
         kept = _kept_note(cache, now)
         _fail(error.code, f"{error.detail}. {kept}", as_json=as_json,
               exit_code=EXIT_USAGE if error.usage else EXIT_REFUSED)
+    _print_sync(report, as_json=as_json)
+
+
+def _national(cache: VerifierCache, server: str | None, root: str | None,
+              timeout: float) -> bool:
+    """A cache already pinned nationally, or a first sync whose server publishes a
+    federation list signed by the root given (a city root never signs one)."""
+    from verifier.cache import KIND_NATIONAL
+    from verifier.federation_sync import federation_root_matches
+    from verifier.sync import SyncError
+
+    try:
+        kind = cache.pinned_kind()
+    except CacheError as error:
+        raise SyncError(error.code, error.detail) from None
+    if kind is not None:
+        return kind == KIND_NATIONAL
+    if server is None or root is None:
+        return False
+    import httpx
+
+    with httpx.Client(timeout=timeout, follow_redirects=False,
+                      headers={"User-Agent": "fmc-verifier"}) as http:
+        return federation_root_matches(http, server.rstrip("/"), root)
+
+
+def _sync_national(cache: VerifierCache, *, server: str | None, root: str | None,
+                   mirrors: tuple[str, ...], now: int, timeout: float, as_json: bool) -> None:
+    from verifier._render import render_federation_sync, when
+    from verifier.federation_sync import sync_federation
+
+    report = sync_federation(cache, server=server, root_fingerprint=root, now=now,
+                             mirrors=mirrors, timeout=timeout)
+    if not as_json:
+        render_federation_sync(_out, report)
+        return
+    _print_json({
+        "ok": True,
+        "kind": "national",
+        "server": report.server,
+        "mirrors": list(report.mirrors),
+        "root": report.root_fingerprint,
+        "federation_version": report.federation_version,
+        "federation_updated": report.federation_updated,
+        "federation_expires_at": when(report.federation_expires_at),
+        "federation_source": report.federation_source,
+        "cities": {code: {"state": city.state, "outcome": city.outcome,
+                          "status_lists": dict(city.lists), "error": city.error}
+                   for code, city in report.cities.items()},
+        "bytes_received": report.bytes_received,
+        "synced_at": datetime.fromtimestamp(report.synced_at, UTC).isoformat(),
+    })
+
+
+def _print_sync(report: SyncReport, *, as_json: bool) -> None:
+    from verifier._render import render_sync, when
+
     if as_json:
         _print_json({
             "ok": True,

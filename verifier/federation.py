@@ -14,13 +14,25 @@ failure with its own code:
    contents, is a rollback (TRUST_LIST_ROLLBACK);
 6. expiry against the injected clock: an expired list is a freeze (TRUST_LIST_STALE).
 
+Finding a credential's key (``resolve_key_by_kid``), before its signature: kids are
+unique nationally (the format refuses a list naming one kid twice), so the kid alone
+names one key and its city. Then, in order: the city suspended (ISSUER_SUSPENDED) or
+removed (ISSUER_REMOVED), the key compromised (KEY_COMPROMISED). A kid on no entry is
+UNKNOWN_KEY. All of this is national, signed data: no claim of the credential is read.
+After the signature the caller compares the signed ``iss`` with ``entry.code``
+(UNKNOWN_KEY on a mismatch).
+
 Example::
 
     federation = verify_federation_list(jwt, pinned_root_fingerprint=pin, now=now, held=None)
-    city, key = resolve_issuer_key(federation, unverified_issuer="CN-HZ", unverified_kid="k1")
+    city, key = resolve_key_by_kid(federation, unverified_kid="h1")
+    hangzhou = trust_for(federation, "CN-HZ")   # a TrustListClaims for receipts, status lists
 """
 
 from __future__ import annotations
+
+from collections.abc import Mapping
+from types import MappingProxyType
 
 from keys.ed25519 import jwk_thumbprint, verify_signature
 from schemas._jose import b64url_decode, check_header, parse_json_object, split_compact
@@ -36,21 +48,28 @@ from schemas.codes import (
     UnknownKey,
 )
 from schemas.federation import FEDERATION_TYP, FederationClaims, IssuerEntry, IssuerState
-from schemas.trust_list import IssuerKey, KeyState
+from schemas.trust_list import IssuerKey, KeyState, TrustListClaims
 
-__all__ = ["resolve_issuer", "resolve_issuer_key", "verify_federation_list"]
+__all__ = [
+    "KidIndex",
+    "kid_index",
+    "read_federation_list",
+    "resolve_issuer",
+    "resolve_issuer_key",
+    "resolve_key_by_kid",
+    "trust_for",
+    "verify_federation_list",
+]
+
+KidIndex = Mapping[str, tuple[IssuerEntry, IssuerKey]]
 
 _HEADER_MEMBERS = frozenset({"alg", "typ", "jwk", "kid"})
 
 
-def verify_federation_list(
-    unverified_jwt: str,
-    *,
-    pinned_root_fingerprint: str,
-    now: int,
-    held: FederationClaims | None,
-) -> FederationClaims:
-    """The verified federation list, or the exception of the first check that failed."""
+def read_federation_list(unverified_jwt: str, *, pinned_root_fingerprint: str
+                         ) -> FederationClaims:
+    """Steps 1-4 only (header, pinned root, signature, claims): for re-reading a list a
+    sync already accepted (the cache), where rollback and expiry are judged elsewhere."""
     if not pinned_root_fingerprint:
         raise ValueError("a national root fingerprint must be pinned")
     signing_input, header_bytes, payload_bytes, signature = split_compact(unverified_jwt)
@@ -65,7 +84,19 @@ def verify_federation_list(
         raise UnknownKey("federation list is not signed by the pinned national root")
     if not verify_signature(b64url_decode(unverified_jwk["x"]), signing_input, signature):
         raise BadSignature("federation list signature does not verify")
-    claims = FederationClaims.from_payload(parse_json_object(payload_bytes))
+    return FederationClaims.from_payload(parse_json_object(payload_bytes))
+
+
+def verify_federation_list(
+    unverified_jwt: str,
+    *,
+    pinned_root_fingerprint: str,
+    now: int,
+    held: FederationClaims | None,
+) -> FederationClaims:
+    """The verified federation list, or the exception of the first check that failed."""
+    claims = read_federation_list(unverified_jwt,
+                                  pinned_root_fingerprint=pinned_root_fingerprint)
     if held is not None:
         if claims.version < held.version:
             raise TrustListRollback(
@@ -106,3 +137,40 @@ def resolve_issuer_key(
     if key.state is KeyState.COMPROMISED:
         raise KeyCompromised(f"key {unverified_kid!r} of {entry.code} is compromised")
     return entry, key
+
+
+def kid_index(federation: FederationClaims) -> KidIndex:
+    """Every kid in the list with its city and key (unique nationally, so one per kid).
+
+    Built once per verified list so a check costs one dictionary lookup, however many
+    cities there are."""
+    return MappingProxyType({key.kid: (entry, key) for entry in federation.issuers
+                             for key in entry.keys})
+
+
+def resolve_key_by_kid(
+    federation: FederationClaims, *, unverified_kid: str, index: KidIndex | None = None
+) -> tuple[IssuerEntry, IssuerKey]:
+    """The city and key a credential's ``kid`` names, if the national list lets it sign.
+
+    In order: a kid no city has (UNKNOWN_KEY), its city suspended (ISSUER_SUSPENDED) or
+    removed (ISSUER_REMOVED), the key compromised (KEY_COMPROMISED). ``index`` is
+    ``kid_index(federation)`` when the caller keeps one. The caller then checks the
+    signature and compares the signed ``iss`` with ``entry.code``."""
+    found = (index if index is not None else kid_index(federation)).get(unverified_kid)
+    if found is None:
+        raise UnknownKey(f"no city on the federation list has key {unverified_kid!r}")
+    entry, key = found
+    if entry.state is IssuerState.SUSPENDED:
+        raise IssuerSuspended(f"issuer {entry.code} is suspended nationally")
+    if entry.state is IssuerState.REMOVED:
+        raise IssuerRemoved(f"issuer {entry.code} was removed from the federation")
+    if key.state is KeyState.COMPROMISED:
+        raise KeyCompromised(f"key {unverified_kid!r} of {entry.code} is compromised")
+    return entry, key
+
+
+def trust_for(federation: FederationClaims, issuer_code: str) -> TrustListClaims:
+    """City ``issuer_code``'s keys as a trust list (for its status lists and receipts),
+    if the national list lets it sign now (ISSUER_UNKNOWN, _SUSPENDED, _REMOVED)."""
+    return resolve_issuer(federation, unverified_issuer=issuer_code).as_trust_list(federation)

@@ -207,6 +207,7 @@ FIELD_LABELS: MappingProxyType[str, Bilingual] = MappingProxyType({
     "entitlements": Bilingual("Entitlements", "权益"),
     "asked": Bilingual("Asked for", "所需权益"),
     "card": Bilingual("Card", "卡号"),
+    "issuer": Bilingual("Issuing authority", "发证机关"),
     "service": Bilingual("Service", "服务"),
     "reason": Bilingual("Reason", "原因"),
     "cache_age": Bilingual("Lists synced", "列表同步于"),

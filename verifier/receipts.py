@@ -12,6 +12,11 @@ terminal asks two questions, in this order, each failure its own code:
 :func:`check_receipt` runs both and fails closed: no synced trust list, no receipt, or
 no known sale is a refusal, never "unchecked".
 
+A verifier pinned to the national root (P10) checks a receipt signed by any listed city:
+:func:`check_receipt` with ``federation=`` finds the city by the receipt's ``kid`` (unique
+nationally; suspended, removed or compromised refused) and checks the receipt against
+that city's keys alone (``trust_for``), so the receipt's ``iss`` must be that city.
+
 Example::
 
     sale = Sale(terminal_id=7, merchant_id=3, amount_fen=1250, pay_code=pay_code_key(code))
@@ -22,11 +27,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from schemas._jose import b64url_encode
+from schemas._jose import b64url_encode, parse_json_object, split_compact
 from schemas.codes import FmcError, KeyNotValidAtIssue, UnknownKey
+from schemas.federation import FederationClaims
 from schemas.presentation import decode_presentation
 from schemas.receipt import RECEIPT_TYP, Receipt
 from schemas.trust_list import KeyState, TrustListClaims
+from verifier.federation import resolve_key_by_kid
 from verifier.replay import replay_key
 from verifier.trust import verify_issuer_signed
 
@@ -35,6 +42,7 @@ __all__ = [
     "ReceiptCheck",
     "Sale",
     "check_receipt",
+    "city_trust_list",
     "pay_code_key",
     "receipt_matches_sale",
     "verify_receipt",
@@ -99,14 +107,33 @@ class ReceiptCheck:
         return self.code == RECEIPT_OK
 
 
+def city_trust_list(unverified_jwt: str, *, federation: FederationClaims) -> TrustListClaims:
+    """The keys of the city whose key the receipt's ``kid`` names (a hint: the signature
+    and ``iss`` are checked against that city alone afterwards)."""
+    _, header_bytes, _, _ = split_compact(unverified_jwt)
+    unverified_kid = parse_json_object(header_bytes).get("kid")
+    if not isinstance(unverified_kid, str):
+        raise UnknownKey("receipt names no key")
+    entry, _ = resolve_key_by_kid(federation, unverified_kid=unverified_kid)
+    return entry.as_trust_list(federation)
+
+
 def check_receipt(unverified_jwt: object, *, trust_list: TrustListClaims | None,
-                  sale: Sale | None) -> ReceiptCheck:
-    """Both questions, failing closed: a receipt that cannot be checked proves nothing."""
-    if trust_list is None:
+                  sale: Sale | None,
+                  federation: FederationClaims | None = None) -> ReceiptCheck:
+    """Both questions, failing closed: a receipt that cannot be checked proves nothing.
+
+    With ``federation`` (a verifier pinned nationally) the receipt may be any listed
+    city's, checked against that city's keys; ``trust_list`` is then not used."""
+    if trust_list is None and federation is None:
         return ReceiptCheck("RECEIPT_NO_TRUST_LIST")
     if not isinstance(unverified_jwt, str):
         return ReceiptCheck("RECEIPT_MISSING")
     try:
+        if federation is not None:
+            trust_list = city_trust_list(unverified_jwt, federation=federation)
+        if trust_list is None:
+            return ReceiptCheck("RECEIPT_NO_TRUST_LIST")
         receipt = verify_receipt(unverified_jwt, trust_list=trust_list)
     except FmcError as error:
         return ReceiptCheck(f"RECEIPT_{error.code.value}")

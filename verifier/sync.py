@@ -118,8 +118,8 @@ def sync_cache(
     old cache on any failure. ``server`` and ``root_fingerprint`` default to the ones the
     cache remembers from its first sync.
 
-    ``mirrors``: static copies (``cardsvc publish --out``) tried in order, then
-    ``server`` if given. The whole set must verify from one source; a mirror that is
+    ``mirrors``: static copies (``cardsvc publish --out``) tried in order after
+    ``server`` if given (without mirrors, the remembered server). The whole set must verify from one source; a mirror that is
     unreachable, stale (a rollback, an expired list) or serves garbage is passed over for
     the next, and when none passes the last error is raised and the cache kept."""
     with cache.sync_lock():
@@ -135,11 +135,14 @@ def sync_cache(
         if pinned is not None and root != pinned:
             raise SyncError("ROOT_MISMATCH",
                             f"this cache is pinned to root {pinned}, not {root}")
+        if pinned is not None and _pinned_nationally(cache):
+            raise SyncError("ROOT_MISMATCH", "this cache is pinned to the national root:"
+                            " it is synced by verifier.federation_sync")
         previous = _previous(cache)
-        bases = [(_server_base(mirror), True) for mirror in mirrors]
-        if server or not bases:
-            bases.append((_server_base(server or (previous.contents.server if previous
-                                                  else None)), False))
+        bases = [(_server_base(server), False)] if server else []
+        bases += [(_server_base(mirror), True) for mirror in mirrors]
+        if not bases:
+            bases.append((_server_base(previous.contents.server if previous else None), False))
         own_client = client is None
         http = client or httpx.Client(timeout=timeout, follow_redirects=False,
                                       headers={"User-Agent": "fmc-verifier"})
@@ -155,6 +158,15 @@ def sync_cache(
         except OSError as error:
             raise SyncError("CACHE_WRITE_FAILED", f"cannot write the cache: {error}") from None
         return report
+
+
+def _pinned_nationally(cache: VerifierCache) -> bool:
+    from verifier.cache import KIND_NATIONAL
+
+    try:
+        return cache.pinned_kind() == KIND_NATIONAL
+    except CacheError as error:
+        raise SyncError(error.code, error.detail) from None
 
 
 def _previous(cache: VerifierCache) -> CacheSnapshot | None:

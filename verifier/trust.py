@@ -30,14 +30,17 @@ from schemas.codes import (
     TrustListStale,
     UnknownKey,
 )
+from schemas.federation import FederationClaims, IssuerEntry
 from schemas.status_list import STATUS_LIST_TYP, StatusListClaims
 from schemas.timestamp import TimestampClaims
 from schemas.trust_list import TRUST_LIST_TYP, IssuerKey, KeyState, TrustListClaims
+from verifier.federation import KidIndex, kid_index
 from verifier.timestamp import verify_timestamp
 
 __all__ = [
     "TrustedSet",
     "VerifierState",
+    "national_trust_list",
     "verify_issuer_signed",
     "verify_status_list",
     "verify_trust_list",
@@ -59,6 +62,36 @@ class VerifierState:
     # for an authority that publishes no timestamp.
     timestamp: TimestampClaims | None = None
     trust_list_sha256: str | None = None
+    # Pinned to the national root (P10): the verified federation list, its kids, and the
+    # status lists of every city keyed (city code, list id), since list ids repeat across
+    # cities. ``trust_list`` then only carries the federation list's version and dates.
+    federation: FederationClaims | None = None
+    kid_index: KidIndex | None = None
+    city_status_lists: Mapping[tuple[str, str], StatusListClaims] = field(
+        default_factory=dict)
+
+    @staticmethod
+    def of_federation(
+        federation: FederationClaims,
+        city_status_lists: Mapping[tuple[str, str], StatusListClaims],
+    ) -> VerifierState:
+        """The state of a verifier pinned to the national root: any listed city's cards."""
+        return VerifierState(
+            national_trust_list(federation),
+            MappingProxyType({}),
+            MappingProxyType({}),  # no single-city keys: a national state finds keys by kid
+            None,
+            None,
+            federation,
+            kid_index(federation),
+            MappingProxyType(dict(city_status_lists)),
+        )
+
+    def issuer_entry(self, code: str) -> IssuerEntry | None:
+        """The federation entry of city ``code`` (None when single-city or not listed)."""
+        if self.federation is None:
+            return None
+        return self.federation.issuers_by_code.get(code)
 
     @staticmethod
     def of(
@@ -75,6 +108,14 @@ class VerifierState:
             timestamp,
             trust_list_sha256,
         )
+
+
+def national_trust_list(federation: FederationClaims) -> TrustListClaims:
+    """The federation list's version and dates as a trust list without keys: what the
+    freshness step and the displays read. It holds no key, so no single-city lookup can
+    find one in it (keys come from the federation entry of their city)."""
+    return TrustListClaims(federation.issuer, federation.version, federation.issued_at,
+                           federation.expires_at, ())
 
 
 def verify_trust_list(unverified_jwt: str, *, root_fingerprint: str) -> TrustListClaims:

@@ -8,9 +8,12 @@ Example::
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 
+import httpx
 from fastapi import FastAPI
 
 from cardsvc.api._access_log import AccessLog
@@ -22,6 +25,8 @@ from cardsvc.api.routes import (
     api_docs,
     audit,
     cards,
+    federation,
+    interauth,
     meta,
     operations,
     persons,
@@ -30,6 +35,7 @@ from cardsvc.api.routes import (
 )
 from cardsvc.console import router as console_router
 from cardsvc.db import Database
+from cardsvc.federation.fetch import keep_federation_fresh
 from cardsvc.logs import configure_logging
 from cardsvc.payments import routes as payments
 from cardsvc.services.bootstrap import open_keyring
@@ -57,29 +63,56 @@ def create_app(
     database: Database | None = None,
     keyring: Keyring | None = None,
     clock: Callable[[], datetime] = _system_clock,
+    http: httpx.Client | None = None,
 ) -> FastAPI:
-    """Build the app. The database must already be migrated (``cardsvc init`` / serve)."""
+    """Build the app. The database must already be migrated (``cardsvc init`` / serve).
+
+    ``http`` sends requests to other cities' authorities (P10; default: a fresh client).
+    With ``CARDSVC_FEDERATION_ROOT`` and ``CARDSVC_FEDERATION_URL`` set, the app keeps the
+    held federation list fresh in the background while it runs (never delaying start-up).
+    """
+    context = AppContext(
+        settings=settings,
+        database=database or Database.from_settings(settings),
+        keyring=keyring or open_keyring(settings),
+        clock=clock,
+        http=http or httpx.Client(timeout=settings.interauth_timeout_seconds),
+    )
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        refresher = None
+        if settings.federation_root and settings.federation_urls:
+            refresher = asyncio.create_task(keep_federation_fresh(
+                context.database, settings=settings, clock=clock))
+        try:
+            yield
+        finally:
+            if http is None:
+                context.http.close()
+            if refresher is not None:
+                refresher.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await refresher
+
     app = FastAPI(
+        lifespan=lifespan,
         title="Foreign Merchant Card authority",
         version="1",
         description="Enrolment, cards, provisioning, revocation, trust and status lists.",
         docs_url=None,  # api_docs serves /docs without a CDN
         redoc_url=None,
     )
-    app.state.context = AppContext(
-        settings=settings,
-        database=database or Database.from_settings(settings),
-        keyring=keyring or open_keyring(settings),
-        clock=clock,
-    )
+    app.state.context = context
     install_error_handlers(app)
     app.add_middleware(BodyLimit, max_bytes=settings.request_max_bytes)
     app.add_middleware(AccessLog, routes=app.router.routes)  # last added: outermost
     # Assembled here, not in cardsvc.api.routes: area routers (payments, the console) build
     # on cardsvc.api's deps, so a list in the routes package would import them in a loop.
-    for router in (persons.router, cards.router, wallet.router, publication.router,
-                   audit.router, admin.router, meta.router, operations.router,
-                   payments.router, api_docs.router,
+    # national-lookup before persons: /v1/persons/{foreigner_code} would take its path.
+    for router in (interauth.officer_router, persons.router, cards.router, wallet.router,
+                   publication.router, federation.router, interauth.router, audit.router,
+                   admin.router, meta.router, operations.router, payments.router, api_docs.router,
                    console_router):  # the officer console, at /
         app.include_router(router)
     return app

@@ -6,6 +6,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
+import httpx
+
 from cardsvc.db import Database
 from cardsvc.payments._paycode import AuthorityTrustCache
 from cardsvc.publisher import Publisher
@@ -22,6 +24,8 @@ class AppContext:
     database: Database
     keyring: Keyring
     clock: Callable[[], datetime]
+    # Outgoing requests to other cities' authorities (P10); tests route it in process.
+    http: httpx.Client = field(default_factory=lambda: httpx.Client(timeout=10.0))
     publisher: Publisher = field(init=False, repr=False, compare=False)
     # the trust list charges verify against, held between requests
     trust_cache: AuthorityTrustCache = field(default_factory=AuthorityTrustCache, repr=False,

@@ -14,14 +14,23 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 
 from cardsvc.api._context import AppContext
+from cardsvc.federation.interauth import (
+    AUTH_SCHEME,
+    InterauthClaims,
+    remember_interauth,
+    verify_interauth_request,
+)
+from cardsvc.federation.state import held_federation
 from cardsvc.models import Officer
 from cardsvc.roles import ALL_ROLES, Role
-from cardsvc.services.errors import Forbidden, Unauthenticated
+from cardsvc.services.errors import Forbidden, Unauthenticated, Unavailable
 from cardsvc.services.officers import authenticate
 
-__all__ = ["Ctx", "get_context", "roles"]
+__all__ = ["Ctx", "InterauthCaller", "get_context", "interauth_caller", "roles"]
 
 _bearer = HTTPBearer(auto_error=False, description="an officer or terminal token")
 
@@ -57,3 +66,36 @@ def roles(*allowed: Role) -> Callable[..., Officer]:
         return officer
 
     return officer_with_role
+
+
+async def interauth_caller(request: Request, ctx: Ctx) -> InterauthClaims:
+    """For routes under ``/v1/interauth/...``: the verified signed request of another
+    authority (``Authorization: FMC-Interauth <jws>``), checked against the federation
+    list this authority holds and recorded in the replay store. The signed ``htu`` must
+    be this city's ``api_url`` from that list plus the request's path and query."""
+    header = request.headers.get("authorization", "")
+    scheme, _, unverified_token = header.partition(" ")
+    if scheme.lower() != AUTH_SCHEME.lower() or not unverified_token.strip():
+        raise Unauthenticated("INTERAUTH_MISSING", f"a {AUTH_SCHEME} signed request is required")
+    body = await request.body()
+    settings, now = ctx.settings, int(ctx.clock().timestamp())
+
+    def verify_and_remember(session: Session) -> InterauthClaims:
+        federation = held_federation(session)
+        own = None if federation is None else federation.issuers_by_code.get(settings.issuer)
+        if federation is None or own is None:
+            raise Unavailable("INTERAUTH_NOT_FEDERATED",
+                              "this authority holds no federation list naming it")
+        url = own.api_url.rstrip("/") + request.url.path
+        if request.url.query:
+            url += "?" + request.url.query
+        claims = verify_interauth_request(
+            unverified_token.strip(), federation=federation, receiver=settings.issuer,
+            method=request.method, url=url, body=body, now=now)
+        remember_interauth(session, claims)
+        return claims
+
+    return await run_in_threadpool(ctx.database.transact, verify_and_remember)
+
+
+InterauthCaller = Annotated[InterauthClaims, Depends(interauth_caller)]

@@ -12,6 +12,7 @@ Example::
 from cardsvc.national.registry import (
     NationalError,
     add_issuer,
+    grant_block,
     init_registry,
     load_registry,
     publish,
@@ -22,6 +23,7 @@ from cardsvc.national.registry import (
 __all__ = [
     "NationalError",
     "add_issuer",
+    "grant_block",
     "init_registry",
     "load_registry",
     "publish",

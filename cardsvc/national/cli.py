@@ -18,10 +18,13 @@ from cardsvc.national.registry import (
     DEFAULT_BLOCK_SIZE,
     DEFAULT_LIFETIME_SECONDS,
     NationalError,
+    RootAccess,
     add_issuer,
+    grant_block,
     init_registry,
     load_registry,
     publish,
+    root_token,
     set_issuer_state,
     update_issuer,
 )
@@ -45,7 +48,7 @@ Code = Annotated[str, typer.Option("--code", help="the city issuer code, e.g. CN
 
 def _fail(error: NationalError) -> typer.Exit:
     typer.echo(f"error: {error.code}: {error.detail}", err=True)
-    return typer.Exit(2 if error.code in ("NOT_INITIALISED", "NO_PASSPHRASE") else 1)
+    return typer.Exit(2 if error.code in ("NOT_INITIALISED", "NO_PASSPHRASE", "NO_PIN") else 1)
 
 
 def _passphrase() -> bytes:
@@ -55,6 +58,14 @@ def _passphrase() -> bytes:
         raise NationalError("NO_PASSPHRASE", f"set {PASSPHRASE_ENV}: the national root is "
                             "never kept in clear")
     return value.encode("utf-8")
+
+
+def _root_access(directory: Path, keys_uri: str | None = None) -> RootAccess:
+    """The PIN when the root is in a token (FMC_NATIONAL_PIN), else the passphrase."""
+    if keys_uri is not None or root_token(directory) is not None:
+        secret = NationalSettings().pin
+        return RootAccess(pin=None if secret is None else secret.get_secret_value())
+    return RootAccess(passphrase=_passphrase())
 
 
 def _now() -> int:
@@ -96,10 +107,16 @@ def _describe(entry: IssuerEntry) -> str:
 def init(
     directory: Dir,
     name: Annotated[str, typer.Option("--name", help="the national authority's name")] = "CN",
+    keys: Annotated[str | None, typer.Option(
+        "--keys", help="make the root in a PKCS#11 token, `pkcs11:token=LABEL` (PIN in"
+        " FMC_NATIONAL_PIN), plugged in only to publish; default: the encrypted file store")
+    ] = None,
 ) -> None:
     """Create the offline national root; print its fingerprint (verifiers pin it)."""
     try:
-        fingerprint, created = init_registry(directory, passphrase=_passphrase(), name=name)
+        access = _root_access(directory, keys)
+        fingerprint, created = init_registry(directory, passphrase=access.passphrase,
+                                             pin=access.pin, name=name, keys_uri=keys)
     except NationalError as error:
         raise _fail(error) from None
     typer.echo(f"national root fingerprint:  {fingerprint}")
@@ -182,6 +199,22 @@ def remove_issuer(directory: Dir, code: Code) -> None:
     _set_state(directory, code, IssuerState.REMOVED)
 
 
+@national_app.command("grant-block")
+def grant_block_command(
+    directory: Dir,
+    code: Code,
+    block_size: Annotated[int, typer.Option(
+        "--block-size", help="foreigner-code sequence numbers granted")] = DEFAULT_BLOCK_SIZE,
+) -> None:
+    """Grant a city a further sequence block (the lowest free one), then publish."""
+    try:
+        entry = grant_block(directory, code=code, block_size=block_size)
+    except NationalError as error:
+        raise _fail(error) from None
+    typer.echo(_describe(entry))
+    typer.echo("publish to let the city allocate from it (after its next federation sync)")
+
+
 @national_app.command("publish")
 def publish_command(
     directory: Dir,
@@ -192,7 +225,9 @@ def publish_command(
 ) -> None:
     """Sign the next federation list (its version is one above the last published)."""
     try:
-        claims, jwt = publish(directory, passphrase=_passphrase(), now=_now(),
+        access = _root_access(directory)
+        claims, jwt = publish(directory, passphrase=access.passphrase, pin=access.pin,
+                              now=_now(),
                               lifetime_seconds=lifetime_days * 86_400)
         # The version is recorded before the file is written: a version is never signed
         # twice with different contents, which verifiers would refuse as a fork.

@@ -27,12 +27,14 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from keys._atomic import write_atomically
-from keys.ed25519 import Ed25519Signer, jwk_thumbprint, public_jwk
+from keys.ed25519 import jwk_thumbprint, public_jwk
 from keys.jws import sign_federation_list
-from keys.keystore import KeyStore, KeyStoreError
+from keys.keystore import KeyStore, KeyStoreError, SigningKeyStore
+from keys.pkcs11 import HsmKeyStore, Pkcs11Uri
 from schemas._jose import b64url_decode, parse_json_object, split_compact
 from schemas.codes import FmcError, Malformed, TrustListRollback, TrustListStale
 from schemas.federation import (
+    MAX_BLOCKS_PER_ISSUER,
     SEQUENCE_MAX,
     FederationClaims,
     IssuerEntry,
@@ -49,11 +51,14 @@ __all__ = [
     "NationalError",
     "RegisteredIssuer",
     "Registry",
+    "RootAccess",
     "add_issuer",
     "federation_claims",
+    "grant_block",
     "init_registry",
     "load_registry",
     "publish",
+    "root_token",
     "set_issuer_state",
     "update_issuer",
 ]
@@ -100,9 +105,41 @@ def _registry_path(directory: Path) -> Path:
     return directory / _REGISTRY_FILE
 
 
-def _store(directory: Path, passphrase: bytes) -> KeyStore:
+_ROOT_HSM_FILE = "root-hsm.json"  # the national root's PKCS#11 URI, when in a token
+
+
+@dataclass(frozen=True, slots=True)
+class RootAccess:
+    """How to open the national root: the passphrase of the file store, or the PIN of the
+    token (``init --keys pkcs11:…``) that is plugged in only to publish (P13)."""
+
+    passphrase: bytes | None = None
+    pin: str | None = None
+
+
+def root_token(directory: Path) -> str | None:
+    """The PKCS#11 URI of the token holding the national root, or None (file store)."""
     try:
-        return KeyStore(directory / "keys", passphrase=passphrase)
+        return str(json.loads((directory / _ROOT_HSM_FILE).read_text("utf-8"))["keys"])
+    except FileNotFoundError:
+        return None
+    except (ValueError, KeyError, TypeError) as exc:
+        raise NationalError("REGISTRY_CORRUPT", f"{_ROOT_HSM_FILE} is damaged") from exc
+
+
+def _store(directory: Path, access: RootAccess, uri: str | None) -> SigningKeyStore:
+    if uri is not None:
+        if not access.pin:
+            raise NationalError("NO_PIN", "set FMC_NATIONAL_PIN and plug in the root token")
+        try:
+            return HsmKeyStore.open(uri, pin=access.pin)
+        except KeyStoreError as exc:
+            raise NationalError("ROOT_UNAVAILABLE", str(exc)) from None
+    if not access.passphrase:
+        raise NationalError("NO_PASSPHRASE", "set FMC_NATIONAL_PASSPHRASE: the national root"
+                            " is never kept in clear")
+    try:
+        return KeyStore(directory / "keys", passphrase=access.passphrase)
     except KeyStoreError as exc:
         raise NationalError("NO_PASSPHRASE", str(exc)) from None
 
@@ -146,13 +183,30 @@ def load_registry(directory: Path) -> Registry:
                             ) from exc
 
 
-def init_registry(directory: Path, *, passphrase: bytes, name: str) -> tuple[str, bool]:
-    """Create the national root and an empty registry; (fingerprint, created)."""
+def init_registry(
+    directory: Path, *, passphrase: bytes | None = None, name: str,
+    keys_uri: str | None = None, pin: str | None = None,
+) -> tuple[str, bool]:
+    """Create the national root and an empty registry; (fingerprint, created).
+
+    ``keys_uri``: make the root inside a PKCS#11 token (never extractable) instead of the
+    passphrase-encrypted file store; only the URI is kept in the directory."""
     if _registry_path(directory).exists():
         return load_registry(directory).root_fingerprint, False
-    store = _store(directory, passphrase)
-    root = Ed25519Signer.generate(kid=NATIONAL_ROOT_KID)
-    store.save(root)
+    if keys_uri is not None:
+        try:
+            Pkcs11Uri.parse(keys_uri)
+        except KeyStoreError as exc:
+            raise NationalError("BAD_KEYS_URI", str(exc)) from None
+    store = _store(directory, RootAccess(passphrase, pin), keys_uri)
+    try:
+        root = store.generate(NATIONAL_ROOT_KID)
+    except KeyStoreError as exc:
+        raise NationalError("ROOT_UNAVAILABLE", str(exc)) from None
+    if keys_uri is not None:
+        directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        write_atomically(directory / _ROOT_HSM_FILE,
+                         json.dumps({"keys": keys_uri}).encode(), mode=0o600)
     fingerprint = jwk_thumbprint(public_jwk(root.public_key))
     _save(directory, Registry(name, fingerprint, 0, ()))
     return fingerprint, True
@@ -161,8 +215,9 @@ def init_registry(directory: Path, *, passphrase: bytes, name: str) -> tuple[str
 def _city_keys(
     trust_list_jwt: str, *, code: str, city_root_fingerprint: str, now: int,
     held: IssuerEntry | None,
-) -> tuple[bytes, tuple[IssuerKey, ...], int]:
-    """The city's root key, keys and trust-list version, after checking its root signature."""
+) -> tuple[bytes, tuple[IssuerKey, ...], int, tuple[IssuerKey, ...]]:
+    """The city's root key, keys, trust-list version and interchange keys (``ik``), after
+    checking its root signature."""
     try:
         city_list = verify_trust_list(trust_list_jwt.strip(),
                                       root_fingerprint=city_root_fingerprint)
@@ -187,7 +242,21 @@ def _city_keys(
         kept = tuple(compromised.get(k.kid, k) for k in keys)
         dropped = tuple(k for kid, k in compromised.items() if kid not in city_list.keys_by_kid)
         keys = kept + dropped
-    return root_key, keys, city_list.version
+    return root_key, keys, city_list.version, _interchange_keys(city_list.interchange_keys,
+                                                                held)
+
+
+def _interchange_keys(
+    listed: tuple[IssuerKey, ...], held: IssuerEntry | None
+) -> tuple[IssuerKey, ...]:
+    """The city's interchange keys as its list says, except that one once compromised
+    nationally stays compromised (and listed) even if the city dropped it."""
+    if held is None:
+        return listed
+    compromised = {k.kid: k for k in held.interchange_keys if k.state is KeyState.COMPROMISED}
+    by_kid = {k.kid for k in listed}
+    return tuple(compromised.get(k.kid, k) for k in listed) + tuple(
+        k for kid, k in compromised.items() if kid not in by_kid)
 
 
 def _free_block(registry: Registry, size: int) -> SequenceBlock:
@@ -203,6 +272,18 @@ def _free_block(registry: Registry, size: int) -> SequenceBlock:
     if first + size - 1 > SEQUENCE_MAX:
         raise NationalError("SEQUENCE_EXHAUSTED", f"no free block of {size} sequence numbers")
     return SequenceBlock(first, first + size - 1)
+
+
+def _refuse_kids_in_use(registry: Registry, code: str, keys: tuple[IssuerKey, ...]) -> None:
+    """Kids are unique nationally (a verifier finds the key, and so the city, by kid
+    alone): refuse a city key whose kid another city, even a removed one, already has."""
+    others = {key.kid: r.entry.code for r in registry.issuers if r.entry.code != code
+              for key in r.entry.keys}
+    clashes = sorted(f"{key.kid} ({others[key.kid]})" for key in keys if key.kid in others)
+    if clashes:
+        raise NationalError("KID_IN_USE", f"kids already used by another city: "
+                            f"{', '.join(clashes)}; give {code} its own CARDSVC_KID_PREFIX"
+                            " and rotate its keys")
 
 
 def _checked(registry: Registry) -> Registry:
@@ -224,10 +305,13 @@ def add_issuer(
     registry = load_registry(directory)
     if any(r.entry.code == code for r in registry.issuers):
         raise NationalError("ISSUER_EXISTS", f"{code} is already registered")
-    root_key, keys, version = _city_keys(trust_list_jwt, code=code, now=now, held=None,
-                                         city_root_fingerprint=city_root_fingerprint)
+    root_key, keys, version, interchange = _city_keys(
+        trust_list_jwt, code=code, now=now, held=None,
+        city_root_fingerprint=city_root_fingerprint)
+    _refuse_kids_in_use(registry, code, keys)
     entry = IssuerEntry(code, name_en, name_zh, IssuerState.ACTIVE, root_key, keys,
-                        status_url, api_url, (_free_block(registry, block_size),), version)
+                        status_url, api_url, (_free_block(registry, block_size),), version,
+                        interchange)
     registered = RegisteredIssuer(entry, trust_list_source)
     _save(directory, _checked(replace(registry, issuers=(*registry.issuers, registered))))
     return entry
@@ -245,14 +329,43 @@ def update_issuer(
     if held.entry.state is IssuerState.REMOVED:
         raise NationalError("ISSUER_REMOVED", f"{code} was removed")
     fingerprint = jwk_thumbprint(public_jwk(held.entry.root_key))
-    _, keys, version = _city_keys(trust_list_jwt, code=code, now=now, held=held.entry,
-                                  city_root_fingerprint=fingerprint)
+    _, keys, version, interchange = _city_keys(trust_list_jwt, code=code, now=now,
+                                               held=held.entry,
+                                               city_root_fingerprint=fingerprint)
+    _refuse_kids_in_use(registry, code, keys)
     entry = replace(held.entry, keys=keys, trust_list_version=version,
+                    interchange_keys=interchange,
                     status_url=status_url or held.entry.status_url,
                     api_url=api_url or held.entry.api_url)
     updated = RegisteredIssuer(entry, trust_list_source or held.trust_list_source)
     _save(directory, _checked(_with(registry, updated)))
     return entry
+
+
+def grant_block(directory: Path, *, code: str, block_size: int = DEFAULT_BLOCK_SIZE
+                ) -> IssuerEntry:
+    """Grant a city the lowest free run of ``block_size`` sequence numbers, when one of
+    its prefixes ran out (FOREIGNER_CODE_EXHAUSTED). A run right after one of its own
+    blocks extends that block. Up to MAX_BLOCKS_PER_ISSUER (8) blocks per city."""
+    registry = load_registry(directory)
+    held = registry.issuer(code)
+    if held.entry.state is IssuerState.REMOVED:
+        raise NationalError("ISSUER_REMOVED", f"{code} was removed")
+    granted = _free_block(registry, block_size)
+    blocks = sorted((*held.entry.sequence_blocks, granted))
+    merged: list[SequenceBlock] = []
+    for block in blocks:
+        if merged and merged[-1].last + 1 == block.first:
+            merged[-1] = SequenceBlock(merged[-1].first, block.last)
+        else:
+            merged.append(block)
+    if len(merged) > MAX_BLOCKS_PER_ISSUER:
+        raise NationalError("TOO_MANY_BLOCKS", f"{code} already holds "
+                            f"{len(held.entry.sequence_blocks)} blocks, the most a city may")
+    updated = RegisteredIssuer(replace(held.entry, sequence_blocks=tuple(merged)),
+                               held.trust_list_source)
+    _save(directory, _checked(_with(registry, updated)))
+    return updated.entry
 
 
 def set_issuer_state(directory: Path, *, code: str, state: IssuerState) -> IssuerEntry:
@@ -279,7 +392,7 @@ def federation_claims(registry: Registry, *, now: int, lifetime_seconds: int) ->
 
 
 def publish(
-    directory: Path, *, passphrase: bytes, now: int,
+    directory: Path, *, passphrase: bytes | None = None, now: int, pin: str | None = None,
     lifetime_seconds: int = DEFAULT_LIFETIME_SECONDS,
 ) -> tuple[FederationClaims, str]:
     """Sign the next federation list and record its version (the caller writes the JWT)."""
@@ -289,7 +402,8 @@ def publish(
     if not registry.issuers:
         raise NationalError("NO_ISSUERS", "add an issuer before publishing")
     try:
-        root = _store(directory, passphrase).load(NATIONAL_ROOT_KID)
+        root = _store(directory, RootAccess(passphrase, pin),
+                      root_token(directory)).load(NATIONAL_ROOT_KID)
     except KeyStoreError as exc:
         raise NationalError("ROOT_UNAVAILABLE", str(exc)) from None
     if jwk_thumbprint(public_jwk(root.public_key)) != registry.root_fingerprint:

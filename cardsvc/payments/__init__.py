@@ -14,7 +14,7 @@ Example::
     from cardsvc.payments.charges import PaymentContext, charge_online
     answer = database.transact(lambda session: charge_online(
         session, pay_code=text, amount_fen=1250, idempotency_key="till1-0042",
-        terminal=terminal, ctx=PaymentContext(keyring), now=now))
+        terminal=terminal, ctx=PaymentContext(keyring, settings.issuer), now=now))
 """
 
 __all__: list[str] = []

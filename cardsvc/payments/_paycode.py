@@ -12,7 +12,7 @@ pay code once, with a unique key written in the same transaction as the debit.
 
 Example::
 
-    trust = authority_trust(session, issuer="CN-YW", now=now)
+    trust = authority_trust(session, issuer=settings.issuer, now=now)
     first = verify_any_status(text, trust=trust, now=now)
     result = verify_live_status(session, text, trust=trust, first=first, now=now)
 """

@@ -13,7 +13,7 @@ CHECK constraint backs the check), and of two charges of one pay code exactly on
 
 Example::
 
-    ctx = PaymentContext(keyring, issuer="CN-YW")
+    ctx = PaymentContext(keyring, issuer=settings.issuer)
     answer = charge_online(session, pay_code=text, amount_fen=1250, idempotency_key="k1",
                            terminal=terminal, ctx=ctx, now=now)
     answer.status_code, answer.body["payment_id"], answer.body["receipt"]
@@ -109,7 +109,7 @@ class PaymentContext:
     """What payments need besides the database: the signing keys and the issuer name."""
 
     keyring: Keyring
-    issuer: str = "CN-YW"
+    issuer: str  # the city code (Settings.issuer), e.g. CN-YW
     # The trust list held in memory between charges (the app holds one); None: read the
     # keys from the database on every charge.
     trust_cache: AuthorityTrustCache | None = None

@@ -2,6 +2,16 @@
 
 ``9`` + ``33`` (Zhejiang) + ISO 3166-1 numeric nationality + birth YYYYMMDD + 3-digit
 sequence + ISO 7064 MOD 11-2 check character.
+
+In a federation (P10) the sequence range 1..999 is split into disjoint blocks per city in
+the national list, so that no two cities ever make the same code: the allocator then
+draws the lowest free number inside the city's own blocks only (``blocks``), never below
+or between them. Without a federation it counts 1..999 per prefix as before.
+
+Example::
+
+    code = allocate_foreigner_code(session, nationality="NGA", birth_date=date(1985, 3, 2),
+                                   blocks=own_sequence_blocks(session, issuer="CN-HZ"))
 """
 
 from __future__ import annotations
@@ -16,6 +26,7 @@ from cardsvc._countries import numeric_code
 from cardsvc.models import CodeSequence, Person
 from cardsvc.services._locking import for_update
 from cardsvc.services.errors import Conflict, NotFound
+from schemas.federation import SequenceBlock
 
 __all__ = ["allocate_foreigner_code", "check_character", "get_person", "is_valid_foreigner_code"]
 
@@ -53,8 +64,18 @@ def get_person(session: Session, *, foreigner_code: str, lock: bool = False) -> 
     return person
 
 
-def allocate_foreigner_code(session: Session, *, nationality: str, birth_date: date) -> str:
-    """Take the next sequence number for this nationality and birth date (row-locked)."""
+def allocate_foreigner_code(
+    session: Session,
+    *,
+    nationality: str,
+    birth_date: date,
+    blocks: tuple[SequenceBlock, ...] | None,
+) -> str:
+    """Take the next sequence number for this nationality and birth date (row-locked).
+
+    ``blocks``: the city's sequence blocks from the held federation list, or None without
+    a federation. Exhausted: FOREIGNER_CODE_EXHAUSTED naming the prefix, nothing taken.
+    """
     prefix = "9" + PROVINCE + numeric_code(nationality) + birth_date.strftime("%Y%m%d")
     dialect = session.get_bind().dialect.name
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
@@ -64,10 +85,35 @@ def allocate_foreigner_code(session: Session, *, nationality: str, birth_date: d
     sequence = session.execute(
         for_update(select(CodeSequence).where(CodeSequence.prefix == prefix))
     ).scalar_one()
-    if sequence.last_value >= _MAX_SEQUENCE:
-        raise Conflict("FOREIGNER_CODE_EXHAUSTED",
-                       "999 people share this nationality and birth date")
-    sequence.last_value += 1
+    if blocks is None:
+        if sequence.last_value >= _MAX_SEQUENCE:
+            raise Conflict("FOREIGNER_CODE_EXHAUSTED",
+                           "999 people share this nationality and birth date", prefix=prefix)
+        value = sequence.last_value + 1
+    else:
+        value = _lowest_free(session, prefix, blocks)
+    sequence.last_value = max(sequence.last_value, value)
     session.flush()
-    body = f"{prefix}{sequence.last_value:03d}"
+    body = f"{prefix}{value:03d}"
     return body + check_character(body)
+
+
+def _lowest_free(session: Session, prefix: str, blocks: tuple[SequenceBlock, ...]) -> int:
+    """The lowest number in ``blocks`` that no person's code with ``prefix`` uses.
+
+    Persons, not the counter, say what is used: a block granted below the counter is
+    filled from its start, and a person who moved here keeps a code from another city's
+    block, which is never ours to take. The caller holds the prefix's row lock.
+    """
+    codes = session.scalars(select(Person.foreigner_code).where(
+        Person.foreigner_code >= f"{prefix}000", Person.foreigner_code <= f"{prefix}999X"))
+    used = {int(code[len(prefix):len(prefix) + 3]) for code in codes}
+    for block in sorted(blocks):
+        for value in range(block.first, block.last + 1):
+            if value not in used:
+                return value
+    granted = ", ".join(f"{block.first}-{block.last}" for block in sorted(blocks)) or "none"
+    raise Conflict("FOREIGNER_CODE_EXHAUSTED",
+                   f"no free sequence number for prefix {prefix} in this city's blocks"
+                   f" ({granted}); ask the national authority for another block (grant-block)",
+                   prefix=prefix)

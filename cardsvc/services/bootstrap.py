@@ -25,6 +25,7 @@ from cardsvc.models import TrustState
 from cardsvc.roles import ALL_ROLES
 from cardsvc.services.audit import Actor, append_audit, create_chain_head
 from cardsvc.services.errors import Invalid, Unavailable
+from cardsvc.services.interchange import create_interchange_key
 from cardsvc.services.officers import create_officer
 from cardsvc.services.status import create_status_list
 from cardsvc.services.timestamp import create_timestamp_key
@@ -173,15 +174,21 @@ def initialise(
             if session.scalar(select(TrustState.id)) is not None:
                 return InitResult(False, root_fingerprint(session), None, generated)
             create_chain_head(session)
-            fingerprint = create_issuer_keys(session, keyring=keyring, now=now)
+            fingerprint = create_issuer_keys(session, keyring=keyring,
+                                             kid_prefix=settings.kid_prefix, now=now)
+            interchange = create_interchange_key(session, keyring=keyring,
+                                                 kid_prefix=settings.kid_prefix, now=now)
             timestamp_key = create_timestamp_key(session, keyring=keyring)
             assert timestamp_key is not None  # a first init has none yet
             create_status_list(session, list_id="1", size=settings.status_list_size, now=now)
             actor = Actor.cli()
             append_audit(session, actor=actor, action="authority.initialised",
                          subject=settings.issuer,
-                         details={"root_fingerprint": fingerprint, "active": "k1",
-                                  "next": "k2", "timestamp": timestamp_key.kid}, now=now)
+                         details={"root_fingerprint": fingerprint,
+                                  "active": f"{settings.kid_prefix}1",
+                                  "next": f"{settings.kid_prefix}2",
+                                  "timestamp": timestamp_key.kid,
+                                  "interchange": interchange}, now=now)
             _, token = create_officer(session, name="admin", roles=ALL_ROLES, actor=actor,
                                       now=now)
             return InitResult(True, fingerprint, token, generated)

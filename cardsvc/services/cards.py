@@ -150,6 +150,11 @@ def issue_card(
     if not 0 <= offline_limit_fen <= MAX_OFFLINE_LIMIT_FEN:
         raise Invalid("INVALID_OFFLINE_LIMIT", "offline limit out of range")
     person = get_person(session, foreigner_code=foreigner_code, lock=True)
+    if person.state == "moved":  # P10: the person belongs to another city now
+        raise Conflict("PERSON_MOVED", f"this person moved to {person.moved_to}",
+                       holding_city=person.moved_to)
+    if person.state == "transfer_pending":  # no card until the move is committed
+        raise Conflict("PERSON_TRANSFER_PENDING", "a move between cities is under way")
     usable = [card for card in person.cards if card.state != "revoked"]
     if usable and not replace_active:
         raise Conflict("ACTIVE_CARD_EXISTS", "this person already holds a usable card",

@@ -19,6 +19,7 @@ __all__ = [
     "Invalid",
     "NotFound",
     "PaymentRefused",
+    "TooManyRequests",
     "Unauthenticated",
     "Unavailable",
 ]
@@ -82,3 +83,9 @@ class Unavailable(DomainError):
     """The authority cannot do this now, e.g. not initialised (503)."""
 
     status = 503
+
+
+class TooManyRequests(DomainError):
+    """A caller exceeded its rate (429)."""
+
+    status = 429

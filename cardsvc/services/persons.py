@@ -4,7 +4,8 @@ Example::
 
     outcome = enrol_person(session, details=PersonDetails("OKAFOR", "Chinedu", "NGA",
                            date(1985, 3, 2), "M"), passport=PassportDetails("A1234567", "NGA",
-                           date(2030, 1, 1)), actor=actor, now=now)
+                           date(2030, 1, 1)), actor=actor, now=now,
+                           issuer=settings.issuer)
     outcome.person.foreigner_code, outcome.created     # ('933566198503020013', True)
 """
 
@@ -17,6 +18,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from cardsvc.federation.state import own_sequence_blocks
 from cardsvc.models import Passport, Person, Portrait
 from cardsvc.services import _validate as check
 from cardsvc.services._foreigner_code import allocate_foreigner_code, get_person
@@ -37,6 +39,7 @@ __all__ = [
     "find_by_passport",
     "get_person",
     "likely_duplicates",
+    "passport_known",
     "portrait_bytes",
     "record_passport",
     "set_portrait",
@@ -116,6 +119,12 @@ def find_by_passport(session: Session, *, number: str, country: str) -> Person:
     return passport.person
 
 
+def passport_known(session: Session, *, number: str, country: str) -> bool:
+    """Whether any person here holds or held this passport."""
+    return _passport(session, check.clean_passport_number(number),
+                     check.country(country, field="country")) is not None
+
+
 def likely_duplicates(session: Session, *, details: PersonDetails) -> list[Candidate]:
     """Persons of the same nationality and birth date whose name is similar."""
     key = name_key(details.surname, details.given_names)
@@ -146,8 +155,13 @@ def enrol_person(
     portrait_max_bytes: int = 2 * 1024 * 1024,
     link_to: str | None = None,
     confirm_new: bool = False,
+    issuer: str,
 ) -> Enrolment:
     """Resolve identity, then enrol.
+
+    ``issuer`` is this city's code: in a federation, a new person's code is drawn from the
+    city's sequence blocks in the held federation list (FOREIGNER_CODE_EXHAUSTED when they
+    are full, or when the list does not name the city).
 
     An exact match on any past or present passport returns that person. Otherwise a
     likely match raises Conflict POSSIBLE_DUPLICATE with candidates, unless the officer
@@ -194,8 +208,9 @@ def enrol_person(
                            candidates=[candidate.as_dict() for candidate in candidates])
     try:
         with session.begin_nested():
-            code = allocate_foreigner_code(session, nationality=details.nationality,
-                                           birth_date=details.birth_date)
+            code = allocate_foreigner_code(
+                session, nationality=details.nationality, birth_date=details.birth_date,
+                blocks=own_sequence_blocks(session, issuer=issuer))
             person = Person(foreigner_code=code, surname=details.surname,
                             given_names=details.given_names, nationality=details.nationality,
                             birth_date=details.birth_date, sex=details.sex,

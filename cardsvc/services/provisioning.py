@@ -54,7 +54,7 @@ class SigningContext:
     """What signing a bundle needs besides the database."""
 
     keyring: Keyring
-    issuer: str = "CN-YW"
+    issuer: str  # the city code (Settings.issuer), e.g. CN-YW
     credential_lifetime_days: int = 30
     status_list_size: int = 131_072
 
@@ -102,7 +102,7 @@ def redeem_provisioning_code(
     card = session.scalar(for_update(select(Card).where(Card.id == consumed[0])))
     assert card is not None
     if card.state == "revoked":
-        raise Conflict("CARD_REVOKED", "this card is revoked")
+        raise Conflict("CARD_REVOKED", "this card is revoked", reason=card.state_reason)
     bundle = _bind_and_sign(session, card, device_key, signing=signing, now=now,
                             new_index=card.device_key is not None)
     append_audit(session, actor=Actor.wallet(), action="card.provisioned",
@@ -139,7 +139,7 @@ def refresh_bundle(
     if card.device_key != unverified_device_key:
         raise Forbidden("DEVICE_NOT_BOUND", "this device does not hold this card")
     if card.state == "revoked":
-        raise Conflict("CARD_REVOKED", "this card is revoked")
+        raise Conflict("CARD_REVOKED", "this card is revoked", reason=card.state_reason)
     # New personal data gets a new index, so the old bundle's index can be revoked.
     bundle = _bind_and_sign(session, card, unverified_device_key, signing=signing, now=now,
                             new_index=card.bundle_version != card.data_version)

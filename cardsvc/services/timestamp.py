@@ -11,7 +11,7 @@ Example::
 
     create_timestamp_key(session, keyring=keyring)          # at init (audited with it)
     ensure_timestamp_key(session, keyring=keyring, actor=Actor.cli(), now=now)  # on start
-    signed = signed_timestamp(session, keyring=keyring, issuer="CN-YW", now=now,
+    signed = signed_timestamp(session, keyring=keyring, issuer=settings.issuer, now=now,
                               lifetime_seconds=43_200)   # names the lists as last signed
 """
 

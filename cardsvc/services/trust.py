@@ -2,7 +2,9 @@
 
 Private keys live in the encrypted key store (``data_dir/keys``); public keys, states and
 validity windows live in the database, so every process sees a rotation at once. Issuer
-kids are short and sequential (k1, k2, ...) because the kid travels in every QR code.
+kids are short and sequential (k1, k2, ...) because the kid travels in every QR code; the
+letters are the city's ``CARDSVC_KID_PREFIX`` (Hangzhou ``h1``, ``h2``), so that kids are
+unique nationally (docs/FEDERATION.md).
 A key that stops signing (retired or compromised) has its private part destroyed once that
 change commits, and leaves the published trust list once all its credentials have expired
 (``keys.published_keys``); its row stays for the record.
@@ -10,8 +12,9 @@ change commits, and leaves the published trust list once all its credentials hav
 Example::
 
     keyring = Keyring(KeyStore(settings.keys_dir, passphrase=passphrase))
-    rotate_keys(session, keyring=keyring, actor=Actor.cli(), now=now)   # k2 active, k3 next
-    trust = signed_trust_list(session, keyring=keyring, issuer="CN-YW", now=now,
+    rotate_keys(session, keyring=keyring, kid_prefix=settings.kid_prefix, actor=Actor.cli(),
+                now=now)                                   # k2 active, k3 next
+    trust = signed_trust_list(session, keyring=keyring, issuer=settings.issuer, now=now,
                               lifetime_seconds=30 * 86400)
 """
 
@@ -19,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import re
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -28,7 +32,7 @@ from sqlalchemy import event, select
 from sqlalchemy.orm import Session
 
 import keys as keylib
-from cardsvc.models import IssuerKeyRecord, TimestampState, TrustState
+from cardsvc.models import InterchangeKeyRecord, IssuerKeyRecord, TimestampState, TrustState
 from cardsvc.services import _published
 from cardsvc.services._locking import for_update
 from cardsvc.services.audit import Actor, append_audit
@@ -48,6 +52,7 @@ __all__ = [
     "compromise_key",
     "create_issuer_keys",
     "issuer_keys",
+    "published_interchange_keys",
     "root_fingerprint",
     "rotate_keys",
     "set_alg_cutover",
@@ -64,6 +69,8 @@ ROOT_KID = "root"
 # letting it sign for one more minute costs nothing.
 RETIREMENT_GRACE_SECONDS = 60
 _TRUST_ROW = 1
+_KID_PREFIX = re.compile(r"[a-z]{1,3}")
+_KID = re.compile(r"[a-z]{1,3}([1-9][0-9]{0,8})")
 
 
 class Keyring:
@@ -167,6 +174,15 @@ def issuer_keys(session: Session) -> tuple[IssuerKey, ...]:
                            row.valid_until) for row in rows)
 
 
+def published_interchange_keys(session: Session, *, now: int) -> tuple[IssuerKey, ...]:
+    """The interchange keys the trust list publishes as ``ik`` (P10): every one not yet
+    past its window, oldest first (cardsvc.services.interchange manages them)."""
+    rows = session.scalars(select(InterchangeKeyRecord).order_by(InterchangeKeyRecord.seq))
+    return tuple(IssuerKey(row.kid, row.public_key, KeyState(row.state), row.valid_from,
+                           row.valid_until) for row in rows
+                 if row.valid_until is None or row.valid_until > now)
+
+
 def timestamp_keys(session: Session) -> tuple[TimestampKey, ...]:
     """The keys the trust list delegates the timestamp role to (P8.5; none before it)."""
     row = session.get(TimestampState, 1)
@@ -223,16 +239,21 @@ def root_fingerprint(session: Session) -> str:
     return state.root_fingerprint
 
 
-def create_issuer_keys(session: Session, *, keyring: Keyring, now: datetime) -> str:
-    """At init: root (kept if the store has one), k1 active, k2 next; returns the fingerprint."""
+def create_issuer_keys(
+    session: Session, *, keyring: Keyring, kid_prefix: str, now: datetime
+) -> str:
+    """At init: root (kept if the store has one), k1 active, k2 next (with the city's
+    prefix: h1, h2); returns the fingerprint."""
     try:
         root = keyring.root()
     except Unavailable:
         root = keyring.generate_root()
     fingerprint = keylib.jwk_thumbprint(keylib.public_jwk(root.public_key))
-    first, second = keyring.generate("k1"), keyring.generate("k2")
-    keyset = keylib.initial_keys(active_kid="k1", active_pub=first.public_key, next_kid="k2",
-                                 next_pub=second.public_key, now=_epoch(now))
+    first = keyring.generate(f"{kid_prefix}1")
+    second = keyring.generate(f"{kid_prefix}2")
+    keyset = keylib.initial_keys(active_kid=first.kid, active_pub=first.public_key,
+                                 next_kid=second.kid, next_pub=second.public_key,
+                                 now=_epoch(now))
     _store_keys(session, keyset, now=now)
     # A new authority has no EdDSA credential to honour: it signs Ed25519 from the start.
     session.add(TrustState(id=_TRUST_ROW, version=0, signed_jwt=None, signed_version=0,
@@ -242,7 +263,9 @@ def create_issuer_keys(session: Session, *, keyring: Keyring, now: datetime) -> 
     return fingerprint
 
 
-def rotate_keys(session: Session, *, keyring: Keyring, actor: Actor, now: datetime) -> str:
+def rotate_keys(
+    session: Session, *, keyring: Keyring, kid_prefix: str, actor: Actor, now: datetime
+) -> str:
     """Next -> active, active -> retired, and a new next key published; returns the new active kid.
 
     The new next key is written to the key store before the database commits; if the
@@ -253,7 +276,7 @@ def rotate_keys(session: Session, *, keyring: Keyring, actor: Actor, now: dateti
     keyset = issuer_keys(session)
     current = keylib.active_key(keyset).kid if any(
         key.state is KeyState.ACTIVE for key in keyset) else None
-    new_kid = _next_kid(session)
+    new_kid = _next_kid(session, kid_prefix)
     new_key = keyring.generate(new_kid)
     try:
         rotated = keylib.rotate(keyset, new_next_kid=new_kid, new_next_pub=new_key.public_key,
@@ -276,7 +299,8 @@ def rotate_keys(session: Session, *, keyring: Keyring, actor: Actor, now: dateti
 
 
 def compromise_key(
-    session: Session, *, kid: str, keyring: Keyring, actor: Actor, now: datetime
+    session: Session, *, kid: str, keyring: Keyring, kid_prefix: str, actor: Actor,
+    now: datetime
 ) -> tuple[IssuerKey, ...]:
     """Mark a key compromised: nothing it signed verifies any more.
 
@@ -290,10 +314,10 @@ def compromise_key(
     if kid not in by_kid:
         raise NotFound("KEY_NOT_FOUND", f"no issuer key {kid!r}")
     if by_kid[kid].state is KeyState.ACTIVE:
-        rotate_keys(session, keyring=keyring, actor=actor, now=now)
+        rotate_keys(session, keyring=keyring, kid_prefix=kid_prefix, actor=actor, now=now)
         keyset = issuer_keys(session)
     elif by_kid[kid].state is KeyState.NEXT:
-        replacement = _next_kid(session)
+        replacement = _next_kid(session, kid_prefix)
         signer = keyring.generate(replacement)
         keyset = (*keyset, IssuerKey(replacement, signer.public_key, KeyState.NEXT,
                                      _epoch(now)))
@@ -357,7 +381,9 @@ def signed_trust_list(
                                  keylib.published_keys(keyset, now=epoch),
                                  timestamp_keys(session), alg_cutover=cutover,
                                  # a verifier must understand Ed25519 once it is announced
-                                 format_version=1 if cutover is None else FORMAT_VERSION)
+                                 format_version=1 if cutover is None else FORMAT_VERSION,
+                                 interchange_keys=published_interchange_keys(session,
+                                                                             now=epoch))
         state.signed_jwt = keylib.sign_trust_list(claims, root,
                                                   alg=claims.signing_alg(epoch))
         state.signed_version, state.issued_at = state.version, epoch
@@ -414,9 +440,20 @@ def _lock_trust_state(session: Session) -> TrustState:
     return state
 
 
-def _next_kid(session: Session) -> str:
+def _next_kid(session: Session, kid_prefix: str) -> str:
+    """The city's prefix and one above the highest number any issuer key had (so a city
+    that changed its prefix never reuses a number)."""
+    if not _KID_PREFIX.fullmatch(kid_prefix):
+        raise ValueError(f"bad kid prefix {kid_prefix!r}")
     highest = session.scalar(select(IssuerKeyRecord.seq).order_by(IssuerKeyRecord.seq.desc()))
-    return f"k{(highest or 0) + 1}"
+    return f"{kid_prefix}{(highest or 0) + 1}"
+
+
+def _kid_number(kid: str) -> int:
+    found = _KID.fullmatch(kid)
+    if found is None:
+        raise ValueError(f"issuer kid {kid!r} is not letters and a number")
+    return int(found.group(1))
 
 
 def _store_keys(session: Session, keyset: tuple[IssuerKey, ...], *, now: datetime) -> None:
@@ -424,7 +461,7 @@ def _store_keys(session: Session, keyset: tuple[IssuerKey, ...], *, now: datetim
     for key in keyset:
         row = session.get(IssuerKeyRecord, key.kid)
         if row is None:
-            session.add(IssuerKeyRecord(kid=key.kid, seq=int(key.kid[1:]),
+            session.add(IssuerKeyRecord(kid=key.kid, seq=_kid_number(key.kid),
                                         public_key=key.public_key, state=key.state.value,
                                         valid_from=key.valid_from, valid_until=key.valid_until,
                                         created_at=now))

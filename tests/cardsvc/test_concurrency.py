@@ -9,15 +9,19 @@ from datetime import date
 from typing import TypeVar
 
 from cardsvc_kit import Authority
+from federation_kit import NATIONAL_FINGERPRINT, federation, federation_jwt, yiwu
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from cardsvc.db import Database
+from cardsvc.federation import accept_federation_list
 from cardsvc.models import Card, Passport, Person, StatusEntry
 from cardsvc.services import cards, persons
 from cardsvc.services.audit import Actor, verify_chain
+from cardsvc.services.errors import DomainError
 from schemas import StatusListClaims
 from schemas._jose import parse_json_object, split_compact
+from schemas.federation import SequenceBlock
 
 T = TypeVar("T")
 
@@ -57,7 +61,8 @@ def test_fifty_simultaneous_enrolments_of_one_passport_make_one_person(
     def enrol(_: int) -> tuple[str, bool]:
         outcome = database.transact(lambda session: persons.enrol_person(
             session, details=details, passport=passport, actor=Actor.cli(),
-            now=authority.clock(), confirm_new=False))
+            now=authority.clock(), confirm_new=False,
+            issuer=authority.settings.issuer))
         return outcome.person.foreigner_code, outcome.created
 
     try:
@@ -86,7 +91,8 @@ def test_simultaneous_enrolments_of_different_people_get_distinct_codes(
             session, details=persons.PersonDetails(f"TWIN{i}", "Same", "IND",
                                                    date(1995, 5, 5), "F"),
             passport=persons.PassportDetails(f"T{i:08d}", "IND", date(2031, 1, 1)),
-            actor=Actor.cli(), now=authority.clock(), confirm_new=True)).person.foreigner_code
+            actor=Actor.cli(), now=authority.clock(), confirm_new=True,
+            issuer=authority.settings.issuer)).person.foreigner_code
 
     try:
         codes = _all_at_once(20, enrol)
@@ -94,6 +100,40 @@ def test_simultaneous_enrolments_of_different_people_get_distinct_codes(
         database.dispose()
     assert sorted(c[14:17] for c in codes if isinstance(c, str)) == [
         f"{n:03d}" for n in range(1, 21)]
+
+
+def test_simultaneous_enrolments_in_a_federation_stay_in_the_city_block(
+    authority: Authority,
+) -> None:
+    """Twenty registrars at once, ten numbers in the block: ten distinct codes inside it,
+    ten clear refusals, nothing taken twice or outside the block."""
+    blocks = (SequenceBlock(301, 305), SequenceBlock(601, 605))
+    jwt = federation_jwt(federation(yiwu(sequence_blocks=blocks)))
+    authority.database.transact(lambda session: accept_federation_list(
+        session, unverified_jwt=jwt, pinned_root=NATIONAL_FINGERPRINT,
+        now=authority.clock.epoch))
+    database = _database(authority, 20)
+
+    def enrol(i: int) -> str:
+        return database.transact(lambda session: persons.enrol_person(
+            session, details=persons.PersonDetails(f"BLOCK{i}", "Same", "IND",
+                                                   date(1995, 5, 5), "F"),
+            passport=persons.PassportDetails(f"B{i:08d}", "IND", date(2031, 1, 1)),
+            actor=Actor.cli(), now=authority.clock(), confirm_new=True,
+            issuer=authority.settings.issuer)).person.foreigner_code
+
+    try:
+        results = _all_at_once(20, enrol)
+    finally:
+        database.dispose()
+    codes = sorted(int(c[14:17]) for c in results if isinstance(c, str))
+    assert codes == [301, 302, 303, 304, 305, 601, 602, 603, 604, 605]
+    refusals = [r for r in results if not isinstance(r, str)]
+    assert len(refusals) == 10
+    assert all(isinstance(r, DomainError) and r.code == "FOREIGNER_CODE_EXHAUSTED"
+               for r in refusals)
+    with authority.database.sessions() as session:
+        assert session.scalar(select(func.count()).select_from(Person)) == 10
 
 
 def test_hundred_simultaneous_revocations_match_the_status_list(authority: Authority) -> None:
@@ -106,7 +146,8 @@ def test_hundred_simultaneous_revocations_match_the_status_list(authority: Autho
                 session, details=persons.PersonDetails(f"HOLDER{i}", "Test", "KEN",
                                                        date(1980, 1, 1 + i % 28), "F"),
                 passport=persons.PassportDetails(f"K{i:08d}", "KEN", date(2031, 1, 1)),
-                actor=Actor.cli(), now=now, confirm_new=True).person
+                actor=Actor.cli(), now=now, confirm_new=True,
+                issuer=authority.settings.issuer).person
             numbers.append(cards.issue_card(
                 session, foreigner_code=person.foreigner_code, entitlements=["healthcare"],
                 valid_until=date(2030, 1, 1), actor=Actor.cli(), now=now).card.card_number)

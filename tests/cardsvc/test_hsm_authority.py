@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import subprocess
 import tarfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,6 +19,7 @@ import pytest
 from kit.processes import PYTHON, CardsvcServer, clean_env, run_cli
 
 from verifier import verify_trust_list
+from verifier.federation import verify_federation_list
 
 MODULE = "/usr/lib/softhsm/libsofthsm2.so"
 ISSUER_PIN, ROOT_PIN = "112233", "445566"
@@ -135,3 +137,64 @@ def test_a_token_that_does_not_open_is_a_clear_refusal(
         answer = run_cli("cardsvc", "init", "--data-dir", str(data), *args, env=env)
         assert answer.returncode in (1, 2) and code in answer.stderr, (args, answer.stderr)
         assert "Traceback" not in answer.stderr
+
+
+NATIONAL_PIN = "778899"
+NATIONAL_KEYS = f"pkcs11:token=national-root;module-path={MODULE}"
+
+
+def _city_trust_list(env: dict[str, str], data: Path) -> str:
+    """A city's root-signed trust list, signed by a process of its own."""
+    signed = subprocess.run(
+        [str(PYTHON), "-c",
+         "import sys; from datetime import UTC, datetime; from pathlib import Path;"
+         "from cardsvc.db import Database; from cardsvc.settings import get_settings;"
+         "from cardsvc.services.bootstrap import open_keyring;"
+         "from cardsvc.services.trust import signed_trust_list;"
+         "s = get_settings(data_dir=Path(sys.argv[1])); k = open_keyring(s);"
+         "db = Database.from_settings(s);"
+         "print(db.transact(lambda x: signed_trust_list(x, keyring=k, issuer=s.issuer,"
+         " now=datetime.now(UTC), lifetime_seconds=30 * 86400)).jwt)", str(data)],
+        capture_output=True, text=True, env=env, check=True)
+    return signed.stdout.strip()
+
+
+def test_the_national_root_lives_in_a_token_plugged_in_only_to_publish(
+    softhsm: dict[str, str], tmp_path: Path
+) -> None:
+    subprocess.run(["softhsm2-util", "--init-token", "--free", "--label", "national-root",
+                    "--so-pin", "13579", "--pin", NATIONAL_PIN], check=True,
+                   capture_output=True, env=softhsm)
+    national = tmp_path / "national"
+    plugged = {**softhsm, "FMC_NATIONAL_PIN": NATIONAL_PIN}
+    made = run_cli("cardsvc", "national", "init", "--dir", str(national), "--keys",
+                   NATIONAL_KEYS, env=plugged)
+    assert made.returncode == 0, made.stderr
+    fingerprint = made.stdout.split("national root fingerprint:")[1].split()[0]
+    assert not (national / "keys").exists()  # no key file: only the token's URI is kept
+    assert _token_kids(softhsm, NATIONAL_KEYS, NATIONAL_PIN) == ["national-root"]
+
+    city = tmp_path / "city"
+    assert run_cli("cardsvc", "init", "--data-dir", str(city), env=softhsm).returncode == 0
+    city_fp = run_cli("cardsvc", "init", "--data-dir", str(city), env=softhsm
+                      ).stdout.split("root fingerprint:")[1].split()[0]
+    trust_file = tmp_path / "yw-trust.jwt"
+    trust_file.write_text(_city_trust_list(softhsm, city))
+    added = run_cli("cardsvc", "national", "add-issuer", "--dir", str(national), "--code",
+                    "CN-YW", "--name-en", "Yiwu", "--name-zh", "义乌", "--trust-list",
+                    str(trust_file), "--city-root-fingerprint", city_fp, "--status-url",
+                    "https://yw.example/v1/status-lists", "--api-url", "https://yw.example",
+                    env=softhsm)
+    assert added.returncode == 0, added.stderr
+
+    out = tmp_path / "federation.jwt"
+    unplugged = run_cli("cardsvc", "national", "publish", "--dir", str(national), "--out",
+                        str(out), env=softhsm)
+    assert unplugged.returncode == 2 and "NO_PIN" in unplugged.stderr
+    assert not out.exists()
+    published = run_cli("cardsvc", "national", "publish", "--dir", str(national), "--out",
+                        str(out), env=plugged)
+    assert published.returncode == 0, published.stderr
+    claims = verify_federation_list(out.read_text().strip(), pinned_root_fingerprint=fingerprint,
+                                    now=int(time.time()), held=None)
+    assert [entry.code for entry in claims.issuers] == ["CN-YW"]

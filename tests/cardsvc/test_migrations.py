@@ -20,7 +20,9 @@ def test_the_migrated_schema_is_the_models_schema(tmp_path: Path) -> None:
 
 def _revisions() -> list[tuple[str, str]]:
     script = ScriptDirectory.from_config(alembic_config("sqlite://"))
-    return [(rev.revision, rev.down_revision or "base")
+    # A merge step (two parents, while branches meet) goes down to its first parent.
+    return [(rev.revision, rev.down_revision if isinstance(rev.down_revision, str)
+             else rev.down_revision[0])
             for rev in script.walk_revisions() if rev.down_revision is not None]
 
 

@@ -100,7 +100,8 @@ def test_a_compromised_key_fails_its_credentials(authority: Authority) -> None:
 
     keyring = open_keyring(authority.settings)
     authority.database.transact(lambda session: compromise_key(
-        session, kid="k1", keyring=keyring, actor=Actor.cli(), now=authority.clock()))
+        session, kid="k1", keyring=keyring, kid_prefix="k",
+        actor=Actor.cli(), now=authority.clock()))
     trust = _trust(authority)
     assert trust.keys_by_kid["k1"].state is KeyState.COMPROMISED
     assert trust.keys_by_kid["k2"].state is KeyState.ACTIVE

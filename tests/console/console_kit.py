@@ -89,7 +89,7 @@ class Authority:
                     session, details=PersonDetails(f"TRADER{number:03d}", "Seed", "TUR",
                                                    date(1950 + number, 1, 1), "F"),
                     passport=PassportDetails(f"S{number:07d}", "TUR", date(2032, 1, 1)),
-                    actor=Actor.cli(), now=self.clock.now)
+                    actor=Actor.cli(), now=self.clock.now, issuer=self.settings.issuer)
 
         self.database.transact(work)
 

@@ -46,8 +46,8 @@ def build() -> dict[str, Any]:
             "yiwu_root_seed_hex": ROOT.seed.hex(),
             "yiwu_k1_seed_hex": ISSUER_KEY.seed.hex(),
             "hangzhou_root_seed_hex": HANGZHOU_ROOT.seed.hex(),
-            "hangzhou_k1_seed_hex": HANGZHOU_KEY.seed.hex(),
-            "hangzhou_k7_seed_hex": HANGZHOU_ONLY_KEY.seed.hex(),
+            "hangzhou_h1_seed_hex": HANGZHOU_KEY.seed.hex(),
+            "hangzhou_h7_seed_hex": HANGZHOU_ONLY_KEY.seed.hex(),
         },
         "federation_lists": [
             {"name": "v1, both cities active", "jwt": federation_jwt(first),
@@ -62,10 +62,17 @@ def build() -> dict[str, Any]:
         ],
         "resolve": [
             {"list": 0, "iss": "CN-YW", "kid": "k1", "code": "OK"},
-            {"list": 0, "iss": "CN-HZ", "kid": "k1", "code": "OK"},
-            {"list": 0, "iss": "CN-YW", "kid": "k7", "code": "UNKNOWN_KEY"},
+            {"list": 0, "iss": "CN-HZ", "kid": "h1", "code": "OK"},
+            {"list": 0, "iss": "CN-YW", "kid": "h7", "code": "UNKNOWN_KEY"},
             {"list": 0, "iss": "CN-NB", "kid": "k1", "code": "ISSUER_UNKNOWN"},
-            {"list": 1, "iss": "CN-HZ", "kid": "k1", "code": "ISSUER_SUSPENDED"},
+            {"list": 1, "iss": "CN-HZ", "kid": "h1", "code": "ISSUER_SUSPENDED"},
+        ],
+        "resolve_by_kid": [
+            {"list": 0, "kid": "k1", "issuer": "CN-YW", "code": "OK"},
+            {"list": 0, "kid": "h1", "issuer": "CN-HZ", "code": "OK"},
+            {"list": 0, "kid": "x1", "issuer": None, "code": "UNKNOWN_KEY"},
+            {"list": 1, "kid": "h1", "issuer": None, "code": "ISSUER_SUSPENDED"},
+            {"list": 1, "kid": "k1", "issuer": "CN-YW", "code": "OK"},
         ],
     }
 

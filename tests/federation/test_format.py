@@ -98,6 +98,7 @@ MALFORMED: list[tuple[str, Callable[[Payload], object]]] = [
     ("key of another curve", _entry(lambda e: e["keys"][0].__setitem__("crv", "X25519"))),
     ("key of unknown state", _entry(lambda e: e["keys"][0].__setitem__("state", "spare"))),
     ("duplicate kid within an issuer", _entry(lambda e: e["keys"].append(e["keys"][0]))),
+    ("kid used by two issuers", lambda p: p["issuers"][1]["keys"][0].__setitem__("kid", "k1")),
     ("status_url ftp", _entry(_set("status_url", "ftp://yw.example.cn/s"))),
     ("status_url javascript", _entry(_set("status_url", "javascript:alert(1)"))),
     ("status_url without host", _entry(_set("status_url", "https:///s"))),

@@ -18,7 +18,7 @@ from cardsvc.settings import get_settings
 from schemas.federation import FederationClaims, IssuerState, SequenceBlock
 from verifier.federation import resolve_issuer_key, verify_federation_list
 
-_NAMES_ZH = {"CN-YW": "义乌", "CN-HZ": "杭州"}
+_NAMES_ZH = {"CN-YW": "义乌", "CN-HZ": "杭州", "CN-NB": "宁波"}
 PASSPHRASE = "national test passphrase"
 
 
@@ -48,8 +48,10 @@ def _write_trust_list(city_dir: Path, code: str, out: Path) -> Path:
     return out
 
 
-def _city(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, code: str) -> City:
+def _city(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, code: str,
+          prefix: str | None = None) -> City:
     monkeypatch.setenv("CARDSVC_ISSUER", code)
+    monkeypatch.setenv("CARDSVC_KID_PREFIX", prefix or ("h" if code == "CN-HZ" else "k"))
     data_dir = tmp_path / code
     exit_code, output = _run("init", "--data-dir", str(data_dir))
     assert exit_code == 0, output
@@ -103,11 +105,13 @@ def test_init_add_publish_suspend(tmp_path: Path, cities: tuple[City, City]) -> 
     first = _publish(national, out, pin, None)
     assert first.version == 1
     assert [e.code for e in first.issuers] == ["CN-YW", "CN-HZ"]
+    # each city's interchange key is copied from its trust list (P10, ``ik``)
+    assert [[k.kid for k in e.interchange_keys] for e in first.issuers] == [["ki1"], ["hi1"]]
     assert first.issuers_by_code["CN-YW"].sequence_blocks == (SequenceBlock(1, 100),)
     assert first.issuers_by_code["CN-HZ"].sequence_blocks == (SequenceBlock(101, 200),)
-    # Both cities call their first key k1: only iss tells them apart.
+    # Kids are unique nationally: Yiwu mints k1, Hangzhou h1.
     _, yiwu_k1 = resolve_issuer_key(first, unverified_issuer="CN-YW", unverified_kid="k1")
-    _, hangzhou_k1 = resolve_issuer_key(first, unverified_issuer="CN-HZ", unverified_kid="k1")
+    _, hangzhou_k1 = resolve_issuer_key(first, unverified_issuer="CN-HZ", unverified_kid="h1")
     assert yiwu_k1.public_key != hangzhou_k1.public_key
 
     exit_code, output = _run("national", "suspend-issuer", "--dir", str(national),
@@ -204,3 +208,67 @@ def test_add_issuer_pulls_the_trust_list_from_a_serving_city(
         _expect("BAD_RESPONSE", 1, _add(national, replace(yiwu, trust_list_file=f"{url}/nope")))
         exit_code, output = _add(national, replace(yiwu, trust_list_file=f"{url}/v1/trust-list"))
     assert exit_code == 0 and re.search(r"k1 active", output), output
+
+
+def test_a_kid_another_city_uses_is_refused(
+    tmp_path: Path, cities: tuple[City, City], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Kids are unique nationally: a city that kept the default prefix ``k`` beside Yiwu
+    is refused at add-issuer and at update-issuer, and nothing is kept."""
+    yiwu, hangzhou = cities
+    national = tmp_path / "national"
+    assert _run("national", "init", "--dir", str(national))[0] == 0
+    assert _add(national, yiwu)[0] == 0
+    ningbo = _city(tmp_path, monkeypatch, "CN-NB", prefix="k")
+    before = (national / "registry.json").read_bytes()
+    _expect("KID_IN_USE", 1, _add(national, ningbo))
+    assert (national / "registry.json").read_bytes() == before
+    # Hangzhou rotates (h3 next); Yiwu rotates once with the prefix h by mistake: h3.
+    assert _add(national, hangzhou)[0] == 0
+    for city, prefix in ((hangzhou, "h"), (yiwu, "h")):
+        monkeypatch.setenv("CARDSVC_KID_PREFIX", prefix)
+        exit_code, output = _run("keys", "rotate", "--data-dir", str(city.data_dir))
+        assert exit_code == 0 and "h3" in output, output
+        _write_trust_list(city.data_dir, city.code, Path(city.trust_list_file))
+    assert _run("national", "update-issuer", "--dir", str(national), "--code", "CN-HZ")[0] == 0
+    before = (national / "registry.json").read_bytes()
+    _expect("KID_IN_USE", 1, _run("national", "update-issuer", "--dir", str(national),
+                                  "--code", "CN-YW"))
+    assert (national / "registry.json").read_bytes() == before
+
+
+def test_grant_block(tmp_path: Path, cities: tuple[City, City]) -> None:
+    yiwu, hangzhou = cities
+    national = tmp_path / "national"
+    assert _run("national", "init", "--dir", str(national))[0] == 0
+    assert _add(national, yiwu)[0] == 0
+    assert _add(national, hangzhou)[0] == 0
+
+    def grant(code: str, *extra: str) -> tuple[int, str]:
+        return _run("national", "grant-block", "--dir", str(national), "--code", code, *extra)
+
+    # Hangzhou's next block follows its own: the two merge into one.
+    exit_code, output = grant("CN-HZ", "--block-size", "50")
+    assert exit_code == 0 and "sequence: 101-250" in output, output
+    exit_code, output = grant("CN-YW")
+    assert exit_code == 0 and "sequence: 1-100, 251-350" in output, output
+    before = (national / "registry.json").read_bytes()
+    _expect("BAD_BLOCK_SIZE", 1, grant("CN-YW", "--block-size", "0"))
+    _expect("SEQUENCE_EXHAUSTED", 1, grant("CN-YW", "--block-size", "700"))
+    _expect("ISSUER_NOT_FOUND", 1, grant("CN-NB"))
+    assert (national / "registry.json").read_bytes() == before
+    for _ in range(6):  # alternate, so no grant extends a block: eight blocks for Yiwu
+        assert grant("CN-HZ", "--block-size", "5")[0] == 0
+        assert grant("CN-YW", "--block-size", "5")[0] == 0
+    # The next free run follows Yiwu's last block, so it extends it; after one more for
+    # Hangzhou it would be a ninth block.
+    assert grant("CN-YW", "--block-size", "5")[0] == 0
+    assert grant("CN-HZ", "--block-size", "5")[0] == 0
+    before = (national / "registry.json").read_bytes()
+    _expect("TOO_MANY_BLOCKS", 1, grant("CN-YW", "--block-size", "5"))
+    assert (national / "registry.json").read_bytes() == before
+    assert _run("national", "remove-issuer", "--dir", str(national), "--code", "CN-HZ")[0] == 0
+    _expect("ISSUER_REMOVED", 1, grant("CN-HZ"))
+    out = tmp_path / "federation.jwt"
+    exit_code, output = _run("national", "publish", "--dir", str(national), "--out", str(out))
+    assert exit_code == 0, output

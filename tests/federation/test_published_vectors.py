@@ -11,7 +11,7 @@ from federation_vector_builder import VECTORS_PATH, render
 from schemas import ResultCode
 from schemas.codes import FmcError
 from schemas.federation import FederationClaims
-from verifier.federation import resolve_issuer_key, verify_federation_list
+from verifier.federation import resolve_issuer_key, resolve_key_by_kid, verify_federation_list
 
 PUBLISHED: dict[str, Any] = json.loads(VECTORS_PATH.read_text())
 PIN = PUBLISHED["keys"]["national_root_fingerprint"]
@@ -48,3 +48,14 @@ def test_resolve_case(case: dict[str, Any]) -> None:
         assert refused.code is ResultCode(case["code"])
         return
     assert ResultCode(case["code"]) is ResultCode.OK
+
+
+@pytest.mark.parametrize("case", PUBLISHED["resolve_by_kid"],
+                         ids=lambda c: f"{c['list']}/{c['kid']}")
+def test_resolve_by_kid_case(case: dict[str, Any]) -> None:
+    try:
+        entry, _ = resolve_key_by_kid(_verified(case["list"]), unverified_kid=case["kid"])
+    except FmcError as refused:
+        assert refused.code is ResultCode(case["code"])
+        return
+    assert ResultCode(case["code"]) is ResultCode.OK and entry.code == case["issuer"]

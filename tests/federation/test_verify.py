@@ -22,7 +22,12 @@ from schemas.codes import FmcError
 from schemas.federation import FederationClaims, IssuerState
 from support import DEVICE, NOW, ROOT_FINGERPRINT, World, credential
 from verifier import POLICIES, MemoryReplayCache, verify_presentation
-from verifier.federation import resolve_issuer_key, verify_federation_list
+from verifier.federation import (
+    resolve_issuer_key,
+    resolve_key_by_kid,
+    trust_for,
+    verify_federation_list,
+)
 from verifier.trust import VerifierState, verify_status_list
 
 
@@ -113,22 +118,22 @@ def _resolve(claims: FederationClaims, issuer: str, kid: str) -> ResultCode:
     return ResultCode.OK
 
 
-COMPROMISED_HZ = hangzhou(keys=(IssuerKey("k1", HANGZHOU_KEY.public_key, KeyState.COMPROMISED,
+COMPROMISED_HZ = hangzhou(keys=(IssuerKey("h1", HANGZHOU_KEY.public_key, KeyState.COMPROMISED,
                                           NOW - 30 * 86_400),))
 RESOLVE: list[tuple[str, FederationClaims, str, str, ResultCode]] = [
     ("Yiwu k1", federation(), "CN-YW", "k1", ResultCode.OK),
-    ("Hangzhou k1", federation(), "CN-HZ", "k1", ResultCode.OK),
-    ("a kid only Hangzhou has, claimed by Yiwu", federation(), "CN-YW", "k7",
+    ("Hangzhou h1", federation(), "CN-HZ", "h1", ResultCode.OK),
+    ("a kid only Hangzhou has, claimed by Yiwu", federation(), "CN-YW", "h7",
      ResultCode.UNKNOWN_KEY),
-    ("unknown kid", federation(), "CN-HZ", "k9", ResultCode.UNKNOWN_KEY),
+    ("unknown kid", federation(), "CN-HZ", "h9", ResultCode.UNKNOWN_KEY),
     ("city not listed", federation(), "CN-NB", "k1", ResultCode.ISSUER_UNKNOWN),
-    ("city suspended", federation(yiwu(), hangzhou(state=IssuerState.SUSPENDED)), "CN-HZ", "k1",
+    ("city suspended", federation(yiwu(), hangzhou(state=IssuerState.SUSPENDED)), "CN-HZ", "h1",
      ResultCode.ISSUER_SUSPENDED),
-    ("city removed", federation(yiwu(), hangzhou(state=IssuerState.REMOVED)), "CN-HZ", "k1",
+    ("city removed", federation(yiwu(), hangzhou(state=IssuerState.REMOVED)), "CN-HZ", "h1",
      ResultCode.ISSUER_REMOVED),
     ("suspension before kid lookup", federation(yiwu(), hangzhou(state=IssuerState.SUSPENDED)),
-     "CN-HZ", "k9", ResultCode.ISSUER_SUSPENDED),
-    ("city key compromised", federation(yiwu(), COMPROMISED_HZ), "CN-HZ", "k1",
+     "CN-HZ", "h9", ResultCode.ISSUER_SUSPENDED),
+    ("city key compromised", federation(yiwu(), COMPROMISED_HZ), "CN-HZ", "h1",
      ResultCode.KEY_COMPROMISED),
     ("another city's compromise leaves Yiwu alone", federation(yiwu(), COMPROMISED_HZ), "CN-YW",
      "k1", ResultCode.OK),
@@ -143,8 +148,53 @@ def test_resolve_issuer_key(name: str, claims: FederationClaims, issuer: str, ki
 
 
 def test_resolved_key_is_the_named_citys() -> None:
-    city, key = resolve_issuer_key(federation(), unverified_issuer="CN-HZ", unverified_kid="k1")
+    city, key = resolve_issuer_key(federation(), unverified_issuer="CN-HZ", unverified_kid="h1")
     assert city.code == "CN-HZ" and key.public_key == HANGZHOU_KEY.public_key
+
+
+def _by_kid(claims: FederationClaims, kid: str) -> ResultCode | str:
+    try:
+        entry, _ = resolve_key_by_kid(claims, unverified_kid=kid)
+    except FmcError as refused:
+        return refused.code
+    return entry.code
+
+
+BY_KID: list[tuple[str, FederationClaims, str, ResultCode | str]] = [
+    ("Yiwu's k1", federation(), "k1", "CN-YW"),
+    ("Hangzhou's h1", federation(), "h1", "CN-HZ"),
+    ("Hangzhou's next key h7", federation(), "h7", "CN-HZ"),
+    ("a kid no city has", federation(), "x1", ResultCode.UNKNOWN_KEY),
+    ("city suspended", federation(yiwu(), hangzhou(state=IssuerState.SUSPENDED)), "h1",
+     ResultCode.ISSUER_SUSPENDED),
+    ("city removed", federation(yiwu(), hangzhou(state=IssuerState.REMOVED)), "h1",
+     ResultCode.ISSUER_REMOVED),
+    ("city key compromised", federation(yiwu(), COMPROMISED_HZ), "h1",
+     ResultCode.KEY_COMPROMISED),
+    ("another city's compromise leaves Yiwu alone", federation(yiwu(), COMPROMISED_HZ), "k1",
+     "CN-YW"),
+    ("another city's suspension leaves Yiwu alone",
+     federation(yiwu(), hangzhou(state=IssuerState.SUSPENDED)), "k1", "CN-YW"),
+]
+
+
+@pytest.mark.parametrize(("name", "claims", "kid", "expected"), BY_KID,
+                         ids=[case[0] for case in BY_KID])
+def test_resolve_key_by_kid(name: str, claims: FederationClaims, kid: str,
+                            expected: ResultCode | str) -> None:
+    assert _by_kid(claims, kid) == expected
+
+
+def test_trust_for_gives_one_citys_keys_and_refuses_a_cut_off_city() -> None:
+    claims = federation()
+    hz = trust_for(claims, "CN-HZ")
+    assert hz.issuer == "CN-HZ" and set(hz.keys_by_kid) == {"h1", "h7"}
+    assert hz.expires_at == claims.expires_at
+    for cut_off, code in ((IssuerState.SUSPENDED, ResultCode.ISSUER_SUSPENDED),
+                          (IssuerState.REMOVED, ResultCode.ISSUER_REMOVED)):
+        with pytest.raises(FmcError) as refused:
+            trust_for(federation(yiwu(), hangzhou(state=cut_off)), "CN-HZ")
+        assert refused.value.code is code
 
 
 def test_a_hangzhou_card_verifies_through_the_federation_with_todays_check() -> None:
@@ -163,10 +213,10 @@ def test_a_hangzhou_card_verifies_through_the_federation_with_todays_check() -> 
     result = verify_presentation(text, state=state, policy=POLICIES["hospital"], now=NOW,
                                  replay_cache=MemoryReplayCache())
     assert result.code is ResultCode.OK
-    # The same card claiming Yiwu is refused: Yiwu's k1 is another key.
+    # The same card claiming Yiwu, checked with Yiwu's keys alone, is refused: h1 is unknown.
     forged = sign_credential(credential(Purpose.SVC), HANGZHOU_KEY)
     yiwu_state = VerifierState.of(claims.issuers_by_code["CN-YW"].as_trust_list(claims), {})
     refused = verify_presentation(
         sign_presentation(forged, DEVICE, proof_time=NOW, purpose="svc"),
         state=yiwu_state, policy=POLICIES["hospital"], now=NOW, replay_cache=None)
-    assert refused.code is ResultCode.BAD_SIGNATURE
+    assert refused.code is ResultCode.UNKNOWN_KEY

@@ -150,7 +150,8 @@ def test_attack_authority_configured_for_long_lifetimes_still_issues_within_caps
     phone = device_key(41)
     request = provision_request(issued["provisioning_code"], phone)
     # A service-level signing context the settings would refuse: ten years asked for.
-    signing = SigningContext(open_keyring(authority.settings), credential_lifetime_days=3650)
+    signing = SigningContext(open_keyring(authority.settings), authority.settings.issuer,
+                             credential_lifetime_days=3650)
     bundle = authority.database.transact(lambda session: redeem_provisioning_code(
         session, unverified_code=request["provisioning_code"],
         unverified_device_key=phone.public_key, unverified_proof=b64url_decode(request["proof"]),
@@ -200,7 +201,8 @@ def test_attack_backup_leaves_out_a_stopped_key_whose_destruction_was_cut_short(
 def test_attack_compromised_key_private_part_is_destroyed(authority: Authority) -> None:
     keyring = open_keyring(authority.settings)
     authority.database.transact(lambda session: compromise_key(
-        session, kid="k2", keyring=keyring, actor=Actor.cli(), now=authority.clock()))
+        session, kid="k2", keyring=keyring, kid_prefix="k",
+        actor=Actor.cli(), now=authority.clock()))
     keys_dir = authority.settings.keys_dir
     assert not (keys_dir / "k2.pem").exists() and (keys_dir / "k2.jwk").exists()
     assert (keys_dir / "k1.pem").exists() and (keys_dir / "k3.pem").exists()
@@ -213,7 +215,8 @@ def _stop_k1(authority: Authority, how: str) -> None:
     else:
         keyring = open_keyring(authority.settings)
         authority.database.transact(lambda session: compromise_key(
-            session, kid="k1", keyring=keyring, actor=Actor.cli(), now=authority.clock()))
+            session, kid="k1", keyring=keyring, kid_prefix="k",
+            actor=Actor.cli(), now=authority.clock()))
 
 
 @pytest.mark.parametrize(("how", "listed_as", "code_while_listed"), [

@@ -131,7 +131,8 @@ def test_attack_mitm_keeps_serving_the_pre_compromise_trust_list(
     authority.clock.advance(60)
     keyring = open_keyring(authority.settings)
     authority.database.transact(lambda session: compromise_key(
-        session, kid="k1", keyring=keyring, actor=Actor.cli(), now=authority.clock()))
+        session, kid="k1", keyring=keyring, kid_prefix="k",
+        actor=Actor.cli(), now=authority.clock()))
     before = _manifest(cache)
 
     mitm = _wire(authority, {"/v1/trust-list": _answer(old_trust_list)})

@@ -192,7 +192,7 @@ def _federated_issuer(state: IssuerState | None) -> ResultCode:
 
     entries = (yiwu(),) if state is None else (yiwu(), hangzhou(state=state))
     try:
-        resolve_issuer_key(federation(*entries), unverified_issuer="CN-HZ", unverified_kid="k1")
+        resolve_issuer_key(federation(*entries), unverified_issuer="CN-HZ", unverified_kid="h1")
     except FmcError as refused:
         return refused.code
     return ResultCode.OK

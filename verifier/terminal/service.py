@@ -155,7 +155,9 @@ class Terminal:
             server = config.server if config is not None else None
         if server is None:
             with contextlib.suppress(CacheError):
-                server = VerifierCache(self.directory).load().contents.server
+                snapshot = VerifierCache(self.directory).load()
+                # A national cache names the national publication, not this terminal's city.
+                server = snapshot.contents.server if snapshot.federation is None else None
         if not server or not server.startswith(("http://", "https://")):
             raise TerminalError("NO_SERVER", "give --server URL (or run terminal setup)",
                                 usage=True)
@@ -231,14 +233,16 @@ class Terminal:
     def _receipt(self, unverified_jwt: object, *, amount_fen: int,
                  pay_code: str | None) -> ReceiptCheck:
         try:
-            trust_list = VerifierCache(self.directory).load().trust_list
+            snapshot = VerifierCache(self.directory).load()
+            trust_list, federation = snapshot.trust_list, snapshot.state.federation
         except CacheError:
-            trust_list = None
+            trust_list, federation = None, None
         config = TerminalConfig.load(self.directory)
         sale = None if config is None or pay_code is None else Sale(
             terminal_id=config.terminal_id, merchant_id=config.merchant_id,
             amount_fen=amount_fen, pay_code=pay_code)
-        return check_receipt(unverified_jwt, trust_list=trust_list, sale=sale)
+        return check_receipt(unverified_jwt, trust_list=trust_list, sale=sale,
+                             federation=federation)
 
     def charge(self, code_text: str, *, amount_fen: int, server: str,
                floor_fen: int | None = None,

@@ -75,7 +75,8 @@ def rotate(ctx: Ctx, officer: Supervisor) -> KeysOut:
     """The published next key becomes active; a new next key is published."""
 
     def work(session: Session) -> KeysOut:
-        trust.rotate_keys(session, keyring=ctx.keyring, actor=Actor.for_officer(officer),
+        trust.rotate_keys(session, keyring=ctx.keyring, kid_prefix=ctx.settings.kid_prefix,
+                          actor=Actor.for_officer(officer),
                           now=ctx.clock())
         return _keys(session)
 

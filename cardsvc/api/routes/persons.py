@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 from cardsvc.api._present import code_out, person_fields, person_out
 from cardsvc.api.deps import Ctx, roles
 from cardsvc.api.routes._common import problems
+from cardsvc.api.routes.interauth import enrolment_check
 from cardsvc.api.schemas import (
     EnrolIn,
     EnrolmentOut,
@@ -24,7 +25,7 @@ from cardsvc.models import Officer
 from cardsvc.roles import Role
 from cardsvc.services import persons
 from cardsvc.services.audit import Actor
-from cardsvc.services.errors import Invalid
+from cardsvc.services.errors import Conflict, Invalid
 from schemas.credential import FOREIGNER_CODE_PATTERN
 
 __all__ = ["router"]
@@ -49,19 +50,29 @@ def enrol(
     officer: Annotated[Officer, Depends(roles(Role.registrar))],
 ) -> EnrolmentOut:
     """Enrol a foreigner; 200 with ``existing: true`` when a passport names a known person,
-    409 POSSIBLE_DUPLICATE with candidates when someone similar exists."""
+    409 POSSIBLE_DUPLICATE with candidates when someone similar exists. In a federation,
+    409 KNOWN_IN_OTHER_CITY when another city knows the passport (always) or a similar
+    person (unless ``confirm_new``): move them here with ``POST /v1/persons/transfers``."""
     portrait = None if body.portrait is None else _image(body.portrait)
     details = persons.PersonDetails(body.surname, body.given_names, body.nationality.upper(),
                                     body.birth_date, body.sex)
     passport = persons.PassportDetails(body.passport.number, body.passport.country.upper(),
                                        body.passport.expires)
+    if body.link_to is None:
+        elsewhere = enrolment_check(ctx, details=details, passport=passport,
+                                    officer_id=officer.id)
+        if any(m["matched_by"] == "passport" for m in elsewhere) or (
+                elsewhere and not body.confirm_new):
+            raise Conflict("KNOWN_IN_OTHER_CITY", "another city knows this person: move them"
+                           " here (POST /v1/persons/transfers) or, for a name match only,"
+                           " confirm a new person", known_elsewhere=elsewhere)
 
     def work(session: Session) -> EnrolmentOut:
         outcome = persons.enrol_person(
             session, details=details, passport=passport, actor=Actor.for_officer(officer),
             now=ctx.clock(), portrait=portrait,
             portrait_max_bytes=ctx.settings.portrait_max_bytes, link_to=body.link_to,
-            confirm_new=body.confirm_new,
+            confirm_new=body.confirm_new, issuer=ctx.settings.issuer,
         )
         return EnrolmentOut(**person_fields(outcome.person),  # type: ignore[arg-type]
                             existing=not outcome.created, linked=outcome.linked,

@@ -50,7 +50,9 @@ async def rotate_keys(post: SupervisorForm) -> Response:
     keyring = visit.ctx.keyring
 
     def work(session: Session) -> str:
-        return trust.rotate_keys(session, keyring=keyring, actor=actor_of(session, visit),
+        return trust.rotate_keys(session, keyring=keyring,
+                                 kid_prefix=visit.ctx.settings.kid_prefix,
+                                 actor=actor_of(session, visit),
                                  now=now)
 
     try:

@@ -69,7 +69,7 @@ async def enrol(post: RegistrarForm) -> Response:
             session, details=cleaned.details, passport=cleaned.passport,
             actor=actor_of(session, visit), now=now, portrait=cleaned.portrait_jpeg,
             portrait_max_bytes=settings.portrait_max_bytes, link_to=link_to,
-            confirm_new=confirm_new)
+            confirm_new=confirm_new, issuer=settings.issuer)
         notice = ("enrolled" if outcome.created else "linked" if outcome.linked
                   else "existing")
         return outcome.person.foreigner_code, notice, list(outcome.mismatches)

@@ -95,6 +95,11 @@
       addField(dl, L.asked, askedNode);
       addField(dl, L.entitlements, answer.entitlements.map(entitlementName).join(", ") || "-");
       addField(dl, L.card, answer.card || "-");
+      const issuer = answer.issuer;  // the issuing city, set only after the signature passed
+      if (issuer) {
+        const names = [issuer.name_zh, issuer.name_en].filter(Boolean).join(" ");
+        addField(dl, L.issuer, names ? names + " (" + issuer.code + ")" : issuer.code, "issuer");
+      }
       const img = $("portrait");
       if (answer.portrait_url) {
         img.src = answer.portrait_url;
