@@ -35,7 +35,7 @@ def test_a_key_compromised_elsewhere_counts_from_the_next_charge(
                 kid = session.scalars(select(IssuerKeyRecord.kid)
                                       .where(IssuerKeyRecord.state == "active")).one()
                 compromise_key(session, kid=kid, keyring=keyring, actor=Actor.cli(),
-                               now=world.clock())
+                               now=world.clock(), kid_prefix=world.settings.kid_prefix)
 
             elsewhere.transact(compromise)
         finally:
