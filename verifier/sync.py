@@ -119,9 +119,10 @@ def sync_cache(
     cache remembers from its first sync.
 
     ``mirrors``: static copies (``cardsvc publish --out``) tried in order after
-    ``server`` if given (without mirrors, the remembered server). The whole set must verify from one source; a mirror that is
-    unreachable, stale (a rollback, an expired list) or serves garbage is passed over for
-    the next, and when none passes the last error is raised and the cache kept."""
+    ``server`` if given (without mirrors, the remembered server). The whole set must
+    verify from one source; a mirror that is unreachable, stale (a rollback, an expired
+    list) or serves garbage is passed over for the next, and when none passes the last
+    error is raised and the cache kept."""
     with cache.sync_lock():
         try:
             pinned = cache.pinned_root()
