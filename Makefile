@@ -8,7 +8,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: install browser hsm postgres run run-federation test lint typecheck pytest bench bench-city fuzz clean
+.PHONY: install browser hsm nginx postgres run run-federation test lint typecheck pytest bench bench-city fuzz clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -31,6 +31,14 @@ hsm:
 	  echo "installing Debian softhsm2 (needs root and apt)"; \
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq softhsm2) >/dev/null; }
 	@test -e /usr/lib/softhsm/libsofthsm2.so
+
+# Debian's nginx: a real static server for the mirror tests (run as the current user with
+# a generated config on a free port; never as a system service).
+nginx:
+	@test -x /usr/sbin/nginx || { \
+	  echo "installing Debian nginx-light (needs root and apt)"; \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light) >/dev/null; }
+	@test -x /usr/sbin/nginx
 
 # The tests need the PostgreSQL on 127.0.0.1:5432; start it if the machine has it stopped.
 postgres:
@@ -55,7 +63,7 @@ typecheck: install
 	$(BIN)/mypy
 
 # Two workers: the machine has two cores, and the suite is mostly waiting on servers.
-pytest: install browser hsm postgres
+pytest: install browser hsm nginx postgres
 	$(BIN)/pytest -q -p no:cacheprovider -n 2
 
 test: lint typecheck pytest

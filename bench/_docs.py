@@ -43,6 +43,9 @@ def render() -> None:
             "figure is base45 + inflate + COSE signature + CBOR, with no holder binding.",
             "",
         ]
+    findings = HERE / "findings.md"  # profiles, written by hand (P11)
+    if findings.exists():
+        lines += [findings.read_text().rstrip(), ""]
     results_path = HERE / "results.json"
     if results_path.exists():
         rows = json.loads(results_path.read_text())

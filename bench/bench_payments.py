@@ -8,10 +8,17 @@ and charges its own share of the cards (1 fen each, fresh pay codes), so the fig
 show the per-charge work (verify the pay code, lock the card's balance row, the
 double-entry posting, the signed receipt, the idempotency record) rather than queueing
 on one card. One charge is one request.
+
+On PostgreSQL two more figures (P11): a second floor, the same SQL a charge issues (the
+locking read, the idempotency and replay read, the one-statement write) sent bare
+through psycopg by the same number of threads, each on its own connection; and charges/s
+at 8 terminals with 1, 2 and 4 uvicorn workers beside health at 8 clients.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import secrets
 import statistics
 import sys
 import tempfile
@@ -21,12 +28,14 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
+import psycopg
 
 from bench._table import BenchRow
 
 _TESTS = Path(__file__).resolve().parent.parent / "tests"
 # payments_kit builds on cardsvc_kit and the shared test kit
 sys.path[:0] = [str(_TESTS / "payments"), str(_TESTS / "cardsvc"), str(_TESTS)]
+from kit.processes import CardsvcServer  # noqa: E402
 from payments_kit import (  # noqa: E402
     FreshCodes,
     PayCard,
@@ -36,6 +45,32 @@ from payments_kit import (  # noqa: E402
 )
 
 LEVELS = (1, 8, 32)
+WORKERS = (1, 2, 4)
+
+# What one charge sends to PostgreSQL (cardsvc/payments/charges.py), written bare.
+_LOCK = """SELECT b.balance_fen, c.id,
+  (SELECT status FROM status_entries WHERE card_id = c.id LIMIT 1),
+  (SELECT version FROM trust_state WHERE id = 1),
+  (SELECT id FROM ledger_accounts WHERE key = %(merchant_key)s)
+FROM card_balances b JOIN cards c ON c.id = b.card_id
+WHERE c.card_number = %(card_number)s FOR UPDATE OF b"""
+_READ = """SELECT (SELECT request_hash FROM idempotency_records
+                   WHERE officer_id = %(officer_id)s AND key = %(key)s),
+  (SELECT id FROM payments WHERE replay_key = %(replay_key)s)"""
+_WRITE = """WITH balance AS (UPDATE card_balances SET balance_fen = balance_fen - 1,
+    updated_at = now() WHERE card_id = %(card_id)s RETURNING card_id, account_id),
+  txn AS (INSERT INTO ledger_transactions (kind, reference, card_id, posted_at)
+    SELECT 'charge', %(payment_id)s, card_id, now() FROM balance RETURNING id),
+  entries AS (INSERT INTO ledger_entries (transaction_id, account_id, amount_fen)
+    SELECT txn.id, balance.account_id, 1 FROM txn, balance
+    UNION ALL SELECT txn.id, %(merchant_account)s, -1 FROM txn),
+  payment AS (INSERT INTO payments (id, card_id, merchant_id, terminal_id, mode, amount_fen,
+      refunded_fen, overdraft_fen, balance_after_fen, replay_key, proof_time, accepted_at,
+      settled_at, transaction_id, receipt)
+    SELECT %(payment_id)s, %(card_id)s, %(merchant_id)s, %(terminal_id)s, 'online', 1, 0, 0,
+      0, %(replay_key)s, 0, now(), now(), txn.id, 'bench' FROM txn)
+INSERT INTO idempotency_records (officer_id, key, request_hash, status_code, response,
+  created_at) SELECT %(officer_id)s, %(key)s, 'bench', 201, '{}', now() FROM txn"""
 TOPUP = 10_000_000
 
 
@@ -110,6 +145,8 @@ def _backend(backend: str, quick: bool) -> list[BenchRow]:
             rate, lat = run(concurrency, per_level, True)
             label = f"payments {backend}, {concurrency} terminal{'s' if concurrency > 1 else ''}"
             floor = f"GET /v1/health, {concurrency} client{'s' if concurrency > 1 else ''}"
+            _MEASURED[(label, "charges")] = rate
+            _MEASURED[(label, "p50")] = statistics.median(lat)
             rows += [
                 BenchRow(f"{label}: charges", rate, "charges/s", floor, floor_rate),
                 BenchRow(f"{label}: p50 latency", statistics.median(lat), "ms",
@@ -117,8 +154,101 @@ def _backend(backend: str, quick: bool) -> list[BenchRow]:
                 BenchRow(f"{label}: p99 latency", _pct(lat, 0.99), "ms", f"{floor}, p99",
                          _pct(floor_lat, 0.99)),
             ]
+        if backend == "postgresql":
+            rows += _bare_sql_floor(world, tills, cards, per_level)
+            rows += _workers(world, _server, tills, cards, used, per_level)
         check = world.ledger()
         assert check.ok, check
+    return rows
+
+
+def _bare_level(dsn: str, tills: list[TerminalHandle], cards: list[PayCard],
+                concurrency: int, total: int) -> tuple[float, list[float]]:
+    lock = threading.Lock()
+    remaining = [total]
+    latencies: list[float] = []
+    barrier = threading.Barrier(concurrency + 1)
+
+    def thread(i: int) -> None:
+        till = tills[i]
+        mine = cards[i::concurrency]
+        with psycopg.connect(dsn) as conn:
+            barrier.wait()
+            n = 0
+            while True:
+                with lock:
+                    if remaining[0] == 0:
+                        return
+                    remaining[0] -= 1
+                card = mine[n % len(mine)]
+                n += 1
+                ids: dict[str, object] = {
+                    "payment_id": f"pay_{secrets.token_hex(10)}",
+                    "replay_key": secrets.token_hex(32), "key": secrets.token_hex(8),
+                    "officer_id": till.officer_id, "merchant_key": f"merchant:{till.merchant_id}",
+                    "card_number": card.card_number, "merchant_id": till.merchant_id,
+                    "terminal_id": till.terminal_id}
+                started = time.perf_counter()
+                with conn.transaction():
+                    found = conn.execute(_LOCK, ids).fetchone()
+                    assert found is not None
+                    conn.execute(_READ, ids).fetchone()
+                    conn.execute(_WRITE, ids | {"card_id": found[1], "merchant_account": found[4]})
+                with lock:
+                    latencies.append((time.perf_counter() - started) * 1000)
+
+    threads = [threading.Thread(target=thread, args=(i,)) for i in range(concurrency)]
+    for t in threads:
+        t.start()
+    barrier.wait()
+    started = time.perf_counter()
+    for t in threads:
+        t.join()
+    return total / (time.perf_counter() - started), latencies
+
+
+def _bare_sql_floor(world: PayWorld, tills: list[TerminalHandle], cards: list[PayCard],
+                    per_level: int) -> list[BenchRow]:
+    """The same statements as a charge, bare through psycopg: what the database costs."""
+    dsn = world.database.url.replace("postgresql+psycopg://", "postgresql://")
+    rows: list[BenchRow] = []
+    for concurrency in LEVELS:
+        rate, latencies = _bare_level(dsn, tills, cards, concurrency, per_level)
+        plural = "s" if concurrency > 1 else ""
+        label = f"payments postgresql, {concurrency} terminal{plural}"
+        floor = f"bare SQL of a charge (psycopg), {concurrency} thread{plural}"
+        rows += [BenchRow(f"{label}: charges (beside bare SQL)", _last(label, "charges"),
+                          "charges/s", floor, rate),
+                 BenchRow(f"{label}: p50 latency (beside bare SQL)", _last(label, "p50"), "ms",
+                          f"{floor}, p50", statistics.median(latencies))]
+    return rows
+
+
+_MEASURED: dict[tuple[str, str], float] = {}
+
+
+def _last(label: str, what: str) -> float:
+    return _MEASURED[(label, what)]
+
+
+def _workers(world: PayWorld, server: CardsvcServer, tills: list[TerminalHandle],
+             cards: list[PayCard], used: set[tuple[str, int]], per_level: int) -> list[BenchRow]:
+    """Charges/s at 8 terminals with 1, 2, 4 uvicorn workers (health at 8 clients beside)."""
+    rows: list[BenchRow] = []
+    for workers in WORKERS:
+        extra = CardsvcServer(server.data_dir, server.env, args=("--workers", str(workers)))
+        try:
+            extra.start()
+            other = dataclasses.replace(world, url=extra.url)
+            _drive(other, tills, cards, used, 8, 32, True)  # warm up every worker
+            floor_rate, _ = _drive(other, tills, cards, used, 8, per_level * 2, False)
+            rate, _ = _drive(other, tills, cards, used, 8, per_level, True)
+        finally:
+            extra.stop()
+        rows.append(BenchRow(
+            f"payments postgresql, 8 terminals, {workers} worker{'s' if workers > 1 else ''}: "
+            "charges", rate, "charges/s", f"GET /v1/health, 8 clients, {workers} workers",
+            floor_rate))
     return rows
 
 

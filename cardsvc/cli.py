@@ -443,6 +443,32 @@ def audit_head(data_dir: DataDir = None) -> None:
 
 
 @app.command()
+def publish(
+    out: Annotated[Path, typer.Option("--out", help="the folder to write (a web server's "
+                                      "document root); created if missing")],
+    data_dir: DataDir = None,
+) -> None:
+    """Write what verifiers sync as static files named like the URLs (v1/trust-list,
+    v1/status-lists/ID, v1/status-lists/index.json, v1/timestamp), for any web server or
+    CDN to mirror; `verifier sync --mirror URL` reads them. Run it again (e.g. from cron,
+    well within the status ttl) to refresh them: unchanged lists are not re-signed."""
+    from cardsvc.publisher import Publisher
+    from cardsvc.services.bootstrap import open_keyring
+
+    settings = _settings(data_dir)
+    database = _database(settings)
+    try:
+        keyring = open_keyring(settings)
+        written = Publisher(settings, database, keyring).write_static(out, _now())
+    except DomainError as error:
+        raise _fail(error) from None
+    finally:
+        database.dispose()
+    for relative in written:
+        typer.echo(f"wrote {out / relative}")
+
+
+@app.command()
 def backup(
     out: Annotated[Path, typer.Option("--out", help="the archive to write")],
     recipient: Annotated[str | None, typer.Option(

@@ -110,6 +110,11 @@ class Settings(BaseSettings):
     portrait_bundle_lifetime_seconds: int = Field(default=3 * 86_400, ge=600, description=(
         "The `exp` of the portrait bundle manifest (`GET /v1/portrait-bundle/manifest`);"
         " re-signed at half its life or when a portrait slot changed."))
+    publication_recheck_seconds: float = Field(default=1.0, ge=0, le=60, description="How"
+                                               " long a worker serves the signed lists from"
+                                               " memory before asking the database whether"
+                                               " another process changed them (its own"
+                                               " changes show at once; 0: every request).")
     status_list_size: int = Field(default=131_072, ge=1024, description="Entries per status"
                                   " list (indices are assigned at random).")
     default_offline_limit_fen: int = Field(default=DEFAULT_OFFLINE_LIMIT_FEN, ge=0,

@@ -185,8 +185,9 @@ def sync(
     )] = None,
     mirror: Annotated[list[str] | None, typer.Option(
         "--mirror", metavar="URL",
-        help="Another place serving the same signed lists, tried in order when the server"
-             " fails or serves a list that is refused (repeatable; remembered).",
+        help="Another place serving the same signed lists (e.g. cardsvc publish --out behind"
+             " any web server), repeatable, tried in order; one that fails or serves a list"
+             " that is refused is passed over.",
     )] = None,
     at: AtOption = None,
     timeout: Annotated[float, typer.Option(help="Seconds per request.")] = 10.0,
@@ -206,10 +207,8 @@ def sync(
             _sync_national(cache, server=server, root=root, mirrors=tuple(mirror or ()),
                            now=now, timeout=timeout, as_json=as_json)
             return
-        if mirror:
-            _err.print("note: --mirror is not used by a single-city sync yet")
         report = sync_cache(cache, server=server, root_fingerprint=root, now=now,
-                            timeout=timeout)
+                            timeout=timeout, mirrors=tuple(mirror or ()))
     except SyncError as error:
         kept = _kept_note(cache, now)
         _fail(error.code, f"{error.detail}. {kept}", as_json=as_json,
@@ -275,6 +274,7 @@ def _print_sync(report: SyncReport, *, as_json: bool) -> None:
         _print_json({
             "ok": True,
             "server": report.server,
+            "source": report.source,
             "root": report.root_fingerprint,
             "trust_list_version": report.trust_list_version,
             "trust_list_updated": report.trust_list_updated,

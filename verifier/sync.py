@@ -29,10 +29,10 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import overload
+from typing import TypeVar, overload
 from urllib.parse import quote, urlsplit
 
 import httpx
@@ -43,8 +43,13 @@ from verifier.cache import CacheContents, CachedList, CacheError, CacheSnapshot,
 from verifier.timestamp import read_timestamp, require_named_lists
 from verifier.trust import TrustedSet
 
-__all__ = ["SyncError", "SyncReport", "sync_cache"]
+__all__ = ["SyncError", "SyncReport", "fetch_from_mirrors", "mirror_bodies", "sync_cache"]
 
+T = TypeVar("T")
+
+# Where ``cardsvc publish`` puts the status list index on a static mirror (the authority
+# serves it there too); ``/v1/status-lists`` itself cannot be a file beside its folder.
+MIRROR_INDEX_PATH = "/v1/status-lists/index.json"
 _MAX_TRUST_LIST = 1024 * 1024
 _MAX_STATUS_LIST = 8 * 1024 * 1024
 _MAX_INDEX = 256 * 1024
@@ -83,6 +88,7 @@ class SyncReport:
     bytes_received: int  # bodies of the signed lists only (304s cost nothing)
     synced_at: int
     timestamp_version: int | None = None  # None: the authority publishes no timestamp
+    source: str = ""  # the base URL the set came from (a mirror, or the server)
 
 
 def _check_fingerprint(unverified_root: str) -> None:
@@ -106,10 +112,17 @@ def sync_cache(
     now: int,
     client: httpx.Client | None = None,
     timeout: float = 10.0,
+    mirrors: Sequence[str] = (),
 ) -> SyncReport:
     """Bring ``cache`` up to date from ``server``; raise :class:`SyncError` and keep the
     old cache on any failure. ``server`` and ``root_fingerprint`` default to the ones the
-    cache remembers from its first sync."""
+    cache remembers from its first sync.
+
+    ``mirrors``: static copies (``cardsvc publish --out``) tried in order after
+    ``server`` if given (without mirrors, the remembered server). The whole set must
+    verify from one source; a mirror that is unreachable, stale (a rollback, an expired
+    list) or serves garbage is passed over for the next, and when none passes the last
+    error is raised and the cache kept."""
     with cache.sync_lock():
         try:
             pinned = cache.pinned_root()
@@ -127,12 +140,15 @@ def sync_cache(
             raise SyncError("ROOT_MISMATCH", "this cache is pinned to the national root:"
                             " it is synced by verifier.federation_sync")
         previous = _previous(cache)
-        base = _server_base(server or (previous.contents.server if previous else None))
+        bases = [(_server_base(server), False)] if server else []
+        bases += [(_server_base(mirror), True) for mirror in mirrors]
+        if not bases:
+            bases.append((_server_base(previous.contents.server if previous else None), False))
         own_client = client is None
         http = client or httpx.Client(timeout=timeout, follow_redirects=False,
                                       headers={"User-Agent": "fmc-verifier"})
         try:
-            report, contents = _fetch_all(http, base, root, previous, now)
+            report, contents = _fetch_first(http, bases, root, previous, now)
         finally:
             if own_client:
                 http.close()
@@ -171,8 +187,26 @@ def _server_base(server: str | None) -> str:
     return server.rstrip("/")
 
 
+def _fetch_first(
+    http: httpx.Client, bases: list[tuple[str, bool]], root: str,
+    previous: CacheSnapshot | None, now: int,
+) -> tuple[SyncReport, CacheContents]:
+    """The first source whose whole set verifies; the last refusal if none does."""
+    failure: SyncError | None = None
+    for base, mirror in bases:
+        try:
+            return _fetch_all(http, base, root, previous, now, mirror=mirror)
+        except SyncError as error:
+            if error.usage:
+                raise
+            failure = error
+    assert failure is not None
+    raise failure
+
+
 def _fetch_all(
-    http: httpx.Client, base: str, root: str, previous: CacheSnapshot | None, now: int
+    http: httpx.Client, base: str, root: str, previous: CacheSnapshot | None, now: int, *,
+    mirror: bool = False,
 ) -> tuple[SyncReport, CacheContents]:
     trusted = TrustedSet(root_fingerprint=root)
     received = 0
@@ -212,7 +246,7 @@ def _fetch_all(
                             "the trust list no longer delegates the held one's key") from None
     trust_updated = old_trust is None or trust_fetch.cached.jwt != old_trust.jwt
 
-    list_ids = _status_list_ids(http, base)
+    list_ids = _status_list_ids(http, base, MIRROR_INDEX_PATH if mirror else "/v1/status-lists")
     status_results: dict[str, str] = {}
     new_status: dict[str, CachedList] = {}
     for list_id in list_ids:
@@ -250,14 +284,15 @@ def _fetch_all(
 
     contents = CacheContents(
         root_fingerprint=root,
-        server=base,
+        # a mirror does not replace the authority the cache remembers
+        server=previous.contents.server if mirror and previous is not None else base,
         synced_at=now,
         trust_list=trust_fetch.cached,
         status_lists=MappingProxyType(new_status),
         timestamp=timestamp,
     )
     report = SyncReport(
-        server=base,
+        server=contents.server or base,
         root_fingerprint=root,
         trust_list_version=trust_claims.version,
         trust_list_expires_at=trust_claims.expires_at,
@@ -267,6 +302,7 @@ def _fetch_all(
         bytes_received=received,
         synced_at=now,
         timestamp_version=None if trusted.timestamp is None else trusted.timestamp.version,
+        source=base,
     )
     return report, contents
 
@@ -309,8 +345,8 @@ def _get_jwt(http: httpx.Client, url: str, cached: CachedList | None, cap: int, 
     return _Fetch(CachedList(jwt, etag), False, len(body))
 
 
-def _status_list_ids(http: httpx.Client, base: str) -> list[str]:
-    url = f"{base}/v1/status-lists"
+def _status_list_ids(http: httpx.Client, base: str, path: str) -> list[str]:
+    url = f"{base}{path}"
     _, body, _ = _get(http, url, {"Accept": "application/json"}, _MAX_INDEX)
     try:
         index = json.loads(body)
@@ -349,3 +385,33 @@ def _get(
             return 200, b"".join(chunks), response.headers.get("etag")
     except httpx.HTTPError as error:
         raise SyncError("NETWORK_UNAVAILABLE", f"{url}: {type(error).__name__}: {error}") from None
+
+
+def mirror_bodies(
+    http: httpx.Client, bases: Sequence[str], path: str, *, cap: int
+) -> Iterator[tuple[str, bytes]]:
+    """``(base, body)`` of ``path`` from each of ``bases`` in order, skipping those that
+    cannot be reached or do not answer 200 within ``cap`` bytes. The caller verifies each
+    body and stops at the first that passes (nothing here is trusted)."""
+    for base in bases:
+        try:
+            _, body, _ = _get(http, f"{_server_base(base)}{path}", {}, cap)
+        except SyncError:
+            continue
+        yield base, body
+
+
+def fetch_from_mirrors(
+    http: httpx.Client, bases: Sequence[str], path: str, *, cap: int,
+    accept: Callable[[bytes], T],
+) -> T:
+    """What ``accept`` makes of the first body of ``path`` it does not refuse, trying
+    ``bases`` in order. ``accept`` verifies and raises FmcError or SyncError to move on;
+    when every mirror fails, SyncError MIRRORS_EXHAUSTED names the last failure."""
+    last = "no mirror answered"
+    for base, body in mirror_bodies(http, bases, path, cap=cap):
+        try:
+            return accept(body)
+        except (FmcError, SyncError) as error:
+            last = f"{base}{path} refused: {error}"
+    raise SyncError("MIRRORS_EXHAUSTED", last)

@@ -9,6 +9,8 @@ from datetime import datetime
 import httpx
 
 from cardsvc.db import Database
+from cardsvc.payments._paycode import AuthorityTrustCache
+from cardsvc.publisher import Publisher
 from cardsvc.services.provisioning import SigningContext
 from cardsvc.services.trust import Keyring
 from cardsvc.settings import Settings
@@ -24,6 +26,15 @@ class AppContext:
     clock: Callable[[], datetime]
     # Outgoing requests to other cities' authorities (P10); tests route it in process.
     http: httpx.Client = field(default_factory=lambda: httpx.Client(timeout=10.0))
+    publisher: Publisher = field(init=False, repr=False, compare=False)
+    # the trust list charges verify against, held between requests
+    trust_cache: AuthorityTrustCache = field(default_factory=AuthorityTrustCache, repr=False,
+                                             compare=False)
+
+    def __post_init__(self) -> None:
+        # what verifiers sync, held in memory (one per app)
+        object.__setattr__(self, "publisher",
+                           Publisher(self.settings, self.database, self.keyring))
 
     @property
     def signing(self) -> SigningContext:

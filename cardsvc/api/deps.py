@@ -57,8 +57,8 @@ def roles(*allowed: Role) -> Callable[..., Officer]:
         if credentials is None or credentials.scheme.lower() != "bearer":
             raise Unauthenticated("UNAUTHENTICATED", "a bearer token is required")
         token = credentials.credentials
-        officer = ctx.database.transact(
-            lambda session: authenticate(session, unverified_token=token), readonly=True
+        officer = ctx.database.transact(  # one SELECT: no BEGIN/COMMIT on PostgreSQL
+            lambda session: authenticate(session, unverified_token=token), single_read=True
         )
         if not officer.role_set & set(allowed):
             raise Forbidden("FORBIDDEN", f"this needs one of the roles {sorted(allowed)}",

@@ -13,13 +13,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import insert, select
+from sqlalchemy import ScalarSelect, insert, select
 from sqlalchemy.orm import Session
 
 from cardsvc.payments.models import IdempotencyRecord
 from cardsvc.services.errors import Conflict
 
-__all__ = ["Answer", "find_answer", "request_hash", "store_answer"]
+__all__ = ["Answer", "answer_columns", "canonical_json", "find_answer", "read_answer",
+           "request_hash", "store_answer"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +32,11 @@ class Answer:
     replayed: bool = False
 
 
+def canonical_json(value: Any) -> str:
+    """How answers are stored (sorted keys, compact, UTF-8)."""
+    return _canonical(value)
+
+
 def _canonical(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
@@ -39,15 +45,30 @@ def request_hash(operation: str, request: Mapping[str, Any]) -> str:
     return hashlib.sha256(_canonical([operation, dict(request)]).encode("utf-8")).hexdigest()
 
 
+def answer_columns(*, officer_id: int, key: str) -> tuple[ScalarSelect[Any], ...]:
+    """The stored (hash, status, response) as scalar subqueries, to read in a statement
+    made anyway (one round trip fewer); NULLs when there is none."""
+    where = (IdempotencyRecord.officer_id == officer_id, IdempotencyRecord.key == key)
+    return tuple(select(column).where(*where).scalar_subquery() for column in (
+        IdempotencyRecord.request_hash, IdempotencyRecord.status_code,
+        IdempotencyRecord.response))
+
+
 def find_answer(session: Session, *, officer_id: int, key: str, digest: str) -> Answer | None:
     record = session.execute(
         select(IdempotencyRecord.request_hash, IdempotencyRecord.status_code,
                IdempotencyRecord.response)
         .where(IdempotencyRecord.officer_id == officer_id, IdempotencyRecord.key == key)
     ).first()
-    if record is None:
+    return None if record is None else read_answer(*record, digest=digest)
+
+
+def read_answer(stored_hash: str | None, status_code: int | None, response: str | None, *,
+                digest: str) -> Answer | None:
+    """The stored answer for this request (None: none stored); IDEMPOTENCY_KEY_REUSED
+    when the key was used for another request."""
+    if stored_hash is None or status_code is None or response is None:
         return None
-    stored_hash, status_code, response = record
     if stored_hash != digest:
         raise Conflict("IDEMPOTENCY_KEY_REUSED",
                        "this idempotency key was used for another request")

@@ -19,13 +19,15 @@ Example::
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from types import MappingProxyType
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from cardsvc.models import IssuerKeyRecord, StatusEntry
+from cardsvc.models import IssuerKeyRecord, StatusEntry, TrustState
 from cardsvc.services.trust import alg_cutover
 from schemas import (
     STATUS_VALID,
@@ -41,15 +43,20 @@ from verifier import POLICIES, VerificationResult, VerifierState, replay_key, ve
 
 __all__ = [
     "PAYMENT_POLICY",
+    "AuthorityTrustCache",
     "active_kid",
     "authority_trust",
     "pay_code_replay_key",
+    "trust_version_now",
     "verify_any_status",
     "verify_live_status",
+    "verify_with_status",
 ]
 
 PAYMENT_POLICY = POLICIES["payment"]
 _LIFETIME = 86_400
+_TRUST_ROW = 1
+_REBUILD_AFTER = 3_600  # the in-memory trust list's own window (iat/exp) moves on hourly
 
 
 class _EveryIndexValid(StatusList):
@@ -92,6 +99,46 @@ def authority_trust(session: Session, *, issuer: str, now: int) -> TrustListClai
                            alg_cutover=alg_cutover(session))
 
 
+def trust_version_now(session: Session) -> int | None:
+    """The trust state's version: it moves on with every key or cut-over change."""
+    return session.scalar(select(TrustState.version).where(TrustState.id == _TRUST_ROW))
+
+
+@dataclass(frozen=True, slots=True)
+class _HeldTrust:
+    version: int | None
+    built_at: int
+    claims: TrustListClaims
+
+
+class AuthorityTrustCache:
+    """The authority's trust list held in memory between charges (one per app).
+
+    Rebuilt from the database only when the trust state's version moved (a rotation, a
+    compromise, a cut-over: every such change bumps it in the same transaction) or its
+    own validity window has moved on. The caller reads the version in a statement it
+    makes anyway, after the card's row lock, and calls :meth:`get` again with it: a key
+    compromised by another process counts from the next charge, exactly as before."""
+
+    def __init__(self) -> None:
+        self._held: _HeldTrust | None = None
+        self._lock = threading.Lock()
+
+    def get(self, session: Session, *, issuer: str, now: int,
+            version: int | None = None) -> tuple[TrustListClaims, int | None]:
+        """(the trust list, the version it was built at). ``version``: the version the
+        caller just read (None: trust what is held unless its window moved on)."""
+        held = self._held
+        if (held is not None and (version is None or held.version == version)
+                and 0 <= now - held.built_at < _REBUILD_AFTER):
+            return held.claims, held.version
+        current = trust_version_now(session)
+        claims = authority_trust(session, issuer=issuer, now=now)
+        with self._lock:
+            self._held = _HeldTrust(current, now, claims)
+        return claims, current
+
+
 def active_kid(trust: TrustListClaims) -> str | None:
     """The key that signs now (what receipts are signed with)."""
     return next((key.kid for key in trust.keys if key.state is KeyState.ACTIVE), None)
@@ -117,6 +164,19 @@ def verify_live_status(
     ref = credential.status
     status = session.scalar(select(StatusEntry.status).where(
         StatusEntry.list_id == ref.list_id, StatusEntry.idx == ref.index))
+    return verify_with_status(unverified_pay_code, trust=trust, first=first, status=status,
+                              now=now, challenge=challenge)
+
+
+def verify_with_status(
+    unverified_pay_code: str, *, trust: TrustListClaims, first: VerificationResult,
+    status: int | None, now: int, challenge: Challenge | None = None,
+) -> VerificationResult:
+    """``first`` again with the card's entry ``status`` as read (None: no such entry)."""
+    credential = first.credential
+    if credential is None:
+        return first
+    ref = credential.status
     if status == STATUS_VALID:
         return first
     statuses = StatusList.empty(0)  # an index unknown here reads as STATUS_UNAVAILABLE

@@ -24,30 +24,49 @@ from __future__ import annotations
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
-from sqlalchemy import func, insert, select
-from sqlalchemy.orm import Session
+from sqlalchemy import func, insert, literal, select, union_all, update
+from sqlalchemy.orm import InstrumentedAttribute, Session
 
-from cardsvc.models import Card, Officer
-from cardsvc.payments._idempotency import Answer, find_answer, request_hash, store_answer
+from cardsvc.models import Card, Officer, StatusEntry, TrustState
+from cardsvc.payments._idempotency import (
+    Answer,
+    answer_columns,
+    canonical_json,
+    find_answer,
+    read_answer,
+    request_hash,
+    store_answer,
+)
 from cardsvc.payments._paycode import (
+    AuthorityTrustCache,
     active_kid,
     authority_trust,
     pay_code_replay_key,
+    trust_version_now,
     verify_any_status,
     verify_live_status,
+    verify_with_status,
 )
 from cardsvc.payments.ledger import (
+    Leg,
+    balanced_entries,
     cash_account,
     credit_card,
     debit_card,
     lock_card_balance,
     merchant_account,
+    merchant_account_key,
     post,
 )
 from cardsvc.payments.models import (
+    CardBalance,
     DoubleSpend,
+    IdempotencyRecord,
+    LedgerAccount,
+    LedgerEntry,
+    LedgerTransaction,
     PayCodeSeenOnline,
     Payment,
     Refund,
@@ -60,7 +79,7 @@ from cardsvc.services.audit import Actor, append_audit
 from cardsvc.services.cards import change_card_state, get_card
 from cardsvc.services.errors import Conflict, Invalid, NotFound, PaymentRefused
 from cardsvc.services.trust import Keyring, active_signer, signing_alg
-from schemas import FmcError, TrustListClaims, b64url_encode
+from schemas import Credential, FmcError, TrustListClaims, b64url_encode
 from schemas.challenge import Challenge, decode_challenge
 from schemas.codes import ChallengeMismatch, ResultCode
 from schemas.receipt import MAX_AMOUNT_FEN
@@ -91,6 +110,9 @@ class PaymentContext:
 
     keyring: Keyring
     issuer: str  # the city code (Settings.issuer), e.g. CN-YW
+    # The trust list held in memory between charges (the app holds one); None: read the
+    # keys from the database on every charge.
+    trust_cache: AuthorityTrustCache | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,6 +159,36 @@ def _card_row(session: Session, card_number: str) -> _CardRow | None:
     row = session.execute(select(Card.id, Card.card_number, Card.state)
                           .where(Card.card_number == card_number)).first()
     return None if row is None else _CardRow(*row)
+
+
+_TRUST_ROW = 1
+
+
+def _lock_for_charge(
+    session: Session, credential: Credential, *, merchant_id: int
+) -> tuple[CardBalance, _CardRow, int | None, int | None, int | None] | None:
+    """(balance row locked, card, status entry, trust version, merchant ledger account),
+    or None when the card is unknown or has no balance row yet."""
+    ref = credential.status
+    statement = (
+        select(CardBalance, Card.id, Card.card_number, Card.state,
+               select(StatusEntry.status).where(StatusEntry.list_id == ref.list_id,
+                                                StatusEntry.idx == ref.index)
+               .scalar_subquery(),
+               select(TrustState.version).where(TrustState.id == _TRUST_ROW)
+               .scalar_subquery(),
+               select(LedgerAccount.id).where(
+                   LedgerAccount.key == merchant_account_key(merchant_id)).scalar_subquery())
+        .join(Card, Card.id == CardBalance.card_id)
+        .where(Card.card_number == credential.card_number)
+        .with_for_update(of=CardBalance)
+        .execution_options(populate_existing=True)
+    )
+    found = session.execute(statement).first()
+    if found is None:
+        return None
+    row, card_id, card_number, state, status, version, account = found
+    return row, _CardRow(card_id, card_number, state), status, version, account
 
 
 def _epoch(moment: datetime) -> int:
@@ -213,23 +265,54 @@ def charge_online(
         sale = _sale_challenge(challenge, terminal=terminal, amount_fen=amount_fen)
     except FmcError as error:
         raise Invalid(error.code.value, error.detail) from None
-    trust = authority_trust(session, issuer=ctx.issuer, now=epoch)
+    cache = ctx.trust_cache
+    trust, held_version = (
+        (authority_trust(session, issuer=ctx.issuer, now=epoch), None) if cache is None
+        else cache.get(session, issuer=ctx.issuer, now=epoch))
     first = verify_any_status(pay_code, trust=trust, now=epoch, challenge=sale)
     credential = first.credential
-    card = None if credential is None else _card_row(session, credential.card_number)
-    row = None if card is None else lock_card_balance(session, card_id=card.id, now=now,
-                                                      create=False)
-    stored = find_answer(session, officer_id=officer_id, key=idempotency_key, digest=digest)
+    # One statement: lock the card's balance row, and read with it the card, its status
+    # entry, the trust state's version and the merchant's ledger account.
+    locked = None if credential is None else _lock_for_charge(
+        session, credential, merchant_id=terminal.merchant_id)
+    card: _CardRow | None
+    row: CardBalance | None
+    if locked is not None:
+        row, card, status, current_version, merchant_ledger = locked
+    else:  # no such card, or never topped up: refused below, the slow way
+        card = None if credential is None else _card_row(session, credential.card_number)
+        row = None if card is None else lock_card_balance(session, card_id=card.id, now=now,
+                                                          create=False)
+        status, merchant_ledger = None, None
+        current_version = None if cache is None else trust_version_now(session)
+    if cache is not None and current_version != held_version:
+        # Keys changed since the trust list was built (another process): judge again.
+        trust, _ = cache.get(session, issuer=ctx.issuer, now=epoch, version=current_version)
+        first = verify_any_status(pay_code, trust=trust, now=epoch, challenge=sale)
+        credential = first.credential
+    key = None if credential is None else pay_code_replay_key(pay_code)
+    if key is None:
+        stored = find_answer(session, officer_id=officer_id, key=idempotency_key,
+                             digest=digest)
+        charged_before = False
+    else:  # read after the lock, in one statement
+        *answer_row, paid = session.execute(select(
+            *answer_columns(officer_id=officer_id, key=idempotency_key),
+            select(Payment.id).where(Payment.replay_key == key.hex()).scalar_subquery(),
+        )).one()
+        stored = read_answer(*answer_row, digest=digest)
+        charged_before = paid is not None
     if stored is not None:
         return stored
-    result = verify_live_status(session, pay_code, trust=trust, first=first, now=epoch,
-                                challenge=sale)
-    if not result.ok or credential is None:
+    result = (verify_with_status(pay_code, trust=trust, first=first, status=status,
+                                 now=epoch, challenge=sale) if locked is not None
+              else verify_live_status(session, pay_code, trust=trust, first=first,
+                                      now=epoch, challenge=sale))
+    if not result.ok or credential is None or key is None:
         raise Invalid(result.code.value, result.detail or "the pay code was refused")
     if card is None:
         raise NotFound("CARD_NOT_FOUND", "the pay code names no card of this authority")
-    key = pay_code_replay_key(pay_code)
-    if session.scalar(select(Payment.id).where(Payment.replay_key == key.hex())) is not None:
+    if charged_before:
         raise Conflict("PAY_CODE_USED", "this pay code has already been charged")
     if row is None or row.balance_fen < amount_fen:
         # The balance is on every receipt the till gets anyway; the cashier can tell the
@@ -238,26 +321,73 @@ def charge_online(
                              balance_fen=0 if row is None else row.balance_fen)
     payment_id = _new_id("pay")
     card_legs, _ = debit_card(session, row, amount_fen, now=now, allow_overdraft=False)
-    legs = [*card_legs,
-            (merchant_account(session, merchant_id=terminal.merchant_id, now=now), -amount_fen)]
-    txn_id = post(session, kind="charge", reference=payment_id, card_id=card.id, legs=legs,
-               now=now)
+    if merchant_ledger is None:
+        merchant_ledger = merchant_account(session, merchant_id=terminal.merchant_id, now=now)
+    legs = [*card_legs, (merchant_ledger, -amount_fen)]
     receipt = _sign(session, ctx, Receipt(
         payment_id, "payment", payment_id, ctx.issuer, card.card_number, terminal.merchant_id,
         terminal.id, amount_fen, row.balance_fen, 0, "online", epoch, epoch,
         b64url_encode(key)), trust)
-    session.execute(insert(Payment).values(
+    payment = dict(
         id=payment_id, card_id=card.id, merchant_id=terminal.merchant_id,
         terminal_id=terminal.id, mode="online", amount_fen=amount_fen, refunded_fen=0,
         overdraft_fen=0, balance_after_fen=row.balance_fen, replay_key=key.hex(),
         proof_time=result.proof_time or epoch, accepted_at=now, settled_at=now,
-        transaction_id=txn_id, receipt=receipt))
+        receipt=receipt)
     body = {"payment_id": payment_id, "status": "accepted", "mode": "online",
             "card_number": card.card_number, "amount_fen": amount_fen,
             "balance_fen": row.balance_fen, "merchant_id": terminal.merchant_id,
             "terminal_id": terminal.id, "settled_at": now.isoformat(), "receipt": receipt}
+    answer = Answer(201, body)
+    if session.get_bind().dialect.name == "postgresql":
+        _write_charge(session, row=row, legs=legs, payment=payment, idempotency=dict(
+            officer_id=officer_id, key=idempotency_key, request_hash=digest, status_code=201,
+            response=canonical_json(body), created_at=now), now=now)
+        return answer
+    txn_id = post(session, kind="charge", reference=payment_id, card_id=card.id, legs=legs,
+                  now=now)
+    session.execute(insert(Payment).values(**payment, transaction_id=txn_id))
     return store_answer(session, officer_id=officer_id, key=idempotency_key, digest=digest,
-                        answer=Answer(201, body), now=now)
+                        answer=answer, now=now)
+
+
+def _lit(column: InstrumentedAttribute[Any], value: object) -> Any:
+    return literal(value, column.type)
+
+
+def _write_charge(
+    session: Session, *, row: CardBalance, legs: list[Leg], payment: dict[str, Any],
+    idempotency: dict[str, Any], now: datetime,
+) -> None:
+    """The balance update, the double-entry posting, the payment and the idempotency
+    record as one statement (PostgreSQL data-modifying CTEs): one round trip instead of
+    five, under the row lock already held. The CHECK on the balance still backs it."""
+    entries = balanced_entries("charge", str(payment["id"]), legs)
+    new_balance = {"balance_fen": row.balance_fen, "overdraft_fen": row.overdraft_fen,
+                   "updated_at": now}
+    session.expunge(row)  # written here, not by a later flush
+    balance = (update(CardBalance).where(CardBalance.card_id == row.card_id)
+               .values(**new_balance).returning(CardBalance.card_id).cte("balance"))
+    txn = (insert(LedgerTransaction).from_select(
+        ["kind", "reference", "card_id", "posted_at"],
+        select(_lit(LedgerTransaction.kind, "charge"),
+               _lit(LedgerTransaction.reference, payment["id"]), balance.c.card_id,
+               _lit(LedgerTransaction.posted_at, now)))
+        .returning(LedgerTransaction.id).cte("txn"))
+    posted = insert(LedgerEntry).from_select(
+        ["transaction_id", "account_id", "amount_fen"],
+        union_all(*(select(txn.c.id, _lit(LedgerEntry.account_id, account),
+                           _lit(LedgerEntry.amount_fen, amount)) for account, amount in entries)),
+    ).cte("entries")
+    paid = insert(Payment).from_select(
+        [*payment, "transaction_id"],
+        select(*(_lit(getattr(Payment, name), value) for name, value in payment.items()),
+               txn.c.id)).cte("payment")
+    session.execute(insert(IdempotencyRecord).from_select(
+        list(idempotency),
+        select(*(_lit(getattr(IdempotencyRecord, name), value)
+                 for name, value in idempotency.items())).select_from(txn),
+    ).add_cte(balance, txn, posted, paid))
 
 
 def remember_refused_online(

@@ -40,6 +40,7 @@ __all__ = [
     "LedgerCheck",
     "Leg",
     "UnbalancedTransaction",
+    "balanced_entries",
     "card_account_key",
     "cash_account",
     "check_ledger",
@@ -166,18 +167,25 @@ def debit_card(
     return legs, short
 
 
-def post(
-    session: Session, *, kind: str, reference: str, card_id: int | None, legs: Sequence[Leg],
-    now: datetime,
-) -> int:
-    """Write one balanced transaction (legs on one account are merged); returns its id.
-    ``card_id`` is None only for an acquirer's clearing of another city's card."""
+def balanced_entries(kind: str, reference: str, legs: Sequence[Leg]) -> list[Leg]:
+    """The entries of one transaction (legs on one account merged); UnbalancedTransaction
+    unless they sum to zero over two accounts or more."""
     merged: dict[int, int] = {}
     for account_id, amount in legs:
         merged[account_id] = merged.get(account_id, 0) + amount
     entries = [(account, amount) for account, amount in merged.items() if amount]
     if sum(amount for _, amount in entries) != 0 or len(entries) < 2:
         raise UnbalancedTransaction(f"{kind} {reference}: entries {entries} do not balance")
+    return entries
+
+
+def post(
+    session: Session, *, kind: str, reference: str, card_id: int | None, legs: Sequence[Leg],
+    now: datetime,
+) -> int:
+    """Write one balanced transaction (legs on one account are merged); returns its id.
+    ``card_id`` is None only for an acquirer's clearing of another city's card."""
+    entries = balanced_entries(kind, reference, legs)
     txn_id: int = session.execute(
         insert(LedgerTransaction)
         .values(kind=kind, reference=reference, card_id=card_id, posted_at=now)

@@ -242,7 +242,7 @@ class SettlementOut(BaseModel):
 # -- plumbing ---------------------------------------------------------------------------------
 
 def _payments(ctx: Ctx) -> PaymentContext:
-    return PaymentContext(ctx.keyring, ctx.settings.issuer)
+    return PaymentContext(ctx.keyring, ctx.settings.issuer, ctx.trust_cache)
 
 
 def _transact(ctx: Ctx, work: Callable[[Session], T]) -> T:

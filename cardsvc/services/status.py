@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 
 import keys as keylib
 from cardsvc.models import StatusEntry, StatusListRecord
+from cardsvc.services import _published
 from cardsvc.services._locking import for_update
 from cardsvc.services.errors import NotFound
 from cardsvc.services.trust import Keyring, SignedObject, active_signer, signing_alg
@@ -47,6 +48,7 @@ def _fill_limit(size: int) -> int:
 def create_status_list(session: Session, *, list_id: str, size: int, now: datetime) -> None:
     dialect = session.get_bind().dialect.name
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    _published.changed(session)
     session.execute(
         insert(StatusListRecord)
         .values(id=list_id, size=size, fill_limit=_fill_limit(size), allocated=0, revision=0,
@@ -164,6 +166,7 @@ def _fresh(record: StatusListRecord, kid: str, epoch: int, ttl: int) -> bool:
 
 
 def _bump(session: Session, list_id: str) -> None:
+    _published.changed(session)
     session.execute(
         update(StatusListRecord)
         .where(StatusListRecord.id == list_id)

@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session
 
 import keys as keylib
 from cardsvc.models import StatusListRecord, TimestampState, TrustState
+from cardsvc.services import _published
 from cardsvc.services._locking import for_update
 from cardsvc.services.audit import Actor, append_audit
 from cardsvc.services.errors import NotFound, Unavailable
@@ -64,6 +65,7 @@ def create_timestamp_key(session: Session, *, keyring: Keyring) -> TimestampKey 
                                version=0, signed_jwt=None, issued_at=0, names=""))
     trust = session.get(TrustState, _TRUST_ROW)
     if trust is not None:
+        _published.changed(session)
         trust.version += 1  # the root signs the delegation into the next trust list
     session.flush()
     return TimestampKey(signer.kid, signer.public_key)
@@ -100,6 +102,7 @@ def replace_timestamp_key(
     row.kid, row.public_key = signer.kid, signer.public_key
     row.signed_jwt, row.names = None, ""  # re-signed by the new key on the next request
     trust.version += 1
+    _published.changed(session)
     append_audit(session, actor=actor, action="keys.timestamp_replaced",
                  subject=f"key:{signer.kid}",
                  details={"replaced": old_kid, "trust_version": trust.version}, now=now)
@@ -146,6 +149,7 @@ def signed_timestamp(
     if _stale(row, names, epoch, lifetime_seconds):
         assert trust.signed_jwt is not None  # _names refuses an unsigned trust list
         row.version += 1
+        _published.changed(session)
         claims = TimestampClaims(
             issuer, row.version, epoch, epoch + lifetime_seconds,
             ListRef(trust.signed_version, list_digest(trust.signed_jwt)),

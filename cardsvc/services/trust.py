@@ -33,6 +33,7 @@ from sqlalchemy.orm import Session
 
 import keys as keylib
 from cardsvc.models import InterchangeKeyRecord, IssuerKeyRecord, TimestampState, TrustState
+from cardsvc.services import _published
 from cardsvc.services._locking import for_update
 from cardsvc.services.audit import Actor, append_audit
 from cardsvc.services.errors import Conflict, Invalid, NotFound, Unavailable
@@ -430,6 +431,7 @@ def _destroy_private_parts_after_commit(
 
 
 def _lock_trust_state(session: Session) -> TrustState:
+    _published.changed(session)
     state = session.execute(
         for_update(select(TrustState).where(TrustState.id == _TRUST_ROW))
     ).scalar_one_or_none()
@@ -455,6 +457,7 @@ def _kid_number(kid: str) -> int:
 
 
 def _store_keys(session: Session, keyset: tuple[IssuerKey, ...], *, now: datetime) -> None:
+    _published.changed(session)
     for key in keyset:
         row = session.get(IssuerKeyRecord, key.kid)
         if row is None:
