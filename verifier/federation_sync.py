@@ -60,7 +60,7 @@ from verifier.cache import (
     city_list_key,
 )
 from verifier.federation import read_federation_list, verify_federation_list
-from verifier.sync import SyncError
+from verifier.sync import SyncError, get_capped
 from verifier.trust import verify_status_list
 
 __all__ = ["CitySync", "FederationSyncReport", "federation_root_matches", "sync_federation"]
@@ -109,7 +109,7 @@ def federation_root_matches(http: httpx.Client, server: str, root_fingerprint: s
     """Whether ``server`` publishes a federation list signed by the pinned root: how a
     first sync tells a national pin from a city pin (a city root never signs one)."""
     try:
-        status, body, _ = _get(http, f"{server}/v1/federation-list", {}, _MAX_FEDERATION_LIST)
+        status, body, _ = get_capped(http, f"{server}/v1/federation-list", {}, _MAX_FEDERATION_LIST)
         if status != 200:
             return False
         read_federation_list(body.decode("ascii").strip(),
@@ -331,7 +331,7 @@ def _still_verifies(cached: CachedList, trust_list: TrustListClaims) -> bool:
 
 
 def _index(http: httpx.Client, base: str) -> list[str]:
-    _, body, _ = _get(http, base, {"Accept": "application/json"}, _MAX_INDEX)
+    _, body, _ = get_capped(http, base, {"Accept": "application/json"}, _MAX_INDEX)
     try:
         entries = json.loads(body)["status_lists"]
         if not isinstance(entries, list) or len(entries) > _MAX_STATUS_LISTS:
@@ -352,7 +352,7 @@ def _get_jwt(http: httpx.Client, url: str, cap: int,
     headers = {"Accept": "application/jwt"}
     if cached is not None and cached.etag:
         headers["If-None-Match"] = cached.etag
-    status, body, etag = _get(http, url, headers, cap)
+    status, body, etag = get_capped(http, url, headers, cap)
     if status == 304:
         if cached is None or not cached.etag:
             raise SyncError("BAD_RESPONSE", f"{url} answered 304 to an unconditional request")
@@ -364,23 +364,3 @@ def _get_jwt(http: httpx.Client, url: str, cap: int,
     if not _JWT_RE.fullmatch(jwt):
         raise SyncError("BAD_RESPONSE", f"{url} did not answer with a compact JWT")
     return CachedList(jwt, etag), len(body)
-
-
-def _get(http: httpx.Client, url: str, headers: dict[str, str], cap: int
-         ) -> tuple[int, bytes, str | None]:
-    try:
-        with http.stream("GET", url, headers=headers) as response:
-            if response.status_code == 304 and "If-None-Match" in headers:
-                return 304, b"", response.headers.get("etag")
-            if response.status_code != 200:
-                raise SyncError("SERVER_ERROR", f"{url} answered HTTP {response.status_code}")
-            chunks: list[bytes] = []
-            size = 0
-            for chunk in response.iter_bytes():
-                size += len(chunk)
-                if size > cap:
-                    raise SyncError("BAD_RESPONSE", f"{url} sent more than {cap} bytes")
-                chunks.append(chunk)
-            return 200, b"".join(chunks), response.headers.get("etag")
-    except httpx.HTTPError as error:
-        raise SyncError("NETWORK_UNAVAILABLE", f"{url}: {type(error).__name__}: {error}") from None

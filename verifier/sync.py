@@ -43,7 +43,14 @@ from verifier.cache import CacheContents, CachedList, CacheError, CacheSnapshot,
 from verifier.timestamp import read_timestamp, require_named_lists
 from verifier.trust import TrustedSet
 
-__all__ = ["SyncError", "SyncReport", "fetch_from_mirrors", "mirror_bodies", "sync_cache"]
+__all__ = [
+    "SyncError",
+    "SyncReport",
+    "fetch_from_mirrors",
+    "get_capped",
+    "mirror_bodies",
+    "sync_cache",
+]
 
 T = TypeVar("T")
 
@@ -329,7 +336,7 @@ def _get_jwt(http: httpx.Client, url: str, cached: CachedList | None, cap: int, 
     headers = {"Accept": "application/jwt, application/statuslist+jwt"}
     if cached is not None and cached.etag:
         headers["If-None-Match"] = cached.etag
-    status, body, etag = _get(http, url, headers, cap, missing_ok=missing_ok)
+    status, body, etag = get_capped(http, url, headers, cap, missing_ok=missing_ok)
     if status == 404:
         return None
     if status == 304:
@@ -347,7 +354,7 @@ def _get_jwt(http: httpx.Client, url: str, cached: CachedList | None, cap: int, 
 
 def _status_list_ids(http: httpx.Client, base: str, path: str) -> list[str]:
     url = f"{base}{path}"
-    _, body, _ = _get(http, url, {"Accept": "application/json"}, _MAX_INDEX)
+    _, body, _ = get_capped(http, url, {"Accept": "application/json"}, _MAX_INDEX)
     try:
         index = json.loads(body)
         entries = index["status_lists"]
@@ -364,12 +371,14 @@ def _status_list_ids(http: httpx.Client, base: str, path: str) -> list[str]:
     return ids
 
 
-def _get(
+def get_capped(
     http: httpx.Client, url: str, headers: dict[str, str], cap: int, *, missing_ok: bool = False
 ) -> tuple[int, bytes, str | None]:
+    """(status, body, ETag) of a GET read to at most ``cap`` bytes; a 304 only when an
+    ``If-None-Match`` asked for one (an unasked 304 is a server error), SyncError else."""
     try:
         with http.stream("GET", url, headers=headers) as response:
-            if response.status_code == 304:
+            if response.status_code == 304 and "If-None-Match" in headers:
                 return 304, b"", response.headers.get("etag")
             if response.status_code == 404 and missing_ok:
                 return 404, b"", None
@@ -395,7 +404,7 @@ def mirror_bodies(
     body and stops at the first that passes (nothing here is trusted)."""
     for base in bases:
         try:
-            _, body, _ = _get(http, f"{_server_base(base)}{path}", {}, cap)
+            _, body, _ = get_capped(http, f"{_server_base(base)}{path}", {}, cap)
         except SyncError:
             continue
         yield base, body

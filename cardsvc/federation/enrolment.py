@@ -10,6 +10,7 @@ Example::
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any, Protocol
@@ -28,13 +29,15 @@ from cardsvc.federation.lookup import (
 )
 from cardsvc.services import persons
 from cardsvc.services.audit import Actor
-from cardsvc.services.errors import Invalid
+from cardsvc.services.errors import Invalid, Unavailable
 from cardsvc.services.interchange import open_interauth_client
 from cardsvc.services.persons import PassportDetails, PersonDetails
 from cardsvc.services.trust import Keyring
 from cardsvc.settings import Settings
 
 __all__ = ["AuthorityContext", "ask_other_cities", "client_or_none", "enrolment_check"]
+
+_log = logging.getLogger(__name__)
 
 
 class AuthorityContext(Protocol):
@@ -83,7 +86,15 @@ def enrolment_check(
     """At enrolment with a federation held: the persons other cities know by this
     passport or this name + birth date + nationality (empty: none, or no federation, or
     the passport is known here already, which enrolment answers itself)."""
-    client = client_or_none(ctx)
+    try:
+        client = client_or_none(ctx)
+    except Unavailable as error:
+        if error.code != "INTERAUTH_NO_KEY":
+            raise
+        # The national list does not name this city's interchange key yet (a new city, or
+        # a rotation not yet published): the city cannot ask, and must not stop enrolling.
+        _log.warning("enrolment not checked with other cities: %s", error.code)
+        return []
     if client is None:
         return []
     try:

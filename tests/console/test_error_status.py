@@ -16,6 +16,7 @@ from cardsvc.services.errors import (
     Invalid,
     NotFound,
     PaymentRefused,
+    TooManyRequests,
     Unauthenticated,
     Unavailable,
 )
@@ -29,6 +30,7 @@ STATUSES: list[tuple[type[DomainError], int]] = [
     (Forbidden, 403),
     (Unauthenticated, 401),
     (PaymentRefused, 402),
+    (TooManyRequests, 429),
     (Unavailable, 503),
 ]
 

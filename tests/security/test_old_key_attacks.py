@@ -179,11 +179,11 @@ def test_attack_retired_key_private_part_survives_rotation(
     assert json.loads((keys_dir / "k1.jwk").read_text()) == public_jwk(k1_public, kid="k1")
     # The online timestamp key (ts1) stays: it never signed a credential.
     assert {p.name for p in keys_dir.glob("*.pem")} == {"root.pem", "ts1.pem", "k2.pem",
-                                                        "k3.pem"}
+                                                        "k3.pem", "ki1.pem"}  # P10 link key
     archive = tmp_path / "after-rotation.tar.gz"
     create_backup(authority.settings, out=archive, now=authority.clock())
     assert _archived_key_files(archive) == {"keys/root.pem", "keys/ts1.pem", "keys/k1.jwk",
-                                            "keys/k2.pem", "keys/k3.pem",
+                                            "keys/k2.pem", "keys/k3.pem", "keys/ki1.pem",
                                             "keys/data-kek.key"}  # P13: the data keys' KEK
 
 
