@@ -60,7 +60,7 @@ from verifier.cache import (
     city_list_key,
 )
 from verifier.federation import read_federation_list, verify_federation_list
-from verifier.sync import SyncError, get_capped
+from verifier.sync import SyncError, get_capped, store_contents, sync_client
 from verifier.trust import verify_status_list
 
 __all__ = ["CitySync", "FederationSyncReport", "federation_root_matches", "sync_federation"]
@@ -150,20 +150,9 @@ def sync_federation(
         base = _base(server or (previous.contents.server if previous else None))
         sources = tuple(_base(m) for m in (mirrors or (previous.contents.mirrors
                                                        if previous else ())))
-        own_client = client is None
-        http = client or httpx.Client(timeout=timeout, follow_redirects=False,
-                                      headers={"User-Agent": "fmc-verifier"})
-        try:
+        with sync_client(client, timeout) as http:
             report, contents = _fetch_all(http, base, sources, root, previous, now)
-        finally:
-            if own_client:
-                http.close()
-        try:
-            cache.store(contents)
-        except CacheError as error:
-            raise SyncError(error.code, error.detail) from None
-        except OSError as error:
-            raise SyncError("CACHE_WRITE_FAILED", f"cannot write the cache: {error}") from None
+        store_contents(cache, contents)
         return report
 
 

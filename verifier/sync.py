@@ -30,6 +30,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import TypeVar, overload
@@ -49,7 +50,9 @@ __all__ = [
     "fetch_from_mirrors",
     "get_capped",
     "mirror_bodies",
+    "store_contents",
     "sync_cache",
+    "sync_client",
 ]
 
 T = TypeVar("T")
@@ -151,20 +154,9 @@ def sync_cache(
         bases += [(_server_base(mirror), True) for mirror in mirrors]
         if not bases:
             bases.append((_server_base(previous.contents.server if previous else None), False))
-        own_client = client is None
-        http = client or httpx.Client(timeout=timeout, follow_redirects=False,
-                                      headers={"User-Agent": "fmc-verifier"})
-        try:
+        with sync_client(client, timeout) as http:
             report, contents = _fetch_first(http, bases, root, previous, now)
-        finally:
-            if own_client:
-                http.close()
-        try:
-            cache.store(contents)
-        except CacheError as error:
-            raise SyncError(error.code, error.detail) from None
-        except OSError as error:
-            raise SyncError("CACHE_WRITE_FAILED", f"cannot write the cache: {error}") from None
+        store_contents(cache, contents)
         return report
 
 
@@ -369,6 +361,28 @@ def _status_list_ids(http: httpx.Client, base: str, path: str) -> list[str]:
     if len(set(ids)) != len(ids):
         raise SyncError("BAD_RESPONSE", f"{url}: duplicate status list ids")
     return ids
+
+
+@contextmanager
+def sync_client(client: httpx.Client | None, timeout: float) -> Iterator[httpx.Client]:
+    """The caller's client, or one of ours (no redirects: a list's source is never moved
+    by the server), closed afterwards."""
+    if client is not None:
+        yield client
+        return
+    with httpx.Client(timeout=timeout, follow_redirects=False,
+                      headers={"User-Agent": "fmc-verifier"}) as http:
+        yield http
+
+
+def store_contents(cache: VerifierCache, contents: CacheContents) -> None:
+    """Write a verified sync to the cache, a failure as a SyncError with its code."""
+    try:
+        cache.store(contents)
+    except CacheError as error:
+        raise SyncError(error.code, error.detail) from None
+    except OSError as error:
+        raise SyncError("CACHE_WRITE_FAILED", f"cannot write the cache: {error}") from None
 
 
 def get_capped(
