@@ -51,6 +51,7 @@ from schemas.portrait_bundle import (
 )
 from schemas.trust_list import KeyState, TrustListClaims
 from verifier._sqlite import open_wal
+from verifier.sync import SyncError, get_capped
 from verifier.trust import verify_issuer_signed
 
 __all__ = [
@@ -282,18 +283,21 @@ def sync_portrait_bundle(
     http = client or httpx.Client(timeout=timeout, follow_redirects=False,
                                   headers={"User-Agent": "fmc-verifier"})
     try:
+        # Read to a cap, never whole: the server's answer is not trusted until verified.
         try:
-            response = http.get(f"{base}/v1/portrait-bundle/manifest")
-        except httpx.HTTPError as error:
+            status, body, _ = get_capped(http, f"{base}/v1/portrait-bundle/manifest", {},
+                                         _MAX_MANIFEST, missing_ok=True)
+        except SyncError as error:
             raise PortraitBundleError("PORTRAIT_BUNDLE_UNAVAILABLE",
-                                      f"manifest: {type(error).__name__}") from None
-        if response.status_code == 404:
+                                      f"manifest: {error.detail}") from None
+        if status == 404:
             raise PortraitBundleError("PORTRAIT_BUNDLE_NOT_PUBLISHED",
                                       "the authority publishes no portrait bundle")
-        if response.status_code != 200 or len(response.content) > _MAX_MANIFEST:
-            raise PortraitBundleError("PORTRAIT_BUNDLE_UNAVAILABLE",
-                                      f"manifest: HTTP {response.status_code}")
-        jwt = response.text.strip()
+        try:
+            jwt = body.decode("ascii").strip()
+        except UnicodeDecodeError:
+            raise PortraitBundleError("PORTRAIT_BUNDLE_UNSIGNED",
+                                      "the manifest is not a compact JWS") from None
         claims = _check_manifest(jwt, trust_list, now)
         manifest_sha = b64url_encode(hashlib.sha256(jwt.encode()).digest())
         previous = store.version()

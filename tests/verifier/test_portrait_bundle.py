@@ -11,7 +11,9 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+import httpx
 import pytest
 from fastapi import FastAPI, Request
 from fastapi.responses import Response, StreamingResponse
@@ -526,3 +528,33 @@ def test_the_counter_page_sends_the_offline_portrait_inline(
     # nothing to fetch by digest afterwards: the page keeps no portrait
     assert client.get(f"/api/portraits/{b64url_encode(shown.digest)}").status_code == 404
 
+
+
+@pytest.mark.parametrize(("case", "answer", "code"), [
+    ("an endless manifest is read to its cap, never whole",
+     lambda: httpx.Response(200, stream=httpx.ByteStream(b"a" * (5 * 1024 * 1024))),
+     "PORTRAIT_BUNDLE_UNAVAILABLE"),
+    ("bytes that are not text", lambda: httpx.Response(200, content=b"\xff\xfe\x00binary"),
+     "PORTRAIT_BUNDLE_UNSIGNED"),
+    ("a JSON document instead of a JWS", lambda: httpx.Response(200, json={"v": 99}),
+     "PORTRAIT_BUNDLE_UNSIGNED"),
+    ("an unasked 304", lambda: httpx.Response(304), "PORTRAIT_BUNDLE_UNAVAILABLE"),
+    ("a redirect elsewhere", lambda: httpx.Response(302, headers={"Location": "http://x/"}),
+     "PORTRAIT_BUNDLE_UNAVAILABLE"),
+    ("a server error", lambda: httpx.Response(500), "PORTRAIT_BUNDLE_UNAVAILABLE"),
+])
+def test_hostile_manifest_answers_are_refused_and_change_nothing(
+    tmp_path: Path, case: str, answer: Any, code: str
+) -> None:
+    from schemas.trust_list import TrustListClaims
+    from support import World
+
+    store = PortraitBundleStore(tmp_path / "bundle")
+    client = httpx.Client(transport=httpx.MockTransport(lambda request: answer()))
+    trust = TrustListClaims(ISSUER, 1, NOW - 60, NOW + DAY, World().keys)
+    with pytest.raises(PortraitBundleError) as refused:
+        sync_portrait_bundle(store, server="http://authority.example", trust_list=trust,
+                             now=NOW, client=client)
+    assert refused.value.code == code, case
+    assert store.version() is None
+    store.close()
