@@ -66,7 +66,9 @@ from schemas.trust_list import IssuerKey, KeyState
 __all__ = [
     "AUTH_SCHEME",
     "INTERAUTH_TYP",
+    "MAX_ANSWER_BYTES",
     "MAX_LIFETIME_SECONDS",
+    "InterauthAnswerTooLarge",
     "InterauthClaims",
     "InterauthClient",
     "InterauthReplay",
@@ -241,6 +243,36 @@ def remember_interauth(session: Session, claims: InterauthClaims) -> None:
     session.flush()
 
 
+MAX_ANSWER_BYTES = 8 * 1024 * 1024  # a person bundle with its portrait fits many times
+
+
+class InterauthAnswerTooLarge(httpx.RemoteProtocolError):
+    """Another city answered with more than :data:`MAX_ANSWER_BYTES`: treated like any
+    transport failure (callers already retry or give up on ``httpx.HTTPError``)."""
+
+
+def _capped_answer(streamed: httpx.Response, request: httpx.Request) -> httpx.Response:
+    """Read another city's answer to a cap, never whole: a member of the federation is
+    authenticated, not trusted with this process's memory."""
+    chunks: list[bytes] = []
+    size = 0
+    try:
+        for chunk in streamed.iter_bytes():
+            size += len(chunk)
+            if size > MAX_ANSWER_BYTES:
+                raise InterauthAnswerTooLarge(
+                    f"{request.url.host} answered with more than {MAX_ANSWER_BYTES} bytes",
+                    request=request)
+            chunks.append(chunk)
+    finally:
+        streamed.close()
+    # Already decoded: the new response must not decode it again.
+    headers = [(name, value) for name, value in streamed.headers.multi_items()
+               if name.lower() not in ("content-encoding", "content-length")]
+    return httpx.Response(streamed.status_code, headers=headers, content=b"".join(chunks),
+                          request=request, extensions=streamed.extensions)
+
+
 class InterauthClient:
     """Sends signed requests to other cities of the federation list it was given.
 
@@ -290,8 +322,9 @@ class InterauthClient:
             headers["Idempotency-Key"] = idempotency_key
         extra: dict[str, Any] = {} if timeout is None else {"timeout": timeout}
         # The jti rides along for the caller's audit entry: response.request.extensions.
-        return self.http.request(method.upper(), url, content=body, headers=headers,
-                                 extensions={"interauth_jti": jti}, **extra)
+        request = self.http.build_request(method.upper(), url, content=body, headers=headers,
+                                          extensions={"interauth_jti": jti}, **extra)
+        return _capped_answer(self.http.send(request, stream=True), request)
 
     def post(
         self, callee_code: str, path: str, json_body: Any, *, reason: str,

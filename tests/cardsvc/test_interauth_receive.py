@@ -4,6 +4,8 @@ problem+json, nothing changes), an officer's bearer token is no substitute."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import httpx
 import pytest
 from cardsvc_kit import Authority
@@ -12,6 +14,8 @@ from interauth_kit import HANGZHOU_IK, YW_API, two_cities
 from sqlalchemy import func, select
 
 from cardsvc.federation.interauth import (
+    MAX_ANSWER_BYTES,
+    InterauthAnswerTooLarge,
     InterauthClient,
     InterauthReplay,
     remember_interauth,
@@ -118,3 +122,31 @@ def test_the_client_signs_what_the_receiver_checks(authority: Authority) -> None
                          officer_id=9)
     assert answer.status_code == 200, answer.text
     assert answer.json()["officer"] == 9
+
+
+@pytest.mark.parametrize(("case", "answer"), [
+    ("an endless answer", lambda: httpx.Response(
+        200, stream=httpx.ByteStream(b"{" * (MAX_ANSWER_BYTES + 1)))),
+    ("an answer announcing a small length but sending more", lambda: httpx.Response(
+        200, headers={"Content-Length": "2"},
+        stream=httpx.ByteStream(b"x" * (MAX_ANSWER_BYTES + 1)))),
+])
+def test_another_citys_answer_is_read_to_a_cap(case: str, answer: Any) -> None:
+    """A federation member is authenticated, not trusted with this process's memory: an
+    oversized answer is a transport failure every caller already retries or reports."""
+    http = httpx.Client(transport=httpx.MockTransport(lambda request: answer()))
+    client = InterauthClient(http, signer=HANGZHOU_IK, federation=two_cities(),
+                             caller="CN-HZ", clock=lambda: 1_800_000_000)
+    with pytest.raises(httpx.HTTPError) as refused:
+        client.post("CN-YW", PING, {}, reason="link check")
+    assert isinstance(refused.value, InterauthAnswerTooLarge), case
+
+
+def test_a_small_answer_reads_as_before() -> None:
+    http = httpx.Client(transport=httpx.MockTransport(
+        lambda request: httpx.Response(200, json={"ok": True})))
+    client = InterauthClient(http, signer=HANGZHOU_IK, federation=two_cities(),
+                             caller="CN-HZ", clock=lambda: 1_800_000_000)
+    answer = client.post("CN-YW", PING, {}, reason="link check")
+    assert answer.json() == {"ok": True}
+    assert "interauth_jti" in answer.request.extensions
