@@ -20,6 +20,7 @@ from pathlib import Path
 import httpx
 
 from bench._table import BenchRow
+from bench._threads import run_released
 
 _TESTS = Path(__file__).resolve().parent.parent / "tests"
 sys.path[:0] = [str(_TESTS / "payments"), str(_TESTS / "cardsvc"), str(_TESTS / "federation"),
@@ -63,14 +64,7 @@ def _drive(acquirer: PayWorld, tills: list[TerminalHandle], cards: list[PayCard]
                 with lock:
                     latencies.append(elapsed)
 
-    threads = [threading.Thread(target=terminal, args=(i,)) for i in range(concurrency)]
-    for thread in threads:
-        thread.start()
-    barrier.wait()
-    started = time.perf_counter()
-    for thread in threads:
-        thread.join()
-    return total / (time.perf_counter() - started), latencies
+    return total / run_released(concurrency, terminal, barrier), latencies
 
 
 def run(quick: bool = False) -> list[BenchRow]:

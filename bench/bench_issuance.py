@@ -22,6 +22,7 @@ from pathlib import Path
 import httpx
 
 from bench._table import BenchRow
+from bench._threads import run_released
 from cardsvc.services.bootstrap import initialise
 from cardsvc.settings import Settings, get_settings
 from keys import Ed25519Signer
@@ -87,14 +88,7 @@ def _run(url: str, token: str, work: Callable[[httpx.Client, int, str], None], c
                 with lock:
                     latencies.append(elapsed)
 
-    threads = [threading.Thread(target=client_loop) for _ in range(clients)]
-    for thread in threads:
-        thread.start()
-    barrier.wait()
-    started = time.perf_counter()
-    for thread in threads:
-        thread.join()
-    return total / (time.perf_counter() - started), latencies
+    return total / run_released(clients, lambda _client: client_loop(), barrier), latencies
 
 
 def _pct(values: list[float], q: float) -> float:

@@ -31,6 +31,7 @@ import httpx
 import psycopg
 
 from bench._table import BenchRow
+from bench._threads import run_released
 
 _TESTS = Path(__file__).resolve().parent.parent / "tests"
 # payments_kit builds on cardsvc_kit and the shared test kit
@@ -115,14 +116,7 @@ def _drive(
                 with lock:
                     latencies.append(elapsed)
 
-    threads = [threading.Thread(target=terminal, args=(i,)) for i in range(concurrency)]
-    for thread in threads:
-        thread.start()
-    barrier.wait()
-    started = time.perf_counter()
-    for thread in threads:
-        thread.join()
-    return total / (time.perf_counter() - started), latencies
+    return total / run_released(concurrency, terminal, barrier), latencies
 
 
 def _backend(backend: str, quick: bool) -> list[BenchRow]:
@@ -197,14 +191,7 @@ def _bare_level(dsn: str, tills: list[TerminalHandle], cards: list[PayCard],
                 with lock:
                     latencies.append((time.perf_counter() - started) * 1000)
 
-    threads = [threading.Thread(target=thread, args=(i,)) for i in range(concurrency)]
-    for t in threads:
-        t.start()
-    barrier.wait()
-    started = time.perf_counter()
-    for t in threads:
-        t.join()
-    return total / (time.perf_counter() - started), latencies
+    return total / run_released(concurrency, thread, barrier), latencies
 
 
 def _bare_sql_floor(world: PayWorld, tills: list[TerminalHandle], cards: list[PayCard],

@@ -18,6 +18,7 @@ from pathlib import Path
 import httpx
 
 from bench._table import BenchRow
+from bench._threads import run_released
 
 _TESTS = Path(__file__).resolve().parent.parent / "tests"
 sys.path[:0] = [str(_TESTS / "payments"), str(_TESTS / "cardsvc"), str(_TESTS)]
@@ -53,14 +54,7 @@ def _drive(url: str, path: str, headers: dict[str, str], expected: int, concurre
                 with lock:
                     latencies.append(elapsed)
 
-    threads = [threading.Thread(target=client) for _ in range(concurrency)]
-    for thread in threads:
-        thread.start()
-    barrier.wait()
-    started = time.perf_counter()
-    for thread in threads:
-        thread.join()
-    return total / (time.perf_counter() - started), latencies
+    return total / run_released(concurrency, lambda _client: client(), barrier), latencies
 
 
 def run(quick: bool = False) -> list[BenchRow]:
