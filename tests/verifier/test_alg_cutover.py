@@ -162,3 +162,36 @@ def test_status_lists_and_receipts_follow_the_cutover(
         else:
             with pytest.raises(AlgorithmDowngrade):
                 verify()
+
+
+@pytest.mark.parametrize(("member", "value", "expected"), [
+    ("fmt", 0, ResultCode.MALFORMED),
+    ("fmt", -1, ResultCode.MALFORMED),
+    ("fmt", "2", ResultCode.MALFORMED),
+    ("fmt", 2.0, ResultCode.MALFORMED),
+    ("fmt", True, ResultCode.MALFORMED),
+    ("fmt", None, ResultCode.MALFORMED),
+    ("fmt", 10 ** 40, ResultCode.UNSUPPORTED_VERSION),
+    ("alg_cutover", -1, ResultCode.MALFORMED),
+    ("alg_cutover", "2027-01-01", ResultCode.MALFORMED),
+    ("alg_cutover", 1.5, ResultCode.MALFORMED),
+    ("alg_cutover", False, ResultCode.MALFORMED),
+    ("alg_cutover", [1], ResultCode.MALFORMED),
+])
+def test_every_bad_value_of_the_new_trust_list_members_is_refused(
+    member: str, value: object, expected: ResultCode
+) -> None:
+    """The class, not one example: anything but a sane integer is MALFORMED (signed by
+    the real root, so only the value is wrong)."""
+    from keys import public_jwk
+    from keys.jws import sign_compact
+    from schemas._jose import dump_json
+    from schemas.trust_list import TRUST_LIST_TYP
+
+    payload = _trust(CUTOVER).to_payload()
+    payload[member] = value
+    jwt = sign_compact({"alg": "Ed25519", "typ": TRUST_LIST_TYP,
+                        "jwk": public_jwk(ROOT.public_key)}, dump_json(payload), ROOT)
+    with pytest.raises(FmcError) as refused:
+        verify_trust_list(jwt, root_fingerprint=ROOT_FINGERPRINT)
+    assert refused.value.code is expected
