@@ -116,17 +116,24 @@ def prepare_to_serve(settings: Settings) -> str:
     from cardsvc.migrations import upgrade_to_head
     from cardsvc.services.audit import Actor
     from cardsvc.services.bootstrap import open_keyring
-    from cardsvc.services.sealing import data_key_store, ensure_data_keys
+    from cardsvc.services.sealing import (
+        data_keks_for,
+        data_key_store,
+        ensure_data_keys,
+        sealer_of,
+    )
     from cardsvc.services.timestamp import ensure_timestamp_key
     from cardsvc.services.trust import active_signer, root_fingerprint
 
     keyring = open_keyring(settings)
     data_store = data_key_store(settings)
     upgrade_to_head(settings.database_url_or_default(), key_store=data_store)
+    keks = data_keks_for(settings)
     database = Database.from_settings(settings)
     try:
         database.transact(lambda session: ensure_data_keys(
-            session.connection(), store=data_store, now=_now()))
+            session.connection(), keks=keks, now=_now()))
+        database.transact(lambda session: sealer_of(session), readonly=True)  # they open
 
         def check(session: Session) -> str:
             fingerprint = root_fingerprint(session)
@@ -563,15 +570,15 @@ def keys_rotate_data_key(
     """Make a new data-encryption key and re-seal every passport number and portrait with
     it, one batch per transaction (safe while serving; run again if cut short)."""
     from cardsvc.services.audit import Actor, append_audit
-    from cardsvc.services.sealing import data_key_store, reseal_batch, rotate_data_key
+    from cardsvc.services.sealing import data_keks_for, reseal_batch, rotate_data_key
 
     settings = _settings(data_dir)
     database = _database(settings)
     try:
-        data_store = data_key_store(settings)
+        keks = data_keks_for(settings)
 
         def rotate(session: Session) -> int:
-            dek_id = rotate_data_key(session.connection(), store=data_store, now=_now())
+            dek_id = rotate_data_key(session.connection(), keks=keks, now=_now())
             append_audit(session, actor=Actor.cli(), action="keys.data_key_rotated",
                          subject=f"dek-{dek_id}", details={"dek": dek_id}, now=_now())
             return dek_id
@@ -588,21 +595,100 @@ def keys_rotate_data_key(
     typer.echo(f"data key dek-{dek_id} seals from now on; {total} fields re-sealed with it")
 
 
+def _rewrap_command(action: str, data_dir: Path | None, *, destroy_old_token_kek: bool
+                    ) -> None:
+    """Re-wrap every data key with a new KEK in one transaction (audited), then destroy
+    the KEKs no row names any more: always a file KEK (a backup holds its own copy), a
+    token KEK only when asked (a backup made before needs it to be restored)."""
+    from cardsvc.services.audit import Actor, append_audit
+    from cardsvc.services.sealing import (
+        Rewrapped,
+        data_keks_for,
+        move_kek_to_hsm,
+        retire_keks,
+        rotate_kek,
+    )
+    from keys.kek import FILE_PREFIX
+
+    settings = _settings(data_dir)
+    database = _database(settings)
+    try:
+        keks = data_keks_for(settings)
+
+        def rewrap(session: Session) -> Rewrapped:
+            connection = session.connection()
+            done = (move_kek_to_hsm(connection, keks=keks) if action == "moved"
+                    else rotate_kek(connection, keks=keks))
+            if done.rows:
+                append_audit(session, actor=Actor.cli(), action=f"keys.kek_{action}",
+                             subject=done.kek, details={"kek": done.kek, "rows": done.rows,
+                                                        "replaced": list(done.replaced)},
+                             now=_now())
+            return done
+
+        done = database.transact(rewrap)
+        database.sealer.forget()
+        doomed = tuple(name for name in done.replaced
+                       if name.startswith(FILE_PREFIX) or destroy_old_token_kek)
+        destroyed = database.transact(lambda session: retire_keks(
+            session.connection(), keks=keks, names=doomed), readonly=True)
+    except DomainError as error:
+        raise _fail(error) from None
+    finally:
+        database.dispose()
+    if not done.rows:
+        typer.echo(f"every data key is already wrapped by {done.kek}; nothing changed")
+        return
+    typer.echo(f"{done.rows} data keys re-wrapped by {done.kek}")
+    for name in destroyed:
+        typer.echo(f"destroyed {name} (no data key names it)")
+    for name in sorted(set(done.replaced) - set(destroyed)):
+        typer.echo(f"kept {name}: backups made before need it (--destroy-old to drop it)")
+
+
+@keys_app.command("move-kek")
+def keys_move_kek(
+    to_hsm: Annotated[bool, typer.Option("--to-hsm", help="into the token of --keys pkcs11:…"
+                                         )] = False,
+    data_dir: DataDir = None,
+) -> None:
+    """Move the data KEK into the authority's token: a new AES-256 key made there
+    re-wraps every data key in one transaction, then the file KEK is destroyed.
+    Idempotent; audited (keys.kek_moved)."""
+    if not to_hsm:
+        raise _fail(Invalid("KEK_TARGET_REQUIRED", "say where: --to-hsm"))
+    _rewrap_command("moved", data_dir, destroy_old_token_kek=False)
+
+
+@keys_app.command("rotate-kek")
+def keys_rotate_kek(
+    destroy_old: Annotated[bool, typer.Option(
+        "--destroy-old", help="also delete the old KEK in the token (backups made before"
+        " it can then no longer be restored)")] = False,
+    data_dir: DataDir = None,
+) -> None:
+    """A new data KEK (in the token with --keys pkcs11:…, else in the key store); every
+    data key re-wrapped with it in one transaction. The data keys themselves stay: rotate
+    them too with rotate-data-key. Audited (keys.kek_rotated)."""
+    _rewrap_command("rotated", data_dir, destroy_old_token_kek=destroy_old)
+
+
 @app.command()
 def upgrade(data_dir: DataDir = None) -> None:
     """Apply the database migrations (those converting data open the key store, e.g. the
     sealing of passport numbers and portraits) and make missing data keys."""
     from cardsvc.migrations import upgrade_to_head
-    from cardsvc.services.sealing import data_key_store, ensure_data_keys
+    from cardsvc.services.sealing import data_keks_for, data_key_store, ensure_data_keys
 
     settings = _settings(data_dir)
     try:
         data_store = data_key_store(settings)
         upgrade_to_head(settings.database_url_or_default(), key_store=data_store)
+        keks = data_keks_for(settings)
         database = Database.from_settings(settings)
         try:
             database.transact(lambda session: ensure_data_keys(
-                session.connection(), store=data_store, now=_now()))
+                session.connection(), keks=keks, now=_now()))
         finally:
             database.dispose()
     except DomainError as error:

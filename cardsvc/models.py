@@ -249,7 +249,7 @@ class Portrait(Base):
 
 
 class DataKey(Base):
-    """A data key wrapped by the key-encryption key of the key store (P13): ``seal`` keys
+    """A data key wrapped by a key-encryption key of the key store or the token (P13): ``seal`` keys
     (DEKs, the newest seals) and the ``index`` key of the blind index."""
 
     __tablename__ = "data_keys"
@@ -257,6 +257,8 @@ class DataKey(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     purpose: Mapped[str] = mapped_column(String(16))
     wrapped: Mapped[bytes] = mapped_column(LargeBinary)
+    # Which KEK wraps it: "file:<name>" (passphrase store) or "pkcs11:<label>" (the token).
+    kek: Mapped[str] = mapped_column(String(80))
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)
 
 

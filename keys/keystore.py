@@ -177,6 +177,22 @@ class KeyStore:
     def has_secret(self, name: str) -> bool:
         return self._secret_path(name).exists()
 
+    def destroy_secret(self, name: str) -> bool:
+        """Overwrite and unlink ``<name>.key`` (as :meth:`destroy` does a private key);
+        False when there was none."""
+        path = self._secret_path(name)
+        if not path.exists():
+            return False
+        fd = os.open(path, os.O_WRONLY)
+        try:
+            os.write(fd, os.urandom(os.fstat(fd).st_size))
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        path.unlink()
+        fsync_directory(self.directory)
+        return True
+
     def _stretch(self, salt: bytes) -> bytes:
         return Scrypt(salt=salt, length=32, n=_SCRYPT_N, r=_SCRYPT_R,
                       p=_SCRYPT_P).derive(self._passphrase)

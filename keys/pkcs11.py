@@ -11,6 +11,8 @@ Example::
     signer = store.generate("k2")          # a Signer: .kid, .public_key, .sign(message)
     same = store.load("k2")
     store.destroy("k2")                    # retired: the private half is deleted in the token
+    kek = store.generate_kek("data-kek-1")  # AES-256 in the token: wraps the data keys (P13)
+    wrapped = kek.wrap(os.urandom(32))      # CKM_AES_KEY_WRAP (RFC 3394), done by the token
 """
 
 from __future__ import annotations
@@ -25,9 +27,10 @@ import pkcs11
 from pkcs11 import Attribute, KeyType, Mechanism, ObjectClass
 from pkcs11.util.ec import encode_named_curve_parameters
 
+from keys.kek import PKCS11_PREFIX
 from keys.keystore import KID_PATTERN, KeyStoreError
 
-__all__ = ["HsmKeyStore", "HsmSigner", "Pkcs11Uri"]
+__all__ = ["HsmKek", "HsmKeyStore", "HsmSigner", "Pkcs11Uri"]
 
 _ED25519_OID = "1.3.101.112"
 _DEFAULT_MODULE = "/usr/lib/softhsm/libsofthsm2.so"
@@ -83,6 +86,64 @@ class HsmSigner:
 
     def __repr__(self) -> str:
         return f"HsmSigner(kid={self._kid!r})"
+
+
+class HsmKek:
+    """A key-encryption key that stays in the token: an AES-256 secret key, sensitive and
+    never extractable, allowed only to wrap and unwrap. The data keys it unwraps are
+    handed to this process (a session object, extractable, destroyed at once): they seal
+    fields here, as with a file KEK; the KEK itself is never outside the token."""
+
+    __slots__ = ("_key", "_label", "_lock", "_session")
+
+    def __init__(self, label: str, key: Any, session: Any, lock: threading.Lock) -> None:
+        self._label, self._key, self._session, self._lock = label, key, session, lock
+
+    @property
+    def name(self) -> str:
+        return PKCS11_PREFIX + self._label
+
+    @property
+    def label(self) -> str:
+        return self._label
+
+    def wrap(self, key: bytes) -> bytes:
+        with self._lock:
+            try:
+                data_key = self._session.create_object(_session_secret(key))
+                try:
+                    wrapped: bytes = self._key.wrap_key(data_key,
+                                                        mechanism=Mechanism.AES_KEY_WRAP)
+                finally:
+                    data_key.destroy()
+            except pkcs11.exceptions.PKCS11Error as error:
+                raise KeyStoreError(f"the token did not wrap ({type(error).__name__})") from None
+        return bytes(wrapped)
+
+    def unwrap(self, wrapped: bytes) -> bytes:
+        with self._lock:
+            try:
+                data_key = self._key.unwrap_key(
+                    ObjectClass.SECRET_KEY, KeyType.AES, wrapped,
+                    mechanism=Mechanism.AES_KEY_WRAP, store=False,
+                    template={Attribute.EXTRACTABLE: True, Attribute.SENSITIVE: False})
+                try:
+                    return bytes(data_key[Attribute.VALUE])
+                finally:
+                    data_key.destroy()
+            except pkcs11.exceptions.PKCS11Error as error:
+                raise KeyStoreError(f"{self.name} does not unwrap this key"
+                                    f" ({type(error).__name__})") from None
+
+    def __repr__(self) -> str:
+        return f"HsmKek({self._label!r})"
+
+
+def _session_secret(key: bytes) -> dict[Attribute, Any]:
+    # A session object (gone with the session), so the token can wrap a data key made here.
+    return {Attribute.CLASS: ObjectClass.SECRET_KEY, Attribute.KEY_TYPE: KeyType.AES,
+            Attribute.VALUE: key, Attribute.TOKEN: False, Attribute.EXTRACTABLE: True,
+            Attribute.SENSITIVE: False}
 
 
 class HsmKeyStore:
@@ -181,6 +242,56 @@ class HsmKeyStore:
         with self._lock:
             for key in list(self._session.get_objects({Attribute.CLASS: ObjectClass.PRIVATE_KEY,
                                                        Attribute.LABEL: kid})):
+                key.destroy()
+                destroyed = True
+        return destroyed
+
+
+    def generate_kek(self, label: str) -> HsmKek:
+        """A new AES-256 KEK made inside the token: a token object, sensitive, never
+        extractable, usable only to wrap and unwrap."""
+        self._check_kid(label)
+        if label in self.kek_labels():
+            raise KeyStoreError(f"the token already holds a KEK {label!r}")
+        with self._lock:
+            try:
+                key = self._session.generate_key(
+                    KeyType.AES, 256, label=label, id=label.encode(), store=True,
+                    template={Attribute.SENSITIVE: True, Attribute.EXTRACTABLE: False,
+                              Attribute.PRIVATE: True, Attribute.WRAP: True,
+                              Attribute.UNWRAP: True, Attribute.ENCRYPT: False,
+                              Attribute.DECRYPT: False, Attribute.SIGN: False,
+                              Attribute.VERIFY: False, Attribute.DERIVE: False})
+            except pkcs11.exceptions.PKCS11Error as error:
+                raise KeyStoreError(f"the token made no KEK ({type(error).__name__})") from None
+        return HsmKek(label, key, self._session, self._lock)
+
+    def load_kek(self, label: str) -> HsmKek:
+        self._check_kid(label)
+        with self._lock:
+            try:
+                key = self._session.get_key(object_class=ObjectClass.SECRET_KEY,
+                                            key_type=KeyType.AES, label=label)
+            except pkcs11.exceptions.NoSuchKey:
+                raise KeyStoreError(f"no KEK {label!r} in the token") from None
+            except pkcs11.exceptions.PKCS11Error as error:
+                raise KeyStoreError(f"the token is unavailable ({type(error).__name__})"
+                                    ) from None
+        return HsmKek(label, key, self._session, self._lock)
+
+    def kek_labels(self) -> list[str]:
+        with self._lock:
+            labels = {key.label for key in self._session.get_objects(
+                {Attribute.CLASS: ObjectClass.SECRET_KEY, Attribute.KEY_TYPE: KeyType.AES})}
+        return sorted(labels)
+
+    def destroy_kek(self, label: str) -> bool:
+        """Delete a KEK in the token (what it wrapped no longer opens); False if none."""
+        self._check_kid(label)
+        destroyed = False
+        with self._lock:
+            for key in list(self._session.get_objects({Attribute.CLASS: ObjectClass.SECRET_KEY,
+                                                       Attribute.LABEL: label})):
                 key.destroy()
                 destroyed = True
         return destroyed

@@ -27,7 +27,7 @@ from cardsvc.services.audit import Actor, append_audit, create_chain_head
 from cardsvc.services.errors import Invalid, Unavailable
 from cardsvc.services.interchange import create_interchange_key
 from cardsvc.services.officers import create_officer
-from cardsvc.services.sealing import data_key_store, ensure_data_keys
+from cardsvc.services.sealing import data_keks_for, data_key_store, ensure_data_keys
 from cardsvc.services.status import create_status_list
 from cardsvc.services.timestamp import create_timestamp_key
 from cardsvc.services.trust import Keyring, create_issuer_keys, root_fingerprint
@@ -169,11 +169,12 @@ def initialise(
     data_store = data_key_store(settings)
     upgrade_to_head(settings.database_url_or_default(), key_store=data_store)
     keyring = open_keyring(settings)
+    keks = data_keks_for(settings)  # with --keys pkcs11:…, the KEK is made in the token
     own = database is None
     db = database or Database.from_settings(settings)
     try:
         def work(session: Session) -> InitResult:
-            ensure_data_keys(session.connection(), store=data_store, now=now)
+            ensure_data_keys(session.connection(), keks=keks, now=now)
             if session.scalar(select(TrustState.id)) is not None:
                 return InitResult(False, root_fingerprint(session), None, generated)
             create_chain_head(session)

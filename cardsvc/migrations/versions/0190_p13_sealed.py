@@ -18,9 +18,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 from alembic import op
+
+if TYPE_CHECKING:
+    from cardsvc.services.sealing import Sealer
 
 revision: str = "0190_p13_sealed"
 down_revision: str | None = "0170_p15_portrait_bundle"
@@ -72,12 +76,7 @@ def upgrade() -> None:
             batch.add_column(sa.Column("number_index", sa.String(length=64), nullable=True))
             batch.add_column(sa.Column("number_sealed", sa.LargeBinary(), nullable=True))
     if store is not None:
-        from cardsvc.services.sealing import ensure_data_keys, open_data_keys
-        from keys import KeyStore
-
-        assert isinstance(store, KeyStore)
-        ensure_data_keys(connection, store=store, now=datetime.now(UTC))
-        sealer = open_data_keys(connection, store=store)
+        sealer = _file_sealer(connection, store, make=True)
         _seal_passports(connection, sealer)
         _seal_portraits(connection, sealer)
     with op.batch_alter_table("passports") as batch:
@@ -87,6 +86,40 @@ def upgrade() -> None:
                            existing_type=sa.LargeBinary(), nullable=False)
         batch.alter_column("number_index", existing_type=sa.String(length=64), nullable=False)
         batch.create_unique_constraint(op.f("uq_passports_number_index"), ["number_index"])
+
+
+_DATA_KEYS = sa.table("data_keys", sa.column("id", sa.Integer), sa.column("purpose", sa.String),
+                      sa.column("wrapped", sa.LargeBinary), sa.column("created_at"))
+
+def _file_sealer(connection: sa.Connection, store: object, *, make: bool) -> Sealer:
+    """The data keys as this revision knew them: wrapped by ``data-kek`` of the passphrase
+    store (0191_p13_kek names each row's KEK; a token KEK comes after it). Frozen here so
+    later changes to the sealing service do not change what this revision does."""
+    import os
+
+    from cryptography.hazmat.primitives.keywrap import aes_key_unwrap, aes_key_wrap
+
+    from cardsvc.services.sealing import Sealer
+    from keys import KeyStore
+
+    assert isinstance(store, KeyStore)
+    if make and not store.has_secret("data-kek"):
+        store.save_secret("data-kek", os.urandom(32))
+    kek = store.load_secret("data-kek")
+    rows = list(connection.execute(sa.select(_DATA_KEYS.c.id, _DATA_KEYS.c.purpose,
+                                             _DATA_KEYS.c.wrapped)))
+    for purpose in ("seal", "index"):
+        if make and purpose not in {row.purpose for row in rows}:
+            connection.execute(_DATA_KEYS.insert().values(
+                purpose=purpose, wrapped=aes_key_wrap(kek, os.urandom(32)),
+                created_at=datetime.now(UTC)))
+    rows = list(connection.execute(sa.select(_DATA_KEYS.c.id, _DATA_KEYS.c.purpose,
+                                             _DATA_KEYS.c.wrapped).order_by(_DATA_KEYS.c.id)))
+    deks = {int(row.id): aes_key_unwrap(kek, bytes(row.wrapped)) for row in rows
+            if row.purpose == "seal"}
+    index = next(aes_key_unwrap(kek, bytes(row.wrapped)) for row in rows
+                 if row.purpose == "index")
+    return Sealer(deks, max(deks), index)
 
 
 def _seal_passports(connection: sa.Connection, sealer: object) -> None:
@@ -151,12 +184,7 @@ def downgrade() -> None:
     rows = int(connection.scalar(sa.text("SELECT COUNT(*) FROM passports")) or 0) + int(
         connection.scalar(sa.text("SELECT COUNT(*) FROM portraits")) or 0)
     if rows:
-        from cardsvc.services.sealing import open_data_keys
-        from keys import KeyStore
-
-        store = _store_or_refuse()
-        assert isinstance(store, KeyStore)
-        sealer = open_data_keys(connection, store=store)
+        sealer = _file_sealer(connection, _store_or_refuse(), make=False)
         passports = sa.table("passports", sa.column("id", sa.Integer), sa.column("person_id"),
                              sa.column("number", sa.String),
                              sa.column("number_index", sa.String),
