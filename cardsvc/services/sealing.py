@@ -355,8 +355,8 @@ class KekRing:
                     kek: DataKek = token.generate_kek(_free(KEK_NAME, set(token.kek_labels())))
                 else:
                     files = self._files()
-                    secret = next(name for name in (KEK_NAME, *(
-                        f"{KEK_NAME}-{n}" for n in itertools.count(2)))
+                    secret = next(name for name in itertools.chain(
+                        [KEK_NAME], (f"{KEK_NAME}-{n}" for n in itertools.count(2)))
                         if not files.has_secret(name))
                     files.save_secret(secret, os.urandom(32))
                     kek = FileKek(secret, files.load_secret(secret))
