@@ -539,6 +539,10 @@ def restore(
     typer.echo(f"restored into {settings.data_dir.resolve()} (backup of {manifest.created_at})")
     typer.echo(f"root fingerprint: {manifest.root_fingerprint}")
     typer.echo(f"audit chain holds the saved head {manifest.audit_anchor}")
+    in_token = [name for name in manifest.data_keks if name.startswith("pkcs11:")]
+    if in_token:
+        typer.echo(f"the data keys are wrapped by {', '.join(in_token)} in the token: "
+                   "plug it in and set CARDSVC_HSM_PIN")
     typer.echo("set CARDSVC_KEY_PASSPHRASE, then: cardsvc serve --data-dir "
                f"{settings.data_dir}")
 

@@ -8,8 +8,10 @@ A backup is one ``.tar.gz``:
 - ``keys/``: the key store as it is on disk, every private key still encrypted, except
   the private part of a retired or compromised key (destroyed at rotation; left out here
   too should its destruction have been cut short): only its public ``<kid>.jwk``;
-- ``MANIFEST.json``: each file's SHA-256, the root fingerprint, and the audit head as an
-  anchor (``seq:hash``), so a restore can prove it brought back the history it saved.
+- ``MANIFEST.json``: each file's SHA-256, the root fingerprint, the audit head as an
+  anchor (``seq:hash``), so a restore can prove it brought back the history it saved,
+  and the names of the KEKs wrapping the data keys (``data_keks``): a ``pkcs11:`` KEK is
+  never in the archive (not a byte of it leaves the token); restoring needs that token.
 
 Sealed to a recovery key (P13): with ``recipient`` (an X25519 public key whose private
 half is kept offline, ``cardsvc keys recovery-keypair``) the whole archive is sealed by
@@ -49,7 +51,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from cardsvc.db import Database
-from cardsvc.models import AuditHead, TrustState
+from cardsvc.models import AuditHead, DataKey, TrustState
 from cardsvc.services.audit import AuditAnchor, verify_chain
 from cardsvc.services.errors import Conflict, Invalid, Unavailable
 from cardsvc.services.trust import issuer_keys
@@ -79,12 +81,16 @@ class BackupManifest:
     root_fingerprint: str
     audit_anchor: str  # SEQ:HASH of the audit head in the saved database
     files: dict[str, str]  # archive path -> SHA-256 hex
+    # The KEKs that wrap the data keys, by name (P13): "pkcs11:<label>" is in the token
+    # and never in the archive (a restore needs that token), "file:<name>" is in keys/.
+    data_keks: tuple[str, ...] = ()
 
     def to_json(self) -> bytes:
         return json.dumps({"format": FORMAT, "created_at": self.created_at,
                            "database": self.database, "root_fingerprint":
                            self.root_fingerprint, "audit_anchor": self.audit_anchor,
-                           "files": self.files}, indent=1, sort_keys=True).encode()
+                           "files": self.files, "data_keks": list(self.data_keks)},
+                          indent=1, sort_keys=True).encode()
 
     @staticmethod
     def from_json(unverified: bytes) -> BackupManifest:
@@ -98,9 +104,12 @@ class BackupManifest:
             ):
                 raise ValueError("bad file list")
             AuditAnchor.parse(str(fields["audit_anchor"]))
+            keks = fields.get("data_keks", [])  # absent in backups from before 0191
+            if not isinstance(keks, list) or not all(isinstance(k, str) for k in keks):
+                raise ValueError("bad data_keks")
             return BackupManifest(str(fields["created_at"]), str(fields["database"]),
                                   str(fields["root_fingerprint"]),
-                                  str(fields["audit_anchor"]), dict(files))
+                                  str(fields["audit_anchor"]), dict(files), tuple(keks))
         except (ValueError, KeyError, TypeError, AttributeError) as error:
             raise Invalid("BACKUP_CORRUPT", f"the manifest is unreadable: {error}") from None
 
@@ -113,13 +122,22 @@ def _digest(path: Path) -> str:
     return sha.hexdigest()
 
 
-def _head_root_and_stopped_keys(session: Session) -> tuple[AuditAnchor, str, frozenset[str]]:
+@dataclass(frozen=True, slots=True)
+class _Saved:
+    anchor: AuditAnchor
+    fingerprint: str
+    stopped: frozenset[str]
+    keks: tuple[str, ...]
+
+
+def _what_is_saved(session: Session) -> _Saved:
     head = session.get(AuditHead, 1)
     fingerprint = session.scalar(select(TrustState.root_fingerprint))
     if head is None or fingerprint is None:
         raise Unavailable("NOT_INITIALISED", "nothing to back up; run cardsvc init")
     stopped = frozenset(key.kid for key in issuer_keys(session) if stopped_signing(key))
-    return AuditAnchor(head.seq, head.hash), fingerprint, stopped
+    keks = tuple(sorted(set(session.scalars(select(DataKey.kek)))))
+    return _Saved(AuditAnchor(head.seq, head.hash), fingerprint, stopped, keks)
 
 
 def create_backup(
@@ -151,18 +169,19 @@ def create_backup(
         database = Database.from_settings(get_settings(data_dir=Path(scratch),
                                                        database_url=read_from))
         try:
-            anchor, fingerprint, stopped = database.transact(_head_root_and_stopped_keys,
-                                                             readonly=True)
+            saved = database.transact(_what_is_saved, readonly=True)
         finally:
             database.dispose()
         for key_file in sorted(settings.keys_dir.iterdir()):
-            if key_file.is_file() and not (key_file.suffix == ".pem" and key_file.stem in stopped):
+            if key_file.is_file() and not (key_file.suffix == ".pem"
+                                           and key_file.stem in saved.stopped):
                 members[f"keys/{key_file.name}"] = key_file
         manifest = BackupManifest(
             created_at=now.astimezone(UTC).isoformat(timespec="seconds"),
             database="sqlite" if is_sqlite else "postgresql",
-            root_fingerprint=fingerprint, audit_anchor=str(anchor),
+            root_fingerprint=saved.fingerprint, audit_anchor=str(saved.anchor),
             files={name: _digest(path) for name, path in members.items()},
+            data_keks=saved.keks,
         )
         out.parent.mkdir(parents=True, exist_ok=True)
         # 0600 from the first byte: it holds the encrypted keys and every person's record.

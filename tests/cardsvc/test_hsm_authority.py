@@ -64,11 +64,9 @@ def test_an_authority_in_tokens_signs_with_a_root_plugged_in_only_to_sign(
                    "--root-keys", ROOT_KEYS, env=ceremony)
     assert init.returncode == 0, init.stderr
     fingerprint = init.stdout.split("root fingerprint:")[1].split()[0]
-    # Only handles in the data dir: no private signing key file, only token URIs; and
-    # (P13) the passphrase-encrypted data-kek of the sealed personal data, which does not
-    # move into the token yet (docs/SECURITY.md, "Personal data at rest").
-    assert sorted(p.name for p in (data / "keys").iterdir()) == ["data-kek.key",
-                                                                  "pkcs11.json"]
+    # Only handles in the data dir: no private signing key file, no data KEK (made in
+    # the token, tests/cardsvc/test_hsm_kek.py), only token URIs.
+    assert sorted(p.name for p in (data / "keys").iterdir()) == ["pkcs11.json"]
     assert _token_kids(softhsm, KEYS, ISSUER_PIN) == ["k1", "k2", "ki1", "ts1"]
     assert _token_kids(softhsm, ROOT_KEYS, ROOT_PIN) == ["root"]
 
@@ -114,7 +112,7 @@ def test_an_authority_in_tokens_signs_with_a_root_plugged_in_only_to_sign(
     with tarfile.open(archive) as opened:
         names = opened.getnames()
         keys_members = [name for name in names if name.startswith("keys/")]
-        assert keys_members == ["keys/data-kek.key", "keys/pkcs11.json"]
+        assert keys_members == ["keys/pkcs11.json"]
         for name in keys_members:
             member = opened.extractfile(name)
             assert member is not None and b"PRIVATE KEY" not in member.read()

@@ -113,3 +113,33 @@ def test_bad_kids_are_refused(store: HsmKeyStore) -> None:
 def test_the_uri_parser() -> None:
     assert Pkcs11Uri.parse("pkcs11:token=a%20b") == Pkcs11Uri("a b")
     assert Pkcs11Uri.parse(f"pkcs11:token=t?module-path={MODULE}").module_path == MODULE
+
+
+def test_a_kek_made_in_the_token_wraps_and_unwraps_there_and_never_leaves(
+    store: HsmKeyStore
+) -> None:
+    import os
+
+    for label in store.kek_labels():
+        store.destroy_kek(label)
+    kek = store.generate_kek("data-kek-1")
+    dek = os.urandom(32)
+    wrapped = kek.wrap(dek)
+    assert len(wrapped) == 40 and dek not in wrapped  # RFC 3394, as a file KEK wraps
+    assert store.load_kek("data-kek-1").unwrap(wrapped) == dek
+    assert kek.name == "pkcs11:data-kek-1" and "data-kek-1" in repr(kek)
+    with pytest.raises(KeyStoreError, match="does not unwrap"):
+        kek.unwrap(wrapped[:-1] + bytes([wrapped[-1] ^ 1]))
+    with pytest.raises(KeyStoreError, match="already holds"):
+        store.generate_kek("data-kek-1")
+    lib = pkcs11.lib(MODULE)
+    with lib.get_token(token_label="fmc-issuer").open() as session:  # logged in already
+        (key,) = list(session.get_objects({Attribute.CLASS: ObjectClass.SECRET_KEY,
+                                           Attribute.LABEL: "data-kek-1"}))
+        assert key[Attribute.SENSITIVE] and not key[Attribute.EXTRACTABLE]
+        assert key[Attribute.NEVER_EXTRACTABLE] and key[Attribute.TOKEN]
+        with pytest.raises(pkcs11.exceptions.AttributeSensitive):
+            key[Attribute.VALUE]
+    assert store.destroy_kek("data-kek-1") and not store.destroy_kek("data-kek-1")
+    with pytest.raises(KeyStoreError, match="no KEK"):
+        store.load_kek("data-kek-1")
