@@ -113,7 +113,10 @@ def init(
 def prepare_to_serve(settings: Settings) -> str:
     """Migrate to head, check the keys open and make the timestamp key a data dir from
     before P8.5 lacks; returns the root fingerprint."""
+    from sqlalchemy import select
+
     from cardsvc.migrations import upgrade_to_head
+    from cardsvc.models import DataKey
     from cardsvc.services.audit import Actor
     from cardsvc.services.bootstrap import open_keyring
     from cardsvc.services.sealing import (
@@ -134,6 +137,11 @@ def prepare_to_serve(settings: Settings) -> str:
         database.transact(lambda session: ensure_data_keys(
             session.connection(), keks=keks, now=_now()))
         database.transact(lambda session: sealer_of(session), readonly=True)  # they open
+        if keks.in_hsm and database.transact(lambda session: any(
+                name.startswith("file:") for name in session.scalars(select(DataKey.kek))),
+                readonly=True):
+            typer.echo("warning: the signing keys are in the token but the data KEK is still"
+                       " a file; move it: cardsvc keys move-kek --to-hsm", err=True)
 
         def check(session: Session) -> str:
             fingerprint = root_fingerprint(session)
