@@ -318,7 +318,7 @@ def _one_use_pay(payload: dict[str, Any]) -> Credential:
     if limit is None:
         raise Malformed("ol must be a non-negative integer amount of fen")
     return Credential(Purpose.PAY, issuer, issued_at, expires_at, "",
-                      StatusRef(list_id, _index(status[1])),
+                      StatusRef(list_id, _index(index)),
                       _b64_bytes(payload["hk"], 32, "hk"), limit,
                       pay_handle=_b64_bytes(payload["ph"], PAY_HANDLE_BYTES, "ph"))
 
