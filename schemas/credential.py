@@ -69,8 +69,8 @@ MAX_LIFETIME_SECONDS: Mapping[Purpose, int] = MappingProxyType({
 })
 # How long after a key stops signing its last credential may still be accepted.
 MAX_CREDENTIAL_LIFETIME_SECONDS = max(MAX_LIFETIME_SECONDS.values())
-# A one-use pay credential (P13.3: ``ph`` instead of ``cn``) lives at most 7 days, and its
-# ``iat`` is a UTC midnight, so every one issued on a day carries the same times.
+# A one-use pay credential (P13.3: ``ph`` instead of ``cn``) lives at most 7 days; the
+# authority dates every one it issues on a day alike (the UTC midnight).
 ONE_USE_PAY_LIFETIME_SECONDS = 7 * _DAY
 PAY_HANDLE_BYTES = 16  # a random 128-bit pseudonymous handle
 
@@ -297,8 +297,9 @@ class Credential(NamedTuple):
 
 
 def _one_use_pay(payload: dict[str, Any]) -> Credential:
-    """A one-use pay credential: exactly its claims, ``iat`` a UTC midnight (so it says
-    nothing finer than the day it was issued), ``ol`` and ``ph`` present."""
+    """A one-use pay credential: exactly its claims, ``ol`` and ``ph`` present. (The
+    authority dates it to the UTC midnight, or its key's start if later, so ``iat`` says
+    nothing finer than the day; a verifier does not need to check that.)"""
     if payload.keys() != _ONE_USE_PAY:
         raise Malformed(f"a one-use pay credential has exactly {sorted(_ONE_USE_PAY)}")
     status = payload["st"]
@@ -312,8 +313,6 @@ def _one_use_pay(payload: dict[str, Any]) -> Credential:
             has_hidden_characters(issuer):
         raise Malformed("iss must be a short string")
     issued_at, expires_at = _time(payload["iat"], "iat"), _time(payload["exp"], "exp")
-    if issued_at % _DAY:
-        raise Malformed("a one-use pay credential's iat is a UTC midnight")
     limit = _optional_amount(payload["ol"])
     if limit is None:
         raise Malformed("ol must be a non-negative integer amount of fen")

@@ -30,7 +30,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 import keys as keylib
-from cardsvc.models import Card, PayHandle
+from cardsvc.models import Card, IssuerKeyRecord, PayHandle
 from cardsvc.payments.models import CardBalance
 from cardsvc.services.audit import Actor, append_audit
 from cardsvc.services.cards import get_card, status_for_state
@@ -136,14 +136,19 @@ def issue_pay_batch(
                        f"the card already holds {outstanding} unused pay credentials",
                        outstanding=outstanding)
     holder_keys = holder_keys[:room]
-    iat = int(now.timestamp()) // _DAY * _DAY  # the UTC midnight: the same for everyone
+    signer = active_signer(session, keyring=signing.keyring)
+    # The UTC midnight, the same for everyone that day; a key that started signing later
+    # today cannot sign before its window (KEY_NOT_VALID_AT_ISSUE): its start, also the
+    # same for everyone.
+    key_start = session.scalar(select(IssuerKeyRecord.valid_from)
+                               .where(IssuerKeyRecord.kid == signer.kid)) or 0
+    iat = max(int(now.timestamp()) // _DAY * _DAY, key_start)
     end_of_validity = int((datetime.combine(card.valid_until, time(0), tzinfo=UTC)
                            + timedelta(days=1)).timestamp())
-    exp = min(iat + policy.lifetime_days * _DAY, end_of_validity)  # both UTC midnights
+    exp = min(iat // _DAY * _DAY + policy.lifetime_days * _DAY, end_of_validity)  # midnights
     if exp <= int(now.timestamp()):
         raise Conflict("CARD_EXPIRED", "this card is past its validity")
     limit = one_use_offline_limit(card.offline_limit_fen, policy.default_offline_limit_fen)
-    signer = active_signer(session, keyring=signing.keyring)
     alg = signing_alg(session, now=now)
     credentials = []
     for holder_key in holder_keys:
