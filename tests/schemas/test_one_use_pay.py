@@ -90,3 +90,17 @@ def test_receipt_with_a_handle_carries_no_card_number_or_balance() -> None:
     card_receipt = _receipt(card_number="3300012345678901", balance_fen=5, overdraft_fen=0,
                             pay_handle=None)
     assert Receipt.from_payload(card_receipt.to_payload()) == card_receipt
+
+
+def test_a_one_use_pay_code_fits_the_pay_qr_budget() -> None:
+    """Version 13 at error correction M, like today's pay code (docs/DESIGN.md section 5),
+    unbound and bound (FMC2), at the worst case: the largest index, a random handle."""
+    from schemas.qr import presentation_qr
+    from support import SALE
+
+    token = sign_credential(one_use_credential(status=StatusRef("9", 131_071),
+                                               pay_handle=b"\xff" * 16), ISSUER_KEY)
+    for digest in (None, SALE.digest):
+        text = sign_presentation(token, DEVICE, proof_time=NOW, purpose="pay",
+                                 challenge_digest=digest)
+        assert presentation_qr(text).version <= 13
