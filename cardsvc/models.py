@@ -61,6 +61,7 @@ __all__ = [
     "IssuerKeyRecord",
     "Officer",
     "Passport",
+    "PayHandle",
     "Person",
     "PersonTransfer",
     "Portrait",
@@ -395,6 +396,27 @@ class StatusEntry(Base):
     status: Mapped[int] = mapped_column(SmallInteger)
     card_id: Mapped[int] = mapped_column(ForeignKey("cards.id"), index=True)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class PayHandle(Base):
+    """One one-use pay credential (P13.3): its random handle (``ph``), the card it pays from
+    and its own random status entry. Only the authority can map a handle to the card.
+
+    ``used_at`` is set in the transaction that charged it (a second charge is
+    PAY_CODE_USED online, a double spend offline); ``ended_at`` when the card's device
+    changed or it was refreshed past it (its status entry is then revoked for good)."""
+
+    __tablename__ = "pay_handles"
+
+    handle: Mapped[str] = mapped_column(String(32), primary_key=True)  # 16 bytes, hex
+    card_id: Mapped[int] = mapped_column(ForeignKey("cards.id"), index=True)
+    status_list_id: Mapped[str] = mapped_column(String(16))
+    status_index: Mapped[int] = mapped_column(Integer)
+    issued_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    expires_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    used_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    payment_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    ended_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
 
 
 class ProvisioningCode(Base):

@@ -119,6 +119,15 @@ class Settings(BaseSettings):
                                   " list (indices are assigned at random).")
     default_offline_limit_fen: int = Field(default=DEFAULT_OFFLINE_LIMIT_FEN, ge=0,
                                            description="A new card's offline limit, in fen.")
+    one_use_pay_lifetime_days: int = Field(default=7, ge=1, le=7, description="Lifetime of"
+                                           " a one-use pay credential (P13.3), counted from"
+                                           " the UTC midnight it was issued on.")
+    pay_batch_max: int = Field(default=20, ge=1, le=100, description="One-use pay"
+                               " credentials one `POST /v1/wallet/pay-batch` may ask for.")
+    pay_handles_outstanding_max: int = Field(default=40, ge=1, le=1000, description="Unused,"
+                                             " unexpired one-use pay credentials a card may"
+                                             " hold: bounds its offline exposure (times the"
+                                             " credential's `ol`).")
     portrait_max_bytes: int = Field(default=2 * 1024 * 1024, gt=0, description="The largest"
                                     " portrait accepted at enrolment.")
     request_max_bytes: int = Field(default=4 * 1024 * 1024, gt=0, description="The largest"

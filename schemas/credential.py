@@ -35,6 +35,8 @@ __all__ = [
     "MAX_CREDENTIAL_LIFETIME_SECONDS",
     "MAX_INFLATED_PAYLOAD",
     "MAX_LIFETIME_SECONDS",
+    "ONE_USE_PAY_LIFETIME_SECONDS",
+    "PAY_HANDLE_BYTES",
     "PORTRAIT_DIGEST_BYTES",
     "Credential",
     "Entitlement",
@@ -67,6 +69,10 @@ MAX_LIFETIME_SECONDS: Mapping[Purpose, int] = MappingProxyType({
 })
 # How long after a key stops signing its last credential may still be accepted.
 MAX_CREDENTIAL_LIFETIME_SECONDS = max(MAX_LIFETIME_SECONDS.values())
+# A one-use pay credential (P13.3: ``ph`` instead of ``cn``) lives at most 7 days; the
+# authority dates every one it issues on a day alike (the UTC midnight).
+ONE_USE_PAY_LIFETIME_SECONDS = 7 * _DAY
+PAY_HANDLE_BYTES = 16  # a random 128-bit pseudonymous handle
 
 
 class Entitlement(StrEnum):
@@ -109,7 +115,8 @@ CLAIMS: dict[str, str] = {
     "iat": "issued at, seconds since the epoch",
     "exp": "expires at, seconds since the epoch",
     "pur": "purpose: pay | id | svc",
-    "cn": "card number",
+    "cn": "card number (absent from a one-use pay credential)",
+    "ph": "one-use pay: random 128-bit pseudonymous handle, base64url (replaces cn)",
     "st": "status reference: [status list id, index]",
     "hk": "holder key: the phone's Ed25519 public key, base64url (confirmation key)",
     "ol": "pay: offline limit in fen",
@@ -135,6 +142,8 @@ _ALLOWED = {
     Purpose.ID: frozenset(_REQUIRED | _PERSONAL | {"pd"}),
     Purpose.SVC: frozenset(_REQUIRED | _PERSONAL | {"pd", "ent"}),
 }
+# A one-use pay credential (P13.3): ``ph`` replaces ``cn``, ``ol`` is required.
+_ONE_USE_PAY = frozenset((_REQUIRED - {"cn"}) | {"ph", "ol"})
 _PURPOSES = {p.value: p for p in Purpose}
 _CARD_RE = re.compile(r"^[0-9A-Z]{8,24}$")
 _CODE_RE = re.compile(FOREIGNER_CODE_PATTERN)
@@ -175,6 +184,14 @@ class Credential(NamedTuple):
     sex: str | None = None
     portrait_digest: bytes | None = None
     entitlements: tuple[Entitlement, ...] = ()
+    # One-use pay credential (P13.3): the pseudonymous handle; ``card_number`` is then ""
+    # until the authority resolves the handle (a verifier never learns the card).
+    pay_handle: bytes | None = None
+
+    @property
+    def is_one_use(self) -> bool:
+        """A one-use pay credential: it names a handle, never the card."""
+        return self.pay_handle is not None
 
     @property
     def granted_entitlements(self) -> tuple[Entitlement, ...]:
@@ -193,7 +210,11 @@ class Credential(NamedTuple):
             "st": [self.status.list_id, self.status.index],
             "hk": b64url_encode(self.holder_key),
         }
-        if self.purpose is Purpose.PAY:
+        if self.pay_handle is not None:
+            del payload["cn"]
+            payload["ph"] = b64url_encode(self.pay_handle)
+            payload["ol"] = self.offline_limit_fen
+        elif self.purpose is Purpose.PAY:
             if self.offline_limit_fen is not None:
                 payload["ol"] = self.offline_limit_fen
         else:
@@ -223,6 +244,8 @@ class Credential(NamedTuple):
         if purpose is None:
             raise Malformed("unknown purpose")
         names = payload.keys()
+        if purpose is Purpose.PAY and "ph" in names:
+            return _one_use_pay(payload)
         if names != _ALLOWED[purpose] and not (
             names >= _MANDATORY[purpose] and names <= _ALLOWED[purpose]
         ):
@@ -271,6 +294,32 @@ class Credential(NamedTuple):
             None if digest is None else _b64_bytes(digest, PORTRAIT_DIGEST_BYTES, "pd"),
             () if ent is None else _entitlements(ent),
         )
+
+
+def _one_use_pay(payload: dict[str, Any]) -> Credential:
+    """A one-use pay credential: exactly its claims, ``ol`` and ``ph`` present. (The
+    authority dates it to the UTC midnight, or its key's start if later, so ``iat`` says
+    nothing finer than the day; a verifier does not need to check that.)"""
+    if payload.keys() != _ONE_USE_PAY:
+        raise Malformed(f"a one-use pay credential has exactly {sorted(_ONE_USE_PAY)}")
+    status = payload["st"]
+    if type(status) is not list or len(status) != 2:
+        raise Malformed("st must be [list id, index]")
+    list_id, index = status
+    if type(list_id) is not str or not _LIST_ID_RE.fullmatch(list_id):
+        raise Malformed("st[0] must be a status list id")
+    issuer = payload["iss"]
+    if type(issuer) is not str or not 0 < len(issuer) <= 64 or \
+            has_hidden_characters(issuer):
+        raise Malformed("iss must be a short string")
+    issued_at, expires_at = _time(payload["iat"], "iat"), _time(payload["exp"], "exp")
+    limit = _optional_amount(payload["ol"])
+    if limit is None:
+        raise Malformed("ol must be a non-negative integer amount of fen")
+    return Credential(Purpose.PAY, issuer, issued_at, expires_at, "",
+                      StatusRef(list_id, _index(index)),
+                      _b64_bytes(payload["hk"], 32, "hk"), limit,
+                      pay_handle=_b64_bytes(payload["ph"], PAY_HANDLE_BYTES, "ph"))
 
 
 # Valid ``ent`` strings already decoded; bounded, and only valid strings enter it.

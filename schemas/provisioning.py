@@ -23,14 +23,17 @@ from __future__ import annotations
 import hashlib
 
 __all__ = [
+    "PAY_BATCH_DOMAIN",
     "PROVISION_DOMAIN",
     "REFRESH_DOMAIN",
+    "pay_batch_proof_message",
     "provisioning_proof_message",
     "refresh_proof_message",
 ]
 
 PROVISION_DOMAIN = b"FMC1 provision\x00"
 REFRESH_DOMAIN = b"FMC1 refresh\x00"
+PAY_BATCH_DOMAIN = b"FMC1 pay batch\x00"
 
 
 def provisioning_proof_message(provisioning_code: str, device_key: bytes) -> bytes:
@@ -54,4 +57,22 @@ def refresh_proof_message(card_number: str, device_key: bytes, proof_time: int) 
         + proof_time.to_bytes(8, "big")
         + hashlib.sha256(card_number.encode("ascii")).digest()
         + device_key
+    )
+
+
+def pay_batch_proof_message(card_number: str, device_key: bytes, proof_time: int,
+                            holder_keys: list[bytes]) -> bytes:
+    """Bytes the card's device key signs to ask for one-use pay credentials
+    (POST /v1/wallet/pay-batch, P13.3): like the refresh message, plus SHA-256 over the
+    fresh holder keys in order, so a relay cannot swap in keys of its own.
+
+    ``b"FMC1 pay batch\\x00" + proof_time (8 bytes) + SHA-256(card number) + device key
+    + SHA-256(holder key 1 || holder key 2 || ...)``.
+    """
+    return (
+        PAY_BATCH_DOMAIN
+        + proof_time.to_bytes(8, "big")
+        + hashlib.sha256(card_number.encode("ascii")).digest()
+        + device_key
+        + hashlib.sha256(b"".join(holder_keys)).digest()
     )

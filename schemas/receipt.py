@@ -31,37 +31,54 @@ class Receipt:
 
     ``pay_code`` is the pay code's replay key (base64url of SHA-256 over the credential
     signature and the proof time): the terminal recomputes it from the code it scanned.
+
+    A receipt for a one-use pay code (P13.3) names its pseudonymous handle (``ph``)
+    instead of the card number (``cn``) and carries neither the card's balance nor its
+    overdraft (``bal``, ``od``): those would let a merchant link the card's payments.
     """
 
     receipt_id: str  # the payment id, or the refund id
     kind: str  # payment | refund
     payment_id: str
     issuer: str
-    card_number: str
+    card_number: str | None  # None: a one-use pay code's receipt (``ph`` instead)
     merchant_id: int
     terminal_id: int
     amount_fen: int  # charged, or refunded
-    balance_fen: int  # the card's balance after it
-    overdraft_fen: int  # the part of this payment the holder now owes (offline only)
+    balance_fen: int | None  # the card's balance after it (None with ``ph``)
+    overdraft_fen: int | None  # the part of this payment the holder now owes (offline only)
     mode: str  # online | offline (of the payment)
     issued_at: int
     accepted_at: int
     pay_code: str
+    pay_handle: str | None = None  # the one-use pay code's handle, base64url
 
     _NAMES = (("rid", "receipt_id", str), ("knd", "kind", str), ("pid", "payment_id", str),
               ("iss", "issuer", str), ("cn", "card_number", str), ("mid", "merchant_id", int),
               ("tid", "terminal_id", int), ("amt", "amount_fen", int),
               ("bal", "balance_fen", int), ("od", "overdraft_fen", int), ("mode", "mode", str),
-              ("iat", "issued_at", int), ("at", "accepted_at", int), ("pc", "pay_code", str))
+              ("iat", "issued_at", int), ("at", "accepted_at", int), ("pc", "pay_code", str),
+              ("ph", "pay_handle", str))
+    # Present with ``cn``, absent with ``ph`` (and the other way round).
+    _CARD_ONLY = frozenset({"cn", "bal", "od"})
 
     def to_payload(self) -> dict[str, Any]:
-        return {claim: getattr(self, name) for claim, name, _ in self._NAMES}
+        return {claim: getattr(self, name) for claim, name, _ in self._NAMES
+                if getattr(self, name) is not None}
 
     @staticmethod
     def from_payload(payload: dict[str, Any]) -> Receipt:
+        one_use = "ph" in payload
         values: dict[str, Any] = {}
         for claim, name, kind in Receipt._NAMES:
+            if claim == "ph" and not one_use:
+                continue
             value = payload.get(claim)
+            if one_use and claim in Receipt._CARD_ONLY:
+                if value is not None:
+                    raise Malformed(f"a receipt naming a pay handle carries no {claim}")
+                values[name] = None
+                continue
             if type(value) is not kind:
                 raise Malformed(f"receipt claim {claim} missing or of the wrong type")
             if isinstance(value, int) and value < 0:

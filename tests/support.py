@@ -80,6 +80,18 @@ def credential(purpose: Purpose, **overrides: object) -> Credential:
     return Credential(**fields)  # type: ignore[arg-type]
 
 
+def one_use_credential(**overrides: object) -> Credential:
+    """A one-use pay credential (P13.3): a handle instead of the card, iat a UTC midnight."""
+    midnight = NOW - NOW % DAY
+    fields: dict[str, object] = dict(
+        purpose=Purpose.PAY, issuer=ISSUER, issued_at=midnight - DAY,
+        expires_at=midnight + 6 * DAY, card_number="", status=StatusRef("1", 98_765),
+        holder_key=DEVICE.public_key, offline_limit_fen=20_000,
+        pay_handle=bytes(range(16)))
+    fields.update(overrides)
+    return Credential(**fields)  # type: ignore[arg-type]
+
+
 @dataclass
 class World:
     """A trust list with k1 active and k2 next, one status list, and helpers to present."""

@@ -79,6 +79,7 @@ from schemas.codes import (
 from schemas.credential import (
     MAX_INFLATED_PAYLOAD,
     MAX_LIFETIME_SECONDS,
+    ONE_USE_PAY_LIFETIME_SECONDS,
     Credential,
     Purpose,
 )
@@ -144,7 +145,10 @@ class VerificationResult(NamedTuple):
             "detail": self.detail,
             "service": self.service,
             "issuer": self.issuer_json(),
-            "card": cred.card_number if cred is not None and self.ok else None,
+            "card": cred.card_number or None if cred is not None and self.ok else None,
+            # A one-use pay code names a pseudonymous handle, never the card (P13.3).
+            "pay_handle": (b64url_encode(cred.pay_handle) if cred is not None and self.ok
+                           and cred.pay_handle is not None else None),
             "purpose": cred.purpose.value if cred is not None else None,
             "holder": holder,
             "entitlements": (
@@ -366,9 +370,11 @@ def _check_dates(
         raise KeyNotValidAtIssue("the key was not valid when this credential was issued")
     # Before exp is compared with now: a key that leaked after it retired can still date a
     # credential inside its window, but not make it outlive the window by more than the cap.
-    if credential.expires_at - iat > MAX_LIFETIME_SECONDS[credential.purpose]:
+    cap = (ONE_USE_PAY_LIFETIME_SECONDS if credential.pay_handle is not None
+           else MAX_LIFETIME_SECONDS[credential.purpose])
+    if credential.expires_at - iat > cap:
         raise LifetimeTooLong(f"a {credential.purpose} credential lives at most "
-                              f"{MAX_LIFETIME_SECONDS[credential.purpose] // 86_400} days")
+                              f"{cap // 86_400} days")
     if iat > now + policy.leeway:
         raise NotYetValid("credential issued in the future")
     if credential.expires_at <= now - policy.leeway:

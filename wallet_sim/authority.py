@@ -26,20 +26,29 @@ import httpx
 from keys import Ed25519Signer
 from schemas import FmcError, Purpose, b64url_encode
 from schemas.credential import portrait_digest
-from schemas.provisioning import provisioning_proof_message, refresh_proof_message
-from wallet_sim.card import Card, read_unverified_credential
+from schemas.provisioning import (
+    pay_batch_proof_message,
+    provisioning_proof_message,
+    refresh_proof_message,
+)
+from wallet_sim.card import PAY_REFILL_BELOW, Card, OneUsePay, read_unverified_credential
 from wallet_sim.errors import WalletError, WalletErrorCode
 
 __all__ = [
+    "PAY_BATCH_PATH",
+    "PAY_BATCH_SIZE",
     "PROVISION_PATH",
     "REFRESH_PATH",
     "normalize_server_url",
     "provision",
+    "refill_pay",
     "refresh",
 ]
 
 PROVISION_PATH = "/v1/provision"
 REFRESH_PATH = "/v1/wallet/refresh"
+PAY_BATCH_PATH = "/v1/wallet/pay-batch"
+PAY_BATCH_SIZE = 10  # one-use pay credentials asked for per refill (P13.3)
 _TIMEOUT = httpx.Timeout(15.0, connect=5.0)
 _CODE_RE = re.compile(r"^[0-9A-Za-z][0-9A-Za-z -]{3,63}$")
 _MAX_PORTRAIT_BYTES = 2 * 1024 * 1024
@@ -85,7 +94,7 @@ def provision(
     }
     unverified_answer = _post(server, PROVISION_PATH, request, client, refresh=False)
     credentials, card_number = _bound_credentials(unverified_answer, device.public_key)
-    return Card(
+    card = Card(
         card_number=card_number,
         credentials=credentials,
         server_url=server,
@@ -96,6 +105,7 @@ def provision(
         trust_list_url=_optional_text(unverified_answer.get("trust_list_url")),
         suspended=_suspended(unverified_answer),
     )
+    return _refilled_if_low(card, now=now, client=client)
 
 
 def refresh(card: Card, *, now: int, client: httpx.Client | None = None) -> Card:
@@ -115,9 +125,81 @@ def refresh(card: Card, *, now: int, client: httpx.Client | None = None) -> Card
                           "the authority answered with credentials for another card")
     refreshed = replace(card.with_credentials(credentials, refreshed_at=now),
                         suspended=_suspended(unverified_answer))
+    if _status_moved(card, refreshed):
+        # A new status index (new personal data): the authority ended the one-use pay
+        # credentials too, so the batch is dropped and refilled below.
+        refreshed = replace(refreshed, pay_batch=())
     if "portrait" in unverified_answer:
         refreshed = replace(refreshed, portrait=_portrait(unverified_answer, credentials))
-    return refreshed
+    return _refilled_if_low(refreshed, now=now, client=client)
+
+
+def _status_moved(before: Card, after: Card) -> bool:
+    common = [p for p in before.purposes if p in after.credentials]
+    return any(before.claims(p).status != after.claims(p).status for p in common)
+
+
+def _refilled_if_low(card: Card, *, now: int, client: httpx.Client | None) -> Card:
+    """The card with its one-use pay batch refilled when fewer than PAY_REFILL_BELOW are
+    left. Best effort: the credentials just fetched are kept whatever the refill says."""
+    if Purpose.PAY not in card.credentials or card.suspended or \
+            card.unused_pay(now) >= PAY_REFILL_BELOW:
+        return card
+    try:
+        return refill_pay(card, now=now, client=client)
+    except WalletError:
+        return card
+
+
+def refill_pay(card: Card, *, now: int, client: httpx.Client | None = None,
+               count: int = PAY_BATCH_SIZE) -> Card:
+    """Ask for ``count`` one-use pay credentials (P13.3), each for a fresh holder key made
+    here; the request is signed by the card's device key. An authority that does not offer
+    them (404 without a problem code) leaves the card as it is: it keeps showing its
+    card-bound pay credential."""
+    device = card.device
+    holders = [Ed25519Signer.generate(kid="holder") for _ in range(count)]
+    keys = [holder.public_key for holder in holders]
+    request = {
+        "card_number": card.card_number,
+        "device_key": b64url_encode(device.public_key),
+        "time": now,
+        "proof": b64url_encode(device.sign(
+            pay_batch_proof_message(card.card_number, device.public_key, now, keys))),
+        "holder_keys": [b64url_encode(key) for key in keys],
+    }
+    try:
+        unverified_answer = _post(card.server_url, PAY_BATCH_PATH, request, client,
+                                  refresh=True)
+    except WalletError as error:
+        if error.code is WalletErrorCode.REFRESH_UNSUPPORTED:
+            return card
+        raise
+    batch = _one_use_credentials(unverified_answer, holders)
+    return replace(card, pay_batch=card.pay_batch + batch, one_use_pay=True)
+
+
+def _one_use_credentials(unverified_answer: Mapping[str, Any],
+                         holders: list[Ed25519Signer]) -> tuple[OneUsePay, ...]:
+    """The batch, checked: one-use pay credentials naming no card, bound in order to the
+    holder keys this phone made (fewer than asked is fine: the outstanding cap)."""
+    bad = WalletErrorCode.BAD_SERVER_RESPONSE
+    unverified_list = unverified_answer.get("credentials")
+    if not isinstance(unverified_list, list) or not 0 < len(unverified_list) <= len(holders):
+        raise WalletError(bad, "the authority's answer holds no pay credentials")
+    batch = []
+    for unverified_jws, holder in zip(unverified_list, holders, strict=False):
+        if not isinstance(unverified_jws, str) or len(unverified_jws) > 8192:
+            raise WalletError(bad, "a one-use pay credential is not a compact JWS")
+        try:
+            claims = read_unverified_credential(unverified_jws)
+        except FmcError as exc:
+            raise WalletError(bad, f"a one-use pay credential is malformed ({exc.code})") \
+                from exc
+        if not claims.is_one_use or claims.holder_key != holder.public_key:
+            raise WalletError(bad, "a pay credential is not one-use or not bound to its key")
+        batch.append(OneUsePay(unverified_jws, holder.seed))
+    return tuple(batch)
 
 
 def _post(

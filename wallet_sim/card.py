@@ -28,17 +28,49 @@ from wallet_sim.errors import WalletError, WalletErrorCode
 
 __all__ = [
     "EXPIRY_WARNING_SECONDS",
+    "PAY_REFILL_BELOW",
     "RENEW_SECONDS",
     "Card",
     "Freshness",
     "HolderDisplay",
+    "OneUsePay",
     "PayProofClock",
     "present",
     "read_unverified_credential",
+    "take_one_use_pay",
 ]
 
 RENEW_SECONDS = 30  # docs/DESIGN.md section 5: a dynamic code, renewed like a pay code
 EXPIRY_WARNING_SECONDS = 14 * 86_400  # warn two weeks ahead: time to reach the authority
+PAY_REFILL_BELOW = 5  # `refresh` refills the one-use pay batch when fewer remain (P13.3)
+
+
+@dataclass(frozen=True, slots=True)
+class OneUsePay:
+    """One one-use pay credential (P13.3) and the seed of its own fresh holder key; kept
+    inside the wallet's encrypted body like the device seed, used for one showing only."""
+
+    credential: str
+    holder_seed: bytes = field(repr=False)
+
+    @property
+    def holder(self) -> Ed25519Signer:
+        return Ed25519Signer(self.holder_seed, kid="holder")
+
+    @property
+    def expires_at(self) -> int:
+        return read_unverified_credential(self.credential).expires_at
+
+    def to_json(self) -> dict[str, str]:
+        return {"credential": self.credential, "holder_seed": b64url_encode(self.holder_seed)}
+
+    @staticmethod
+    def from_json(stored: Any) -> OneUsePay:
+        one = OneUsePay(str(stored["credential"]), b64url_decode(stored["holder_seed"]))
+        claims = read_unverified_credential(one.credential)
+        if len(one.holder_seed) != 32 or claims.holder_key != one.holder.public_key:
+            raise ValueError("a one-use pay credential not bound to its stored key")
+        return one
 
 
 class Freshness(StrEnum):
@@ -84,6 +116,14 @@ class Card:
     # The proof time of the last pay code shown: the next one is strictly later, so every
     # display is a new code (one sale each), also across separate runs of the CLI.
     last_pay_proof_time: int | None = None
+    # One-use pay credentials not yet shown (P13.3). Once the authority has sent a batch
+    # (``one_use_pay``), the card-bound ``pay`` credential is never shown again.
+    pay_batch: tuple[OneUsePay, ...] = ()
+    one_use_pay: bool = False
+
+    def unused_pay(self, now: int) -> int:
+        """How many one-use pay credentials are left that have not expired."""
+        return sum(1 for one in self.pay_batch if one.expires_at > now)
 
     def next_pay_proof_time(self, now: int) -> int:
         """A pay proof time strictly later than the last one shown for this card."""
@@ -153,6 +193,8 @@ class Card:
             "revoked_at": self.revoked_at,
             "suspended": self.suspended,
             "last_pay_proof_time": self.last_pay_proof_time,
+            "pay_batch": [one.to_json() for one in self.pay_batch],
+            "one_use_pay": self.one_use_pay,
         }
 
     @staticmethod
@@ -179,6 +221,9 @@ class Card:
                 suspended=stored.get("suspended") is True,
                 last_pay_proof_time=(None if stored.get("last_pay_proof_time") is None
                                      else int(stored["last_pay_proof_time"])),
+                pay_batch=tuple(OneUsePay.from_json(one)
+                                for one in stored.get("pay_batch") or ()),
+                one_use_pay=stored.get("one_use_pay") is True,
             )
             if len(card.device_seed) != 32 or not credentials:
                 raise ValueError("bad device seed or no credentials")
@@ -240,13 +285,27 @@ class PayProofClock:
         return proof_time
 
 
+def take_one_use_pay(card: Card, *, now: int) -> tuple[Card, OneUsePay | None]:
+    """The next unused one-use pay credential for a new showing, and the card without it
+    (expired ones dropped): the caller saves the card before showing the code, so it is
+    never shown twice. None when the card has none (then ``present`` decides)."""
+    fresh = [one for one in card.pay_batch if one.expires_at > now]
+    if not fresh:
+        return replace(card, pay_batch=()), None
+    return replace(card, pay_batch=tuple(fresh[1:])), fresh[0]
+
+
 def present(card: Card, purpose: Purpose, *, now: int,
-            challenge: Challenge | None = None) -> str:
+            challenge: Challenge | None = None, one_use: OneUsePay | None = None) -> str:
     """A fresh ``FMC1:`` presentation: the credential plus the device's proof for ``now``;
     with a till's ``challenge``, an ``FMC2:`` pay code good only for that sale.
 
     Refuses expired credentials (a verifier would say EXPIRED; better to say so here),
     and cards the authority said are revoked or suspended.
+
+    A pay code is made from ``one_use`` (from :func:`take_one_use_pay`) when given; a card
+    that has had one-use credentials never shows its card-bound ``pay`` credential again
+    (PAY_BATCH_EMPTY: refresh online to refill).
     """
     if card.revoked_at is not None or card.suspended:
         state = "revoked" if card.revoked_at is not None else "suspended"
@@ -255,6 +314,17 @@ def present(card: Card, purpose: Purpose, *, now: int,
             else WalletErrorCode.CARD_SUSPENDED,
             f"card {card.card_number} is {state} by the authority; no code is shown",
         )
+    if purpose is Purpose.PAY and one_use is not None:
+        if one_use.expires_at <= now:
+            raise WalletError(WalletErrorCode.CREDENTIALS_EXPIRED,
+                              "this one-use pay credential has expired")
+        return sign_presentation(one_use.credential, one_use.holder, proof_time=now,
+                                 purpose="pay",
+                                 challenge_digest=None if challenge is None else challenge.digest)
+    if purpose is Purpose.PAY and card.one_use_pay:
+        raise WalletError(WalletErrorCode.PAY_BATCH_EMPTY,
+                          f"card {card.card_number} has no unused pay credential left; "
+                          "run `refresh` online to refill")
     jws = card.credentials.get(purpose)
     if jws is None:
         raise WalletError(

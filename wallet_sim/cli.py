@@ -34,7 +34,14 @@ from schemas.challenge import Challenge, decode_challenge
 from schemas.text import printable
 from wallet_sim import authority
 from wallet_sim._atomic import write_atomically
-from wallet_sim.card import RENEW_SECONDS, Card, Freshness, present
+from wallet_sim.card import (
+    RENEW_SECONDS,
+    Card,
+    Freshness,
+    OneUsePay,
+    present,
+    take_one_use_pay,
+)
 from wallet_sim.errors import WalletError, WalletErrorCode
 from wallet_sim.qr import qr_code, qr_halfblocks, qr_png
 from wallet_sim.settings import WalletSettings, variable
@@ -267,16 +274,21 @@ def make_app(
             _refuse_revoked(card)
             _check_expiry(runtime, card, runtime.clock(), refuse=True)
             console = Console(highlight=False)
+            one_use: OneUsePay | None = None
             try:
                 while True:
                     now = runtime.clock()
                     if purpose is Purpose.PAY:
                         # One pay code per display, also across runs: remembered in the
-                        # wallet before it is shown.
-                        now = card.next_pay_proof_time(now)
-                        card = replace(card, last_pay_proof_time=now)
+                        # wallet before it is shown. A showing takes the next one-use pay
+                        # credential (P13.3); its 30 s renewals keep it.
+                        if one_use is None:
+                            card, one_use = take_one_use_pay(card, now=now)
+                        if one_use is None:  # the card-bound pay credential (old wallet)
+                            now = card.next_pay_proof_time(now)
+                            card = replace(card, last_pay_proof_time=now)
                         wallet.put(card)
-                    presentation = present(card, purpose, now=now)
+                    presentation = present(card, purpose, now=now, one_use=one_use)
                     if png is not None:
                         image = qr_png(presentation)
                         write_atomically(png, image, mode=0o644)
@@ -330,10 +342,12 @@ def make_app(
             _say(f"paying {sale.amount_fen // 100}.{sale.amount_fen % 100:02d} yuan to"
                  f" merchant {sale.merchant_id}, terminal {sale.terminal_id}"
                  f" (challenge of {_date(sale.issued_at)})")
-            now = card.next_pay_proof_time(now)
-            card = replace(card, last_pay_proof_time=now)
+            card, one_use = take_one_use_pay(card, now=now)
+            if one_use is None:  # the card-bound pay credential (old wallet)
+                now = card.next_pay_proof_time(now)
+                card = replace(card, last_pay_proof_time=now)
             wallet.put(card)
-            code = present(card, Purpose.PAY, now=now, challenge=sale)
+            code = present(card, Purpose.PAY, now=now, challenge=sale, one_use=one_use)
             try:
                 if png is not None:
                     image = qr_png(code)

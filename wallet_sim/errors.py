@@ -47,6 +47,8 @@ class WalletErrorCode(StrEnum):
     CARD_SUSPENDED = "CARD_SUSPENDED"
     # the till's sale challenge cannot be read (usage: exit 2)
     BAD_CHALLENGE = "BAD_CHALLENGE"
+    # no unused one-use pay credential left (P13.3): refresh online to refill (exit 1)
+    PAY_BATCH_EMPTY = "PAY_BATCH_EMPTY"
 
 
 # Errors in what the user typed or configured, as opposed to refusals by the world.

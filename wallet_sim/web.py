@@ -30,7 +30,15 @@ from starlette.middleware.trustedhost import TrustedHostMiddleware
 from schemas import FmcError, Purpose
 from schemas.challenge import MAX_CHALLENGE_CHARS, Challenge, decode_challenge
 from wallet_sim._i18n import RTL_LANGUAGES, choose_language, language_names, translations
-from wallet_sim.card import RENEW_SECONDS, Card, Freshness, PayProofClock, present
+from wallet_sim.card import (
+    RENEW_SECONDS,
+    Card,
+    Freshness,
+    OneUsePay,
+    PayProofClock,
+    present,
+    take_one_use_pay,
+)
 from wallet_sim.errors import WalletError
 from wallet_sim.qr import qr_png
 from wallet_sim.wallet import Wallet
@@ -52,6 +60,7 @@ _SECURITY_HEADERS = {
     "Referrer-Policy": "no-referrer",
     "X-Frame-Options": "DENY",
 }
+_SHOWING_GAP_SECONDS = 2 * RENEW_SECONDS + 15  # a longer pause starts a new pay showing
 _IMAGE_TYPES = (
     (b"\xff\xd8\xff", "image/jpeg"),
     (b"\x89PNG\r\n\x1a\n", "image/png"),
@@ -65,6 +74,28 @@ class _LiveWallet:
     def __init__(self, wallet: Wallet) -> None:
         self._wallet = wallet
         self._lock = threading.Lock()
+        # The one-use pay credential each card's pay screen is showing, and when its QR
+        # was last fetched: renewals within a showing keep it (P13.3).
+        self._showing: dict[str, tuple[OneUsePay, int]] = {}
+
+    def one_use_pay(self, card_number: str, *, now: int, new_showing: bool = False
+                    ) -> OneUsePay | None:
+        """The credential of the current pay showing, or the next one (saved as taken).
+        A sale challenge always starts a new showing: one sale per credential."""
+        with self._lock:
+            held = self._showing.get(card_number)
+            if held is not None and not new_showing and 0 <= now - held[1] <= _SHOWING_GAP_SECONDS \
+                    and held[0].expires_at > now:
+                self._showing[card_number] = (held[0], now)
+                return held[0]
+            card = next((c for c in self._wallet.cards if c.card_number == card_number), None)
+            if card is None:
+                return None
+            card, taken = take_one_use_pay(card, now=now)
+            if taken is not None:
+                self._wallet.put(card)
+                self._showing[card_number] = (taken, now)
+            return taken
 
     def cards(self) -> tuple[Card, ...]:
         with self._lock:
@@ -154,9 +185,13 @@ def create_app(
             return _problem(422, "BAD_CHALLENGE", "not a till's sale challenge")
         try:
             chosen = Purpose(purpose)
-            now = (pay_proofs.next(shown.card_number, now=clock()) if chosen is Purpose.PAY
-                   else clock())
-            text = present(shown, chosen, now=now, challenge=sale)
+            now = clock()
+            one_use = (live.one_use_pay(shown.card_number, now=now,
+                                        new_showing=sale is not None)
+                       if chosen is Purpose.PAY else None)
+            if chosen is Purpose.PAY and one_use is None:  # the card-bound pay credential
+                now = pay_proofs.next(shown.card_number, now=now)
+            text = present(shown, chosen, now=now, challenge=sale, one_use=one_use)
         except WalletError as error:
             return _problem(409, error.code.value, error.message)
         return Response(qr_png(text), media_type="image/png",

@@ -10,6 +10,7 @@ import httpx
 
 from cardsvc.db import Database
 from cardsvc.payments._paycode import AuthorityTrustCache
+from cardsvc.payments.pay_batch import PayBatchPolicy
 from cardsvc.publisher import Publisher
 from cardsvc.services.provisioning import SigningContext
 from cardsvc.services.trust import Keyring
@@ -41,6 +42,13 @@ class AppContext:
         return SigningContext(self.keyring, self.settings.issuer,
                               self.settings.credential_lifetime_days,
                               self.settings.status_list_size)
+
+    @property
+    def pay_batch_policy(self) -> PayBatchPolicy:
+        return PayBatchPolicy(self.settings.one_use_pay_lifetime_days,
+                              self.settings.pay_batch_max,
+                              self.settings.pay_handles_outstanding_max,
+                              self.settings.default_offline_limit_fen)
 
     def url(self, path: str) -> str:
         return self.settings.public_base + path

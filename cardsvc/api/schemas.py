@@ -36,6 +36,8 @@ __all__ = [
     "PassportChangeOut",
     "PassportIn",
     "PassportOut",
+    "PayBatchIn",
+    "PayBatchOut",
     "PersonOut",
     "PortraitIn",
     "ProvisionIn",
@@ -119,6 +121,22 @@ class RefreshIn(_In):
     device_key: B64Url
     time: int = Field(ge=0, le=2**40, description="request time, seconds since the epoch")
     proof: B64Url = Field(description="device signature over refresh_proof_message")
+
+
+class PayBatchIn(RefreshIn):
+    holder_keys: list[B64Url] = Field(min_length=1, max_length=100, description="fresh"
+                                      " Ed25519 public keys, one per credential, base64url")
+    proof: B64Url = Field(description="device signature over pay_batch_proof_message")
+
+
+class PayBatchOut(BaseModel):
+    card_number: str
+    credentials: list[str] = Field(description="one-use pay credentials (compact JWS), one"
+                                   " per holder key, in order (fewer at the outstanding cap)")
+    expires_at: int
+    outstanding: int = Field(description="unused, unexpired one-use pay credentials now")
+    offline_limit_fen: int
+    balance_fen: int = Field(description="for the holder's own screen only")
 
 
 class OfficerIn(_In):

@@ -21,6 +21,7 @@ Example::
 
 from __future__ import annotations
 
+import dataclasses
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -29,7 +30,7 @@ from typing import Any, NamedTuple
 from sqlalchemy import func, insert, literal, select, union_all, update
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
-from cardsvc.models import Card, Officer, StatusEntry, TrustState
+from cardsvc.models import Card, Officer, PayHandle, StatusEntry, TrustState
 from cardsvc.payments._idempotency import (
     Answer,
     answer_columns,
@@ -270,7 +271,7 @@ def charge_online(
         (authority_trust(session, issuer=ctx.issuer, now=epoch), None) if cache is None
         else cache.get(session, issuer=ctx.issuer, now=epoch))
     first = verify_any_status(pay_code, trust=trust, now=epoch, challenge=sale)
-    credential = first.credential
+    credential = _with_card(session, first.credential)
     # One statement: lock the card's balance row, and read with it the card, its status
     # entry, the trust state's version and the merchant's ledger account.
     locked = None if credential is None else _lock_for_charge(
@@ -289,7 +290,7 @@ def charge_online(
         # Keys changed since the trust list was built (another process): judge again.
         trust, _ = cache.get(session, issuer=ctx.issuer, now=epoch, version=current_version)
         first = verify_any_status(pay_code, trust=trust, now=epoch, challenge=sale)
-        credential = first.credential
+        credential = _with_card(session, first.credential)
     key = None if credential is None else pay_code_replay_key(pay_code)
     if key is None:
         stored = find_answer(session, officer_id=officer_id, key=idempotency_key,
@@ -312,32 +313,34 @@ def charge_online(
         raise Invalid(result.code.value, result.detail or "the pay code was refused")
     if card is None:
         raise NotFound("CARD_NOT_FOUND", "the pay code names no card of this authority")
-    if charged_before:
+    payment_id = _new_id("pay")
+    if charged_before or not _use_handle(session, credential, payment_id=payment_id, now=now):
         raise Conflict("PAY_CODE_USED", "this pay code has already been charged")
     if row is None or row.balance_fen < amount_fen:
         # The balance is on every receipt the till gets anyway; the cashier can tell the
-        # customer how much is missing.
+        # customer how much is missing (not for a one-use code: it would link the card).
         raise PaymentRefused("INSUFFICIENT_FUNDS", "the card's balance is too low",
-                             balance_fen=0 if row is None else row.balance_fen)
-    payment_id = _new_id("pay")
+                             **({} if credential.is_one_use else
+                                {"balance_fen": 0 if row is None else row.balance_fen}))
     card_legs, _ = debit_card(session, row, amount_fen, now=now, allow_overdraft=False)
     if merchant_ledger is None:
         merchant_ledger = merchant_account(session, merchant_id=terminal.merchant_id, now=now)
     legs = [*card_legs, (merchant_ledger, -amount_fen)]
-    receipt = _sign(session, ctx, Receipt(
+    receipt = _sign(session, ctx, _for_merchant(credential, Receipt(
         payment_id, "payment", payment_id, ctx.issuer, card.card_number, terminal.merchant_id,
         terminal.id, amount_fen, row.balance_fen, 0, "online", epoch, epoch,
-        b64url_encode(key)), trust)
+        b64url_encode(key))), trust)
     payment = dict(
         id=payment_id, card_id=card.id, merchant_id=terminal.merchant_id,
         terminal_id=terminal.id, mode="online", amount_fen=amount_fen, refunded_fen=0,
         overdraft_fen=0, balance_after_fen=row.balance_fen, replay_key=key.hex(),
         proof_time=result.proof_time or epoch, accepted_at=now, settled_at=now,
         receipt=receipt)
-    body = {"payment_id": payment_id, "status": "accepted", "mode": "online",
-            "card_number": card.card_number, "amount_fen": amount_fen,
-            "balance_fen": row.balance_fen, "merchant_id": terminal.merchant_id,
-            "terminal_id": terminal.id, "settled_at": now.isoformat(), "receipt": receipt}
+    body = _body_for_merchant(credential, {
+        "payment_id": payment_id, "status": "accepted", "mode": "online",
+        "card_number": card.card_number, "amount_fen": amount_fen,
+        "balance_fen": row.balance_fen, "merchant_id": terminal.merchant_id,
+        "terminal_id": terminal.id, "settled_at": now.isoformat(), "receipt": receipt})
     answer = Answer(201, body)
     if session.get_bind().dialect.name == "postgresql":
         _write_charge(session, row=row, legs=legs, payment=payment, idempotency=dict(
@@ -466,7 +469,7 @@ def settle_offline(
     # A bound code is checked with its challenge as of accepted_at: the sale must have been
     # taken while the challenge was alive.
     result = verify_any_status(item.pay_code, trust=trust, now=accepted, challenge=sale)
-    credential = result.credential
+    credential = _with_card(session, result.credential)
     if not result.ok or credential is None:
         return _refused(item, result.code.value)
     if item.amount_fen > min(terminal.offline_floor_fen, credential.offline_limit_fen or 0):
@@ -481,16 +484,19 @@ def settle_offline(
     if stored is not None:
         return stored
     key = pay_code_replay_key(item.pay_code)
-    original = session.scalar(select(Payment).where(Payment.replay_key == key.hex()))
-    base = {"idempotency_key": item.idempotency_key, "card_number": card.card_number,
-            "amount_fen": item.amount_fen}
+    original = session.scalar(select(Payment).where(Payment.replay_key == key.hex())) \
+        or _handle_payment(session, credential)  # a one-use handle charged before
+    base = _body_for_merchant(credential, {"idempotency_key": item.idempotency_key,
+                                           "card_number": card.card_number,
+                                           "amount_fen": item.amount_fen})
     actor = Actor(f"officer:{officer_id}", officer_id)
     if original is not None:
         if original.terminal_id == terminal.id and original.amount_fen == item.amount_fen:
-            body = {**base, "outcome": "settled", "code": None, "payment_id": original.id,
-                    "same_sale": True, "balance_fen": original.balance_after_fen,
-                    "overdraft_fen": original.overdraft_fen, "card_suspended": False,
-                    "receipt": original.receipt}
+            body = _body_for_merchant(credential, {
+                **base, "outcome": "settled", "code": None, "payment_id": original.id,
+                "same_sale": True, "balance_fen": original.balance_after_fen,
+                "overdraft_fen": original.overdraft_fen, "card_suspended": False,
+                "receipt": original.receipt})
             return store_answer(session, officer_id=officer_id, key=item.idempotency_key,
                                 digest=digest, answer=Answer(200, body), now=now)
         # The holder's code was taken twice only if two terminals took it.
@@ -519,16 +525,17 @@ def settle_offline(
         # beyond it the merchant took the risk (as past a floor limit), not the holder.
         return _refused(item, "OFFLINE_EXPOSURE_CAP_EXCEEDED")
     payment_id = _new_id("pay")
+    _use_handle(session, credential, payment_id=payment_id, now=now)  # unused: checked above
     card_legs, overdraft = debit_card(session, row, item.amount_fen, now=now,
                                       allow_overdraft=True)
     legs = [*card_legs, (merchant_account(session, merchant_id=terminal.merchant_id, now=now),
                          -item.amount_fen)]
     txn_id = post(session, kind="charge", reference=payment_id, card_id=card.id, legs=legs,
                now=now)
-    receipt = _sign(session, ctx, Receipt(
+    receipt = _sign(session, ctx, _for_merchant(credential, Receipt(
         payment_id, "payment", payment_id, ctx.issuer, card.card_number, terminal.merchant_id,
         terminal.id, item.amount_fen, row.balance_fen, overdraft, "offline", epoch, accepted,
-        b64url_encode(key)), trust)
+        b64url_encode(key))), trust)
     session.execute(insert(Payment).values(
         id=payment_id, card_id=card.id, merchant_id=terminal.merchant_id,
         terminal_id=terminal.id, mode="offline", amount_fen=item.amount_fen, refunded_fen=0,
@@ -539,9 +546,10 @@ def settle_offline(
     if suspend:
         _suspend(session, card, f"offline overdraft of {overdraft} fen (payment {payment_id})",
                  actor, now)
-    body = {**base, "outcome": "settled", "code": None, "payment_id": payment_id,
-            "same_sale": False, "balance_fen": row.balance_fen, "overdraft_fen": overdraft,
-            "card_suspended": suspend, "receipt": receipt}
+    body = _body_for_merchant(credential, {
+        **base, "outcome": "settled", "code": None, "payment_id": payment_id,
+        "same_sale": False, "balance_fen": row.balance_fen, "overdraft_fen": overdraft,
+        "card_suspended": suspend, "receipt": receipt})
     return store_answer(session, officer_id=officer_id, key=item.idempotency_key,
                         digest=digest, answer=Answer(200, body), now=now)
 
@@ -588,16 +596,85 @@ def refund_payment(
                        created_at=now, transaction_id=txn_id))
     card_number = session.get_one(Card, payment.card_id).card_number
     epoch = _epoch(now)
-    receipt = _sign(session, ctx, Receipt(
+    handle = session.scalar(select(PayHandle.handle).where(PayHandle.payment_id == payment.id))
+    receipt = _sign(session, ctx, _handle_receipt(handle, Receipt(
         refund_id, "refund", payment.id, ctx.issuer, card_number, payment.merchant_id,
         payment.terminal_id, amount_fen, row.balance_fen, 0, payment.mode, epoch,
-        _epoch(payment.accepted_at), b64url_encode(bytes.fromhex(payment.replay_key))))
+        _epoch(payment.accepted_at), b64url_encode(bytes.fromhex(payment.replay_key)))))
     body = {"refund_id": refund_id, "payment_id": payment.id, "amount_fen": amount_fen,
             "refunded_total_fen": payment.refunded_fen, "card_number": card_number,
             "balance_fen": row.balance_fen, "overdraft_fen": row.overdraft_fen,
             "posted_at": now.isoformat(), "receipt": receipt}
+    if handle is not None and terminal is not None:  # the merchant's till: no card
+        body = _without_card(body, handle)
     append_audit(session, actor=Actor.for_officer(officer), action="payment.refunded",
                  subject=payment.id, details={"refund_id": refund_id, "amount_fen": amount_fen,
                                               "reason": reason}, now=now)
     return store_answer(session, officer_id=officer.id, key=idempotency_key, digest=digest,
                         answer=Answer(201, body), now=now)
+
+
+# -- one-use pay codes (P13.3) ---------------------------------------------------------------
+# Kept apart from the charge path: the handle is resolved to the card number before it, the
+# handle is marked used in the same transaction, and what the merchant gets names the handle.
+
+_CARD_FIELDS = ("card_number", "balance_fen", "overdraft_fen")
+
+
+def _with_card(session: Session, credential: Credential | None) -> Credential | None:
+    """A one-use code's handle resolved to its card's number, so the existing path runs
+    unchanged; an unknown handle keeps "" and is refused like an unknown card."""
+    if credential is None or credential.pay_handle is None:
+        return credential
+    number = session.scalar(select(Card.card_number)
+                            .join(PayHandle, PayHandle.card_id == Card.id)
+                            .where(PayHandle.handle == credential.pay_handle.hex()))
+    return credential if number is None else credential._replace(card_number=number)
+
+
+def _use_handle(session: Session, credential: Credential, *, payment_id: str,
+                now: datetime) -> bool:
+    """Mark the one-use handle used by this payment (after the card's row lock, in the
+    charge's transaction); False when it was used before. True for a card-bound code."""
+    if credential.pay_handle is None:
+        return True
+    used = session.execute(update(PayHandle)
+                           .where(PayHandle.handle == credential.pay_handle.hex(),
+                                  PayHandle.used_at.is_(None))
+                           .values(used_at=now, payment_id=payment_id)
+                           .returning(PayHandle.handle)).first()
+    return used is not None
+
+
+def _handle_payment(session: Session, credential: Credential) -> Payment | None:
+    """The payment a one-use handle was already used for (another code of the same
+    credential: a new proof time, so another replay key), or None."""
+    if credential.pay_handle is None:
+        return None
+    return session.scalar(select(Payment).join(PayHandle, PayHandle.payment_id == Payment.id)
+                          .where(PayHandle.handle == credential.pay_handle.hex()))
+
+
+def _handle_receipt(handle_hex: str | None, receipt: Receipt) -> Receipt:
+    if handle_hex is None:
+        return receipt
+    return dataclasses.replace(receipt, card_number=None, balance_fen=None, overdraft_fen=None,
+                               pay_handle=b64url_encode(bytes.fromhex(handle_hex)))
+
+
+def _for_merchant(credential: Credential, receipt: Receipt) -> Receipt:
+    """A one-use code's receipt names the handle, not the card, its balance or overdraft."""
+    handle = credential.pay_handle
+    return _handle_receipt(None if handle is None else handle.hex(), receipt)
+
+
+def _without_card(body: dict[str, Any], handle_hex: str) -> dict[str, Any]:
+    return ({name: value for name, value in body.items() if name not in _CARD_FIELDS}
+            | {"pay_handle": b64url_encode(bytes.fromhex(handle_hex))})
+
+
+def _body_for_merchant(credential: Credential, body: dict[str, Any]) -> dict[str, Any]:
+    """What a till is answered: for a one-use code, the handle instead of the card number,
+    and no balance or overdraft (the phone learns those from the authority)."""
+    handle = credential.pay_handle
+    return body if handle is None else _without_card(body, handle.hex())

@@ -298,6 +298,10 @@ def complete_forward(
                   "balance_fen": receipt.balance_fen, "merchant_id": row.merchant_id,
                   "terminal_id": row.terminal_id, "settled_at": now.isoformat(),
                   "receipt": body["receipt"], "issuer": row.issuer, "forward_id": row.g}
+        if receipt.pay_handle is not None:  # a one-use pay code (P13.3): no card, no balance
+            answer = {name: value for name, value in answer.items()
+                      if name not in ("card_number", "balance_fen")}
+            answer["pay_handle"] = receipt.pay_handle
     else:
         status = 200
         answer = {**body, "idempotency_key": row.idempotency_key, "issuer": row.issuer}

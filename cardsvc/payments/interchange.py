@@ -28,6 +28,7 @@ from datetime import datetime
 from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
+from cardsvc.models import Card, PayHandle
 from cardsvc.payments._idempotency import Answer, request_hash
 from cardsvc.payments._paycode import (
     authority_trust,
@@ -38,9 +39,14 @@ from cardsvc.payments._paycode import (
 from cardsvc.payments.charges import (
     OfflinePayment,
     PaymentContext,
+    _body_for_merchant,
     _card_row,
+    _for_merchant,
+    _handle_receipt,
     _new_id,
     _sign,
+    _use_handle,
+    _with_card,
     settle_offline,
 )
 from cardsvc.payments.interchange_models import InterchangeCharge
@@ -157,7 +163,7 @@ def charge_for_acquirer(
                       "the challenge names another terminal, merchant or amount")
     trust = authority_trust(session, issuer=ctx.issuer, now=epoch)
     first = verify_any_status(pay_code, trust=trust, now=epoch, challenge=sale)
-    credential = first.credential
+    credential = _with_card(session, first.credential)  # a one-use code's handle (P13.3)
     card = None if credential is None else _card_row(session, credential.card_number)
     row = None if card is None else lock_card_balance(session, card_id=card.id, now=now,
                                                       create=False)
@@ -171,32 +177,34 @@ def charge_for_acquirer(
     if card is None:
         raise NotFound("CARD_NOT_FOUND", "the pay code names no card of this authority")
     key = pay_code_replay_key(pay_code)
-    if session.scalar(select(Payment.id).where(Payment.replay_key == key.hex())) is not None:
+    payment_id = _new_id("pay")
+    if session.scalar(select(Payment.id).where(Payment.replay_key == key.hex())) is not None \
+            or not _use_handle(session, credential, payment_id=payment_id, now=now):
         raise Conflict("PAY_CODE_USED", "this pay code has already been charged")
     if row is None or row.balance_fen < amount_fen:
         raise PaymentRefused("INSUFFICIENT_FUNDS", "the card's balance is too low",
-                             balance_fen=0 if row is None else row.balance_fen)
+                             **({} if credential.is_one_use else
+                                {"balance_fen": 0 if row is None else row.balance_fen}))
     stand_in = acquirer_terminal(session, acquirer=acquirer, now=now)
-    payment_id = _new_id("pay")
     card_legs, _ = debit_card(session, row, amount_fen, now=now, allow_overdraft=False)
     txn_id = post(session, kind="charge", reference=payment_id, card_id=card.id, legs=[
         *card_legs, (interchange_account(session, city=acquirer, now=now), -amount_fen)],
         now=now)
-    receipt = _sign(session, ctx, Receipt(
+    receipt = _sign(session, ctx, _for_merchant(credential, Receipt(
         payment_id, "payment", payment_id, ctx.issuer, card.card_number, merchant_id,
         terminal_id, amount_fen, row.balance_fen, 0, "online", epoch, epoch,
-        b64url_encode(key)), trust)
+        b64url_encode(key))), trust)
     session.execute(insert(Payment).values(
         id=payment_id, card_id=card.id, merchant_id=stand_in.merchant_id,
         terminal_id=stand_in.id, mode="online", amount_fen=amount_fen, refunded_fen=0,
         overdraft_fen=0, balance_after_fen=row.balance_fen, replay_key=key.hex(),
         proof_time=result.proof_time or epoch, accepted_at=now, settled_at=now,
         transaction_id=txn_id, receipt=receipt))
-    body: dict[str, object] = {
+    body: dict[str, object] = _body_for_merchant(credential, {
         "g": g, "acquirer": acquirer, "issuer": ctx.issuer, "payment_id": payment_id,
         "status": "accepted", "mode": "online", "card_number": card.card_number,
         "amount_fen": amount_fen, "balance_fen": row.balance_fen, "merchant_id": merchant_id,
-        "terminal_id": terminal_id, "settled_at": now.isoformat(), "receipt": receipt}
+        "terminal_id": terminal_id, "settled_at": now.isoformat(), "receipt": receipt})
     session.add(InterchangeCharge(
         acquirer=acquirer, g=g, kind="charge", state="charged", request_hash=digest,
         payment_id=payment_id, amount_fen=amount_fen, issued_at=epoch, status_code=201,
@@ -247,11 +255,13 @@ def void_for_acquirer(
                        officer_id=stand_in.officer_id, created_at=now, transaction_id=txn_id))
     charged = json.loads(record.response)
     epoch = int(now.timestamp())
-    receipt = _sign(session, ctx, Receipt(
-        refund_id, "refund", payment.id, ctx.issuer, str(charged["card_number"]),
+    handle = session.scalar(select(PayHandle.handle).where(PayHandle.payment_id == payment.id))
+    receipt = _sign(session, ctx, _handle_receipt(handle, Receipt(
+        refund_id, "refund", payment.id, ctx.issuer,
+        session.get_one(Card, payment.card_id).card_number,
         int(charged["merchant_id"]), int(charged["terminal_id"]), amount, row.balance_fen, 0,
         "online", epoch, int(payment.accepted_at.timestamp()),
-        b64url_encode(bytes.fromhex(payment.replay_key))))
+        b64url_encode(bytes.fromhex(payment.replay_key)))))
     body = {"g": g, "acquirer": acquirer, "state": "reversed", "reversed_fen": amount,
             "refund_id": refund_id, "receipt": receipt}
     record.state, record.amount_fen = "reversed", 0

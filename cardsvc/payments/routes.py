@@ -29,7 +29,7 @@ from sqlalchemy.orm import Session
 from cardsvc.api.deps import Ctx, roles
 from cardsvc.api.routes._common import CARD_NUMBER_PATTERN, problems
 from cardsvc.metrics import CHARGES, OFFLINE_ITEMS
-from cardsvc.models import Card, Officer
+from cardsvc.models import Card, Officer, PayHandle
 from cardsvc.payments import charges, interchange_routes, merchants, reports
 from cardsvc.payments._idempotency import Answer
 from cardsvc.payments.charges import MAX_AMOUNT_FEN, OfflinePayment, PaymentContext
@@ -38,6 +38,7 @@ from cardsvc.payments.models import Payment, Terminal
 from cardsvc.roles import Role
 from cardsvc.services.audit import Actor
 from cardsvc.services.errors import DomainError, Forbidden, NotFound
+from schemas import b64url_encode
 from schemas.challenge import MAX_CHALLENGE_CHARS
 from schemas.presentation import MAX_PRESENTATION_CHARS
 
@@ -136,9 +137,10 @@ class PaymentOut(BaseModel):
     payment_id: str
     status: Literal["accepted"]
     mode: Literal["online"]
-    card_number: str
+    card_number: str | None = Field(default=None, description="absent for a one-use pay code")
+    pay_handle: str | None = Field(default=None, description="a one-use pay code's handle")
     amount_fen: int
-    balance_fen: int
+    balance_fen: int | None = Field(default=None, description="absent for a one-use pay code")
     merchant_id: int
     terminal_id: int
     settled_at: datetime
@@ -150,6 +152,7 @@ class OfflineResultOut(BaseModel):
     outcome: Literal["settled", "double_spend", "refused"]
     code: str | None = Field(description="why it was refused, or DOUBLE_SPEND")
     card_number: str | None = None
+    pay_handle: str | None = None
     amount_fen: int | None = None
     payment_id: str | None = None
     original_payment_id: str | None = None
@@ -169,9 +172,10 @@ class RefundOut(BaseModel):
     payment_id: str
     amount_fen: int
     refunded_total_fen: int
-    card_number: str
-    balance_fen: int
-    overdraft_fen: int
+    card_number: str | None = None  # absent for a till refunding a one-use pay code
+    pay_handle: str | None = None
+    balance_fen: int | None = None
+    overdraft_fen: int | None = None
     posted_at: datetime
     receipt: str
 
@@ -199,7 +203,9 @@ class AccountOut(BaseModel):
 class PaymentViewOut(BaseModel):
     payment_id: str
     mode: str
-    card_number: str
+    card_number: str | None = Field(default=None, description="absent for a till when paid"
+                                    " with a one-use pay code")
+    pay_handle: str | None = None
     merchant_id: int
     terminal_id: int
     amount_fen: int
@@ -452,9 +458,14 @@ def get_payment(
         if payment is None or (not _is_reader(officer) and
                                terminal_of(session, officer).merchant_id != payment.merchant_id):
             raise NotFound("PAYMENT_NOT_FOUND", "no payment with this id at this merchant")
+        handle = session.scalar(select(PayHandle.handle)
+                                .where(PayHandle.payment_id == payment.id))
+        # A till never learns the card behind a one-use pay code (P13.3).
+        hidden = handle is not None and not _is_reader(officer)
         return PaymentViewOut(
             payment_id=payment.id, mode=payment.mode,
-            card_number=session.get_one(Card, payment.card_id).card_number,
+            card_number=None if hidden else session.get_one(Card, payment.card_id).card_number,
+            pay_handle=None if handle is None else b64url_encode(bytes.fromhex(handle)),
             merchant_id=payment.merchant_id, terminal_id=payment.terminal_id,
             amount_fen=payment.amount_fen, refunded_fen=payment.refunded_fen,
             overdraft_fen=payment.overdraft_fen, accepted_at=payment.accepted_at,

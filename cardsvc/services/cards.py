@@ -29,7 +29,12 @@ from cardsvc.services._foreigner_code import get_person
 from cardsvc.services._locking import for_update
 from cardsvc.services.audit import Actor, append_audit
 from cardsvc.services.errors import Conflict, Invalid, NotFound
-from cardsvc.services.status import reserve_status_entry, set_entry_status
+from cardsvc.services.status import (
+    end_pay_handles,
+    reserve_status_entry,
+    set_entry_status,
+    set_pay_handle_statuses,
+)
 from cardsvc.settings import DEFAULT_OFFLINE_LIMIT_FEN
 from schemas import STATUS_REVOKED, STATUS_SUSPENDED, STATUS_VALID, Entitlement, StatusRef
 
@@ -252,6 +257,12 @@ def _transition(
     assert card.status_list_id is not None and card.status_index is not None
     set_entry_status(session, ref=StatusRef(card.status_list_id, card.status_index),
                      status=status_for_state(target))
+    # Every one-use pay credential of the card follows (P13.3); a revocation ends them.
+    if target == "revoked":
+        end_pay_handles(session, card_id=card.id, now=now)
+    else:
+        set_pay_handle_statuses(session, card_id=card.id, status=status_for_state(target),
+                                now=now)
     if target == "revoked":
         session.execute(
             update(ProvisioningCode)

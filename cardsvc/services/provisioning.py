@@ -33,7 +33,7 @@ from cardsvc.services.cards import (
 )
 from cardsvc.services.errors import Conflict, Forbidden, Gone, Invalid, NotFound
 from cardsvc.services.portrait_bundle import record_credentials
-from cardsvc.services.status import reserve_status_entry, set_entry_status
+from cardsvc.services.status import end_pay_handles, reserve_status_entry, set_entry_status
 from cardsvc.services.trust import Keyring, active_signer, signing_alg
 from schemas import STATUS_REVOKED, Credential, Entitlement, Purpose, StatusRef, b64url_decode
 from schemas.credential import MAX_LIFETIME_SECONDS
@@ -174,6 +174,8 @@ def _bind_and_sign(
     if new_index:
         # Another phone (or new data): the old bundle's index is revoked for good.
         set_entry_status(session, ref=current, status=STATUS_REVOKED)
+        # ... and so are the old phone's one-use pay credentials (P13.3).
+        end_pay_handles(session, card_id=card.id, now=now)
         replaced = current
         current = reserve_status_entry(session, card_id=card.id,
                                        status=status_for_state(card.state), now=now,

@@ -20,19 +20,21 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 import keys as keylib
-from cardsvc.models import StatusEntry, StatusListRecord
+from cardsvc.models import PayHandle, StatusEntry, StatusListRecord
 from cardsvc.services import _published
 from cardsvc.services._locking import for_update
 from cardsvc.services.errors import NotFound
 from cardsvc.services.trust import Keyring, SignedObject, active_signer, signing_alg
-from schemas import StatusList, StatusListClaims, StatusRef
+from schemas import STATUS_REVOKED, StatusList, StatusListClaims, StatusRef
 
 __all__ = [
     "cached_status_list",
     "create_status_list",
+    "end_pay_handles",
     "list_status_list_ids",
     "reserve_status_entry",
     "set_entry_status",
+    "set_pay_handle_statuses",
     "signed_status_list",
 ]
 
@@ -102,6 +104,29 @@ def set_entry_status(session: Session, *, ref: StatusRef, status: int) -> bool:
     if changed is not None:
         _bump(session, ref.list_id)
     return changed is not None
+
+
+def set_pay_handle_statuses(session: Session, *, card_id: int, status: int,
+                            now: datetime) -> int:
+    """The card's state reaches every one-use pay credential it still has (P13.3): each
+    live handle's own status entry is set, so verifiers learn it at their next sync.
+    Returns how many entries changed."""
+    rows = session.execute(
+        select(PayHandle.status_list_id, PayHandle.status_index)
+        .where(PayHandle.card_id == card_id, PayHandle.ended_at.is_(None),
+               PayHandle.expires_at > now)).all()
+    return sum(set_entry_status(session, ref=StatusRef(list_id, index), status=status)
+               for list_id, index in rows)
+
+
+def end_pay_handles(session: Session, *, card_id: int, now: datetime) -> int:
+    """The card's one-use pay credentials end for good (another phone, new data, a
+    transfer): their entries are revoked and they can never be reinstated."""
+    changed = set_pay_handle_statuses(session, card_id=card_id, status=STATUS_REVOKED, now=now)
+    session.execute(update(PayHandle).where(PayHandle.card_id == card_id,
+                                            PayHandle.ended_at.is_(None))
+                    .values(ended_at=now))
+    return changed
 
 
 def cached_status_list(

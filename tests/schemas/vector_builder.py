@@ -30,6 +30,7 @@ from support import (  # noqa: E402
     TIMESTAMP_KEYS,
     World,
     credential,
+    one_use_credential,
     timestamp_jwt,
 )
 
@@ -72,6 +73,11 @@ def build() -> dict[str, Any]:
     legacy_token = sign_credential(legacy, ISSUER_KEY, alg="EdDSA")
     downgraded = credential(Purpose.ID)
     downgraded_token = sign_credential(downgraded, ISSUER_KEY, alg="EdDSA")
+    # P13.3: a one-use pay credential (handle, no card number), and one living 8 days.
+    one_use = one_use_credential()
+    one_use_token = sign_credential(one_use, ISSUER_KEY)
+    long_one_use = one_use_credential(expires_at=one_use.issued_at + 8 * DAY)
+    long_one_use_token = sign_credential(long_one_use, ISSUER_KEY)
     presentations += [
         {
             "name": "revoked id",
@@ -120,6 +126,23 @@ def build() -> dict[str, Any]:
             "presentation": sign_presentation(downgraded_token, DEVICE, proof_time=NOW,
                                               purpose="id"),
             "checks": [{"service": "counter", "now": NOW, "code": "ALGORITHM_DOWNGRADE"}],
+        },
+        {
+            "name": "valid one-use pay (handle instead of card number)",
+            "claims": one_use.to_payload(),
+            "credential_jws": one_use_token,
+            "presentation": sign_presentation(one_use_token, DEVICE, proof_time=NOW,
+                                              purpose="pay"),
+            "checks": [{"service": "payment", "now": NOW, "code": "OK"},
+                       {"service": "counter", "now": NOW, "code": "WRONG_PURPOSE"}],
+        },
+        {
+            "name": "one-use pay living 8 days",
+            "claims": long_one_use.to_payload(),
+            "credential_jws": long_one_use_token,
+            "presentation": sign_presentation(long_one_use_token, DEVICE, proof_time=NOW,
+                                              purpose="pay"),
+            "checks": [{"service": "payment", "now": NOW, "code": "LIFETIME_TOO_LONG"}],
         },
     ]
     return {

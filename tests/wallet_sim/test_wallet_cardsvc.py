@@ -192,3 +192,38 @@ def test_suspend_and_reinstate_reach_the_phone_on_refresh(
         assert exit_code == show_exit, stderr
         if show_exit:
             assert "error [CARD_SUSPENDED]" in stderr
+
+
+def test_pay_codes_come_from_a_refilled_batch_of_one_use_credentials(
+    cardsvc: RunningAuthority, wallet_path: Path
+) -> None:
+    """P13.3: provisioning fetches a batch; each pay showing takes the next one-use
+    credential (no card number, a fresh holder key); an empty batch shows no code until
+    `refresh` refills it; the card-bound pay credential is never shown again."""
+    from wallet_sim.authority import PAY_BATCH_SIZE
+    from wallet_sim.card import read_unverified_credential
+
+    _, code = _issue_card(cardsvc, "N0131313")
+    wallet = ["--wallet", str(wallet_path)]
+    assert _wallet([*wallet, "provision", "--server", cardsvc.url, "--code", code])[0] == 0
+    (card,) = open_wallet(wallet_path, PIN).cards
+    assert card.one_use_pay and len(card.pay_batch) == PAY_BATCH_SIZE
+    state = cardsvc.state()
+    handles = set()
+    for _ in range(PAY_BATCH_SIZE):
+        exit_code, text, stderr = _wallet([*wallet, "show", "--purpose", "pay", "--text"])
+        assert exit_code == 0, stderr
+        result = verify_presentation(text.strip(), state=state, policy=POLICIES["payment"],
+                                     now=int(time.time()), replay_cache=MemoryReplayCache())
+        assert result.ok and result.credential is not None, result.detail
+        assert result.credential.card_number == "" and result.credential.pay_handle
+        assert result.credential.holder_key != card.device_public_key
+        handles.add(result.credential.pay_handle)
+    assert len(handles) == PAY_BATCH_SIZE
+    exit_code, text, stderr = _wallet([*wallet, "show", "--purpose", "pay", "--text"])
+    assert exit_code == 1 and "PAY_BATCH_EMPTY" in stderr and text == ""
+    assert _wallet([*wallet, "refresh"])[0] == 0
+    (refilled,) = open_wallet(wallet_path, PIN).cards
+    assert len(refilled.pay_batch) == PAY_BATCH_SIZE
+    assert all(read_unverified_credential(one.credential).is_one_use
+               for one in refilled.pay_batch)

@@ -223,3 +223,44 @@ def test_the_pay_page_shows_no_code_for_what_is_not_a_challenge(
     assert 'id="bad-challenge"' in page.text and "challenge=" not in page.text
     qr = client.get(f"/qr/{card.card_number}/pay.png", params={"challenge": challenge})
     assert (qr.status_code, qr.json()["code"]) == (422, "BAD_CHALLENGE")
+
+
+def test_the_pay_screen_takes_one_one_use_credential_per_showing(
+        provisioned: tuple[Wallet, Card]) -> None:
+    """P13.3: the page's 30 s renewals keep the showing's one-use credential; a new
+    showing (after a pause) takes the next; none left: PAY_BATCH_EMPTY, no old pay code."""
+    import secrets
+
+    from keys import Ed25519Signer, sign_credential
+    from schemas.presentation import decode_presentation
+    from support import ISSUER_KEY, one_use_credential
+    from wallet_sim.card import OneUsePay, read_unverified_credential
+
+    wallet, card = provisioned
+    seeds = [secrets.token_bytes(32) for _ in range(2)]
+    batch = tuple(OneUsePay(sign_credential(one_use_credential(
+        holder_key=Ed25519Signer(seed).public_key, pay_handle=secrets.token_bytes(16)),
+        ISSUER_KEY), seed) for seed in seeds)
+    wallet.put(dataclasses.replace(card, pay_batch=batch, one_use_pay=True))
+    now = {"t": NOW}
+    client = TestClient(create_app(wallet, clock=lambda: now["t"]),
+                        base_url="http://127.0.0.1:8765")
+
+    def shown_handle() -> bytes | None:
+        response = client.get(f"/qr/{card.card_number}/pay.png")
+        if response.status_code != 200:
+            assert response.json()["code"] == "PAY_BATCH_EMPTY"
+            return None
+        (text,) = decode_qr(Image.open(io.BytesIO(response.content)))
+        assert verify(text, Purpose.PAY, now=now["t"]).code is ResultCode.OK
+        return read_unverified_credential(decode_presentation(text).credential_jws).pay_handle
+
+    first = shown_handle()
+    now["t"] += 30
+    assert shown_handle() == first  # a renewal of the same showing
+    assert len(open_wallet(wallet.path, PIN).cards[0].pay_batch) == 1
+    now["t"] += 600
+    second = shown_handle()
+    assert second not in (None, first)
+    now["t"] += 600
+    assert shown_handle() is None

@@ -231,7 +231,9 @@ def _answer(answer: ChargeAnswer, *, as_json: bool) -> NoReturn:
             _out.print(Text.assemble(
                 ("ACCEPTED ONLINE", "bold green"), f"  {amount} yuan  payment ",
                 outside(answer.payment_id or ""),
-                f"  balance {format_fen(answer.balance_fen or 0)} yuan  (receipt verified)"))
+                ("" if answer.balance_fen is None  # a one-use code: no balance to a till
+                 else f"  balance {format_fen(answer.balance_fen)} yuan"),
+                "  (receipt verified)"))
         elif answer.ok:
             _out.print(Text.assemble(
                 ("ACCEPTED OFFLINE", "bold yellow"), f"  {amount} yuan  card ",

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from schemas import Credential, b64url_encode
 from verifier.check import VerificationResult
 
-__all__ = ["UNBOUND_FLOOR_DIVISOR", "offline_decision", "unbound_floor"]
+__all__ = ["UNBOUND_FLOOR_DIVISOR", "offline_account", "offline_decision", "unbound_floor"]
 
 # Offline, a code not bound to the sale (no challenge) is taken only up to a tenth of the
 # floor: a dishonest till can claim any amount up to that for a code it was shown, while a
@@ -15,6 +16,14 @@ UNBOUND_FLOOR_DIVISOR = 10
 def unbound_floor(floor_fen: int) -> int:
     """The largest unbound offline payment under a terminal floor of ``floor_fen``."""
     return floor_fen // UNBOUND_FLOOR_DIVISOR
+
+
+def offline_account(credential: Credential) -> str:
+    """What the till counts offline payments by: the card number, or for a one-use pay
+    code (P13.3, no card number in it) ``ph:`` and its handle, taken once ever."""
+    if credential.pay_handle is not None:
+        return "ph:" + b64url_encode(credential.pay_handle)
+    return credential.card_number
 
 
 def offline_decision(

@@ -93,6 +93,14 @@ class OfflineQueue:
                 " WHERE state = 'queued' AND card_number = ?", (card_number,)).fetchone()
         return int(row[0])
 
+    def seen(self, card_number: str) -> bool:
+        """Whether this till has taken anything offline for this card or one-use handle,
+        uploaded or not."""
+        with self._lock:
+            row = self._db.execute("SELECT 1 FROM queued_payment WHERE card_number = ? LIMIT 1",
+                                   (card_number,)).fetchone()
+        return row is not None
+
     def items(self, *, state: str | None = None) -> list[QueuedPayment]:
         query = (f"SELECT {_COLUMNS}, challenge FROM queued_payment"  # noqa: S608
                  " LEFT JOIN queued_challenge USING (idempotency_key)")

@@ -38,7 +38,7 @@ from verifier.replay import replay_key
 from verifier.replay_store import ReplayStoreError, SqliteReplayCache
 from verifier.terminal.challenges import CHALLENGE_DB, ChallengeStore
 from verifier.terminal.config import TerminalConfig
-from verifier.terminal.offline import offline_decision, unbound_floor
+from verifier.terminal.offline import offline_account, offline_decision, unbound_floor
 from verifier.terminal.queue import QUEUE_DB, OfflineQueue, QueuedPayment
 
 __all__ = ["ChargeAnswer", "Terminal", "TerminalError", "UploadSummary", "format_fen"]
@@ -370,13 +370,18 @@ class Terminal:
                                      policy=checkpoint.policy("payment"), now=now,
                                      replay_cache=None, challenge=challenge)
         credential = result.credential
-        card = credential.card_number if credential is not None else ""
+        # A one-use code (P13.3) names no card: it is counted by its handle, which this
+        # till takes once ever (the authority counts per card at settlement).
+        card = offline_account(credential) if credential is not None else ""
         limit = (credential.offline_limit_fen or 0) if credential is not None else 0
         with OfflineQueue(self.directory / QUEUE_DB) as queue:
             decision = offline_decision(result, amount_fen=amount_fen, floor_fen=floor,
                                         queued_fen=queue.queued_fen(card) if card else 0,
                                         bound=challenge is not None,
                                         unbound_floor_fen=unbound_floor_fen)
+            if decision == "OK" and credential is not None and credential.is_one_use \
+                    and queue.seen(card):
+                decision = "REPLAYED"  # another code of a one-use credential taken here
             if decision == "OK" and own_key is not None:
                 item = QueuedPayment(idempotency_key, code_text, own_key, card, amount_fen, now,
                                      challenge=None if challenge is None else challenge.text)

@@ -1,5 +1,5 @@
-"""What wallets call: redeem a provisioning code, renew a bundle. No officer token: the
-device key proves itself by signature."""
+"""What wallets call: redeem a provisioning code, renew a bundle, refill one-use pay
+credentials. No officer token: the device key proves itself by signature."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ from sqlalchemy.orm import Session
 from cardsvc.api._present import bundle_out
 from cardsvc.api.deps import Ctx
 from cardsvc.api.routes._common import problems
-from cardsvc.api.schemas import BundleOut, ProvisionIn, RefreshIn
+from cardsvc.api.schemas import BundleOut, PayBatchIn, PayBatchOut, ProvisionIn, RefreshIn
+from cardsvc.payments.pay_batch import issue_pay_batch
 from cardsvc.services import provisioning
 from cardsvc.services.errors import Invalid
 from schemas import FmcError, b64url_decode
@@ -65,5 +66,33 @@ def refresh(body: RefreshIn, ctx: Ctx) -> BundleOut:
             proof_time=body.time, unverified_proof=proof, signing=ctx.signing,
             now=ctx.clock())
         return bundle_out(bundle, ctx)
+
+    return ctx.database.transact(work)
+
+
+@router.post("/wallet/pay-batch", response_model=PayBatchOut,
+             responses=problems(403, 404, 409, 422))
+def pay_batch(body: PayBatchIn, ctx: Ctx) -> PayBatchOut:
+    """One-use pay credentials (P13.3), one per fresh holder key the phone made.
+
+    ``proof`` is the card's device key's signature over
+    ``schemas.provisioning.pay_batch_proof_message(card_number, device_key, time,
+    holder_keys)``. The card must be active and entitled to payment; a card holds at most
+    ``CARDSVC_PAY_HANDLES_OUTSTANDING_MAX`` unused ones (fewer are issued near the cap,
+    409 PAY_HANDLES_OUTSTANDING at it).
+    """
+    device_key = _bytes(body.device_key, "device_key")
+    proof = _bytes(body.proof, "proof")
+    holder_keys = [_bytes(key, "holder_keys") for key in body.holder_keys]
+
+    def work(session: Session) -> PayBatchOut:
+        batch = issue_pay_batch(
+            session, card_number=body.card_number, unverified_device_key=device_key,
+            proof_time=body.time, unverified_proof=proof, unverified_holder_keys=holder_keys,
+            signing=ctx.signing, policy=ctx.pay_batch_policy, now=ctx.clock())
+        return PayBatchOut(card_number=batch.card_number, credentials=batch.credentials,
+                           expires_at=batch.expires_at, outstanding=batch.outstanding,
+                           offline_limit_fen=batch.offline_limit_fen,
+                           balance_fen=batch.balance_fen)
 
     return ctx.database.transact(work)

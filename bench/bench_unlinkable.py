@@ -1,0 +1,153 @@
+"""P13.3: what unlinkable pay codes cost, each figure beside today's card-bound pay code.
+
+- QR version and text length of a one-use pay code beside today's pay code;
+- the refill: bytes per one-use credential and per batch, beside a refresh bundle;
+- verifying a one-use code beside today's pay code and beside 2 bare Ed25519 verifies;
+- the authority's refill of N credentials beside one refresh (SQLite, in-process server).
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import nacl.signing
+
+from bench._table import BenchRow, interleaved_us
+from keys import Ed25519Signer, sign_credential, sign_presentation
+from schemas import Purpose, StatusRef, decode_presentation
+from schemas.presentation import holder_proof_message
+from schemas.provisioning import refresh_proof_message
+from schemas.qr import presentation_qr
+from verifier import POLICIES, verify_presentation
+
+_TESTS = Path(__file__).resolve().parent.parent / "tests"
+sys.path[:0] = [str(_TESTS), str(_TESTS / "payments")]
+from support import DEVICE, ISSUER_KEY, NOW, World, credential, one_use_credential  # noqa: E402
+
+
+def _worst_case_codes() -> tuple[str, str]:
+    """Today's pay code and a one-use pay code at the QR budget's worst case
+    (tests/schemas/test_qr_size.py): the largest index of a 131,072-entry list, a 16-digit
+    card number for today's code, a random 128-bit handle for the one-use code."""
+    status = StatusRef("9", 131_071)
+    today = sign_credential(credential(Purpose.PAY, status=status), ISSUER_KEY)
+    one_use = sign_credential(one_use_credential(status=status, offline_limit_fen=50_000,
+                                                 pay_handle=secrets.token_bytes(16)),
+                              ISSUER_KEY)
+    return (sign_presentation(today, DEVICE, proof_time=NOW, purpose="pay"),
+            sign_presentation(one_use, DEVICE, proof_time=NOW, purpose="pay"))
+
+
+def bench_qr(quick: bool) -> list[BenchRow]:
+    today, one_use = _worst_case_codes()
+    version = {name: int(presentation_qr(text).version)
+               for name, text in (("today", today), ("one_use", one_use))}
+    return [
+        BenchRow("one-use pay code: QR version (worst case)", version["one_use"], "version",
+                 "today's card-bound pay code (worst case)", version["today"]),
+        BenchRow("one-use pay code: QR text length", len(one_use), "chars",
+                 "today's card-bound pay code", len(today)),
+    ]
+
+
+def bench_verify_one_use(quick: bool) -> list[BenchRow]:
+    state = World().state()
+    policy = POLICIES["payment"]
+    holder = Ed25519Signer(secrets.token_bytes(32), kid="holder")
+    one_use_jws = sign_credential(one_use_credential(holder_key=holder.public_key), ISSUER_KEY)
+    today_jws = sign_credential(credential(Purpose.PAY), ISSUER_KEY)
+    one_use = sign_presentation(one_use_jws, holder, proof_time=NOW, purpose="pay")
+    today = sign_presentation(today_jws, DEVICE, proof_time=NOW, purpose="pay")
+    for text in (one_use, today):
+        assert verify_presentation(text, state=state, policy=policy, now=NOW,
+                                   replay_cache=None).ok
+    parts = decode_presentation(one_use)
+    proof = holder_proof_message(parts.credential_jws, parts.proof_time, "pay")
+    issuer_vk = nacl.signing.VerifyKey(ISSUER_KEY.public_key)
+    holder_vk = nacl.signing.VerifyKey(holder.public_key)
+
+    def two_bare() -> None:
+        issuer_vk.verify(parts.signing_input, parts.signature)
+        holder_vk.verify(proof, parts.holder_proof)
+
+    timings = interleaved_us({
+        "one_use": lambda: verify_presentation(one_use, state=state, policy=policy, now=NOW,
+                                               replay_cache=None),
+        "today": lambda: verify_presentation(today, state=state, policy=policy, now=NOW,
+                                             replay_cache=None),
+        "floor": two_bare,
+    }, rounds=5 if quick else 9, number=300 if quick else 2000)
+    return [
+        BenchRow("verify a one-use pay code (payment policy)", timings["one_use"], "us",
+                 "verify today's card-bound pay code", timings["today"]),
+        BenchRow("verify a one-use pay code (payment policy) vs bare crypto",
+                 timings["one_use"], "us", "2 x bare Ed25519 verify (libsodium via PyNaCl)",
+                 timings["floor"]),
+    ]
+
+
+def bench_refill(quick: bool) -> list[BenchRow]:
+    """Over HTTP to an in-process authority on SQLite (durable writes relaxed as in tests):
+    a refill of N against a refresh of the same card, alternating."""
+    # Many refills of one card: lift the outstanding cap for the measurement only.
+    os.environ["CARDSVC_PAY_HANDLES_OUTSTANDING_MAX"] = "1000"
+    from one_use_kit import refill_answer
+    from payments_kit import pay_world
+
+    rounds = 5 if quick else 15
+    with tempfile.TemporaryDirectory() as directory, \
+            pay_world("sqlite", Path(directory)) as world:
+        card = world.card()
+        samples: dict[str, list[float]] = {"refresh": [], "refill10": [], "refill20": []}
+        sizes: dict[str, int] = {}
+        for _ in range(rounds):
+            now = world.clock.epoch
+            device = card.device
+            start = time.perf_counter()
+            answer = world.http.post("/v1/wallet/refresh", json={
+                "card_number": card.card_number,
+                "device_key": _b64(device.public_key), "time": now,
+                "proof": _b64(device.sign(refresh_proof_message(
+                    card.card_number, device.public_key, now)))})
+            samples["refresh"].append(time.perf_counter() - start)
+            assert answer.status_code == 200, answer.text
+            sizes["refresh"] = len(answer.content)
+            for count in (10, 20):
+                start = time.perf_counter()
+                answer, batch = refill_answer(world, card, count)
+                samples[f"refill{count}"].append(time.perf_counter() - start)
+                assert answer.status_code == 200 and len(batch) == count, answer.text
+                sizes[f"refill{count}"] = len(answer.content)
+                sizes[f"credential{count}"] = sum(len(one.credential) for one in batch)
+    ms = {name: statistics.median(values) * 1000 for name, values in samples.items()}
+    return [
+        BenchRow("refill 10 one-use pay credentials (HTTP, SQLite)", ms["refill10"], "ms",
+                 "one wallet refresh of the same card", ms["refresh"]),
+        BenchRow("refill 20 one-use pay credentials (HTTP, SQLite)", ms["refill20"], "ms",
+                 "one wallet refresh of the same card", ms["refresh"]),
+        BenchRow("refill answer, 20 one-use pay credentials", sizes["refill20"] / 1000, "KB",
+                 "one wallet refresh answer (pay, id, svc; no portrait)", sizes["refresh"] / 1000),
+        BenchRow("one one-use pay credential (compact JWS)", sizes["credential20"] / 20, "bytes",
+                 "refill answer bytes per credential (JSON, N = 20)", sizes["refill20"] / 20),
+    ]
+
+
+def _b64(raw: bytes) -> str:
+    from schemas import b64url_encode
+
+    return b64url_encode(raw)
+
+
+def run(quick: bool = False) -> list[BenchRow]:
+    return bench_qr(quick) + bench_verify_one_use(quick) + bench_refill(quick)
+
+
+if __name__ == "__main__":
+    for row in run(quick="--quick" in sys.argv):
+        print(row)

@@ -1,0 +1,181 @@
+"""One-use pay credentials (P13.3): the wallet refills a batch, each credential with a fresh
+holder key, a random handle and its own random status index; only the authority maps a
+handle to the card (``pay_handles``).
+
+Nothing in one of them names the card: ``ph`` replaces ``cn``, ``iat`` is the UTC
+midnight of issue and ``exp`` a whole number of days after it (every credential issued
+that day looks alike), ``ol`` is one of a few tiers, the status index is drawn at random.
+
+The request is signed by the device key of the card's bundle, like a refresh; the check
+comes before anything is read or written, and the batch is written in the caller's one
+transaction. A card holds at most ``outstanding_max`` unused, unexpired handles: a phone
+cannot mint offline exposure without bound.
+
+Example::
+
+    batch = issue_pay_batch(session, card_number="3300000000000017",
+                            unverified_device_key=device.public_key, proof_time=now_s,
+                            unverified_proof=proof, unverified_holder_keys=[k1, k2],
+                            signing=signing, now=now)
+    batch.credentials          # compact JWS, one per holder key, in order
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime, time, timedelta
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+import keys as keylib
+from cardsvc.models import Card, IssuerKeyRecord, PayHandle
+from cardsvc.payments.models import CardBalance
+from cardsvc.services.audit import Actor, append_audit
+from cardsvc.services.cards import get_card, status_for_state
+from cardsvc.services.errors import Conflict, Forbidden, Invalid, NotFound
+from cardsvc.services.provisioning import REFRESH_WINDOW_SECONDS, SigningContext
+from cardsvc.services.status import reserve_status_entry
+from cardsvc.services.trust import active_signer, signing_alg
+from schemas import Credential, Entitlement, Purpose
+from schemas.credential import ONE_USE_PAY_LIFETIME_SECONDS, PAY_HANDLE_BYTES
+from schemas.provisioning import pay_batch_proof_message
+
+__all__ = [
+    "PAY_BATCH_MAX",
+    "PAY_HANDLES_OUTSTANDING_MAX",
+    "PayBatch",
+    "PayBatchPolicy",
+    "issue_pay_batch",
+    "one_use_offline_limit",
+]
+
+PAY_BATCH_MAX = 20  # holder keys in one request
+PAY_HANDLES_OUTSTANDING_MAX = 40  # unused, unexpired one-use credentials per card (2 batches)
+_DAY = 86_400
+# Offline-limit tiers as fractions of the city's default: a card's own limit is rounded
+# down to one, so ``ol`` tells a merchant only which of four groups the card is in.
+_OL_TIERS = (0, 4, 2, 1)  # 0, default/4, default/2, default
+
+
+@dataclass(frozen=True, slots=True)
+class PayBatchPolicy:
+    """The city's rules for one-use pay credentials (from Settings)."""
+
+    lifetime_days: int = ONE_USE_PAY_LIFETIME_SECONDS // _DAY
+    batch_max: int = PAY_BATCH_MAX
+    outstanding_max: int = PAY_HANDLES_OUTSTANDING_MAX
+    default_offline_limit_fen: int = 20_000
+
+
+@dataclass(frozen=True, slots=True)
+class PayBatch:
+    card_number: str
+    credentials: list[str]
+    expires_at: int  # the batch's exp (the same for every credential in it)
+    outstanding: int  # unused, unexpired handles after this batch
+    offline_limit_fen: int  # the tier the credentials carry
+    balance_fen: int  # the holder's balance: for the phone, never on a merchant's screen
+
+
+def one_use_offline_limit(card_limit_fen: int, default_fen: int) -> int:
+    """The highest tier (0, default/4, default/2, default) not above the card's own limit."""
+    tiers = [0] + [default_fen // divisor for divisor in _OL_TIERS[1:]]
+    return max(tier for tier in tiers if tier <= card_limit_fen)
+
+
+def issue_pay_batch(
+    session: Session,
+    *,
+    card_number: str,
+    unverified_device_key: bytes,
+    proof_time: int,
+    unverified_proof: bytes,
+    unverified_holder_keys: list[bytes],
+    signing: SigningContext,
+    policy: PayBatchPolicy = PayBatchPolicy(),
+    now: datetime,
+) -> PayBatch:
+    """Up to ``len(holder keys)`` one-use pay credentials (fewer at the outstanding cap).
+
+    Refusals: INVALID_DEVICE_KEY / INVALID_HOLDER_KEYS / REFRESH_TIME_SKEW (422),
+    PROOF_INVALID / DEVICE_NOT_BOUND (403), CARD_NOT_FOUND (404), CARD_REVOKED /
+    CARD_SUSPENDED / CARD_EXPIRED / NOT_ENTITLED_TO_PAY / PAY_HANDLES_OUTSTANDING (409).
+    """
+    if len(unverified_device_key) != 32 or len(unverified_proof) != 64:
+        raise Invalid("INVALID_DEVICE_KEY", "device_key is 32 bytes and proof 64 bytes")
+    if not 1 <= len(unverified_holder_keys) <= policy.batch_max or any(
+            len(key) != 32 for key in unverified_holder_keys):
+        raise Invalid("INVALID_HOLDER_KEYS",
+                      f"1 to {policy.batch_max} holder keys of 32 bytes each")
+    if len(set(unverified_holder_keys)) != len(unverified_holder_keys):
+        # The same key twice would link two credentials: a fresh key for each.
+        raise Invalid("INVALID_HOLDER_KEYS", "every holder key must be fresh (no repeats)")
+    if abs(int(now.timestamp()) - proof_time) > REFRESH_WINDOW_SECONDS:
+        raise Invalid("REFRESH_TIME_SKEW", "the request time is too far from the server's")
+    if not card_number.isascii() or not card_number.isalnum() or len(card_number) > 24:
+        raise NotFound("CARD_NOT_FOUND", "no card with this number")
+    message = pay_batch_proof_message(card_number, unverified_device_key, proof_time,
+                                      unverified_holder_keys)
+    if not keylib.verify_signature(unverified_device_key, message, unverified_proof):
+        raise Forbidden("PROOF_INVALID", "the signature is not by this device key")
+    card = get_card(session, card_number=card_number, lock=True)
+    if card.device_key != unverified_device_key:
+        raise Forbidden("DEVICE_NOT_BOUND", "this device does not hold this card")
+    if card.state != "active":
+        code = "CARD_REVOKED" if card.state == "revoked" else "CARD_SUSPENDED"
+        raise Conflict(code, f"a {card.state} card gets no pay credentials", state=card.state)
+    if Entitlement.PAYMENT.value not in card.entitlement_list:
+        raise Conflict("NOT_ENTITLED_TO_PAY", "this card is not entitled to payment")
+    holder_keys = unverified_holder_keys  # signed by the card's device key
+    outstanding = _outstanding(session, card, now)
+    room = policy.outstanding_max - outstanding
+    if room <= 0:
+        raise Conflict("PAY_HANDLES_OUTSTANDING",
+                       f"the card already holds {outstanding} unused pay credentials",
+                       outstanding=outstanding)
+    holder_keys = holder_keys[:room]
+    signer = active_signer(session, keyring=signing.keyring)
+    # The UTC midnight, the same for everyone that day; a key that started signing later
+    # today cannot sign before its window (KEY_NOT_VALID_AT_ISSUE): its start, also the
+    # same for everyone.
+    key_start = session.scalar(select(IssuerKeyRecord.valid_from)
+                               .where(IssuerKeyRecord.kid == signer.kid)) or 0
+    iat = max(int(now.timestamp()) // _DAY * _DAY, key_start)
+    end_of_validity = int((datetime.combine(card.valid_until, time(0), tzinfo=UTC)
+                           + timedelta(days=1)).timestamp())
+    exp = min(iat // _DAY * _DAY + policy.lifetime_days * _DAY, end_of_validity)  # midnights
+    if exp <= int(now.timestamp()):
+        raise Conflict("CARD_EXPIRED", "this card is past its validity")
+    limit = one_use_offline_limit(card.offline_limit_fen, policy.default_offline_limit_fen)
+    alg = signing_alg(session, now=now)
+    credentials = []
+    for holder_key in holder_keys:
+        handle = secrets.token_bytes(PAY_HANDLE_BYTES)
+        ref = reserve_status_entry(session, card_id=card.id, status=status_for_state(card.state),
+                                   now=now, list_size=signing.status_list_size)
+        session.add(PayHandle(handle=handle.hex(), card_id=card.id, status_list_id=ref.list_id,
+                              status_index=ref.index, issued_at=now,
+                              expires_at=datetime.fromtimestamp(exp, UTC)))
+        credentials.append(keylib.sign_credential(Credential(
+            purpose=Purpose.PAY, issuer=signing.issuer, issued_at=iat, expires_at=exp,
+            card_number="", status=ref, holder_key=holder_key, offline_limit_fen=limit,
+            pay_handle=handle), signer, alg=alg))
+    session.flush()
+    append_audit(session, actor=Actor.wallet(), action="card.pay_batch_issued",
+                 subject=card.card_number,
+                 details={"count": len(credentials), "expires_at": exp}, now=now)
+    return PayBatch(card.card_number, credentials, exp, outstanding + len(credentials), limit,
+                    _balance(session, card))
+
+
+def _outstanding(session: Session, card: Card, now: datetime) -> int:
+    return session.scalar(select(func.count()).select_from(PayHandle).where(
+        PayHandle.card_id == card.id, PayHandle.used_at.is_(None),
+        PayHandle.ended_at.is_(None), PayHandle.expires_at > now)) or 0
+
+
+def _balance(session: Session, card: Card) -> int:
+    return session.scalar(select(CardBalance.balance_fen)
+                          .where(CardBalance.card_id == card.id)) or 0
