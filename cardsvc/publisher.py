@@ -109,6 +109,7 @@ class Publisher:
         self._loading = threading.RLock()
         self._refresher: threading.Thread | None = None
         self._closed = False
+        self._asked: set[str] = set()  # the keys requested since the last refresh
 
     # -- the cache --------------------------------------------------------------------
 
@@ -124,6 +125,7 @@ class Publisher:
         epoch = int(now.timestamp())
         mono = self.monotonic()
         held = self._held.get(key)
+        self._asked.add(key)  # refreshed ahead only while asked for
         if self._usable(held, epoch, _published.generation(), mono):
             assert held is not None
             if mono - held.checked_mono >= self.recheck_seconds / 2:
@@ -168,17 +170,20 @@ class Publisher:
             _LOG.warning("publication refresh failed: %s", type(error).__name__)
 
     def refresh(self, now: datetime | None = None) -> None:
-        """Read every held object again (re-signing what is due) and swap the answers in;
-        the timestamp first, so the lists held after it are at least as new as it names.
-        An object that cannot be read now keeps its answer until that expires."""
+        """Read the held objects asked for since the last refresh again (re-signing what
+        is due) and swap the answers in. The timestamp first: the lists held after it
+        are at least as new as it names (those not read again are dropped, to be read on
+        request). An object that cannot be read now keeps its answer until that expires;
+        one not asked for expires unread."""
         if now is None:
             assert self.clock is not None, "a publisher without a clock refreshes on request"
             now = self.clock()
         epoch = int(now.timestamp())
         with self._loading:
+            asked, self._asked = self._asked, set()
             generation = _published.generation()
             mono = self.monotonic()
-            keys = sorted(self._held, key=lambda key: key != _TIMESTAMP)
+            keys = sorted(asked & self._held.keys(), key=lambda key: key != _TIMESTAMP)
             fresh: dict[str, _Held] = {}
             for key in keys:
                 try:
@@ -187,6 +192,9 @@ class Publisher:
                     continue
                 fresh[key] = _Held(value, generation, mono, epoch)
             with self._lock:
+                if _TIMESTAMP in fresh:
+                    for key in self._held.keys() - fresh.keys():
+                        del self._held[key]
                 self._held.update(fresh)
 
     def _load(self, key: str, now: datetime) -> object:
