@@ -16,8 +16,9 @@ whole) and asks the database again only when
 
 The recheck is done ahead of time, off the request path: once a held answer is half-way
 to its recheck, the request that notices still answers from memory and wakes a
-background refresh, which reads (and, when due, re-signs) every held object and swaps
-the new snapshot in; so under steady traffic no request waits for the database. Only a
+background refresh, which reads (and, when due, re-signs) the objects asked for since
+the last one and swaps the new answers in; so under steady traffic no request waits for
+the database. Only a
 request that finds its answer past the recheck (after an idle spell, a change in this
 process, a moved clock) reads the database itself, and then one at a time: the others
 wait for that one's answer instead of all asking at once.
@@ -154,10 +155,10 @@ class Publisher:
 
     def _refresh_ahead(self) -> None:
         """Wake one background refresh unless one is under way (never waits)."""
-        if self.clock is None or self._closed:
+        if self.clock is None:
             return
         with self._lock:
-            if self._refresher is not None and self._refresher.is_alive():
+            if self._closed or (self._refresher is not None and self._refresher.is_alive()):
                 return
             self._refresher = threading.Thread(target=self._refresh_quietly, daemon=True,
                                                name="publication-refresh")
@@ -211,8 +212,9 @@ class Publisher:
 
     def close(self) -> None:
         """No refresh starts after this; one under way is waited for."""
-        self._closed = True
-        refresher = self._refresher
+        with self._lock:
+            self._closed = True
+            refresher = self._refresher
         if refresher is not None:
             refresher.join()
 
