@@ -1,15 +1,27 @@
 """What verifiers sync, signed when something changed (or half-way to expiry) and served
-from memory: the trust list, each status list, their index and the signed timestamp.
+from memory: the trust list, each status list, their index, the signed timestamp and the
+national federation list as held.
 
 The database stays the source of truth (``services.trust``, ``services.status``,
 ``services.timestamp`` decide when a list is re-signed, under their row locks). This
-layer keeps the last answer of each in memory and asks the database again only when
+layer keeps the last answer of each in memory (an immutable snapshot per object, swapped
+whole) and asks the database again only when
 
-* a change was committed in this process (``services._published.generation()`` moved),
+* a change was committed in this process (``services._published.generation()`` moved):
+  the next request reads it at once,
 * ``recheck_seconds`` of wall time have passed (another worker or a CLI may have changed
   something: that is the bound on how late another process's change shows here), or
 * the injected clock left the window in which the answer was checked (a list due for
   re-signing is re-signed on time, and tests that move their clock see it at once).
+
+The recheck is done ahead of time, off the request path: once a held answer is half-way
+to its recheck, the request that notices still answers from memory and wakes a
+background refresh, which reads (and, when due, re-signs) the objects asked for since
+the last one and swaps the new answers in; so under steady traffic no request waits for
+the database. Only a
+request that finds its answer past the recheck (after an idle spell, a change in this
+process, a moved clock) reads the database itself, and then one at a time: the others
+wait for that one's answer instead of all asking at once.
 
 Several workers each hold their own copies: for up to ``recheck_seconds`` after another
 worker re-signed a list, a verifier that gets the new timestamp from one worker and the
@@ -20,21 +32,20 @@ database on every request.
 ``write_static`` writes the same objects as files named like the URLs, for any web
 server or CDN to mirror (``cardsvc publish --out DIR``; ``verifier sync --mirror URL``).
 
-For the federation list (``GET /v1/federation-list``, another route module): hold it
-with ``_cached("federation", now, load)`` the same way and answer through the
-publication routes' ``_serve`` (strong ETag, Cache-Control, 304).
-
 Example::
 
-    publisher = Publisher(settings, database, keyring, recheck_seconds=1.0)
+    publisher = Publisher(settings, database, keyring, clock=clock, recheck_seconds=1.0)
     signed = publisher.trust_list(now)            # SignedObject: jwt, etag, issued_at
+    publisher.refresh()                           # the background refresh, in this thread
     publisher.write_static(Path("/srv/mirror"), now)
+    publisher.close()                             # waits for a refresh under way
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import threading
 import time
@@ -47,6 +58,7 @@ from typing import TypeVar
 from sqlalchemy.orm import Session
 
 from cardsvc.db import Database
+from cardsvc.federation.state import held_federation_jwt
 from cardsvc.services import _published, status, timestamp, trust
 from cardsvc.services.errors import NotFound
 from cardsvc.services.trust import Keyring, SignedObject
@@ -57,6 +69,9 @@ __all__ = ["STATIC_INDEX", "Publisher", "SignedObject"]
 # The status list index as a file a static server can serve beside the lists themselves
 # (``/v1/status-lists`` itself cannot be both a file and a folder).
 STATIC_INDEX = "v1/status-lists/index.json"
+
+_TIMESTAMP = "timestamp"
+_LOG = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
@@ -70,36 +85,138 @@ class _Held:
 
 
 class Publisher:
-    """One per process (the app's context holds it); thread safe."""
+    """One per process (the app's context holds it); thread safe.
+
+    ``clock`` is what the background refresh reads as now; without one (``cardsvc
+    publish``) every recheck is done on the request path."""
 
     def __init__(self, settings: Settings, database: Database, keyring: Keyring, *,
-                 recheck_seconds: float | None = None) -> None:
+                 clock: Callable[[], datetime] | None = None,
+                 recheck_seconds: float | None = None,
+                 monotonic: Callable[[], float] = time.monotonic) -> None:
         self.settings = settings
         self.database = database
         self.keyring = keyring
+        self.clock = clock
+        self.monotonic = monotonic  # the age of a held answer (tests pass their own)
         self.recheck_seconds = (settings.publication_recheck_seconds
                                 if recheck_seconds is None else recheck_seconds)
+        # Read without a lock (one dict lookup); replaced entry by entry under _lock.
         self._held: dict[str, _Held] = {}
         self._lock = threading.Lock()
+        # One database read of the published objects at a time (a request's or the
+        # background refresh's): a burst of requests past the recheck asks once, and a
+        # refresh never swaps in answers older than one a request just read.
+        self._loading = threading.RLock()
+        self._refresher: threading.Thread | None = None
+        self._closed = False
+        self._asked: set[str] = set()  # the keys requested since the last refresh
 
     # -- the cache --------------------------------------------------------------------
 
+    def _usable(self, held: _Held | None, epoch: int, generation: int,
+                mono: float) -> bool:
+        return (held is not None and held.generation == generation
+                and mono - held.checked_mono < self.recheck_seconds
+                # the wall clock moves the epoch by at most the age: more means the
+                # injected clock jumped (or went back)
+                and 0 <= epoch - held.checked_epoch <= max(self.recheck_seconds, 1))
+
     def _cached(self, key: str, now: datetime, load: Callable[[], T]) -> T:
         epoch = int(now.timestamp())
-        generation = _published.generation()
+        mono = self.monotonic()
         held = self._held.get(key)
-        if (held is not None and held.generation == generation
-                and time.monotonic() - held.checked_mono < self.recheck_seconds
-                and 0 <= epoch - held.checked_epoch < max(self.recheck_seconds, 1)):
+        self._asked.add(key)  # refreshed ahead only while asked for
+        if self._usable(held, epoch, _published.generation(), mono):
+            assert held is not None
+            if mono - held.checked_mono >= self.recheck_seconds / 2:
+                self._refresh_ahead()
             return held.value  # type: ignore[return-value]
-        value = load()
+        with self._loading:
+            generation = _published.generation()  # before reading: a commit after moves it
+            mono = self.monotonic()
+            held = self._held.get(key)
+            if self._usable(held, epoch, generation, mono):  # another request just read it
+                assert held is not None
+                return held.value  # type: ignore[return-value]
+            value = load()
+            self._hold(key, _Held(value, generation, mono, epoch))
+            return value
+
+    def _hold(self, key: str, held: _Held) -> None:
         with self._lock:
-            self._held[key] = _Held(value, generation, time.monotonic(), epoch)
-        return value
+            self._held[key] = held
 
     def forget(self) -> None:
-        with self._lock:
+        with self._loading, self._lock:
             self._held.clear()
+
+    # -- the background refresh -------------------------------------------------------
+
+    def _refresh_ahead(self) -> None:
+        """Wake one background refresh unless one is under way (never waits)."""
+        if self.clock is None:
+            return
+        with self._lock:
+            if self._closed or (self._refresher is not None and self._refresher.is_alive()):
+                return
+            self._refresher = threading.Thread(target=self._refresh_quietly, daemon=True,
+                                               name="publication-refresh")
+            self._refresher.start()
+
+    def _refresh_quietly(self) -> None:
+        try:
+            self.refresh()
+        except Exception as error:  # the request path reads (and reports) it when due
+            _LOG.warning("publication refresh failed: %s", type(error).__name__)
+
+    def refresh(self, now: datetime | None = None) -> None:
+        """Read the held objects asked for since the last refresh again (re-signing what
+        is due) and swap the answers in. The timestamp first: the lists held after it
+        are at least as new as it names (those not read again are dropped, to be read on
+        request). An object that cannot be read now keeps its answer until that expires;
+        one not asked for expires unread."""
+        if now is None:
+            assert self.clock is not None, "a publisher without a clock refreshes on request"
+            now = self.clock()
+        epoch = int(now.timestamp())
+        with self._loading:
+            asked, self._asked = self._asked, set()
+            generation = _published.generation()
+            mono = self.monotonic()
+            keys = sorted(asked & self._held.keys(), key=lambda key: key != _TIMESTAMP)
+            fresh: dict[str, _Held] = {}
+            for key in keys:
+                try:
+                    value = self._load(key, now)
+                except NotFound:  # gone meanwhile (e.g. a list id): asked for on request
+                    continue
+                fresh[key] = _Held(value, generation, mono, epoch)
+            with self._lock:
+                if _TIMESTAMP in fresh:
+                    for key in self._held.keys() - fresh.keys():
+                        del self._held[key]
+                self._held.update(fresh)
+
+    def _load(self, key: str, now: datetime) -> object:
+        if key == _TIMESTAMP:
+            return self._timestamp(now)
+        if key == "trust":
+            return self._trust_list(now)
+        if key == "ids":
+            return self._status_list_ids()
+        if key == "federation":
+            return self._federation_list()
+        assert key.startswith("status:"), key
+        return self._status_list(key.removeprefix("status:"), now)
+
+    def close(self) -> None:
+        """No refresh starts after this; one under way is waited for."""
+        with self._lock:
+            self._closed = True
+            refresher = self._refresher
+        if refresher is not None:
+            refresher.join()
 
     # -- the objects ------------------------------------------------------------------
 
@@ -107,8 +224,7 @@ class Publisher:
         return self._cached("trust", now, lambda: self._trust_list(now))
 
     def status_list_ids(self, now: datetime) -> list[str]:
-        return self._cached("ids", now, lambda: self.database.transact(
-            status.list_status_list_ids, readonly=True))
+        return list(self._cached("ids", now, self._status_list_ids))
 
     def status_list(self, list_id: str, now: datetime) -> SignedObject:
         if len(list_id) > 16:
@@ -120,11 +236,15 @@ class Publisher:
             signed = self._timestamp(now)
             # The lists it names were just read: never serve older ones after it.
             with self._lock:
-                for key in [key for key in self._held if key != "timestamp"]:
+                for key in [key for key in self._held if key != _TIMESTAMP]:
                     del self._held[key]
             return signed
 
-        return self._cached("timestamp", now, load)
+        return self._cached(_TIMESTAMP, now, load)
+
+    def federation_list(self, now: datetime) -> SignedObject | None:
+        """The national federation list as held (None when none was ever accepted)."""
+        return self._cached("federation", now, self._federation_list)
 
     def status_list_url(self, list_id: str) -> str:
         return self.settings.public_base + f"/v1/status-lists/{list_id}"
@@ -144,6 +264,13 @@ class Publisher:
                 session, keyring=self.keyring, issuer=self.settings.issuer, now=now,
                 lifetime_seconds=lifetime))
         return signed
+
+    def _federation_list(self) -> SignedObject | None:
+        jwt = self.database.transact(held_federation_jwt, readonly=True)
+        return None if jwt is None else SignedObject.of(jwt, 0)
+
+    def _status_list_ids(self) -> tuple[str, ...]:
+        return tuple(self.database.transact(status.list_status_list_ids, readonly=True))
 
     def _status_list(self, list_id: str, now: datetime) -> SignedObject:
         settings = self.settings

@@ -27,7 +27,7 @@ from verifier.cache import CacheSnapshot, VerifierCache
 from verifier.check import VerificationResult, verify_presentation
 from verifier.messages import reason
 from verifier.policy import POLICIES, Policy
-from verifier.portrait_bundle import PortraitBundleStore
+from verifier.portrait_bundle import CityPortraitBundles, PortraitBundleStore
 from verifier.portraits import PortraitFetcher
 from verifier.qr import ScanError, decode_qr
 from verifier.replay_store import ReplayStoreError, SqliteReplayCache
@@ -149,14 +149,16 @@ class Checkpoint:
         portrait_bundle: PortraitBundleStore | None = None,
     ) -> None:
         """``portrait_bundle`` defaults to the cache's ``portrait-bundle`` directory (used
-        once ``verifier sync-portraits`` filled it); ``portrait_fetcher`` (online) is
-        asked only when neither the cache nor the bundle has the portrait."""
+        once ``verifier sync-portraits`` filled it; pinned nationally, its ``cities/``
+        hold one copy per city); ``portrait_fetcher`` (online) is asked only when neither
+        the cache nor the bundle has the portrait."""
         if status_grace < 0 or trust_grace < 0:
             raise ValueError("grace periods cannot be negative")
         self.cache = cache
         self.portrait_fetcher = portrait_fetcher
         self.portrait_bundle = portrait_bundle or PortraitBundleStore(
             cache.directory / "portrait-bundle")
+        self.city_portrait_bundles = CityPortraitBundles(self.portrait_bundle.directory)
         self.status_grace = status_grace
         self.trust_grace = trust_grace
         self._lock = threading.Lock()
@@ -245,9 +247,13 @@ class Checkpoint:
             return portrait, "cached"
         credential = result.credential
         if result.issuer_signature is not None and credential is not None:
+            signature, issuer = result.issuer_signature, credential.issuer
+            # each opens only a code of its own issuer (pinned nationally: the code's city)
             portrait = self.portrait_bundle.open(
-                signature=result.issuer_signature, issuer=credential.issuer, digest=digest,
-                now=now, grace=self.status_grace)
+                signature=signature, issuer=issuer, digest=digest, now=now,
+                grace=self.status_grace) or self.city_portrait_bundles.open(
+                signature=signature, issuer=issuer, digest=digest, now=now,
+                grace=self.status_grace)
             if portrait is not None:
                 return portrait, "offline"
         if self.portrait_fetcher is not None:
@@ -262,6 +268,7 @@ class Checkpoint:
         if self.portrait_fetcher is not None:
             self.portrait_fetcher.close()
         self.portrait_bundle.close()
+        self.city_portrait_bundles.close()
         with self._lock:
             if self._replay is not None:
                 self._replay.close()

@@ -48,6 +48,7 @@ from verifier.settings import variable
 from verifier.terminal.cli import terminal_app
 
 if TYPE_CHECKING:
+    from schemas.federation import FederationClaims
     from verifier.portraits import PortraitFetcher
     from verifier.sync import SyncReport
 
@@ -299,6 +300,9 @@ def sync_portraits(
     """Fetch the sealed portrait bundle's changes (after `verifier sync`): only missing
     segments, resumed after a break, each checked against the signed manifest.
 
+    Pinned to the national root: every active city's bundle, from the api_url its
+    federation entry names and checked with that city's keys, kept per city.
+
     Afterwards a check opens the presented holder's portrait offline. On any failure the
     copy held is kept and the exit code is 1."""
     from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
@@ -324,6 +328,10 @@ def sync_portraits(
                         DownloadColumn(), TransferSpeedColumn(), console=_err,
                         disable=as_json or not _err.is_terminal, transient=True)
     task = progress.add_task("portraits", total=None)
+    if snapshot.federation is not None:
+        _sync_city_portraits(store.directory, snapshot.federation, now, timeout,
+                             as_json=as_json)
+        return
     try:
         with progress:
             report = sync_portrait_bundle(
@@ -345,6 +353,43 @@ def sync_portraits(
         _out.print(f"Portrait bundle v{report.version}: {report.segments_fetched} segment(s),"
                    f" {report.bytes_received} bytes; {report.blobs} portraits,"
                    f" {report.entries} credentials.")
+
+
+def _sync_city_portraits(directory: Path, federation: FederationClaims, now: int,
+                         timeout: float, *, as_json: bool) -> None:
+    """``sync-portraits`` pinned nationally: one bundle per active city."""
+    from verifier.portrait_bundle import CityPortraitBundles, sync_city_portrait_bundles
+
+    bundles = CityPortraitBundles(directory)
+    try:
+        cities = sync_city_portrait_bundles(bundles, federation=federation, now=now,
+                                            timeout=timeout)
+    finally:
+        bundles.close()
+    ok = all(city.outcome != "kept" for city in cities.values())
+    if as_json:
+        _print_json({"ok": ok, "kind": "national", "cities": {
+            code: {"outcome": city.outcome, "code": city.error, "detail": city.detail,
+                   **({} if city.report is None else {
+                       "version": city.report.version,
+                       "segments_fetched": city.report.segments_fetched,
+                       "bytes_received": city.report.bytes_received,
+                       "entries": city.report.entries, "portraits": city.report.blobs})}
+            for code, city in cities.items()}})
+    else:
+        for code, city in cities.items():
+            if city.report is not None:
+                _out.print(f"{code}: portrait bundle v{city.report.version}:"
+                           f" {city.report.segments_fetched} segment(s),"
+                           f" {city.report.bytes_received} bytes; {city.report.blobs}"
+                           f" portraits, {city.report.entries} credentials.")
+            elif city.outcome == "dropped":
+                _out.print(f"{code}: no longer active; its portrait bundle is deleted.")
+            else:
+                _err.print(f"{code}: {city.error}: {city.detail}. The portrait bundle held"
+                           " is kept.")
+    if not ok:
+        raise typer.Exit(1)
 
 
 def _kept_note(cache: VerifierCache, now: int) -> str:

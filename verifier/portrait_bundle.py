@@ -19,23 +19,39 @@ Example::
                                   now=int(time.time()), progress=lambda done, total: ...)
     image = store.open(signature=result.issuer_signature, issuer=credential.issuer,
                        digest=credential.portrait_digest, now=now)
+
+Pinned to the national root (``verifier sync --root <national fingerprint>``), a counter
+holds one copy per city instead (``CityPortraitBundles``, ``portrait-bundle/cities/CODE``):
+``sync_city_portrait_bundles`` fetches each active city's manifest from the ``api_url``
+its federation entry names, checked with **that city's** keys from the verified federation
+list alone (a manifest signed by another city is refused), and drops the copies of
+cities no longer active. A code from any city then opens from its own city's copy::
+
+    bundles = CityPortraitBundles(cache.directory / "portrait-bundle")
+    reports = sync_city_portrait_bundles(bundles, federation=cache.load().federation,
+                                         now=int(time.time()))
+    image = bundles.open(signature=..., issuer="CN-HZ", digest=..., now=now)
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import re
+import shutil
 import sqlite3
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from types import MappingProxyType
 
 import httpx
 
 from schemas._jose import b64url_encode
 from schemas.codes import FmcError
 from schemas.credential import PORTRAIT_DIGEST_BYTES
+from schemas.federation import FederationClaims, IssuerState
 from schemas.portrait_bundle import (
     BLOB_ADDED,
     BLOB_REMOVED,
@@ -55,9 +71,12 @@ from verifier.sync import SyncError, get_capped
 from verifier.trust import verify_issuer_signed
 
 __all__ = [
+    "CityPortraitBundles",
+    "CityPortraitSync",
     "PortraitBundleError",
     "PortraitBundleStore",
     "PortraitSyncReport",
+    "sync_city_portrait_bundles",
     "sync_portrait_bundle",
 ]
 
@@ -71,6 +90,8 @@ _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS blobs (blob_id BLOB PRIMARY KEY, sealed BLOB NOT NULL)",
 )
 _SIGNERS = (KeyState.ACTIVE, KeyState.NEXT)
+# A city code as a directory name: nothing that could climb out of ``cities/``.
+_CITY_DIR_RE = re.compile(r"^[A-Z0-9][A-Z0-9_-]{0,31}$")
 
 
 class PortraitBundleError(Exception):
@@ -379,3 +400,125 @@ def _apply_segment(db: sqlite3.Connection, ref: SegmentRef, body: bytes) -> None
             db.execute("DELETE FROM blobs WHERE blob_id = ?", (record.key,))
     db.execute("INSERT OR REPLACE INTO applied (seq, sha256) VALUES (?, ?)",
                (ref.seq, ref.sha256))
+
+
+# -- under a national pin: one copy per city ------------------------------------------
+
+
+@dataclass(frozen=True)
+class CityPortraitSync:
+    """One city's portrait sync: ``updated`` / ``unchanged``, ``kept`` (it failed: the
+    copy held, if any, is kept; ``error`` is the code), ``dropped`` (the city is no longer
+    active: its copy is deleted)."""
+
+    code: str
+    outcome: str
+    report: PortraitSyncReport | None = None
+    error: str | None = None
+    detail: str | None = None
+
+
+class CityPortraitBundles:
+    """The per-city copies of a nationally pinned counter, under ``directory/cities``."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory / "cities"
+        self._stores: dict[str, PortraitBundleStore] = {}
+        self._lock = threading.Lock()
+
+    def store(self, code: str) -> PortraitBundleStore | None:
+        """The copy of city ``code`` (None for a code that is no directory name)."""
+        if not _CITY_DIR_RE.fullmatch(code):
+            return None
+        with self._lock:
+            store = self._stores.get(code)
+            if store is None:
+                store = self._stores[code] = PortraitBundleStore(self.directory / code)
+            return store
+
+    def cities(self) -> list[str]:
+        if not self.directory.is_dir():
+            return []
+        return sorted(path.name for path in self.directory.iterdir()
+                      if path.is_dir() and _CITY_DIR_RE.fullmatch(path.name))
+
+    def open(self, *, signature: bytes, issuer: str, digest: bytes, now: int,
+             grace: int = 0) -> bytes | None:
+        """As :meth:`PortraitBundleStore.open`, from the copy of the credential's city."""
+        if not _CITY_DIR_RE.fullmatch(issuer) or not (self.directory / issuer).is_dir():
+            return None
+        store = self.store(issuer)
+        if store is None:
+            return None
+        return store.open(signature=signature, issuer=issuer, digest=digest, now=now,
+                          grace=grace)
+
+    def drop(self, code: str) -> None:
+        store = self.store(code)
+        if store is None:
+            return
+        store.close()
+        with self._lock:
+            self._stores.pop(code, None)
+        shutil.rmtree(self.directory / code, ignore_errors=True)
+
+    def close(self) -> None:
+        with self._lock:
+            stores = list(self._stores.values())
+            self._stores.clear()
+        for store in stores:
+            store.close()
+
+
+def sync_city_portrait_bundles(
+    bundles: CityPortraitBundles,
+    *,
+    federation: FederationClaims,
+    now: int,
+    client: httpx.Client | None = None,
+    timeout: float = 30.0,
+    progress: Callable[[str, int, int], None] | None = None,
+) -> Mapping[str, CityPortraitSync]:
+    """Every active city's copy brought up to date from its own ``api_url``, verified with
+    its keys from ``federation`` (already verified against the pinned root); one city
+    failing keeps its copy and does not stop the others. Copies of cities not active in
+    the list are dropped. ``progress(city, done_bytes, total_bytes)``."""
+    own = client is None
+    http = client or httpx.Client(timeout=timeout, follow_redirects=False,
+                                  headers={"User-Agent": "fmc-verifier"})
+    results: dict[str, CityPortraitSync] = {}
+    try:
+        active = {entry.code: entry for entry in federation.issuers
+                  if entry.state is IssuerState.ACTIVE}
+        for code in bundles.cities():
+            if code not in active:
+                bundles.drop(code)
+                results[code] = CityPortraitSync(code, "dropped")
+        for code, entry in sorted(active.items()):
+            store = bundles.store(code)
+            if store is None:
+                results[code] = CityPortraitSync(code, "kept", error="BAD_CITY_CODE",
+                                                 detail="not usable as a directory name")
+                continue
+
+            def city_progress(done: int, total: int, code: str = code) -> None:
+                if progress is not None:
+                    progress(code, done, total)
+
+            try:
+                report = sync_portrait_bundle(
+                    store, server=entry.api_url, trust_list=entry.as_trust_list(federation),
+                    now=now, client=http, progress=city_progress)
+            except PortraitBundleError as error:
+                results[code] = CityPortraitSync(code, "kept", error=error.code,
+                                                 detail=error.detail)
+                continue
+            finally:
+                store.close()  # one open SQLite file per city only while it syncs
+            changed = report.segments_fetched > 0 or report.previous_version != report.version
+            results[code] = CityPortraitSync(code, "updated" if changed else "unchanged",
+                                             report)
+    finally:
+        if own:
+            http.close()
+    return MappingProxyType(dict(sorted(results.items())))

@@ -102,6 +102,7 @@ def create_app(
                 refresher.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await refresher
+            context.publisher.close()  # a background refresh under way ends first
             if http is None:
                 context.http.close()
 

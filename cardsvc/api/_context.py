@@ -35,7 +35,8 @@ class AppContext:
     def __post_init__(self) -> None:
         # what verifiers sync, held in memory (one per app)
         object.__setattr__(self, "publisher",
-                           Publisher(self.settings, self.database, self.keyring))
+                           Publisher(self.settings, self.database, self.keyring,
+                                     clock=self.clock))
 
     @property
     def signing(self) -> SigningContext:

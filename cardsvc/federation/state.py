@@ -26,6 +26,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from cardsvc.models import CodeSequence, FederationState
+from cardsvc.services import _published
 from cardsvc.services._locking import for_update
 from cardsvc.services.audit import Actor, append_audit
 from cardsvc.services.errors import Conflict, Invalid, Unavailable
@@ -145,10 +146,12 @@ def accept_federation_list(
             return accept_federation_list(session, unverified_jwt=unverified_jwt,
                                           pinned_root=pinned_root, now=now)
         _audit(session, claims, unverified_jwt, held=None, now=now)
+        _published.changed(session)  # the publisher serves it from memory
     elif claims.version > row.version:
         row.version, row.signed_jwt = claims.version, unverified_jwt
         row.issued_at, row.expires_at = claims.issued_at, claims.expires_at
         _audit(session, claims, unverified_jwt, held=held, now=now)
+        _published.changed(session)
     row.accepted_at = now
     session.flush()
     with _parsed_lock:

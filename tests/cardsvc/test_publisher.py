@@ -1,14 +1,23 @@
 """P11.3: the signed lists are served from memory; a change committed in this process
 shows at once, another process's change once the recheck interval or the clock moved;
-304 on the ETag; the status list index also under its static mirror name."""
+the recheck is done ahead, off the request path, and a burst past it reads the database
+once; 304 on the ETag; the status list index also under its static mirror name."""
 
 from __future__ import annotations
+
+import threading
 
 from cardsvc_kit import Authority, device_key
 from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
+from cardsvc.api._context import AppContext
 from cardsvc.models import Card, StatusEntry
+from cardsvc.publisher import Publisher
+from cardsvc.services.trust import SignedObject
+from schemas import StatusListClaims
+from schemas._jose import parse_json_object, split_compact
+from schemas.timestamp import TimestampClaims, list_digest
 
 
 def _status_list(authority: Authority, list_id: str) -> tuple[str, str]:
@@ -39,19 +48,45 @@ def test_a_change_in_this_process_shows_at_once(authority: Authority) -> None:
     assert after != before
 
 
-def test_another_process_change_shows_once_the_clock_moved(authority: Authority) -> None:
-    card = authority.card_with_phone(device_key(2))
-    entry = _entry(authority, card["card_number"])
-    before, _ = _status_list(authority, entry.list_id)
-    # As another process would: straight to the database, no commit hook here.
+def _revoke_as_another_process(authority: Authority, entry: StatusEntry) -> None:
+    """Straight to the database, as another worker or a CLI would: no commit hook here."""
     with authority.database.engine.begin() as connection:
         connection.execute(text("UPDATE status_entries SET status = 1 WHERE list_id = :l "
                                 "AND idx = :i"), {"l": entry.list_id, "i": entry.idx})
         connection.execute(text("UPDATE status_lists SET revision = revision + 1 "
                                 "WHERE id = :l"), {"l": entry.list_id})
+
+
+class _Monotonic:
+    """The publisher's age clock, moved by hand (no sleeps)."""
+
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _publisher(authority: Authority, monotonic: _Monotonic) -> Publisher:
+    context = authority.client.app.state.context  # type: ignore[attr-defined]
+    assert isinstance(context, AppContext)
+    return Publisher(authority.settings, authority.database, context.keyring,
+                     clock=authority.clock, recheck_seconds=1.0, monotonic=monotonic)
+
+
+def test_another_process_change_shows_once_the_clock_moved(authority: Authority) -> None:
+    card = authority.card_with_phone(device_key(2))
+    entry = _entry(authority, card["card_number"])
+    before, _ = _status_list(authority, entry.list_id)
+    _revoke_as_another_process(authority, entry)
     authority.clock.advance(2)  # past the recheck interval (1 s)
     after, _ = _status_list(authority, entry.list_id)
     assert after != before
+
+
+def _status(signed: SignedObject, index: int) -> int:
+    payload = parse_json_object(split_compact(signed.jwt)[2])
+    return StatusListClaims.from_payload(payload).statuses.get(index)
 
 
 def test_the_index_under_its_static_name(authority: Authority) -> None:
@@ -59,3 +94,101 @@ def test_the_index_under_its_static_name(authority: Authority) -> None:
     static = authority.client.get("/v1/status-lists/index.json")
     assert plain.status_code == static.status_code == 200
     assert plain.json() == static.json()
+
+
+def test_another_process_revocation_is_served_within_the_recheck(authority: Authority) -> None:
+    """The documented bound (CARDSVC_PUBLICATION_RECHECK_SECONDS): before it the answer
+    from memory, at it the revoked list, with the injected clock standing still."""
+    entry = _entry(authority, authority.card_with_phone(device_key(3))["card_number"])
+    monotonic = _Monotonic()
+    publisher = _publisher(authority, monotonic)
+    try:
+        before = publisher.status_list(entry.list_id, authority.clock())
+        _revoke_as_another_process(authority, entry)
+        monotonic.now += 0.4  # not yet half-way: from memory, nothing read
+        assert publisher.status_list(entry.list_id, authority.clock()) == before
+        monotonic.now += 0.6  # the recheck interval has passed: read on this request
+        after = publisher.status_list(entry.list_id, authority.clock())
+        assert after.etag != before.etag
+        assert _status(after, entry.idx) == 1
+    finally:
+        publisher.close()
+
+
+def test_the_recheck_is_done_ahead_off_the_request_path(authority: Authority) -> None:
+    """Half-way to the recheck a request still answers from memory and wakes the
+    background refresh, which swaps in the new list: no request waits for the database."""
+    entry = _entry(authority, authority.card_with_phone(device_key(4))["card_number"])
+    monotonic = _Monotonic()
+    publisher = _publisher(authority, monotonic)
+    try:
+        before = publisher.status_list(entry.list_id, authority.clock())
+        _revoke_as_another_process(authority, entry)
+        monotonic.now += 0.6
+        assert publisher.status_list(entry.list_id, authority.clock()) == before
+    finally:
+        publisher.close()  # waits for the refresh that request woke
+    after = publisher.status_list(entry.list_id, authority.clock())  # from memory again
+    assert after.etag != before.etag
+    assert _status(after, entry.idx) == 1
+
+
+def test_a_burst_past_the_recheck_reads_the_database_once(authority: Authority) -> None:
+    entry = _entry(authority, authority.card_with_phone(device_key(5))["card_number"])
+    monotonic = _Monotonic()
+    publisher = _publisher(authority, monotonic)
+    reads: list[str] = []
+    read_status_list = publisher._status_list
+
+    def counted(list_id: str, now: object) -> SignedObject:
+        reads.append(list_id)
+        return read_status_list(list_id, now)  # type: ignore[arg-type]
+
+    publisher._status_list = counted  # type: ignore[method-assign]
+    try:
+        publisher.status_list(entry.list_id, authority.clock())
+        monotonic.now += 5  # every request of the burst finds the answer past its recheck
+        barrier = threading.Barrier(8)
+        answers: list[SignedObject] = []
+
+        def request() -> None:
+            barrier.wait()
+            answers.append(publisher.status_list(entry.list_id, authority.clock()))
+
+        threads = [threading.Thread(target=request) for _ in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        publisher.close()
+    assert reads == [entry.list_id] * 2  # the first request, then one for the burst
+    assert len({answer.etag for answer in answers}) == 1 and len(answers) == 8
+
+
+def test_after_a_refresh_the_lists_are_those_the_timestamp_names(authority: Authority) -> None:
+    entry = _entry(authority, authority.card_with_phone(device_key(6))["card_number"])
+    monotonic = _Monotonic()
+    publisher = _publisher(authority, monotonic)
+    try:
+        now = authority.clock()
+        publisher.timestamp(now)
+        publisher.trust_list(now)
+        publisher.status_list(entry.list_id, now)
+        _revoke_as_another_process(authority, entry)
+        publisher.refresh()  # what the background refresh does, here in this thread
+        claims = TimestampClaims.from_payload(
+            parse_json_object(split_compact(publisher.timestamp(now).jwt)[2]))
+        served = publisher.status_list(entry.list_id, now)
+        assert _status(served, entry.idx) == 1
+        assert claims.status_lists[entry.list_id].sha256 == list_digest(served.jwt)
+        assert claims.trust_list.sha256 == list_digest(publisher.trust_list(now).jwt)
+    finally:
+        publisher.close()
+
+
+def test_the_federation_list_is_served_from_memory_or_not_configured(
+        authority: Authority) -> None:
+    answer = authority.client.get("/v1/federation-list")
+    assert answer.status_code == 404
+    assert answer.json()["code"] == "FEDERATION_NOT_CONFIGURED"

@@ -16,6 +16,9 @@ the published list (``tests/kit/federation.py``). Then, over real HTTP:
 - a Yiwu terminal charges a Hangzhou card and gets Hangzhou's receipt;
 - Yiwu is down: the counter syncs the federation list from the mirror (the national
   publication) and Hangzhou's lists from Hangzhou;
+- a Yiwu counter pinned to the national root syncs every city's sealed portrait bundle
+  (``verifier sync-portraits``: per city, from its api_url, checked with its keys) and
+  opens the portrait of a Hangzhou code and of a Yiwu code offline;
 - the national tool cuts Hangzhou off (suspended, then a compromised key): after the next
   sync the Yiwu counter refuses Hangzhou cards with ISSUER_SUSPENDED / KEY_COMPROMISED,
   and Yiwu cards are still accepted.
@@ -26,6 +29,8 @@ order; the cut-off test restores the country (reinstates Hangzhou) when done.
 
 from __future__ import annotations
 
+import base64
+import io
 import json
 import time
 from collections.abc import Iterator
@@ -36,6 +41,7 @@ from typing import Any
 import pytest
 from kit.federation import City, Country, two_cities
 from kit.processes import clean_env, run_cli
+from PIL import Image
 
 pytestmark = [pytest.mark.e2e, pytest.mark.postgres]
 
@@ -74,12 +80,14 @@ class Enrolled:
 
 def enrol(city: City, tmp_path: Path, *, surname: str, given_names: str, passport: str,
           nationality: str = "GHA", birth_date: str = "1990-07-21",
-          entitlements: tuple[str, ...] = ("healthcare", "payment")) -> Enrolled:
+          entitlements: tuple[str, ...] = ("healthcare", "payment"),
+          portrait: bytes | None = None) -> Enrolled:
     """A registrar of ``city`` enrols a person and issues a card; a phone redeems it."""
     person = city.post("/v1/persons", {
         "surname": surname, "given_names": given_names, "nationality": nationality,
         "birth_date": birth_date, "sex": "F", "confirm_new": True,
-        "passport": {"number": passport, "country": nationality, "expires": "2033-06-30"}})
+        "passport": {"number": passport, "country": nationality, "expires": "2033-06-30"},
+        **({} if portrait is None else {"portrait": base64.b64encode(portrait).decode()})})
     issued = city.post("/v1/cards", {"foreigner_code": person["foreigner_code"],
                                      "entitlements": list(entitlements),
                                      "valid_until": "2030-12-31"})
@@ -271,6 +279,34 @@ def test_a_yiwu_terminal_charges_a_hangzhou_card(country: Country, tmp_path: Pat
     assert (answer["mode"], answer["receipt"], answer.get("balance_fen")) == (
         "online", "RECEIPT_OK", None), answer
     assert hangzhou.get(f"/v1/accounts/{payer.card_number}")["balance_fen"] == 8_750
+
+
+def _portrait(colour: tuple[int, int, int]) -> bytes:
+    image = Image.new("RGB", (60, 80), colour)
+    out = io.BytesIO()
+    image.save(out, format="PNG")
+    return out.getvalue()
+
+
+def test_a_national_counter_opens_portraits_of_every_city_offline(
+        country: Country, tmp_path: Path) -> None:
+    hangzhou = enrol(country.city("CN-HZ"), tmp_path, surname="OSEI", given_names="EFUA",
+                     passport="G3141592", portrait=_portrait((200, 150, 120)))
+    yiwu = enrol(country.city("CN-YW"), tmp_path, surname="APPIAH", given_names="KWAME",
+                 passport="G2718281", portrait=_portrait((90, 140, 210)))
+    counter = Counter(country, tmp_path / "yiwu-counter")
+    counter.sync()
+    synced = country.verifier(counter.cache, "sync-portraits", "--json")
+    assert synced.returncode == 0, synced.stdout + synced.stderr
+    cities = json.loads(synced.stdout)["cities"]
+    assert {code: city["outcome"] for code, city in cities.items()} == {
+        "CN-HZ": "updated", "CN-YW": "updated"}, cities
+    assert (counter.cache / "portrait-bundle" / "cities" / "CN-HZ" / "bundle.sqlite").exists()
+    for person, issuer in ((hangzhou, HANGZHOU), (yiwu, YIWU)):
+        status, answer = counter.check(person.phone.show("svc"))
+        assert (status, answer["issuer"], answer["portrait"]) == (0, issuer, "offline"), answer
+    again = json.loads(country.verifier(counter.cache, "sync-portraits", "--json").stdout)
+    assert {city["outcome"] for city in again["cities"].values()} == {"unchanged"}, again
 
 
 def test_the_cities_hold_the_published_list(country: Country) -> None:

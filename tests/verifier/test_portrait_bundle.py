@@ -17,6 +17,7 @@ import httpx
 import pytest
 from fastapi import FastAPI, Request
 from fastapi.responses import Response, StreamingResponse
+from federation_kit import federation, hangzhou, yiwu
 from test_counter import PORTRAIT, qr_png
 from test_sync_authority import FakeAuthority, running
 from typer.testing import CliRunner
@@ -27,6 +28,7 @@ from schemas import Purpose, StatusRef, b64url_encode
 from schemas._jose import b64url_decode, dump_json
 from schemas.codes import Malformed
 from schemas.credential import portrait_digest
+from schemas.federation import IssuerState
 from schemas.portrait_bundle import (
     BLOB_ADDED,
     BLOB_REMOVED,
@@ -49,8 +51,10 @@ from verifier.cache import VerifierCache
 from verifier.checkpoint import Checkpoint
 from verifier.cli import app as verifier_app
 from verifier.portrait_bundle import (
+    CityPortraitBundles,
     PortraitBundleError,
     PortraitBundleStore,
+    sync_city_portrait_bundles,
     sync_portrait_bundle,
 )
 from verifier.portraits import PortraitFetcher
@@ -558,3 +562,40 @@ def test_hostile_manifest_answers_are_refused_and_change_nothing(
     assert refused.value.code == code, case
     assert store.version() is None
     store.close()
+
+
+# -- pinned nationally: one copy per city ----------------------------------------------------
+
+
+def test_pinned_nationally_each_city_copy_is_checked_with_that_citys_keys(
+        tmp_path: Path, authority: BundleAuthority) -> None:
+    """Both entries name the same server, which publishes Yiwu's bundle: taken for Yiwu,
+    refused for Hangzhou (signed by a key Hangzhou's entry does not list), and a Yiwu code
+    opens only from Yiwu's copy. A city no longer active has its copy deleted."""
+    h = holder(1)
+    authority.publisher.add(h)
+    bundles = CityPortraitBundles(tmp_path / "portrait-bundle")
+    listed = federation(yiwu(api_url=authority.url), hangzhou(api_url=authority.url))
+    try:
+        cities = sync_city_portrait_bundles(bundles, federation=listed, now=NOW)
+        assert (cities["CN-YW"].outcome, cities["CN-HZ"].outcome) == ("updated", "kept")
+        assert cities["CN-HZ"].error == "PORTRAIT_BUNDLE_UNSIGNED"
+        assert bundles.cities() == ["CN-YW"]  # nothing written for a refused manifest
+        assert bundles.open(signature=h.signature, issuer=ISSUER, digest=h.digest,
+                            now=NOW) == h.image
+        assert bundles.open(signature=h.signature, issuer="CN-HZ", digest=h.digest,
+                            now=NOW) is None
+        assert bundles.open(signature=h.signature, issuer="../CN-YW", digest=h.digest,
+                            now=NOW) is None
+        again = sync_city_portrait_bundles(bundles, federation=listed, now=NOW)
+        assert again["CN-YW"].outcome == "unchanged"
+
+        cut_off = federation(yiwu(api_url=authority.url, state=IssuerState.SUSPENDED),
+                             hangzhou(api_url=authority.url), version=2)
+        cities = sync_city_portrait_bundles(bundles, federation=cut_off, now=NOW)
+        assert cities["CN-YW"].outcome == "dropped"
+        assert not (tmp_path / "portrait-bundle" / "cities" / "CN-YW").exists()
+        assert bundles.open(signature=h.signature, issuer=ISSUER, digest=h.digest,
+                            now=NOW) is None
+    finally:
+        bundles.close()

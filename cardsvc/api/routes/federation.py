@@ -10,9 +10,7 @@ from fastapi import APIRouter, Header, Response
 
 from cardsvc.api.deps import Ctx
 from cardsvc.api.routes._common import problems
-from cardsvc.federation.state import held_federation_jwt
 from cardsvc.services.errors import NotFound
-from cardsvc.services.trust import SignedObject
 
 __all__ = ["router"]
 
@@ -26,13 +24,12 @@ router = APIRouter(prefix="/v1", tags=["publication"])
 def federation_list(
     ctx: Ctx, if_none_match: Annotated[str | None, Header(max_length=500)] = None
 ) -> Response:
-    jwt = ctx.database.transact(held_federation_jwt, readonly=True)
-    if jwt is None:
+    signed = ctx.publisher.federation_list(ctx.clock())  # from memory, like the lists
+    if signed is None:
         raise NotFound("FEDERATION_NOT_CONFIGURED", "this authority holds no federation list")
-    signed = SignedObject.of(jwt, 0)
     headers = {"ETag": signed.etag,
                "Cache-Control": f"public, max-age={ctx.settings.federation_refresh_seconds}"}
     if if_none_match is not None and (if_none_match.strip() == "*" or signed.etag in {
             tag.strip() for tag in if_none_match.split(",")}):
         return Response(status_code=304, headers=headers)
-    return Response(jwt, media_type="application/jwt", headers=headers)
+    return Response(signed.jwt, media_type="application/jwt", headers=headers)
