@@ -79,19 +79,28 @@ def allocate_foreigner_code(
     prefix = "9" + PROVINCE + numeric_code(nationality) + birth_date.strftime("%Y%m%d")
     dialect = session.get_bind().dialect.name
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    if blocks is None:
+        # One statement takes the next number (the row lock is the upsert's own); at 999
+        # it changes nothing and returns no row.
+        taken = session.execute(
+            insert(CodeSequence).values(prefix=prefix, last_value=1)
+            .on_conflict_do_update(index_elements=[CodeSequence.prefix],
+                                   set_={"last_value": CodeSequence.last_value + 1},
+                                   where=CodeSequence.last_value < _MAX_SEQUENCE)
+            .returning(CodeSequence.last_value)
+        ).scalar()
+        if taken is None:
+            raise Conflict("FOREIGNER_CODE_EXHAUSTED",
+                           "999 people share this nationality and birth date", prefix=prefix)
+        body = f"{prefix}{taken:03d}"
+        return body + check_character(body)
     session.execute(
         insert(CodeSequence).values(prefix=prefix, last_value=0).on_conflict_do_nothing()
     )
     sequence = session.execute(
         for_update(select(CodeSequence).where(CodeSequence.prefix == prefix))
     ).scalar_one()
-    if blocks is None:
-        if sequence.last_value >= _MAX_SEQUENCE:
-            raise Conflict("FOREIGNER_CODE_EXHAUSTED",
-                           "999 people share this nationality and birth date", prefix=prefix)
-        value = sequence.last_value + 1
-    else:
-        value = _lowest_free(session, prefix, blocks)
+    value = _lowest_free(session, prefix, blocks)
     sequence.last_value = max(sequence.last_value, value)
     session.flush()
     body = f"{prefix}{value:03d}"
