@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from datetime import date
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -51,14 +51,26 @@ def is_valid_foreigner_code(unverified_code: str) -> bool:
     return body.isascii() and body.isdigit() and check_character(body) == unverified_code[17]
 
 
+_PERSON = select(Person).where(Person.foreigner_code == bindparam("foreigner_code"))
+_LOCK_PERSON = for_update(_PERSON)
+# The next number of a prefix in one statement (an upsert), per dialect; built once.
+_TAKE_NEXT = {
+    dialect.__name__.rsplit(".", 1)[-1]: dialect.insert(CodeSequence)
+    .values(prefix=bindparam("prefix"), last_value=1)
+    .on_conflict_do_update(index_elements=[CodeSequence.prefix],
+                           set_={"last_value": CodeSequence.last_value + 1},
+                           where=CodeSequence.last_value < _MAX_SEQUENCE)
+    .returning(CodeSequence.last_value)
+    for dialect in (postgresql, sqlite)
+}
+
+
 def get_person(session: Session, *, foreigner_code: str, lock: bool = False) -> Person:
     """The person this code names (here, below both persons and cards, which look it up)."""
     if not is_valid_foreigner_code(foreigner_code):
         raise NotFound("PERSON_NOT_FOUND", "no person with this foreigner code")
-    query = select(Person).where(Person.foreigner_code == foreigner_code)
-    if lock:
-        query = for_update(query)
-    person = session.scalar(query)
+    person = session.scalar(_LOCK_PERSON if lock else _PERSON,
+                            {"foreigner_code": foreigner_code})
     if person is None:
         raise NotFound("PERSON_NOT_FOUND", "no person with this foreigner code")
     return person
@@ -82,13 +94,7 @@ def allocate_foreigner_code(
     if blocks is None:
         # One statement takes the next number (the row lock is the upsert's own); at 999
         # it changes nothing and returns no row.
-        taken = session.execute(
-            insert(CodeSequence).values(prefix=prefix, last_value=1)
-            .on_conflict_do_update(index_elements=[CodeSequence.prefix],
-                                   set_={"last_value": CodeSequence.last_value + 1},
-                                   where=CodeSequence.last_value < _MAX_SEQUENCE)
-            .returning(CodeSequence.last_value)
-        ).scalar()
+        taken = session.execute(_TAKE_NEXT[dialect], {"prefix": prefix}).scalar()
         if taken is None:
             raise Conflict("FOREIGNER_CODE_EXHAUSTED",
                            "999 people share this nationality and birth date", prefix=prefix)

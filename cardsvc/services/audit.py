@@ -210,7 +210,7 @@ def _append_in_one_statement(session: Session, *, actor: Actor, action: str, sub
                              details: str, now: datetime) -> int:
     tail = _hashed_tail(at=now, officer_id=actor.officer_id, actor=actor.label,
                         action=action, subject=subject, details=details)
-    seq = session.execute(_APPEND_POSTGRES, {
+    seq = session.connection().execute(_APPEND_POSTGRES, {
         "tail": tail, "at": now, "officer_id": actor.officer_id, "actor": actor.label,
         "action": action, "subject": subject, "details": details}).scalar()
     if seq is None:
@@ -218,19 +218,28 @@ def _append_in_one_statement(session: Session, *, actor: Actor, action: str, sub
     return int(seq)
 
 
+# Built once (plain Core on the tables): building and running ORM statements per append
+# cost more than the database's own work.
+_READ_HEAD = select(AuditHead.seq, AuditHead.hash).where(AuditHead.id == 1)
+_MOVE_HEAD = update(AuditHead).where(AuditHead.id == 1).values(
+    seq=bindparam("new_seq"), hash=bindparam("new_hash"))
+_WRITE_ENTRY = insert(AuditEntry)
+
+
 def _append_read_then_write(session: Session, *, actor: Actor, action: str, subject: str,
                             details: str, now: datetime) -> int:
-    head = session.execute(
-        select(AuditHead.seq, AuditHead.hash).where(AuditHead.id == 1)).one_or_none()
+    connection = session.connection()
+    head = connection.execute(_READ_HEAD).one_or_none()
     if head is None:
         raise Unavailable("NOT_INITIALISED", "the audit chain has no head; run cardsvc init")
-    seq = head.seq + 1
+    seq = int(head.seq) + 1
     digest = entry_hash(prev_hash=head.hash, seq=seq, at=now, officer_id=actor.officer_id,
                         actor=actor.label, action=action, subject=subject, details=details)
-    session.execute(insert(AuditEntry).values(
-        seq=seq, at=now, officer_id=actor.officer_id, actor=actor.label, action=action,
-        subject=subject, details=details, prev_hash=head.hash, hash=digest))
-    session.execute(update(AuditHead).where(AuditHead.id == 1).values(seq=seq, hash=digest))
+    connection.execute(_WRITE_ENTRY, {
+        "seq": seq, "at": now, "officer_id": actor.officer_id, "actor": actor.label,
+        "action": action, "subject": subject, "details": details, "prev_hash": head.hash,
+        "hash": digest})
+    connection.execute(_MOVE_HEAD, {"new_seq": seq, "new_hash": digest})
     return seq
 
 

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Literal
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session
 
 from cardsvc.models import Card, Person, ProvisioningCode
@@ -274,11 +274,14 @@ def _entitlements(names: Sequence[str]) -> list[str]:
     return sorted(set(names), key=order.index)
 
 
+_CARD_ID_BY_NUMBER = select(Card.id).where(Card.card_number == bindparam("card_number"))
+
+
 def _new_card_number(session: Session) -> str:
     while True:
         body = CARD_PREFIX + "".join(str(secrets.randbelow(10)) for _ in range(13))
         number = body + luhn_check_digit(body)
-        if session.scalar(select(Card.id).where(Card.card_number == number)) is None:
+        if session.scalar(_CARD_ID_BY_NUMBER, {"card_number": number}) is None:
             return number
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import date, datetime
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -341,7 +341,10 @@ def _clean_passport(passport: PassportDetails, *, today: date) -> PassportDetail
 def _passport(session: Session, number: str, country: str) -> Passport | None:
     """By the blind index: the number itself is sealed (P13)."""
     index = passport_index(session, number=number, country=country)
-    return session.scalar(select(Passport).where(Passport.number_index == index))
+    return session.scalar(_BY_NUMBER_INDEX, {"number_index": index})
+
+
+_BY_NUMBER_INDEX = select(Passport).where(Passport.number_index == bindparam("number_index"))
 
 
 def _passport_row(

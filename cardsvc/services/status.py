@@ -15,7 +15,7 @@ from __future__ import annotations
 import secrets
 from datetime import datetime
 
-from sqlalchemy import func, select, update
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -62,6 +62,23 @@ def list_status_list_ids(session: Session) -> list[str]:
     return sorted(ids, key=lambda list_id: (len(list_id), list_id))
 
 
+# Built once per dialect (issuing a card runs it; building it cost more than running it).
+_TAKE_ENTRY = {
+    dialect.__name__.rsplit(".", 1)[-1]: dialect.insert(StatusEntry)
+    .values(list_id=bindparam("list_id"), idx=bindparam("idx"), status=bindparam("status"),
+            card_id=bindparam("card_id"), created_at=bindparam("created_at"))
+    .on_conflict_do_nothing()
+    .returning(StatusEntry.idx)
+    for dialect in (postgresql, sqlite)
+}
+_OPEN_LIST = (select(StatusListRecord)
+              .where(StatusListRecord.allocated < StatusListRecord.fill_limit)
+              .order_by(StatusListRecord.created_at, StatusListRecord.id)
+              .limit(1))
+_BUMP = (update(StatusListRecord).where(StatusListRecord.id == bindparam("list_id"))
+         .values(revision=StatusListRecord.revision + 1))
+
+
 def reserve_status_entry(
     session: Session, *, card_id: int, status: int, now: datetime, list_size: int
 ) -> StatusRef:
@@ -70,19 +87,14 @@ def reserve_status_entry(
     No lock is taken: the entry's primary key settles races (ON CONFLICT DO NOTHING) and
     the list is only counted when random draws keep hitting taken indices.
     """
-    dialect = session.get_bind().dialect.name
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    take = _TAKE_ENTRY[session.get_bind().dialect.name]
     while True:
         record = _open_list(session, list_size=list_size, now=now)
         for _ in range(_DRAWS_BEFORE_COUNTING):
             index = secrets.randbelow(record.size)
-            inserted = session.execute(
-                insert(StatusEntry)
-                .values(list_id=record.id, idx=index, status=status, card_id=card_id,
-                        created_at=now)
-                .on_conflict_do_nothing()
-                .returning(StatusEntry.idx)
-            ).first()
+            inserted = session.connection().execute(take, {
+                "list_id": record.id, "idx": index, "status": status, "card_id": card_id,
+                "created_at": now}).first()
             if inserted is not None:
                 if status != 0:
                     _bump(session, record.id)
@@ -167,20 +179,11 @@ def _fresh(record: StatusListRecord, kid: str, epoch: int, ttl: int) -> bool:
 
 def _bump(session: Session, list_id: str) -> None:
     _published.changed(session)
-    session.execute(
-        update(StatusListRecord)
-        .where(StatusListRecord.id == list_id)
-        .values(revision=StatusListRecord.revision + 1)
-    )
+    session.connection().execute(_BUMP, {"list_id": list_id})
 
 
 def _open_list(session: Session, *, list_size: int, now: datetime) -> StatusListRecord:
-    record = session.scalar(
-        select(StatusListRecord)
-        .where(StatusListRecord.allocated < StatusListRecord.fill_limit)
-        .order_by(StatusListRecord.created_at, StatusListRecord.id)
-        .limit(1)
-    )
+    record = session.scalar(_OPEN_LIST)
     if record is not None:
         return record
     numbers = [int(i) for i in session.scalars(select(StatusListRecord.id)) if i.isdigit()]
