@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from datetime import date
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import bindparam, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -53,16 +53,13 @@ def is_valid_foreigner_code(unverified_code: str) -> bool:
 
 _PERSON = select(Person).where(Person.foreigner_code == bindparam("foreigner_code"))
 _LOCK_PERSON = for_update(_PERSON)
-# The next number of a prefix in one statement (an upsert), per dialect; built once.
-_TAKE_NEXT = {
-    dialect.__name__.rsplit(".", 1)[-1]: dialect.insert(CodeSequence)
-    .values(prefix=bindparam("prefix"), last_value=1)
-    .on_conflict_do_update(index_elements=[CodeSequence.prefix],
-                           set_={"last_value": CodeSequence.last_value + 1},
-                           where=CodeSequence.last_value < _MAX_SEQUENCE)
-    .returning(CodeSequence.last_value)
-    for dialect in (postgresql, sqlite)
-}
+# The next number of a prefix in one statement, the same on SQLite and PostgreSQL (a
+# dialect's insert().on_conflict_do_update() is compiled again on every use; text is not).
+_TAKE_NEXT = text(
+    "INSERT INTO code_sequences (prefix, last_value) VALUES (:prefix, 1)"
+    " ON CONFLICT (prefix) DO UPDATE SET last_value = code_sequences.last_value + 1"
+    " WHERE code_sequences.last_value < :max_sequence"
+    " RETURNING last_value")
 
 
 def get_person(session: Session, *, foreigner_code: str, lock: bool = False) -> Person:
@@ -89,17 +86,18 @@ def allocate_foreigner_code(
     a federation. Exhausted: FOREIGNER_CODE_EXHAUSTED naming the prefix, nothing taken.
     """
     prefix = "9" + PROVINCE + numeric_code(nationality) + birth_date.strftime("%Y%m%d")
-    dialect = session.get_bind().dialect.name
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     if blocks is None:
         # One statement takes the next number (the row lock is the upsert's own); at 999
         # it changes nothing and returns no row.
-        taken = session.execute(_TAKE_NEXT[dialect], {"prefix": prefix}).scalar()
+        taken = session.connection().execute(
+            _TAKE_NEXT, {"prefix": prefix, "max_sequence": _MAX_SEQUENCE}).scalar()
         if taken is None:
             raise Conflict("FOREIGNER_CODE_EXHAUSTED",
                            "999 people share this nationality and birth date", prefix=prefix)
         body = f"{prefix}{taken:03d}"
         return body + check_character(body)
+    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" \
+        else sqlite.insert
     session.execute(
         insert(CodeSequence).values(prefix=prefix, last_value=0).on_conflict_do_nothing()
     )

@@ -15,12 +15,12 @@ from __future__ import annotations
 import secrets
 from datetime import datetime
 
-from sqlalchemy import bindparam, func, select, update
+from sqlalchemy import bindparam, func, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 import keys as keylib
-from cardsvc.models import StatusEntry, StatusListRecord
+from cardsvc.models import StatusEntry, StatusListRecord, UtcDateTime
 from cardsvc.services import _published
 from cardsvc.services._locking import for_update
 from cardsvc.services.errors import NotFound
@@ -62,15 +62,13 @@ def list_status_list_ids(session: Session) -> list[str]:
     return sorted(ids, key=lambda list_id: (len(list_id), list_id))
 
 
-# Built once per dialect (issuing a card runs it; building it cost more than running it).
-_TAKE_ENTRY = {
-    dialect.__name__.rsplit(".", 1)[-1]: dialect.insert(StatusEntry)
-    .values(list_id=bindparam("list_id"), idx=bindparam("idx"), status=bindparam("status"),
-            card_id=bindparam("card_id"), created_at=bindparam("created_at"))
-    .on_conflict_do_nothing()
-    .returning(StatusEntry.idx)
-    for dialect in (postgresql, sqlite)
-}
+# Built once, the same on SQLite and PostgreSQL (issuing a card runs it; a dialect's
+# insert().on_conflict_do_nothing() is compiled again on every use, text is not).
+_TAKE_ENTRY = text(
+    "INSERT INTO status_entries (list_id, idx, status, card_id, created_at)"
+    " VALUES (:list_id, :idx, :status, :card_id, :created_at)"
+    " ON CONFLICT DO NOTHING RETURNING idx"
+).bindparams(bindparam("created_at", type_=UtcDateTime))
 _OPEN_LIST = (select(StatusListRecord)
               .where(StatusListRecord.allocated < StatusListRecord.fill_limit)
               .order_by(StatusListRecord.created_at, StatusListRecord.id)
@@ -87,12 +85,11 @@ def reserve_status_entry(
     No lock is taken: the entry's primary key settles races (ON CONFLICT DO NOTHING) and
     the list is only counted when random draws keep hitting taken indices.
     """
-    take = _TAKE_ENTRY[session.get_bind().dialect.name]
     while True:
         record = _open_list(session, list_size=list_size, now=now)
         for _ in range(_DRAWS_BEFORE_COUNTING):
             index = secrets.randbelow(record.size)
-            inserted = session.connection().execute(take, {
+            inserted = session.connection().execute(_TAKE_ENTRY, {
                 "list_id": record.id, "idx": index, "status": status, "card_id": card_id,
                 "created_at": now}).first()
             if inserted is not None:
