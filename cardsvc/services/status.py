@@ -18,6 +18,7 @@ from datetime import datetime
 from sqlalchemy import bindparam, func, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.util import identity_key
 
 import keys as keylib
 from cardsvc.models import StatusEntry, StatusListRecord, UtcDateTime
@@ -177,6 +178,10 @@ def _fresh(record: StatusListRecord, kid: str, epoch: int, ttl: int) -> bool:
 def _bump(session: Session, list_id: str) -> None:
     _published.changed(session)
     session.connection().execute(_BUMP, {"list_id": list_id})
+    # Run on the connection, the statement leaves a list this session loaded untouched.
+    loaded = session.identity_map.get(identity_key(StatusListRecord, list_id))
+    if loaded is not None:
+        session.expire(loaded, ["revision"])
 
 
 def _open_list(session: Session, *, list_size: int, now: datetime) -> StatusListRecord:
