@@ -35,7 +35,9 @@ __all__ = ["Ctx", "InterauthCaller", "get_context", "interauth_caller", "roles"]
 _bearer = HTTPBearer(auto_error=False, description="an officer or terminal token")
 
 
-def get_context(request: Request) -> AppContext:
+async def get_context(request: Request) -> AppContext:
+    # async: FastAPI runs a plain def dependency in the thread pool, a hop per request
+    # for one attribute read.
     context = request.app.state.context
     assert isinstance(context, AppContext)
     return context

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from datetime import date
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -51,14 +51,23 @@ def is_valid_foreigner_code(unverified_code: str) -> bool:
     return body.isascii() and body.isdigit() and check_character(body) == unverified_code[17]
 
 
+_PERSON = select(Person).where(Person.foreigner_code == bindparam("foreigner_code"))
+_LOCK_PERSON = for_update(_PERSON)
+# The next number of a prefix in one statement, the same on SQLite and PostgreSQL (a
+# dialect's insert().on_conflict_do_update() is compiled again on every use; text is not).
+_TAKE_NEXT = text(
+    "INSERT INTO code_sequences (prefix, last_value) VALUES (:prefix, 1)"
+    " ON CONFLICT (prefix) DO UPDATE SET last_value = code_sequences.last_value + 1"
+    " WHERE code_sequences.last_value < :max_sequence"
+    " RETURNING last_value")
+
+
 def get_person(session: Session, *, foreigner_code: str, lock: bool = False) -> Person:
     """The person this code names (here, below both persons and cards, which look it up)."""
     if not is_valid_foreigner_code(foreigner_code):
         raise NotFound("PERSON_NOT_FOUND", "no person with this foreigner code")
-    query = select(Person).where(Person.foreigner_code == foreigner_code)
-    if lock:
-        query = for_update(query)
-    person = session.scalar(query)
+    person = session.scalar(_LOCK_PERSON if lock else _PERSON,
+                            {"foreigner_code": foreigner_code})
     if person is None:
         raise NotFound("PERSON_NOT_FOUND", "no person with this foreigner code")
     return person
@@ -77,21 +86,25 @@ def allocate_foreigner_code(
     a federation. Exhausted: FOREIGNER_CODE_EXHAUSTED naming the prefix, nothing taken.
     """
     prefix = "9" + PROVINCE + numeric_code(nationality) + birth_date.strftime("%Y%m%d")
-    dialect = session.get_bind().dialect.name
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    if blocks is None:
+        # One statement takes the next number (the row lock is the upsert's own); at 999
+        # it changes nothing and returns no row.
+        taken = session.connection().execute(
+            _TAKE_NEXT, {"prefix": prefix, "max_sequence": _MAX_SEQUENCE}).scalar()
+        if taken is None:
+            raise Conflict("FOREIGNER_CODE_EXHAUSTED",
+                           "999 people share this nationality and birth date", prefix=prefix)
+        body = f"{prefix}{taken:03d}"
+        return body + check_character(body)
+    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" \
+        else sqlite.insert
     session.execute(
         insert(CodeSequence).values(prefix=prefix, last_value=0).on_conflict_do_nothing()
     )
     sequence = session.execute(
         for_update(select(CodeSequence).where(CodeSequence.prefix == prefix))
     ).scalar_one()
-    if blocks is None:
-        if sequence.last_value >= _MAX_SEQUENCE:
-            raise Conflict("FOREIGNER_CODE_EXHAUSTED",
-                           "999 people share this nationality and birth date", prefix=prefix)
-        value = sequence.last_value + 1
-    else:
-        value = _lowest_free(session, prefix, blocks)
+    value = _lowest_free(session, prefix, blocks)
     sequence.last_value = max(sequence.last_value, value)
     session.flush()
     body = f"{prefix}{value:03d}"

@@ -30,11 +30,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, insert, select, text, update
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.util import identity_key
 
-from cardsvc.models import AuditEntry, AuditHead, Officer
-from cardsvc.services._locking import for_update
+from cardsvc.models import AuditEntry, AuditHead, Officer, UtcDateTime
 from cardsvc.services.errors import Unavailable
 
 __all__ = [
@@ -145,27 +145,102 @@ def append_audit(
     subject: str,
     details: Mapping[str, Any],
     now: datetime,
-) -> AuditEntry:
-    """Append one entry in the caller's transaction (it commits or rolls back with it)."""
-    head = session.execute(
-        for_update(select(AuditHead).where(AuditHead.id == 1))
-    ).scalar_one_or_none()
-    if head is None:
-        raise Unavailable("NOT_INITIALISED", "the audit chain has no head; run cardsvc init")
+) -> int:
+    """Append one entry in the caller's transaction (it commits or rolls back with it);
+    returns its sequence number.
+
+    The chain head is locked from here to the commit, so every writer queues on it: the
+    append is kept short. On PostgreSQL it is one statement (the head is locked, moved on
+    and the entry written with the hash computed by the database, the same function as
+    :func:`entry_hash`, which :func:`verify_chain` recomputes); on SQLite, where the
+    transaction already holds the database's write lock, three plain statements.
+    """
     if len(subject) > 128:
         raise ValueError("audit subject too long")
     details_text = canonical_json(details)
-    seq = head.seq + 1
+    session.flush()  # the caller's writes first: the head is always the last lock taken
+    if session.get_bind().dialect.name == "postgresql":
+        seq = _append_in_one_statement(session, actor=actor, action=action, subject=subject,
+                                       details=details_text, now=now)
+    else:
+        seq = _append_read_then_write(session, actor=actor, action=action, subject=subject,
+                                      details=details_text, now=now)
+    # An AuditHead this session loaded earlier is stale now.
+    loaded = session.identity_map.get(identity_key(AuditHead, 1))
+    if loaded is not None:
+        session.expire(loaded)
+    return seq
+
+
+def _hashed_tail(*, at: datetime, officer_id: int | None, actor: str, action: str,
+                 subject: str, details: str) -> str:
+    """What follows ``[seq,`` in the hashed body of :func:`entry_hash`."""
+    return json.dumps(
+        [at.astimezone(UTC).isoformat(timespec="microseconds"), officer_id, actor, action,
+         subject, details],
+        separators=(",", ":"), ensure_ascii=False,
+    )[1:]
+
+
+# sha256(prev_hash || "\n[" || seq || "," || tail) in hex: entry_hash, in SQL.
+_APPEND_POSTGRES = text("""
+WITH old AS (
+    SELECT seq, hash FROM audit_head WHERE id = 1 FOR UPDATE
+), head AS (
+    UPDATE audit_head
+    SET seq = old.seq + 1,
+        hash = encode(sha256(convert_to(
+            old.hash || E'\\n[' || (old.seq + 1)::text || ',' || CAST(:tail AS text),
+            'UTF8')), 'hex')
+    FROM old
+    WHERE audit_head.id = 1
+    RETURNING audit_head.seq, audit_head.hash, old.hash AS prev_hash
+)
+INSERT INTO audit_entries (seq, at, officer_id, actor, action, subject, details, prev_hash,
+                           hash)
+SELECT head.seq, CAST(:at AS timestamptz), CAST(:officer_id AS integer),
+       CAST(:actor AS text), CAST(:action AS text), CAST(:subject AS text),
+       CAST(:details AS text), head.prev_hash, head.hash
+FROM head
+RETURNING seq
+""").bindparams(bindparam("at", type_=UtcDateTime))
+
+
+def _append_in_one_statement(session: Session, *, actor: Actor, action: str, subject: str,
+                             details: str, now: datetime) -> int:
+    tail = _hashed_tail(at=now, officer_id=actor.officer_id, actor=actor.label,
+                        action=action, subject=subject, details=details)
+    seq = session.connection().execute(_APPEND_POSTGRES, {
+        "tail": tail, "at": now, "officer_id": actor.officer_id, "actor": actor.label,
+        "action": action, "subject": subject, "details": details}).scalar()
+    if seq is None:
+        raise Unavailable("NOT_INITIALISED", "the audit chain has no head; run cardsvc init")
+    return int(seq)
+
+
+# Built once (plain Core on the tables): building and running ORM statements per append
+# cost more than the database's own work.
+_READ_HEAD = select(AuditHead.seq, AuditHead.hash).where(AuditHead.id == 1)
+_MOVE_HEAD = update(AuditHead).where(AuditHead.id == 1).values(
+    seq=bindparam("new_seq"), hash=bindparam("new_hash"))
+_WRITE_ENTRY = insert(AuditEntry)
+
+
+def _append_read_then_write(session: Session, *, actor: Actor, action: str, subject: str,
+                            details: str, now: datetime) -> int:
+    connection = session.connection()
+    head = connection.execute(_READ_HEAD).one_or_none()
+    if head is None:
+        raise Unavailable("NOT_INITIALISED", "the audit chain has no head; run cardsvc init")
+    seq = int(head.seq) + 1
     digest = entry_hash(prev_hash=head.hash, seq=seq, at=now, officer_id=actor.officer_id,
-                        actor=actor.label, action=action, subject=subject,
-                        details=details_text)
-    entry = AuditEntry(seq=seq, at=now, officer_id=actor.officer_id, actor=actor.label,
-                       action=action, subject=subject, details=details_text,
-                       prev_hash=head.hash, hash=digest)
-    session.add(entry)
-    head.seq, head.hash = seq, digest
-    session.flush()
-    return entry
+                        actor=actor.label, action=action, subject=subject, details=details)
+    connection.execute(_WRITE_ENTRY, {
+        "seq": seq, "at": now, "officer_id": actor.officer_id, "actor": actor.label,
+        "action": action, "subject": subject, "details": details, "prev_hash": head.hash,
+        "hash": digest})
+    connection.execute(_MOVE_HEAD, {"new_seq": seq, "new_hash": digest})
+    return seq
 
 
 def list_audit(

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Literal
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session
 
 from cardsvc.models import Card, Person, ProvisioningCode
@@ -177,7 +177,7 @@ def issue_card(
                                list_size=status_list_size)
     card.status_list_id, card.status_index = ref.list_id, ref.index
     code, expires = _create_code(session, card, actor=actor, now=now,
-                                 ttl_seconds=provisioning_ttl_seconds)
+                                 ttl_seconds=provisioning_ttl_seconds, new_card=True)
     append_audit(session, actor=actor, action="card.issued", subject=card.card_number,
                  details={"foreigner_code": person.foreigner_code, "entitlements": granted,
                           "valid_until": valid_until.isoformat(),
@@ -285,23 +285,28 @@ def _entitlements(names: Sequence[str]) -> list[str]:
     return sorted(set(names), key=order.index)
 
 
+_CARD_ID_BY_NUMBER = select(Card.id).where(Card.card_number == bindparam("card_number"))
+
+
 def _new_card_number(session: Session) -> str:
     while True:
         body = CARD_PREFIX + "".join(str(secrets.randbelow(10)) for _ in range(13))
         number = body + luhn_check_digit(body)
-        if session.scalar(select(Card.id).where(Card.card_number == number)) is None:
+        if session.scalar(_CARD_ID_BY_NUMBER, {"card_number": number}) is None:
             return number
 
 
 def _create_code(
-    session: Session, card: Card, *, actor: Actor, now: datetime, ttl_seconds: int
+    session: Session, card: Card, *, actor: Actor, now: datetime, ttl_seconds: int,
+    new_card: bool = False,
 ) -> tuple[str, datetime]:
-    session.execute(
-        update(ProvisioningCode)
-        .where(ProvisioningCode.card_id == card.id, ProvisioningCode.used_at.is_(None),
-               ProvisioningCode.withdrawn_at.is_(None))
-        .values(withdrawn_at=now)
-    )
+    if not new_card:  # a card made in this transaction has no earlier codes to withdraw
+        session.execute(
+            update(ProvisioningCode)
+            .where(ProvisioningCode.card_id == card.id, ProvisioningCode.used_at.is_(None),
+                   ProvisioningCode.withdrawn_at.is_(None))
+            .values(withdrawn_at=now)
+        )
     raw = "".join(secrets.choice(_CROCKFORD) for _ in range(_CODE_CHARS))
     expires = now + timedelta(seconds=ttl_seconds)
     session.add(ProvisioningCode(card_id=card.id, code_hash=hash_provisioning_code(raw),

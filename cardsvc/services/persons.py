@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import date, datetime
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -212,15 +212,18 @@ def enrol_person(
             code = allocate_foreigner_code(
                 session, nationality=details.nationality, birth_date=details.birth_date,
                 blocks=own_sequence_blocks(session, issuer=issuer))
+            # A new person has no cards and this one passport: the collections are set
+            # here, so that nothing loads them again (the answer lists both).
             person = Person(foreigner_code=code, surname=details.surname,
                             given_names=details.given_names, nationality=details.nationality,
                             birth_date=details.birth_date, sex=details.sex,
                             name_key=name_key(details.surname, details.given_names),
-                            created_at=now, updated_at=now, created_by=actor.officer_id)
+                            created_at=now, updated_at=now, created_by=actor.officer_id,
+                            passports=[], cards=[])
             session.add(person)
-            session.flush()
-            session.add(_passport_row(person, passport, details, current=True, actor=actor,
-                                      now=now))
+            session.flush()  # its id: the passport's sealed number is bound to it
+            person.passports.append(_passport_row(person, passport, details, current=True,
+                                                  actor=actor, now=now))
             session.flush()
     except IntegrityError:
         # Someone enrolled the same passport at the same moment: theirs stands.
@@ -338,7 +341,10 @@ def _clean_passport(passport: PassportDetails, *, today: date) -> PassportDetail
 def _passport(session: Session, number: str, country: str) -> Passport | None:
     """By the blind index: the number itself is sealed (P13)."""
     index = passport_index(session, number=number, country=country)
-    return session.scalar(select(Passport).where(Passport.number_index == index))
+    return session.scalar(_BY_NUMBER_INDEX, {"number_index": index})
+
+
+_BY_NUMBER_INDEX = select(Passport).where(Passport.number_index == bindparam("number_index"))
 
 
 def _passport_row(

@@ -28,7 +28,7 @@ from collections.abc import Mapping
 from datetime import datetime
 
 from PIL import Image, features
-from sqlalchemy import func, select, update
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.orm import Session
 
 import keys as keylib
@@ -115,14 +115,19 @@ def _portrait_key(session: Session, blob: PortraitBlob) -> bytes:
                                    column="portrait_key", row=blob.blob_id.hex())
 
 
+_RETIRE_SLOTS = (update(PortraitSlot)
+                 .where(PortraitSlot.card_id == bindparam("of_card"),
+                        PortraitSlot.live.is_(True))
+                 .values(live=False))
+
+
 def record_credentials(
     session: Session, *, card: Card, credentials: Mapping[str, str], issuer: str,
     now: datetime,
 ) -> int:
     """Give each just-signed credential carrying ``pd`` a slot; the card's older slots are
     retired (its phone holds only the new credentials). Returns the slots added."""
-    session.execute(update(PortraitSlot).where(
-        PortraitSlot.card_id == card.id, PortraitSlot.live.is_(True)).values(live=False))
+    session.connection().execute(_RETIRE_SLOTS, {"of_card": card.id})
     blob = _blob_for(session, card.person, now)
     if blob is None:
         return 0

@@ -18,11 +18,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session
 
 import keys as keylib
-from cardsvc.models import Card, Person, Portrait, ProvisioningCode
+from cardsvc.models import Card, Person, Portrait, ProvisioningCode, UtcDateTime
 from cardsvc.services._locking import for_update
 from cardsvc.services.audit import Actor, append_audit
 from cardsvc.services.cards import (
@@ -71,6 +71,18 @@ class Bundle:
     replaced_status: StatusRef | None = None
 
 
+# Built once: building a statement per request cost more than running it.
+_CONSUME_CODE = (
+    update(ProvisioningCode)
+    .where(ProvisioningCode.code_hash == bindparam("by_hash"),
+           ProvisioningCode.used_at.is_(None), ProvisioningCode.withdrawn_at.is_(None),
+           ProvisioningCode.expires_at > bindparam("now", type_=UtcDateTime))
+    .values(used_at=bindparam("now", type_=UtcDateTime))
+    .returning(ProvisioningCode.card_id)
+)
+_LOCK_CARD = for_update(select(Card).where(Card.id == bindparam("card_id")))
+
+
 def redeem_provisioning_code(
     session: Session,
     *,
@@ -90,17 +102,12 @@ def redeem_provisioning_code(
         raise Forbidden("PROOF_INVALID", "the proof is not a signature by this device key")
     device_key = unverified_device_key  # possession shown
     code_hash = hash_provisioning_code(normalized)
-    consumed = session.execute(
-        update(ProvisioningCode)
-        .where(ProvisioningCode.code_hash == code_hash, ProvisioningCode.used_at.is_(None),
-               ProvisioningCode.withdrawn_at.is_(None), ProvisioningCode.expires_at > now)
-        .values(used_at=now)
-        .returning(ProvisioningCode.card_id)
-    ).first()
+    consumed = session.connection().execute(
+        _CONSUME_CODE, {"by_hash": code_hash, "now": now}).first()
     if consumed is None:
         _explain_unusable_code(session, code_hash)
     assert consumed is not None
-    card = session.scalar(for_update(select(Card).where(Card.id == consumed[0])))
+    card = session.scalar(_LOCK_CARD, {"card_id": consumed[0]})
     assert card is not None
     if card.state == "revoked":
         raise Conflict("CARD_REVOKED", "this card is revoked", reason=card.state_reason)

@@ -15,12 +15,13 @@ from __future__ import annotations
 import secrets
 from datetime import datetime
 
-from sqlalchemy import func, select, update
+from sqlalchemy import bindparam, func, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.util import identity_key
 
 import keys as keylib
-from cardsvc.models import PayHandle, StatusEntry, StatusListRecord
+from cardsvc.models import PayHandle, StatusEntry, StatusListRecord, UtcDateTime
 from cardsvc.services import _published
 from cardsvc.services._locking import for_update
 from cardsvc.services.errors import NotFound
@@ -64,6 +65,21 @@ def list_status_list_ids(session: Session) -> list[str]:
     return sorted(ids, key=lambda list_id: (len(list_id), list_id))
 
 
+# Built once, the same on SQLite and PostgreSQL (issuing a card runs it; a dialect's
+# insert().on_conflict_do_nothing() is compiled again on every use, text is not).
+_TAKE_ENTRY = text(
+    "INSERT INTO status_entries (list_id, idx, status, card_id, created_at)"
+    " VALUES (:list_id, :idx, :status, :card_id, :created_at)"
+    " ON CONFLICT DO NOTHING RETURNING idx"
+).bindparams(bindparam("created_at", type_=UtcDateTime))
+_OPEN_LIST = (select(StatusListRecord)
+              .where(StatusListRecord.allocated < StatusListRecord.fill_limit)
+              .order_by(StatusListRecord.created_at, StatusListRecord.id)
+              .limit(1))
+_BUMP = (update(StatusListRecord).where(StatusListRecord.id == bindparam("list_id"))
+         .values(revision=StatusListRecord.revision + 1))
+
+
 def reserve_status_entry(
     session: Session, *, card_id: int, status: int, now: datetime, list_size: int
 ) -> StatusRef:
@@ -72,19 +88,13 @@ def reserve_status_entry(
     No lock is taken: the entry's primary key settles races (ON CONFLICT DO NOTHING) and
     the list is only counted when random draws keep hitting taken indices.
     """
-    dialect = session.get_bind().dialect.name
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     while True:
         record = _open_list(session, list_size=list_size, now=now)
         for _ in range(_DRAWS_BEFORE_COUNTING):
             index = secrets.randbelow(record.size)
-            inserted = session.execute(
-                insert(StatusEntry)
-                .values(list_id=record.id, idx=index, status=status, card_id=card_id,
-                        created_at=now)
-                .on_conflict_do_nothing()
-                .returning(StatusEntry.idx)
-            ).first()
+            inserted = session.connection().execute(_TAKE_ENTRY, {
+                "list_id": record.id, "idx": index, "status": status, "card_id": card_id,
+                "created_at": now}).first()
             if inserted is not None:
                 if status != 0:
                     _bump(session, record.id)
@@ -192,20 +202,15 @@ def _fresh(record: StatusListRecord, kid: str, epoch: int, ttl: int) -> bool:
 
 def _bump(session: Session, list_id: str) -> None:
     _published.changed(session)
-    session.execute(
-        update(StatusListRecord)
-        .where(StatusListRecord.id == list_id)
-        .values(revision=StatusListRecord.revision + 1)
-    )
+    session.connection().execute(_BUMP, {"list_id": list_id})
+    # Run on the connection, the statement leaves a list this session loaded untouched.
+    loaded = session.identity_map.get(identity_key(StatusListRecord, list_id))
+    if loaded is not None:
+        session.expire(loaded, ["revision"])
 
 
 def _open_list(session: Session, *, list_size: int, now: datetime) -> StatusListRecord:
-    record = session.scalar(
-        select(StatusListRecord)
-        .where(StatusListRecord.allocated < StatusListRecord.fill_limit)
-        .order_by(StatusListRecord.created_at, StatusListRecord.id)
-        .limit(1)
-    )
+    record = session.scalar(_OPEN_LIST)
     if record is not None:
         return record
     numbers = [int(i) for i in session.scalars(select(StatusListRecord.id)) if i.isdigit()]

@@ -189,11 +189,12 @@ def timestamp_keys(session: Session) -> tuple[TimestampKey, ...]:
     return () if row is None else (TimestampKey(row.kid, row.public_key),)
 
 
+_ACTIVE_KID = select(IssuerKeyRecord.kid).where(IssuerKeyRecord.state == KeyState.ACTIVE.value)
+
+
 def active_signer(session: Session, *, keyring: Keyring) -> Signer:
     """The key that signs credentials and status lists now (read from the database)."""
-    kid = session.scalar(
-        select(IssuerKeyRecord.kid).where(IssuerKeyRecord.state == KeyState.ACTIVE.value)
-    )
+    kid = session.scalar(_ACTIVE_KID)
     if kid is None:
         raise Unavailable("NOT_INITIALISED", "no active issuer key; run cardsvc init")
     return keyring.signer(kid)

@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 from cardsvc_kit import Authority, device_key
 from sqlalchemy import delete, select, update
+from sqlalchemy.orm import Session
 
+from cardsvc.db import Database
 from cardsvc.models import AuditEntry, AuditHead
-from cardsvc.services.audit import GENESIS_HASH, AuditAnchor, entry_hash, verify_chain
+from cardsvc.services.audit import (
+    GENESIS_HASH,
+    Actor,
+    AuditAnchor,
+    append_audit,
+    entry_hash,
+    verify_chain,
+)
 
 
 def _story(authority: Authority) -> None:
@@ -145,3 +156,56 @@ def test_a_malformed_anchor_is_a_clear_refusal(authority: Authority, text: str) 
     answer = authority.client.get("/v1/audit", headers=authority.as_role("auditor"),
                                   params={"anchor": text})
     assert answer.status_code == 422 and answer.json()["code"] == "BAD_ANCHOR"
+
+
+# --- the append itself: on PostgreSQL the database computes the hash ----------------------
+
+def test_appended_hashes_are_those_verify_chain_recomputes_for_any_text(
+    authority: Authority,
+) -> None:
+    """Non-ASCII subjects and details, quotes, backslashes and newlines, no officer: the
+    hash the append stores (on PostgreSQL computed in SQL) is :func:`entry_hash`'s."""
+    now = authority.clock()
+    texts = ["义乌 商友卡", "Ибрагимов \"Q\" \\ x", "line\nbreak\ttab", "محمد", "😀"]
+
+    def append(session: Session) -> list[int]:
+        return [append_audit(session, actor=actor, action="test.appended", subject=text,
+                             details={"name": text, "n": i}, now=now)
+                for i, text in enumerate(texts)
+                for actor in (Actor.for_officer_id(1), Actor.wallet())]
+
+    before = authority.database.transact(verify_chain).entries
+    seqs = authority.database.transact(append)
+    assert seqs == list(range(before + 1, before + 1 + 2 * len(texts)))
+    check = authority.database.transact(verify_chain)
+    assert check.ok and check.entries == before + 2 * len(texts)
+
+
+def test_simultaneous_appends_make_one_unbroken_chain(authority: Authority) -> None:
+    database = Database.from_settings(authority.settings, pool_size=10)
+    now = authority.clock()
+    barrier = threading.Barrier(20)
+    errors: list[BaseException] = []
+
+    def writer(i: int) -> None:
+        barrier.wait()
+        try:
+            for k in range(5):
+                database.transact(lambda session, k=k: append_audit(
+                    session, actor=Actor.cli(), action="test.appended",
+                    subject=f"writer:{i}", details={"k": k}, now=now))
+        except BaseException as error:  # reported below
+            errors.append(error)
+
+    before = authority.database.transact(verify_chain).entries
+    try:
+        threads = [threading.Thread(target=writer, args=(i,)) for i in range(20)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=120)
+    finally:
+        database.dispose()
+    assert not errors
+    check = authority.database.transact(verify_chain)
+    assert check.ok and check.entries == before + 100

@@ -6,7 +6,10 @@ from typing import Any
 
 import pytest
 from cardsvc_kit import Authority, b64, portrait_bytes
+from sqlalchemy import update
 
+from cardsvc.models import CodeSequence
+from cardsvc.services.audit import verify_chain
 from schemas import b64url_encode
 from schemas.credential import portrait_digest
 
@@ -33,6 +36,30 @@ def test_enrolment_assigns_a_code_with_the_section_3_layout(authority: Authority
                                        passport={"number": "K7654321", "country": "SAU",
                                                  "expires": "2029-05-01"}))
     assert second["foreigner_code"][14:17] == "002"
+
+
+def test_the_999th_code_of_a_prefix_is_the_last_and_a_refusal_changes_nothing(
+    authority: Authority,
+) -> None:
+    """One statement takes the next sequence number: at 999 it takes none."""
+    first = authority.enrol(**_person())
+    prefix = first["foreigner_code"][:14]
+    with authority.database.sessions() as session, session.begin():
+        session.execute(update(CodeSequence).where(CodeSequence.prefix == prefix)
+                        .values(last_value=998))
+    last = authority.enrol(**_person(surname="LAST", passport={
+        "number": "K0000999", "country": "SAU", "expires": "2029-05-01"}))
+    assert last["foreigner_code"][14:17] == "999"
+    before = authority.database.transact(verify_chain).entries
+    refused = authority.client.post("/v1/persons", headers=authority.admin, json=_person(
+        surname="ONE MORE", confirm_new=True,
+        passport={"number": "K0001000", "country": "SAU", "expires": "2029-05-01"}))
+    assert refused.status_code == 409 and refused.json()["code"] == "FOREIGNER_CODE_EXHAUSTED"
+    assert authority.database.transact(verify_chain).entries == before
+    with authority.database.sessions() as session:
+        assert session.get(CodeSequence, prefix).last_value == 999  # type: ignore[union-attr]
+    assert authority.client.get("/v1/persons", headers=authority.admin, params={
+        "passport": "K0001000", "country": "SAU"}).status_code == 404
 
 
 def test_exact_passport_match_returns_the_existing_code(authority: Authority) -> None:

@@ -147,3 +147,26 @@ def test_a_full_status_list_opens_the_next_one(authority: Authority) -> None:
     listing = authority.client.get("/v1/status-lists").json()["status_lists"]
     assert [entry["id"] for entry in listing][:3] == ["1", "2", "3"]
     assert card["status"]["list_id"] == "1"
+
+
+def test_a_status_change_moves_the_revision_the_same_transaction_sees(
+    authority: Authority,
+) -> None:
+    """The revision bump runs on the connection: a list the session loaded before must
+    not keep the old revision (a list signed in the same transaction would be stale)."""
+    from cardsvc.models import StatusListRecord
+    from cardsvc.services.status import set_entry_status
+    from schemas import STATUS_REVOKED, StatusRef
+
+    status = authority.card_with_phone(device_key(77))["status"]
+    ref = StatusRef(status["list_id"], status["index"])
+
+    def work(session: Session) -> tuple[int, int]:
+        record = session.get(StatusListRecord, ref.list_id)
+        assert record is not None
+        before = record.revision
+        assert set_entry_status(session, ref=ref, status=STATUS_REVOKED)
+        return before, record.revision
+
+    before, after = authority.database.transact(work)
+    assert after == before + 1
