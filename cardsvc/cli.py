@@ -123,7 +123,7 @@ def prepare_to_serve(settings: Settings) -> str:
         data_keks_for,
         data_key_store,
         ensure_data_keys,
-        sealer_of,
+        open_data_keys,
     )
     from cardsvc.services.timestamp import ensure_timestamp_key
     from cardsvc.services.trust import active_signer, root_fingerprint
@@ -136,7 +136,9 @@ def prepare_to_serve(settings: Settings) -> str:
     try:
         database.transact(lambda session: ensure_data_keys(
             session.connection(), keks=keks, now=_now()))
-        database.transact(lambda session: sealer_of(session), readonly=True)  # they open
+        # They open (the ring keeps its KEK: no second scrypt or token login).
+        database.transact(lambda session: open_data_keys(session.connection(), keks=keks),
+                          readonly=True)
         if keks.in_hsm and database.transact(lambda session: any(
                 name.startswith("file:") for name in session.scalars(select(DataKey.kek))),
                 readonly=True):
