@@ -10,6 +10,7 @@ import httpx
 
 from cardsvc.db import Database
 from cardsvc.payments._paycode import AuthorityTrustCache
+from cardsvc.payments.merchants import TerminalDirectory
 from cardsvc.payments.pay_batch import PayBatchPolicy
 from cardsvc.publisher import Publisher
 from cardsvc.services.provisioning import SigningContext
@@ -31,6 +32,9 @@ class AppContext:
     # the trust list charges verify against, held between requests
     trust_cache: AuthorityTrustCache = field(default_factory=AuthorityTrustCache, repr=False,
                                              compare=False)
+    # terminal officer -> its (immutable) terminal, held between requests
+    terminals: TerminalDirectory = field(default_factory=TerminalDirectory, repr=False,
+                                         compare=False)
 
     def __post_init__(self) -> None:
         # what verifiers sync, held in memory (one per app)

@@ -31,6 +31,8 @@ from sqlalchemy import func, insert, literal, select, union_all, update
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from cardsvc.models import Card, Officer, PayHandle, StatusEntry, TrustState
+from cardsvc.payments._fast_charge import Charge as FastCharge
+from cardsvc.payments._fast_charge import lock_for_charge, write_charge
 from cardsvc.payments._idempotency import (
     Answer,
     answer_columns,
@@ -84,6 +86,7 @@ from schemas import Credential, FmcError, TrustListClaims, b64url_encode
 from schemas.challenge import Challenge, decode_challenge
 from schemas.codes import ChallengeMismatch, ResultCode
 from schemas.receipt import MAX_AMOUNT_FEN
+from verifier import VerificationResult
 
 __all__ = [
     "ACCEPTED_AT_LEEWAY_SECONDS",
@@ -272,6 +275,16 @@ def charge_online(
         else cache.get(session, issuer=ctx.issuer, now=epoch))
     first = verify_any_status(pay_code, trust=trust, now=epoch, challenge=sale)
     credential = _with_card(session, first.credential)
+    # A one-use code takes the general path: its handle is marked used under the lock.
+    if (credential is not None and not credential.is_one_use and cache is not None
+            and session.get_bind().dialect.name == "postgresql"):
+        # The common case in two pre-written statements; None: judged below.
+        fast = _charge_fast(session, pay_code=pay_code, first=first, credential=credential,
+                            trust=trust, held_version=held_version, amount_fen=amount_fen,
+                            idempotency_key=idempotency_key, digest=digest,
+                            terminal=terminal, ctx=ctx, now=now, sale=sale)
+        if fast is not None:
+            return fast
     # One statement: lock the card's balance row, and read with it the card, its status
     # entry, the trust state's version and the merchant's ledger account.
     locked = None if credential is None else _lock_for_charge(
@@ -336,11 +349,9 @@ def charge_online(
         overdraft_fen=0, balance_after_fen=row.balance_fen, replay_key=key.hex(),
         proof_time=result.proof_time or epoch, accepted_at=now, settled_at=now,
         receipt=receipt)
-    body = _body_for_merchant(credential, {
-        "payment_id": payment_id, "status": "accepted", "mode": "online",
-        "card_number": card.card_number, "amount_fen": amount_fen,
-        "balance_fen": row.balance_fen, "merchant_id": terminal.merchant_id,
-        "terminal_id": terminal.id, "settled_at": now.isoformat(), "receipt": receipt})
+    body = _body_for_merchant(credential, _charge_body(
+        payment_id=payment_id, card_number=card.card_number, amount_fen=amount_fen,
+        balance_fen=row.balance_fen, terminal=terminal, now=now, receipt=receipt))
     answer = Answer(201, body)
     if session.get_bind().dialect.name == "postgresql":
         _write_charge(session, row=row, legs=legs, payment=payment, idempotency=dict(
@@ -352,6 +363,51 @@ def charge_online(
     session.execute(insert(Payment).values(**payment, transaction_id=txn_id))
     return store_answer(session, officer_id=officer_id, key=idempotency_key, digest=digest,
                         answer=answer, now=now)
+
+
+def _charge_body(*, payment_id: str, card_number: str, amount_fen: int, balance_fen: int,
+                 terminal: Terminal, now: datetime, receipt: str) -> dict[str, Any]:
+    return {"payment_id": payment_id, "status": "accepted", "mode": "online",
+            "card_number": card_number, "amount_fen": amount_fen, "balance_fen": balance_fen,
+            "merchant_id": terminal.merchant_id, "terminal_id": terminal.id,
+            "settled_at": now.isoformat(), "receipt": receipt}
+
+
+def _charge_fast(
+    session: Session, *, pay_code: str, first: VerificationResult, credential: Credential,
+    trust: TrustListClaims, held_version: int | None, amount_fen: int, idempotency_key: str,
+    digest: str, terminal: Terminal, ctx: PaymentContext, now: datetime,
+    sale: Challenge | None,
+) -> Answer | None:
+    """An online charge that is accepted, on PostgreSQL: one locking read, one write
+    (cardsvc/payments/_fast_charge.py). None, having written nothing, whenever the
+    general path must judge: any refusal, a stored answer, a moved trust version."""
+    epoch = _epoch(now)
+    key = pay_code_replay_key(pay_code)
+    locked = lock_for_charge(session, credential, replay_key_hex=key.hex(),
+                             officer_id=terminal.officer_id, idempotency_key=idempotency_key,
+                             merchant_id=terminal.merchant_id)
+    if locked is None or locked.trust_version != held_version \
+            or locked.balance_fen < amount_fen:
+        return None
+    result = verify_with_status(pay_code, trust=trust, first=first, status=locked.status,
+                                now=epoch, challenge=sale)
+    if not result.ok:
+        return None
+    payment_id = _new_id("pay")
+    balance_after = locked.balance_fen - amount_fen
+    receipt = _sign(session, ctx, Receipt(
+        payment_id, "payment", payment_id, ctx.issuer, locked.card_number,
+        terminal.merchant_id, terminal.id, amount_fen, balance_after, 0, "online", epoch,
+        epoch, b64url_encode(key)), trust)
+    body = _charge_body(payment_id=payment_id, card_number=locked.card_number,
+                        amount_fen=amount_fen, balance_fen=balance_after, terminal=terminal,
+                        now=now, receipt=receipt)
+    return write_charge(session, locked=locked, body=body, charge=FastCharge(
+        payment_id=payment_id, amount_fen=amount_fen, merchant_id=terminal.merchant_id,
+        terminal_id=terminal.id, officer_id=terminal.officer_id,
+        idempotency_key=idempotency_key, digest=digest, replay_key_hex=key.hex(),
+        proof_time=result.proof_time or epoch, receipt=receipt, now=now))
 
 
 def _lit(column: InstrumentedAttribute[Any], value: object) -> Any:

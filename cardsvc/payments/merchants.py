@@ -9,10 +9,12 @@ Example::
                                         offline_floor_fen=20_000, actor=actor, now=now)
     print(token)                                      # shown once
     terminal_of(session, officer)                     # the Terminal behind a token
+    TerminalDirectory().of(session, officer)          # the same, held after the first read
 """
 
 from __future__ import annotations
 
+import threading
 from datetime import datetime
 
 from sqlalchemy import select
@@ -28,6 +30,7 @@ from cardsvc.services.officers import create_officer
 
 __all__ = [
     "MAX_FLOOR_FEN",
+    "TerminalDirectory",
     "create_merchant",
     "get_merchant",
     "register_terminal",
@@ -89,3 +92,28 @@ def terminal_of(session: Session, officer: Officer) -> Terminal:
     if terminal is None:
         raise Forbidden("NOT_A_TERMINAL", "this token is not registered to a merchant")
     return terminal
+
+
+class TerminalDirectory:
+    """The terminal behind each terminal officer, held in memory after its first read (one
+    per app): a charge then makes no statement for it.
+
+    Safe to hold because a terminal row is never changed or deleted once registered (its
+    officer, merchant and floor are fixed). What can change is whether its token is still
+    good, and that is not held here: the officer is authenticated from the database on
+    every request, so a deactivated terminal is refused at once. A token with no terminal
+    is not remembered (it may be registered later)."""
+
+    def __init__(self) -> None:
+        self._held: dict[int, Terminal] = {}
+        self._lock = threading.Lock()
+
+    def of(self, session: Session, officer: Officer) -> Terminal:
+        held = self._held.get(officer.id)
+        if held is not None:
+            return held
+        terminal = terminal_of(session, officer)
+        session.expunge(terminal)  # read-only from here on, shared by requests
+        with self._lock:
+            self._held[officer.id] = terminal
+        return terminal

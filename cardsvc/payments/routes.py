@@ -390,7 +390,7 @@ def pay(body: PaymentIn, ctx: Ctx, officer: TerminalOfficer, request: Request) -
     def work(session: Session) -> Answer:
         return charges.charge_online(
             session, pay_code=body.pay_code, amount_fen=body.amount_fen,
-            idempotency_key=body.idempotency_key, terminal=terminal_of(session, officer),
+            idempotency_key=body.idempotency_key, terminal=ctx.terminals.of(session, officer),
             ctx=payments, now=now, challenge=body.challenge)
 
     try:
