@@ -201,7 +201,7 @@ def test_a_new_phone_ends_the_old_phones_handles(world: PayWorld) -> None:
 @SQLITE_ONLY
 def test_the_terminal_takes_one_use_codes_online_and_offline(world: PayWorld,
                                                             tmp_path: Path) -> None:
-    from test_terminal import Shop
+    from shop_kit import Shop
 
     shop = Shop(world, tmp_path / "shop", world.terminal(floor=3_000))
     card = world.card(topup=10_000)

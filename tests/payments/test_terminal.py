@@ -6,14 +6,13 @@ from __future__ import annotations
 
 import io
 import json
-import socket
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
-from payments_kit import NOW, SQLITE_ONLY, PayWorld, TerminalHandle
-from typer.testing import CliRunner
+from payments_kit import NOW, SQLITE_ONLY, PayWorld
+from shop_kit import AT, Shop, closed_port_url, runner
 
 from cardsvc.payments.receipts import sign_receipt
 from keys import Ed25519Signer, sign_compact
@@ -35,45 +34,6 @@ from verifier.terminal import (
     offline_decision,
 )
 from verifier.terminal.challenges import CHALLENGE_DB
-
-AT = "2027-01-15T08:00:00Z"  # payments_kit.NOW
-runner = CliRunner()
-
-
-def _closed_port_url() -> str:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return f"http://127.0.0.1:{sock.getsockname()[1]}"
-
-
-class Shop:
-    """One terminal's cache directory and token, driving ``verifier terminal``."""
-
-    def __init__(self, world: PayWorld, directory: Path, terminal: TerminalHandle) -> None:
-        self.world, self.directory, self.terminal = world, directory, terminal
-        assert self.run("sync", "--server", world.url, "--root", world.root_fingerprint,
-                        "--at", AT)[0] == 0
-        assert self.run("terminal", "setup", "--server", world.url)[0] == 0
-
-    def run(self, *args: str, stdin: bytes | None = None) -> tuple[int, str]:
-        result = runner.invoke(app, ["--cache", str(self.directory), *args], input=stdin,
-                               env={"FMC_TERMINAL_TOKEN": self.terminal.token})
-        return result.exit_code, result.output
-
-    def charge(self, code: str, amount: int, *extra: str, offline: bool = False) -> Any:
-        server = _closed_port_url() if offline else self.world.url
-        exit_code, output = self.run("terminal", "charge", "--text", code, "--amount",
-                                     str(amount), "--server", server, "--at", AT, "--json",
-                                     *extra)
-        return exit_code, json.loads(output)
-
-    def upload(self) -> Any:
-        exit_code, output = self.run("terminal", "upload", "--at", AT, "--json")
-        return exit_code, json.loads(output)
-
-    def queue(self) -> list[QueuedPayment]:
-        with OfflineQueue(self.directory / QUEUE_DB) as queue:
-            return queue.items()
 
 
 @pytest.fixture
@@ -194,7 +154,7 @@ def test_the_same_code_at_two_offline_shops_is_one_charge_and_a_double_spend(
 def test_an_unreachable_authority_keeps_the_queue(shop: Shop) -> None:
     card = shop.world.card(topup=5_000)
     assert shop.charge(shop.world.pay_code(card), 100, offline=True)[0] == 0
-    exit_code, output = shop.run("terminal", "upload", "--server", _closed_port_url(), "--json")
+    exit_code, output = shop.run("terminal", "upload", "--server", closed_port_url(), "--json")
     assert (exit_code, json.loads(output)["code"]) == (1, "AUTHORITY_UNREACHABLE")
     assert [item.state for item in shop.queue()] == ["queued"]
     exit_code, output = shop.run("terminal", "queue")
@@ -207,7 +167,7 @@ def test_offline_without_a_synced_cache_is_refused(world: PayWorld, tmp_path: Pa
     card = world.card(topup=100)
     result = runner.invoke(app, ["--cache", str(tmp_path / "empty"), "terminal", "charge",
                                  "--text", world.pay_code(card), "--amount", "5", "--server",
-                                 _closed_port_url(), "--at", AT, "--json"],
+                                 closed_port_url(), "--at", AT, "--json"],
                            env={"FMC_TERMINAL_TOKEN": till.token})
     assert result.exit_code == 1 and json.loads(result.output)["code"] == "NO_CACHE"
 
@@ -335,7 +295,7 @@ def test_fen_are_shown_as_yuan() -> None:
 def test_a_refusal_says_what_to_do_with_its_figures_in_both_languages(shop: Shop) -> None:
     card = shop.world.card(topup=5_000, offline_limit_fen=4_000)
     exit_code, output = shop.run("terminal", "charge", "--text", shop.world.pay_code(card),
-                                 "--amount", "9000", "--server", _closed_port_url(), "--at", AT)
+                                 "--amount", "9000", "--server", closed_port_url(), "--at", AT)
     assert exit_code == 1 and "OFFLINE_FLOOR_EXCEEDED" in output
     assert "at most 30.00 yuan offline" in output and "离线收款上限为 30.00 元" in output
     exit_code, output = shop.run("terminal", "charge", "--text", shop.world.pay_code(card),
