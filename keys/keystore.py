@@ -124,6 +124,11 @@ class KeyStore:
         signer = self.load(kid)
         write_atomically(self.public_path(kid),
                          json.dumps(public_jwk(signer.public_key, kid=kid)).encode(), mode=0o644)
+        self._shred(path)
+        return True
+
+    def _shred(self, path: Path) -> None:
+        """Overwrite a key file with random bytes, flush, unlink, flush the directory."""
         fd = os.open(path, os.O_WRONLY)
         try:
             os.write(fd, os.urandom(os.fstat(fd).st_size))
@@ -132,7 +137,6 @@ class KeyStore:
             os.close(fd)
         path.unlink()
         fsync_directory(self.directory)
-        return True
 
     def _secret_path(self, name: str) -> Path:
         return self._path(name).with_suffix(".key")
@@ -183,14 +187,7 @@ class KeyStore:
         path = self._secret_path(name)
         if not path.exists():
             return False
-        fd = os.open(path, os.O_WRONLY)
-        try:
-            os.write(fd, os.urandom(os.fstat(fd).st_size))
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        path.unlink()
-        fsync_directory(self.directory)
+        self._shred(path)
         return True
 
     def _stretch(self, salt: bytes) -> bytes:

@@ -8,19 +8,36 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import ScalarSelect, insert, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from cardsvc.db import Database
 from cardsvc.payments.models import IdempotencyRecord
 from cardsvc.services.errors import Conflict
 
 __all__ = ["Answer", "answer_columns", "canonical_json", "find_answer", "read_answer",
-           "request_hash", "store_answer"]
+           "request_hash", "store_answer", "transact_settling_races"]
+
+T = TypeVar("T")
+
+
+def transact_settling_races(database: Database, work: Callable[[Session], T]) -> T:
+    """One transaction; a unique-key race (two requests creating the same row, e.g. the
+    same idempotency key) is run again, and the second run finds what the first wrote.
+    (On SQLite, ``Database.transact`` queues this process's writers on its own lock.)"""
+    for attempt in range(3):
+        try:
+            return database.transact(work)
+        except IntegrityError:
+            if attempt == 2:
+                raise
+    raise AssertionError("unreachable")
 
 
 @dataclass(frozen=True, slots=True)

@@ -31,7 +31,6 @@ from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
@@ -42,7 +41,7 @@ from cardsvc.api.routes._common import problems
 from cardsvc.federation.interauth import InterauthClient
 from cardsvc.models import InterchangeKeyRecord, Officer
 from cardsvc.payments import forwarding, interchange
-from cardsvc.payments._idempotency import Answer
+from cardsvc.payments._idempotency import Answer, transact_settling_races
 from cardsvc.payments.charges import (
     MAX_AMOUNT_FEN,
     OfflinePayment,
@@ -123,13 +122,7 @@ def respond(answer: Answer, *, retry_after: int | None = None) -> JSONResponse:
 
 
 def _transact(ctx: AppContext, work: Callable[[Session], Answer]) -> Answer:
-    for attempt in range(3):
-        try:
-            return ctx.database.transact(work)
-        except IntegrityError:
-            if attempt == 2:
-                raise
-    raise AssertionError("unreachable")
+    return transact_settling_races(ctx.database, work)
 
 
 # -- the issuer's routes ----------------------------------------------------------------------

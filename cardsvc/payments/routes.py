@@ -23,7 +23,6 @@ from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from cardsvc.api.deps import Ctx, roles
@@ -31,7 +30,7 @@ from cardsvc.api.routes._common import CARD_NUMBER_PATTERN, problems
 from cardsvc.metrics import CHARGES, OFFLINE_ITEMS
 from cardsvc.models import Card, Officer, PayHandle
 from cardsvc.payments import charges, interchange_routes, merchants, reports
-from cardsvc.payments._idempotency import Answer
+from cardsvc.payments._idempotency import Answer, transact_settling_races
 from cardsvc.payments.charges import MAX_AMOUNT_FEN, OfflinePayment, PaymentContext
 from cardsvc.payments.merchants import MAX_FLOOR_FEN, terminal_of
 from cardsvc.payments.models import Payment, Terminal
@@ -252,16 +251,7 @@ def _payments(ctx: Ctx) -> PaymentContext:
 
 
 def _transact(ctx: Ctx, work: Callable[[Session], T]) -> T:
-    """One transaction; a unique-key race (two requests creating the same row) is run
-    again, and the second run finds what the first one wrote. (On SQLite,
-    ``Database.transact`` queues this process's writers on its own lock.)"""
-    for attempt in range(3):
-        try:
-            return ctx.database.transact(work)
-        except IntegrityError:
-            if attempt == 2:
-                raise
-    raise AssertionError("unreachable")
+    return transact_settling_races(ctx.database, work)
 
 
 def _respond(answer: Answer) -> JSONResponse:
