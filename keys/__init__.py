@@ -7,7 +7,14 @@ Example::
     token = sign_credential(credential, issuer)      # compact JWS, Ed25519, zip DEF
 """
 
-from keys.ed25519 import Ed25519Signer, Signer, jwk_thumbprint, public_jwk, verify_signature
+from keys.ed25519 import (
+    Ed25519Signer,
+    Signer,
+    is_usable_public_key,
+    jwk_thumbprint,
+    public_jwk,
+    verify_signature,
+)
 from keys.jws import (
     ALG_ED25519,
     ALG_EDDSA,
@@ -44,6 +51,7 @@ __all__ = [
     "active_key",
     "compromise",
     "initial_keys",
+    "is_usable_public_key",
     "jwk_thumbprint",
     "public_jwk",
     "published_keys",

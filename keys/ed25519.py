@@ -14,6 +14,7 @@ from schemas._jose import b64url_encode, dump_json
 __all__ = [
     "Ed25519Signer",
     "Signer",
+    "is_usable_public_key",
     "jwk_thumbprint",
     "public_jwk",
     "verify_signature",
@@ -77,6 +78,14 @@ def verify_signature(public_key: bytes, message: bytes, signature: bytes) -> boo
     except (nacl.exceptions.BadSignatureError, nacl.exceptions.ValueError, ValueError):
         return False
     return True
+
+
+def is_usable_public_key(public_key: bytes) -> bool:
+    """A key a signature could ever verify under: 32 bytes encoding a point on the curve,
+    in the prime-order subgroup, not of small order (what ``verify_signature`` refuses).
+    For keys that arrive before any signature by them does (e.g. fresh holder keys)."""
+    return len(public_key) == 32 and bool(nacl.bindings.crypto_core_ed25519_is_valid_point(
+        public_key))
 
 
 def public_jwk(public_key: bytes, kid: str | None = None) -> dict[str, str]:

@@ -105,10 +105,13 @@ def issue_pay_batch(
     """
     if len(unverified_device_key) != 32 or len(unverified_proof) != 64:
         raise Invalid("INVALID_DEVICE_KEY", "device_key is 32 bytes and proof 64 bytes")
-    if not 1 <= len(unverified_holder_keys) <= policy.batch_max or any(
-            len(key) != 32 for key in unverified_holder_keys):
+    # Each key must be one a holder proof could verify under: not merely 32 bytes, but a
+    # point of the prime-order subgroup (a small-order or off-curve key makes a dead
+    # credential that still counts against the card's outstanding cap).
+    if not 1 <= len(unverified_holder_keys) <= policy.batch_max or not all(
+            keylib.is_usable_public_key(key) for key in unverified_holder_keys):
         raise Invalid("INVALID_HOLDER_KEYS",
-                      f"1 to {policy.batch_max} holder keys of 32 bytes each")
+                      f"1 to {policy.batch_max} Ed25519 public keys (valid curve points)")
     if len(set(unverified_holder_keys)) != len(unverified_holder_keys):
         # The same key twice would link two credentials: a fresh key for each.
         raise Invalid("INVALID_HOLDER_KEYS", "every holder key must be fresh (no repeats)")

@@ -8,6 +8,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from one_use_kit import OneUse, pay_batch_request, refill, refill_answer
@@ -15,8 +16,9 @@ from payments_kit import NOW, SQLITE_ONLY, PayWorld, TerminalHandle
 
 from cardsvc.payments.pay_batch import one_use_offline_limit
 from keys import Ed25519Signer
-from schemas import b64url_decode
+from schemas import b64url_decode, b64url_encode
 from schemas._jose import inflate_capped, parse_json_object, split_compact
+from schemas.provisioning import pay_batch_proof_message
 from schemas.receipt import Receipt
 from verifier.receipts import verify_receipt
 
@@ -86,6 +88,47 @@ def test_refill_refusals(world: PayWorld) -> None:
     not_entitled = world.card(entitlements=("healthcare",))
     answer, _ = refill_answer(world, not_entitled, 1)
     assert (answer.status_code, answer.json()["code"]) == (409, "NOT_ENTITLED_TO_PAY")
+
+
+# Every class of holder key a refill must refuse: wrong lengths, bytes that are no curve
+# point, small-order points (the identity, the all-zero encoding), too many keys.
+_IDENTITY = b"\x01" + bytes(31)
+_NOT_A_POINT = b"\x02" + bytes(31)  # y = 2 has no x on the curve
+_BAD_HOLDER_KEYS = [
+    ("empty", [b""]),
+    ("31 bytes", [bytes(range(1, 32))]),
+    ("33 bytes", [bytes(range(1, 34))]),
+    ("all zero (small order)", [bytes(32)]),
+    ("the identity (small order)", [_IDENTITY]),
+    ("not a curve point", [_NOT_A_POINT]),
+    ("one bad among good", None),
+    ("more than the batch allows", "too_many"),
+]
+
+
+@SQLITE_ONLY
+@pytest.mark.parametrize(("case", "keys"), _BAD_HOLDER_KEYS, ids=[c for c, _ in _BAD_HOLDER_KEYS])
+def test_a_refill_refuses_every_class_of_bad_holder_key(world: PayWorld, case: str,
+                                                          keys: Any) -> None:
+    card = world.card()
+    good = [Ed25519Signer(secrets.token_bytes(32), kid="h").public_key for _ in range(2)]
+    if keys is None:
+        keys = [good[0], _IDENTITY, good[1]]
+    elif keys == "too_many":
+        keys = [Ed25519Signer(secrets.token_bytes(32), kid="h").public_key
+                for _ in range(world.settings.pay_batch_max + 1)]
+    now = world.clock.epoch
+    # Signed by the card's own device key: the keys themselves are what is refused.
+    proof = card.device.sign(pay_batch_proof_message(card.card_number, card.device.public_key,
+                                                     now, keys))
+    request = {"card_number": card.card_number, "device_key": b64url_encode(card.device.public_key),
+               "time": now, "proof": b64url_encode(proof),
+               "holder_keys": [b64url_encode(key) for key in keys]}
+    before = refill_answer(world, card, 1)[0].json()["outstanding"]
+    answer = world.http.post("/v1/wallet/pay-batch", json=request)
+    assert (answer.status_code, answer.json()["code"]) == (422, "INVALID_HOLDER_KEYS"), case
+    # Nothing was issued: the next good refill finds the count it left.
+    assert refill_answer(world, card, 1)[0].json()["outstanding"] == before + 1
 
 
 def test_outstanding_handles_are_capped(world: PayWorld) -> None:
