@@ -96,7 +96,10 @@ def test_page_renews_the_code_every_30_seconds(browser: Browser, page_url: str) 
         page.wait_for_function("() => document.getElementById('qr').naturalWidth > 0")
         first = [url for url in requested if "/qr/" in url]
         page.clock.run_for(10_000)
-        assert "20" in (page.text_content("#countdown") or "")
+        # The installed clock also flows with real time, so a slow page load can take a
+        # second or two off: 20 s left after 10 s, give or take that.
+        left = int("".join(c for c in page.text_content("#countdown") or "" if c.isdigit()))
+        assert 18 <= left <= 20
         page.clock.run_for(21_000)
         page.wait_for_function("() => document.getElementById('qr').src.includes('?t=')")
         page.wait_for_function("() => document.getElementById('qr').naturalWidth > 0")
