@@ -369,7 +369,6 @@ def check_invariants(database_url: str, acked: Acked, *, server: str,
     from cardsvc.payments.ledger import check_ledger
     from cardsvc.payments.models import Payment, TopUp
     from cardsvc.services.audit import verify_chain
-    from verifier import TrustedSet
 
     problems: list[str] = []
     checks = 0
@@ -416,6 +415,24 @@ def check_invariants(database_url: str, acked: Acked, *, server: str,
     finally:
         database.dispose()
 
+    # Another process's change reaches a server's held lists within its recheck (1 s by
+    # default): the served lists must agree with the entries by then, and stay agreeing.
+    deadline = time.monotonic() + _SERVED_CATCH_UP_SECONDS
+    while True:
+        served_checks, served_problems = _served_lists_agree(server, root_fingerprint, entries)
+        if not served_problems or time.monotonic() >= deadline:
+            return checks + served_checks, problems + served_problems
+        time.sleep(0.25)
+
+
+_SERVED_CATCH_UP_SECONDS = 5.0
+
+
+def _served_lists_agree(server: str, root_fingerprint: str,
+                        entries: dict[tuple[str, int], Any]) -> tuple[int, list[str]]:
+    from verifier import TrustedSet
+
+    checks, problems = 0, []
     now = int(time.time())
     trusted = TrustedSet(root_fingerprint=root_fingerprint)
     with httpx.Client(base_url=server, timeout=30) as client:
