@@ -13,12 +13,13 @@ to convert rows (an empty database needs none).
 from __future__ import annotations
 
 from pathlib import Path
-
-from alembic import command
-from alembic.config import Config
+from typing import TYPE_CHECKING
 
 from cardsvc.db import normalize_url
 from keys import KeyStore
+
+if TYPE_CHECKING:
+    from alembic.config import Config
 
 __all__ = ["alembic_config", "upgrade_to_head"]
 
@@ -27,6 +28,10 @@ _HERE = Path(__file__).resolve().parent
 
 def alembic_config(database_url: str) -> Config:
     """An Alembic config that needs no alembic.ini (the scripts ship inside the package)."""
+    # Alembic (with Mako and Pygments) is imported only to migrate: every CLI command
+    # imports this package, and most never migrate.
+    from alembic.config import Config
+
     config = Config()
     config.set_main_option("script_location", str(_HERE))
     # Alembic's config interpolates %; the URL may hold a percent-encoded password.
@@ -37,4 +42,6 @@ def alembic_config(database_url: str) -> Config:
 def upgrade_to_head(database_url: str, *, key_store: KeyStore | None = None) -> None:
     config = alembic_config(database_url)
     config.attributes["key_store"] = key_store
+    from alembic import command
+
     command.upgrade(config, "head")
