@@ -142,6 +142,10 @@ class PayBatchOut(BaseModel):
                                    " CARDSVC_PAY_OFFLINE_PER_DAY credentials (the card's tier"
                                    " divided by it); online-only top-ups carry 0")
     balance_fen: int = Field(description="for the holder's own screen only")
+    retired_keys: dict[str, int] = Field(default_factory=dict, description="kid -> end of"
+                                         " its signing window (0: compromised): the phone"
+                                         " drops credentials it signed for days starting at"
+                                         " or after it (the authority ended them)")
 
 
 class OfficerIn(_In):

@@ -323,6 +323,7 @@ def charge_online(
                                  now=epoch, challenge=sale) if locked is not None
               else verify_live_status(session, pay_code, trust=trust, first=first,
                                       now=epoch, challenge=sale))
+    _refuse_a_used_handle(session, result, credential)
     if not result.ok or credential is None or key is None:
         raise Invalid(result.code.value, result.detail or "the pay code was refused")
     if card is None:
@@ -705,6 +706,16 @@ def _use_handle(session: Session, credential: Credential, *, payment_id: str,
         return False
     set_entry_status(session, ref=StatusRef(used[0], used[1]), status=STATUS_REVOKED)
     return True
+
+
+def _refuse_a_used_handle(session: Session, result: VerificationResult,
+                          credential: Credential | None) -> None:
+    """PAY_CODE_USED for a one-use code whose handle was charged: its status entry is
+    invalid (so tills refuse it offline), which the live check reports as REVOKED."""
+    if (result.code is ResultCode.REVOKED and credential is not None
+            and credential.pay_handle is not None
+            and _handle_payment(session, credential) is not None):
+        raise Conflict("PAY_CODE_USED", "this pay code has already been charged")
 
 
 def _offline_day_cap(session: Session, credential: Credential) -> int:

@@ -30,7 +30,7 @@ Example::
 from __future__ import annotations
 
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, time, timedelta
 
 from sqlalchemy import func, select, update
@@ -88,6 +88,10 @@ class PayBatch:
     outstanding: int  # unused, unexpired handles after this batch
     offline_limit_fen: int  # the ol of a day's first N credentials (top-ups carry 0)
     balance_fen: int  # the holder's balance: for the phone, never on a merchant's screen
+    # Keys that no longer sign, and the time they stopped (0: compromised): the phone drops
+    # the credentials they signed for days starting at or after it (the authority ended
+    # them; a till refuses them KEY_NOT_VALID_AT_ISSUE).
+    retired_keys: dict[str, int] = field(default_factory=dict)
 
 
 def one_use_offline_limit(card_limit_fen: int, default_fen: int) -> int:
@@ -197,7 +201,21 @@ def issue_pay_batch(
                  details={"count": len(credentials), "expires_at": exp,
                           "top_ups": sum(1 for _, ol in plan if ol == 0 < limit)}, now=now)
     return PayBatch(card.card_number, credentials, issued_days, exp,
-                    outstanding + len(credentials), limit, _balance(session, card))
+                    outstanding + len(credentials), limit, _balance(session, card),
+                    _retired_keys(session, now, policy))
+
+
+def _retired_keys(session: Session, now: datetime, policy: PayBatchPolicy) -> dict[str, int]:
+    """Keys that stopped signing within the horizon (older ones signed nothing still
+    held), or were compromised: kid -> the end of their window (0 when compromised)."""
+    since = int(now.timestamp()) - (policy.lifetime_days + 1) * _DAY
+    rows = session.execute(select(IssuerKeyRecord.kid, IssuerKeyRecord.valid_until,
+                                  IssuerKeyRecord.state)
+                           .where(IssuerKeyRecord.valid_until.is_not(None)
+                                  | (IssuerKeyRecord.state == "compromised"))).all()
+    return {kid: 0 if state == "compromised" else int(until)
+            for kid, until, state in rows
+            if state == "compromised" or (until is not None and until > since)}
 
 
 def _plan(session: Session, card: Card, days: list[int], limit: int, *,

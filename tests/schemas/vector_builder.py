@@ -73,7 +73,7 @@ def build() -> dict[str, Any]:
     legacy_token = sign_credential(legacy, ISSUER_KEY, alg="EdDSA")
     downgraded = credential(Purpose.ID)
     downgraded_token = sign_credential(downgraded, ISSUER_KEY, alg="EdDSA")
-    # P13.3: a one-use pay credential (handle, no card number), and one living 8 days.
+    # P13.3: a one-use pay credential (handle, no card number, one day), and one living 2.
     one_use = one_use_credential()
     one_use_token = sign_credential(one_use, ISSUER_KEY)
     long_one_use = one_use_credential(expires_at=one_use.issued_at + 2 * DAY)

@@ -97,6 +97,7 @@ def pay_batch(body: PayBatchIn, ctx: Ctx) -> PayBatchOut:
                            days=batch.days, expires_at=batch.expires_at,
                            outstanding=batch.outstanding,
                            offline_limit_fen=batch.offline_limit_fen,
-                           balance_fen=batch.balance_fen)
+                           balance_fen=batch.balance_fen,
+                           retired_keys=batch.retired_keys)
 
     return ctx.database.transact(work)
