@@ -3,12 +3,12 @@
 - QR version and text length of a one-use pay code beside today's pay code;
 - the refill: bytes per one-use credential and per batch, beside a refresh bundle;
 - verifying a one-use code beside today's pay code and beside 2 bare Ed25519 verifies;
-- the authority's refill of N credentials beside one refresh (SQLite, in-process server).
+- the authority's refill of N credentials, and of the whole horizon (N per day x 7 days),
+  beside one refresh (SQLite, in-process server).
 """
 
 from __future__ import annotations
 
-import os
 import secrets
 import statistics
 import sys
@@ -94,19 +94,21 @@ def bench_verify_one_use(quick: bool) -> list[BenchRow]:
 
 def bench_refill(quick: bool) -> list[BenchRow]:
     """Over HTTP to an in-process authority on SQLite (durable writes relaxed as in tests):
-    a refill of N against a refresh of the same card, alternating."""
-    # Many refills of one card: lift the outstanding cap for the measurement only.
-    os.environ["CARDSVC_PAY_HANDLES_OUTSTANDING_MAX"] = "1000"
+    a refill of N against a refresh of the same card, alternating. Each refill is a new
+    card's first (each credential is valid on one day, N a day: a card's horizon fills),
+    and the whole horizon, N x 7 days = 35 credentials in two requests (20 + 15)."""
     from one_use_kit import refill_answer
     from payments_kit import pay_world
 
     rounds = 5 if quick else 15
     with tempfile.TemporaryDirectory() as directory, \
             pay_world("sqlite", Path(directory)) as world:
-        card = world.card()
-        samples: dict[str, list[float]] = {"refresh": [], "refill10": [], "refill20": []}
+        horizon = world.settings.pay_offline_per_day * world.settings.one_use_pay_lifetime_days
+        samples: dict[str, list[float]] = {"refresh": [], "refill10": [], "refill20": [],
+                                           "horizon": []}
         sizes: dict[str, int] = {}
         for _ in range(rounds):
+            card = world.card()
             now = world.clock.epoch
             device = card.device
             start = time.perf_counter()
@@ -119,19 +121,34 @@ def bench_refill(quick: bool) -> list[BenchRow]:
             assert answer.status_code == 200, answer.text
             sizes["refresh"] = len(answer.content)
             for count in (10, 20):
+                fresh = world.card()
                 start = time.perf_counter()
-                answer, batch = refill_answer(world, card, count)
+                answer, batch = refill_answer(world, fresh, count)
                 samples[f"refill{count}"].append(time.perf_counter() - start)
                 assert answer.status_code == 200 and len(batch) == count, answer.text
                 sizes[f"refill{count}"] = len(answer.content)
                 sizes[f"credential{count}"] = sum(len(one.credential) for one in batch)
+            fresh, got, size = world.card(), 0, 0
+            start = time.perf_counter()
+            while got < horizon:
+                answer, batch = refill_answer(world, fresh, min(20, horizon - got))
+                assert answer.status_code == 200 and batch, answer.text
+                got, size = got + len(batch), size + len(answer.content)
+            samples["horizon"].append(time.perf_counter() - start)
+            sizes["horizon"] = size
     ms = {name: statistics.median(values) * 1000 for name, values in samples.items()}
     return [
         BenchRow("refill 10 one-use pay credentials (HTTP, SQLite)", ms["refill10"], "ms",
                  "one wallet refresh of the same card", ms["refresh"]),
         BenchRow("refill 20 one-use pay credentials (HTTP, SQLite)", ms["refill20"], "ms",
                  "one wallet refresh of the same card", ms["refresh"]),
+        BenchRow(f"fill the horizon: {horizon} one-use pay credentials (N x 7 days, 2"
+                 " refills, HTTP, SQLite)", ms["horizon"], "ms",
+                 "one wallet refresh of the same card", ms["refresh"]),
         BenchRow("refill answer, 20 one-use pay credentials", sizes["refill20"] / 1000, "KB",
+                 "one wallet refresh answer (pay, id, svc; no portrait)", sizes["refresh"] / 1000),
+        BenchRow(f"refill answers for the horizon ({horizon} credentials)",
+                 sizes["horizon"] / 1000, "KB",
                  "one wallet refresh answer (pay, id, svc; no portrait)", sizes["refresh"] / 1000),
         BenchRow("one one-use pay credential (compact JWS)", sizes["credential20"] / 20, "bytes",
                  "refill answer bytes per credential (JSON, N = 20)", sizes["refill20"] / 20),

@@ -403,8 +403,16 @@ class PayHandle(Base):
     and its own random status entry. Only the authority can map a handle to the card.
 
     ``used_at`` is set in the transaction that charged it (a second charge is
-    PAY_CODE_USED online, a double spend offline); ``ended_at`` when the card's device
-    changed or it was refreshed past it (its status entry is then revoked for good)."""
+    PAY_CODE_USED online, a double spend offline; its status entry is then set revoked so
+    a till that syncs refuses it offline); ``ended_at`` when the card's device changed, it
+    was refreshed past it or the key that signed it retired before its day (its status
+    entry is then revoked for good).
+
+    ``valid_from`` is the start of the one UTC day it is valid on (its ``iat``),
+    ``offline_limit_fen`` its ``ol`` (0: an online-only top-up), ``day_limit_fen`` the
+    card's tier that day (the most one till may take offline from the card's credentials
+    of that day), ``kid`` the key that signed it. NULL in rows from before day-bound
+    credentials (migration 0211)."""
 
     __tablename__ = "pay_handles"
 
@@ -417,6 +425,10 @@ class PayHandle(Base):
     used_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
     payment_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
     ended_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    valid_from: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    offline_limit_fen: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    day_limit_fen: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    kid: Mapped[str | None] = mapped_column(String(16), nullable=True)
 
 
 class ProvisioningCode(Base):

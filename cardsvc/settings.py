@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from schemas.credential import MAX_CREDENTIAL_LIFETIME_SECONDS
@@ -119,15 +119,24 @@ class Settings(BaseSettings):
                                   " list (indices are assigned at random).")
     default_offline_limit_fen: int = Field(default=DEFAULT_OFFLINE_LIMIT_FEN, ge=0,
                                            description="A new card's offline limit, in fen.")
-    one_use_pay_lifetime_days: int = Field(default=7, ge=1, le=7, description="Lifetime of"
-                                           " a one-use pay credential (P13.3), counted from"
-                                           " the UTC midnight it was issued on.")
+    one_use_pay_lifetime_days: int = Field(default=7, ge=1, le=7, description="How many"
+                                           " days of one-use pay credentials (P13.3) a phone"
+                                           " may hold: today and the days after it. Each"
+                                           " credential is valid on one UTC day only.")
+    pay_offline_per_day: int = Field(default=5, ge=1, le=100, description="One-use pay"
+                                     " credentials per card per day that carry an offline"
+                                     " limit (each carries the card's tier divided by this,"
+                                     " so one till takes at most the tier from a card on a"
+                                     " day); more that day are online-only (`ol` 0). Times"
+                                     " `CARDSVC_ONE_USE_PAY_LIFETIME_DAYS` at most"
+                                     " `CARDSVC_PAY_HANDLES_OUTSTANDING_MAX`.")
     pay_batch_max: int = Field(default=20, ge=1, le=100, description="One-use pay"
                                " credentials one `POST /v1/wallet/pay-batch` may ask for.")
     pay_handles_outstanding_max: int = Field(default=40, ge=1, le=1000, description="Unused,"
                                              " unexpired one-use pay credentials a card may"
-                                             " hold: bounds its offline exposure (times the"
-                                             " credential's `ol`).")
+                                             " hold (online-only top-ups included): at"
+                                             " least `CARDSVC_PAY_OFFLINE_PER_DAY` times"
+                                             " `CARDSVC_ONE_USE_PAY_LIFETIME_DAYS`.")
     portrait_max_bytes: int = Field(default=2 * 1024 * 1024, gt=0, description="The largest"
                                     " portrait accepted at enrolment.")
     request_max_bytes: int = Field(default=4 * 1024 * 1024, gt=0, description="The largest"
@@ -145,6 +154,18 @@ class Settings(BaseSettings):
         if value == "ts" or value.endswith("i"):
             raise ValueError("the kid prefix may not be 'ts' nor end with 'i'")
         return value
+
+    @model_validator(mode="after")
+    def _pay_days_fit_the_outstanding_cap(self) -> Settings:
+        # A phone holds N credentials for each day up to the horizon: the cap must hold them.
+        days = self.pay_offline_per_day * self.one_use_pay_lifetime_days
+        if days > self.pay_handles_outstanding_max:
+            raise ValueError(
+                f"CARDSVC_PAY_OFFLINE_PER_DAY ({self.pay_offline_per_day}) times"
+                f" CARDSVC_ONE_USE_PAY_LIFETIME_DAYS ({self.one_use_pay_lifetime_days}) is"
+                f" {days}, more than CARDSVC_PAY_HANDLES_OUTSTANDING_MAX"
+                f" ({self.pay_handles_outstanding_max}): raise the cap or lower one of them")
+        return self
 
     def database_url_or_default(self) -> str:
         """``CARDSVC_DATABASE_URL`` when set, else SQLite in the data dir."""

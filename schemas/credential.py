@@ -69,9 +69,10 @@ MAX_LIFETIME_SECONDS: Mapping[Purpose, int] = MappingProxyType({
 })
 # How long after a key stops signing its last credential may still be accepted.
 MAX_CREDENTIAL_LIFETIME_SECONDS = max(MAX_LIFETIME_SECONDS.values())
-# A one-use pay credential (P13.3: ``ph`` instead of ``cn``) lives at most 7 days; the
-# authority dates every one it issues on a day alike (the UTC midnight).
-ONE_USE_PAY_LIFETIME_SECONDS = 7 * _DAY
+# A one-use pay credential (P13.3: ``ph`` instead of ``cn``) is valid on one UTC day: its
+# ``iat`` is the start of its day of use (a midnight, the same for everyone; possibly in
+# the future, pre-issued: NOT_YET_VALID until then), its ``exp`` the next midnight.
+ONE_USE_PAY_LIFETIME_SECONDS = _DAY
 PAY_HANDLE_BYTES = 16  # a random 128-bit pseudonymous handle
 
 

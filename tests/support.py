@@ -81,11 +81,12 @@ def credential(purpose: Purpose, **overrides: object) -> Credential:
 
 
 def one_use_credential(**overrides: object) -> Credential:
-    """A one-use pay credential (P13.3): a handle instead of the card, iat a UTC midnight."""
+    """A one-use pay credential (P13.3): a handle instead of the card, valid on one UTC
+    day (today's): iat its midnight, exp the next."""
     midnight = NOW - NOW % DAY
     fields: dict[str, object] = dict(
-        purpose=Purpose.PAY, issuer=ISSUER, issued_at=midnight - DAY,
-        expires_at=midnight + 6 * DAY, card_number="", status=StatusRef("1", 98_765),
+        purpose=Purpose.PAY, issuer=ISSUER, issued_at=midnight,
+        expires_at=midnight + DAY, card_number="", status=StatusRef("1", 98_765),
         holder_key=DEVICE.public_key, offline_limit_fen=20_000,
         pay_handle=bytes(range(16)))
     fields.update(overrides)

@@ -31,7 +31,14 @@ from schemas.provisioning import (
     provisioning_proof_message,
     refresh_proof_message,
 )
-from wallet_sim.card import PAY_REFILL_BELOW, Card, OneUsePay, read_unverified_credential
+from wallet_sim.card import (
+    PAY_REFILL_BELOW,
+    PAY_TODAY_REFILL_BELOW,
+    Card,
+    OneUsePay,
+    read_unverified_credential,
+    unverified_kid,
+)
 from wallet_sim.errors import WalletError, WalletErrorCode
 
 __all__ = [
@@ -140,9 +147,16 @@ def _status_moved(before: Card, after: Card) -> bool:
 
 
 def _refilled_if_low(card: Card, *, now: int, client: httpx.Client | None) -> Card:
-    """The card with its one-use pay batch refilled when fewer than PAY_REFILL_BELOW are
-    left. Best effort: the credentials just fetched are kept whatever the refill says."""
-    if Purpose.PAY not in card.credentials or card.suspended or \
+    """The card with its one-use pay batch refilled when it runs low: fewer than
+    PAY_TODAY_REFILL_BELOW left for today, fewer than PAY_REFILL_BELOW in all (today's and
+    the next days'), or a later day's signed by a key other than the bundle's (a rotation:
+    the answer names the keys that retired). Best effort: the credentials just fetched
+    are kept whatever the refill says."""
+    if Purpose.PAY not in card.credentials or card.suspended:
+        return card
+    signing_kid = unverified_kid(card.credentials[Purpose.PAY])
+    rotated = any(one.kid != signing_kid for one in card.pay_batch if one.valid_from > now)
+    if not rotated and card.pay_today(now) >= PAY_TODAY_REFILL_BELOW and \
             card.unused_pay(now) >= PAY_REFILL_BELOW:
         return card
     try:
@@ -176,7 +190,21 @@ def refill_pay(card: Card, *, now: int, client: httpx.Client | None = None,
             return card
         raise
     batch = _one_use_credentials(unverified_answer, holders)
-    return replace(card, pay_batch=card.pay_batch + batch, one_use_pay=True)
+    retired = _retired_keys(unverified_answer)
+    # Kept: not expired, not signed for a day its key no longer covers (ended there).
+    kept = tuple(one for one in card.pay_batch if one.expires_at > now and not (
+        one.kid in retired and one.valid_from >= retired[one.kid or ""]))
+    return replace(card, pay_batch=tuple(sorted(kept + batch, key=lambda one: one.valid_from)),
+                   one_use_pay=True)
+
+
+def _retired_keys(unverified_answer: Mapping[str, Any]) -> dict[str, int]:
+    """The answer's ``retired_keys`` (kid -> end of its window); malformed: none."""
+    unverified = unverified_answer.get("retired_keys")
+    if not isinstance(unverified, dict):
+        return {}
+    return {kid: until for kid, until in unverified.items()
+            if isinstance(kid, str) and isinstance(until, int) and not isinstance(until, bool)}
 
 
 def _one_use_credentials(unverified_answer: Mapping[str, Any],

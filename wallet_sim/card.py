@@ -23,12 +23,13 @@ from keys import Ed25519Signer, sign_presentation
 from schemas import Credential, FmcError, Purpose, b64url_decode, b64url_encode
 from schemas.challenge import Challenge
 from schemas.codes import Malformed
-from schemas.credential import MAX_INFLATED_PAYLOAD
+from schemas.credential import MAX_INFLATED_PAYLOAD, ONE_USE_PAY_LIFETIME_SECONDS
 from wallet_sim.errors import WalletError, WalletErrorCode
 
 __all__ = [
     "EXPIRY_WARNING_SECONDS",
     "PAY_REFILL_BELOW",
+    "PAY_TODAY_REFILL_BELOW",
     "RENEW_SECONDS",
     "Card",
     "Freshness",
@@ -38,11 +39,13 @@ __all__ = [
     "present",
     "read_unverified_credential",
     "take_one_use_pay",
+    "unverified_kid",
 ]
 
 RENEW_SECONDS = 30  # docs/DESIGN.md section 5: a dynamic code, renewed like a pay code
 EXPIRY_WARNING_SECONDS = 14 * 86_400  # warn two weeks ahead: time to reach the authority
 PAY_REFILL_BELOW = 5  # `refresh` refills the one-use pay batch when fewer remain (P13.3)
+PAY_TODAY_REFILL_BELOW = 2  # ... or when fewer remain for today (each is valid on one day)
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +63,23 @@ class OneUsePay:
     @property
     def expires_at(self) -> int:
         return read_unverified_credential(self.credential).expires_at
+
+    @property
+    def valid_from(self) -> int:
+        """The start of the one UTC day it is valid on (its ``iat``)."""
+        return read_unverified_credential(self.credential).issued_at
+
+    @property
+    def kid(self) -> str | None:
+        """The issuer key that signed it (the JWS header's ``kid``, unverified)."""
+        return unverified_kid(self.credential)
+
+    def usable(self, now: int) -> bool:
+        """Valid now: on its day (a till refuses a later day's NOT_YET_VALID) and one day
+        long (older several-day ones are refused LIFETIME_TOO_LONG)."""
+        claims = read_unverified_credential(self.credential)
+        return (claims.issued_at <= now < claims.expires_at
+                and claims.expires_at - claims.issued_at <= ONE_USE_PAY_LIFETIME_SECONDS)
 
     def to_json(self) -> dict[str, str]:
         return {"credential": self.credential, "holder_seed": b64url_encode(self.holder_seed)}
@@ -122,8 +142,13 @@ class Card:
     one_use_pay: bool = False
 
     def unused_pay(self, now: int) -> int:
-        """How many one-use pay credentials are left that have not expired."""
+        """How many one-use pay credentials are left that have not expired (today's and
+        those pre-issued for the next days)."""
         return sum(1 for one in self.pay_batch if one.expires_at > now)
+
+    def pay_today(self, now: int) -> int:
+        """How many one-use pay credentials are left for today (usable now)."""
+        return sum(1 for one in self.pay_batch if one.usable(now))
 
     def next_pay_proof_time(self, now: int) -> int:
         """A pay proof time strictly later than the last one shown for this card."""
@@ -235,6 +260,16 @@ class Card:
         return card
 
 
+def unverified_kid(unverified_jws: str) -> str | None:
+    """The ``kid`` in a compact JWS's header (not checked: for the phone's own sorting)."""
+    try:
+        header = json.loads(b64url_decode(unverified_jws.split(".", 1)[0]))
+    except (ValueError, FmcError):
+        return None
+    kid = header.get("kid") if isinstance(header, dict) else None
+    return kid if isinstance(kid, str) else None
+
+
 def read_unverified_credential(unverified_jws: str) -> Credential:
     """Decode a credential's claims without checking the issuer signature.
 
@@ -286,13 +321,15 @@ class PayProofClock:
 
 
 def take_one_use_pay(card: Card, *, now: int) -> tuple[Card, OneUsePay | None]:
-    """The next unused one-use pay credential for a new showing, and the card without it
-    (expired ones dropped): the caller saves the card before showing the code, so it is
-    never shown twice. None when the card has none (then ``present`` decides)."""
-    fresh = [one for one in card.pay_batch if one.expires_at > now]
-    if not fresh:
-        return replace(card, pay_batch=()), None
-    return replace(card, pay_batch=tuple(fresh[1:])), fresh[0]
+    """The next unused one-use pay credential for today for a new showing, and the card
+    without it (expired ones dropped, later days' kept): the caller saves the card before
+    showing the code, so it is never shown twice. None when the card has none for today
+    (then ``present`` says PAY_BATCH_EMPTY: refresh online)."""
+    fresh = sorted((one for one in card.pay_batch
+                    if one.expires_at > now and (one.usable(now) or one.valid_from > now)),
+                   key=lambda one: one.valid_from)
+    today = next((one for one in fresh if one.usable(now)), None)
+    return replace(card, pay_batch=tuple(one for one in fresh if one is not today)), today
 
 
 def present(card: Card, purpose: Purpose, *, now: int,
@@ -323,8 +360,8 @@ def present(card: Card, purpose: Purpose, *, now: int,
                                  challenge_digest=None if challenge is None else challenge.digest)
     if purpose is Purpose.PAY and card.one_use_pay:
         raise WalletError(WalletErrorCode.PAY_BATCH_EMPTY,
-                          f"card {card.card_number} has no unused pay credential left; "
-                          "run `refresh` online to refill")
+                          f"card {card.card_number} has no unused pay credential left for"
+                          " today; run `refresh` online to refill")
     jws = card.credentials.get(purpose)
     if jws is None:
         raise WalletError(

@@ -53,7 +53,8 @@ class AppContext:
         return PayBatchPolicy(self.settings.one_use_pay_lifetime_days,
                               self.settings.pay_batch_max,
                               self.settings.pay_handles_outstanding_max,
-                              self.settings.default_offline_limit_fen)
+                              self.settings.default_offline_limit_fen,
+                              self.settings.pay_offline_per_day)
 
     def url(self, path: str) -> str:
         return self.settings.public_base + path

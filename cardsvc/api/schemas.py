@@ -133,10 +133,19 @@ class PayBatchOut(BaseModel):
     card_number: str
     credentials: list[str] = Field(description="one-use pay credentials (compact JWS), one"
                                    " per holder key, in order (fewer at the outstanding cap)")
-    expires_at: int
+    days: list[int] = Field(description="per credential, in order: the UTC midnight (epoch"
+                            " seconds) starting the one day it is valid on (its iat; today's"
+                            " first)")
+    expires_at: int = Field(description="the latest exp in the batch (end of its last day)")
     outstanding: int = Field(description="unused, unexpired one-use pay credentials now")
-    offline_limit_fen: int
+    offline_limit_fen: int = Field(description="the ol of each day's first"
+                                   " CARDSVC_PAY_OFFLINE_PER_DAY credentials (the card's tier"
+                                   " divided by it); online-only top-ups carry 0")
     balance_fen: int = Field(description="for the holder's own screen only")
+    retired_keys: dict[str, int] = Field(default_factory=dict, description="kid -> end of"
+                                         " its signing window (0: compromised): the phone"
+                                         " drops credentials it signed for days starting at"
+                                         " or after it (the authority ended them)")
 
 
 class OfficerIn(_In):

@@ -81,8 +81,9 @@ from cardsvc.services._locking import for_update
 from cardsvc.services.audit import Actor, append_audit
 from cardsvc.services.cards import change_card_state, get_card
 from cardsvc.services.errors import Conflict, Invalid, NotFound, PaymentRefused
+from cardsvc.services.status import set_entry_status
 from cardsvc.services.trust import Keyring, active_signer, signing_alg
-from schemas import Credential, FmcError, TrustListClaims, b64url_encode
+from schemas import STATUS_REVOKED, Credential, FmcError, StatusRef, TrustListClaims, b64url_encode
 from schemas.challenge import Challenge, decode_challenge
 from schemas.codes import ChallengeMismatch, ResultCode
 from schemas.receipt import MAX_AMOUNT_FEN
@@ -322,6 +323,7 @@ def charge_online(
                                  now=epoch, challenge=sale) if locked is not None
               else verify_live_status(session, pay_code, trust=trust, first=first,
                                       now=epoch, challenge=sale))
+    _refuse_a_used_handle(session, result, credential)
     if not result.ok or credential is None or key is None:
         raise Invalid(result.code.value, result.detail or "the pay code was refused")
     if card is None:
@@ -576,7 +578,7 @@ def settle_offline(
         # Refused online (402, 409, 422 ...): "accepted offline" later is not believable.
         return _refused(item, "PAY_CODE_SEEN_ONLINE")
     if _offline_taken_that_day(session, card_id=card.id, accepted=accepted) + item.amount_fen \
-            > (credential.offline_limit_fen or 0):
+            > _offline_day_cap(session, credential):
         # The card's offline limit holds across all terminals, per UTC day of acceptance;
         # beyond it the merchant took the risk (as past a floor limit), not the holder.
         return _refused(item, "OFFLINE_EXPOSURE_CAP_EXCEEDED")
@@ -691,15 +693,41 @@ def _with_card(session: Session, credential: Credential | None) -> Credential | 
 def _use_handle(session: Session, credential: Credential, *, payment_id: str,
                 now: datetime) -> bool:
     """Mark the one-use handle used by this payment (after the card's row lock, in the
-    charge's transaction); False when it was used before. True for a card-bound code."""
+    charge's transaction) and its status entry invalid, so a till that syncs refuses the
+    code offline from then on; False when it was used before. True for a card-bound code."""
     if credential.pay_handle is None:
         return True
     used = session.execute(update(PayHandle)
                            .where(PayHandle.handle == credential.pay_handle.hex(),
                                   PayHandle.used_at.is_(None))
                            .values(used_at=now, payment_id=payment_id)
-                           .returning(PayHandle.handle)).first()
-    return used is not None
+                           .returning(PayHandle.status_list_id, PayHandle.status_index)).first()
+    if used is None:
+        return False
+    set_entry_status(session, ref=StatusRef(used[0], used[1]), status=STATUS_REVOKED)
+    return True
+
+
+def _refuse_a_used_handle(session: Session, result: VerificationResult,
+                          credential: Credential | None) -> None:
+    """PAY_CODE_USED for a one-use code whose handle was charged: its status entry is
+    invalid (so tills refuse it offline), which the live check reports as REVOKED."""
+    if (result.code is ResultCode.REVOKED and credential is not None
+            and credential.pay_handle is not None
+            and _handle_payment(session, credential) is not None):
+        raise Conflict("PAY_CODE_USED", "this pay code has already been charged")
+
+
+def _offline_day_cap(session: Session, credential: Credential) -> int:
+    """The most a card may have settled offline on one day: a card-bound code's ``ol``; a
+    one-use code's day limit (the card's tier when it was issued: N credentials of
+    ``ol`` = tier // N each), its ``ol`` for a handle from before day-bound credentials."""
+    ol = credential.offline_limit_fen or 0
+    if credential.pay_handle is None:
+        return ol
+    day_limit = session.scalar(select(PayHandle.day_limit_fen)
+                               .where(PayHandle.handle == credential.pay_handle.hex()))
+    return ol if day_limit is None else day_limit
 
 
 def _handle_payment(session: Session, credential: Credential) -> Payment | None:

@@ -44,6 +44,7 @@ from cardsvc.payments.charges import (
     _for_merchant,
     _handle_receipt,
     _new_id,
+    _refuse_a_used_handle,
     _sign,
     _use_handle,
     _with_card,
@@ -172,6 +173,7 @@ def charge_for_acquirer(
         return stored
     result = verify_live_status(session, pay_code, trust=trust, first=first, now=epoch,
                                 challenge=sale)
+    _refuse_a_used_handle(session, result, credential)
     if not result.ok or credential is None:
         raise Invalid(result.code.value, result.detail or "the pay code was refused")
     if card is None:

@@ -119,12 +119,13 @@ def set_entry_status(session: Session, *, ref: StatusRef, status: int) -> bool:
 def set_pay_handle_statuses(session: Session, *, card_id: int, status: int,
                             now: datetime) -> int:
     """The card's state reaches every one-use pay credential it still has (P13.3): each
-    live handle's own status entry is set, so verifiers learn it at their next sync.
-    Returns how many entries changed."""
+    live handle's own status entry is set, so verifiers learn it at their next sync (a
+    used one stays invalid: reinstating the card does not revive it). Returns how many
+    entries changed."""
     rows = session.execute(
         select(PayHandle.status_list_id, PayHandle.status_index)
         .where(PayHandle.card_id == card_id, PayHandle.ended_at.is_(None),
-               PayHandle.expires_at > now)).all()
+               PayHandle.used_at.is_(None), PayHandle.expires_at > now)).all()
     return sum(set_entry_status(session, ref=StatusRef(list_id, index), status=status)
                for list_id, index in rows)
 

@@ -178,7 +178,7 @@ def test_a_challenge_sale_taken_offline_and_uploaded(authority: Authority,
     issued = authority.post("/v1/cards", {"foreigner_code": person["foreigner_code"],
                                           "entitlements": ["payment"],
                                           "valid_until": "2030-12-31",
-                                          "offline_limit_fen": 5_000})
+                                          "offline_limit_fen": 10_000})  # ol 2,000 (tier / 5)
     card_number = issued["card_number"]
     authority.post(f"/v1/accounts/{card_number}/topups",
                    {"amount_fen": 10_000, "idempotency_key": "desk-0002"})

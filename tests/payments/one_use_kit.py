@@ -10,6 +10,7 @@ from payments_kit import PayCard, PayWorld
 
 from keys import Ed25519Signer, sign_presentation
 from schemas import b64url_encode
+from schemas._jose import inflate_capped, parse_json_object, split_compact
 from schemas.provisioning import pay_batch_proof_message
 
 
@@ -23,6 +24,23 @@ class OneUse:
     def code(self, proof_time: int) -> str:
         return sign_presentation(self.credential, self.holder, proof_time=proof_time,
                                  purpose="pay")
+
+    @property
+    def claims(self) -> dict[str, Any]:
+        _, _, payload, _ = split_compact(self.credential)
+        return parse_json_object(inflate_capped(payload, 4096))
+
+    def valid_at(self, now: int) -> bool:
+        """On its day: a credential for a later day is NOT_YET_VALID, an earlier EXPIRED."""
+        return bool(self.claims["iat"] <= now < self.claims["exp"])
+
+
+def take_for_today(batch: list[OneUse], now: int) -> OneUse | None:
+    """The first credential of ``batch`` valid now, taken out of it (None: none today)."""
+    for n, one in enumerate(batch):
+        if one.valid_at(now):
+            return batch.pop(n)
+    return None
 
 
 def pay_batch_request(card: PayCard, holders: list[Ed25519Signer], now: int, *,

@@ -56,10 +56,12 @@ def test_a_refill_issues_one_use_credentials_that_name_no_card(world: PayWorld) 
     midnight = world.clock.epoch // DAY * DAY
     for one, claim in zip(batch, claims, strict=True):
         assert "cn" not in claim and claim["pur"] == "pay"
-        assert claim["iat"] == midnight and claim["exp"] == midnight + 7 * DAY
-        assert claim["ol"] == 20_000  # the city's tier, not the card's own 50,000
+        assert claim["iat"] == midnight and claim["exp"] == midnight + DAY  # today only
+        # The city's tier (not the card's own 50,000) over the N credentials of a day.
+        assert claim["ol"] == 20_000 // world.settings.pay_offline_per_day
         assert b64url_decode(claim["hk"]) == one.holder.public_key
     assert len({c["ph"] for c in claims}) == len({tuple(c["st"]) for c in claims}) == 5
+    assert body["days"] == [midnight] * 5
 
 
 @given(st.integers(0, 10**7), st.integers(4, 10**7))
@@ -131,12 +133,27 @@ def test_a_refill_refuses_every_class_of_bad_holder_key(world: PayWorld, case: s
     assert refill_answer(world, card, 1)[0].json()["outstanding"] == before + 1
 
 
-def test_outstanding_handles_are_capped(world: PayWorld) -> None:
-    card = world.card()
-    refill(world, card, 20)
-    refill(world, card, 15)
-    answer, partial = refill_answer(world, card, 20)  # only 5 more fit under 40
-    assert answer.status_code == 200 and len(partial) == 5 and answer.json()["outstanding"] == 40
+def test_a_refill_fills_the_earliest_days_then_tops_up_today_up_to_the_cap(
+        world: PayWorld) -> None:
+    card = world.card(topup=10_000)
+    till = world.terminal()
+    per_day, midnight = world.settings.pay_offline_per_day, world.clock.epoch // DAY * DAY
+    answer, first = refill_answer(world, card, 20)  # today, tomorrow, ... N each
+    assert answer.json()["days"] == [midnight + d * DAY for d in range(4) for _ in range(5)]
+    assert [(_claims(one.credential)["iat"], _claims(one.credential)["exp"])
+            for one in first[::per_day]] == [(midnight + d * DAY, midnight + (d + 1) * DAY)
+                                              for d in range(4)]
+    answer, rest = refill_answer(world, card, 20)  # the horizon: 7 days of N
+    assert len(rest) == 15 and answer.json()["days"][-1] == midnight + 6 * DAY
+    # Every day holds its N and today's are not used: nothing more (never a 6th for today).
+    answer, _ = refill_answer(world, card, 1)
+    assert (answer.status_code, answer.json()["code"]) == (409, "PAY_HANDLES_OUTSTANDING")
+    for one in first[:per_day]:  # today's N used online: today continues online only
+        assert world.charge(till, one.code(world.clock.epoch), 100).status_code == 201
+    answer, top_ups = refill_answer(world, card, 20)
+    assert len(top_ups) == 40 - 30 and answer.json()["outstanding"] == 40
+    assert {(_claims(one.credential)["iat"], _claims(one.credential)["ol"])
+            for one in top_ups} == {(midnight, 0)}
     answer, _ = refill_answer(world, card, 1)
     assert (answer.status_code, answer.json()["code"]) == (409, "PAY_HANDLES_OUTSTANDING")
 
@@ -209,16 +226,19 @@ def test_offline_a_handle_settles_once_and_a_second_code_of_it_is_a_double_spend
     assert world.card_state(card.card_number) == "suspended"
 
 
-def test_offline_limit_is_the_credentials_tier(world: PayWorld) -> None:
+def test_offline_limit_is_the_tier_over_the_days_credentials(world: PayWorld) -> None:
     card = world.card(topup=100_000, offline_limit_fen=12_000)  # tier 10,000 of 20,000
-    till = world.terminal(floor=50_000)
-    [one, two] = refill(world, card, 2)
+    till, other_till = world.terminal(floor=50_000), world.terminal(floor=50_000)
+    batch = refill(world, card, world.settings.pay_offline_per_day)
+    ol = 10_000 // world.settings.pay_offline_per_day  # the tier over a day's N
     t = world.clock.epoch
-    assert _claims(one.credential)["ol"] == 10_000
-    [over] = _upload(world, till, _item(one.code(t), 10_001, t))
+    assert {_claims(one.credential)["ol"] for one in batch} == {ol}
+    [over] = _upload(world, till, _item(batch[0].code(t), ol + 1, t))
     assert over["code"] == "OFFLINE_LIMIT_EXCEEDED"
-    [ok] = _upload(world, till, _item(two.code(t), 10_000, t))
-    assert ok["outcome"] == "settled"
+    # The card's day across every till: the tier (N x ol), not one credential's ol.
+    results = [_upload(world, [till, other_till][n % 2], _item(one.code(t), ol, t))[0]
+               for n, one in enumerate(batch)]
+    assert [r["outcome"] for r in results] == ["settled"] * len(batch)
 
 
 def test_a_new_phone_ends_the_old_phones_handles(world: PayWorld) -> None:

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
-from one_use_kit import OneUse, refill
+from one_use_kit import OneUse, refill, take_for_today
 from payments_kit import NOW, PayCard, PayWorld, TerminalHandle
 
 from schemas._jose import inflate_capped, parse_json_object, split_compact
@@ -69,7 +69,9 @@ def _charge(world: PayWorld, till: TerminalHandle, one: OneUse, n: int,
     proof_time = world.clock.epoch
     code = one.code(proof_time)
     values = list(_code_values(code))
-    if n % OFFLINE_EVERY == 0:
+    # Offline only with a credential carrying an offline limit (a day's first N; the
+    # top-ups after them carry 0 and are refused offline): both cards alike.
+    if n % OFFLINE_EVERY == 0 and one.claims["ol"] > 0:
         accepted = (NOW + timedelta(seconds=proof_time - int(NOW.timestamp()))).isoformat()
         answer = world.http.post("/v1/payments/offline-batch", headers=till.headers, json={
             "items": [{"pay_code": code, "amount_fen": AMOUNT, "accepted_at": accepted,
@@ -87,14 +89,19 @@ def _charge(world: PayWorld, till: TerminalHandle, one: OneUse, n: int,
 
 
 def _shop(world: PayWorld, till: TerminalHandle, cards: dict[str, PayCard],
-          seen: Seen, *, start: int = 0, count: int = CODES_PER_CARD) -> None:
-    """Each card pays ``count`` times, alternating customers, the clock moving on."""
-    batches: dict[str, list[OneUse]] = {name: [] for name in cards}
+          seen: Seen, batches: dict[str, list[OneUse]], *, start: int = 0,
+          count: int = CODES_PER_CARD) -> None:
+    """Each card pays ``count`` times, alternating customers, the clock moving on; each
+    time with a credential for today (the phone refills when it has none)."""
     for n in range(start, start + count):
         for name, card in cards.items():
-            if not batches[name]:
-                batches[name] = refill(world, card, 20)
-            _charge(world, till, batches[name].pop(), n, seen, name)
+            batch = batches.setdefault(name, [])
+            one = take_for_today(batch, world.clock.epoch)
+            if one is None:
+                batch += refill(world, card, 20)
+                one = take_for_today(batch, world.clock.epoch)
+            assert one is not None, (name, n)
+            _charge(world, till, one, n, seen, name)
             world.clock.advance(7)
 
 
@@ -120,7 +127,7 @@ def test_fifty_codes_of_each_of_two_cards_share_nothing_card_specific(world: Pay
     cards = _two_cards(world)
     till = world.terminal(floor=20_000)
     seen: Seen = defaultdict(set)
-    _shop(world, till, cards, seen)
+    _shop(world, till, cards, seen, {})
     assert len({n for where in seen.values() for _, n in where}) == CODES_PER_CARD
     assert _linking_values(seen) == []
     # The check itself bites: the card-bound pay code names the card in every code.
@@ -136,9 +143,15 @@ def test_one_merchant_on_two_days(world: PayWorld) -> None:
     cards = _two_cards(world)
     till = world.terminal(floor=20_000)
     seen: Seen = defaultdict(set)
-    _shop(world, till, cards, seen, count=10)
-    world.clock.advance(86_400)  # the next day: new batches, a new day-rounded iat
-    _shop(world, till, cards, seen, start=10, count=10)
+    batches: dict[str, list[OneUse]] = {}
+    _shop(world, till, cards, seen, batches, count=10)
+    world.clock.advance(86_400)  # the next day: the phones' credentials for that day
+    _shop(world, till, cards, seen, batches, start=10, count=10)
     assert _linking_values(seen) == []
     iats = {value for field, value in seen if field == "credential.claims.iat"}
     assert len(iats) == 2  # one per day, shared by both cards
+    # Alike across cards that day: the same iat, exp and ol for cards of one tier.
+    for claim in ("iat", "exp", "ol"):
+        for field, value in seen:
+            if field == f"credential.claims.{claim}":
+                assert {card for card, _ in seen[field, value]} == {"A", "B"}, (claim, value)

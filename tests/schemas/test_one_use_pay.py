@@ -63,11 +63,32 @@ def test_verifies_under_the_payment_policy_and_lifetime_is_capped() -> None:
     assert result.ok, result
     assert result.to_json()["card"] is None and result.to_json()["pay_handle"]
     midnight = NOW - NOW % DAY
-    long_token = sign_credential(one_use_credential(expires_at=midnight + 7 * DAY), ISSUER_KEY)
-    long_text = sign_presentation(long_token, DEVICE, proof_time=NOW, purpose="pay")
-    refused = verify_presentation(long_text, state=world.state(), policy=POLICIES["payment"],
+    # Valid on one day only: a second longer is LIFETIME_TOO_LONG (the old 7 days too).
+    for exp, code in ((midnight + DAY, ResultCode.OK),
+                      (midnight + DAY + 1, ResultCode.LIFETIME_TOO_LONG),
+                      (midnight + 7 * DAY, ResultCode.LIFETIME_TOO_LONG)):
+        token = sign_credential(one_use_credential(expires_at=exp), ISSUER_KEY)
+        text = sign_presentation(token, DEVICE, proof_time=NOW, purpose="pay")
+        answer = verify_presentation(text, state=world.state(), policy=POLICIES["payment"],
+                                     now=NOW, replay_cache=None)
+        assert answer.code is code, (exp - midnight, answer)
+
+
+def test_a_credential_for_a_later_day_is_not_yet_valid_today() -> None:
+    """A pre-issued credential for tomorrow cannot be spent today (online or offline)."""
+    world = World()
+    midnight = NOW - NOW % DAY
+    tomorrow = sign_credential(one_use_credential(issued_at=midnight + DAY,
+                                                  expires_at=midnight + 2 * DAY), ISSUER_KEY)
+    text = sign_presentation(tomorrow, DEVICE, proof_time=NOW, purpose="pay")
+    refused = verify_presentation(text, state=world.state(), policy=POLICIES["payment"],
                                   now=NOW, replay_cache=None)
-    assert refused.code is ResultCode.LIFETIME_TOO_LONG
+    assert refused.code is ResultCode.NOT_YET_VALID
+    later = midnight + DAY + 60
+    text = sign_presentation(tomorrow, DEVICE, proof_time=later, purpose="pay")
+    accepted = verify_presentation(text, state=world.state(), policy=POLICIES["payment"],
+                                   now=later, replay_cache=None)
+    assert accepted.code is not ResultCode.NOT_YET_VALID, accepted
 
 
 def _receipt(**changes: object) -> Receipt:

@@ -73,10 +73,10 @@ def build() -> dict[str, Any]:
     legacy_token = sign_credential(legacy, ISSUER_KEY, alg="EdDSA")
     downgraded = credential(Purpose.ID)
     downgraded_token = sign_credential(downgraded, ISSUER_KEY, alg="EdDSA")
-    # P13.3: a one-use pay credential (handle, no card number), and one living 8 days.
+    # P13.3: a one-use pay credential (handle, no card number, one day), and one living 2.
     one_use = one_use_credential()
     one_use_token = sign_credential(one_use, ISSUER_KEY)
-    long_one_use = one_use_credential(expires_at=one_use.issued_at + 8 * DAY)
+    long_one_use = one_use_credential(expires_at=one_use.issued_at + 2 * DAY)
     long_one_use_token = sign_credential(long_one_use, ISSUER_KEY)
     presentations += [
         {
@@ -137,7 +137,7 @@ def build() -> dict[str, Any]:
                        {"service": "counter", "now": NOW, "code": "WRONG_PURPOSE"}],
         },
         {
-            "name": "one-use pay living 8 days",
+            "name": "one-use pay living 2 days (valid on one day only)",
             "claims": long_one_use.to_payload(),
             "credential_jws": long_one_use_token,
             "presentation": sign_presentation(long_one_use_token, DEVICE, proof_time=NOW,

@@ -197,9 +197,11 @@ def test_suspend_and_reinstate_reach_the_phone_on_refresh(
 def test_pay_codes_come_from_a_refilled_batch_of_one_use_credentials(
     cardsvc: RunningAuthority, wallet_path: Path
 ) -> None:
-    """P13.3: provisioning fetches a batch; each pay showing takes the next one-use
-    credential (no card number, a fresh holder key); an empty batch shows no code until
-    `refresh` refills it; the card-bound pay credential is never shown again."""
+    """P13.3: provisioning fetches a batch (today's and tomorrow's: each credential is
+    valid on one day); each pay showing takes the next one-use credential for today (no
+    card number, a fresh holder key); with none left for today no code is shown, even
+    after `refresh` (it pre-issues later days; the card-bound pay credential is never
+    shown again)."""
     from wallet_sim.authority import PAY_BATCH_SIZE
     from wallet_sim.card import read_unverified_credential
 
@@ -208,9 +210,11 @@ def test_pay_codes_come_from_a_refilled_batch_of_one_use_credentials(
     assert _wallet([*wallet, "provision", "--server", cardsvc.url, "--code", code])[0] == 0
     (card,) = open_wallet(wallet_path, PIN).cards
     assert card.one_use_pay and len(card.pay_batch) == PAY_BATCH_SIZE
+    today = card.pay_today(int(time.time()))
+    assert today == 5  # CARDSVC_PAY_OFFLINE_PER_DAY; the rest are tomorrow's
     state = cardsvc.state()
     handles = set()
-    for _ in range(PAY_BATCH_SIZE):
+    for _ in range(today):
         exit_code, text, stderr = _wallet([*wallet, "show", "--purpose", "pay", "--text"])
         assert exit_code == 0, stderr
         result = verify_presentation(text.strip(), state=state, policy=POLICIES["payment"],
@@ -219,11 +223,14 @@ def test_pay_codes_come_from_a_refilled_batch_of_one_use_credentials(
         assert result.credential.card_number == "" and result.credential.pay_handle
         assert result.credential.holder_key != card.device_public_key
         handles.add(result.credential.pay_handle)
-    assert len(handles) == PAY_BATCH_SIZE
+    assert len(handles) == today
     exit_code, text, stderr = _wallet([*wallet, "show", "--purpose", "pay", "--text"])
     assert exit_code == 1 and "PAY_BATCH_EMPTY" in stderr and text == ""
     assert _wallet([*wallet, "refresh"])[0] == 0
     (refilled,) = open_wallet(wallet_path, PIN).cards
-    assert len(refilled.pay_batch) == PAY_BATCH_SIZE
+    # Two more days; today's are issued (none charged yet): no sixth for today.
+    assert len(refilled.pay_batch) == PAY_BATCH_SIZE - today + PAY_BATCH_SIZE
     assert all(read_unverified_credential(one.credential).is_one_use
                for one in refilled.pay_batch)
+    exit_code, text, stderr = _wallet([*wallet, "show", "--purpose", "pay", "--text"])
+    assert exit_code == 1 and "PAY_BATCH_EMPTY" in stderr and text == ""

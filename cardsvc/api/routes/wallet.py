@@ -77,9 +77,12 @@ def pay_batch(body: PayBatchIn, ctx: Ctx) -> PayBatchOut:
 
     ``proof`` is the card's device key's signature over
     ``schemas.provisioning.pay_batch_proof_message(card_number, device_key, time,
-    holder_keys)``. The card must be active and entitled to payment; a card holds at most
-    ``CARDSVC_PAY_HANDLES_OUTSTANDING_MAX`` unused ones (fewer are issued near the cap,
-    409 PAY_HANDLES_OUTSTANDING at it).
+    holder_keys)``. The card must be active and entitled to payment. Each credential is
+    valid on one UTC day (``days``): the earliest days first, today up to
+    ``CARDSVC_ONE_USE_PAY_LIFETIME_DAYS``, ``CARDSVC_PAY_OFFLINE_PER_DAY`` each (used ones
+    counted), then online-only top-ups (``ol`` 0) for today once today's are all used. A
+    card holds at most ``CARDSVC_PAY_HANDLES_OUTSTANDING_MAX`` unused ones (fewer are
+    issued near the cap, 409 PAY_HANDLES_OUTSTANDING at it or with nothing to issue).
     """
     device_key = _bytes(body.device_key, "device_key")
     proof = _bytes(body.proof, "proof")
@@ -91,8 +94,10 @@ def pay_batch(body: PayBatchIn, ctx: Ctx) -> PayBatchOut:
             proof_time=body.time, unverified_proof=proof, unverified_holder_keys=holder_keys,
             signing=ctx.signing, policy=ctx.pay_batch_policy, now=ctx.clock())
         return PayBatchOut(card_number=batch.card_number, credentials=batch.credentials,
-                           expires_at=batch.expires_at, outstanding=batch.outstanding,
+                           days=batch.days, expires_at=batch.expires_at,
+                           outstanding=batch.outstanding,
                            offline_limit_fen=batch.offline_limit_fen,
-                           balance_fen=batch.balance_fen)
+                           balance_fen=batch.balance_fen,
+                           retired_keys=batch.retired_keys)
 
     return ctx.database.transact(work)
