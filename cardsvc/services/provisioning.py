@@ -19,11 +19,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
 
 from sqlalchemy import bindparam, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, joinedload
 
 import keys as keylib
 from cardsvc.models import Card, Person, Portrait, ProvisioningCode, UtcDateTime
-from cardsvc.services._locking import for_update
 from cardsvc.services.audit import Actor, append_audit
 from cardsvc.services.cards import (
     get_card,
@@ -34,7 +33,7 @@ from cardsvc.services.cards import (
 from cardsvc.services.errors import Conflict, Forbidden, Gone, Invalid, NotFound
 from cardsvc.services.portrait_bundle import record_credentials
 from cardsvc.services.status import end_pay_handles, reserve_status_entry, set_entry_status
-from cardsvc.services.trust import Keyring, active_signer, signing_alg
+from cardsvc.services.trust import Keyring, signer_and_alg
 from schemas import STATUS_REVOKED, Credential, Entitlement, Purpose, StatusRef, b64url_decode
 from schemas.credential import MAX_LIFETIME_SECONDS
 from schemas.provisioning import provisioning_proof_message, refresh_proof_message
@@ -80,7 +79,11 @@ _CONSUME_CODE = (
     .values(used_at=bindparam("now", type_=UtcDateTime))
     .returning(ProvisioningCode.card_id)
 )
-_LOCK_CARD = for_update(select(Card).where(Card.id == bindparam("card_id")))
+# The card locked (not its person) and its person loaded in the same statement: the
+# credentials need both, and a lazy load after was one more round trip.
+_LOCK_CARD = (select(Card).options(joinedload(Card.person, innerjoin=True))
+              .where(Card.id == bindparam("card_id"))
+              .with_for_update(of=Card).execution_options(populate_existing=True))
 
 
 def redeem_provisioning_code(
@@ -194,8 +197,7 @@ def _bind_and_sign(
     card.updated_at = now
     session.flush()
     person = card.person
-    signer = active_signer(session, keyring=signing.keyring)
-    alg = signing_alg(session, now=now)
+    signer, alg = signer_and_alg(session, keyring=signing.keyring, now=now)
     iat = int(now.timestamp())
     end_of_validity = datetime.combine(card.valid_until, time(0), tzinfo=UTC) + timedelta(days=1)
     exp = min(int(end_of_validity.timestamp()), iat + signing.credential_lifetime_days * 86_400)

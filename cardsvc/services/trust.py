@@ -57,6 +57,7 @@ __all__ = [
     "rotate_keys",
     "set_alg_cutover",
     "signed_trust_list",
+    "signer_and_alg",
     "signing_alg",
     "timestamp_keys",
 ]
@@ -210,8 +211,28 @@ def signing_alg(session: Session, *, now: datetime) -> str:
     """The JOSE ``alg`` to sign with at ``now``: RFC 9864's ``Ed25519`` from the cut-over
     the trust list announces, the deprecated ``EdDSA`` before it (docs/FORMATS.md)."""
     cutover = alg_cutover(session)
+    return _alg_at(cutover, now)
+
+
+def _alg_at(cutover: int | None, now: datetime) -> str:
     return keylib.ALG_ED25519 if cutover is not None and _epoch(now) >= cutover \
         else keylib.ALG_EDDSA
+
+
+# The active kid and the cut-over in one statement, built once (provisioning signs with
+# both; two reads, one of them loading the whole trust row, cost a round trip and the ORM).
+_SIGNING_STATE = select(
+    IssuerKeyRecord.kid,
+    select(TrustState.alg_cutover).where(TrustState.id == _TRUST_ROW).scalar_subquery(),
+).where(IssuerKeyRecord.state == KeyState.ACTIVE.value)
+
+
+def signer_and_alg(session: Session, *, keyring: Keyring, now: datetime) -> tuple[Signer, str]:
+    """``active_signer`` and ``signing_alg`` together, in one statement."""
+    row = session.execute(_SIGNING_STATE).first()
+    if row is None:
+        raise Unavailable("NOT_INITIALISED", "no active issuer key; run cardsvc init")
+    return keyring.signer(row[0]), _alg_at(row[1], now)
 
 
 def set_alg_cutover(session: Session, *, at: datetime, actor: Actor, now: datetime) -> int:
