@@ -33,7 +33,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from cardsvc.models import SEALER_INFO
 from cardsvc.settings import Settings
 
-__all__ = ["Database", "normalize_url"]
+__all__ = ["Database", "RetryTransaction", "normalize_url"]
 
 T = TypeVar("T")
 _log = logging.getLogger(__name__)
@@ -73,6 +73,16 @@ def _is_transient(error: DBAPIError) -> bool:
         return True
     text = str(error.orig).lower()
     return "database is locked" in text or "database is busy" in text
+
+
+class RetryTransaction(Exception):
+    """Raised by a transaction's work to have it rolled back and run again from the start
+    (e.g. a unique key a concurrent transaction took first: the next run sees its row).
+    Counted as an attempt; after the last one ``fallback`` is raised instead."""
+
+    def __init__(self, fallback: Exception) -> None:
+        super().__init__(str(fallback))
+        self.fallback = fallback
 
 
 class Database:
@@ -144,6 +154,10 @@ class Database:
                     elif single_read:
                         session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
                     return work(session)
+            except RetryTransaction as retry:
+                if attempt == attempts:
+                    raise retry.fallback from retry
+                _log.info("transaction asked to run again (attempt %d)", attempt)
             except DBAPIError as error:
                 if attempt == attempts or not _is_transient(error):
                     raise

@@ -18,6 +18,7 @@ from sqlalchemy import bindparam, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from cardsvc.db import RetryTransaction
 from cardsvc.federation.state import own_sequence_blocks
 from cardsvc.models import Passport, Person, Portrait
 from cardsvc.services import _validate as check
@@ -207,27 +208,30 @@ def enrol_person(
             raise Conflict("POSSIBLE_DUPLICATE",
                            "a person with this nationality, birth date and a similar name exists",
                            candidates=[candidate.as_dict() for candidate in candidates])
+    # Nothing was written before this point, so a clash needs no savepoint (two round
+    # trips on every enrolment): the whole transaction runs again and finds theirs.
     try:
-        with session.begin_nested():
-            code = allocate_foreigner_code(
-                session, nationality=details.nationality, birth_date=details.birth_date,
-                blocks=own_sequence_blocks(session, issuer=issuer))
-            # A new person has no cards and this one passport: the collections are set
-            # here, so that nothing loads them again (the answer lists both).
-            person = Person(foreigner_code=code, surname=details.surname,
-                            given_names=details.given_names, nationality=details.nationality,
-                            birth_date=details.birth_date, sex=details.sex,
-                            name_key=name_key(details.surname, details.given_names),
-                            created_at=now, updated_at=now, created_by=actor.officer_id,
-                            passports=[], cards=[])
-            session.add(person)
-            session.flush()  # its id: the passport's sealed number is bound to it
-            person.passports.append(_passport_row(person, passport, details, current=True,
-                                                  actor=actor, now=now))
-            session.flush()
-    except IntegrityError:
-        # Someone enrolled the same passport at the same moment: theirs stands.
-        return _enrolled_meanwhile(session, passport, details)
+        code = allocate_foreigner_code(
+            session, nationality=details.nationality, birth_date=details.birth_date,
+            blocks=own_sequence_blocks(session, issuer=issuer))
+        # A new person has no cards and this one passport: the collections are set
+        # here, so that nothing loads them again (the answer lists both).
+        person = Person(foreigner_code=code, surname=details.surname,
+                        given_names=details.given_names, nationality=details.nationality,
+                        birth_date=details.birth_date, sex=details.sex,
+                        name_key=name_key(details.surname, details.given_names),
+                        created_at=now, updated_at=now, created_by=actor.officer_id,
+                        passports=[], cards=[])
+        session.add(person)
+        session.flush()  # its id: the passport's sealed number is bound to it
+        person.passports.append(_passport_row(person, passport, details, current=True,
+                                              actor=actor, now=now))
+        session.flush()
+    except IntegrityError as clash:
+        # Someone enrolled the same passport at the same moment: theirs stands, and the
+        # next run of this transaction returns it (Database.transact runs it again).
+        raise RetryTransaction(Conflict(
+            "ENROLMENT_CONFLICT", "a concurrent enrolment clashed; try again")) from clash
     if normalized is not None:
         _store_portrait(session, person, normalized, now=now)
     append_audit(session, actor=actor, action="person.enrolled", subject=code,
