@@ -39,6 +39,7 @@ from verifier.federation import verify_federation_list
 
 __all__ = [
     "accept_federation_list",
+    "federation_held",
     "held_federation",
     "held_federation_jwt",
     "highest_sequence",
@@ -57,6 +58,14 @@ _parsed_lock = threading.Lock()
 def held_federation_jwt(session: Session) -> str | None:
     """The signed federation list as accepted (served at ``GET /v1/federation-list``)."""
     return session.scalar(select(FederationState.signed_jwt).where(FederationState.id == _ROW))
+
+
+_HELD = select(FederationState.id).where(FederationState.id == _ROW)
+
+
+def federation_held(session: Session) -> bool:
+    """Whether a federation list was ever accepted (one indexed read, nothing parsed)."""
+    return session.scalar(_HELD) is not None
 
 
 def held_federation(session: Session) -> FederationClaims | None:

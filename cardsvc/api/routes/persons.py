@@ -21,6 +21,7 @@ from cardsvc.api.schemas import (
     PortraitIn,
 )
 from cardsvc.federation.enrolment import enrolment_check
+from cardsvc.federation.state import federation_held
 from cardsvc.models import Officer
 from cardsvc.roles import Role
 from cardsvc.services import persons
@@ -35,6 +36,10 @@ router = APIRouter(prefix="/v1", tags=["persons"])
 CodePath = Annotated[str, Path(pattern=FOREIGNER_CODE_PATTERN)]
 _READERS = (Role.registrar, Role.supervisor)
 _PROBLEMS = problems(401, 403, 404, 409, 422)
+
+
+class _AskOtherCitiesFirst(Exception):
+    """A federation is held: other cities are asked before the enrolment's transaction."""
 
 
 def _image(unverified_base64: str) -> bytes:
@@ -58,16 +63,14 @@ def enrol(
                                     body.birth_date, body.sex)
     passport = persons.PassportDetails(body.passport.number, body.passport.country.upper(),
                                        body.passport.expires)
-    if body.link_to is None:
-        elsewhere = enrolment_check(ctx, details=details, passport=passport,
-                                    officer_id=officer.id)
-        if any(m["matched_by"] == "passport" for m in elsewhere) or (
-                elsewhere and not body.confirm_new):
-            raise Conflict("KNOWN_IN_OTHER_CITY", "another city knows this person: move them"
-                           " here (POST /v1/persons/transfers) or, for a name match only,"
-                           " confirm a new person", known_elsewhere=elsewhere)
+    # Other cities are asked outside the transaction, before it. Without a federation
+    # (one city) there is no one to ask: the transaction finds that itself, instead of a
+    # transaction of its own before it to read that no federation list is held.
+    asked = body.link_to is not None
 
     def work(session: Session) -> EnrolmentOut:
+        if not asked and federation_held(session):
+            raise _AskOtherCitiesFirst  # rolled back: nothing was written
         outcome = persons.enrol_person(
             session, details=details, passport=passport, actor=Actor.for_officer(officer),
             now=ctx.clock(), portrait=portrait,
@@ -78,6 +81,18 @@ def enrol(
                             existing=not outcome.created, linked=outcome.linked,
                             mismatches=outcome.mismatches)
 
+    try:
+        out = ctx.database.transact(work)
+    except _AskOtherCitiesFirst:
+        elsewhere = enrolment_check(ctx, details=details, passport=passport,
+                                    officer_id=officer.id)
+        if any(m["matched_by"] == "passport" for m in elsewhere) or (
+                elsewhere and not body.confirm_new):
+            raise Conflict("KNOWN_IN_OTHER_CITY", "another city knows this person: move them"
+                           " here (POST /v1/persons/transfers) or, for a name match only,"
+                           " confirm a new person", known_elsewhere=elsewhere) from None
+        asked = True
+        out = ctx.database.transact(work)
     out = ctx.database.transact(work)
     if out.existing:
         response.status_code = 200
