@@ -93,7 +93,6 @@ def enrol(
                            " confirm a new person", known_elsewhere=elsewhere) from None
         asked = True
         out = ctx.database.transact(work)
-    out = ctx.database.transact(work)
     if out.existing:
         response.status_code = 200
     return out
