@@ -31,9 +31,11 @@ from cardsvc.services.audit import Actor, append_audit
 from cardsvc.services.errors import Conflict, Invalid, NotFound
 from cardsvc.services.status import (
     end_pay_handles,
+    propose_status_entry,
     reserve_status_entry,
     set_entry_status,
     set_pay_handle_statuses,
+    take_status_entry,
 )
 from cardsvc.settings import DEFAULT_OFFLINE_LIMIT_FEN
 from schemas import STATUS_REVOKED, STATUS_SUSPENDED, STATUS_VALID, Entitlement, StatusRef
@@ -170,15 +172,20 @@ def issue_card(
     for old in usable:
         _transition(session, old, "revoke", reason="replaced by a new card", actor=actor,
                     now=now)
+    # The card is inserted with a drawn status entry; most draws are free, so the entry
+    # is taken right after and the card needs no UPDATE (else it gets another entry).
+    ref = propose_status_entry(session, list_size=status_list_size, now=now)
     card = Card(card_number=_new_card_number(session), person_id=person.id, state="active",
                 entitlements=",".join(granted), valid_from=today, valid_until=valid_until,
                 offline_limit_fen=offline_limit_fen, data_version=1, bundle_version=0,
+                status_list_id=ref.list_id, status_index=ref.index,
                 created_at=now, updated_at=now, created_by=actor.officer_id)
     session.add(card)
     session.flush()
-    ref = reserve_status_entry(session, card_id=card.id, status=STATUS_VALID, now=now,
-                               list_size=status_list_size)
-    card.status_list_id, card.status_index = ref.list_id, ref.index
+    if not take_status_entry(session, ref=ref, card_id=card.id, status=STATUS_VALID, now=now):
+        ref = reserve_status_entry(session, card_id=card.id, status=STATUS_VALID, now=now,
+                                   list_size=status_list_size)
+        card.status_list_id, card.status_index = ref.list_id, ref.index
     code, expires = _create_code(session, card, actor=actor, now=now,
                                  ttl_seconds=provisioning_ttl_seconds, new_card=True)
     append_audit(session, actor=actor, action="card.issued", subject=card.card_number,

@@ -33,10 +33,12 @@ __all__ = [
     "create_status_list",
     "end_pay_handles",
     "list_status_list_ids",
+    "propose_status_entry",
     "reserve_status_entry",
     "set_entry_status",
     "set_pay_handle_statuses",
     "signed_status_list",
+    "take_status_entry",
 ]
 
 
@@ -91,15 +93,28 @@ def reserve_status_entry(
     while True:
         record = _open_list(session, list_size=list_size, now=now)
         for _ in range(_DRAWS_BEFORE_COUNTING):
-            index = secrets.randbelow(record.size)
-            inserted = session.connection().execute(_TAKE_ENTRY, {
-                "list_id": record.id, "idx": index, "status": status, "card_id": card_id,
-                "created_at": now}).first()
-            if inserted is not None:
-                if status != 0:
-                    _bump(session, record.id)
-                return StatusRef(record.id, index)
+            ref = StatusRef(record.id, secrets.randbelow(record.size))
+            if take_status_entry(session, ref=ref, card_id=card_id, status=status, now=now):
+                return ref
         _count(session, record)
+
+
+def propose_status_entry(session: Session, *, list_size: int, now: datetime) -> StatusRef:
+    """A random index in the open list, not taken yet (``take_status_entry`` takes it, or
+    finds it taken): a new card can carry it from its INSERT, no UPDATE after."""
+    record = _open_list(session, list_size=list_size, now=now)
+    return StatusRef(record.id, secrets.randbelow(record.size))
+
+
+def take_status_entry(session: Session, *, ref: StatusRef, card_id: int, status: int,
+                      now: datetime) -> bool:
+    """Take the entry ``ref`` for ``card_id``; False when another card holds it."""
+    inserted = session.connection().execute(_TAKE_ENTRY, {
+        "list_id": ref.list_id, "idx": ref.index, "status": status, "card_id": card_id,
+        "created_at": now}).first()
+    if inserted is not None and status != 0:
+        _bump(session, ref.list_id)
+    return inserted is not None
 
 
 def set_entry_status(session: Session, *, ref: StatusRef, status: int) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import secrets
 
 import pytest
 from cardsvc_kit import Authority, device_key
@@ -121,3 +122,22 @@ def test_every_card_has_exactly_its_status_entries(authority: Authority) -> None
             entries = session.scalars(select(StatusEntry).where(StatusEntry.card_id == card.id))
             assert [(e.list_id, e.idx) for e in entries] == [
                 (card.status_list_id, card.status_index)]
+
+
+def test_a_new_card_whose_drawn_status_entry_is_taken_gets_another(
+    authority: Authority, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The card is inserted carrying a drawn entry; if another card holds that entry, it
+    gets a free one, and no two cards share an entry."""
+    first = authority.issue(authority.enrol()["foreigner_code"])["card"]["status"]
+    draws = iter([first["index"], first["index"], 7])
+    real = secrets.randbelow  # the same module draws card number digits (n=10)
+    monkeypatch.setattr(secrets, "randbelow", lambda n: next(draws) if n > 10 else real(n))
+    second = authority.issue(authority.enrol()["foreigner_code"])["card"]
+    assert (second["status"]["list_id"], second["status"]["index"]) == (first["list_id"], 7)
+    with authority.database.sessions() as session:
+        card = session.scalar(select(Card).where(Card.card_number == second["card_number"]))
+        assert card is not None and (card.status_list_id, card.status_index) == (
+            first["list_id"], 7)
+        entry = session.get(StatusEntry, (first["list_id"], 7))
+        assert entry is not None and entry.card_id == card.id
