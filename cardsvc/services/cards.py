@@ -21,11 +21,11 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Literal
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import bindparam, exists, select, update
 from sqlalchemy.orm import Session
 
 from cardsvc.models import Card, Person, ProvisioningCode
-from cardsvc.services._foreigner_code import get_person
+from cardsvc.services._foreigner_code import get_person, is_valid_foreigner_code
 from cardsvc.services._locking import for_update
 from cardsvc.services.audit import Actor, append_audit
 from cardsvc.services.errors import Conflict, Invalid, NotFound
@@ -156,16 +156,14 @@ def issue_card(
         raise Invalid("INVALID_VALIDITY", "valid_until must be after today and within 10 years")
     if not 0 <= offline_limit_fen <= MAX_OFFLINE_LIMIT_FEN:
         raise Invalid("INVALID_OFFLINE_LIMIT", "offline limit out of range")
-    person = get_person(session, foreigner_code=foreigner_code, lock=True)
+    person, has_usable = _lock_person_for_issue(session, foreigner_code)
     if person.state == "moved":  # P10: the person belongs to another city now
         raise Conflict("PERSON_MOVED", f"this person moved to {person.moved_to}",
                        holding_city=person.moved_to)
     if person.state == "transfer_pending":  # no card until the move is committed
         raise Conflict("PERSON_TRANSFER_PENDING", "a move between cities is under way")
-    # Most people have no card yet: ask for a usable one before loading any (the ORM's
-    # collection load cost more than the statement).
-    usable = [] if session.execute(_USABLE_CARD, {"person_id": person.id}).first() is None \
-        else [card for card in person.cards if card.state != "revoked"]
+    # Most people have no card yet: their cards are loaded only when one is usable.
+    usable = [card for card in person.cards if card.state != "revoked"] if has_usable else []
     if usable and not replace_active:
         raise Conflict("ACTIVE_CARD_EXISTS", "this person already holds a usable card",
                        card_number=usable[0].card_number)
@@ -295,8 +293,22 @@ def _entitlements(names: Sequence[str]) -> list[str]:
     return sorted(set(names), key=order.index)
 
 
-_USABLE_CARD = select(Card.id).where(Card.person_id == bindparam("person_id"),
-                                     Card.state != "revoked").limit(1)
+# The person locked (FOR UPDATE OF persons only) and whether they hold a usable card,
+# in one statement.
+_LOCK_PERSON_FOR_ISSUE = for_update(
+    select(Person, exists().where(Card.person_id == Person.id, Card.state != "revoked"))
+    .where(Person.foreigner_code == bindparam("foreigner_code")))
+
+
+def _lock_person_for_issue(session: Session, foreigner_code: str) -> tuple[Person, bool]:
+    if not is_valid_foreigner_code(foreigner_code):
+        raise NotFound("PERSON_NOT_FOUND", "no person with this foreigner code")
+    row = session.execute(_LOCK_PERSON_FOR_ISSUE, {"foreigner_code": foreigner_code}).first()
+    if row is None:
+        raise NotFound("PERSON_NOT_FOUND", "no person with this foreigner code")
+    return row[0], bool(row[1])
+
+
 _CARD_ID_BY_NUMBER = select(Card.id).where(Card.card_number == bindparam("card_number"))
 
 

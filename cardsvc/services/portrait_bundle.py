@@ -123,11 +123,14 @@ _RETIRE_SLOTS = (update(PortraitSlot)
 
 def record_credentials(
     session: Session, *, card: Card, credentials: Mapping[str, str], issuer: str,
-    now: datetime,
+    now: datetime, first: bool = False,
 ) -> int:
     """Give each just-signed credential carrying ``pd`` a slot; the card's older slots are
-    retired (its phone holds only the new credentials). Returns the slots added."""
-    session.connection().execute(_RETIRE_SLOTS, {"of_card": card.id})
+    retired (its phone holds only the new credentials). ``first``: the card never held
+    credentials before (never provisioned), so it has no slots to retire. Returns the
+    slots added."""
+    if not first:
+        session.connection().execute(_RETIRE_SLOTS, {"of_card": card.id})
     blob = _blob_for(session, card.person, now)
     if blob is None:
         return 0

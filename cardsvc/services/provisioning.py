@@ -191,6 +191,9 @@ def _bind_and_sign(
                                        status=status_for_state(card.state), now=now,
                                        list_size=signing.status_list_size)
         card.status_list_id, card.status_index = current.list_id, current.index
+    # Slots are only ever made here, for a card being provisioned: a card never
+    # provisioned before has none to retire.
+    first = card.provisioned_at is None
     card.device_key = device_key
     card.provisioned_at = card.provisioned_at if not new_index and card.provisioned_at else now
     card.bundle_version = card.data_version
@@ -233,7 +236,7 @@ def _bind_and_sign(
             card_number=card.card_number, status=current, holder_key=device_key,
             offline_limit_fen=card.offline_limit_fen), signer, alg=alg)
     record_credentials(session, card=card, credentials=credentials, issuer=signing.issuer,
-                       now=now)
+                       now=now, first=first)
     portrait = None
     if person.portrait_digest is not None:
         row = session.get(Portrait, person.portrait_digest)
