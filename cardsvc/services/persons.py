@@ -158,12 +158,14 @@ def enrol_person(
     link_to: str | None = None,
     confirm_new: bool = False,
     issuer: str,
+    federated: bool | None = None,
 ) -> Enrolment:
     """Resolve identity, then enrol.
 
     ``issuer`` is this city's code: in a federation, a new person's code is drawn from the
     city's sequence blocks in the held federation list (FOREIGNER_CODE_EXHAUSTED when they
-    are full, or when the list does not name the city).
+    are full, or when the list does not name the city). ``federated=False``: the caller
+    found in this transaction that no federation list is held (not read again).
 
     An exact match on any past or present passport returns that person. Otherwise a
     likely match raises Conflict POSSIBLE_DUPLICATE with candidates, unless the officer
@@ -213,7 +215,7 @@ def enrol_person(
     try:
         code = allocate_foreigner_code(
             session, nationality=details.nationality, birth_date=details.birth_date,
-            blocks=own_sequence_blocks(session, issuer=issuer))
+            blocks=None if federated is False else own_sequence_blocks(session, issuer=issuer))
         # A new person has no cards and this one passport: the collections are set
         # here, so that nothing loads them again (the answer lists both).
         person = Person(foreigner_code=code, surname=details.surname,

@@ -69,13 +69,16 @@ def enrol(
     asked = body.link_to is not None
 
     def work(session: Session) -> EnrolmentOut:
-        if not asked and federation_held(session):
-            raise _AskOtherCitiesFirst  # rolled back: nothing was written
+        federated = None
+        if not asked:
+            federated = federation_held(session)
+            if federated:
+                raise _AskOtherCitiesFirst  # rolled back: nothing was written
         outcome = persons.enrol_person(
             session, details=details, passport=passport, actor=Actor.for_officer(officer),
             now=ctx.clock(), portrait=portrait,
             portrait_max_bytes=ctx.settings.portrait_max_bytes, link_to=body.link_to,
-            confirm_new=body.confirm_new, issuer=ctx.settings.issuer,
+            confirm_new=body.confirm_new, issuer=ctx.settings.issuer, federated=federated,
         )
         return EnrolmentOut(**person_fields(outcome.person),  # type: ignore[arg-type]
                             existing=not outcome.created, linked=outcome.linked,
