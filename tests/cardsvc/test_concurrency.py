@@ -8,12 +8,13 @@ from collections.abc import Callable
 from datetime import date
 from typing import TypeVar
 
+import pytest
 from cardsvc_kit import Authority
 from federation_kit import NATIONAL_FINGERPRINT, federation, federation_jwt, yiwu
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from cardsvc.db import Database
+from cardsvc.db import Database, RetryTransaction
 from cardsvc.federation import accept_federation_list
 from cardsvc.models import Card, Passport, Person, StatusEntry
 from cardsvc.services import cards, persons
@@ -180,3 +181,44 @@ def test_hundred_simultaneous_revocations_match_the_status_list(authority: Autho
     published = {i for i in range(statuses.size) if statuses.get(i) != 0}
     assert published == {index for index, status in expected if status == 1}
     assert all(statuses.get(index) == status for index, status in expected)
+
+
+def test_a_transaction_asked_to_run_again_is_rolled_back_and_run_again(
+    authority: Authority,
+) -> None:
+    """RetryTransaction (an enrolment that lost a unique key to a concurrent one): what
+    the first run wrote is gone, the second run's answer stands; after the last attempt
+    the fallback error is raised and nothing stays."""
+    runs: list[int] = []
+
+    def clash_once(session: Session) -> str:
+        runs.append(1)
+        person = persons.enrol_person(
+            session, details=persons.PersonDetails("RETRY", "Once", "NGA", date(1990, 1, 1),
+                                                   "F"),
+            passport=persons.PassportDetails(f"R{len(runs):08d}", "NGA", date(2031, 1, 1)),
+            actor=Actor.cli(), now=authority.clock(), confirm_new=True,
+            issuer=authority.settings.issuer).person
+        if len(runs) == 1:
+            raise RetryTransaction(DomainError("NEVER", "not raised"))
+        return person.foreigner_code
+
+    code = authority.database.transact(clash_once)
+    assert len(runs) == 2
+
+    def always(session: Session) -> None:
+        persons.enrol_person(
+            session, details=persons.PersonDetails("RETRY", "Never", "NGA", date(1991, 1, 1),
+                                                   "F"),
+            passport=persons.PassportDetails("N00000001", "NGA", date(2031, 1, 1)),
+            actor=Actor.cli(), now=authority.clock(), confirm_new=True,
+            issuer=authority.settings.issuer)
+        raise RetryTransaction(DomainError("ENROLMENT_CONFLICT", "gave up"))
+
+    with pytest.raises(DomainError) as raised:
+        authority.database.transact(always, attempts=3)
+    assert raised.value.code == "ENROLMENT_CONFLICT"
+    with authority.database.sessions() as session:
+        persons_now = session.scalars(select(Person.foreigner_code)
+                                      .where(Person.surname == "RETRY")).all()
+        assert persons_now == [code]  # the first run's person and the last ones' are gone
