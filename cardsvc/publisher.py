@@ -71,6 +71,7 @@ __all__ = ["STATIC_INDEX", "Publisher", "SignedObject"]
 STATIC_INDEX = "v1/status-lists/index.json"
 
 _TIMESTAMP = "timestamp"
+_NOT_HELD = object()
 _LOG = logging.getLogger(__name__)
 
 T = TypeVar("T")
@@ -122,7 +123,9 @@ class Publisher:
                 # injected clock jumped (or went back)
                 and 0 <= epoch - held.checked_epoch <= max(self.recheck_seconds, 1))
 
-    def _cached(self, key: str, now: datetime, load: Callable[[], T]) -> T:
+    def _fresh(self, key: str, now: datetime) -> object:
+        """The held answer while it is usable, else ``_NOT_HELD``: never reads the
+        database nor waits for a lock, so an async route may call it on the event loop."""
         epoch = int(now.timestamp())
         mono = self.monotonic()
         held = self._held.get(key)
@@ -131,7 +134,14 @@ class Publisher:
             assert held is not None
             if mono - held.checked_mono >= self.recheck_seconds / 2:
                 self._refresh_ahead()
-            return held.value  # type: ignore[return-value]
+            return held.value
+        return _NOT_HELD
+
+    def _cached(self, key: str, now: datetime, load: Callable[[], T]) -> T:
+        fresh = self._fresh(key, now)
+        if fresh is not _NOT_HELD:
+            return fresh  # type: ignore[return-value]
+        epoch = int(now.timestamp())
         with self._loading:
             generation = _published.generation()  # before reading: a commit after moves it
             mono = self.monotonic()
@@ -219,6 +229,12 @@ class Publisher:
             refresher.join()
 
     # -- the objects ------------------------------------------------------------------
+
+    def held(self, name: str, now: datetime) -> SignedObject | None:
+        """``trust``, ``timestamp`` or ``status:ID`` as held in memory, while usable; None
+        when it must be read (call the method of that name, off the event loop)."""
+        fresh = self._fresh(name, now)
+        return fresh if isinstance(fresh, SignedObject) else None
 
     def trust_list(self, now: datetime) -> SignedObject:
         return self._cached("trust", now, lambda: self._trust_list(now))
