@@ -30,7 +30,8 @@ from cardsvc.roles import ALL_ROLES, Role
 from cardsvc.services.errors import Forbidden, Unauthenticated, Unavailable
 from cardsvc.services.officers import authenticate
 
-__all__ = ["Ctx", "InterauthCaller", "get_context", "interauth_caller", "roles"]
+__all__ = ["Ctx", "InterauthCaller", "UnverifiedToken", "bearer_token", "get_context",
+           "interauth_caller", "officer_in", "roles"]
 
 _bearer = HTTPBearer(auto_error=False, description="an officer or terminal token")
 
@@ -46,26 +47,39 @@ async def get_context(request: Request) -> AppContext:
 Ctx = Annotated[AppContext, Depends(get_context)]
 
 
+async def bearer_token(
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> str:
+    """The bearer token as sent, not yet checked (async: no thread-pool hop). A route
+    that takes it checks it with ``officer_in`` first thing in its own transaction."""
+    if credentials is None or credentials.scheme.lower() != "bearer":
+        raise Unauthenticated("UNAUTHENTICATED", "a bearer token is required")
+    return credentials.credentials
+
+
+UnverifiedToken = Annotated[str, Depends(bearer_token)]
+
+
+def officer_in(session: Session, *, unverified_token: str, allowed: tuple[Role, ...]) -> Officer:
+    """The active officer holding this token, if it holds one of ``allowed``
+    (Unauthenticated, Forbidden)."""
+    officer = authenticate(session, unverified_token=unverified_token)
+    if not officer.role_set & set(allowed):
+        raise Forbidden("FORBIDDEN", f"this needs one of the roles {sorted(allowed)}",
+                        required_roles=sorted(allowed))
+    return officer
+
+
 def roles(*allowed: Role) -> Callable[..., Officer]:
     """A dependency that returns the authenticated officer if it holds one of ``allowed``."""
     unknown = set(allowed) - ALL_ROLES
     if unknown or not allowed:
         raise ValueError(f"unknown roles {sorted(unknown)}")
 
-    def officer_with_role(
-        ctx: Ctx,
-        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-    ) -> Officer:
-        if credentials is None or credentials.scheme.lower() != "bearer":
-            raise Unauthenticated("UNAUTHENTICATED", "a bearer token is required")
-        token = credentials.credentials
-        officer = ctx.database.transact(  # one SELECT: no BEGIN/COMMIT on PostgreSQL
-            lambda session: authenticate(session, unverified_token=token), single_read=True
-        )
-        if not officer.role_set & set(allowed):
-            raise Forbidden("FORBIDDEN", f"this needs one of the roles {sorted(allowed)}",
-                            required_roles=sorted(allowed))
-        return officer
+    def officer_with_role(ctx: Ctx, unverified_token: UnverifiedToken) -> Officer:
+        return ctx.database.transact(  # one SELECT: no BEGIN/COMMIT on PostgreSQL
+            lambda session: officer_in(session, unverified_token=unverified_token,
+                                       allowed=allowed), single_read=True)
 
     return officer_with_role
 
