@@ -385,25 +385,25 @@ def pay(body: PaymentIn, ctx: Ctx, unverified_token: UnverifiedToken,
             CHARGES.labels("FORWARDED" if forwarded.status_code < 300 else
                            str(forwarded.body.get("code", forwarded.status_code))).inc()
             return interchange_routes.respond(forwarded)
-    checked: list[Officer] = []  # the officer, once its token has been checked
+    checked: list[int] = []  # the officer's id, once its token has been checked
 
     def work(session: Session) -> Answer:
         # First, on every attempt: a bad token reads and writes nothing else.
         checked.clear()
-        checked.append(officer or officer_in(session, unverified_token=unverified_token,
-                                             allowed=_TERMINAL))
+        caller = officer or officer_in(session, unverified_token=unverified_token,
+                                       allowed=_TERMINAL)
+        checked.append(caller.id)  # the row itself expires if this transaction rolls back
         return charges.charge_online(
             session, pay_code=body.pay_code, amount_fen=body.amount_fen,
-            idempotency_key=body.idempotency_key,
-            terminal=ctx.terminals.of(session, checked[0]), ctx=payments, now=now,
-            challenge=body.challenge)
+            idempotency_key=body.idempotency_key, terminal=ctx.terminals.of(session, caller),
+            ctx=payments, now=now, challenge=body.challenge)
 
     try:
         answered = _respond(_transact(ctx, work))
     except DomainError as refusal:
         if not checked:
             raise  # the token was refused: not a refusal of the pay code
-        terminal_officer = checked[0]
+        officer_id = checked[0]
         refused_code = refusal.code
         CHARGES.labels(refused_code).inc()
         if refused_code == "IDEMPOTENCY_KEY_REUSED":
@@ -413,7 +413,7 @@ def pay(body: PaymentIn, ctx: Ctx, unverified_token: UnverifiedToken,
         with contextlib.suppress(DomainError):  # not a terminal: nothing to remember
             _transact(ctx, lambda session: charges.remember_refused_online(
                 session, unverified_pay_code=body.pay_code, code=refused_code,
-                terminal=terminal_of(session, terminal_officer), now=now))
+                terminal=terminal_of(session, session.get_one(Officer, officer_id)), now=now))
         raise
     CHARGES.labels("OK").inc()
     return answered
