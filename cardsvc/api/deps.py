@@ -9,7 +9,8 @@ Example::
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -30,8 +31,8 @@ from cardsvc.roles import ALL_ROLES, Role
 from cardsvc.services.errors import Forbidden, Unauthenticated, Unavailable
 from cardsvc.services.officers import authenticate
 
-__all__ = ["Ctx", "InterauthCaller", "UnverifiedToken", "bearer_token", "get_context",
-           "interauth_caller", "officer_in", "roles"]
+__all__ = ["Ctx", "InterauthCaller", "PendingOfficer", "UnverifiedToken", "bearer_token",
+           "get_context", "interauth_caller", "officer_in", "roles", "roles_in_transaction"]
 
 _bearer = HTTPBearer(auto_error=False, description="an officer or terminal token")
 
@@ -70,11 +71,15 @@ def officer_in(session: Session, *, unverified_token: str, allowed: tuple[Role, 
     return officer
 
 
-def roles(*allowed: Role) -> Callable[..., Officer]:
-    """A dependency that returns the authenticated officer if it holds one of ``allowed``."""
+def _known(allowed: tuple[Role, ...]) -> None:
     unknown = set(allowed) - ALL_ROLES
     if unknown or not allowed:
         raise ValueError(f"unknown roles {sorted(unknown)}")
+
+
+def roles(*allowed: Role) -> Callable[..., Officer]:
+    """A dependency that returns the authenticated officer if it holds one of ``allowed``."""
+    _known(allowed)
 
     def officer_with_role(ctx: Ctx, unverified_token: UnverifiedToken) -> Officer:
         return ctx.database.transact(  # one SELECT: no BEGIN/COMMIT on PostgreSQL
@@ -82,6 +87,33 @@ def roles(*allowed: Role) -> Callable[..., Officer]:
                                        allowed=allowed), single_read=True)
 
     return officer_with_role
+
+
+@dataclass(frozen=True, slots=True)
+class PendingOfficer:
+    """A bearer token not checked yet and the roles a route admits: the route calls
+    :meth:`check` first thing in its own transaction (P11: the token check shares the
+    route's pooled connection and thread-pool hop instead of taking its own)."""
+
+    unverified_token: str
+    allowed: tuple[Role, ...]
+
+    def check(self, session: Session) -> Officer:
+        """The officer (Unauthenticated, Forbidden): call before reading anything else."""
+        return officer_in(session, unverified_token=self.unverified_token,
+                          allowed=self.allowed)
+
+
+def roles_in_transaction(*allowed: Role) -> Callable[..., Awaitable[PendingOfficer]]:
+    """Like :func:`roles`, the check left to the route's transaction. A request without a
+    bearer token is refused here (401); a malformed body with a bad token is then 422,
+    not 401, as the body is validated before the route runs (it reveals nothing)."""
+    _known(allowed)
+
+    async def officer_to_check(unverified_token: UnverifiedToken) -> PendingOfficer:
+        return PendingOfficer(unverified_token, allowed)
+
+    return officer_to_check
 
 
 async def interauth_caller(request: Request, ctx: Ctx) -> InterauthClaims:

@@ -25,7 +25,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstrai
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from cardsvc.api.deps import Ctx, UnverifiedToken, officer_in, roles
+from cardsvc.api.deps import Ctx, PendingOfficer, roles, roles_in_transaction
 from cardsvc.api.routes._common import CARD_NUMBER_PATTERN, problems
 from cardsvc.metrics import CHARGES, OFFLINE_ITEMS
 from cardsvc.models import Card, Officer, PayHandle
@@ -57,11 +57,12 @@ CardNumber = Annotated[str, Path(pattern=CARD_NUMBER_PATTERN)]
 PaymentId = Annotated[str, Path(pattern=r"^pay_[0-9a-f]{20}$")]
 MerchantId = Annotated[int, Path(ge=1, le=2**31 - 1)]
 _READERS = (Role.cashier, Role.auditor, Role.supervisor)
-_TERMINAL = (Role.terminal,)
 
 Supervisor = Annotated[Officer, Depends(roles(Role.supervisor))]
 Cashier = Annotated[Officer, Depends(roles(Role.cashier))]
 TerminalOfficer = Annotated[Officer, Depends(roles(Role.terminal))]
+# The token checked in the route's own transaction (POST /v1/payments, P11)
+TerminalToCheck = Annotated[PendingOfficer, Depends(roles_in_transaction(Role.terminal))]
 
 
 class _In(BaseModel):
@@ -361,8 +362,7 @@ def account(
 
 @router.post("/payments", response_model=PaymentOut, status_code=201,
              responses=problems(401, 402, 403, 404, 409, 422, 503))
-def pay(body: PaymentIn, ctx: Ctx, unverified_token: UnverifiedToken,
-        request: Request) -> JSONResponse:
+def pay(body: PaymentIn, ctx: Ctx, pending: TerminalToCheck, request: Request) -> JSONResponse:
     """Charge a scanned pay code once. Refusals: 409 PAY_CODE_USED, 402
     INSUFFICIENT_FUNDS, 422 with the verifier's code (e.g. REVOKED, HOLDER_PROOF_STALE).
     A card of another city is forwarded to it (docs/FEDERATION.md): its receipt, ``202``
@@ -375,8 +375,7 @@ def pay(body: PaymentIn, ctx: Ctx, unverified_token: UnverifiedToken,
     payments = _payments(ctx)
     officer: Officer | None = None
     if ctx.settings.federation_root:  # the branch point: a card of another city
-        officer = ctx.database.transact(lambda session: officer_in(
-            session, unverified_token=unverified_token, allowed=_TERMINAL), single_read=True)
+        officer = ctx.database.transact(pending.check, single_read=True)
         forwarded = interchange_routes.forward_if_foreign(
             request, ctx, officer=officer, pay_code=body.pay_code,
             amount_fen=body.amount_fen, idempotency_key=body.idempotency_key,
@@ -390,8 +389,7 @@ def pay(body: PaymentIn, ctx: Ctx, unverified_token: UnverifiedToken,
     def work(session: Session) -> Answer:
         # First, on every attempt: a bad token reads and writes nothing else.
         checked.clear()
-        caller = officer or officer_in(session, unverified_token=unverified_token,
-                                       allowed=_TERMINAL)
+        caller = officer or pending.check(session)
         checked.append(caller.id)  # the row itself expires if this transaction rolls back
         return charges.charge_online(
             session, pay_code=body.pay_code, amount_fen=body.amount_fen,
