@@ -120,6 +120,7 @@ def test_a_days_list_retires_after_the_day_and_the_grace(
     assert retired in report.removed_status_lists
     snapshot = cache.load()
     assert retired not in snapshot.contents.status_lists
+    assert retired not in (cache.directory / "floor.json").read_text()
     assert snapshot.state.timestamp is not None
     assert retired not in snapshot.state.timestamp.status_lists
     assert _check(cache, world.pay_code(card), world.clock.epoch) == ResultCode.OK
