@@ -66,7 +66,7 @@ from cardsvc.services import _published, status, timestamp, trust
 from cardsvc.services.errors import NotFound
 from cardsvc.services.trust import Keyring, SignedObject
 from cardsvc.settings import Settings
-from schemas.status_list import day_list_day, day_list_retired
+from schemas.status_list import day_list_day, day_list_id, day_list_retired
 
 __all__ = ["STATIC_INDEX", "Publisher", "SignedObject"]
 
@@ -277,8 +277,18 @@ class Publisher:
         return None if jwt is None else SignedObject.of(jwt, 0)
 
     def _status_list_ids(self, now: datetime) -> tuple[str, ...]:
-        return tuple(self.database.transact(
-            lambda session: status.list_status_list_ids(session, now=now), readonly=True))
+        """The published ids; the day lists of the horizon (today and the days one-use
+        pay credentials are pre-issued for) are opened first if missing (once a day)."""
+        ids = self.database.transact(
+            lambda session: status.list_status_list_ids(session, now=now), readonly=True)
+        today = int(now.timestamp()) // 86_400 * 86_400
+        days = [today + n * 86_400 for n in range(self.settings.one_use_pay_lifetime_days)]
+        if any(day_list_id(day) not in ids for day in days):
+            self.database.transact(lambda session: status.open_day_lists(
+                session, days=days, list_size=self.settings.status_list_size, now=now))
+            ids = self.database.transact(
+                lambda session: status.list_status_list_ids(session, now=now), readonly=True)
+        return tuple(ids)
 
     def _status_list(self, list_id: str, now: datetime) -> SignedObject:
         settings = self.settings

@@ -40,6 +40,7 @@ __all__ = [
     "create_status_list",
     "end_pay_handles",
     "list_status_list_ids",
+    "open_day_lists",
     "reserve_status_entry",
     "retire_day_lists",
     "set_entry_status",
@@ -74,6 +75,15 @@ def list_status_list_ids(session: Session, *, now: datetime) -> list[str]:
     ids = [list_id for list_id in session.scalars(select(StatusListRecord.id))
            if not day_list_retired(list_id, epoch)]
     return sorted(ids, key=lambda list_id: (len(list_id), list_id))
+
+
+def open_day_lists(session: Session, *, days: list[int], list_size: int,
+                   now: datetime) -> None:
+    """Make sure each of ``days`` (UTC midnights) has its first list, empty until its
+    credentials are issued: published ahead, a till that synced before a day's first
+    credential was issued still holds its list."""
+    for day in days:
+        create_status_list(session, list_id=day_list_id(day), size=list_size, now=now)
 
 
 def retire_day_lists(session: Session, *, actor: Actor, now: datetime) -> list[str]:

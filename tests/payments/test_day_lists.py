@@ -82,6 +82,9 @@ def test_a_batch_over_three_days_puts_each_credential_in_its_days_list(
     # Two cards' credentials of one day name one list: it links nothing.
     assert [_list_id(one) for one in batch] == [_list_id(one) for one in other]
     assert {_list_id(one) for one in batch} <= set(_index(world))
+    # Published ahead for the whole horizon, so a till that synced before a day's first
+    # credential was issued holds its list.
+    assert {day_list_id(today + n * DAY) for n in range(7)} <= set(_index(world))
     # The card's bundle keeps a numbered list.
     bundle_list = world.database.transact(lambda session: session.scalar(
         select(Card.status_list_id).where(Card.card_number == first.card_number)),
