@@ -4,7 +4,10 @@
 - the refill: bytes per one-use credential and per batch, beside a refresh bundle;
 - verifying a one-use code beside today's pay code and beside 2 bare Ed25519 verifies;
 - the authority's refill of N credentials, and of the whole horizon (N per day x 7 days),
-  beside one refresh (SQLite, in-process server).
+  beside one refresh (SQLite, in-process server);
+- a day's status lists for a city of 25,000 cards x 5 credentials, as served, beside
+  numbered card lists of as many entries, and what a verifier holds with day lists
+  retired beside a year of entries kept.
 """
 
 from __future__ import annotations
@@ -19,8 +22,16 @@ from pathlib import Path
 import nacl.signing
 
 from bench._table import BenchRow, interleaved_us
-from keys import Ed25519Signer, sign_credential, sign_presentation
-from schemas import Purpose, StatusRef, decode_presentation
+from keys import Ed25519Signer, sign_credential, sign_presentation, sign_status_list
+from schemas import (
+    STATUS_REVOKED,
+    STATUS_SUSPENDED,
+    Purpose,
+    StatusList,
+    StatusListClaims,
+    StatusRef,
+    decode_presentation,
+)
 from schemas.presentation import holder_proof_message
 from schemas.provisioning import refresh_proof_message
 from schemas.qr import presentation_qr
@@ -155,6 +166,64 @@ def bench_refill(quick: bool) -> list[BenchRow]:
     ]
 
 
+_CITY_CARDS = 25_000
+_PER_DAY = 5
+_LIST_SIZE = 131_072  # CARDSVC_STATUS_LIST_SIZE
+_FILL = _LIST_SIZE * 3 // 4  # a list closes at 3/4 full
+
+
+def _served_bytes(entries: int, statuses: list[tuple[float, int]], seed: int) -> int:
+    """Bytes of the signed lists (compact JWS, ``lst`` zlib inside) holding ``entries`` at
+    random indices, filled list after list to 3/4 as the authority does; each entry gets
+    the first status whose share its draw falls under (else valid)."""
+    import random
+
+    draw = random.Random(seed)
+    total, left, number = 0, entries, 1
+    while left > 0:
+        bits = StatusList.empty(_LIST_SIZE, bits=2)
+        for index in draw.sample(range(_LIST_SIZE), min(left, _FILL)):
+            roll = draw.random()
+            for share, status in statuses:
+                if roll < share:
+                    bits.set(index, status)
+                    break
+                roll -= share
+        claims = StatusListClaims(f"p20270115-{number}", "https://yw.example.cn/v1/status-lists/"
+                                  f"p20270115-{number}", NOW, NOW + 86_400, 300, bits)
+        total += len(sign_status_list(claims, ISSUER_KEY))
+        left, number = left - _FILL, number + 1
+    return total
+
+
+def bench_day_lists(quick: bool) -> list[BenchRow]:
+    """A day's lists hold the city's cards x N entries; at the day's end each used handle
+    is revoked (1). Beside them, numbered card lists of as many entries (1% revoked or
+    suspended, the bundles of a large city). Sizes are deterministic (seeded draws)."""
+    day = _CITY_CARDS * _PER_DAY
+    all_used = _served_bytes(day, [(1.0, STATUS_REVOKED)], 1)
+    half_used = _served_bytes(day, [(0.5, STATUS_REVOKED)], 2)
+    unused = _served_bytes(day, [], 3)
+    cards = _served_bytes(day, [(0.005, STATUS_REVOKED), (0.005, STATUS_SUSPENDED)], 4)
+    # Held by a verifier with day lists: yesterday's (in its grace hour), today's half
+    # used, the 6 pre-issued days' (unused); without retirement a year of days, all used.
+    held = all_used + half_used + 6 * unused
+    return [
+        BenchRow(f"a day's status lists, {_CITY_CARDS:,} cards x {_PER_DAY} (day's end: all"
+                 " used), bytes as served", all_used / 1000, "KB",
+                 f"numbered card lists of as many entries ({day:,}, 1% revoked/suspended)",
+                 cards / 1000),
+        BenchRow(f"a day's status lists, {_CITY_CARDS:,} cards x {_PER_DAY} (mid-day: half"
+                 " used), bytes as served", half_used / 1000, "KB",
+                 f"numbered card lists of as many entries ({day:,}, 1% revoked/suspended)",
+                 cards / 1000),
+        BenchRow("one-use status lists a verifier syncs, day lists retired (yesterday,"
+                 " today, 6 days ahead)", held / 1e6, "MB",
+                 "a year of one-use entries kept in numbered lists (365 days, all used)",
+                 365 * all_used / 1e6),
+    ]
+
+
 def _b64(raw: bytes) -> str:
     from schemas import b64url_encode
 
@@ -162,7 +231,8 @@ def _b64(raw: bytes) -> str:
 
 
 def run(quick: bool = False) -> list[BenchRow]:
-    return bench_qr(quick) + bench_verify_one_use(quick) + bench_refill(quick)
+    return (bench_qr(quick) + bench_verify_one_use(quick) + bench_day_lists(quick)
+            + bench_refill(quick))
 
 
 if __name__ == "__main__":

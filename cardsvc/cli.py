@@ -173,6 +173,8 @@ def serve(
     """Apply migrations and serve the HTTP API."""
     import uvicorn
 
+    from cardsvc.api._http import HTTP_PROTOCOL
+
     settings = _settings(data_dir)
     if "public_url" not in settings.model_fields_set or not settings.public_url:
         settings = settings.model_copy(update={"public_url": f"http://{host}:{port}"})
@@ -196,7 +198,7 @@ def serve(
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="cardsvc-metrics-")
     uvicorn.run("cardsvc.api:app_from_environment", factory=True, host=host, port=port,
                 workers=workers, log_level="warning", access_log=False,
-                http="cardsvc.api._http:NoDelayH11Protocol",  # TCP_NODELAY with N workers
+                http=HTTP_PROTOCOL,  # TCP_NODELAY with N workers; httptools if installed
                 timeout_graceful_shutdown=20)  # SIGTERM: finish what is in flight
 
 

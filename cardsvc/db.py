@@ -101,7 +101,11 @@ class Database:
             }
         else:
             # pre-ping: a connection the old primary took with it is replaced, not used.
+            # LIFO: lend the connection returned last (P11). A sequential client then keeps
+            # one warm backend (its statements prepared, its caches hot) instead of cycling
+            # through every pooled connection: 1 terminal's charge p50 ~3.5 -> ~2.6 ms.
             kwargs.update(pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True,
+                          pool_use_lifo=True,
                           connect_args={k: v for k, v in _POSTGRES_CONNECT_ARGS.items()
                                         if f"{k}=" not in self.url})
         self.engine: Engine = create_engine(self.url, **kwargs)

@@ -32,6 +32,7 @@ from sqlalchemy.orm import Session
 
 from cardsvc.db import Database
 from cardsvc.models import AuditHead, StatusListRecord, TrustState
+from schemas.status_list import day_list_retired
 
 __all__ = ["CHARGES", "HTTP_LATENCY", "HTTP_REQUESTS", "OFFLINE_ITEMS", "render"]
 
@@ -63,7 +64,7 @@ class _AuthorityCollector(Collector):
                 age.add_metric(["trust"], self.now - trust.issued_at)
             for list_id, signed_at in session.execute(
                     select(StatusListRecord.id, StatusListRecord.signed_at)):
-                if signed_at:
+                if signed_at and not day_list_retired(list_id, int(self.now)):  # no longer signed
                     age.add_metric([f"status/{list_id}"], self.now - signed_at)
             audit = session.get(AuditHead, 1)
             head.add_metric([], float(audit.seq if audit is not None else 0))

@@ -30,7 +30,10 @@ last good cache kept, and the next poll succeeds. ``recheck_seconds=0`` reads th
 database on every request.
 
 ``write_static`` writes the same objects as files named like the URLs, for any web
-server or CDN to mirror (``cardsvc publish --out DIR``; ``verifier sync --mirror URL``).
+server or CDN to mirror (``cardsvc publish --out DIR``; ``verifier sync --mirror URL``),
+and removes the files of day lists retired since (``schemas.status_list``). A retired
+day list leaves the held index at once and is answered STATUS_LIST_NOT_FOUND, whatever
+is held.
 
 Example::
 
@@ -63,6 +66,7 @@ from cardsvc.services import _published, status, timestamp, trust
 from cardsvc.services.errors import NotFound
 from cardsvc.services.trust import Keyring, SignedObject
 from cardsvc.settings import Settings
+from schemas.status_list import day_list_day, day_list_id, day_list_retired
 
 __all__ = ["STATIC_INDEX", "Publisher", "SignedObject"]
 
@@ -71,6 +75,7 @@ __all__ = ["STATIC_INDEX", "Publisher", "SignedObject"]
 STATIC_INDEX = "v1/status-lists/index.json"
 
 _TIMESTAMP = "timestamp"
+_NOT_HELD = object()
 _LOG = logging.getLogger(__name__)
 
 T = TypeVar("T")
@@ -122,7 +127,9 @@ class Publisher:
                 # injected clock jumped (or went back)
                 and 0 <= epoch - held.checked_epoch <= max(self.recheck_seconds, 1))
 
-    def _cached(self, key: str, now: datetime, load: Callable[[], T]) -> T:
+    def _fresh(self, key: str, now: datetime) -> object:
+        """The held answer while it is usable, else ``_NOT_HELD``: never reads the
+        database nor waits for a lock, so an async route may call it on the event loop."""
         epoch = int(now.timestamp())
         mono = self.monotonic()
         held = self._held.get(key)
@@ -131,7 +138,14 @@ class Publisher:
             assert held is not None
             if mono - held.checked_mono >= self.recheck_seconds / 2:
                 self._refresh_ahead()
-            return held.value  # type: ignore[return-value]
+            return held.value
+        return _NOT_HELD
+
+    def _cached(self, key: str, now: datetime, load: Callable[[], T]) -> T:
+        fresh = self._fresh(key, now)
+        if fresh is not _NOT_HELD:
+            return fresh  # type: ignore[return-value]
+        epoch = int(now.timestamp())
         with self._loading:
             generation = _published.generation()  # before reading: a commit after moves it
             mono = self.monotonic()
@@ -204,7 +218,7 @@ class Publisher:
         if key == "trust":
             return self._trust_list(now)
         if key == "ids":
-            return self._status_list_ids()
+            return self._status_list_ids(now)
         if key == "federation":
             return self._federation_list()
         assert key.startswith("status:"), key
@@ -220,14 +234,23 @@ class Publisher:
 
     # -- the objects ------------------------------------------------------------------
 
+    def held(self, name: str, now: datetime) -> SignedObject | None:
+        """``trust``, ``timestamp`` or ``status:ID`` as held in memory, while usable; None
+        when it must be read (call the method of that name, off the event loop)."""
+        fresh = self._fresh(name, now)
+        return fresh if isinstance(fresh, SignedObject) else None
+
     def trust_list(self, now: datetime) -> SignedObject:
         return self._cached("trust", now, lambda: self._trust_list(now))
 
     def status_list_ids(self, now: datetime) -> list[str]:
-        return list(self._cached("ids", now, self._status_list_ids))
+        # A day list held from before its retirement is dropped at once.
+        epoch = int(now.timestamp())
+        return [list_id for list_id in self._cached("ids", now, lambda: self._status_list_ids(now))
+                if not day_list_retired(list_id, epoch)]
 
     def status_list(self, list_id: str, now: datetime) -> SignedObject:
-        if len(list_id) > 16:
+        if len(list_id) > 16 or day_list_retired(list_id, int(now.timestamp())):
             raise NotFound("STATUS_LIST_NOT_FOUND", "no status list with this id")
         return self._cached(f"status:{list_id}", now, lambda: self._status_list(list_id, now))
 
@@ -269,8 +292,19 @@ class Publisher:
         jwt = self.database.transact(held_federation_jwt, readonly=True)
         return None if jwt is None else SignedObject.of(jwt, 0)
 
-    def _status_list_ids(self) -> tuple[str, ...]:
-        return tuple(self.database.transact(status.list_status_list_ids, readonly=True))
+    def _status_list_ids(self, now: datetime) -> tuple[str, ...]:
+        """The published ids; the day lists of the horizon (today and the days one-use
+        pay credentials are pre-issued for) are opened first if missing (once a day)."""
+        ids = self.database.transact(
+            lambda session: status.list_status_list_ids(session, now=now), readonly=True)
+        today = int(now.timestamp()) // 86_400 * 86_400
+        days = [today + n * 86_400 for n in range(self.settings.one_use_pay_lifetime_days)]
+        if any(day_list_id(day) not in ids for day in days):
+            self.database.transact(lambda session: status.open_day_lists(
+                session, days=days, list_size=self.settings.status_list_size, now=now))
+            ids = self.database.transact(
+                lambda session: status.list_status_list_ids(session, now=now), readonly=True)
+        return tuple(ids)
 
     def _status_list(self, list_id: str, now: datetime) -> SignedObject:
         settings = self.settings
@@ -291,7 +325,7 @@ class Publisher:
         verifier that fetches this, then the lists, gets lists at least as new."""
         lifetime = self.settings.timestamp_lifetime_seconds
         self._trust_list(now)
-        for list_id in self.database.transact(status.list_status_list_ids, readonly=True):
+        for list_id in self._status_list_ids(now):
             self._status_list(list_id, now)
         signed = self.database.transact(lambda session: timestamp.cached_timestamp(
             session, now=now, lifetime_seconds=lifetime), readonly=True)
@@ -319,7 +353,7 @@ class Publisher:
             written.append(relative)
 
         put("v1/trust-list", self._trust_list(now).jwt.encode())
-        ids = self.database.transact(status.list_status_list_ids, readonly=True)
+        ids = self._status_list_ids(now)
         for list_id in ids:
             put(f"v1/status-lists/{list_id}", self._status_list(list_id, now).jwt.encode())
         put(STATIC_INDEX, json.dumps({"status_lists": [
@@ -327,4 +361,10 @@ class Publisher:
             sort_keys=True).encode())
         with contextlib.suppress(NotFound):  # without a timestamp key it publishes none
             put("v1/timestamp", self._timestamp(now).jwt.encode())
+        # Last: retired day lists (no index or timestamp names them any more) are removed.
+        lists_dir = out / "v1" / "status-lists"
+        for path in sorted(lists_dir.iterdir()):
+            if day_list_day(path.name) is not None and path.name not in ids:
+                path.unlink(missing_ok=True)
+                _LOG.info("removed the retired status list %s", path)
         return written

@@ -13,14 +13,17 @@ Example::
 
 from __future__ import annotations
 
+import re
 import zlib
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from schemas._jose import b64url_decode, b64url_encode
 from schemas.codes import Malformed
 
 __all__ = [
+    "DAY_LIST_GRACE_SECONDS",
     "MAX_STATUS_LIST_BYTES",
     "STATUS_LIST_TYP",
     "STATUS_REVOKED",
@@ -28,6 +31,9 @@ __all__ = [
     "STATUS_VALID",
     "StatusList",
     "StatusListClaims",
+    "day_list_day",
+    "day_list_id",
+    "day_list_retired",
 ]
 
 STATUS_LIST_TYP = "statuslist+jwt"
@@ -35,6 +41,40 @@ STATUS_VALID = 0
 STATUS_REVOKED = 1
 STATUS_SUSPENDED = 2
 MAX_STATUS_LIST_BYTES = 4 * 1024 * 1024  # 16 Mi entries at 2 bits; refuse bigger bombs
+
+# Day lists (P13.3): the status entries of one-use pay credentials valid on UTC day D are
+# drawn from D's own lists, ``p20261129``, then ``p20261129-2``, ... (at most 16
+# characters). Every credential of D names one of them, like its ``iat``. Once D's
+# credentials have all expired (the next midnight) and this grace has passed too (a
+# verifier's 5 s leeway, a till's clock running a little late), no check needs the list:
+# it leaves the index and is no longer served, and a verifier's sync drops it.
+DAY_LIST_GRACE_SECONDS = 3_600
+_DAY = 86_400
+_DAY_LIST_RE = re.compile(r"^p([0-9]{8})(?:-([2-9]|[1-9][0-9]{1,5}))?$")
+
+
+def day_list_id(day: int, number: int = 1) -> str:
+    """The id of day ``day``'s (a UTC midnight, epoch seconds) ``number``-th list."""
+    stamp = datetime.fromtimestamp(day, UTC).strftime("%Y%m%d")
+    return f"p{stamp}" if number == 1 else f"p{stamp}-{number}"
+
+
+def day_list_day(list_id: str) -> int | None:
+    """The UTC midnight starting the day a day list serves; None for any other list id."""
+    match = _DAY_LIST_RE.fullmatch(list_id)
+    if match is None:
+        return None
+    try:
+        day = datetime.strptime(match.group(1), "%Y%m%d").replace(tzinfo=UTC)
+    except ValueError:
+        return None
+    return int(day.timestamp())
+
+
+def day_list_retired(list_id: str, now: int) -> bool:
+    """True once a day list's day has ended and the grace passed (other lists: never)."""
+    day = day_list_day(list_id)
+    return day is not None and now >= day + _DAY + DAY_LIST_GRACE_SECONDS
 
 
 class StatusList:

@@ -11,7 +11,7 @@ Layout of ``--cache DIR``::
     manifest.prev.json     the previous good manifest (used if the current one is damaged)
     floor.json             the rollback floor: highest verified trust-list version,
                            status-list ``iat`` per list and timestamp ``ver`` (only ever
-                           raised)
+                           raised; a retired day list's entry is dropped with the list)
     lists/<sha256>.jwt     the raw signed JWTs, named by their content
     portraits/<pd>         portraits named by their digest (the credential's ``pd`` claim)
     replay.sqlite          seen holder proofs (verifier.replay_store)
@@ -59,7 +59,7 @@ from schemas._jose import b64url_decode, b64url_encode
 from schemas.codes import FmcError
 from schemas.credential import PORTRAIT_DIGEST_BYTES, portrait_digest
 from schemas.federation import FederationClaims
-from schemas.status_list import StatusListClaims
+from schemas.status_list import StatusListClaims, day_list_retired
 from schemas.timestamp import TimestampClaims, list_digest
 from schemas.trust_list import TrustListClaims
 from verifier.federation import read_federation_list
@@ -394,6 +394,12 @@ class VerifierCache:
                                                                  timestamp=timestamp)
         for claims, status_jwt, key in status_lists:
             floor = floor.raised(status_list=claims, status_jwt=status_jwt, key=key)
+        # A retired day list (P13.3) no longer served is forgotten: its credentials have
+        # all expired, so no check reads it, and the floor would otherwise grow every day.
+        floor = replace(floor, status_lists={
+            name: entry for name, entry in floor.status_lists.items()
+            if name in contents.status_lists
+            or not day_list_retired(name.rsplit("/", 1)[-1], contents.synced_at)})
         record = {"format": _FORMATS[contents.kind], "root": root,
                   "trust_list_version": floor.trust_list_version,
                   "status_lists": {list_id: {"iat": issued_at, "sha256": digest}

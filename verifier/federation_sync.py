@@ -48,7 +48,7 @@ import httpx
 
 from schemas.codes import FmcError
 from schemas.federation import FederationClaims, IssuerEntry, IssuerState
-from schemas.status_list import StatusListClaims
+from schemas.status_list import StatusListClaims, day_list_retired
 from schemas.trust_list import TrustListClaims
 from verifier.cache import (
     KIND_NATIONAL,
@@ -268,7 +268,9 @@ def _city_lists(http: httpx.Client, entry: IssuerEntry, federation: FederationCl
             errors.append(f"{error.code}: {error.detail}")
     lists: dict[str, CachedList] = {}
     outcomes: dict[str, str] = {}
-    for list_id in (list_ids if list_ids is not None else sorted(held)):
+    # Unreachable: the held lists are kept, but not a day list retired since (P13.3).
+    for list_id in (list_ids if list_ids is not None else
+                    sorted(i for i in held if not day_list_retired(i, now))):
         key = city_list_key(entry.code, list_id)
         cached = held.get(list_id)
         older = old_claims.get(key)

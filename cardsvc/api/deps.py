@@ -9,7 +9,8 @@ Example::
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -30,7 +31,8 @@ from cardsvc.roles import ALL_ROLES, Role
 from cardsvc.services.errors import Forbidden, Unauthenticated, Unavailable
 from cardsvc.services.officers import authenticate
 
-__all__ = ["Ctx", "InterauthCaller", "get_context", "interauth_caller", "roles"]
+__all__ = ["Ctx", "InterauthCaller", "PendingOfficer", "UnverifiedToken", "bearer_token",
+           "get_context", "interauth_caller", "officer_in", "roles", "roles_in_transaction"]
 
 _bearer = HTTPBearer(auto_error=False, description="an officer or terminal token")
 
@@ -46,28 +48,72 @@ async def get_context(request: Request) -> AppContext:
 Ctx = Annotated[AppContext, Depends(get_context)]
 
 
-def roles(*allowed: Role) -> Callable[..., Officer]:
-    """A dependency that returns the authenticated officer if it holds one of ``allowed``."""
+async def bearer_token(
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> str:
+    """The bearer token as sent, not yet checked (async: no thread-pool hop). A route
+    that takes it checks it with ``officer_in`` first thing in its own transaction."""
+    if credentials is None or credentials.scheme.lower() != "bearer":
+        raise Unauthenticated("UNAUTHENTICATED", "a bearer token is required")
+    return credentials.credentials
+
+
+UnverifiedToken = Annotated[str, Depends(bearer_token)]
+
+
+def officer_in(session: Session, *, unverified_token: str, allowed: tuple[Role, ...]) -> Officer:
+    """The active officer holding this token, if it holds one of ``allowed``
+    (Unauthenticated, Forbidden)."""
+    officer = authenticate(session, unverified_token=unverified_token)
+    if not officer.role_set & set(allowed):
+        raise Forbidden("FORBIDDEN", f"this needs one of the roles {sorted(allowed)}",
+                        required_roles=sorted(allowed))
+    return officer
+
+
+def _known(allowed: tuple[Role, ...]) -> None:
     unknown = set(allowed) - ALL_ROLES
     if unknown or not allowed:
         raise ValueError(f"unknown roles {sorted(unknown)}")
 
-    def officer_with_role(
-        ctx: Ctx,
-        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-    ) -> Officer:
-        if credentials is None or credentials.scheme.lower() != "bearer":
-            raise Unauthenticated("UNAUTHENTICATED", "a bearer token is required")
-        token = credentials.credentials
-        officer = ctx.database.transact(  # one SELECT: no BEGIN/COMMIT on PostgreSQL
-            lambda session: authenticate(session, unverified_token=token), single_read=True
-        )
-        if not officer.role_set & set(allowed):
-            raise Forbidden("FORBIDDEN", f"this needs one of the roles {sorted(allowed)}",
-                            required_roles=sorted(allowed))
-        return officer
+
+def roles(*allowed: Role) -> Callable[..., Officer]:
+    """A dependency that returns the authenticated officer if it holds one of ``allowed``."""
+    _known(allowed)
+
+    def officer_with_role(ctx: Ctx, unverified_token: UnverifiedToken) -> Officer:
+        return ctx.database.transact(  # one SELECT: no BEGIN/COMMIT on PostgreSQL
+            lambda session: officer_in(session, unverified_token=unverified_token,
+                                       allowed=allowed), single_read=True)
 
     return officer_with_role
+
+
+@dataclass(frozen=True, slots=True)
+class PendingOfficer:
+    """A bearer token not checked yet and the roles a route admits: the route calls
+    :meth:`check` first thing in its own transaction (P11: the token check shares the
+    route's pooled connection and thread-pool hop instead of taking its own)."""
+
+    unverified_token: str
+    allowed: tuple[Role, ...]
+
+    def check(self, session: Session) -> Officer:
+        """The officer (Unauthenticated, Forbidden): call before reading anything else."""
+        return officer_in(session, unverified_token=self.unverified_token,
+                          allowed=self.allowed)
+
+
+def roles_in_transaction(*allowed: Role) -> Callable[..., Awaitable[PendingOfficer]]:
+    """Like :func:`roles`, the check left to the route's transaction. A request without a
+    bearer token is refused here (401); a malformed body with a bad token is then 422,
+    not 401, as the body is validated before the route runs (it reveals nothing)."""
+    _known(allowed)
+
+    async def officer_to_check(unverified_token: UnverifiedToken) -> PendingOfficer:
+        return PendingOfficer(unverified_token, allowed)
+
+    return officer_to_check
 
 
 async def interauth_caller(request: Request, ctx: Ctx) -> InterauthClaims:

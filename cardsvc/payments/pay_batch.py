@@ -3,7 +3,9 @@ holder key, a random handle and its own random status index; only the authority 
 handle to the card (``pay_handles``).
 
 Nothing in one of them names the card: ``ph`` replaces ``cn``, the status index is drawn
-at random, and each credential is valid on exactly one UTC day D: ``iat`` = the midnight
+at random in the day's own status list (``p20261129``, named by every credential of that
+day like its ``iat``; retired once the day is over, its rows deleted by the next batch
+issued), and each credential is valid on exactly one UTC day D: ``iat`` = the midnight
 starting D, ``exp`` = the next midnight (the same for everyone that day). ``iat`` may be in
 the future: the authority pre-issues days up to the horizon (``lifetime_days``), and a
 verifier refuses a day-D credential NOT_YET_VALID before D.
@@ -43,7 +45,7 @@ from cardsvc.services.audit import Actor, append_audit
 from cardsvc.services.cards import get_card, status_for_state
 from cardsvc.services.errors import Conflict, Forbidden, Invalid, NotFound
 from cardsvc.services.provisioning import REFRESH_WINDOW_SECONDS, SigningContext
-from cardsvc.services.status import reserve_status_entry, set_entry_status
+from cardsvc.services.status import reserve_status_entry, retire_day_lists, set_entry_status
 from cardsvc.services.trust import active_signer, signing_alg
 from schemas import STATUS_REVOKED, Credential, Entitlement, Purpose, StatusRef
 from schemas.credential import PAY_HANDLE_BYTES
@@ -150,6 +152,7 @@ def issue_pay_batch(
     if Entitlement.PAYMENT.value not in card.entitlement_list:
         raise Conflict("NOT_ENTITLED_TO_PAY", "this card is not entitled to payment")
     holder_keys = unverified_holder_keys  # signed by the card's device key
+    retire_day_lists(session, actor=Actor.wallet(), now=now)  # past days' lists, lazily
     _end_dead_handles(session, card, now)
     outstanding = _outstanding(session, card, now)
     room = policy.outstanding_max - outstanding
@@ -182,7 +185,7 @@ def issue_pay_batch(
     for holder_key, (day, offline_limit) in zip(holder_keys, plan, strict=False):
         handle = secrets.token_bytes(PAY_HANDLE_BYTES)
         ref = reserve_status_entry(session, card_id=card.id, status=status_for_state(card.state),
-                                   now=now, list_size=signing.status_list_size)
+                                   now=now, list_size=signing.status_list_size, day=day)
         session.add(PayHandle(handle=handle.hex(), card_id=card.id, status_list_id=ref.list_id,
                               status_index=ref.index, issued_at=now,
                               expires_at=datetime.fromtimestamp(day + _DAY, UTC),

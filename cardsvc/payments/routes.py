@@ -25,7 +25,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstrai
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from cardsvc.api.deps import Ctx, roles
+from cardsvc.api.deps import Ctx, PendingOfficer, roles, roles_in_transaction
 from cardsvc.api.routes._common import CARD_NUMBER_PATTERN, problems
 from cardsvc.metrics import CHARGES, OFFLINE_ITEMS
 from cardsvc.models import Card, Officer, PayHandle
@@ -61,6 +61,8 @@ _READERS = (Role.cashier, Role.auditor, Role.supervisor)
 Supervisor = Annotated[Officer, Depends(roles(Role.supervisor))]
 Cashier = Annotated[Officer, Depends(roles(Role.cashier))]
 TerminalOfficer = Annotated[Officer, Depends(roles(Role.terminal))]
+# The token checked in the route's own transaction (POST /v1/payments, P11)
+TerminalToCheck = Annotated[PendingOfficer, Depends(roles_in_transaction(Role.terminal))]
 
 
 class _In(BaseModel):
@@ -360,14 +362,20 @@ def account(
 
 @router.post("/payments", response_model=PaymentOut, status_code=201,
              responses=problems(401, 402, 403, 404, 409, 422, 503))
-def pay(body: PaymentIn, ctx: Ctx, officer: TerminalOfficer, request: Request) -> JSONResponse:
+def pay(body: PaymentIn, ctx: Ctx, pending: TerminalToCheck, request: Request) -> JSONResponse:
     """Charge a scanned pay code once. Refusals: 409 PAY_CODE_USED, 402
     INSUFFICIENT_FUNDS, 422 with the verifier's code (e.g. REVOKED, HOLDER_PROOF_STALE).
     A card of another city is forwarded to it (docs/FEDERATION.md): its receipt, ``202``
-    while pending, or 503 ISSUER_UNREACHABLE with ``offline_allowed``."""
+    while pending, or 503 ISSUER_UNREACHABLE with ``offline_allowed``.
+
+    The terminal's token is checked first thing in the charge's own transaction (P11: one
+    pooled connection and one thread-pool hop per charge, not two); a bad token is 401
+    and nothing else is read or written."""
     now = ctx.clock()
     payments = _payments(ctx)
+    officer: Officer | None = None
     if ctx.settings.federation_root:  # the branch point: a card of another city
+        officer = ctx.database.transact(pending.check, single_read=True)
         forwarded = interchange_routes.forward_if_foreign(
             request, ctx, officer=officer, pay_code=body.pay_code,
             amount_fen=body.amount_fen, idempotency_key=body.idempotency_key,
@@ -376,16 +384,24 @@ def pay(body: PaymentIn, ctx: Ctx, officer: TerminalOfficer, request: Request) -
             CHARGES.labels("FORWARDED" if forwarded.status_code < 300 else
                            str(forwarded.body.get("code", forwarded.status_code))).inc()
             return interchange_routes.respond(forwarded)
+    checked: list[int] = []  # the officer's id, once its token has been checked
 
     def work(session: Session) -> Answer:
+        # First, on every attempt: a bad token reads and writes nothing else.
+        checked.clear()
+        caller = officer or pending.check(session)
+        checked.append(caller.id)  # the row itself expires if this transaction rolls back
         return charges.charge_online(
             session, pay_code=body.pay_code, amount_fen=body.amount_fen,
-            idempotency_key=body.idempotency_key, terminal=ctx.terminals.of(session, officer),
+            idempotency_key=body.idempotency_key, terminal=ctx.terminals.of(session, caller),
             ctx=payments, now=now, challenge=body.challenge)
 
     try:
         answered = _respond(_transact(ctx, work))
     except DomainError as refusal:
+        if not checked:
+            raise  # the token was refused: not a refusal of the pay code
+        officer_id = checked[0]
         refused_code = refusal.code
         CHARGES.labels(refused_code).inc()
         if refused_code == "IDEMPOTENCY_KEY_REUSED":
@@ -395,7 +411,7 @@ def pay(body: PaymentIn, ctx: Ctx, officer: TerminalOfficer, request: Request) -
         with contextlib.suppress(DomainError):  # not a terminal: nothing to remember
             _transact(ctx, lambda session: charges.remember_refused_online(
                 session, unverified_pay_code=body.pay_code, code=refused_code,
-                terminal=terminal_of(session, officer), now=now))
+                terminal=terminal_of(session, session.get_one(Officer, officer_id)), now=now))
         raise
     CHARGES.labels("OK").inc()
     return answered

@@ -8,6 +8,11 @@ Example::
     set_entry_status(session, ref=ref, status=STATUS_REVOKED)
     signed = signed_status_list(session, list_id=ref.list_id, keyring=keyring, now=now,
                                 uri=".../v1/status-lists/1", ttl=300, lifetime_seconds=86400)
+
+Card bundles take entries in the numbered lists ("1", "2", ...). A one-use pay credential
+valid on day D takes one in D's own list (``p20261129``, then ``p20261129-2``, ...: pass
+``day``); once D has ended and the grace passed, that list is retired: it leaves the index,
+is not served or signed any more, and ``retire_day_lists`` deletes its rows.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ from __future__ import annotations
 import secrets
 from datetime import datetime
 
-from sqlalchemy import bindparam, func, select, text, update
+from sqlalchemy import bindparam, delete, func, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.util import identity_key
@@ -24,17 +29,21 @@ import keys as keylib
 from cardsvc.models import PayHandle, StatusEntry, StatusListRecord, UtcDateTime
 from cardsvc.services import _published
 from cardsvc.services._locking import for_update
+from cardsvc.services.audit import Actor, append_audit
 from cardsvc.services.errors import NotFound
 from cardsvc.services.trust import Keyring, SignedObject, active_signer, signing_alg
 from schemas import STATUS_REVOKED, StatusList, StatusListClaims, StatusRef
+from schemas.status_list import day_list_day, day_list_id, day_list_retired
 
 __all__ = [
     "cached_status_list",
     "create_status_list",
     "end_pay_handles",
     "list_status_list_ids",
+    "open_day_lists",
     "propose_status_entry",
     "reserve_status_entry",
+    "retire_day_lists",
     "set_entry_status",
     "set_pay_handle_statuses",
     "signed_status_list",
@@ -62,9 +71,48 @@ def create_status_list(session: Session, *, list_id: str, size: int, now: dateti
     )
 
 
-def list_status_list_ids(session: Session) -> list[str]:
-    ids = session.scalars(select(StatusListRecord.id))
+def list_status_list_ids(session: Session, *, now: datetime) -> list[str]:
+    """The lists published at ``now``: every numbered list and the day lists not retired."""
+    epoch = int(now.timestamp())
+    ids = [list_id for list_id in session.scalars(select(StatusListRecord.id))
+           if not day_list_retired(list_id, epoch)]
     return sorted(ids, key=lambda list_id: (len(list_id), list_id))
+
+
+def open_day_lists(session: Session, *, days: list[int], list_size: int,
+                   now: datetime) -> None:
+    """Make sure each of ``days`` (UTC midnights) has its first list, empty until its
+    credentials are issued: published ahead, a till that synced before a day's first
+    credential was issued still holds its list."""
+    for day in days:
+        create_status_list(session, list_id=day_list_id(day), size=list_size, now=now)
+
+
+def retire_day_lists(session: Session, *, actor: Actor, now: datetime) -> list[str]:
+    """Delete the rows of the day lists retired at ``now`` (their entries, then the list;
+    the ``pay_handles`` rows stay, for the payments they made) and audit it. Run at
+    issuance; a list another transaction is deleting is left to it. Returns the ids."""
+    epoch = int(now.timestamp())
+    candidates = [list_id for list_id in session.scalars(
+        select(StatusListRecord.id).where(StatusListRecord.id.startswith("p")))
+        if day_list_retired(list_id, epoch)]
+    if not candidates:
+        return []
+    locked = sorted(session.scalars(
+        select(StatusListRecord.id).where(StatusListRecord.id.in_(candidates))
+        .with_for_update(skip_locked=True)))
+    if not locked:
+        return []
+    session.execute(delete(StatusEntry).where(StatusEntry.list_id.in_(locked)))
+    session.execute(delete(StatusListRecord).where(StatusListRecord.id.in_(locked)))
+    for list_id in locked:
+        loaded = session.identity_map.get(identity_key(StatusListRecord, list_id))
+        if loaded is not None:
+            session.expunge(loaded)
+    _published.changed(session)
+    append_audit(session, actor=actor, action="status.day_lists_retired",
+                 subject="status-lists", details={"lists": locked}, now=now)
+    return locked
 
 
 # Built once, the same on SQLite and PostgreSQL (issuing a card runs it; a dialect's
@@ -75,7 +123,8 @@ _TAKE_ENTRY = text(
     " ON CONFLICT DO NOTHING RETURNING idx"
 ).bindparams(bindparam("created_at", type_=UtcDateTime))
 _OPEN_LIST = (select(StatusListRecord)
-              .where(StatusListRecord.allocated < StatusListRecord.fill_limit)
+              .where(StatusListRecord.allocated < StatusListRecord.fill_limit,
+                     ~StatusListRecord.id.startswith("p"))  # not a day list
               .order_by(StatusListRecord.created_at, StatusListRecord.id)
               .limit(1))
 _BUMP = (update(StatusListRecord).where(StatusListRecord.id == bindparam("list_id"))
@@ -83,15 +132,18 @@ _BUMP = (update(StatusListRecord).where(StatusListRecord.id == bindparam("list_i
 
 
 def reserve_status_entry(
-    session: Session, *, card_id: int, status: int, now: datetime, list_size: int
+    session: Session, *, card_id: int, status: int, now: datetime, list_size: int,
+    day: int | None = None,
 ) -> StatusRef:
-    """A fresh random index in the open list (a new list once it is about 3/4 full).
+    """A fresh random index in the open numbered list (a new list once it is about 3/4
+    full); with ``day`` (a UTC midnight), in that day's open list instead.
 
     No lock is taken: the entry's primary key settles races (ON CONFLICT DO NOTHING) and
     the list is only counted when random draws keep hitting taken indices.
     """
     while True:
-        record = _open_list(session, list_size=list_size, now=now)
+        record = (_open_list(session, list_size=list_size, now=now) if day is None else
+                  _open_day_list(session, day=day, list_size=list_size, now=now))
         for _ in range(_DRAWS_BEFORE_COUNTING):
             ref = StatusRef(record.id, secrets.randbelow(record.size))
             if take_status_entry(session, ref=ref, card_id=card_id, status=status, now=now):
@@ -159,9 +211,7 @@ def cached_status_list(
     session: Session, *, list_id: str, keyring: Keyring, now: datetime, ttl: int
 ) -> SignedObject | None:
     """The last signed list if it is still current (read only), else None."""
-    record = session.get(StatusListRecord, list_id) if len(list_id) <= 16 else None
-    if record is None:
-        raise NotFound("STATUS_LIST_NOT_FOUND", "no status list with this id")
+    record = _published_record(session, list_id, now)
     signer = active_signer(session, keyring=keyring)
     if record.signed_jwt is None or not _fresh(record, signer.kid, int(now.timestamp()), ttl):
         return None
@@ -178,9 +228,7 @@ def signed_status_list(
     ttl: int,
     lifetime_seconds: int,
 ) -> SignedObject:
-    record = session.get(StatusListRecord, list_id) if len(list_id) <= 16 else None
-    if record is None:
-        raise NotFound("STATUS_LIST_NOT_FOUND", "no status list with this id")
+    record = _published_record(session, list_id, now)
     epoch = int(now.timestamp())
     signer = active_signer(session, keyring=keyring)
     if _fresh(record, signer.kid, epoch, ttl):
@@ -207,6 +255,17 @@ def signed_status_list(
     return SignedObject.of(record.signed_jwt, record.signed_at)
 
 
+def _published_record(session: Session, list_id: str, now: datetime) -> StatusListRecord:
+    """The list, unless it is unknown or a day list retired at ``now`` (not served, even
+    before its rows are deleted)."""
+    record = (session.get(StatusListRecord, list_id)
+              if len(list_id) <= 16 and not day_list_retired(list_id, int(now.timestamp()))
+              else None)
+    if record is None:
+        raise NotFound("STATUS_LIST_NOT_FOUND", "no status list with this id")
+    return record
+
+
 def _fresh(record: StatusListRecord, kid: str, epoch: int, ttl: int) -> bool:
     return (
         record.signed_jwt is not None
@@ -231,6 +290,23 @@ def _open_list(session: Session, *, list_size: int, now: datetime) -> StatusList
         return record
     numbers = [int(i) for i in session.scalars(select(StatusListRecord.id)) if i.isdigit()]
     new_id = str(max(numbers, default=0) + 1)
+    create_status_list(session, list_id=new_id, size=list_size, now=now)
+    return session.execute(
+        select(StatusListRecord).where(StatusListRecord.id == new_id)
+    ).scalar_one()
+
+
+def _open_day_list(session: Session, *, day: int, list_size: int,
+                   now: datetime) -> StatusListRecord:
+    """Day ``day``'s open list: ``p20261129``, then ``p20261129-2`` once that one is full."""
+    first = day_list_id(day)
+    lists = session.scalars(
+        select(StatusListRecord).where(StatusListRecord.id.startswith(first))).all()
+    mine = [record for record in lists if day_list_day(record.id) == day]
+    open_lists = [record for record in mine if record.allocated < record.fill_limit]
+    if open_lists:
+        return min(open_lists, key=lambda record: (len(record.id), record.id))
+    new_id = day_list_id(day, len(mine) + 1)
     create_status_list(session, list_id=new_id, size=list_size, now=now)
     return session.execute(
         select(StatusListRecord).where(StatusListRecord.id == new_id)

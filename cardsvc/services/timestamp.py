@@ -31,6 +31,7 @@ from cardsvc.services.audit import Actor, append_audit
 from cardsvc.services.errors import NotFound, Unavailable
 from cardsvc.services.trust import Keyring, SignedObject, signing_alg, timestamp_keys
 from schemas._jose import dump_json
+from schemas.status_list import day_list_retired
 from schemas.timestamp import ListRef, TimestampClaims, list_digest
 from schemas.trust_list import TimestampKey
 
@@ -119,7 +120,7 @@ def cached_timestamp(
     trust = session.get(TrustState, _TRUST_ROW)
     if row is None or trust is None:
         raise _no_timestamp_key()
-    names = _names(trust, _signed_status_lists(session))
+    names = _names(trust, _signed_status_lists(session, now))
     if _stale(row, names, int(now.timestamp()), lifetime_seconds):
         return None
     assert row.signed_jwt is not None
@@ -144,7 +145,7 @@ def signed_timestamp(
     trust = session.get(TrustState, _TRUST_ROW)
     if row is None or trust is None:
         raise _no_timestamp_key()
-    status_lists = _signed_status_lists(session)
+    status_lists = _signed_status_lists(session, now)
     names = _names(trust, status_lists)
     if _stale(row, names, epoch, lifetime_seconds):
         assert trust.signed_jwt is not None  # _names refuses an unsigned trust list
@@ -170,11 +171,14 @@ def _no_timestamp_key() -> NotFound:
     return NotFound("NO_TIMESTAMP_KEY", "this authority publishes no signed timestamp")
 
 
-def _signed_status_lists(session: Session) -> dict[str, SignedObject]:
+def _signed_status_lists(session: Session, now: datetime) -> dict[str, SignedObject]:
+    """The lists published at ``now`` as last signed (a retired day list is not named)."""
+    epoch = int(now.timestamp())
     rows = session.execute(
         select(StatusListRecord.id, StatusListRecord.signed_jwt, StatusListRecord.signed_at)
         .where(StatusListRecord.signed_jwt.is_not(None)).order_by(StatusListRecord.id))
-    return {list_id: SignedObject.of(jwt, signed_at) for list_id, jwt, signed_at in rows}
+    return {list_id: SignedObject.of(jwt, signed_at) for list_id, jwt, signed_at in rows
+            if not day_list_retired(list_id, epoch)}
 
 
 def _names(trust: TrustState, status_lists: Mapping[str, SignedObject]) -> str:

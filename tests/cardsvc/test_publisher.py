@@ -192,3 +192,28 @@ def test_the_federation_list_is_served_from_memory_or_not_configured(
     answer = authority.client.get("/v1/federation-list")
     assert answer.status_code == 404
     assert answer.json()["code"] == "FEDERATION_NOT_CONFIGURED"
+
+
+class _NoDatabase:
+    """Stands in for the database: any read is a failure of the test."""
+
+    def transact(self, *args: object, **kwargs: object) -> object:
+        raise AssertionError("held() read the database")
+
+
+def test_held_answers_only_from_memory(authority: Authority) -> None:
+    """What the async routes answer on the event loop: the held object while usable, else
+    None (the route then reads in a thread); never a database read or a lock wait."""
+    monotonic = _Monotonic()
+    publisher = _publisher(authority, monotonic)
+    now = authority.clock()
+    assert publisher.held("trust", now) is None  # nothing held yet
+    publisher.trust_list(now)  # the first signing commits, which a held answer must see
+    signed = publisher.trust_list(now)
+    database, publisher.database = publisher.database, _NoDatabase()  # type: ignore[assignment]
+    assert publisher.held("trust", now) == signed
+    assert publisher.held("status:1", now) is None
+    monotonic.now += 1.5  # past the recheck: must be read again
+    assert publisher.held("trust", now) is None
+    publisher.database = database
+    publisher.close()

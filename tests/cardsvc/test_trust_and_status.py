@@ -8,6 +8,7 @@ from sqlalchemy.orm import Session
 from cardsvc.services.trust import RETIREMENT_GRACE_SECONDS
 from schemas import KeyState, TrustListClaims
 from schemas._jose import parse_json_object, split_compact
+from schemas.status_list import day_list_id
 from verifier import verify_trust_list
 
 
@@ -61,8 +62,13 @@ def test_status_list_is_resigned_when_a_bit_changes_or_half_the_ttl_passed(
 
 def test_status_list_index(authority: Authority) -> None:
     listing = authority.client.get("/v1/status-lists").json()
+    # The card list, then the day lists of one-use pay credentials, published ahead for
+    # today and the 6 days they are pre-issued for.
+    today = authority.clock.epoch // 86_400 * 86_400
+    ids = ["1"] + [day_list_id(today + n * 86_400) for n in range(7)]
     assert listing == {"status_lists": [
-        {"id": "1", "uri": "http://testserver/v1/status-lists/1"}]}
+        {"id": list_id, "uri": f"http://testserver/v1/status-lists/{list_id}"}
+        for list_id in ids]}
     missing = authority.client.get("/v1/status-lists/99")
     assert missing.status_code == 404 and missing.json()["code"] == "STATUS_LIST_NOT_FOUND"
 

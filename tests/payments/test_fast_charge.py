@@ -70,3 +70,32 @@ def test_an_accepted_charge_on_postgresql_is_three_statements(tmp_path: Path) ->
         assert "FOR UPDATE" in work[1] and work[2].lstrip().startswith("WITH balance")
         assert world.balance(card.card_number) == 9_800
         assert world.ledger().ok
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_charge_checks_its_token_on_the_charge_s_own_connection(
+    backend: str, tmp_path: Path,
+) -> None:
+    """P11: one pooled connection per charge (one checkout, one pre-ping on PostgreSQL),
+    the token read first in that transaction."""
+    with pay_world(backend, tmp_path) as world:
+        card = world.card(topup=10_000)
+        till = world.terminal()
+        assert world.charge(till, world.pay_code(card), 100).status_code == 201  # warm
+        checkouts: list[object] = []
+
+        def checked_out(*_args: Any) -> None:
+            checkouts.append(_args[0])
+
+        event.listen(world.database.engine, "checkout", checked_out)
+        try:
+            with _statements(world.database) as sent:
+                answer = world.charge(till, world.pay_code(card), 100)
+        finally:
+            event.remove(world.database.engine, "checkout", checked_out)
+        assert answer.status_code == 201, answer.text
+        assert len(checkouts) == 1
+        work = [s for s in sent if s.strip().upper() not in ("SELECT 1", "BEGIN", "COMMIT")
+                and not s.strip().upper().startswith("BEGIN ")]
+        assert "officers" in work[0] and "token_hash" in work[0]
+        assert world.balance(card.card_number) == 9_800

@@ -297,7 +297,10 @@ def _declared_roles(dependant: Any) -> set[str] | None:
     found: set[str] | None = None
     for dependency in dependant.dependencies:
         call = dependency.call
-        if getattr(call, "__name__", "") == "officer_with_role" and call.__closure__:
+        # roles(...) checks the token itself; roles_in_transaction(...) leaves the same
+        # check to the route's transaction (POST /v1/payments)
+        if getattr(call, "__name__", "") in ("officer_with_role", "officer_to_check") \
+                and call.__closure__:
             cells = dict(zip(call.__code__.co_freevars,
                              (cell.cell_contents for cell in call.__closure__), strict=True))
             found = (found or set()) | set(cells["allowed"])

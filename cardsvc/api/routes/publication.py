@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Path, Response
+from starlette.concurrency import run_in_threadpool
 
 from cardsvc.api.deps import Ctx
 from cardsvc.api.routes._common import problems
@@ -15,6 +16,10 @@ from cardsvc.services.trust import SignedObject
 __all__ = ["router"]
 
 router = APIRouter(prefix="/v1", tags=["publication"])
+
+# The signed objects are async routes: what is held in memory is answered on the event
+# loop (no thread-pool hop, the same work as a health request); only an answer that must
+# be read again (past its recheck, or changed here) goes to a thread to read the database.
 
 
 def _serve(
@@ -31,10 +36,13 @@ def _serve(
 @router.get("/trust-list", response_class=Response, responses={
     200: {"content": {"application/jwt": {}}, "description": "the root-signed trust list"},
     304: {"description": "not modified"}, **problems(503)})
-def trust_list(
+async def trust_list(
     ctx: Ctx, if_none_match: Annotated[str | None, Header(max_length=500)] = None
 ) -> Response:
-    signed = ctx.publisher.trust_list(ctx.clock())
+    now = ctx.clock()
+    signed = ctx.publisher.held("trust", now)
+    if signed is None:
+        signed = await run_in_threadpool(ctx.publisher.trust_list, now)
     return _serve(signed, "application/jwt", if_none_match, ctx.settings.status_ttl_seconds)
 
 
@@ -42,13 +50,16 @@ def trust_list(
     200: {"content": {"application/jwt": {}},
           "description": "the signed timestamp naming the current trust and status lists"},
     304: {"description": "not modified"}, **problems(404, 503)})
-def signed_timestamp(
+async def signed_timestamp(
     ctx: Ctx, if_none_match: Annotated[str | None, Header(max_length=500)] = None
 ) -> Response:
     """The lists it names are brought up to date first (re-signed when due), so a verifier
     that fetches this, then the lists, always gets lists at least as new as named."""
     settings = ctx.settings
-    signed = ctx.publisher.timestamp(ctx.clock())
+    now = ctx.clock()
+    signed = ctx.publisher.held("timestamp", now)
+    if signed is None:
+        signed = await run_in_threadpool(ctx.publisher.timestamp, now)
     lifetime = settings.timestamp_lifetime_seconds
     # Well below the lifetime: it changes whenever a status list is re-signed.
     return _serve(signed, "application/jwt", if_none_match,
@@ -72,7 +83,7 @@ def status_lists_index(ctx: Ctx) -> StatusListsOut:
 @router.get("/status-lists/{list_id}", response_class=Response, responses={
     200: {"content": {"application/statuslist+jwt": {}}, "description": "the signed list"},
     304: {"description": "not modified"}, **problems(404, 422)})
-def status_list(
+async def status_list(
     list_id: Annotated[str, Path(pattern=r"^[0-9A-Za-z_-]{1,16}$")], ctx: Ctx,
     if_none_match: Annotated[str | None, Header(max_length=500)] = None,
 ) -> Response:
@@ -80,6 +91,8 @@ def status_list(
     max-age is what is left of the ttl so that no cache holds a stale list."""
     settings = ctx.settings
     now = ctx.clock()
-    signed = ctx.publisher.status_list(list_id, now)
+    signed = ctx.publisher.held(f"status:{list_id}", now)
+    if signed is None:
+        signed = await run_in_threadpool(ctx.publisher.status_list, list_id, now)
     remaining = signed.issued_at + settings.status_ttl_seconds - int(now.timestamp())
     return _serve(signed, "application/statuslist+jwt", if_none_match, remaining)
