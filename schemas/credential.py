@@ -253,28 +253,14 @@ class Credential(NamedTuple):
             missing = _MANDATORY[purpose] - names
             extra = names - _ALLOWED[purpose]
             raise Malformed(f"missing claims {sorted(missing)}, unregistered {sorted(extra)}")
-        status = payload["st"]
-        if type(status) is not list or len(status) != 2:
-            raise Malformed("st must be [list id, index]")
-        list_id, index = status
-        if type(list_id) is not str or not _LIST_ID_RE.fullmatch(list_id):
-            raise Malformed("st[0] must be a status list id")
-        if type(index) is not int or not 0 <= index < 2**32:
-            raise Malformed("st[1] must be a non-negative index")
-        issuer, issued_at, expires_at = payload["iss"], payload["iat"], payload["exp"]
-        if type(issuer) is not str or not 0 < len(issuer) <= 64 or \
-                has_hidden_characters(issuer):
-            raise Malformed("iss must be a short string")
-        if type(issued_at) is not int or type(expires_at) is not int or not (
-            0 <= issued_at < _MAX_INT and 0 <= expires_at < _MAX_INT
-        ):
-            raise Malformed("iat and exp must be integer times")
+        status = _status_ref(payload["st"])
+        issuer = _issuer(payload["iss"])
+        issued_at, expires_at = _time(payload["iat"], "iat"), _time(payload["exp"], "exp")
         card_number = _match(payload["cn"], _CARD_RE, "cn")
         holder_key = _b64_bytes(payload["hk"], 32, "hk")
         if purpose is Purpose.PAY:
             return Credential(purpose, issuer, issued_at, expires_at, card_number,
-                              StatusRef(list_id, index), holder_key,
-                              _optional_amount(payload.get("ol")))
+                              status, holder_key, _optional_amount(payload.get("ol")))
         digest = payload.get("pd")
         ent = payload.get("ent")
         return Credential(
@@ -283,7 +269,7 @@ class Credential(NamedTuple):
             issued_at,
             expires_at,
             card_number,
-            StatusRef(list_id, index),
+            status,
             holder_key,
             None,
             _match(payload["fc"], _CODE_RE, "fc"),
@@ -303,22 +289,12 @@ def _one_use_pay(payload: dict[str, Any]) -> Credential:
     nothing finer than the day; a verifier does not need to check that.)"""
     if payload.keys() != _ONE_USE_PAY:
         raise Malformed(f"a one-use pay credential has exactly {sorted(_ONE_USE_PAY)}")
-    status = payload["st"]
-    if type(status) is not list or len(status) != 2:
-        raise Malformed("st must be [list id, index]")
-    list_id, index = status
-    if type(list_id) is not str or not _LIST_ID_RE.fullmatch(list_id):
-        raise Malformed("st[0] must be a status list id")
-    issuer = payload["iss"]
-    if type(issuer) is not str or not 0 < len(issuer) <= 64 or \
-            has_hidden_characters(issuer):
-        raise Malformed("iss must be a short string")
+    status, issuer = _status_ref(payload["st"]), _issuer(payload["iss"])
     issued_at, expires_at = _time(payload["iat"], "iat"), _time(payload["exp"], "exp")
     limit = _optional_amount(payload["ol"])
     if limit is None:
         raise Malformed("ol must be a non-negative integer amount of fen")
-    return Credential(Purpose.PAY, issuer, issued_at, expires_at, "",
-                      StatusRef(list_id, _index(index)),
+    return Credential(Purpose.PAY, issuer, issued_at, expires_at, "", status,
                       _b64_bytes(payload["hk"], 32, "hk"), limit,
                       pay_handle=_b64_bytes(payload["ph"], PAY_HANDLE_BYTES, "ph"))
 
@@ -364,6 +340,21 @@ def _choice(value: Any, choices: tuple[str, ...], name: str) -> str:
     if value not in choices:
         raise Malformed(f"{name} must be one of {choices}")
     return str(value)
+
+
+def _status_ref(value: Any) -> StatusRef:
+    if type(value) is not list or len(value) != 2:
+        raise Malformed("st must be [list id, index]")
+    list_id, index = value
+    if type(list_id) is not str or not _LIST_ID_RE.fullmatch(list_id):
+        raise Malformed("st[0] must be a status list id")
+    return StatusRef(list_id, _index(index))
+
+
+def _issuer(value: Any) -> str:
+    if type(value) is not str or not 0 < len(value) <= 64 or has_hidden_characters(value):
+        raise Malformed("iss must be a short string")
+    return value
 
 
 def _time(value: Any, name: str) -> int:
