@@ -207,13 +207,16 @@ def test_held_answers_only_from_memory(authority: Authority) -> None:
     monotonic = _Monotonic()
     publisher = _publisher(authority, monotonic)
     now = authority.clock()
-    assert publisher.held("trust", now) is None  # nothing held yet
-    publisher.trust_list(now)  # the first signing commits, which a held answer must see
-    signed = publisher.trust_list(now)
-    database, publisher.database = publisher.database, _NoDatabase()  # type: ignore[assignment]
-    assert publisher.held("trust", now) == signed
-    assert publisher.held("status:1", now) is None
-    monotonic.now += 1.5  # past the recheck: must be read again
-    assert publisher.held("trust", now) is None
-    publisher.database = database
-    publisher.close()
+    database = publisher.database
+    try:
+        assert publisher.held("trust", now) is None  # nothing held yet
+        publisher.trust_list(now)  # the first signing commits, which a held answer must see
+        signed = publisher.trust_list(now)
+        publisher.database = _NoDatabase()  # type: ignore[assignment]
+        assert publisher.held("trust", now) == signed
+        assert publisher.held("status:1", now) is None
+        monotonic.now += 1.5  # past the recheck: must be read again
+        assert publisher.held("trust", now) is None
+    finally:
+        publisher.database = database
+        publisher.close()
