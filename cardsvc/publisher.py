@@ -133,6 +133,8 @@ class Publisher:
         epoch = int(now.timestamp())
         mono = self.monotonic()
         held = self._held.get(key)
+        if held is None:  # never an unknown key: the path's list id is the caller's
+            return _NOT_HELD
         self._asked.add(key)  # refreshed ahead only while asked for
         if self._usable(held, epoch, _published.generation(), mono):
             assert held is not None
@@ -155,6 +157,7 @@ class Publisher:
                 return held.value  # type: ignore[return-value]
             value = load()
             self._hold(key, _Held(value, generation, mono, epoch))
+            self._asked.add(key)
             return value
 
     def _hold(self, key: str, held: _Held) -> None:
@@ -237,8 +240,15 @@ class Publisher:
     def held(self, name: str, now: datetime) -> SignedObject | None:
         """``trust``, ``timestamp`` or ``status:ID`` as held in memory, while usable; None
         when it must be read (call the method of that name, off the event loop)."""
+        if name.startswith("status:") and not self._servable(name.removeprefix("status:"),
+                                                              now):
+            return None  # status_list() then answers STATUS_LIST_NOT_FOUND
         fresh = self._fresh(name, now)
         return fresh if isinstance(fresh, SignedObject) else None
+
+    @staticmethod
+    def _servable(list_id: str, now: datetime) -> bool:
+        return len(list_id) <= 16 and not day_list_retired(list_id, int(now.timestamp()))
 
     def trust_list(self, now: datetime) -> SignedObject:
         return self._cached("trust", now, lambda: self._trust_list(now))
@@ -250,7 +260,7 @@ class Publisher:
                 if not day_list_retired(list_id, epoch)]
 
     def status_list(self, list_id: str, now: datetime) -> SignedObject:
-        if len(list_id) > 16 or day_list_retired(list_id, int(now.timestamp())):
+        if not self._servable(list_id, now):
             raise NotFound("STATUS_LIST_NOT_FOUND", "no status list with this id")
         return self._cached(f"status:{list_id}", now, lambda: self._status_list(list_id, now))
 

@@ -6,6 +6,7 @@ once; 304 on the ETag; the status list index also under its static mirror name."
 from __future__ import annotations
 
 import threading
+from datetime import UTC, datetime, timedelta
 
 from cardsvc_kit import Authority, device_key
 from sqlalchemy import select, text
@@ -17,6 +18,7 @@ from cardsvc.publisher import Publisher
 from cardsvc.services.trust import SignedObject
 from schemas import StatusListClaims
 from schemas._jose import parse_json_object, split_compact
+from schemas.status_list import DAY_LIST_GRACE_SECONDS, day_list_id
 from schemas.timestamp import TimestampClaims, list_digest
 
 
@@ -219,4 +221,26 @@ def test_held_answers_only_from_memory(authority: Authority) -> None:
         assert publisher.held("trust", now) is None
     finally:
         publisher.database = database
+        publisher.close()
+
+
+def test_unknown_or_retired_lists_are_not_held_nor_remembered(authority: Authority) -> None:
+    """The list id in the path is the caller's: asking for ids that do not exist leaves
+    nothing behind, and a day list held until a moment before its retirement is not
+    served a moment after it."""
+    publisher = _publisher(authority, _Monotonic())
+    now = authority.clock()
+    day = int(now.timestamp()) // 86_400 * 86_400
+    retires = datetime.fromtimestamp(day + 86_400 + DAY_LIST_GRACE_SECONDS, UTC)
+    try:
+        publisher.index(now)  # opens the horizon's day lists
+        before = retires - timedelta(milliseconds=500)
+        publisher.status_list(day_list_id(day), before)
+        publisher.status_list(day_list_id(day), before)  # held now
+        assert publisher.held(f"status:{day_list_id(day)}", before) is not None
+        assert publisher.held(f"status:{day_list_id(day)}", retires) is None
+        for n in range(1_000):
+            assert publisher.held(f"status:x{n}", now) is None
+        assert not any(key.startswith("status:x") for key in publisher._asked)
+    finally:
         publisher.close()
