@@ -108,6 +108,7 @@ class Database:
                           pool_use_lifo=True,
                           connect_args={k: v for k, v in _POSTGRES_CONNECT_ARGS.items()
                                         if f"{k}=" not in self.url})
+        self._connect_args: dict[str, Any] = dict(kwargs.get("connect_args", {}))
         self.engine: Engine = create_engine(self.url, **kwargs)
         if self.is_sqlite:
             _configure_sqlite(self.engine)
@@ -134,6 +135,13 @@ class Database:
     @property
     def dialect(self) -> str:
         return self.engine.dialect.name
+
+    def driver_connect_kwargs(self) -> dict[str, Any]:
+        """What ``psycopg.connect`` takes to reach this PostgreSQL database exactly as the
+        engine's pool does (hosts, timeouts, keepalives): for code that talks to the
+        driver directly (the charge made on the event loop)."""
+        _args, params = self.engine.dialect.create_connect_args(self.engine.url)
+        return {**params, **self._connect_args}
 
     def transact(
         self, work: Callable[[Session], T], *, attempts: int = 5, readonly: bool = False,

@@ -34,7 +34,7 @@ from cardsvc.db import Database
 from cardsvc.models import AuditHead, StatusListRecord, TrustState
 from schemas.status_list import day_list_retired
 
-__all__ = ["CHARGES", "HTTP_LATENCY", "HTTP_REQUESTS", "OFFLINE_ITEMS", "render"]
+__all__ = ["CHARGES", "CHARGES_ON_LOOP", "HTTP_LATENCY", "HTTP_REQUESTS", "OFFLINE_ITEMS", "render"]
 
 HTTP_REQUESTS = Counter("fmc_http_requests", "HTTP requests answered",
                         ["method", "route", "status"])
@@ -43,6 +43,9 @@ HTTP_LATENCY = Histogram("fmc_http_request_duration_seconds", "Time to answer a 
                          buckets=(.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5))
 CHARGES = Counter("fmc_charges", "Online charges by outcome (OK or the refusal code)",
                   ["outcome"])
+CHARGES_ON_LOOP = Counter("fmc_charges_on_loop", "Accepted online charges made on the event"
+                          " loop in two statements (the rest of outcome OK took the general"
+                          " path)")
 OFFLINE_ITEMS = Counter("fmc_offline_items",
                         "Offline payments uploaded, by outcome (settled, double_spend, refused)"
                         " and code", ["outcome", "code"])

@@ -91,9 +91,11 @@ def create_app(
         if settings.federation_root:
             forwarder = asyncio.create_task(interchange_routes.keep_forwarding(
                 _app.state, context))
+        await context.loop_charges.start()
         try:
             yield
         finally:
+            await context.loop_charges.close()
             if forwarder is not None:
                 forwarder.cancel()
                 with contextlib.suppress(asyncio.CancelledError):

@@ -9,6 +9,7 @@ from datetime import datetime
 import httpx
 
 from cardsvc.db import Database
+from cardsvc.payments._loop_charge import LoopCharges
 from cardsvc.payments._paycode import AuthorityTrustCache
 from cardsvc.payments.merchants import TerminalDirectory
 from cardsvc.payments.pay_batch import PayBatchPolicy
@@ -36,11 +37,18 @@ class AppContext:
     terminals: TerminalDirectory = field(default_factory=TerminalDirectory, repr=False,
                                          compare=False)
 
+    # accepted charges made on the event loop (PostgreSQL; started by the app's lifespan)
+    loop_charges: LoopCharges = field(init=False, repr=False, compare=False)
+
     def __post_init__(self) -> None:
         # what verifiers sync, held in memory (one per app)
         object.__setattr__(self, "publisher",
                            Publisher(self.settings, self.database, self.keyring,
                                      clock=self.clock))
+        object.__setattr__(self, "loop_charges", LoopCharges.for_database(
+            self.database if self.settings.charges_on_loop else None, keyring=self.keyring,
+            issuer=self.settings.issuer, trust_cache=self.trust_cache,
+            size=self.settings.db_pool_size))
 
     @property
     def signing(self) -> SigningContext:

@@ -38,7 +38,8 @@ from cardsvc.payments._idempotency import Answer, canonical_json
 from cardsvc.payments.ledger import merchant_account_key
 from schemas import Credential
 
-__all__ = ["Charge", "LockedCharge", "lock_for_charge", "write_charge"]
+__all__ = ["READ_FOR_CHARGE", "WRITE_IF_UNCHANGED", "Charge", "LockedCharge", "charge_params",
+           "lock_for_charge", "write_charge"]
 
 _LOCK = """SELECT b.balance_fen, b.account_id, c.id, c.card_number,
   (SELECT status FROM status_entries WHERE list_id = %(list_id)s AND idx = %(idx)s),
@@ -51,9 +52,9 @@ FROM card_balances b JOIN cards c ON c.id = b.card_id
 WHERE c.card_number = %(card_number)s
 FOR UPDATE OF b"""
 
-_WRITE = """WITH balance AS (
-    UPDATE card_balances SET balance_fen = %(balance_after)s, updated_at = %(now)s
-    WHERE card_id = %(card_id)s RETURNING card_id),
+# What an accepted charge writes once its balance row is updated (the CTE ``balance``):
+# ledger transaction, its two entries, the payment and the idempotency record.
+_CHARGE_ROWS = """
   txn AS (INSERT INTO ledger_transactions (kind, reference, card_id, posted_at)
     SELECT 'charge', %(payment_id)s, card_id, %(now)s FROM balance RETURNING id),
   entries AS (INSERT INTO ledger_entries (transaction_id, account_id, amount_fen)
@@ -69,6 +70,41 @@ _WRITE = """WITH balance AS (
 INSERT INTO idempotency_records (officer_id, key, request_hash, status_code, response,
   created_at)
 SELECT %(officer_id)s, %(key)s, %(digest)s, 201, %(response)s, %(now)s FROM txn"""
+
+_WRITE = """WITH balance AS (
+    UPDATE card_balances SET balance_fen = %(balance_after)s, updated_at = %(now)s
+    WHERE card_id = %(card_id)s RETURNING card_id),""" + _CHARGE_ROWS  # noqa: S608 (constants)
+
+# The charge made on the event loop (cardsvc/payments/_loop_charge.py) holds no lock
+# between its read and this write: the balance is written only if it is still the one
+# read (a compare-and-set), and only while the terminal's token, the card's status entry
+# and the trust state's version are as they were read. Otherwise the balance CTE updates
+# nothing, every insert selects from it and writes nothing, and no row comes back.
+WRITE_IF_UNCHANGED = """WITH balance AS (
+    UPDATE card_balances SET balance_fen = %(balance_after)s, updated_at = %(now)s
+    WHERE card_id = %(card_id)s AND balance_fen = %(balance_before)s
+      AND EXISTS (SELECT 1 FROM officers
+                  WHERE id = %(officer_id)s AND token_hash = %(token_hash)s AND active)
+      AND (SELECT status FROM status_entries
+           WHERE list_id = %(list_id)s AND idx = %(idx)s) = %(status)s
+      AND (SELECT version FROM trust_state WHERE id = 1) = %(trust_version)s
+    RETURNING card_id),""" + _CHARGE_ROWS + """
+RETURNING officer_id"""  # noqa: S608 (constants only)
+
+# Its read, with no lock: the terminal behind the token (an active officer) and, for the
+# card, what the locking read of the general path reads. The merchant's ledger account
+# key is merchant_account_key's ('merchant:<id>'); were it ever to differ, the account
+# reads NULL and the general path charges.
+READ_FOR_CHARGE = """SELECT o.id, o.roles, t.id, t.merchant_id,
+  b.balance_fen, b.account_id, c.id, c.card_number,
+  (SELECT status FROM status_entries WHERE list_id = %(list_id)s AND idx = %(idx)s),
+  (SELECT version FROM trust_state WHERE id = 1),
+  (SELECT id FROM ledger_accounts WHERE key = 'merchant:' || t.merchant_id),
+  EXISTS (SELECT 1 FROM idempotency_records WHERE officer_id = o.id AND key = %(key)s),
+  EXISTS (SELECT 1 FROM payments WHERE replay_key = %(replay_key)s)
+FROM officers o JOIN terminals t ON t.officer_id = o.id,
+  cards c JOIN card_balances b ON b.card_id = c.id
+WHERE o.token_hash = %(token_hash)s AND o.active AND c.card_number = %(card_number)s"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,10 +165,10 @@ def lock_for_charge(
                         merchant_account)
 
 
-def write_charge(session: Session, *, locked: LockedCharge, charge: Charge,
-                 body: dict[str, Any]) -> Answer:
-    """The one-statement write of an accepted charge; the answer it stores."""
-    _driver_execute(session, _WRITE, {
+def charge_params(*, locked: LockedCharge, charge: Charge,
+                  body: dict[str, Any]) -> dict[str, Any]:
+    """The parameters of the write (``_WRITE``, ``WRITE_IF_UNCHANGED`` adds its own)."""
+    return {
         "balance_after": locked.balance_fen - charge.amount_fen, "now": charge.now.astimezone(UTC),
         "card_id": locked.card_id, "payment_id": charge.payment_id,
         "card_account": locked.card_account, "merchant_account": locked.merchant_account,
@@ -140,6 +176,12 @@ def write_charge(session: Session, *, locked: LockedCharge, charge: Charge,
         "terminal_id": charge.terminal_id, "replay_key": charge.replay_key_hex,
         "proof_time": charge.proof_time, "receipt": charge.receipt,
         "officer_id": charge.officer_id, "key": charge.idempotency_key,
-        "digest": charge.digest, "response": canonical_json(body)})
+        "digest": charge.digest, "response": canonical_json(body)}
+
+
+def write_charge(session: Session, *, locked: LockedCharge, charge: Charge,
+                 body: dict[str, Any]) -> Answer:
+    """The one-statement write of an accepted charge; the answer it stores."""
+    _driver_execute(session, _WRITE, charge_params(locked=locked, charge=charge, body=body))
     return Answer(201, body)
 

@@ -138,6 +138,15 @@ class AuthorityTrustCache:
             self._held = _HeldTrust(current, now, claims)
         return claims, current
 
+    def held(self, *, now: int) -> tuple[TrustListClaims, int] | None:
+        """What is held, without the database: None when nothing is, its window moved
+        on, or it was built at no version (the charge made on the event loop, which
+        compares the version in its own statements, then leaves it to :meth:`get`)."""
+        held = self._held
+        if held is None or held.version is None or not 0 <= now - held.built_at < _REBUILD_AFTER:
+            return None
+        return held.claims, held.version
+
 
 def active_kid(trust: TrustListClaims) -> str | None:
     """The key that signs now (what receipts are signed with)."""

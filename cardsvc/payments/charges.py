@@ -262,8 +262,7 @@ def charge_online(
     PaymentRefused INSUFFICIENT_FUNDS (402), Conflict IDEMPOTENCY_KEY_REUSED (409).
     """
     _check_amount(amount_fen)
-    digest = request_hash("payment", {"pay_code": pay_code, "amount_fen": amount_fen}
-                          | ({} if challenge is None else {"challenge": challenge}))
+    digest = charge_request_hash(pay_code=pay_code, amount_fen=amount_fen, challenge=challenge)
     officer_id = terminal.officer_id
     epoch = _epoch(now)
     try:
@@ -351,9 +350,10 @@ def charge_online(
         overdraft_fen=0, balance_after_fen=row.balance_fen, replay_key=key.hex(),
         proof_time=result.proof_time or epoch, accepted_at=now, settled_at=now,
         receipt=receipt)
-    body = _body_for_merchant(credential, _charge_body(
+    body = _body_for_merchant(credential, charge_body(
         payment_id=payment_id, card_number=card.card_number, amount_fen=amount_fen,
-        balance_fen=row.balance_fen, terminal=terminal, now=now, receipt=receipt))
+        balance_fen=row.balance_fen, merchant_id=terminal.merchant_id,
+        terminal_id=terminal.id, now=now, receipt=receipt))
     answer = Answer(201, body)
     if session.get_bind().dialect.name == "postgresql":
         _write_charge(session, row=row, legs=legs, payment=payment, idempotency=dict(
@@ -367,11 +367,19 @@ def charge_online(
                         answer=answer, now=now)
 
 
-def _charge_body(*, payment_id: str, card_number: str, amount_fen: int, balance_fen: int,
-                 terminal: Terminal, now: datetime, receipt: str) -> dict[str, Any]:
+def charge_request_hash(*, pay_code: str, amount_fen: int, challenge: str | None) -> str:
+    """What an online charge's idempotency record is keyed to (the request as sent)."""
+    return request_hash("payment", {"pay_code": pay_code, "amount_fen": amount_fen}
+                        | ({} if challenge is None else {"challenge": challenge}))
+
+
+def charge_body(*, payment_id: str, card_number: str, amount_fen: int, balance_fen: int,
+                merchant_id: int, terminal_id: int, now: datetime,
+                receipt: str) -> dict[str, Any]:
+    """An accepted online charge's answer (for a card-bound code)."""
     return {"payment_id": payment_id, "status": "accepted", "mode": "online",
             "card_number": card_number, "amount_fen": amount_fen, "balance_fen": balance_fen,
-            "merchant_id": terminal.merchant_id, "terminal_id": terminal.id,
+            "merchant_id": merchant_id, "terminal_id": terminal_id,
             "settled_at": now.isoformat(), "receipt": receipt}
 
 
@@ -402,9 +410,10 @@ def _charge_fast(
         payment_id, "payment", payment_id, ctx.issuer, locked.card_number,
         terminal.merchant_id, terminal.id, amount_fen, balance_after, 0, "online", epoch,
         epoch, b64url_encode(key)), trust)
-    body = _charge_body(payment_id=payment_id, card_number=locked.card_number,
-                        amount_fen=amount_fen, balance_fen=balance_after, terminal=terminal,
-                        now=now, receipt=receipt)
+    body = charge_body(payment_id=payment_id, card_number=locked.card_number,
+                       amount_fen=amount_fen, balance_fen=balance_after,
+                       merchant_id=terminal.merchant_id, terminal_id=terminal.id, now=now,
+                       receipt=receipt)
     return write_charge(session, locked=locked, body=body, charge=FastCharge(
         payment_id=payment_id, amount_fen=amount_fen, merchant_id=terminal.merchant_id,
         terminal_id=terminal.id, officer_id=terminal.officer_id,

@@ -24,10 +24,11 @@ from fastapi.responses import JSONResponse
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
 from sqlalchemy import select
 from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 
 from cardsvc.api.deps import Ctx, PendingOfficer, roles, roles_in_transaction
 from cardsvc.api.routes._common import CARD_NUMBER_PATTERN, problems
-from cardsvc.metrics import CHARGES, OFFLINE_ITEMS
+from cardsvc.metrics import CHARGES, CHARGES_ON_LOOP, OFFLINE_ITEMS
 from cardsvc.models import Card, Officer, PayHandle
 from cardsvc.payments import charges, interchange_routes, merchants, reports
 from cardsvc.payments._idempotency import Answer, transact_settling_races
@@ -362,16 +363,33 @@ def account(
 
 @router.post("/payments", response_model=PaymentOut, status_code=201,
              responses=problems(401, 402, 403, 404, 409, 422, 503))
-def pay(body: PaymentIn, ctx: Ctx, pending: TerminalToCheck, request: Request) -> JSONResponse:
+async def pay(body: PaymentIn, ctx: Ctx, pending: TerminalToCheck,
+              request: Request) -> JSONResponse:
     """Charge a scanned pay code once. Refusals: 409 PAY_CODE_USED, 402
     INSUFFICIENT_FUNDS, 422 with the verifier's code (e.g. REVOKED, HOLDER_PROOF_STALE).
     A card of another city is forwarded to it (docs/FEDERATION.md): its receipt, ``202``
     while pending, or 503 ISSUER_UNREACHABLE with ``offline_allowed``.
 
-    The terminal's token is checked first thing in the charge's own transaction (P11: one
-    pooled connection and one thread-pool hop per charge, not two); a bad token is 401
-    and nothing else is read or written."""
+    An accepted charge of a card-bound code is made on the event loop in two statements
+    on PostgreSQL (P11, cardsvc/payments/_loop_charge.py); anything else, and every
+    refusal, takes the general path on a worker thread."""
     now = ctx.clock()
+    answer = await ctx.loop_charges.charge(
+        unverified_token=pending.unverified_token, pay_code=body.pay_code,
+        amount_fen=body.amount_fen, idempotency_key=body.idempotency_key,
+        challenge=body.challenge, now=now)
+    if answer is not None:
+        CHARGES.labels("OK").inc()
+        CHARGES_ON_LOOP.inc()
+        return _respond(answer)
+    return await run_in_threadpool(_pay, body, ctx, pending, request, now)
+
+
+def _pay(body: PaymentIn, ctx: Ctx, pending: PendingOfficer, request: Request,
+         now: datetime) -> JSONResponse:
+    """The general path. The terminal's token is checked first thing in the charge's own
+    transaction (P11: one pooled connection and one thread-pool hop per charge, not two);
+    a bad token is 401 and nothing else is read or written."""
     payments = _payments(ctx)
     officer: Officer | None = None
     if ctx.settings.federation_root:  # the branch point: a card of another city

@@ -109,6 +109,11 @@ class Keyring:
                 self._signers[kid] = signer
             return signer
 
+    def opened(self, kid: str) -> Signer | None:
+        """The signer of ``kid`` if it is open already (None: opening it reads the store,
+        which an event loop must not wait for)."""
+        return self._signers.get(kid)
+
     def _root_token(self) -> SigningKeyStore:
         """The root's own token, opened at the first use that finds it plugged in (a
         ceremony's short process); absent, every use is ROOT_OFFLINE."""

@@ -1,7 +1,8 @@
 """P11.1: the accepted online charge in few statements, and what its shortcuts must not
 break: a terminal held in memory is still refused at once when its token is deactivated
-(by another process), and on PostgreSQL an accepted charge is the token check, one
-locking read and one write."""
+(by another process), and on PostgreSQL an accepted charge on the general path (charges
+on the event loop off: tests/payments/test_loop_charge.py has those) is the token check,
+one locking read and one write."""
 
 from __future__ import annotations
 
@@ -58,7 +59,7 @@ def test_a_terminal_deactivated_elsewhere_is_refused_at_the_next_charge(
 
 @pytest.mark.postgres
 def test_an_accepted_charge_on_postgresql_is_three_statements(tmp_path: Path) -> None:
-    with pay_world("postgresql", tmp_path) as world:
+    with pay_world("postgresql", tmp_path, charges_on_loop=False) as world:
         card = world.card(topup=10_000)
         till = world.terminal()
         assert world.charge(till, world.pay_code(card), 100).status_code == 201  # warm
@@ -78,7 +79,7 @@ def test_a_charge_checks_its_token_on_the_charge_s_own_connection(
 ) -> None:
     """P11: one pooled connection per charge (one checkout, one pre-ping on PostgreSQL),
     the token read first in that transaction."""
-    with pay_world(backend, tmp_path) as world:
+    with pay_world(backend, tmp_path, charges_on_loop=False) as world:
         card = world.card(topup=10_000)
         till = world.terminal()
         assert world.charge(till, world.pay_code(card), 100).status_code == 201  # warm

@@ -1,0 +1,278 @@
+"""P11.1: the accepted charge made on the event loop in two statements (PostgreSQL), and
+what it must not break. It holds no lock between its read and its write, so each thing
+another process can change in between is changed there, and the charge must then end as
+the general path would have ended it: charged once, or refused with the general path's
+code, never a lost update, never a charge past a revocation or a deactivated token."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import psycopg
+import pytest
+from payments_kit import PayCard, PayWorld, TerminalHandle, pay_world
+from prometheus_client import REGISTRY
+from sqlalchemy import event, select, text
+from sqlalchemy.orm import Session
+
+from cardsvc.db import Database
+from cardsvc.models import Officer
+from cardsvc.payments._loop_charge import LoopCharges
+from cardsvc.payments.charges import PaymentContext, charge_online, top_up
+from cardsvc.payments.models import Terminal
+from cardsvc.services.audit import Actor
+from cardsvc.services.bootstrap import open_keyring
+from cardsvc.services.cards import change_card_state
+from cardsvc.services.officers import deactivate_officer
+from verifier.receipts import pay_code_key, verify_receipt
+
+pytestmark = pytest.mark.postgres
+
+
+def _on_loop() -> float:
+    return REGISTRY.get_sample_value("fmc_charges_on_loop_total") or 0.0
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PayWorld]:
+    with pay_world("postgresql", tmp_path_factory.mktemp("loop")) as world:
+        yield world
+
+
+@pytest.fixture(autouse=True)
+def _ledger_checked(world: PayWorld) -> Iterator[None]:
+    yield
+    check = world.ledger()
+    assert check.ok, check
+
+
+@contextmanager
+def _orm_statements(database: Database) -> Iterator[list[str]]:
+    sent: list[str] = []
+
+    def count(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        sent.append(statement)
+
+    event.listen(database.engine, "before_cursor_execute", count)
+    try:
+        yield sent
+    finally:
+        event.remove(database.engine, "before_cursor_execute", count)
+
+
+def test_an_accepted_charge_is_made_on_the_loop_with_no_orm_statement(world: PayWorld) -> None:
+    card = world.card(topup=10_000)
+    till = world.terminal()
+    assert world.charge(till, world.pay_code(card), 100).status_code == 201  # warm
+    before = _on_loop()
+    pay_code = world.pay_code(card)
+    with _orm_statements(world.database) as sent:
+        answer = world.charge(till, pay_code, 250, key="loop-1")
+    assert answer.status_code == 201, answer.text
+    assert _on_loop() == before + 1
+    assert sent == []  # no pooled session, no pre-ping, no BEGIN/COMMIT
+    body = answer.json()
+    assert (body["status"], body["amount_fen"], body["balance_fen"]) == ("accepted", 250, 9_650)
+    assert (body["terminal_id"], body["merchant_id"]) == (till.terminal_id, till.merchant_id)
+    receipt = verify_receipt(body["receipt"], trust_list=world.trust_list())
+    assert (receipt.payment_id, receipt.amount_fen, receipt.balance_fen) == (
+        body["payment_id"], 250, 9_650)
+    assert receipt.pay_code == pay_code_key(pay_code)
+    replay = world.charge(till, pay_code, 250, key="loop-1")
+    assert replay.status_code == 201 and replay.headers.get("idempotent-replayed") == "true"
+    assert replay.json() == body  # the stored answer, written in the same statement
+    assert world.balance(card.card_number) == 9_650
+
+
+Meanwhile = Callable[[Callable[[], None]], list[bool]]
+
+
+@pytest.fixture
+def meanwhile(world: PayWorld, monkeypatch: pytest.MonkeyPatch) -> Meanwhile:
+    """Run a change of another process between the loop's read and its write (once);
+    the list it returns holds True once the change has run."""
+    warm = world.card(topup=100)  # the trust list held: the next charge is made on the loop
+    assert world.charge(world.terminal(), world.pay_code(warm), 100).status_code == 201
+
+    def between(change: Callable[[], None]) -> list[bool]:
+        accepted = LoopCharges._accepted
+        done: list[bool] = []
+
+        def changed_first(self: LoopCharges, *args: Any, **kwargs: Any) -> Any:
+            if not done:
+                done.append(True)
+                change()
+            return accepted(self, *args, **kwargs)
+
+        monkeypatch.setattr(LoopCharges, "_accepted", changed_first)
+        return done
+
+    return between
+
+
+def _elsewhere(world: PayWorld, work: Callable[[Session], Any]) -> Any:
+    database = Database.from_settings(world.settings, pool_size=1)  # "another process"
+    try:
+        return database.transact(work)
+    finally:
+        database.dispose()
+
+
+def _other_charge(world: PayWorld, till: TerminalHandle, pay_code: str, key: str) -> None:
+    keyring = open_keyring(world.settings)
+    _elsewhere(world, lambda session: charge_online(
+        session, pay_code=pay_code, amount_fen=100, idempotency_key=key,
+        terminal=session.get_one(Terminal, till.terminal_id),
+        ctx=PaymentContext(keyring, world.settings.issuer), now=world.clock()))
+
+
+def _first_officer(session: Session) -> Officer:
+    officer = session.scalar(select(Officer).order_by(Officer.id).limit(1))
+    assert officer is not None
+    return officer
+
+
+# (what another process does between the read and the write, the answer's status, its
+# code, the balance after: the card starts with 10,000 and this charge is 1,000)
+RACES: list[tuple[str, Callable[[PayWorld, PayCard, TerminalHandle, str], None], int,
+                  str | None, int]] = [
+    ("a top-up of the same card",
+     lambda world, card, _till, _code: _elsewhere(world, lambda session: top_up(
+         session, card_number=card.card_number, amount_fen=500,
+         idempotency_key=secrets.token_hex(6), cashier=_first_officer(session), now=world.clock())),
+     201, None, 9_500),
+    ("the card revoked",
+     lambda world, card, _till, _code: _elsewhere(world, lambda session: change_card_state(
+         session, card_number=card.card_number, action="revoke", reason="stolen",
+         actor=Actor.cli(), now=world.clock())),
+     422, "REVOKED", 10_000),
+    ("the terminal's token deactivated",
+     lambda world, _card, till, _code: _elsewhere(world, lambda session: deactivate_officer(
+         session, officer_id=till.officer_id, actor=Actor.cli(), now=world.clock())),
+     401, "UNAUTHENTICATED", 10_000),
+    ("the trust state's version moved on (a rotation elsewhere)",
+     lambda world, _card, _till, _code: _elsewhere(world, lambda session: session.execute(
+         text("UPDATE trust_state SET version = version + 1 WHERE id = 1"))),
+     201, None, 9_000),
+    ("the same pay code charged by another process",
+     lambda world, _card, till, code: _other_charge(world, till, code, "other-key"),
+     409, "PAY_CODE_USED", 9_900),
+]
+
+
+@pytest.mark.parametrize(("what", "change", "status", "code", "balance_after"), RACES,
+                         ids=[race[0] for race in RACES])
+def test_a_change_between_the_read_and_the_write_ends_as_the_general_path_would(
+    world: PayWorld, meanwhile: Meanwhile, what: str,
+    change: Callable[[PayWorld, PayCard, TerminalHandle, str], None], status: int,
+    code: str | None, balance_after: int,
+) -> None:
+    card = world.card(topup=10_000)
+    till = world.terminal()
+    pay_code = world.pay_code(card)
+    changed = meanwhile(lambda: change(world, card, till, pay_code))
+    before = _on_loop()
+    answer = world.charge(till, pay_code, 1_000)
+    assert changed == [True]
+    assert answer.status_code == status, (what, answer.text)
+    if code is not None:
+        assert answer.json()["code"] == code
+    assert _on_loop() == before  # the loop wrote nothing; the general path answered
+    assert world.balance(card.card_number) == balance_after
+
+
+def test_the_same_key_taken_meanwhile_for_another_card_is_refused(
+    world: PayWorld, meanwhile: Meanwhile,
+) -> None:
+    """The balance compare passes (another card's), the idempotency record's key does not:
+    the whole statement fails and the general path refuses the reused key."""
+    card, other = world.card(topup=10_000), world.card(topup=10_000)
+    till = world.terminal()
+    changed = meanwhile(lambda: _other_charge(world, till, world.pay_code(other), "shared-key"))
+    answer = world.charge(till, world.pay_code(card), 1_000, key="shared-key")
+    assert changed == [True]
+    assert answer.status_code == 409, answer.text
+    assert answer.json()["code"] == "IDEMPOTENCY_KEY_REUSED"
+    assert world.balance(card.card_number) == 10_000
+    assert world.balance(other.card_number) == 9_900
+
+
+def test_a_pooled_connection_killed_is_replaced_and_the_charge_made_on_the_loop(
+    world: PayWorld,
+) -> None:
+    """After a database restart or failover the idle connections are dead: the read (it
+    changes nothing) runs again on a new connection, and the charge is not lost."""
+    card = world.card(topup=10_000)
+    till = world.terminal()
+    assert world.charge(till, world.pay_code(card), 100).status_code == 201  # pooled now
+    url = world.database.engine.url.set(drivername="postgresql").render_as_string(
+        hide_password=False)
+    with psycopg.connect(url, autocommit=True) as admin:
+        killed = admin.execute(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND pid <> pg_backend_pid()").fetchone()
+    assert killed is not None and killed[0] >= 1
+    before = _on_loop()
+    answer = world.charge(till, world.pay_code(card), 100)
+    assert answer.status_code == 201, answer.text
+    assert _on_loop() == before + 1
+    assert world.balance(card.card_number) == 9_800
+
+
+def test_an_unreachable_database_leaves_the_charge_to_the_general_path_and_rests(
+    world: PayWorld, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """No connection: the general path answers (here it can reach the database; when it
+    cannot, it answers 503), and the loop does not try again for every charge."""
+    card = world.card(topup=10_000)
+    till = world.terminal()
+    assert world.charge(till, world.pay_code(card), 100).status_code == 201
+    attempts: list[dict[str, Any]] = []
+
+    async def refused(**kwargs: Any) -> Any:
+        attempts.append(kwargs)
+        raise psycopg.OperationalError("connection refused")
+
+    monkeypatch.setattr(psycopg.AsyncConnection, "connect", refused)
+    # Every idle connection dead: the loop's next read needs a new one.
+    url = world.database.engine.url.set(drivername="postgresql").render_as_string(
+        hide_password=False)
+    with psycopg.connect(url, autocommit=True) as admin:
+        admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                      " WHERE datname = current_database() AND pid <> pg_backend_pid()")
+    before = _on_loop()
+    for _ in range(3):
+        answer = world.charge(till, world.pay_code(card), 100)
+        assert answer.status_code == 201, answer.text
+    assert _on_loop() == before
+    assert len(attempts) == 1  # then it rests
+    assert world.balance(card.card_number) == 9_600
+
+
+def test_a_one_use_or_bound_or_refused_code_is_left_to_the_general_path(
+    world: PayWorld,
+) -> None:
+    """Refusals keep the general path's codes (and its "seen online" record)."""
+    card = world.card(topup=500)
+    till = world.terminal()
+    cashier = world.as_role("cashier")
+    before = _on_loop()
+    cases = [
+        (till.headers, world.pay_code(card), 1_000, 402, "INSUFFICIENT_FUNDS"),
+        (cashier, world.pay_code(card), 100, 403, "FORBIDDEN"),
+        ({"Authorization": "Bearer " + secrets.token_urlsafe(32)}, world.pay_code(card), 100,
+         401, "UNAUTHENTICATED"),
+        (till.headers, world.pay_code(card)[:-4] + "AAAA", 100, 422, None),
+    ]
+    for headers, pay_code, amount, status, code in cases:
+        answer = world.http.post("/v1/payments", headers=headers, json={
+            "pay_code": pay_code, "amount_fen": amount,
+            "idempotency_key": secrets.token_hex(8)})
+        assert answer.status_code == status, (status, answer.text)
+        if code is not None:
+            assert answer.json()["code"] == code
+    assert _on_loop() == before
+    assert world.balance(card.card_number) == 500
