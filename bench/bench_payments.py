@@ -9,10 +9,11 @@ show the per-charge work (verify the pay code, lock the card's balance row, the
 double-entry posting, the signed receipt, the idempotency record) rather than queueing
 on one card. One charge is one request.
 
-On PostgreSQL two more figures (P11): a second floor, the same SQL a charge issues (the
-locking read, the idempotency and replay read, the one-statement write) sent bare
-through psycopg by the same number of threads, each on its own connection; and charges/s
-at 8 terminals with 1, 2 and 4 uvicorn workers beside health at 8 clients.
+On PostgreSQL two more figures (P11): a second floor, the same SQL an accepted charge
+issues (the read and the compare-and-set write of cardsvc/payments/_loop_charge.py, each
+committing by itself) sent bare through psycopg by the same number of threads, each on
+its own connection; and charges/s at 8 terminals with 1, 2 and 4 uvicorn workers beside
+health at 8 clients.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -32,6 +34,8 @@ import psycopg
 
 from bench._table import BenchRow
 from bench._threads import run_released
+from cardsvc.payments._fast_charge import READ_FOR_CHARGE, WRITE_IF_UNCHANGED
+from cardsvc.services.officers import hash_token
 
 _TESTS = Path(__file__).resolve().parent.parent / "tests"
 # payments_kit builds on cardsvc_kit and the shared test kit
@@ -48,30 +52,6 @@ from payments_kit import (  # noqa: E402
 LEVELS = (1, 8, 32)
 WORKERS = (1, 2, 4)
 
-# What one charge sends to PostgreSQL (cardsvc/payments/charges.py), written bare.
-_LOCK = """SELECT b.balance_fen, c.id,
-  (SELECT status FROM status_entries WHERE card_id = c.id LIMIT 1),
-  (SELECT version FROM trust_state WHERE id = 1),
-  (SELECT id FROM ledger_accounts WHERE key = %(merchant_key)s)
-FROM card_balances b JOIN cards c ON c.id = b.card_id
-WHERE c.card_number = %(card_number)s FOR UPDATE OF b"""
-_READ = """SELECT (SELECT request_hash FROM idempotency_records
-                   WHERE officer_id = %(officer_id)s AND key = %(key)s),
-  (SELECT id FROM payments WHERE replay_key = %(replay_key)s)"""
-_WRITE = """WITH balance AS (UPDATE card_balances SET balance_fen = balance_fen - 1,
-    updated_at = now() WHERE card_id = %(card_id)s RETURNING card_id, account_id),
-  txn AS (INSERT INTO ledger_transactions (kind, reference, card_id, posted_at)
-    SELECT 'charge', %(payment_id)s, card_id, now() FROM balance RETURNING id),
-  entries AS (INSERT INTO ledger_entries (transaction_id, account_id, amount_fen)
-    SELECT txn.id, balance.account_id, 1 FROM txn, balance
-    UNION ALL SELECT txn.id, %(merchant_account)s, -1 FROM txn),
-  payment AS (INSERT INTO payments (id, card_id, merchant_id, terminal_id, mode, amount_fen,
-      refunded_fen, overdraft_fen, balance_after_fen, replay_key, proof_time, accepted_at,
-      settled_at, transaction_id, receipt)
-    SELECT %(payment_id)s, %(card_id)s, %(merchant_id)s, %(terminal_id)s, 'online', 1, 0, 0,
-      0, %(replay_key)s, 0, now(), now(), txn.id, 'bench' FROM txn)
-INSERT INTO idempotency_records (officer_id, key, request_hash, status_code, response,
-  created_at) SELECT %(officer_id)s, %(key)s, 'bench', 201, '{}', now() FROM txn"""
 TOPUP = 10_000_000
 
 
@@ -158,15 +138,21 @@ def _backend(backend: str, quick: bool) -> list[BenchRow]:
 
 def _bare_level(dsn: str, tills: list[TerminalHandle], cards: list[PayCard],
                 concurrency: int, total: int) -> tuple[float, list[float]]:
+    """The two statements an accepted charge sends (cardsvc/payments/_loop_charge.py: the
+    read, then the compare-and-set write, each committing by itself), with no HTTP, no
+    Python around them but psycopg's, no verification and no signing."""
     lock = threading.Lock()
     remaining = [total]
     latencies: list[float] = []
     barrier = threading.Barrier(concurrency + 1)
+    with psycopg.connect(dsn) as conn:
+        entries = {number: (list_id, idx) for number, list_id, idx in conn.execute(
+            "SELECT card_number, status_list_id, status_index FROM cards").fetchall()}
 
     def thread(i: int) -> None:
         till = tills[i]
         mine = cards[i::concurrency]
-        with psycopg.connect(dsn) as conn:
+        with psycopg.connect(dsn, autocommit=True) as conn:
             barrier.wait()
             n = 0
             while True:
@@ -176,18 +162,26 @@ def _bare_level(dsn: str, tills: list[TerminalHandle], cards: list[PayCard],
                     remaining[0] -= 1
                 card = mine[n % len(mine)]
                 n += 1
-                ids: dict[str, object] = {
-                    "payment_id": f"pay_{secrets.token_hex(10)}",
-                    "replay_key": secrets.token_hex(32), "key": secrets.token_hex(8),
-                    "officer_id": till.officer_id, "merchant_key": f"merchant:{till.merchant_id}",
-                    "card_number": card.card_number, "merchant_id": till.merchant_id,
-                    "terminal_id": till.terminal_id}
+                list_id, idx = entries[card.card_number]
+                read = {"token_hash": hash_token(till.token), "card_number": card.card_number,
+                        "list_id": list_id, "idx": idx, "key": secrets.token_hex(8),
+                        "replay_key": secrets.token_hex(32)}
                 started = time.perf_counter()
-                with conn.transaction():
-                    found = conn.execute(_LOCK, ids).fetchone()
-                    assert found is not None
-                    conn.execute(_READ, ids).fetchone()
-                    conn.execute(_WRITE, ids | {"card_id": found[1], "merchant_account": found[4]})
+                found = conn.execute(READ_FOR_CHARGE, read).fetchone()
+                assert found is not None
+                (officer_id, _roles, terminal_id, merchant_id, balance, card_account, card_id,
+                 _number, status, version, merchant_account, _key_seen, _code_seen,
+                 _handle_unused) = found
+                now = datetime.now(UTC)
+                written = conn.execute(WRITE_IF_UNCHANGED, read | {
+                    "balance_after": balance - 1, "balance_before": balance, "now": now,
+                    "card_id": card_id, "payment_id": f"pay_{secrets.token_hex(10)}",
+                    "card_account": card_account, "merchant_account": merchant_account,
+                    "amount": 1, "merchant_id": merchant_id, "terminal_id": terminal_id,
+                    "proof_time": 0, "receipt": "bench", "officer_id": officer_id,
+                    "digest": "bench", "response": "{}", "status": status,
+                    "trust_version": version}).fetchone()
+                assert written is not None
                 with lock:
                     latencies.append((time.perf_counter() - started) * 1000)
 
@@ -196,7 +190,8 @@ def _bare_level(dsn: str, tills: list[TerminalHandle], cards: list[PayCard],
 
 def _bare_sql_floor(world: PayWorld, tills: list[TerminalHandle], cards: list[PayCard],
                     per_level: int) -> list[BenchRow]:
-    """The same statements as a charge, bare through psycopg: what the database costs."""
+    """The same statements as an accepted charge, bare through psycopg: what the database
+    costs."""
     dsn = world.database.url.replace("postgresql+psycopg://", "postgresql://")
     rows: list[BenchRow] = []
     for concurrency in LEVELS:

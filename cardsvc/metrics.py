@@ -92,7 +92,7 @@ def render(*, database: Database, now: float) -> tuple[bytes, str]:
 
         multiprocess.MultiProcessCollector(registry, path=multiprocess_dir)  # type: ignore[no-untyped-call]
     else:
-        for metric in (HTTP_REQUESTS, HTTP_LATENCY, CHARGES, OFFLINE_ITEMS):
+        for metric in (HTTP_REQUESTS, HTTP_LATENCY, CHARGES, CHARGES_ON_LOOP, OFFLINE_ITEMS):
             registry.register(metric)
     registry.register(_AuthorityCollector(database, now))
     return generate_latest(registry), CONTENT_TYPE_LATEST

@@ -144,7 +144,7 @@ class Settings(BaseSettings):
     db_pool_size: int = Field(default=10, gt=0, description="Database connections per"
                               " worker (PostgreSQL).")
     charges_on_loop: bool = Field(default=True, description="Make accepted online charges"
-                                  " of card-bound codes on the event loop in two statements"
+                                  " on the event loop in two statements"
                                   " (PostgreSQL; docs/PAYMENTS.md). Off: every charge takes"
                                   " the general path.")
     log_format: Literal["json", "text"] = Field(default="json", description="One log line"

@@ -38,7 +38,8 @@ from cardsvc.payments._idempotency import Answer, canonical_json
 from cardsvc.payments.ledger import merchant_account_key
 from schemas import Credential
 
-__all__ = ["READ_FOR_CHARGE", "WRITE_IF_UNCHANGED", "Charge", "LockedCharge", "charge_params",
+__all__ = ["READ_FOR_CHARGE", "READ_FOR_ONE_USE_CHARGE", "WRITE_IF_UNCHANGED",
+           "WRITE_ONE_USE_IF_UNCHANGED", "Charge", "LockedCharge", "charge_params",
            "lock_for_charge", "write_charge"]
 
 _LOCK = """SELECT b.balance_fen, b.account_id, c.id, c.card_number,
@@ -53,8 +54,9 @@ WHERE c.card_number = %(card_number)s
 FOR UPDATE OF b"""
 
 # What an accepted charge writes once its balance row is updated (the CTE ``balance``):
-# ledger transaction, its two entries, the payment and the idempotency record.
-_CHARGE_ROWS = """
+# ledger transaction, its two entries, the payment and the idempotency record. The
+# payment's id is an expression: a one-use charge's write guards it (below).
+_CHARGE_ROWS_OF = """
   txn AS (INSERT INTO ledger_transactions (kind, reference, card_id, posted_at)
     SELECT 'charge', %(payment_id)s, card_id, %(now)s FROM balance RETURNING id),
   entries AS (INSERT INTO ledger_entries (transaction_id, account_id, amount_fen)
@@ -64,12 +66,13 @@ _CHARGE_ROWS = """
   payment AS (INSERT INTO payments (id, card_id, merchant_id, terminal_id, mode, amount_fen,
       refunded_fen, overdraft_fen, balance_after_fen, replay_key, proof_time, accepted_at,
       settled_at, transaction_id, receipt)
-    SELECT %(payment_id)s, %(card_id)s, %(merchant_id)s, %(terminal_id)s, 'online',
+    SELECT {payment_id}, %(card_id)s, %(merchant_id)s, %(terminal_id)s, 'online',
       %(amount)s, 0, 0, %(balance_after)s, %(replay_key)s, %(proof_time)s, %(now)s, %(now)s,
       txn.id, %(receipt)s FROM txn)
 INSERT INTO idempotency_records (officer_id, key, request_hash, status_code, response,
   created_at)
 SELECT %(officer_id)s, %(key)s, %(digest)s, 201, %(response)s, %(now)s FROM txn"""
+_CHARGE_ROWS = _CHARGE_ROWS_OF.format(payment_id="%(payment_id)s")
 
 _WRITE = """WITH balance AS (
     UPDATE card_balances SET balance_fen = %(balance_after)s, updated_at = %(now)s
@@ -91,20 +94,55 @@ WRITE_IF_UNCHANGED = """WITH balance AS (
     RETURNING card_id),""" + _CHARGE_ROWS + """
 RETURNING officer_id"""  # noqa: S608 (constants only)
 
+# A one-use code's charge on the loop also marks its handle used and the handle's status
+# entry invalid (its list's revision moves on), in the same statement. The balance is
+# written only while the handle is unused; as every charge of a handle is a charge of its
+# card, a handle used since the read has moved the balance too and the compare fails. Were
+# the handle's update ever to find it used all the same, the payment's id is NULL: the
+# statement fails on the primary key and nothing at all is written.
+_ONE_USE_CHARGE_ROWS = _CHARGE_ROWS_OF.format(
+    payment_id="CASE WHEN (SELECT count(*) FROM handle) = 1 THEN %(payment_id)s END")
+WRITE_ONE_USE_IF_UNCHANGED = """WITH balance AS (
+    UPDATE card_balances SET balance_fen = %(balance_after)s, updated_at = %(now)s
+    WHERE card_id = %(card_id)s AND balance_fen = %(balance_before)s
+      AND EXISTS (SELECT 1 FROM officers
+                  WHERE id = %(officer_id)s AND token_hash = %(token_hash)s AND active)
+      AND (SELECT status FROM status_entries
+           WHERE list_id = %(list_id)s AND idx = %(idx)s) = %(status)s
+      AND (SELECT version FROM trust_state WHERE id = 1) = %(trust_version)s
+      AND EXISTS (SELECT 1 FROM pay_handles WHERE handle = %(handle)s AND card_id = %(card_id)s
+                  AND used_at IS NULL AND ended_at IS NULL)
+    RETURNING card_id),
+  handle AS (UPDATE pay_handles SET used_at = %(now)s, payment_id = %(payment_id)s
+    WHERE handle = %(handle)s AND used_at IS NULL AND card_id IN (SELECT card_id FROM balance)
+    RETURNING status_list_id, status_index),
+  entry AS (UPDATE status_entries e SET status = 1 FROM handle
+    WHERE e.list_id = handle.status_list_id AND e.idx = handle.status_index AND e.status <> 1
+    RETURNING e.list_id),
+  revision AS (UPDATE status_lists SET revision = revision + 1
+    WHERE id IN (SELECT list_id FROM entry)),""" + _ONE_USE_CHARGE_ROWS + """
+RETURNING officer_id"""  # noqa: S608 (constants only)
+
 # Its read, with no lock: the terminal behind the token (an active officer) and, for the
 # card, what the locking read of the general path reads. The merchant's ledger account
 # key is merchant_account_key's ('merchant:<id>'); were it ever to differ, the account
 # reads NULL and the general path charges.
-READ_FOR_CHARGE = """SELECT o.id, o.roles, t.id, t.merchant_id,
+_READ_COLUMNS = """SELECT o.id, o.roles, t.id, t.merchant_id,
   b.balance_fen, b.account_id, c.id, c.card_number,
   (SELECT status FROM status_entries WHERE list_id = %(list_id)s AND idx = %(idx)s),
   (SELECT version FROM trust_state WHERE id = 1),
   (SELECT id FROM ledger_accounts WHERE key = 'merchant:' || t.merchant_id),
   EXISTS (SELECT 1 FROM idempotency_records WHERE officer_id = o.id AND key = %(key)s),
-  EXISTS (SELECT 1 FROM payments WHERE replay_key = %(replay_key)s)
+  EXISTS (SELECT 1 FROM payments WHERE replay_key = %(replay_key)s),"""
+READ_FOR_CHARGE = _READ_COLUMNS + """ true
 FROM officers o JOIN terminals t ON t.officer_id = o.id,
   cards c JOIN card_balances b ON b.card_id = c.id
 WHERE o.token_hash = %(token_hash)s AND o.active AND c.card_number = %(card_number)s"""
+# A one-use code names its handle, not its card; the last column: the handle is unused.
+READ_FOR_ONE_USE_CHARGE = _READ_COLUMNS + """ h.used_at IS NULL AND h.ended_at IS NULL
+FROM officers o JOIN terminals t ON t.officer_id = o.id,
+  pay_handles h JOIN cards c ON c.id = h.card_id JOIN card_balances b ON b.card_id = c.id
+WHERE o.token_hash = %(token_hash)s AND o.active AND h.handle = %(handle)s"""
 
 
 @dataclass(frozen=True, slots=True)

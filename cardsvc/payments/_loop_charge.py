@@ -1,8 +1,9 @@
 """The common online charge made on the event loop, in two statements (P11).
 
-A charge that will be accepted (a card-bound pay code of this authority, a terminal's
-good token, a known card with enough money, a code never charged, a key never used, the
-trust list held still current) is what a payment terminal sends all day. The general
+A charge that will be accepted (a pay code of this authority, card-bound or one-use, a
+terminal's good token, a known card with enough money, a code and a one-use handle never
+charged, a key never used, the trust list held still current) is what a payment
+terminal sends all day. The general
 path (``charges.charge_online``) makes it in a pooled SQLAlchemy session on a worker
 thread: a thread-pool hop, a pre-ping, ``BEGIN``, the token check, the locking read, the
 write and ``COMMIT``. Here it takes two statements on a psycopg connection in autocommit,
@@ -16,14 +17,16 @@ awaited on the event loop:
 3. **the write**, a compare-and-set that commits by itself: the balance is written only
    if it is still the one read, and only while the token, the status entry and the trust
    version are as read; the ledger rows, the payment and the idempotency record are
-   written with it, in the same statement (``_fast_charge.WRITE_IF_UNCHANGED``).
+   written with it, in the same statement (``_fast_charge.WRITE_IF_UNCHANGED``); for a
+   one-use code also its handle marked used and the handle's status entry invalid
+   (``WRITE_ONE_USE_IF_UNCHANGED``).
 
 The invariants are the database's, as on the general path: the balance's CHECK, the
 unique replay key (a pay code charged once) and the idempotency record's primary key. A
 concurrent charge of the same card makes the compare-and-set write nothing; the same
 code or key charged concurrently makes the write fail on its unique key. Either way, and
 whenever anything else is not the plain acceptance (a refusal, a stored answer, a moved
-trust version, a one-use code, a key not yet opened, a lost connection), ``charge``
+trust version, a key not yet opened, an HSM's key, a lost connection), ``charge``
 returns None having written nothing, and the route runs the general path, which judges
 and answers exactly as before. A write whose connection is lost may have committed: the
 general path then finds its idempotency record and answers it.
@@ -62,7 +65,9 @@ from psycopg.pq import TransactionStatus
 from cardsvc.db import Database
 from cardsvc.payments._fast_charge import (
     READ_FOR_CHARGE,
+    READ_FOR_ONE_USE_CHARGE,
     WRITE_IF_UNCHANGED,
+    WRITE_ONE_USE_IF_UNCHANGED,
     Charge,
     LockedCharge,
     charge_params,
@@ -75,9 +80,15 @@ from cardsvc.payments._paycode import (
     verify_any_status,
     verify_with_status,
 )
-from cardsvc.payments.charges import charge_body, charge_request_hash
+from cardsvc.payments.charges import (
+    _body_for_merchant,
+    _for_merchant,
+    charge_body,
+    charge_request_hash,
+)
 from cardsvc.payments.receipts import Receipt, sign_receipt
 from cardsvc.roles import Role
+from cardsvc.services import _published
 from cardsvc.services.officers import hash_token
 from cardsvc.services.trust import Keyring
 from keys import Ed25519Signer
@@ -103,6 +114,7 @@ class _Read:
     locked: LockedCharge  # not locked here: the write compares instead
     key_seen: bool
     code_seen: bool
+    handle_unused: bool  # True for a card-bound code
 
 
 class LoopCharges:
@@ -173,14 +185,17 @@ class LoopCharges:
             return None
         first = verify_any_status(pay_code, trust=trust, now=epoch, challenge=sale)
         credential = first.credential
-        if not first.ok or credential is None or credential.is_one_use:
+        if not first.ok or credential is None:
             return None
         replay_key = pay_code_replay_key(pay_code)
         token_hash = hash_token(unverified_token)
         ref = credential.status
-        read_params = {"token_hash": token_hash, "card_number": credential.card_number,
-                       "list_id": ref.list_id, "idx": ref.index, "key": idempotency_key,
-                       "replay_key": replay_key.hex()}
+        handle = None if credential.pay_handle is None else credential.pay_handle.hex()
+        read_params = {"token_hash": token_hash, "list_id": ref.list_id, "idx": ref.index,
+                       "key": idempotency_key, "replay_key": replay_key.hex()}
+        read_params |= ({"card_number": credential.card_number} if handle is None
+                        else {"handle": handle})
+        read_sql = READ_FOR_CHARGE if handle is None else READ_FOR_ONE_USE_CHARGE
         self._in_use += 1
         connection: AsyncConnection[Any] | None = None
         reusable = False
@@ -189,7 +204,7 @@ class LoopCharges:
             if connection is None:
                 return None
             try:
-                row = await self._fetch(connection, read_params)
+                row = await self._fetch(connection, read_sql, read_params)
             except psycopg.OperationalError:
                 if not pooled:
                     raise
@@ -199,7 +214,7 @@ class LoopCharges:
                 connection = await self._connect()
                 if connection is None:
                     return None
-                row = await self._fetch(connection, read_params)
+                row = await self._fetch(connection, read_sql, read_params)
             reusable = True
             if row is None:
                 return None
@@ -212,9 +227,14 @@ class LoopCharges:
                 return None
             params, answer = decided
             reusable = False  # until the write has answered
-            written = await (await connection.execute(WRITE_IF_UNCHANGED, params)).fetchone()
+            write_sql = WRITE_IF_UNCHANGED if handle is None else WRITE_ONE_USE_IF_UNCHANGED
+            written = await (await connection.execute(write_sql, params)).fetchone()
             reusable = True
-            return answer if written is not None else None
+            if written is None:
+                return None
+            if handle is not None:
+                _published.changed_now()  # the handle's status entry: re-sign its list soon
+            return answer
         except psycopg.Error as error:
             # A unique key taken (the same code or key charged meanwhile), a lost
             # connection (a write then committed or not: the general path finds out).
@@ -234,7 +254,7 @@ class LoopCharges:
         """The write's parameters and the answer, if the read shows a plain acceptance."""
         locked = read.locked
         if (Role.terminal.value not in read.roles.split(",") or read.key_seen
-                or read.code_seen or locked.merchant_account is None
+                or read.code_seen or not read.handle_unused or locked.merchant_account is None
                 or locked.trust_version != trust_version or locked.status is None
                 or locked.balance_fen < amount_fen):
             return None
@@ -249,14 +269,15 @@ class LoopCharges:
             return None
         payment_id = f"pay_{secrets.token_hex(10)}"
         balance_after = locked.balance_fen - amount_fen
-        receipt = sign_receipt(Receipt(
+        # A one-use code's receipt and answer name its handle, never the card or balance.
+        receipt = sign_receipt(_for_merchant(credential, Receipt(
             payment_id, "payment", payment_id, self._issuer, locked.card_number,
             read.merchant_id, read.terminal_id, amount_fen, balance_after, 0, "online",
-            epoch, epoch, b64url_encode(replay_key)), signer, alg=trust.signing_alg(epoch))
-        body = charge_body(payment_id=payment_id, card_number=locked.card_number,
-                           amount_fen=amount_fen, balance_fen=balance_after,
-                           merchant_id=read.merchant_id, terminal_id=read.terminal_id,
-                           now=now, receipt=receipt)
+            epoch, epoch, b64url_encode(replay_key))), signer, alg=trust.signing_alg(epoch))
+        body = _body_for_merchant(credential, charge_body(
+            payment_id=payment_id, card_number=locked.card_number, amount_fen=amount_fen,
+            balance_fen=balance_after, merchant_id=read.merchant_id,
+            terminal_id=read.terminal_id, now=now, receipt=receipt))
         params = charge_params(locked=locked, body=body, charge=Charge(
             payment_id=payment_id, amount_fen=amount_fen, merchant_id=read.merchant_id,
             terminal_id=read.terminal_id, officer_id=read.officer_id,
@@ -269,12 +290,14 @@ class LoopCharges:
         params |= {"balance_before": locked.balance_fen, "token_hash": token_hash,
                    "list_id": ref.list_id, "idx": ref.index, "status": locked.status,
                    "trust_version": trust_version}
+        if credential.pay_handle is not None:
+            params["handle"] = credential.pay_handle.hex()
         return params, Answer(201, body)
 
     @staticmethod
-    async def _fetch(connection: AsyncConnection[Any],
+    async def _fetch(connection: AsyncConnection[Any], sql: str,
                      params: dict[str, Any]) -> tuple[Any, ...] | None:
-        return await (await connection.execute(READ_FOR_CHARGE, params)).fetchone()
+        return await (await connection.execute(sql, params)).fetchone()
 
     async def _lend(self) -> tuple[AsyncConnection[Any] | None, bool]:
         """(a connection, whether it was idle in the pool), the one returned last first."""
@@ -304,8 +327,9 @@ class LoopCharges:
 
 def _read(row: tuple[Any, ...]) -> _Read:
     (officer_id, roles, terminal_id, merchant_id, balance, card_account, card_id,
-     card_number, status, version, merchant_account, key_seen, code_seen) = row
+     card_number, status, version, merchant_account, key_seen, code_seen,
+     handle_unused) = row
     return _Read(officer_id, roles, terminal_id, merchant_id,
                  LockedCharge(balance, card_account, card_id, card_number, status, version,
                               merchant_account),
-                 bool(key_seen), bool(code_seen))
+                 bool(key_seen), bool(code_seen), bool(handle_unused))

@@ -370,9 +370,9 @@ async def pay(body: PaymentIn, ctx: Ctx, pending: TerminalToCheck,
     A card of another city is forwarded to it (docs/FEDERATION.md): its receipt, ``202``
     while pending, or 503 ISSUER_UNREACHABLE with ``offline_allowed``.
 
-    An accepted charge of a card-bound code is made on the event loop in two statements
-    on PostgreSQL (P11, cardsvc/payments/_loop_charge.py); anything else, and every
-    refusal, takes the general path on a worker thread."""
+    An accepted charge is made on the event loop in two statements on PostgreSQL (P11,
+    cardsvc/payments/_loop_charge.py); anything else, and every refusal, takes the
+    general path on a worker thread."""
     now = ctx.clock()
     answer = await ctx.loop_charges.charge(
         unverified_token=pending.unverified_token, pay_code=body.pay_code,

@@ -20,7 +20,7 @@ import threading
 from sqlalchemy import event
 from sqlalchemy.orm import Session
 
-__all__ = ["changed", "generation"]
+__all__ = ["changed", "changed_now", "generation"]
 
 _counter = itertools.count(1)
 _current = 0
@@ -32,10 +32,15 @@ def generation() -> int:
     return _current
 
 
-def _bump(_: Session) -> None:
+def _bump(_: Session | None) -> None:
     global _current
     with _lock:
         _current = next(_counter)
+
+
+def changed_now() -> None:
+    """A change committed outside any session (a driver statement): move on at once."""
+    _bump(None)
 
 
 def changed(session: Session) -> None:

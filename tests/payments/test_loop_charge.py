@@ -9,17 +9,19 @@ from __future__ import annotations
 import secrets
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
+from one_use_kit import OneUse, refill
 from payments_kit import PayCard, PayWorld, TerminalHandle, pay_world
 from prometheus_client import REGISTRY
 from sqlalchemy import event, select, text
 from sqlalchemy.orm import Session
 
 from cardsvc.db import Database
-from cardsvc.models import Officer
+from cardsvc.models import Officer, PayHandle, StatusEntry, StatusListRecord
 from cardsvc.payments._loop_charge import LoopCharges
 from cardsvc.payments.charges import PaymentContext, charge_online, top_up
 from cardsvc.payments.models import Terminal
@@ -27,6 +29,7 @@ from cardsvc.services.audit import Actor
 from cardsvc.services.bootstrap import open_keyring
 from cardsvc.services.cards import change_card_state
 from cardsvc.services.officers import deactivate_officer
+from schemas import b64url_decode
 from verifier.receipts import pay_code_key, verify_receipt
 
 pytestmark = pytest.mark.postgres
@@ -74,6 +77,8 @@ def test_an_accepted_charge_is_made_on_the_loop_with_no_orm_statement(world: Pay
     assert answer.status_code == 201, answer.text
     assert _on_loop() == before + 1
     assert sent == []  # no pooled session, no pre-ping, no BEGIN/COMMIT
+    scraped = world.http.get("/metrics").text
+    assert f"fmc_charges_on_loop_total {before + 1}" in scraped
     body = answer.json()
     assert (body["status"], body["amount_fen"], body["balance_fen"]) == ("accepted", 250, 9_650)
     assert (body["terminal_id"], body["merchant_id"]) == (till.terminal_id, till.merchant_id)
@@ -223,10 +228,16 @@ def test_a_pooled_connection_killed_is_replaced_and_the_charge_made_on_the_loop(
 
 
 def test_an_unreachable_database_leaves_the_charge_to_the_general_path_and_rests(
-    world: PayWorld, monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """No connection: the general path answers (here it can reach the database; when it
-    cannot, it answers 503), and the loop does not try again for every charge."""
+    cannot, it answers 503), and the loop does not try again for every charge. (A world
+    of its own: the loop's rest would reach into the next test.)"""
+    with pay_world("postgresql", tmp_path) as world:
+        _unreachable(world, monkeypatch)
+
+
+def _unreachable(world: PayWorld, monkeypatch: pytest.MonkeyPatch) -> None:
     card = world.card(topup=10_000)
     till = world.terminal()
     assert world.charge(till, world.pay_code(card), 100).status_code == 201
@@ -252,9 +263,7 @@ def test_an_unreachable_database_leaves_the_charge_to_the_general_path_and_rests
     assert world.balance(card.card_number) == 9_600
 
 
-def test_a_one_use_or_bound_or_refused_code_is_left_to_the_general_path(
-    world: PayWorld,
-) -> None:
+def test_a_refused_code_is_left_to_the_general_path(world: PayWorld) -> None:
     """Refusals keep the general path's codes (and its "seen online" record)."""
     card = world.card(topup=500)
     till = world.terminal()
@@ -276,3 +285,79 @@ def test_a_one_use_or_bound_or_refused_code_is_left_to_the_general_path(
             assert answer.json()["code"] == code
     assert _on_loop() == before
     assert world.balance(card.card_number) == 500
+
+
+# -- one-use codes (P13.3) ------------------------------------------------------------------
+
+def _handle_row(world: PayWorld, one: OneUse) -> tuple[Any, int, int]:
+    """(the handle's row, its status entry's status, its list's revision)."""
+    handle = b64url_decode(one.claims["ph"]).hex()
+
+    def read(session: Session) -> tuple[Any, int, int]:
+        row = session.get_one(PayHandle, handle)
+        status = session.scalar(select(StatusEntry.status).where(
+            StatusEntry.list_id == row.status_list_id, StatusEntry.idx == row.status_index))
+        revision = session.scalar(select(StatusListRecord.revision).where(
+            StatusListRecord.id == row.status_list_id))
+        assert status is not None and revision is not None
+        return row, status, revision
+
+    return world.database.transact(read, readonly=True)  # type: ignore[no-any-return]
+
+
+def test_a_one_use_code_is_charged_on_the_loop_its_handle_used_and_its_entry_invalid(
+    world: PayWorld,
+) -> None:
+    card = world.card(topup=10_000)
+    till = world.terminal()
+    assert world.charge(till, world.pay_code(card), 100).status_code == 201  # warm
+    [one] = refill(world, card, 1)
+    _, status_before, revision_before = _handle_row(world, one)
+    before = _on_loop()
+    paid = world.charge(till, one.code(world.clock.epoch), 1_250)
+    assert paid.status_code == 201, paid.text
+    assert _on_loop() == before + 1
+    body = paid.json()
+    assert not {"card_number", "balance_fen", "overdraft_fen"} & body.keys()
+    assert body["pay_handle"] == one.claims["ph"]
+    receipt = verify_receipt(body["receipt"], trust_list=world.trust_list())
+    assert (receipt.card_number, receipt.balance_fen, receipt.pay_handle) == (
+        None, None, one.claims["ph"])
+    row, status, revision = _handle_row(world, one)
+    assert row.payment_id == body["payment_id"] and row.used_at is not None
+    assert (status_before, status) == (0, 1)  # a till that syncs refuses it offline
+    assert revision == revision_before + 1
+    again = world.charge(till, one.code(world.clock.epoch - 1), 100)  # another proof time
+    assert (again.status_code, again.json()["code"]) == (409, "PAY_CODE_USED")
+    assert world.balance(card.card_number) == 10_000 - 100 - 1_250
+
+
+def test_a_one_use_handle_used_meanwhile_by_another_code_is_charged_once(
+    world: PayWorld, meanwhile: Meanwhile,
+) -> None:
+    """Two codes of one credential (two proof times: two replay keys) at two tills: the
+    other till's charge lands between the read and the write. One charge, one 409."""
+    card = world.card(topup=10_000)
+    till, other_till = world.terminal(), world.terminal()
+    [one] = refill(world, card, 1)
+    changed = meanwhile(lambda: _other_charge(world, other_till, one.code(world.clock.epoch - 2),
+                                              "other-till"))
+    answer = world.charge(till, one.code(world.clock.epoch), 1_000)
+    assert changed == [True]
+    assert (answer.status_code, answer.json()["code"]) == (409, "PAY_CODE_USED")
+    assert world.balance(card.card_number) == 9_900  # the other till's 100 only
+
+
+def test_a_one_use_code_of_a_card_revoked_meanwhile_is_refused(
+    world: PayWorld, meanwhile: Meanwhile,
+) -> None:
+    card = world.card(topup=10_000)
+    till = world.terminal()
+    [one] = refill(world, card, 1)
+    changed = meanwhile(lambda: _elsewhere(world, lambda session: change_card_state(
+        session, card_number=card.card_number, action="revoke", reason="stolen",
+        actor=Actor.cli(), now=world.clock())))
+    answer = world.charge(till, one.code(world.clock.epoch), 1_000)
+    assert changed == [True]
+    assert (answer.status_code, answer.json()["code"]) == (422, "REVOKED")
+    assert world.balance(card.card_number) == 10_000
