@@ -9,11 +9,13 @@ show the per-charge work (verify the pay code, lock the card's balance row, the
 double-entry posting, the signed receipt, the idempotency record) rather than queueing
 on one card. One charge is one request.
 
-On PostgreSQL two more figures (P11): a second floor, the same SQL an accepted charge
-issues (the read and the compare-and-set write of cardsvc/payments/_loop_charge.py, each
-committing by itself) sent bare through psycopg by the same number of threads, each on
-its own connection; and charges/s at 8 terminals with 1, 2 and 4 uvicorn workers beside
-health at 8 clients.
+Then 1 terminal paying one-use codes (P13.3, what a phone shows; its credentials for the
+day drawn with refills between charges, outside the timing), beside health requests made
+in the same blocks. On PostgreSQL two more figures (P11): a second floor, the same SQL
+an accepted charge issues (the read and the compare-and-set write of
+cardsvc/payments/_loop_charge.py, each committing by itself) sent bare through psycopg
+by the same number of threads, each on its own connection; and charges/s at 8 terminals
+with 1, 2 and 4 uvicorn workers beside health at 8 clients.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ _TESTS = Path(__file__).resolve().parent.parent / "tests"
 # payments_kit builds on cardsvc_kit and the shared test kit
 sys.path[:0] = [str(_TESTS / "payments"), str(_TESTS / "cardsvc"), str(_TESTS)]
 from kit.processes import CardsvcServer  # noqa: E402
+from one_use_kit import OneUse, refill, take_for_today  # noqa: E402
 from payments_kit import (  # noqa: E402
     FreshCodes,
     PayCard,
@@ -128,12 +131,46 @@ def _backend(backend: str, quick: bool) -> list[BenchRow]:
                 BenchRow(f"{label}: p99 latency", _pct(lat, 0.99), "ms", f"{floor}, p99",
                          _pct(floor_lat, 0.99)),
             ]
+        rows += _one_use_level(world, tills[0], cards, per_level)
         if backend == "postgresql":
             rows += _bare_sql_floor(world, tills, cards, per_level)
             rows += _workers(world, _server, tills, cards, used, per_level)
         check = world.ledger()
         assert check.ok, check
     return rows
+
+
+def _one_use_level(world: PayWorld, till: TerminalHandle, cards: list[PayCard],
+                   total: int) -> list[BenchRow]:
+    """1 terminal paying one-use codes (P13.3: what a phone shows), each beside health
+    requests in the same blocks. A card's credentials for today are drawn with a refill
+    between charges, outside the timing."""
+    today: dict[str, list[OneUse]] = {}
+    latencies: list[float] = []
+    floor: list[float] = []
+    with httpx.Client(base_url=world.url, timeout=60, headers=till.headers) as client:
+        for n in range(total):
+            card = cards[n % len(cards)]
+            batch = today.setdefault(card.card_number, [])
+            one = take_for_today(batch, int(time.time()))
+            while one is None:
+                batch[:] = refill(world, card, 20)
+                one = take_for_today(batch, int(time.time()))
+            body = {"pay_code": one.code(int(time.time())), "amount_fen": 1,
+                    "idempotency_key": f"u{time.monotonic_ns()}"}
+            for _ in range(2):
+                started = time.perf_counter()
+                assert client.get("/v1/health").status_code == 200
+                floor.append((time.perf_counter() - started) * 1000)
+            started = time.perf_counter()
+            answer = client.post("/v1/payments", json=body)
+            latencies.append((time.perf_counter() - started) * 1000)
+            assert answer.status_code == 201, answer.text
+    label = f"payments {world.backend}, 1 terminal, one-use codes"
+    return [BenchRow(f"{label}: p50 latency", statistics.median(latencies), "ms",
+                     "GET /v1/health, 1 client, p50", statistics.median(floor)),
+            BenchRow(f"{label}: p99 latency", _pct(latencies, 0.99), "ms",
+                     "GET /v1/health, 1 client, p99", _pct(floor, 0.99))]
 
 
 def _bare_level(dsn: str, tills: list[TerminalHandle], cards: list[PayCard],
