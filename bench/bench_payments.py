@@ -73,9 +73,16 @@ def _drive(
     latencies: list[float] = []
     barrier = threading.Barrier(concurrency + 1)
 
+    # The pay codes are made before the run (a phone makes them, not the till): the load
+    # generator then spends on a charge what it spends on a health request, HTTP only.
+    # (A terminal faster than its share makes the rest as it goes.)
+    fresh = [FreshCodes(cards[i::concurrency], used) for i in range(concurrency)]
+    share = (total // concurrency) * 5 // 4 + 1 if charge else 0
+    codes = [[fresh[i].next()[1] for _ in range(share)] for i in range(concurrency)]
+
     def terminal(i: int) -> None:
         till = tills[i]
-        codes = FreshCodes(cards[i::concurrency], used)
+        mine = iter(codes[i])
         with httpx.Client(base_url=world.url, timeout=60, headers=till.headers) as client:
             barrier.wait()
             while True:
@@ -84,7 +91,7 @@ def _drive(
                         return
                     remaining[0] -= 1
                 if charge:
-                    _, code = codes.next()
+                    code = next(mine, None) or fresh[i].next()[1]
                     body = {"pay_code": code, "amount_fen": 1,
                             "idempotency_key": f"b{time.monotonic_ns()}-{i}"}
                     started = time.perf_counter()
