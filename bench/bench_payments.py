@@ -21,6 +21,7 @@ with 1, 2 and 4 uvicorn workers beside health at 8 clients.
 from __future__ import annotations
 
 import dataclasses
+import os
 import secrets
 import statistics
 import sys
@@ -268,14 +269,29 @@ def _workers(world: PayWorld, server: CardsvcServer, tills: list[TerminalHandle]
             other = dataclasses.replace(world, url=extra.url)
             _drive(other, tills, cards, used, 8, 32, True)  # warm up every worker
             floor_rate, _ = _drive(other, tills, cards, used, 8, per_level * 2, False)
+            busy_before = _machine_busy_seconds()
+            started = time.perf_counter()
             rate, _ = _drive(other, tills, cards, used, 8, per_level, True)
+            busy = (_machine_busy_seconds() - busy_before) / (time.perf_counter() - started)
         finally:
             extra.stop()
-        rows.append(BenchRow(
-            f"payments postgresql, 8 terminals, {workers} worker{'s' if workers > 1 else ''}: "
-            "charges", rate, "charges/s", f"GET /v1/health, 8 clients, {workers} workers",
-            floor_rate))
+        label = f"payments postgresql, 8 terminals, {workers} worker{'s' if workers > 1 else ''}"
+        cores = os.cpu_count() or 1
+        rows += [
+            BenchRow(f"{label}: charges", rate, "charges/s",
+                     f"GET /v1/health, 8 clients, {workers} workers", floor_rate),
+            # What caps the figure: more workers cannot use cores the machine has not got
+            # (the terminals, the server and PostgreSQL share them).
+            BenchRow(f"{label}: machine CPU busy", 100 * busy, "%",
+                     f"all {cores} cores", 100.0 * cores)]
     return rows
+
+
+def _machine_busy_seconds() -> float:
+    """CPU seconds every core of the machine has spent busy (not idle, not waiting on
+    I/O) since boot, from /proc/stat."""
+    fields = [int(value) for value in Path("/proc/stat").read_text().split("\n")[0].split()[1:]]
+    return (sum(fields) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")
 
 
 def run(quick: bool = False) -> list[BenchRow]:
