@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, Path
 from sqlalchemy.orm import Session
 
 from cardsvc.api._present import card_out, code_out
-from cardsvc.api.deps import Ctx, roles
+from cardsvc.api.deps import Ctx, PendingOfficer, roles, roles_in_transaction
 from cardsvc.api.routes._common import CARD_NUMBER_PATTERN, problems
 from cardsvc.api.schemas import (
     CardIssuedOut,
@@ -31,11 +31,13 @@ CardNumber = Annotated[str, Path(pattern=CARD_NUMBER_PATTERN)]
 @router.post("", response_model=CardIssuedOut, status_code=201,
              responses=problems(401, 403, 404, 409, 422))
 def issue(
-    body: CardIssueIn, ctx: Ctx, officer: Annotated[Officer, Depends(roles(Role.registrar))]
+    body: CardIssueIn, ctx: Ctx,
+    pending: Annotated[PendingOfficer, Depends(roles_in_transaction(Role.registrar))],
 ) -> CardIssuedOut:
     """Issue a card; the answer holds the one-time provisioning code (shown once)."""
 
     def work(session: Session) -> CardIssuedOut:
+        officer = pending.check(session)  # first thing, in the issue's own transaction
         issued = cards.issue_card(
             session, foreigner_code=body.foreigner_code, entitlements=body.entitlements,
             valid_until=body.valid_until, actor=Actor.for_officer(officer), now=ctx.clock(),
