@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from cardsvc.api._present import code_out, person_fields, person_out
 from cardsvc.api.deps import Ctx, PendingOfficer, roles, roles_in_transaction
-from cardsvc.api.routes._common import problems
+from cardsvc.api.routes._common import json_answer, problems
 from cardsvc.api.schemas import (
     EnrolIn,
     EnrolmentOut,
@@ -51,9 +51,9 @@ def _image(unverified_base64: str) -> bytes:
 
 @router.post("/persons", response_model=EnrolmentOut, status_code=201, responses=_PROBLEMS)
 def enrol(
-    body: EnrolIn, ctx: Ctx, response: Response,
+    body: EnrolIn, ctx: Ctx,
     pending: Annotated[PendingOfficer, Depends(roles_in_transaction(Role.registrar))],
-) -> EnrolmentOut:
+) -> Response:
     """Enrol a foreigner; 200 with ``existing: true`` when a passport names a known person,
     409 POSSIBLE_DUPLICATE with candidates when someone similar exists. In a federation,
     409 KNOWN_IN_OTHER_CITY when another city knows the passport (always) or a similar
@@ -101,9 +101,7 @@ def enrol(
                            " confirm a new person", known_elsewhere=elsewhere) from None
         asked = True
         out = ctx.database.transact(work)
-    if out.existing:
-        response.status_code = 200
-    return out
+    return json_answer(out, status_code=200 if out.existing else 201)
 
 
 @router.get("/persons", response_model=PersonOut, responses=_PROBLEMS)
