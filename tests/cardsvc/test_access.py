@@ -143,3 +143,11 @@ def test_a_deactivated_officer_is_refused_by_enrolment_and_issue(authority: Auth
 def _audit_entries(authority: Authority) -> int:
     with authority.database.sessions() as session:
         return len(session.scalars(select(AuditEntry.seq)).all())
+
+
+def test_a_charge_with_a_bad_token_and_a_malformed_body_is_refused_401(
+        authority: Authority) -> None:
+    for headers, status in (({"Authorization": "Bearer wrong"}, 401),
+                            (authority.as_role("auditor"), 403)):
+        answer = authority.client.post("/v1/payments", headers=headers, json={"x": 1})
+        assert answer.status_code == status
