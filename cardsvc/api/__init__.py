@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 
@@ -56,7 +57,13 @@ def app_from_environment() -> FastAPI:
     builds under ``cardsvc serve --workers N`` (a factory import string, not an object)."""
     settings = get_settings()
     configure_logging(settings.log_format)  # a worker process starts with no logging
-    return create_app(settings)
+    app = create_app(settings)
+    # What start-up built (modules, the app, ~200,000 objects) lives as long as the
+    # process: out of the cyclic collector's sight, a full collection no longer walks it
+    # (P11: ~0.1 s with every request thread stopped, ~1 ms per issuance operation).
+    gc.collect()
+    gc.freeze()
+    return app
 
 
 def create_app(

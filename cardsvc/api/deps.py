@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Request
+from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
@@ -28,11 +29,12 @@ from cardsvc.federation.interauth import (
 from cardsvc.federation.state import held_federation
 from cardsvc.models import Officer
 from cardsvc.roles import ALL_ROLES, Role
-from cardsvc.services.errors import Forbidden, Unauthenticated, Unavailable
+from cardsvc.services.errors import DomainError, Forbidden, Unauthenticated, Unavailable
 from cardsvc.services.officers import authenticate
 
 __all__ = ["Ctx", "InterauthCaller", "PendingOfficer", "UnverifiedToken", "bearer_token",
-           "get_context", "interauth_caller", "officer_in", "roles", "roles_in_transaction"]
+           "get_context", "interauth_caller", "officer_in", "refused_before_validation", "roles",
+           "roles_in_transaction"]
 
 _bearer = HTTPBearer(auto_error=False, description="an officer or terminal token")
 
@@ -104,16 +106,44 @@ class PendingOfficer:
                           allowed=self.allowed)
 
 
+# The roles of each roles_in_transaction dependency, for refused_before_validation.
+_CHECKED_IN_TRANSACTION: dict[Callable[..., object], tuple[Role, ...]] = {}
+
+
 def roles_in_transaction(*allowed: Role) -> Callable[..., Awaitable[PendingOfficer]]:
     """Like :func:`roles`, the check left to the route's transaction. A request without a
-    bearer token is refused here (401); a malformed body with a bad token is then 422,
-    not 401, as the body is validated before the route runs (it reveals nothing)."""
+    bearer token is refused here (401); a malformed body is answered 422 only once its
+    token has passed the check (:func:`refused_before_validation`), as with :func:`roles`."""
     _known(allowed)
 
     async def officer_to_check(unverified_token: UnverifiedToken) -> PendingOfficer:
         return PendingOfficer(unverified_token, allowed)
 
+    _CHECKED_IN_TRANSACTION[officer_to_check] = allowed
     return officer_to_check
+
+
+async def refused_before_validation(request: Request) -> DomainError | None:
+    """For a request that failed validation: the refusal of its bearer token (401, 403)
+    when its route leaves the token check to its transaction, so that a caller without a
+    good token learns nothing about the body it should send; None when the token passes
+    (or the route checks it in a dependency, which has run already)."""
+    route = request.scope.get("route")
+    if not isinstance(route, APIRoute):
+        return None
+    allowed = next((_CHECKED_IN_TRANSACTION[dependency.call]
+                    for dependency in route.dependant.dependencies
+                    if dependency.call in _CHECKED_IN_TRANSACTION), None)
+    credentials = await _bearer(request)
+    if allowed is None or credentials is None:
+        return None  # no bearer token: bearer_token refused it before validation
+    context = await get_context(request)
+    pending = PendingOfficer(credentials.credentials, allowed)
+    try:
+        await run_in_threadpool(context.database.transact, pending.check, single_read=True)
+    except DomainError as refusal:
+        return refusal
+    return None
 
 
 async def interauth_caller(request: Request, ctx: Ctx) -> InterauthClaims:

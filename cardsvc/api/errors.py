@@ -17,6 +17,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from cardsvc.api._request_id import REQUEST_ID
+from cardsvc.api.deps import refused_before_validation
 from cardsvc.services.errors import DomainError
 
 __all__ = ["PROBLEM_MEDIA_TYPE", "install_error_handlers", "problem"]
@@ -57,8 +58,11 @@ async def _domain_error(_request: Request, exc: Exception) -> JSONResponse:
     return problem(status, exc.code, exc.detail, headers=headers, **exc.extra)
 
 
-async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
+async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
+    refusal = await refused_before_validation(request)
+    if refusal is not None:  # a bad token is refused before the body is judged
+        return await _domain_error(request, refusal)
     # Locations and reasons only: the rejected values may be secrets or personal data.
     errors = [
         {"loc": [str(part) for part in error.get("loc", ())], "type": error.get("type", ""),

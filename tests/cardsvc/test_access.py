@@ -8,9 +8,10 @@ import pytest
 from cardsvc_kit import Authority
 from fastapi.testclient import TestClient
 from sqlalchemy import select
+from sqlalchemy.exc import OperationalError
 
 from cardsvc.api import create_app
-from cardsvc.models import Officer
+from cardsvc.models import AuditEntry, Officer
 
 CODE = "933566198503020011"
 CARD = "3300000000000000"
@@ -103,3 +104,66 @@ def test_unknown_routes_and_methods_are_problems(authority: Authority) -> None:
         answer = authority.client.request(method, path, headers=authority.admin)
         assert answer.status_code == status
         assert answer.headers["content-type"] == "application/problem+json"
+
+
+# POST /v1/persons and /v1/cards check the token in their own transaction (P11); a
+# malformed body must still not be judged for a caller without a good token.
+@pytest.mark.parametrize("path", ["/v1/persons", "/v1/cards"])
+def test_a_bad_token_is_refused_before_a_malformed_body(authority: Authority,
+                                                        path: str) -> None:
+    malformed = {"surname": 7, "foreigner_code": None}
+    for headers, status, code in (
+            ({"Authorization": "Bearer wrong"}, 401, "UNAUTHENTICATED"),
+            (authority.as_role("auditor"), 403, "FORBIDDEN"),
+            (authority.admin, 422, "VALIDATION_FAILED")):
+        answer = authority.client.post(path, headers=headers, json=malformed)
+        assert (answer.status_code, answer.json()["code"]) == (status, code), headers
+        assert "errors" not in answer.json() or status == 422
+
+
+def test_a_deactivated_officer_is_refused_by_enrolment_and_issue(authority: Authority) -> None:
+    person = authority.enrol()
+    headers = authority.as_role("registrar")
+    officers = authority.client.get("/v1/officers", headers=authority.admin).json()
+    officer_id = next(o["id"] for o in officers if o["roles"] == ["registrar"])
+    answer = authority.client.post(f"/v1/officers/{officer_id}/deactivate",
+                                   headers=authority.admin)
+    assert answer.status_code == 200, answer.text
+    before = _audit_entries(authority)
+    enrol = authority.client.post("/v1/persons", headers=headers, json={
+        "surname": "LATE", "given_names": "Officer", "nationality": "NGA",
+        "birth_date": "1980-01-01", "sex": "F", "confirm_new": True,
+        "passport": {"number": "L1234567", "country": "NGA", "expires": "2031-01-01"}})
+    issue = authority.client.post("/v1/cards", headers=headers, json={
+        "foreigner_code": person["foreigner_code"], "valid_until": "2030-12-31",
+        "entitlements": ["healthcare"]})
+    assert [enrol.status_code, issue.status_code] == [401, 401]
+    assert _audit_entries(authority) == before
+
+
+def _audit_entries(authority: Authority) -> int:
+    with authority.database.sessions() as session:
+        return len(session.scalars(select(AuditEntry.seq)).all())
+
+
+def test_a_charge_with_a_bad_token_and_a_malformed_body_is_refused_401(
+        authority: Authority) -> None:
+    for headers, status in (({"Authorization": "Bearer wrong"}, 401),
+                            (authority.as_role("auditor"), 403)):
+        answer = authority.client.post("/v1/payments", headers=headers, json={"x": 1})
+        assert answer.status_code == status
+
+
+def test_a_malformed_body_while_the_database_is_down_is_503_not_500(
+        authority: Authority, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The token check before the 422 runs in the validation error's handler: a database
+    error there is answered as everywhere else (503), never a 500."""
+
+    def down(*_args: object, **_kwargs: object) -> None:
+        raise OperationalError("SELECT 1", {}, ConnectionError("the primary is gone"))
+
+    monkeypatch.setattr(authority.database, "transact", down)
+    for path in ("/v1/persons", "/v1/payments"):
+        answer = authority.client.post(path, headers={"Authorization": "Bearer wrong"},
+                                       json={"x": 1})
+        assert (answer.status_code, answer.json()["code"]) == (503, "DATABASE_UNAVAILABLE")

@@ -8,7 +8,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from cardsvc_kit import Authority, device_key, provision_request
+from fastapi.responses import JSONResponse
 
+from cardsvc.api.schemas import BundleOut, CardIssuedOut, EnrolmentOut
 from keys import Ed25519Signer
 from schemas import Credential, b64url_encode
 from schemas._jose import inflate_capped, parse_json_object, split_compact
@@ -197,3 +199,28 @@ def test_two_phones_racing_for_one_code_one_wins(authority: Authority) -> None:
     for thread in threads:
         thread.join()
     assert sorted(results) == [200, 409, 409, 409]
+
+
+def test_issuance_answers_are_the_bytes_of_their_response_models(authority: Authority) -> None:
+    """Enrol, issue and provision send their answer themselves (P11: no second validation
+    in the thread pool): the bytes, status and type FastAPI would send for the model."""
+    def same_as_fastapi(answer: Any, model: type[Any], status: int) -> None:
+        assert answer.status_code == status
+        assert answer.headers["content-type"] == "application/json"
+        parsed = model.model_validate(answer.json())
+        assert answer.content == JSONResponse(parsed.model_dump(mode="json", by_alias=True)).body
+
+    body = {"surname": "ÖZTÜRK", "given_names": "Ayşe", "nationality": "TUR",
+            "birth_date": "1990-04-05", "sex": "F", "confirm_new": True,
+            "passport": {"number": "U12345678", "country": "TUR", "expires": "2031-01-01"}}
+    enrolled = authority.client.post("/v1/persons", json=body, headers=authority.admin)
+    same_as_fastapi(enrolled, EnrolmentOut, 201)
+    same_as_fastapi(authority.client.post("/v1/persons", json=body, headers=authority.admin),
+                    EnrolmentOut, 200)
+    issued = authority.client.post("/v1/cards", headers=authority.admin, json={
+        "foreigner_code": enrolled.json()["foreigner_code"], "valid_until": "2030-12-31",
+        "entitlements": ["healthcare", "payment"]})
+    same_as_fastapi(issued, CardIssuedOut, 201)
+    bundle = authority.client.post("/v1/provision", json=provision_request(
+        issued.json()["provisioning_code"], Ed25519Signer.generate(kid="device")))
+    same_as_fastapi(bundle, BundleOut, 200)

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path
+from fastapi import APIRouter, Depends, Path, Response
 from sqlalchemy.orm import Session
 
 from cardsvc.api._present import card_out, code_out
-from cardsvc.api.deps import Ctx, roles
-from cardsvc.api.routes._common import CARD_NUMBER_PATTERN, problems
+from cardsvc.api.deps import Ctx, PendingOfficer, roles, roles_in_transaction
+from cardsvc.api.routes._common import CARD_NUMBER_PATTERN, json_answer, problems
 from cardsvc.api.schemas import (
     CardIssuedOut,
     CardIssueIn,
@@ -31,11 +31,13 @@ CardNumber = Annotated[str, Path(pattern=CARD_NUMBER_PATTERN)]
 @router.post("", response_model=CardIssuedOut, status_code=201,
              responses=problems(401, 403, 404, 409, 422))
 def issue(
-    body: CardIssueIn, ctx: Ctx, officer: Annotated[Officer, Depends(roles(Role.registrar))]
-) -> CardIssuedOut:
+    body: CardIssueIn, ctx: Ctx,
+    pending: Annotated[PendingOfficer, Depends(roles_in_transaction(Role.registrar))],
+) -> Response:
     """Issue a card; the answer holds the one-time provisioning code (shown once)."""
 
     def work(session: Session) -> CardIssuedOut:
+        officer = pending.check(session)  # first thing, in the issue's own transaction
         issued = cards.issue_card(
             session, foreigner_code=body.foreigner_code, entitlements=body.entitlements,
             valid_until=body.valid_until, actor=Actor.for_officer(officer), now=ctx.clock(),
@@ -50,7 +52,7 @@ def issue(
                              provisioning_expires=issued.provisioning_expires,
                              card=card_out(issued.card, body.foreigner_code))
 
-    return ctx.database.transact(work)
+    return json_answer(ctx.database.transact(work), status_code=201)
 
 
 @router.get("/{card_number}", response_model=CardOut, responses=problems(401, 403, 404, 422))

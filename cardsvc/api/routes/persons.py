@@ -10,8 +10,8 @@ from fastapi import APIRouter, Depends, Path, Query, Response
 from sqlalchemy.orm import Session
 
 from cardsvc.api._present import code_out, person_fields, person_out
-from cardsvc.api.deps import Ctx, roles
-from cardsvc.api.routes._common import problems
+from cardsvc.api.deps import Ctx, PendingOfficer, roles, roles_in_transaction
+from cardsvc.api.routes._common import json_answer, problems
 from cardsvc.api.schemas import (
     EnrolIn,
     EnrolmentOut,
@@ -51,9 +51,9 @@ def _image(unverified_base64: str) -> bytes:
 
 @router.post("/persons", response_model=EnrolmentOut, status_code=201, responses=_PROBLEMS)
 def enrol(
-    body: EnrolIn, ctx: Ctx, response: Response,
-    officer: Annotated[Officer, Depends(roles(Role.registrar))],
-) -> EnrolmentOut:
+    body: EnrolIn, ctx: Ctx,
+    pending: Annotated[PendingOfficer, Depends(roles_in_transaction(Role.registrar))],
+) -> Response:
     """Enrol a foreigner; 200 with ``existing: true`` when a passport names a known person,
     409 POSSIBLE_DUPLICATE with candidates when someone similar exists. In a federation,
     409 KNOWN_IN_OTHER_CITY when another city knows the passport (always) or a similar
@@ -67,8 +67,13 @@ def enrol(
     # (one city) there is no one to ask: the transaction finds that itself, instead of a
     # transaction of its own before it to read that no federation list is held.
     asked = body.link_to is not None
+    # The token is checked in the enrolment's own transaction (P11: no pooled checkout
+    # and thread-pool hop of its own); the officer's id outlives a rolled-back attempt.
+    officer_ids: list[int] = []
 
     def work(session: Session) -> EnrolmentOut:
+        officer = pending.check(session)
+        officer_ids.append(officer.id)
         federated = None
         if not asked:
             federated = federation_held(session)
@@ -88,7 +93,7 @@ def enrol(
         out = ctx.database.transact(work)
     except _AskOtherCitiesFirst:
         elsewhere = enrolment_check(ctx, details=details, passport=passport,
-                                    officer_id=officer.id)
+                                    officer_id=officer_ids[-1])
         if any(m["matched_by"] == "passport" for m in elsewhere) or (
                 elsewhere and not body.confirm_new):
             raise Conflict("KNOWN_IN_OTHER_CITY", "another city knows this person: move them"
@@ -96,9 +101,7 @@ def enrol(
                            " confirm a new person", known_elsewhere=elsewhere) from None
         asked = True
         out = ctx.database.transact(work)
-    if out.existing:
-        response.status_code = 200
-    return out
+    return json_answer(out, status_code=200 if out.existing else 201)
 
 
 @router.get("/persons", response_model=PersonOut, responses=_PROBLEMS)

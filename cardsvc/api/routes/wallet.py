@@ -3,12 +3,12 @@ credentials. No officer token: the device key proves itself by signature."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Response
 from sqlalchemy.orm import Session
 
 from cardsvc.api._present import bundle_out
 from cardsvc.api.deps import Ctx
-from cardsvc.api.routes._common import problems
+from cardsvc.api.routes._common import json_answer, problems
 from cardsvc.api.schemas import BundleOut, PayBatchIn, PayBatchOut, ProvisionIn, RefreshIn
 from cardsvc.payments.pay_batch import issue_pay_batch
 from cardsvc.services import provisioning
@@ -29,7 +29,7 @@ def _bytes(unverified_text: str, field: str) -> bytes:
 
 @router.post("/provision", response_model=BundleOut,
              responses=problems(403, 404, 409, 410, 422))
-def provision(body: ProvisionIn, ctx: Ctx) -> BundleOut:
+def provision(body: ProvisionIn, ctx: Ctx) -> Response:
     """Redeem a one-time code: device key + proof of possession -> the signed bundle.
 
     The proof is the device's Ed25519 signature over
@@ -44,7 +44,7 @@ def provision(body: ProvisionIn, ctx: Ctx) -> BundleOut:
             unverified_proof=proof, signing=ctx.signing, now=ctx.clock())
         return bundle_out(bundle, ctx)
 
-    return ctx.database.transact(work)
+    return json_answer(ctx.database.transact(work))
 
 
 @router.post("/wallet/refresh", response_model=BundleOut,
