@@ -120,8 +120,8 @@ def run(quick: bool = False) -> list[BenchRow]:
                     # One GET first, like health's warm-up: the row then measures polling,
                     # not the read after an idle spell (8 clients waiting for it were the
                     # 5th worst of a --quick row's 480, i.e. its p99).
-                    etag = httpx.get(url + path).headers["etag"]
-                    etag = etag if conditional else None
+                    seen = httpx.get(url + path).headers["etag"]
+                    etag = seen if conditional else None
                     (rate, lat), (floor_rate, floor) = _interleaved(
                         url, path, _Conditional(etag), concurrency, total)
                     label = f"publication: GET {name}{' (304)' if conditional else ''}, {clients}"
