@@ -199,6 +199,7 @@ class Publisher:
                 self.refresh()
             except Exception as error:  # the request path reads (and reports) it when due
                 _LOG.warning("publication refresh failed: %s", type(error).__name__)
+                return  # the next request half-way to its recheck wakes it again
             if self._closed.wait(self.recheck_seconds / 2) or not self._recently_asked():
                 return
 

@@ -312,3 +312,24 @@ def test_the_refresher_runs_while_asked_and_stops_on_close(authority: Authority)
     finally:
         publisher.close()
     assert publisher._refresher is not None and not publisher._refresher.is_alive()
+
+
+def test_the_refresher_stops_when_a_refresh_fails(authority: Authority) -> None:
+    """A failed read (the database gone or down) ends the background loop: the request
+    path reads, and reports, when an answer is due; a later request wakes it again."""
+    monotonic = _Monotonic()
+    publisher = _publisher(authority, monotonic)
+    database = publisher.database
+    try:
+        publisher.trust_list(authority.clock())
+        publisher.trust_list(authority.clock())
+        publisher.database = _NoDatabase()  # type: ignore[assignment]
+        monotonic.now += 0.6
+        assert publisher.held("trust", authority.clock()) is not None  # wakes it
+        refresher = publisher._refresher
+        assert refresher is not None
+        refresher.join(timeout=30)
+        assert not refresher.is_alive()  # ended on its own, not closed
+    finally:
+        publisher.database = database
+        publisher.close()
