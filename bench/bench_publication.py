@@ -9,6 +9,7 @@ each, so p99 is the 60th worst, not noise). The goal: within 1.2x health at p50 
 
 from __future__ import annotations
 
+import ssl
 import statistics
 import sys
 import tempfile
@@ -26,6 +27,11 @@ sys.path[:0] = [str(_TESTS / "payments"), str(_TESTS / "cardsvc"), str(_TESTS)]
 from payments_kit import served_by_a_process  # noqa: E402
 
 LEVELS = (1, 8)
+# One TLS context for every client (the URLs are http: it is never used). Each
+# httpx.Client made its own by default, and the bench makes 8 clients a round; freeing
+# them fell to the collector's generation-1 passes in this process, which then stopped
+# all 8 client threads for 40-60 ms (1-2 ms with one context; bench/findings.md round 5).
+_TLS = ssl.create_default_context()
 ROUNDS = 12  # the target and its health floor take turns, so both see the same machine
 
 
@@ -60,7 +66,7 @@ def _drive(url: str, path: str, conditional: _Conditional, concurrency: int,
     expected = {304, 200} if conditional.etag is not None else {200}
 
     def client() -> None:
-        with httpx.Client(base_url=url, timeout=60) as http:
+        with httpx.Client(base_url=url, timeout=60, verify=_TLS) as http:
             barrier.wait()
             while True:
                 with lock:
@@ -111,7 +117,11 @@ def run(quick: bool = False) -> list[BenchRow]:
             _drive(url, "/v1/health", _Conditional(None), concurrency, 200)  # warm up
             for name, path in targets.items():
                 for conditional in (False, True):
-                    etag = httpx.get(url + path).headers["etag"] if conditional else None
+                    # One GET first, like health's warm-up: the row then measures polling,
+                    # not the read after an idle spell (8 clients waiting for it were the
+                    # 5th worst of a --quick row's 480, i.e. its p99).
+                    seen = httpx.get(url + path).headers["etag"]
+                    etag = seen if conditional else None
                     (rate, lat), (floor_rate, floor) = _interleaved(
                         url, path, _Conditional(etag), concurrency, total)
                     label = f"publication: GET {name}{' (304)' if conditional else ''}, {clients}"

@@ -15,13 +15,15 @@ whole) and asks the database again only when
   re-signing is re-signed on time, and tests that move their clock see it at once).
 
 The recheck is done ahead of time, off the request path: once a held answer is half-way
-to its recheck, the request that notices still answers from memory and wakes a
-background refresh, which reads (and, when due, re-signs) the objects asked for since
-the last one and swaps the new answers in; so under steady traffic no request waits for
-the database. Only a
-request that finds its answer past the recheck (after an idle spell, a change in this
-process, a moved clock) reads the database itself, and then one at a time: the others
-wait for that one's answer instead of all asking at once.
+to its recheck, the request that notices still answers from memory and wakes the
+background refresher, which reads (and, when due, re-signs) the objects asked for within
+the last ``ASKED_WINDOW_SECONDS`` and swaps the new answers in, every half recheck, for
+as long as something was asked for within that window (then it stops until asked
+again). So neither steady traffic nor traffic with pauses longer than the recheck waits
+for the database. Only a request that finds its answer past the recheck (after an idle
+spell longer than the window, a change in this process, a moved clock) reads the
+database itself, and then one at a time: the others wait for that one's answer instead
+of all asking at once.
 
 Several workers each hold their own copies: for up to ``recheck_seconds`` after another
 worker re-signed a list, a verifier that gets the new timestamp from one worker and the
@@ -68,11 +70,18 @@ from cardsvc.services.trust import Keyring, SignedObject
 from cardsvc.settings import Settings
 from schemas.status_list import day_list_day, day_list_id, day_list_retired
 
-__all__ = ["STATIC_INDEX", "Publisher", "SignedObject"]
+__all__ = ["ASKED_WINDOW_SECONDS", "STATIC_INDEX", "Publisher", "SignedObject"]
 
 # The status list index as a file a static server can serve beside the lists themselves
 # (``/v1/status-lists`` itself cannot be both a file and a folder).
 STATIC_INDEX = "v1/status-lists/index.json"
+
+# How long an object asked for once is kept fresh in the background. Refreshed only
+# while asked (keys asked since the last refresh, before), a list polled in bursts a
+# second or more apart was past its recheck at every burst's start: its first requests
+# read the database, and the burst's others waited for them (P11.3, bench/findings.md
+# round 5).
+ASKED_WINDOW_SECONDS = 10.0
 
 _TIMESTAMP = "timestamp"
 _NOT_HELD = object()
@@ -114,8 +123,9 @@ class Publisher:
         # refresh never swaps in answers older than one a request just read.
         self._loading = threading.RLock()
         self._refresher: threading.Thread | None = None
-        self._closed = False
-        self._asked: set[str] = set()  # the keys requested since the last refresh
+        self._closed = threading.Event()
+        # key -> when it was last asked for (monotonic); a plain dict write per request
+        self._asked: dict[str, float] = {}
 
     # -- the cache --------------------------------------------------------------------
 
@@ -135,7 +145,7 @@ class Publisher:
         held = self._held.get(key)
         if held is None:  # never an unknown key: the path's list id is the caller's
             return _NOT_HELD
-        self._asked.add(key)  # refreshed ahead only while asked for
+        self._asked[key] = mono  # refreshed ahead only while asked for
         if self._usable(held, epoch, _published.generation(), mono):
             assert held is not None
             if mono - held.checked_mono >= self.recheck_seconds / 2:
@@ -157,7 +167,7 @@ class Publisher:
                 return held.value  # type: ignore[return-value]
             value = load()
             self._hold(key, _Held(value, generation, mono, epoch))
-            self._asked.add(key)
+            self._asked[key] = mono
             return value
 
     def _hold(self, key: str, held: _Held) -> None:
@@ -171,34 +181,47 @@ class Publisher:
     # -- the background refresh -------------------------------------------------------
 
     def _refresh_ahead(self) -> None:
-        """Wake one background refresh unless one is under way (never waits)."""
-        if self.clock is None:
+        """Wake the background refresher unless it is running (never waits)."""
+        if self.clock is None or self.recheck_seconds <= 0:
             return
         with self._lock:
-            if self._closed or (self._refresher is not None and self._refresher.is_alive()):
+            if self._closed.is_set() or (self._refresher is not None
+                                         and self._refresher.is_alive()):
                 return
-            self._refresher = threading.Thread(target=self._refresh_quietly, daemon=True,
+            self._refresher = threading.Thread(target=self._keep_fresh, daemon=True,
                                                name="publication-refresh")
             self._refresher.start()
 
-    def _refresh_quietly(self) -> None:
-        try:
-            self.refresh()
-        except Exception as error:  # the request path reads (and reports) it when due
-            _LOG.warning("publication refresh failed: %s", type(error).__name__)
+    def _keep_fresh(self) -> None:
+        """Refresh every half recheck while something was asked for within the window."""
+        while not self._closed.is_set():
+            try:
+                self.refresh()
+            except Exception as error:  # the request path reads (and reports) it when due
+                _LOG.warning("publication refresh failed: %s", type(error).__name__)
+                return  # the next request half-way to its recheck wakes it again
+            if self._closed.wait(self.recheck_seconds / 2) or not self._recently_asked():
+                return
+
+    def _recently_asked(self) -> list[str]:
+        since = self.monotonic() - ASKED_WINDOW_SECONDS
+        # list() copies the dict in one step: requests write to it meanwhile
+        return [key for key, asked in list(self._asked.items()) if asked >= since]
 
     def refresh(self, now: datetime | None = None) -> None:
-        """Read the held objects asked for since the last refresh again (re-signing what
-        is due) and swap the answers in. The timestamp first: the lists held after it
-        are at least as new as it names (those not read again are dropped, to be read on
-        request). An object that cannot be read now keeps its answer until that expires;
-        one not asked for expires unread."""
+        """Read the held objects asked for within ``ASKED_WINDOW_SECONDS`` again
+        (re-signing what is due) and swap the answers in. The timestamp first: the lists
+        held after it are at least as new as it names (those not read again are dropped,
+        to be read on request). An object that cannot be read now keeps its answer until
+        that expires; one not asked for within the window expires unread."""
         if now is None:
             assert self.clock is not None, "a publisher without a clock refreshes on request"
             now = self.clock()
         epoch = int(now.timestamp())
         with self._loading:
-            asked, self._asked = self._asked, set()
+            asked = set(self._recently_asked())
+            for key in [key for key in list(self._asked) if key not in asked]:
+                self._asked.pop(key, None)  # not asked for a while: forgotten
             generation = _published.generation()
             mono = self.monotonic()
             keys = sorted(asked & self._held.keys(), key=lambda key: key != _TIMESTAMP)
@@ -230,7 +253,7 @@ class Publisher:
     def close(self) -> None:
         """No refresh starts after this; one under way is waited for."""
         with self._lock:
-            self._closed = True
+            self._closed.set()
             refresher = self._refresher
         if refresher is not None:
             refresher.join()

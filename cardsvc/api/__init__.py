@@ -45,7 +45,7 @@ from cardsvc.services.bootstrap import open_keyring
 from cardsvc.services.trust import Keyring
 from cardsvc.settings import Settings, get_settings
 
-__all__ = ["AppContext", "app_from_environment", "create_app"]
+__all__ = ["AppContext", "app_from_environment", "create_app", "settle_the_heap"]
 
 
 def _system_clock() -> datetime:
@@ -58,12 +58,17 @@ def app_from_environment() -> FastAPI:
     settings = get_settings()
     configure_logging(settings.log_format)  # a worker process starts with no logging
     app = create_app(settings)
-    # What start-up built (modules, the app, ~200,000 objects) lives as long as the
-    # process: out of the cyclic collector's sight, a full collection no longer walks it
-    # (P11: ~0.1 s with every request thread stopped, ~1 ms per issuance operation).
+    settle_the_heap()
+    return app
+
+
+def settle_the_heap() -> None:
+    """What a served process holds from start-up on (modules, the app, its context) is
+    moved out of the cyclic collector's sight: a full collection walked all of it and
+    paused the event loop 60-240 ms about once a minute under load (P11.3,
+    bench/findings.md round 5); garbage made later is collected as before."""
     gc.collect()
     gc.freeze()
-    return app
 
 
 def create_app(

@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 
 from cardsvc.api._context import AppContext
 from cardsvc.models import Card, StatusEntry
-from cardsvc.publisher import Publisher
+from cardsvc.publisher import ASKED_WINDOW_SECONDS, Publisher
 from cardsvc.services.trust import SignedObject
 from schemas import StatusListClaims
 from schemas._jose import parse_json_object, split_compact
@@ -243,4 +243,93 @@ def test_unknown_or_retired_lists_are_not_held_nor_remembered(authority: Authori
             assert publisher.held(f"status:x{n}", now) is None
         assert not any(key.startswith("status:x") for key in publisher._asked)
     finally:
+        publisher.close()
+
+
+def test_a_list_asked_within_the_window_is_kept_fresh_between_requests(
+        authority: Authority) -> None:
+    """Polled in bursts further apart than the recheck (but within the window), a list
+    is refreshed in the background in between: the next burst's first request answers
+    from memory, with another process's revocation, and reads nothing."""
+    entry = _entry(authority, authority.card_with_phone(device_key(7))["card_number"])
+    monotonic = _Monotonic()
+    publisher = _publisher(authority, monotonic)
+    key = f"status:{entry.list_id}"
+    database = publisher.database
+    try:
+        before = publisher.status_list(entry.list_id, authority.clock())
+        _revoke_as_another_process(authority, entry)
+        for _ in range(3):  # 1.5 s without a request: what the refresher does meanwhile
+            monotonic.now += 0.5
+            publisher.refresh()
+        publisher.database = _NoDatabase()  # type: ignore[assignment]
+        after = publisher.held(key, authority.clock())
+        assert after is not None and after.etag != before.etag
+        assert _status(after, entry.idx) == 1
+    finally:
+        publisher.database = database
+        publisher.close()
+
+
+def test_a_list_not_asked_within_the_window_is_neither_read_nor_remembered(
+        authority: Authority) -> None:
+    monotonic = _Monotonic()
+    publisher = _publisher(authority, monotonic)
+    now = authority.clock()
+    database = publisher.database
+    try:
+        publisher.trust_list(now)
+        publisher.trust_list(now)  # held (the first read signed and committed)
+        monotonic.now += ASKED_WINDOW_SECONDS + 1
+        publisher.database = _NoDatabase()  # type: ignore[assignment]
+        publisher.refresh()  # nothing asked for within the window: nothing read
+        assert publisher._asked == {}
+        assert publisher.held("trust", now) is None  # past its recheck: read on request
+    finally:
+        publisher.database = database
+        publisher.close()
+
+
+def test_the_refresher_runs_while_asked_and_stops_on_close(authority: Authority) -> None:
+    """Woken once, the refresher goes on refreshing (no further request) until closed."""
+    monotonic = _Monotonic()
+    publisher = _publisher(authority, monotonic)
+    refreshed = threading.Semaphore(0)
+    refresh = publisher.refresh
+
+    def counted(now: datetime | None = None) -> None:
+        refresh(now)
+        refreshed.release()
+
+    publisher.refresh = counted  # type: ignore[method-assign]
+    try:
+        publisher.trust_list(authority.clock())
+        publisher.trust_list(authority.clock())
+        monotonic.now += 0.6  # half-way: this request wakes the refresher
+        assert publisher.held("trust", authority.clock()) is not None
+        for _ in range(3):  # three rounds, one request only
+            assert refreshed.acquire(timeout=30)
+    finally:
+        publisher.close()
+    assert publisher._refresher is not None and not publisher._refresher.is_alive()
+
+
+def test_the_refresher_stops_when_a_refresh_fails(authority: Authority) -> None:
+    """A failed read (the database gone or down) ends the background loop: the request
+    path reads, and reports, when an answer is due; a later request wakes it again."""
+    monotonic = _Monotonic()
+    publisher = _publisher(authority, monotonic)
+    database = publisher.database
+    try:
+        publisher.trust_list(authority.clock())
+        publisher.trust_list(authority.clock())
+        publisher.database = _NoDatabase()  # type: ignore[assignment]
+        monotonic.now += 0.6
+        assert publisher.held("trust", authority.clock()) is not None  # wakes it
+        refresher = publisher._refresher
+        assert refresher is not None
+        refresher.join(timeout=30)
+        assert not refresher.is_alive()  # ended on its own, not closed
+    finally:
+        publisher.database = database
         publisher.close()
