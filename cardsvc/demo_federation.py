@@ -257,6 +257,10 @@ def _stop(processes: list[subprocess.Popen[bytes]]) -> None:
             process.kill()
 
 
+def _interrupt(_signal: int, _frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m cardsvc.demo_federation",
                                      description="two cities and the national root (SQLite)")
@@ -293,6 +297,9 @@ def main(argv: list[str] | None = None) -> None:
     for city in prepared:
         _hold_and_seed(city, jwt, fingerprint, now)
 
+    # SIGTERM (a supervisor, a test, `kill`) ends the demo like Ctrl-C: the cities' servers
+    # are stopped in `finally` (the default action would leave them running, orphaned).
+    signal.signal(signal.SIGTERM, _interrupt)
     server = _serve_publication(data_dir / "publication", host, args.port + 2)
     processes = [subprocess.Popen(  # noqa: S603 (this interpreter, our own arguments)
         [sys.executable, "-m", "cardsvc", "serve", "--data-dir", str(city.settings.data_dir),

@@ -69,6 +69,18 @@ def demo(tmp_path: Path) -> Iterator[str]:
         yield printed
     finally:
         stop_process(process)
+        # The demo stops the cities it started: nothing is left serving on their ports.
+        deadline = time.monotonic() + 30
+        while any(_listening(port + n) for n in range(3)):
+            assert time.monotonic() < deadline, "the demo left a city's server running"
+            time.sleep(0.2)
+
+
+def _listening(port: int) -> bool:
+    import socket
+
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
 def _wait_for(url: str, process: subprocess.Popen[bytes]) -> None:
