@@ -267,7 +267,9 @@ def _workers(world: PayWorld, server: CardsvcServer, tills: list[TerminalHandle]
         try:
             extra.start()
             other = dataclasses.replace(world, url=extra.url)
-            _drive(other, tills, cards, used, 8, 32, True)  # warm up every worker
+            # Warm up every worker: its trust list, its connections (opened on first use,
+            # statements prepared by psycopg after 5 uses of a connection).
+            _drive(other, tills, cards, used, 8, 128, True)
             floor_rate, _ = _drive(other, tills, cards, used, 8, per_level * 2, False)
             busy_before = _machine_busy_seconds()
             started = time.perf_counter()
