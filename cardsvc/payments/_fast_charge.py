@@ -83,16 +83,17 @@ _WRITE = """WITH balance AS (
 # read (a compare-and-set), and only while the terminal's token, the card's status entry
 # and the trust state's version are as they were read. Otherwise the balance CTE updates
 # nothing, every insert selects from it and writes nothing, and no row comes back.
-WRITE_IF_UNCHANGED = """WITH balance AS (
+_BALANCE_IF_UNCHANGED = """WITH balance AS (
     UPDATE card_balances SET balance_fen = %(balance_after)s, updated_at = %(now)s
     WHERE card_id = %(card_id)s AND balance_fen = %(balance_before)s
       AND EXISTS (SELECT 1 FROM officers
                   WHERE id = %(officer_id)s AND token_hash = %(token_hash)s AND active)
       AND (SELECT status FROM status_entries
            WHERE list_id = %(list_id)s AND idx = %(idx)s) = %(status)s
-      AND (SELECT version FROM trust_state WHERE id = 1) = %(trust_version)s
+      AND (SELECT version FROM trust_state WHERE id = 1) = %(trust_version)s"""
+WRITE_IF_UNCHANGED = _BALANCE_IF_UNCHANGED + """
     RETURNING card_id),""" + _CHARGE_ROWS + """
-RETURNING officer_id"""  # noqa: S608 (constants only)
+RETURNING officer_id"""
 
 # A one-use code's charge on the loop also marks its handle used and the handle's status
 # entry invalid (its list's revision moves on), in the same statement. The balance is
@@ -102,14 +103,7 @@ RETURNING officer_id"""  # noqa: S608 (constants only)
 # statement fails on the primary key and nothing at all is written.
 _ONE_USE_CHARGE_ROWS = _CHARGE_ROWS_OF.format(
     payment_id="CASE WHEN (SELECT count(*) FROM handle) = 1 THEN %(payment_id)s END")
-WRITE_ONE_USE_IF_UNCHANGED = """WITH balance AS (
-    UPDATE card_balances SET balance_fen = %(balance_after)s, updated_at = %(now)s
-    WHERE card_id = %(card_id)s AND balance_fen = %(balance_before)s
-      AND EXISTS (SELECT 1 FROM officers
-                  WHERE id = %(officer_id)s AND token_hash = %(token_hash)s AND active)
-      AND (SELECT status FROM status_entries
-           WHERE list_id = %(list_id)s AND idx = %(idx)s) = %(status)s
-      AND (SELECT version FROM trust_state WHERE id = 1) = %(trust_version)s
+WRITE_ONE_USE_IF_UNCHANGED = _BALANCE_IF_UNCHANGED + """
       AND EXISTS (SELECT 1 FROM pay_handles WHERE handle = %(handle)s AND card_id = %(card_id)s
                   AND used_at IS NULL AND ended_at IS NULL)
     RETURNING card_id),

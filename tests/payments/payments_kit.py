@@ -311,6 +311,22 @@ def pay_world(backend: str, directory: Path, *, charges_on_loop: bool = True) ->
             database.dispose()
 
 
+@contextmanager
+def statements_sent(database: Database) -> Iterator[list[str]]:
+    """The SQL texts the engine's connections send meanwhile (SQLAlchemy's, not a driver
+    connection's of its own)."""
+    sent: list[str] = []
+
+    def count(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        sent.append(statement)
+
+    event.listen(database.engine, "before_cursor_execute", count)
+    try:
+        yield sent
+    finally:
+        event.remove(database.engine, "before_cursor_execute", count)
+
+
 # --- a real server process -----------------------------------------------------------
 
 class AuthorityProcess(CardsvcServer):

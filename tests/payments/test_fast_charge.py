@@ -6,13 +6,11 @@ one locking read and one write."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
-from payments_kit import pay_world
+from payments_kit import pay_world, statements_sent
 from sqlalchemy import event
 
 from cardsvc.db import Database
@@ -20,20 +18,6 @@ from cardsvc.services.audit import Actor
 from cardsvc.services.officers import deactivate_officer
 
 BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
-
-
-@contextmanager
-def _statements(database: Database) -> Iterator[list[str]]:
-    sent: list[str] = []
-
-    def count(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
-        sent.append(statement)
-
-    event.listen(database.engine, "before_cursor_execute", count)
-    try:
-        yield sent
-    finally:
-        event.remove(database.engine, "before_cursor_execute", count)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -58,12 +42,12 @@ def test_a_terminal_deactivated_elsewhere_is_refused_at_the_next_charge(
 
 
 @pytest.mark.postgres
-def test_an_accepted_charge_on_postgresql_is_three_statements(tmp_path: Path) -> None:
+def test_an_accepted_charge_on_postgresql_is_threestatements_sent(tmp_path: Path) -> None:
     with pay_world("postgresql", tmp_path, charges_on_loop=False) as world:
         card = world.card(topup=10_000)
         till = world.terminal()
         assert world.charge(till, world.pay_code(card), 100).status_code == 201  # warm
-        with _statements(world.database) as sent:
+        with statements_sent(world.database) as sent:
             answer = world.charge(till, world.pay_code(card), 100)
         assert answer.status_code == 201, answer.text
         work = [s for s in sent if s.strip().upper() not in ("SELECT 1", "BEGIN", "COMMIT")]
@@ -90,7 +74,7 @@ def test_a_charge_checks_its_token_on_the_charge_s_own_connection(
 
         event.listen(world.database.engine, "checkout", checked_out)
         try:
-            with _statements(world.database) as sent:
+            with statements_sent(world.database) as sent:
                 answer = world.charge(till, world.pay_code(card), 100)
         finally:
             event.remove(world.database.engine, "checkout", checked_out)

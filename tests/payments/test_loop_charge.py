@@ -8,16 +8,15 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
 from one_use_kit import OneUse, refill
-from payments_kit import PayCard, PayWorld, TerminalHandle, pay_world
+from payments_kit import PayCard, PayWorld, TerminalHandle, pay_world, statements_sent
 from prometheus_client import REGISTRY
-from sqlalchemy import event, select, text
+from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
 from cardsvc.db import Database
@@ -52,27 +51,13 @@ def _ledger_checked(world: PayWorld) -> Iterator[None]:
     assert check.ok, check
 
 
-@contextmanager
-def _orm_statements(database: Database) -> Iterator[list[str]]:
-    sent: list[str] = []
-
-    def count(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
-        sent.append(statement)
-
-    event.listen(database.engine, "before_cursor_execute", count)
-    try:
-        yield sent
-    finally:
-        event.remove(database.engine, "before_cursor_execute", count)
-
-
 def test_an_accepted_charge_is_made_on_the_loop_with_no_orm_statement(world: PayWorld) -> None:
     card = world.card(topup=10_000)
     till = world.terminal()
     assert world.charge(till, world.pay_code(card), 100).status_code == 201  # warm
     before = _on_loop()
     pay_code = world.pay_code(card)
-    with _orm_statements(world.database) as sent:
+    with statements_sent(world.database) as sent:
         answer = world.charge(till, pay_code, 250, key="loop-1")
     assert answer.status_code == 201, answer.text
     assert _on_loop() == before + 1
