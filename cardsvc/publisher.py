@@ -60,17 +60,20 @@ from datetime import datetime
 from pathlib import Path
 from typing import TypeVar
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from cardsvc.db import Database
 from cardsvc.federation.state import held_federation_jwt
+from cardsvc.models import FederationState, StatusListRecord, TimestampState, TrustState
 from cardsvc.services import _published, status, timestamp, trust
 from cardsvc.services.errors import NotFound
 from cardsvc.services.trust import Keyring, SignedObject
 from cardsvc.settings import Settings
 from schemas.status_list import day_list_day, day_list_id, day_list_retired
 
-__all__ = ["ASKED_WINDOW_SECONDS", "STATIC_INDEX", "Publisher", "SignedObject"]
+__all__ = ["ASKED_WINDOW_SECONDS", "FULL_REFRESH_SECONDS", "STATIC_INDEX", "Publisher",
+           "SignedObject"]
 
 # The status list index as a file a static server can serve beside the lists themselves
 # (``/v1/status-lists`` itself cannot be both a file and a folder).
@@ -82,6 +85,13 @@ STATIC_INDEX = "v1/status-lists/index.json"
 # read the database, and the burst's others waited for them (P11.3, bench/findings.md
 # round 5).
 ASKED_WINDOW_SECONDS = 10.0
+# A refresh first reads one fingerprint of everything published (trust, timestamp and
+# federation state, each status list's revision and signature). When it has not moved,
+# the answers held are what a full read would give and are only marked checked: the
+# full read (~40 statements, ~15 ms of CPU competing with the event loop for the GIL,
+# twice a second: P11.3, bench/findings.md round 5) is made at least this often anyway,
+# for what falls due by time alone (a list half-way to its ttl is re-signed on read).
+FULL_REFRESH_SECONDS = 10.0
 
 _TIMESTAMP = "timestamp"
 _NOT_HELD = object()
@@ -96,6 +106,24 @@ class _Held:
     generation: int
     checked_mono: float
     checked_epoch: int
+
+
+def _published_state(session: Session) -> tuple[object, ...]:
+    """What every published object follows, in one read-only transaction: a change of any
+    (a key, a revocation, a re-signature, a list opened or retired, a federation list
+    accepted), in this process or another, changes it."""
+    return (
+        tuple(session.execute(select(TrustState.version, TrustState.signed_version,
+                                     TrustState.issued_at)).all()),
+        tuple(session.execute(select(TimestampState.version, TimestampState.issued_at,
+                                     TimestampState.kid)).all()),
+        tuple(session.execute(select(StatusListRecord.id, StatusListRecord.revision,
+                                     StatusListRecord.signed_revision,
+                                     StatusListRecord.signed_at)
+                              .order_by(StatusListRecord.id)).all()),
+        tuple(session.execute(select(FederationState.version,
+                                     FederationState.accepted_at)).all()),
+    )
 
 
 class Publisher:
@@ -126,6 +154,10 @@ class Publisher:
         self._closed = threading.Event()
         # key -> when it was last asked for (monotonic); a plain dict write per request
         self._asked: dict[str, float] = {}
+        # The fingerprint the last full refresh read first, and when (monotonic, epoch).
+        self._state: tuple[object, ...] | None = None
+        self._state_mono = 0.0
+        self._state_epoch = 0
 
     # -- the cache --------------------------------------------------------------------
 
@@ -225,6 +257,14 @@ class Publisher:
             generation = _published.generation()
             mono = self.monotonic()
             keys = sorted(asked & self._held.keys(), key=lambda key: key != _TIMESTAMP)
+            if not keys:
+                return
+            state = self.database.transact(_published_state, readonly=True)
+            if (state == self._state and mono - self._state_mono < FULL_REFRESH_SECONDS
+                    and 0 <= epoch - self._state_epoch < FULL_REFRESH_SECONDS):
+                self._mark_checked(keys, now, generation, mono)
+                return
+            self._state, self._state_mono, self._state_epoch = state, mono, epoch
             fresh: dict[str, _Held] = {}
             for key in keys:
                 try:
@@ -237,6 +277,29 @@ class Publisher:
                     for key in self._held.keys() - fresh.keys():
                         del self._held[key]
                 self._held.update(fresh)
+
+    def _mark_checked(self, keys: list[str], now: datetime, generation: int,
+                      mono: float) -> None:
+        """Nothing published changed since the last full refresh read its fingerprint:
+        an answer read after that read is current, and counts as checked now. One read
+        before it (on request, of a key not asked for then) is read again."""
+        epoch = int(now.timestamp())
+        stale = []
+        with self._lock:
+            for key in keys:
+                held = self._held.get(key)
+                if held is None:
+                    continue
+                if held.checked_mono >= self._state_mono:
+                    self._held[key] = _Held(held.value, generation, mono, epoch)
+                else:
+                    stale.append(key)
+        for key in stale:
+            try:
+                value = self._load(key, now)
+            except NotFound:
+                continue
+            self._hold(key, _Held(value, generation, mono, epoch))
 
     def _load(self, key: str, now: datetime) -> object:
         if key == _TIMESTAMP:

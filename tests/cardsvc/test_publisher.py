@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 
 from cardsvc.api._context import AppContext
 from cardsvc.models import Card, StatusEntry
-from cardsvc.publisher import ASKED_WINDOW_SECONDS, Publisher
+from cardsvc.publisher import ASKED_WINDOW_SECONDS, FULL_REFRESH_SECONDS, Publisher
 from cardsvc.services.trust import SignedObject
 from schemas import StatusListClaims
 from schemas._jose import parse_json_object, split_compact
@@ -332,4 +332,99 @@ def test_the_refresher_stops_when_a_refresh_fails(authority: Authority) -> None:
         assert not refresher.is_alive()  # ended on its own, not closed
     finally:
         publisher.database = database
+        publisher.close()
+
+
+class _Counting:
+    """The database, counting the transactions made through it."""
+
+    def __init__(self, database: object) -> None:
+        self.database = database
+        self.transactions = 0
+
+    def transact(self, *args: object, **kwargs: object) -> object:
+        self.transactions += 1
+        return self.database.transact(*args, **kwargs)  # type: ignore[attr-defined]
+
+
+_TIMESTAMP_KEY = "timestamp"
+
+
+def test_a_refresh_that_finds_nothing_changed_reads_one_fingerprint(
+        authority: Authority) -> None:
+    """The background refresh of unchanged lists is one read-only transaction, not a
+    read (and a transaction) per object; the full read is made at least every
+    FULL_REFRESH_SECONDS, for what falls due by time alone."""
+    monotonic = _Monotonic()
+    publisher = _publisher(authority, monotonic)
+    now = authority.clock()
+    database = publisher.database
+    counting = _Counting(database)
+    try:
+        publisher.timestamp(now)
+        publisher.trust_list(now)
+        for list_id in publisher.status_list_ids(now):
+            publisher.status_list(list_id, now)
+        publisher.refresh()  # the first: a full read
+        publisher.database = counting  # type: ignore[assignment]
+        monotonic.now += 0.5
+        publisher.refresh()
+        assert counting.transactions == 1
+        publisher.database = _NoDatabase()  # type: ignore[assignment]
+        assert publisher.held("trust", now) is not None  # checked: still served
+        assert publisher.held(_TIMESTAMP_KEY, now) is not None
+        publisher.database = counting  # type: ignore[assignment]
+        monotonic.now += FULL_REFRESH_SECONDS
+        publisher.refresh()
+        assert counting.transactions > 3  # every object read again
+    finally:
+        publisher.database = database
+        publisher.close()
+
+
+def test_a_refresh_after_another_process_s_change_reads_it(authority: Authority) -> None:
+    """The fingerprint follows a change made elsewhere (no commit hook in this process):
+    the next refresh reads the objects again and holds the new list."""
+    entry = _entry(authority, authority.card_with_phone(device_key(8))["card_number"])
+    monotonic = _Monotonic()
+    publisher = _publisher(authority, monotonic)
+    now = authority.clock()
+    try:
+        before = publisher.status_list(entry.list_id, now)
+        publisher.refresh()
+        monotonic.now += 0.5
+        publisher.refresh()  # nothing changed
+        assert publisher.held(f"status:{entry.list_id}", now) == before
+        _revoke_as_another_process(authority, entry)
+        monotonic.now += 0.5
+        publisher.refresh()
+        after = publisher.held(f"status:{entry.list_id}", now)
+        assert after is not None and after.etag != before.etag
+        assert _status(after, entry.idx) == 1
+    finally:
+        publisher.close()
+
+
+def test_an_answer_read_before_the_fingerprint_is_read_again(authority: Authority) -> None:
+    """An answer read on request before the last full refresh (not asked for then) may
+    predate a change that refresh saw: an unchanged fingerprint does not vouch for it."""
+    entry = _entry(authority, authority.card_with_phone(device_key(9))["card_number"])
+    monotonic = _Monotonic()
+    publisher = _publisher(authority, monotonic)
+    now = authority.clock()
+    key = f"status:{entry.list_id}"
+    try:
+        before = publisher.status_list(entry.list_id, now)  # read, then not asked
+        publisher._asked.pop(key)
+        _revoke_as_another_process(authority, entry)
+        monotonic.now += 0.2
+        publisher.trust_list(now)
+        publisher.refresh()  # full: the fingerprint has the revocation; the list not asked
+        monotonic.now += 0.2
+        publisher._asked[key] = monotonic.now  # asked again, still within its recheck
+        publisher.refresh()  # the fingerprint unchanged: the list is read, not vouched for
+        after = publisher.held(key, now)
+        assert after is not None and after.etag != before.etag
+        assert _status(after, entry.idx) == 1
+    finally:
         publisher.close()
