@@ -103,6 +103,7 @@ _log = logging.getLogger(__name__)
 
 _MAX_TOKEN_CHARS = 200  # officers.authenticate refuses longer tokens
 _REST_SECONDS = 1.0  # after the database could not be reached
+_SLOT_WAIT_SECONDS = 5.0  # for a connection, when every one is busy
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,8 +122,8 @@ class LoopCharges:
     """Accepted charges made on the event loop (one per app; PostgreSQL only).
 
     Holds up to ``size`` idle connections (the one returned last is lent first) and makes
-    at most ``size`` charges at once: a charge beyond that takes the general path rather
-    than wait."""
+    at most ``size`` charges at once: a charge beyond that waits for a connection (up to
+    5 s, then it takes the general path)."""
 
     def __init__(self, connect_kwargs: dict[str, Any] | None, *, keyring: Keyring,
                  issuer: str, trust_cache: AuthorityTrustCache, size: int) -> None:
@@ -132,7 +133,7 @@ class LoopCharges:
         self._trust_cache = trust_cache
         self._size = size
         self._idle: list[AsyncConnection[Any]] = []
-        self._in_use = 0
+        self._slots: asyncio.Semaphore | None = None  # one per connection (start())
         self._loop: asyncio.AbstractEventLoop | None = None
         self._resting_until = 0.0
 
@@ -147,6 +148,7 @@ class LoopCharges:
     async def start(self) -> None:
         """Serve charges on the running loop (the app's lifespan calls it)."""
         self._loop = asyncio.get_running_loop()
+        self._slots = asyncio.Semaphore(self._size)
 
     async def close(self) -> None:
         """Stop, and close the idle connections."""
@@ -161,10 +163,9 @@ class LoopCharges:
     ) -> Answer | None:
         """The stored answer of an accepted charge, or None having written nothing: the
         general path judges (and refuses, if it must)."""
-        loop = self._loop
-        if (loop is None or self._connect_kwargs is None
-                or asyncio.get_running_loop() is not loop or loop.time() < self._resting_until
-                or self._in_use >= self._size):
+        loop, slots = self._loop, self._slots
+        if (loop is None or slots is None or self._connect_kwargs is None
+                or asyncio.get_running_loop() is not loop or loop.time() < self._resting_until):
             return None
         if (type(amount_fen) is not int or not 0 < amount_fen <= MAX_AMOUNT_FEN
                 or not unverified_token or len(unverified_token) > _MAX_TOKEN_CHARS):
@@ -196,7 +197,14 @@ class LoopCharges:
         read_params |= ({"card_number": credential.card_number} if handle is None
                         else {"handle": handle})
         read_sql = READ_FOR_CHARGE if handle is None else READ_FOR_ONE_USE_CHARGE
-        self._in_use += 1
+        # More charges than connections wait here, on the loop, for one: the general path
+        # would cost them more (a thread, a session, a transaction) and hold a connection
+        # too. Only a long wait (a database that stopped answering) sends them there.
+        try:
+            async with asyncio.timeout(_SLOT_WAIT_SECONDS):
+                await slots.acquire()
+        except TimeoutError:
+            return None
         connection: AsyncConnection[Any] | None = None
         reusable = False
         try:
@@ -241,7 +249,7 @@ class LoopCharges:
             _log.debug("charge on the loop not made: %s", type(error).__name__)
             return None
         finally:
-            self._in_use -= 1
+            slots.release()
             if connection is not None:
                 self._give_back(connection, reusable=reusable)
 

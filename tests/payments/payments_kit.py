@@ -289,14 +289,16 @@ def _letters(n: int) -> str:
 
 
 @contextmanager
-def pay_world(backend: str, directory: Path, *, charges_on_loop: bool = True) -> Iterator[PayWorld]:
+def pay_world(backend: str, directory: Path, *, charges_on_loop: bool = True,
+              db_pool_size: int | None = None) -> Iterator[PayWorld]:
     """``charges_on_loop=False``: every charge takes the general path (on PostgreSQL an
-    accepted one is otherwise made on the event loop, cardsvc/payments/_loop_charge.py)."""
+    accepted one is otherwise made on the event loop, cardsvc/payments/_loop_charge.py,
+    on at most ``db_pool_size`` connections)."""
     with database_url(backend, directory, "payments", durable=False) as url:
         settings, admin_token, fingerprint = initialised(directory / "data", url)
         settings = get_settings(data_dir=directory / "data", database_url=url,
                                 key_passphrase=PASSPHRASE, public_url="http://testserver",
-                                charges_on_loop=charges_on_loop)
+                                charges_on_loop=charges_on_loop, db_pool_size=db_pool_size)
         database = Database.from_settings(settings, pool_size=16)
         if backend == "sqlite":
             _no_fsync_per_commit(database)

@@ -7,7 +7,9 @@ code, never a lost update, never a charge past a revocation or a deactivated tok
 from __future__ import annotations
 
 import secrets
+import threading
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -346,3 +348,26 @@ def test_a_one_use_code_of_a_card_revoked_meanwhile_is_refused(
     assert changed == [True]
     assert (answer.status_code, answer.json()["code"]) == (422, "REVOKED")
     assert world.balance(card.card_number) == 10_000
+
+
+def test_more_charges_than_connections_wait_for_one_on_the_loop(tmp_path: Path) -> None:
+    """One connection, six terminals at once: each charge waits for the connection on the
+    loop instead of taking the costlier general path (which 32 terminals did: 0.17x
+    health, against 0.37x waiting, in the bench)."""
+    with pay_world("postgresql", tmp_path, db_pool_size=1) as world:
+        cards = [world.card(topup=10_000) for _ in range(6)]
+        tills = [world.terminal() for _ in range(6)]
+        assert world.charge(tills[0], world.pay_code(cards[0]), 100).status_code == 201
+        codes = [world.pay_code(card) for card in cards]
+        before = _on_loop()
+        barrier = threading.Barrier(6)
+
+        def pay(n: int) -> int:
+            with world.client() as client:
+                barrier.wait()
+                return world.charge(tills[n], codes[n], 100, client=client).status_code
+
+        with ThreadPoolExecutor(6) as pool:
+            assert list(pool.map(pay, range(6))) == [201] * 6
+        assert _on_loop() == before + 6
+        assert world.balance(cards[0].card_number) == 9_800
