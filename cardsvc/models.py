@@ -45,7 +45,7 @@ from sqlalchemy.orm import (
 from sqlalchemy.orm.attributes import flag_modified
 from sqlalchemy.types import TypeDecorator
 
-from cardsvc.roles import ALL_ROLES, Role
+from cardsvc.roles import Role, roles_in
 
 __all__ = [
     "SEALER_INFO",
@@ -140,8 +140,7 @@ class Officer(Base):
 
     @property
     def role_set(self) -> frozenset[Role]:
-        # A name that is no role (never written by create_officer) grants nothing.
-        return frozenset(Role(role) for role in self.roles.split(",") if role in ALL_ROLES)
+        return roles_in(self.roles)
 
 
 class Person(Base):

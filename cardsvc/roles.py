@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-__all__ = ["ALL_ROLES", "Role"]
+__all__ = ["ALL_ROLES", "Role", "roles_in"]
 
 
 class Role(StrEnum):
@@ -26,3 +26,9 @@ class Role(StrEnum):
 
 
 ALL_ROLES: frozenset[Role] = frozenset(Role)
+
+
+def roles_in(stored: str) -> frozenset[Role]:
+    """The roles of an officer row's ``roles`` column (sorted, comma-separated); a name
+    that is no role (never written by create_officer) grants nothing."""
+    return frozenset(Role(role) for role in stored.split(",") if role in ALL_ROLES)

@@ -87,9 +87,9 @@ from cardsvc.payments.charges import (
     charge_request_hash,
 )
 from cardsvc.payments.receipts import Receipt, sign_receipt
-from cardsvc.roles import Role
+from cardsvc.roles import Role, roles_in
 from cardsvc.services import _published
-from cardsvc.services.officers import hash_token
+from cardsvc.services.officers import MAX_TOKEN_CHARS, hash_token
 from cardsvc.services.trust import Keyring
 from keys import Ed25519Signer
 from schemas import FmcError, TrustListClaims, b64url_encode
@@ -101,7 +101,6 @@ __all__ = ["LoopCharges"]
 
 _log = logging.getLogger(__name__)
 
-_MAX_TOKEN_CHARS = 200  # officers.authenticate refuses longer tokens
 _REST_SECONDS = 1.0  # after the database could not be reached
 _SLOT_WAIT_SECONDS = 5.0  # for a connection, when every one is busy
 
@@ -168,7 +167,7 @@ class LoopCharges:
                 or asyncio.get_running_loop() is not loop or loop.time() < self._resting_until):
             return None
         if (type(amount_fen) is not int or not 0 < amount_fen <= MAX_AMOUNT_FEN
-                or not unverified_token or len(unverified_token) > _MAX_TOKEN_CHARS):
+                or not unverified_token or len(unverified_token) > MAX_TOKEN_CHARS):
             return None
         epoch = int(now.timestamp())
         held = self._trust_cache.held(now=epoch)
@@ -261,7 +260,7 @@ class LoopCharges:
     ) -> tuple[dict[str, Any], Answer] | None:
         """The write's parameters and the answer, if the read shows a plain acceptance."""
         locked = read.locked
-        if (Role.terminal.value not in read.roles.split(",") or read.key_seen
+        if (Role.terminal not in roles_in(read.roles) or read.key_seen
                 or read.code_seen or not read.handle_unused or locked.merchant_account is None
                 or locked.trust_version != trust_version or locked.status is None
                 or locked.balance_fen < amount_fen):

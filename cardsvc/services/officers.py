@@ -25,6 +25,7 @@ from cardsvc.services.audit import Actor, append_audit
 from cardsvc.services.errors import Conflict, Invalid, NotFound, Unauthenticated
 
 __all__ = [
+    "MAX_TOKEN_CHARS",
     "authenticate",
     "check_may_deactivate",
     "console_session_ended",
@@ -35,7 +36,7 @@ __all__ = [
     "list_officers",
 ]
 
-_MAX_TOKEN_CHARS = 200
+MAX_TOKEN_CHARS = 200  # longer is refused before it is hashed
 
 
 def hash_token(token: str) -> str:
@@ -70,7 +71,7 @@ _BY_TOKEN_HASH = select(Officer).where(Officer.token_hash == bindparam("token_ha
 
 def authenticate(session: Session, *, unverified_token: str) -> Officer:
     """The active officer holding this token, or Unauthenticated."""
-    if not unverified_token or len(unverified_token) > _MAX_TOKEN_CHARS:
+    if not unverified_token or len(unverified_token) > MAX_TOKEN_CHARS:
         raise Unauthenticated("UNAUTHENTICATED", "a valid bearer token is required")
     officer = session.scalar(_BY_TOKEN_HASH, {"token_hash": hash_token(unverified_token)})
     if officer is None or not officer.active:
