@@ -371,3 +371,52 @@ def test_more_charges_than_connections_wait_for_one_on_the_loop(tmp_path: Path) 
             assert list(pool.map(pay, range(6))) == [201] * 6
         assert _on_loop() == before + 6
         assert world.balance(cards[0].card_number) == 9_800
+
+
+# Whatever a caller controls, at its worst: each is refused with a code, never a 5xx,
+# nothing is written and nothing is charged on the loop.
+def _hostile_bodies(code: str) -> list[tuple[str, dict[str, object]]]:
+    return [
+        ("amount zero", {"pay_code": code, "amount_fen": 0}),
+        ("amount negative", {"pay_code": code, "amount_fen": -100}),
+        ("amount past the maximum", {"pay_code": code, "amount_fen": 10**12}),
+        ("amount a boolean", {"pay_code": code, "amount_fen": True}),
+        ("amount a float", {"pay_code": code, "amount_fen": 1.5}),
+        ("amount a string", {"pay_code": code, "amount_fen": "100"}),
+        ("code empty", {"pay_code": "", "amount_fen": 100}),
+        ("code truncated", {"pay_code": code[:-10], "amount_fen": 100}),
+        ("code with its signature flipped", {"pay_code": code[:-2] + ("AA" if code[-2:] != "AA"
+                                                                      else "BB"),
+                                             "amount_fen": 100}),
+        ("code far too long", {"pay_code": code * 20, "amount_fen": 100}),
+        ("code as SQL", {"pay_code": "FMC1:' OR 1=1; --", "amount_fen": 100}),
+        ("code not text", {"pay_code": {"card_number": "x"}, "amount_fen": 100}),
+        ("challenge garbage", {"pay_code": code, "amount_fen": 100, "challenge": "x" * 64}),
+        ("challenge as SQL", {"pay_code": code, "amount_fen": 100,
+                              "challenge": "'; DROP TABLE payments; --"}),
+    ]
+
+
+_HOSTILE_TOKENS = ["x", "' OR '1'='1", "a" * 201, "é" * 50, "Bearer Bearer"]
+
+
+def test_hostile_bodies_and_tokens_are_refused_and_write_nothing(world: PayWorld) -> None:
+    card = world.card(topup=10_000)
+    till = world.terminal()
+    assert world.charge(till, world.pay_code(card), 100).status_code == 201  # warm
+    before = _on_loop()
+    for what, body in _hostile_bodies(world.pay_code(card)):
+        answer = world.http.post("/v1/payments", headers=till.headers,
+                                 json=body | {"idempotency_key": secrets.token_hex(8)})
+        assert 400 <= answer.status_code < 500, (what, answer.text)
+        assert answer.json()["code"], what
+    code = world.pay_code(card)
+    for token in _HOSTILE_TOKENS:
+        answer = world.http.post(
+            "/v1/payments", headers={"Authorization": f"Bearer {token}".encode()},
+            json={"pay_code": code, "amount_fen": 100, "idempotency_key": secrets.token_hex(8)})
+        assert answer.status_code == 401, (token, answer.text)
+    assert _on_loop() == before
+    assert world.balance(card.card_number) == 9_900
+    # The code none of them could charge is still good for its own sale.
+    assert world.charge(till, code, 100).status_code == 201
