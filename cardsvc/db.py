@@ -5,8 +5,9 @@ that writers queue on the busy timeout instead of failing on a lock upgrade.
 PostgreSQL is reached through psycopg 3 (``postgresql+psycopg://``). A primary with a hot
 standby is one URL listing both hosts, as libpq allows, with
 ``target_session_attrs=read-write`` so that connections go to whichever accepts writes
-(docs/OPERATIONS.md); the pool tests each connection before use and drops dead ones, so
-the service reaches a promoted standby on its own.
+(docs/OPERATIONS.md); a connection idle for a second is tested before use, and a
+transaction whose connection turns out dead before its commit runs once more on a new
+one, so the service reaches a promoted standby on its own.
 
 Example::
 
@@ -27,7 +28,7 @@ from contextlib import nullcontext
 from typing import Any, TypeVar
 
 from sqlalchemy import Engine, create_engine, event
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, DisconnectionError
 from sqlalchemy.orm import Session, sessionmaker
 
 from cardsvc.models import SEALER_INFO
@@ -44,6 +45,11 @@ _BEGIN_OPTION = "cardsvc_sqlite_begin"
 # connection attempt (then libpq tries the next host) and on a silent socket in seconds.
 _POSTGRES_CONNECT_ARGS = {"connect_timeout": 5, "keepalives": 1, "keepalives_idle": 10,
                           "keepalives_interval": 5, "keepalives_count": 3}
+# A pooled connection back in use within this long is not pinged first (P11: a ping is a
+# round trip on every transaction); one that died meanwhile fails its transaction's first
+# statement, and the transaction runs again on a new connection (Database.transact).
+PING_AFTER_IDLE_SECONDS = 1.0
+_RETURNED_AT = "cardsvc_returned_at"
 
 
 def normalize_url(url: str) -> str:
@@ -100,18 +106,18 @@ class Database:
                 "check_same_thread": False,
             }
         else:
-            # pre-ping: a connection the old primary took with it is replaced, not used.
             # LIFO: lend the connection returned last (P11). A sequential client then keeps
             # one warm backend (its statements prepared, its caches hot) instead of cycling
             # through every pooled connection: 1 terminal's charge p50 ~3.5 -> ~2.6 ms.
-            kwargs.update(pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True,
-                          pool_use_lifo=True,
+            kwargs.update(pool_size=pool_size, max_overflow=pool_size, pool_use_lifo=True,
                           connect_args={k: v for k, v in _POSTGRES_CONNECT_ARGS.items()
                                         if f"{k}=" not in self.url})
         self._connect_args: dict[str, Any] = dict(kwargs.get("connect_args", {}))
         self.engine: Engine = create_engine(self.url, **kwargs)
         if self.is_sqlite:
             _configure_sqlite(self.engine)
+        else:
+            _ping_when_idle(self.engine)
         # sealer: opens the data keys that seal personal data (P13); from_settings gives
         # one from the key store; a Database without one cannot read passports/portraits.
         self.sealer = sealer
@@ -150,14 +156,18 @@ class Database:
         """Run ``work`` in one transaction; commit on return, roll back on any exception.
 
         Deadlocks, serialization failures and SQLite busy errors are retried with a short
-        random backoff; nothing else is. ``readonly`` work on SQLite does not take the
-        write lock (it must not write). ``single_read``: work that is one SELECT (a token
-        check) runs on PostgreSQL without BEGIN and COMMIT, two round trips fewer.
+        random backoff; so is, once and at once, work whose pooled connection turned out
+        dead before the commit was sent (nothing of it was committed); nothing else is.
+        ``readonly`` work on SQLite does not take the write lock (it must not write).
+        ``single_read``: work that is one SELECT (a token check) runs on PostgreSQL without
+        BEGIN and COMMIT, two round trips fewer.
         """
+        dead_retried = False
         for attempt in range(1, attempts + 1):
             session = self.sessions()
             writer = (self._sqlite_writer if self.is_sqlite and not (readonly or single_read)
                       else nullcontext())
+            committing = False
             try:
                 with writer, session.begin():
                     if (readonly or single_read) and self.is_sqlite:
@@ -165,12 +175,21 @@ class Database:
                         session.connection(execution_options=options)
                     elif single_read:
                         session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
-                    return work(session)
+                    done = work(session)
+                    committing = True
+                return done
             except RetryTransaction as retry:
                 if attempt == attempts:
                     raise retry.fallback from retry
                 _log.info("transaction asked to run again (attempt %d)", attempt)
             except DBAPIError as error:
+                if (error.connection_invalidated and not committing and not dead_retried
+                        and attempt < attempts):
+                    # A pooled connection the database dropped while it sat idle (a
+                    # restart, a failover): no COMMIT was sent, so nothing was written.
+                    dead_retried = False
+                    _log.info("pooled connection was dead, running the transaction again")
+                    continue
                 if attempt == attempts or not _is_transient(error):
                     raise
                 _log.info("transient database conflict, retrying (attempt %d)", attempt)
@@ -181,6 +200,30 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+def _ping_when_idle(engine: Engine) -> None:
+    """Ping a pooled PostgreSQL connection before use only when it sat idle for
+    PING_AFTER_IDLE_SECONDS (pool_pre_ping pings before every use); a dead one is replaced."""
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(_dbapi_connection: Any, record: Any) -> None:
+        record.info[_RETURNED_AT] = time.monotonic()
+
+    @event.listens_for(engine, "checkin")
+    def _on_checkin(_dbapi_connection: Any, record: Any) -> None:
+        if record is not None:
+            record.info[_RETURNED_AT] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _on_checkout(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        if time.monotonic() - record.info.get(_RETURNED_AT, 0.0) < PING_AFTER_IDLE_SECONDS:
+            return
+        try:
+            engine.dialect.do_ping(dbapi_connection)
+        except Exception as dead:
+            # The pool drops this connection and checks out another (a new one if need be).
+            raise DisconnectionError("pooled connection is dead") from dead
 
 
 def _configure_sqlite(engine: Engine) -> None:

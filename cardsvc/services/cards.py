@@ -22,8 +22,10 @@ from datetime import date, datetime, timedelta
 from typing import Literal
 
 from sqlalchemy import bindparam, exists, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from cardsvc.db import RetryTransaction
 from cardsvc.models import Card, Person, ProvisioningCode
 from cardsvc.services._foreigner_code import get_person, is_valid_foreigner_code
 from cardsvc.services._locking import for_update
@@ -173,13 +175,17 @@ def issue_card(
     # The card is inserted with a drawn status entry; most draws are free, so the entry
     # is taken right after and the card needs no UPDATE (else it gets another entry).
     ref = propose_status_entry(session, list_size=status_list_size, now=now)
-    card = Card(card_number=_new_card_number(session), person_id=person.id, state="active",
+    card = Card(card_number=_new_card_number(), person_id=person.id, state="active",
                 entitlements=",".join(granted), valid_from=today, valid_until=valid_until,
                 offline_limit_fen=offline_limit_fen, data_version=1, bundle_version=0,
                 status_list_id=ref.list_id, status_index=ref.index,
                 created_at=now, updated_at=now, created_by=actor.officer_id)
     session.add(card)
-    session.flush()
+    try:
+        session.flush()
+    except IntegrityError as taken:  # the card number (its only unique key) was taken
+        raise RetryTransaction(Conflict(
+            "CARD_NUMBER_CLASH", "no free card number was drawn; try again")) from taken
     if not take_status_entry(session, ref=ref, card_id=card.id, status=STATUS_VALID, now=now):
         ref = reserve_status_entry(session, card_id=card.id, status=STATUS_VALID, now=now,
                                    list_size=status_list_size)
@@ -309,15 +315,12 @@ def _lock_person_for_issue(session: Session, foreigner_code: str) -> tuple[Perso
     return row[0], bool(row[1])
 
 
-_CARD_ID_BY_NUMBER = select(Card.id).where(Card.card_number == bindparam("card_number"))
-
-
-def _new_card_number(session: Session) -> str:
-    while True:
-        body = CARD_PREFIX + "".join(str(secrets.randbelow(10)) for _ in range(13))
-        number = body + luhn_check_digit(body)
-        if session.scalar(_CARD_ID_BY_NUMBER, {"card_number": number}) is None:
-            return number
+def _new_card_number() -> str:
+    """A random card number (13 random digits, a Luhn check digit). Not looked up first
+    (P11: a SELECT on every issue): the unique key refuses the one in 10^13 that is taken,
+    and the issue runs again with another (issue_card)."""
+    body = CARD_PREFIX + "".join(str(secrets.randbelow(10)) for _ in range(13))
+    return body + luhn_check_digit(body)
 
 
 def _create_code(

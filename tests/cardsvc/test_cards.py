@@ -141,3 +141,22 @@ def test_a_new_card_whose_drawn_status_entry_is_taken_gets_another(
             first["list_id"], 7)
         entry = session.get(StatusEntry, (first["list_id"], 7))
         assert entry is not None and entry.card_id == card.id
+
+
+def test_a_drawn_card_number_already_taken_is_drawn_again(
+    authority: Authority, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Card numbers are not looked up before the INSERT (P11): the unique key refuses a
+    number that is taken, and the issue runs again with a new draw; nothing is left of the
+    refused attempt."""
+    first = authority.issue(authority.enrol()["foreigner_code"])["card_number"]
+    digits = iter(first[2:-1])  # the first 13 draws of n=10 repeat the first card's number
+    real = secrets.randbelow
+    monkeypatch.setattr(secrets, "randbelow",
+                        lambda n: int(next(digits, real(n))) if n == 10 else real(n))
+    person = authority.enrol()["foreigner_code"]
+    second = authority.issue(person)
+    assert second["card_number"] not in (first, None)
+    with authority.database.sessions() as session:
+        numbers = list(session.scalars(select(Card.card_number).order_by(Card.id)))
+    assert numbers == [first, second["card_number"]]

@@ -1,13 +1,21 @@
-"""The PostgreSQL pool lends the connection returned last (P11): a sequential client keeps
-one warm server backend (statements prepared, caches hot) instead of cycling through all
-of them, which cost a terminal ~1 ms per charge after a busy spell."""
+"""The PostgreSQL pool (P11). It lends the connection returned last: a sequential client
+keeps one warm server backend (statements prepared, caches hot) instead of cycling through
+all of them, which cost a terminal ~1 ms per charge after a busy spell. It pings a
+connection only when it sat idle, and a transaction whose connection turns out dead
+before its commit runs again on a new one."""
 
 from __future__ import annotations
 
-import pytest
-from kit.postgres import pg_url
-from sqlalchemy import text
+import time
 
+import psycopg
+import pytest
+from kit.postgres import conninfo, pg_url
+from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.orm import Session
+
+from cardsvc import db as db_module
 from cardsvc.db import Database
 
 
@@ -23,5 +31,106 @@ def test_the_postgresql_pool_lends_the_connection_returned_last() -> None:
             with database.engine.connect() as connection:
                 assert connection.execute(text("SELECT pg_backend_pid()")).scalar_one() \
                     == pids[-1]
+    finally:
+        database.dispose()
+
+
+# --- a pooled connection is pinged only after sitting idle (P11) ------------------------
+
+def _pings(database: Database, monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Counts the pool's pings (SQLAlchemy's do_ping, sent on a raw cursor)."""
+    pings: list[int] = []
+    ping = database.engine.dialect.do_ping
+
+    def counted(dbapi_connection: object) -> bool:
+        pings.append(1)
+        return ping(dbapi_connection)
+
+    monkeypatch.setattr(database.engine.dialect, "do_ping", counted)
+    return pings
+
+
+def _backend_pid(database: Database) -> int:
+    return database.transact(
+        lambda session: session.execute(text("SELECT pg_backend_pid()")).scalar_one())
+
+
+def _terminate(pid: int) -> None:
+    with psycopg.connect(conninfo("test"), autocommit=True) as admin:
+        admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+    time.sleep(0.1)  # the backend is gone before the pool lends its connection again
+
+
+@pytest.mark.postgres
+def test_a_connection_back_in_use_at_once_is_not_pinged(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    database = Database(pg_url("test"), pool_size=2)
+    try:
+        pings = _pings(database, monkeypatch)
+        for _ in range(5):
+            _backend_pid(database)
+        assert pings == []
+        monkeypatch.setattr(db_module, "PING_AFTER_IDLE_SECONDS", 0.0)  # every use is late
+        _backend_pid(database)
+        assert pings == [1]
+    finally:
+        database.dispose()
+
+
+@pytest.mark.postgres
+def test_a_connection_that_died_while_idle_is_replaced_before_use(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    database = Database(pg_url("test"), pool_size=1)
+    try:
+        dead = _backend_pid(database)
+        _terminate(dead)
+        monkeypatch.setattr(db_module, "PING_AFTER_IDLE_SECONDS", 0.0)
+        runs: list[int] = []
+
+        def work(session: Session) -> int:
+            runs.append(1)
+            return int(session.execute(text("SELECT pg_backend_pid()")).scalar_one())
+
+        assert database.transact(work) != dead
+        assert runs == [1]  # the ping found it dead: the work ran once, on a new connection
+    finally:
+        database.dispose()
+
+
+@pytest.mark.postgres
+def test_work_on_a_connection_found_dead_runs_again_on_a_new_one() -> None:
+    database = Database(pg_url("test"), pool_size=1)
+    try:
+        dead = _backend_pid(database)
+        _terminate(dead)  # returned a moment ago: not pinged, its first statement fails
+        pids: list[int] = []
+
+        def work(session: Session) -> int:
+            pids.append(0)
+            pids[-1] = int(session.execute(text("SELECT pg_backend_pid()")).scalar_one())
+            return pids[-1]
+
+        assert database.transact(work) not in (0, dead)
+        assert len(pids) == 2 and pids[0] == 0  # the first run failed on its first statement
+    finally:
+        database.dispose()
+
+
+@pytest.mark.postgres
+def test_a_connection_lost_at_commit_is_not_run_again() -> None:
+    """Whether a COMMIT that got no answer took effect is unknown: the work is not run a
+    second time (it might be written twice); the caller gets the error."""
+    database = Database(pg_url("test"), pool_size=1)
+    try:
+        runs: list[int] = []
+
+        def work(session: Session) -> None:
+            runs.append(1)
+            _terminate(session.execute(text("SELECT pg_backend_pid()")).scalar_one())
+
+        with pytest.raises(DBAPIError) as lost:
+            database.transact(work)
+        assert lost.value.connection_invalidated
+        assert runs == [1]
     finally:
         database.dispose()
