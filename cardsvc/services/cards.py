@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Literal
 
-from sqlalchemy import bindparam, exists, select, update
+from sqlalchemy import bindparam, exists, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -315,6 +315,9 @@ def _lock_person_for_issue(session: Session, foreigner_code: str) -> tuple[Perso
     return row[0], bool(row[1])
 
 
+_INSERT_CODE = insert(ProvisioningCode)
+
+
 def _new_card_number() -> str:
     """A random card number (13 random digits, a Luhn check digit). Not looked up first
     (P11: a SELECT on every issue): the unique key refuses the one in 10^13 that is taken,
@@ -336,8 +339,10 @@ def _create_code(
         )
     raw = "".join(secrets.choice(_CROCKFORD) for _ in range(_CODE_CHARS))
     expires = now + timedelta(seconds=ttl_seconds)
-    session.add(ProvisioningCode(card_id=card.id, code_hash=hash_provisioning_code(raw),
-                                 expires_at=expires, created_at=now,
-                                 created_by=actor.officer_id))
-    session.flush()
+    # Nothing reads the code's row back in this transaction: a prebuilt INSERT, not an
+    # ORM object and a flush (P11: ~0.2 ms of CPU instead of ~1 ms).
+    session.connection().execute(_INSERT_CODE, {
+        "card_id": card.id, "code_hash": hash_provisioning_code(raw), "expires_at": expires,
+        "used_at": None, "withdrawn_at": None, "created_at": now,
+        "created_by": actor.officer_id})
     return "-".join(raw[i:i + 4] for i in range(0, _CODE_CHARS, 4)), expires

@@ -20,6 +20,7 @@ from datetime import UTC, datetime, time, timedelta
 
 from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session, joinedload
+from sqlalchemy.orm.attributes import set_committed_value
 
 import keys as keylib
 from cardsvc.models import Card, Person, Portrait, ProvisioningCode, UtcDateTime
@@ -84,6 +85,10 @@ _CONSUME_CODE = (
 _LOCK_CARD = (select(Card).options(joinedload(Card.person, innerjoin=True))
               .where(Card.id == bindparam("card_id"))
               .with_for_update(of=Card).execution_options(populate_existing=True))
+_BIND_CARD = (update(Card).where(Card.id == bindparam("card_id"))
+              .values({name: bindparam(name) for name in (
+                  "device_key", "provisioned_at", "bundle_version", "updated_at",
+                  "status_list_id", "status_index")}))
 
 
 def redeem_provisioning_code(
@@ -190,15 +195,19 @@ def _bind_and_sign(
         current = reserve_status_entry(session, card_id=card.id,
                                        status=status_for_state(card.state), now=now,
                                        list_size=signing.status_list_size)
-        card.status_list_id, card.status_index = current.list_id, current.index
     # Slots are only ever made here, for a card being provisioned: a card never
     # provisioned before has none to retire.
     first = card.provisioned_at is None
-    card.device_key = device_key
-    card.provisioned_at = card.provisioned_at if not new_index and card.provisioned_at else now
-    card.bundle_version = card.data_version
-    card.updated_at = now
-    session.flush()
+    bound = {"device_key": device_key,
+             "provisioned_at": (card.provisioned_at if not new_index and card.provisioned_at
+                                else now),
+             "bundle_version": card.data_version, "updated_at": now,
+             "status_list_id": current.list_id, "status_index": current.index}
+    # A prebuilt UPDATE, the loaded card told what it now holds without being marked
+    # changed (P11: an ORM change and flush cost ~1 ms of CPU more).
+    session.connection().execute(_BIND_CARD, {"card_id": card.id, **bound})
+    for name, value in bound.items():
+        set_committed_value(card, name, value)
     person = card.person
     signer, alg = signer_and_alg(session, keyring=signing.keyring, now=now)
     iat = int(now.timestamp())
