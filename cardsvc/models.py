@@ -70,6 +70,7 @@ __all__ = [
     "StatusListRecord",
     "TrustState",
     "UtcDateTime",
+    "seal_passport",
 ]
 
 # Stable constraint names so that Alembic migrations can refer to them on any database.
@@ -271,16 +272,23 @@ def _sealer(session: Session, dek_id: int | None = None) -> _FieldSealer:
     return provider(session.connection(), dek_id=dek_id)
 
 
+def seal_passport(session: Session, row: Passport) -> None:
+    """Seal a passport row's number now (its person id set), as a flush would: for a row
+    written by a prebuilt INSERT instead of a flush."""
+    sealer = _sealer(session)
+    assert row.person_id is not None and row.country
+    row.number_index = sealer.passport_index(row.number, row.country)
+    row.number_sealed = sealer.seal(row.number.encode("ascii"), table="passports",
+                                    column="number", row=row.sealed_row())
+    row.__dict__["_to_seal"] = False
+
+
 def _seal_pending(session: Session) -> None:
     for row in list(session.new) + list(session.dirty):
         if not row.__dict__.get("_to_seal"):
             continue
         if isinstance(row, Passport):
-            sealer = _sealer(session)
-            assert row.person_id is not None and row.country
-            row.number_index = sealer.passport_index(row.number, row.country)
-            row.number_sealed = sealer.seal(row.number.encode("ascii"), table="passports",
-                                            column="number", row=row.sealed_row())
+            seal_passport(session, row)
         elif isinstance(row, Portrait):
             sealer = _sealer(session)
             assert row.person_id is not None and row.digest

@@ -24,6 +24,7 @@ from typing import Literal
 from sqlalchemy import bindparam, exists, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 
 from cardsvc.db import RetryTransaction
 from cardsvc.models import Card, Person, ProvisioningCode
@@ -175,20 +176,27 @@ def issue_card(
     # The card is inserted with a drawn status entry; most draws are free, so the entry
     # is taken right after and the card needs no UPDATE (else it gets another entry).
     ref = propose_status_entry(session, list_size=status_list_size, now=now)
-    card = Card(card_number=_new_card_number(), person_id=person.id, state="active",
-                entitlements=",".join(granted), valid_from=today, valid_until=valid_until,
-                offline_limit_fen=offline_limit_fen, data_version=1, bundle_version=0,
-                status_list_id=ref.list_id, status_index=ref.index,
-                created_at=now, updated_at=now, created_by=actor.officer_id)
-    session.add(card)
+    row = {"card_number": _new_card_number(), "person_id": person.id, "state": "active",
+           "state_reason": None, "entitlements": ",".join(granted), "valid_from": today,
+           "valid_until": valid_until, "offline_limit_fen": offline_limit_fen,
+           "status_list_id": ref.list_id, "status_index": ref.index, "device_key": None,
+           "provisioned_at": None, "data_version": 1, "bundle_version": 0,
+           "created_at": now, "updated_at": now, "created_by": actor.officer_id}
     try:
-        session.flush()
+        # A prebuilt INSERT, not an ORM object and a flush (P11: ~1 ms of CPU less); the
+        # card answered below is built from the same values and is not in the session
+        # (nothing in this transaction loads it again).
+        card_id = session.connection().execute(_INSERT_CARD, row).scalar_one()
     except IntegrityError as taken:  # the card number (its only unique key) was taken
         raise RetryTransaction(Conflict(
             "CARD_NUMBER_CLASH", "no free card number was drawn; try again")) from taken
+    card = Card(id=card_id, **row)
+    set_committed_value(card, "person", person)  # no backref: the card stays out of the session
     if not take_status_entry(session, ref=ref, card_id=card.id, status=STATUS_VALID, now=now):
         ref = reserve_status_entry(session, card_id=card.id, status=STATUS_VALID, now=now,
                                    list_size=status_list_size)
+        session.connection().execute(_MOVE_CARD_ENTRY, {
+            "card_id": card.id, "status_list_id": ref.list_id, "status_index": ref.index})
         card.status_list_id, card.status_index = ref.list_id, ref.index
     code, expires = _create_code(session, card, actor=actor, now=now,
                                  ttl_seconds=provisioning_ttl_seconds, new_card=True)
@@ -316,6 +324,10 @@ def _lock_person_for_issue(session: Session, foreigner_code: str) -> tuple[Perso
 
 
 _INSERT_CODE = insert(ProvisioningCode)
+_INSERT_CARD = insert(Card).returning(Card.id)
+_MOVE_CARD_ENTRY = (update(Card).where(Card.id == bindparam("card_id"))
+                    .values(status_list_id=bindparam("status_list_id"),
+                            status_index=bindparam("status_index")))
 
 
 def _new_card_number() -> str:

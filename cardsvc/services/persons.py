@@ -14,13 +14,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import date, datetime
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import bindparam, insert, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, make_transient_to_detached
+from sqlalchemy.orm.attributes import set_committed_value
 
 from cardsvc.db import RetryTransaction
 from cardsvc.federation.state import own_sequence_blocks
-from cardsvc.models import Passport, Person, Portrait
+from cardsvc.models import Passport, Person, Portrait, seal_passport
 from cardsvc.services import _validate as check
 from cardsvc.services._foreigner_code import allocate_foreigner_code, get_person
 from cardsvc.services._names import name_key, name_similarity
@@ -216,19 +217,8 @@ def enrol_person(
         code = allocate_foreigner_code(
             session, nationality=details.nationality, birth_date=details.birth_date,
             blocks=None if federated is False else own_sequence_blocks(session, issuer=issuer))
-        # A new person has no cards and this one passport: the collections are set
-        # here, so that nothing loads them again (the answer lists both).
-        person = Person(foreigner_code=code, surname=details.surname,
-                        given_names=details.given_names, nationality=details.nationality,
-                        birth_date=details.birth_date, sex=details.sex,
-                        name_key=name_key(details.surname, details.given_names),
-                        created_at=now, updated_at=now, created_by=actor.officer_id,
-                        passports=[], cards=[])
-        session.add(person)
-        session.flush()  # its id: the passport's sealed number is bound to it
-        person.passports.append(_passport_row(person, passport, details, current=True,
-                                              actor=actor, now=now))
-        session.flush()
+        person = _insert_new_person(session, code=code, details=details, passport=passport,
+                                    actor=actor, now=now)
     except IntegrityError as clash:
         # Someone enrolled the same passport at the same moment: theirs stands, and the
         # next run of this transaction returns it (Database.transact runs it again).
@@ -351,6 +341,46 @@ def _passport(session: Session, number: str, country: str) -> Passport | None:
 
 
 _BY_NUMBER_INDEX = select(Passport).where(Passport.number_index == bindparam("number_index"))
+
+
+_INSERT_PERSON = insert(Person).returning(Person.id)
+_INSERT_PASSPORT = insert(Passport).returning(Passport.id)
+
+
+def _insert_new_person(
+    session: Session, *, code: str, details: PersonDetails, passport: PassportDetails,
+    actor: Actor, now: datetime,
+) -> Person:
+    """A new person and their passport, written by two prebuilt INSERTs instead of ORM
+    objects and two flushes (P11: ~1.6 ms of CPU less per enrolment). Both rows are then
+    put in the session as if loaded, so that what follows in the transaction (a portrait,
+    the answer) works on them as on any stored row: a new person has this one passport
+    and no cards, and nothing loads either collection again."""
+    connection = session.connection()
+    person_values = {
+        "foreigner_code": code, "surname": details.surname,
+        "given_names": details.given_names, "nationality": details.nationality,
+        "birth_date": details.birth_date, "sex": details.sex,
+        "name_key": name_key(details.surname, details.given_names), "portrait_digest": None,
+        "created_at": now, "updated_at": now, "created_by": actor.officer_id,
+        "state": "active", "moved_to": None}
+    person = Person(id=connection.execute(_INSERT_PERSON, person_values).scalar_one(),
+                    **person_values)
+    row = _passport_row(person, passport, details, current=True, actor=actor, now=now)
+    seal_passport(session, row)  # its sealed number is bound to the person's id
+    row.id = connection.execute(_INSERT_PASSPORT, {
+        "person_id": row.person_id, "number_index": row.number_index,
+        "number": row.number_sealed, "country": row.country, "expires": row.expires,
+        "is_current": row.is_current, "surname": row.surname,
+        "given_names": row.given_names, "added_at": row.added_at,
+        "added_by": row.added_by}).scalar_one()
+    set_committed_value(person, "passports", [row])
+    set_committed_value(person, "cards", [])
+    set_committed_value(row, "person", person)
+    for stored in (row, person):
+        make_transient_to_detached(stored)
+    session.add(person)  # detached, so added as stored: no INSERT (cascades to its passport)
+    return person
 
 
 def _passport_row(
