@@ -187,7 +187,7 @@ class Database:
                         and attempt < attempts):
                     # A pooled connection the database dropped while it sat idle (a
                     # restart, a failover): no COMMIT was sent, so nothing was written.
-                    dead_retried = False
+                    dead_retried = True
                     _log.info("pooled connection was dead, running the transaction again")
                     continue
                 if attempt == attempts or not _is_transient(error):

@@ -134,3 +134,23 @@ def test_a_connection_lost_at_commit_is_not_run_again() -> None:
         assert runs == [1]
     finally:
         database.dispose()
+
+
+@pytest.mark.postgres
+def test_work_whose_new_connection_dies_too_is_not_run_a_third_time() -> None:
+    """Once, not in a loop: a database that drops every connection gets its 503 at once."""
+    database = Database(pg_url("test"), pool_size=1)
+    try:
+        runs: list[int] = []
+
+        def work(session: Session) -> None:
+            runs.append(1)
+            _terminate(session.execute(text("SELECT pg_backend_pid()")).scalar_one())
+            session.execute(text("SELECT 1"))  # on the connection just cut off
+
+        with pytest.raises(DBAPIError) as lost:
+            database.transact(work)
+        assert lost.value.connection_invalidated
+        assert runs == [1, 1]
+    finally:
+        database.dispose()
