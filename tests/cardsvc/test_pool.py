@@ -7,6 +7,7 @@ before its commit runs again on a new one."""
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 
 import psycopg
 import pytest
@@ -37,6 +38,16 @@ def test_the_postgresql_pool_lends_the_connection_returned_last() -> None:
 
 # --- a pooled connection is pinged only after sitting idle (P11) ------------------------
 
+@pytest.fixture
+def one_connection_pool() -> Iterator[Database]:
+    """A PostgreSQL pool of one connection (so each test knows which one it gets)."""
+    database = Database(pg_url("test"), pool_size=1)
+    try:
+        yield database
+    finally:
+        database.dispose()
+
+
 def _pings(database: Database, monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """Counts the pool's pings (SQLAlchemy's do_ping, sent on a raw cursor)."""
     pings: list[int] = []
@@ -63,94 +74,82 @@ def _terminate(pid: int) -> None:
 
 @pytest.mark.postgres
 def test_a_connection_back_in_use_at_once_is_not_pinged(
-        monkeypatch: pytest.MonkeyPatch) -> None:
-    database = Database(pg_url("test"), pool_size=2)
-    try:
-        pings = _pings(database, monkeypatch)
-        for _ in range(5):
-            _backend_pid(database)
-        assert pings == []
-        monkeypatch.setattr(db_module, "PING_AFTER_IDLE_SECONDS", 0.0)  # every use is late
+        one_connection_pool: Database, monkeypatch: pytest.MonkeyPatch) -> None:
+    database = one_connection_pool
+    pings = _pings(database, monkeypatch)
+    for _ in range(5):
         _backend_pid(database)
-        assert pings == [1]
-    finally:
-        database.dispose()
+    assert pings == []
+    monkeypatch.setattr(db_module, "PING_AFTER_IDLE_SECONDS", 0.0)  # every use is late
+    _backend_pid(database)
+    assert pings == [1]
 
 
 @pytest.mark.postgres
 def test_a_connection_that_died_while_idle_is_replaced_before_use(
-        monkeypatch: pytest.MonkeyPatch) -> None:
-    database = Database(pg_url("test"), pool_size=1)
-    try:
-        dead = _backend_pid(database)
-        _terminate(dead)
-        monkeypatch.setattr(db_module, "PING_AFTER_IDLE_SECONDS", 0.0)
-        runs: list[int] = []
+        one_connection_pool: Database, monkeypatch: pytest.MonkeyPatch) -> None:
+    database = one_connection_pool
+    dead = _backend_pid(database)
+    _terminate(dead)
+    monkeypatch.setattr(db_module, "PING_AFTER_IDLE_SECONDS", 0.0)
+    runs: list[int] = []
 
-        def work(session: Session) -> int:
-            runs.append(1)
-            return int(session.execute(text("SELECT pg_backend_pid()")).scalar_one())
+    def work(session: Session) -> int:
+        runs.append(1)
+        return int(session.execute(text("SELECT pg_backend_pid()")).scalar_one())
 
-        assert database.transact(work) != dead
-        assert runs == [1]  # the ping found it dead: the work ran once, on a new connection
-    finally:
-        database.dispose()
+    assert database.transact(work) != dead
+    assert runs == [1]  # the ping found it dead: the work ran once, on a new connection
 
 
 @pytest.mark.postgres
-def test_work_on_a_connection_found_dead_runs_again_on_a_new_one() -> None:
-    database = Database(pg_url("test"), pool_size=1)
-    try:
-        dead = _backend_pid(database)
-        _terminate(dead)  # returned a moment ago: not pinged, its first statement fails
-        pids: list[int] = []
+def test_work_on_a_connection_found_dead_runs_again_on_a_new_one(
+        one_connection_pool: Database) -> None:
+    database = one_connection_pool
+    dead = _backend_pid(database)
+    _terminate(dead)  # returned a moment ago: not pinged, its first statement fails
+    pids: list[int] = []
 
-        def work(session: Session) -> int:
-            pids.append(0)
-            pids[-1] = int(session.execute(text("SELECT pg_backend_pid()")).scalar_one())
-            return pids[-1]
+    def work(session: Session) -> int:
+        pids.append(0)
+        pids[-1] = int(session.execute(text("SELECT pg_backend_pid()")).scalar_one())
+        return pids[-1]
 
-        assert database.transact(work) not in (0, dead)
-        assert len(pids) == 2 and pids[0] == 0  # the first run failed on its first statement
-    finally:
-        database.dispose()
+    assert database.transact(work) not in (0, dead)
+    assert len(pids) == 2 and pids[0] == 0  # the first run failed on its first statement
 
 
 @pytest.mark.postgres
-def test_a_connection_lost_at_commit_is_not_run_again() -> None:
+def test_a_connection_lost_at_commit_is_not_run_again(
+        one_connection_pool: Database) -> None:
     """Whether a COMMIT that got no answer took effect is unknown: the work is not run a
     second time (it might be written twice); the caller gets the error."""
-    database = Database(pg_url("test"), pool_size=1)
-    try:
-        runs: list[int] = []
+    database = one_connection_pool
+    runs: list[int] = []
 
-        def work(session: Session) -> None:
-            runs.append(1)
-            _terminate(session.execute(text("SELECT pg_backend_pid()")).scalar_one())
+    def work(session: Session) -> None:
+        runs.append(1)
+        _terminate(session.execute(text("SELECT pg_backend_pid()")).scalar_one())
 
-        with pytest.raises(DBAPIError) as lost:
-            database.transact(work)
-        assert lost.value.connection_invalidated
-        assert runs == [1]
-    finally:
-        database.dispose()
+    with pytest.raises(DBAPIError) as lost:
+        database.transact(work)
+    assert lost.value.connection_invalidated
+    assert runs == [1]
 
 
 @pytest.mark.postgres
-def test_work_whose_new_connection_dies_too_is_not_run_a_third_time() -> None:
+def test_work_whose_new_connection_dies_too_is_not_run_a_third_time(
+        one_connection_pool: Database) -> None:
     """Once, not in a loop: a database that drops every connection gets its 503 at once."""
-    database = Database(pg_url("test"), pool_size=1)
-    try:
-        runs: list[int] = []
+    database = one_connection_pool
+    runs: list[int] = []
 
-        def work(session: Session) -> None:
-            runs.append(1)
-            _terminate(session.execute(text("SELECT pg_backend_pid()")).scalar_one())
-            session.execute(text("SELECT 1"))  # on the connection just cut off
+    def work(session: Session) -> None:
+        runs.append(1)
+        _terminate(session.execute(text("SELECT pg_backend_pid()")).scalar_one())
+        session.execute(text("SELECT 1"))  # on the connection just cut off
 
-        with pytest.raises(DBAPIError) as lost:
-            database.transact(work)
-        assert lost.value.connection_invalidated
-        assert runs == [1, 1]
-    finally:
-        database.dispose()
+    with pytest.raises(DBAPIError) as lost:
+        database.transact(work)
+    assert lost.value.connection_invalidated
+    assert runs == [1, 1]
