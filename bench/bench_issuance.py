@@ -5,10 +5,16 @@ of an HTTP round trip through uvicorn and FastAPI with no database and no signin
 operation is three requests: enrol a new person, issue a card, redeem its code with a
 device key and proof (three Ed25519 signatures by the authority). The time to issue
 Yiwu's 24,591 cards (the 2017 total) is projected from the 16-client rate.
+
+PostgreSQL, the production database, is measured twice: with one uvicorn worker, and as
+it is deployed, one worker per core (``cardsvc serve --workers N``; the health floor is
+then measured on that same server). SQLite runs one worker: its writers share one file
+lock, so more processes only queue on it (``cardsvc serve`` warns).
 """
 
 from __future__ import annotations
 
+import os
 import statistics
 import sys
 import tempfile
@@ -97,9 +103,11 @@ def _pct(values: list[float], q: float) -> float:
 
 
 @contextmanager
-def running_authority(backend: str, purpose: str) -> Iterator[tuple[CardsvcServer, str, Settings]]:
-    """A freshly initialised authority served by ``cardsvc serve`` on SQLite or a new
-    PostgreSQL database: (server, admin token, settings); everything is removed after."""
+def running_authority(backend: str, purpose: str, *,
+                      workers: int = 1) -> Iterator[tuple[CardsvcServer, str, Settings]]:
+    """A freshly initialised authority served by ``cardsvc serve`` (``workers`` processes)
+    on SQLite or a new PostgreSQL database: (server, admin token, settings); everything
+    is removed after."""
     with tempfile.TemporaryDirectory(prefix=f"fmc-{purpose}-") as tmp:
         data_dir = Path(tmp) / "data"
         pg_name = unique_name(purpose) if backend == "postgresql" else None
@@ -114,7 +122,7 @@ def running_authority(backend: str, purpose: str) -> Iterator[tuple[CardsvcServe
                                     key_passphrase=env["CARDSVC_KEY_PASSPHRASE"])
             token = initialise(settings, now=datetime.now(UTC)).admin_token
             assert token is not None
-            server = CardsvcServer(data_dir, env).start()
+            server = CardsvcServer(data_dir, env, args=("--workers", str(workers))).start()
             yield server, token, settings
         finally:
             if server is not None:
@@ -123,16 +131,21 @@ def running_authority(backend: str, purpose: str) -> Iterator[tuple[CardsvcServe
                 pg_drop(pg_name)
 
 
-def _backend(backend: str, quick: bool) -> list[BenchRow]:
+def _backend(backend: str, quick: bool, workers: int = 1) -> list[BenchRow]:
     single, concurrent = (20, 96) if quick else (150, 800)
-    with running_authority(backend, "bench_issuance") as (server, token, _settings):
-        _run(server.url, token, _operation, 4, 8, "W")  # warm up
+    served_by = "" if workers == 1 else f", {workers} workers"
+    with running_authority(backend, "bench_issuance", workers=workers) as (server, token, _):
+        # Warm up every worker: its connections, its prepared statements, its caches.
+        _run(server.url, token, _operation, 4, 8 * workers, f"W{workers}X")
         rows = []
         for clients, total in ((1, single), (CLIENTS, concurrent)):
             floor_rate, floor_lat = _run(server.url, token, _health, clients, total * 3, "H")
-            rate, lat = _run(server.url, token, _operation, clients, total, f"C{clients}X")
-            label = f"issuance {backend}, {clients} client{'s' if clients > 1 else ''}"
-            floor = f"GET /v1/health, {clients} client{'s' if clients > 1 else ''}"
+            rate, lat = _run(server.url, token, _operation, clients, total,
+                             f"C{clients}W{workers}X")
+            label = (f"issuance {backend}, {clients} client{'s' if clients > 1 else ''}"
+                     f"{served_by}")
+            floor = (f"GET /v1/health, {clients} client{'s' if clients > 1 else ''}"
+                     f"{served_by}")
             rows += [
                 BenchRow(f"{label}: enrol+issue+provision", rate, "ops/s",
                          f"{floor} (/3: 3 requests per op)", floor_rate / 3),
@@ -144,13 +157,17 @@ def _backend(backend: str, quick: bool) -> list[BenchRow]:
             if clients == CLIENTS:
                 rows.append(BenchRow(
                     f"issuing Yiwu's {YIWU_CARDS_2017:,} cards, {backend}, {clients} "
-                    "clients (projected)", YIWU_CARDS_2017 / rate, "s",
+                    f"clients{served_by} (projected)", YIWU_CARDS_2017 / rate, "s",
                     f"{YIWU_CARDS_2017 * 3:,} x {floor}", YIWU_CARDS_2017 * 3 / floor_rate))
         return rows
 
 
 def run(quick: bool = False) -> list[BenchRow]:
-    return _backend("sqlite", quick) + _backend("postgresql", quick)
+    rows = _backend("sqlite", quick) + _backend("postgresql", quick)
+    cores = os.cpu_count() or 1
+    if cores > 1:
+        rows += _backend("postgresql", quick, workers=cores)
+    return rows
 
 
 if __name__ == "__main__":

@@ -143,6 +143,10 @@ class Settings(BaseSettings):
                                    " request body accepted.")
     db_pool_size: int = Field(default=10, gt=0, description="Database connections per"
                               " worker (PostgreSQL).")
+    db_concurrent_transactions: int = Field(
+        default=4, gt=0, description="Transactions one worker runs at once on PostgreSQL;"
+        " the others wait their turn (a few at once keep the cores busy, more only queue"
+        " for Python's lock and the audit chain's head).")
     charges_on_loop: bool = Field(default=True, description="Make accepted online charges"
                                   " on the event loop in two statements"
                                   " (PostgreSQL; docs/PAYMENTS.md). Off: every charge takes"

@@ -65,7 +65,7 @@ _HELD = select(FederationState.id).where(FederationState.id == _ROW)
 
 def federation_held(session: Session) -> bool:
     """Whether a federation list was ever accepted (one indexed read, nothing parsed)."""
-    return session.scalar(_HELD) is not None
+    return session.connection().execute(_HELD).first() is not None
 
 
 def held_federation(session: Session) -> FederationClaims | None:

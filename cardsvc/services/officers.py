@@ -17,7 +17,7 @@ from datetime import datetime
 
 from sqlalchemy import bindparam, delete, select
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, make_transient_to_detached
 
 from cardsvc.models import ConsoleSignOut, Officer
 from cardsvc.roles import ALL_ROLES
@@ -66,16 +66,22 @@ def create_officer(
 
 # Built once: every request authenticates, and building a statement costs more than
 # running it.
-_BY_TOKEN_HASH = select(Officer).where(Officer.token_hash == bindparam("token_hash"))
+# The row by Core, not an ORM query (P11: the token check runs on every officer request,
+# and the ORM's query machinery cost ~0.1 ms more than the statement itself).
+_BY_TOKEN_HASH = select(*Officer.__table__.c).where(
+    Officer.__table__.c.token_hash == bindparam("token_hash"))
 
 
 def authenticate(session: Session, *, unverified_token: str) -> Officer:
     """The active officer holding this token, or Unauthenticated."""
     if not unverified_token or len(unverified_token) > MAX_TOKEN_CHARS:
         raise Unauthenticated("UNAUTHENTICATED", "a valid bearer token is required")
-    officer = session.scalar(_BY_TOKEN_HASH, {"token_hash": hash_token(unverified_token)})
-    if officer is None or not officer.active:
+    row = session.connection().execute(
+        _BY_TOKEN_HASH, {"token_hash": hash_token(unverified_token)}).first()
+    if row is None or not row.active:
         raise Unauthenticated("UNAUTHENTICATED", "a valid bearer token is required")
+    officer = Officer(**row._mapping)
+    make_transient_to_detached(officer)  # a stored row: never inserted, even if added
     return officer
 
 

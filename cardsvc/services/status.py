@@ -127,6 +127,7 @@ _OPEN_LIST = (select(StatusListRecord)
                      ~StatusListRecord.id.startswith("p"))  # not a day list
               .order_by(StatusListRecord.created_at, StatusListRecord.id)
               .limit(1))
+_OPEN_LIST_SIZE = _OPEN_LIST.with_only_columns(StatusListRecord.id, StatusListRecord.size)
 _BUMP = (update(StatusListRecord).where(StatusListRecord.id == bindparam("list_id"))
          .values(revision=StatusListRecord.revision + 1))
 
@@ -154,6 +155,10 @@ def reserve_status_entry(
 def propose_status_entry(session: Session, *, list_size: int, now: datetime) -> StatusRef:
     """A random index in the open list, not taken yet (``take_status_entry`` takes it, or
     finds it taken): a new card can carry it from its INSERT, no UPDATE after."""
+    # The open list's id and size only (not its signed list, kilobytes per issue).
+    row = session.connection().execute(_OPEN_LIST_SIZE).first()
+    if row is not None:
+        return StatusRef(row.id, secrets.randbelow(row.size))
     record = _open_list(session, list_size=list_size, now=now)
     return StatusRef(record.id, secrets.randbelow(record.size))
 

@@ -234,7 +234,7 @@ _SIGNING_STATE = select(
 
 def signer_and_alg(session: Session, *, keyring: Keyring, now: datetime) -> tuple[Signer, str]:
     """``active_signer`` and ``signing_alg`` together, in one statement."""
-    row = session.execute(_SIGNING_STATE).first()
+    row = session.connection().execute(_SIGNING_STATE).first()
     if row is None:
         raise Unavailable("NOT_INITIALISED", "no active issuer key; run cardsvc init")
     return keyring.signer(row[0]), _alg_at(row[1], now)

@@ -6,6 +6,7 @@ before its commit runs again on a new one."""
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
 
@@ -153,3 +154,70 @@ def test_work_whose_new_connection_dies_too_is_not_run_a_third_time(
         database.transact(work)
     assert lost.value.connection_invalidated
     assert runs == [1, 1]
+
+
+# --- transactions take turns (P11): a few at once, the rest wait asleep --------------------
+
+@pytest.mark.postgres
+def test_no_more_transactions_run_at_once_than_are_admitted() -> None:
+    database = Database(pg_url("test"), pool_size=4, concurrent_transactions=2)
+    lock = threading.Lock()
+    running = [0]
+    most = [0]
+
+    def work(session: Session) -> None:
+        session.execute(text("SELECT 1"))
+        with lock:
+            running[0] += 1
+            most[0] = max(most[0], running[0])
+        time.sleep(0.05)
+        with lock:
+            running[0] -= 1
+
+    try:
+        threads = [threading.Thread(target=database.transact, args=(work,)) for _ in range(6)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        database.dispose()
+    assert most[0] == 2
+
+
+@pytest.mark.postgres
+def test_a_transaction_run_within_another_needs_no_turn_of_its_own(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(db_module, "ADMISSION_WAIT_SECONDS", 600)  # a deadlock would hang
+    database = Database(pg_url("test"), pool_size=2, concurrent_transactions=1)
+    try:
+        inner = database.transact(lambda outer: database.transact(
+            lambda session: session.execute(text("SELECT 7")).scalar_one()))
+    finally:
+        database.dispose()
+    assert inner == 7
+
+
+@pytest.mark.postgres
+def test_a_transaction_kept_waiting_too_long_runs_anyway(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The turns only order work: one that never ends cannot stop the others."""
+    monkeypatch.setattr(db_module, "ADMISSION_WAIT_SECONDS", 0.05)
+    database = Database(pg_url("test"), pool_size=2, concurrent_transactions=1)
+    entered, release = threading.Event(), threading.Event()
+
+    def hold_the_turn(session: Session) -> None:
+        session.execute(text("SELECT 1"))
+        entered.set()
+        assert release.wait(60)
+
+    holder = threading.Thread(target=database.transact, args=(hold_the_turn,))
+    holder.start()
+    try:
+        assert entered.wait(60)
+        assert database.transact(lambda s: s.execute(text("SELECT 8")).scalar_one()) == 8
+        assert holder.is_alive()  # the other transaction still held the only turn
+    finally:
+        release.set()
+        holder.join()
+        database.dispose()
