@@ -6,11 +6,13 @@ with ``make bench-city`` or ``python -m bench city``. Each card is one enrolment
 issuance and one provisioning (three requests, three authority signatures), exactly as
 ``bench_issuance``; that benchmark projects this figure from 800 operations, this one
 does all of them. The floor is ``GET /v1/health`` on the same server with the same
-clients, scaled to the same number of requests.
+clients, scaled to the same number of requests. PostgreSQL is served as it is deployed,
+one uvicorn worker per core; SQLite by one worker (its writers share one file lock).
 """
 
 from __future__ import annotations
 
+import os
 import sys
 
 from sqlalchemy import func, select
@@ -38,8 +40,8 @@ def _census(session: Session) -> tuple[int, int, ChainCheck]:
     return persons, cards, verify_chain(session)
 
 
-def _city(backend: str, cards: int) -> list[BenchRow]:
-    with running_authority(backend, "bench_city") as (server, token, settings):
+def _city(backend: str, cards: int, workers: int = 1) -> list[BenchRow]:
+    with running_authority(backend, "bench_city", workers=workers) as (server, token, settings):
         health_rate, _ = _run(server.url, token, _health, CLIENTS, _HEALTH_SAMPLE, "H")
         rate, _latencies = _run(server.url, token, _operation, CLIENTS, cards, "CITY")
         database = Database.from_settings(settings)
@@ -47,10 +49,12 @@ def _city(backend: str, cards: int) -> list[BenchRow]:
             persons, issued, chain = database.transact(_census, readonly=True)
         finally:
             database.dispose()
-    label = f"issuing Yiwu's {cards:,} cards, {backend}, {CLIENTS} clients (measured)"
+    served_by = "" if workers == 1 else f", {workers} workers"
+    label = (f"issuing Yiwu's {cards:,} cards, {backend}, {CLIENTS} clients{served_by}"
+             " (measured)")
     return [
         BenchRow(label, cards / rate, "s",
-                 f"{3 * cards:,} x GET /v1/health, {CLIENTS} clients (scaled)",
+                 f"{3 * cards:,} x GET /v1/health, {CLIENTS} clients{served_by} (scaled)",
                  3 * cards / health_rate),
         BenchRow(f"city run {backend}: persons with a card afterwards",
                  float(min(persons, issued)), "cards", "cards requested", float(cards)),
@@ -62,7 +66,7 @@ def _city(backend: str, cards: int) -> list[BenchRow]:
 
 def run(quick: bool = False) -> list[BenchRow]:
     cards = 400 if quick else YIWU_CARDS_2017
-    return _city("sqlite", cards) + _city("postgresql", cards)
+    return _city("sqlite", cards) + _city("postgresql", cards, workers=os.cpu_count() or 1)
 
 
 if __name__ == "__main__":
