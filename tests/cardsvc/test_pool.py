@@ -9,6 +9,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import psycopg
 import pytest
@@ -175,11 +176,8 @@ def test_no_more_transactions_run_at_once_than_are_admitted() -> None:
             running[0] -= 1
 
     try:
-        threads = [threading.Thread(target=database.transact, args=(work,)) for _ in range(6)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
+        with ThreadPoolExecutor(6) as pool:  # map's results raise what a transaction raised
+            list(pool.map(lambda _: database.transact(work), range(6)))
     finally:
         database.dispose()
     assert most[0] == 2
