@@ -28,6 +28,7 @@ from bench.bench_issuance import (
     _operation,
     _run,
     running_authority,
+    served_by,
 )
 from cardsvc.db import Database
 from cardsvc.models import Card, Person
@@ -53,12 +54,12 @@ def _city(backend: str, cards: int, workers: int = 1) -> list[BenchRow]:
             persons, issued, chain = database.transact(_census, readonly=True)
         finally:
             database.dispose()
-    served_by = "" if workers == 1 else f", {workers} workers"
-    label = (f"issuing Yiwu's {cards:,} cards, {backend}, {CLIENTS} clients{served_by}"
-             " (measured)")
+    label = (f"issuing Yiwu's {cards:,} cards, {backend}, {CLIENTS} clients"
+             f"{served_by(workers)} (measured)")
     return [
         BenchRow(label, cards / rate, "s",
-                 f"{3 * cards:,} x GET /v1/health, {CLIENTS} clients{served_by} (scaled)",
+                 f"{3 * cards:,} x GET /v1/health, {CLIENTS} clients{served_by(workers)}"
+                 " (scaled)",
                  3 * cards / health_rate),
         BenchRow(f"city run {backend}: persons with a card afterwards",
                  float(min(persons, issued)), "cards", "cards requested", float(cards)),

@@ -131,9 +131,13 @@ def running_authority(backend: str, purpose: str, *,
                 pg_drop(pg_name)
 
 
+def served_by(workers: int) -> str:
+    """What a row's name adds for a server of several workers (nothing for one)."""
+    return "" if workers == 1 else f", {workers} workers"
+
+
 def _backend(backend: str, quick: bool, workers: int = 1) -> list[BenchRow]:
     single, concurrent = (20, 96) if quick else (150, 800)
-    served_by = "" if workers == 1 else f", {workers} workers"
     with running_authority(backend, "bench_issuance", workers=workers) as (server, token, _):
         # Warm up every worker: its connections, its prepared statements, its caches.
         _run(server.url, token, _operation, 4, 8 * workers, f"W{workers}X")
@@ -143,9 +147,9 @@ def _backend(backend: str, quick: bool, workers: int = 1) -> list[BenchRow]:
             rate, lat = _run(server.url, token, _operation, clients, total,
                              f"C{clients}W{workers}X")
             label = (f"issuance {backend}, {clients} client{'s' if clients > 1 else ''}"
-                     f"{served_by}")
+                     f"{served_by(workers)}")
             floor = (f"GET /v1/health, {clients} client{'s' if clients > 1 else ''}"
-                     f"{served_by}")
+                     f"{served_by(workers)}")
             rows += [
                 BenchRow(f"{label}: enrol+issue+provision", rate, "ops/s",
                          f"{floor} (/3: 3 requests per op)", floor_rate / 3),
@@ -157,7 +161,7 @@ def _backend(backend: str, quick: bool, workers: int = 1) -> list[BenchRow]:
             if clients == CLIENTS:
                 rows.append(BenchRow(
                     f"issuing Yiwu's {YIWU_CARDS_2017:,} cards, {backend}, {clients} "
-                    f"clients{served_by} (projected)", YIWU_CARDS_2017 / rate, "s",
+                    f"clients{served_by(workers)} (projected)", YIWU_CARDS_2017 / rate, "s",
                     f"{YIWU_CARDS_2017 * 3:,} x {floor}", YIWU_CARDS_2017 * 3 / floor_rate))
         return rows
 
