@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from pydantic import ValidationError
 from sqlalchemy.orm import Session
 
 from cardsvc.db import Database
@@ -35,13 +36,14 @@ from cardsvc.national.cli import national_app
 from cardsvc.payments.cli import payments_app
 from cardsvc.roles import Role
 from cardsvc.services.errors import Conflict, DomainError, Invalid, Unavailable
-from cardsvc.settings import Settings, get_settings, variable
+from cardsvc.settings import Settings, get_settings, settings_problem, variable
 from schemas import b64url_decode
 
 __all__ = ["app", "main"]
 
 app = typer.Typer(help="The issuing authority of the Foreign Merchant Card.",
-                  no_args_is_help=True, add_completion=False)
+                  no_args_is_help=True, add_completion=False,
+                  pretty_exceptions_enable=False)  # never dump locals (they may hold secrets)
 officer_app = typer.Typer(help="Officers and their roles.", no_args_is_help=True)
 keys_app = typer.Typer(help="Issuer keys.", no_args_is_help=True)
 audit_app = typer.Typer(help="The tamper-evident audit log.", no_args_is_help=True)
@@ -714,7 +716,14 @@ def upgrade(data_dir: DataDir = None) -> None:
 
 
 def main() -> None:
-    app(prog_name="cardsvc")
+    try:
+        app(prog_name="cardsvc")
+    except ValidationError as error:  # from any command: a variable that cannot be used
+        problem = settings_problem(error)
+        if problem is None:
+            raise
+        typer.echo(f"error: SETTINGS_INVALID: {problem}", err=True)
+        raise SystemExit(2) from None
 
 
 if __name__ == "__main__":

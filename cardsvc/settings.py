@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from schemas.credential import MAX_CREDENTIAL_LIFETIME_SECONDS
@@ -22,6 +22,7 @@ __all__ = [
     "ServeSettings",
     "Settings",
     "get_settings",
+    "settings_problem",
     "variable",
 ]
 
@@ -238,3 +239,21 @@ def get_settings(**overrides: Any) -> Settings:
     """Settings from the environment, with explicit arguments taking precedence."""
     given = {name: value for name, value in overrides.items() if value is not None}
     return Settings(**given)
+
+
+def settings_problem(error: ValidationError) -> str | None:
+    """What is wrong with one of this module's settings classes, variable by variable, for
+    a person to read; never a value (a value may be a secret: a passphrase, a PIN, a
+    database password). None when ``error`` is about another model."""
+    kind = next((cls for cls in (Settings, ServeSettings, NationalSettings)
+                 if cls.__name__ == error.title), None)
+    if kind is None:
+        return None
+    prefix = str(kind.model_config.get("env_prefix", ""))
+
+    def named(loc: tuple[int | str, ...]) -> str:
+        field = str(loc[0]) if loc else ""
+        return f"{prefix}{field}".upper() if field in kind.model_fields else "the settings"
+
+    return "; ".join(f"{named(problem['loc'])}: {problem['msg']}"
+                     for problem in error.errors(include_input=False, include_url=False))

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
+from kit.processes import clean_env, run_cli
 from typer.testing import CliRunner
 
 from cardsvc.api import app_from_environment
@@ -151,3 +152,29 @@ def test_the_served_app_puts_what_start_up_built_out_of_the_collectors_sight(
             assert client.get("/v1/health").status_code == 200
     finally:
         gc.unfreeze()  # the test process keeps collecting as usual
+
+
+_PASSPHRASE = "a-passphrase-that-must-never-be-printed"
+
+
+@pytest.mark.parametrize(("command", "bad", "named"), [
+    (("serve",), {"CARDSVC_DB_CONCURRENT_TRANSACTIONS": "abc"},
+     ["CARDSVC_DB_CONCURRENT_TRANSACTIONS"]),
+    (("serve",), {"CARDSVC_DB_POOL_SIZE": "0", "CARDSVC_DB_CONCURRENT_TRANSACTIONS": "-3"},
+     ["CARDSVC_DB_POOL_SIZE", "CARDSVC_DB_CONCURRENT_TRANSACTIONS"]),
+    (("audit", "verify"), {"CARDSVC_PAY_OFFLINE_PER_DAY": "6",
+                           "CARDSVC_ONE_USE_PAY_LIFETIME_DAYS": "7",
+                           "CARDSVC_PAY_HANDLES_OUTSTANDING_MAX": "40"},
+     ["CARDSVC_PAY_HANDLES_OUTSTANDING_MAX"]),
+    (("init",), {"CARDSVC_ISSUER": "Yiwu"}, ["CARDSVC_ISSUER"]),
+])
+def test_a_setting_that_cannot_be_used_is_named_without_a_traceback_or_a_secret(
+        tmp_path: Path, command: tuple[str, ...], bad: dict[str, str], named: list[str]) -> None:
+    """Any command, any variable: exit 2 and SETTINGS_INVALID naming each variable, no
+    traceback (its locals once printed every setting given, secrets included)."""
+    done = run_cli("cardsvc", *command, "--data-dir", str(tmp_path / "data"),
+                   env=clean_env(CARDSVC_KEY_PASSPHRASE=_PASSPHRASE, **bad))
+    said = done.stdout + done.stderr
+    assert done.returncode == 2, said
+    assert "SETTINGS_INVALID" in done.stderr and all(name in done.stderr for name in named)
+    assert "Traceback" not in said and _PASSPHRASE not in said
