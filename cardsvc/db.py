@@ -134,7 +134,7 @@ class Database:
         # PostgreSQL: at most this many of this process's transactions run at once; the
         # rest wait their turn asleep. Sixteen at once only queued for the GIL and the
         # audit head's lock, each turn costing more CPU (P11: server CPU per issuance
-        # 17.5 -> 15.7 ms at 16 clients, bench/findings.md round 7). SQLite's writers
+        # ~17.5 -> ~16 ms at 16 clients, bench/findings.md round 7). SQLite's writers
         # already take turns on the writer lock above.
         self._admission = (None if self.is_sqlite
                            else threading.BoundedSemaphore(concurrent_transactions))
