@@ -35,18 +35,22 @@ class KeepAliveClient:
         self._headers = dict(headers or {})
 
     def get(self, path: str) -> tuple[int, bytes]:
-        return self._send("GET", path, None)
+        status, body, _headers = self.fetch("GET", path)
+        return status, body
 
     def post_json(self, path: str, body: object) -> tuple[int, bytes]:
-        return self._send("POST", path, json.dumps(body).encode())
+        status, answer, _headers = self.fetch("POST", path, json.dumps(body).encode(),
+                                              {"Content-Type": "application/json"})
+        return status, answer
 
-    def _send(self, method: str, path: str, body: bytes | None) -> tuple[int, bytes]:
-        headers = dict(self._headers)
-        if body is not None:
-            headers["Content-Type"] = "application/json"
-        self._connection.request(method, path, body=body, headers=headers)
+    def fetch(self, method: str, path: str, body: bytes | None = None,
+              headers: Mapping[str, str] | None = None) -> tuple[int, bytes, dict[str, str]]:
+        """(status, body, the answer's headers with lower-case names)."""
+        self._connection.request(method, path, body=body,
+                                 headers={**self._headers, **(headers or {})})
         answer = self._connection.getresponse()
-        return answer.status, answer.read()
+        return (answer.status, answer.read(),
+                {name.lower(): value for name, value in answer.getheaders()})
 
     def close(self) -> None:
         self._connection.close()

@@ -5,11 +5,17 @@ on the same ``cardsvc serve`` process at the same concurrency (p50, p99, request
 A real server process on PostgreSQL (durable), 1 and 8 clients, each on its own keep-alive
 connection. Each target and its health floor take turns in short rounds (6000 requests
 each, so p99 is the 60th worst, not noise). The goal: within 1.2x health at p50 and p99.
+
+The clients speak HTTP through the standard library (``KeepAliveClient``), targets and
+floor alike. Through httpx (~1.2 ms of CPU a request) 8 client threads were the
+bottleneck themselves: one GIL for all 8 at ~2,300 requests/s, so the p99s measured the
+bench's own queue (targets 1.40-1.54x health, whose slower thread-pool answers spaced the
+clients out); with the light client targets ran at ~5,000 requests/s and 0.52-0.65x
+health at p50 and p99 (bench/findings.md round 8).
 """
 
 from __future__ import annotations
 
-import ssl
 import statistics
 import sys
 import tempfile
@@ -20,18 +26,13 @@ from pathlib import Path
 import httpx
 
 from bench._table import BenchRow
-from bench._threads import run_released
+from bench._threads import KeepAliveClient, run_released
 
 _TESTS = Path(__file__).resolve().parent.parent / "tests"
 sys.path[:0] = [str(_TESTS / "payments"), str(_TESTS / "cardsvc"), str(_TESTS)]
 from payments_kit import served_by_a_process  # noqa: E402
 
 LEVELS = (1, 8)
-# One TLS context for every client (the URLs are http: it is never used). Each
-# httpx.Client made its own by default, and the bench makes 8 clients a round; freeing
-# them fell to the collector's generation-1 passes in this process, which then stopped
-# all 8 client threads for 40-60 ms (1-2 ms with one context; bench/findings.md round 5).
-_TLS = ssl.create_default_context()
 ROUNDS = 12  # the target and its health floor take turns, so both see the same machine
 
 
@@ -51,10 +52,10 @@ class _Conditional:
     def headers(self) -> dict[str, str]:
         return {} if self.etag is None else {"If-None-Match": self.etag}
 
-    def saw(self, answer: httpx.Response) -> None:
-        if self.etag is not None and answer.status_code == 200:
+    def saw(self, status: int, etag: str | None) -> None:
+        if self.etag is not None and status == 200 and etag is not None:
             with self.lock:
-                self.etag = answer.headers["etag"]
+                self.etag = etag
 
 
 def _drive(url: str, path: str, conditional: _Conditional, concurrency: int,
@@ -66,7 +67,7 @@ def _drive(url: str, path: str, conditional: _Conditional, concurrency: int,
     expected = {304, 200} if conditional.etag is not None else {200}
 
     def client() -> None:
-        with httpx.Client(base_url=url, timeout=60, verify=_TLS) as http:
+        with KeepAliveClient(url) as http:
             barrier.wait()
             while True:
                 with lock:
@@ -75,10 +76,10 @@ def _drive(url: str, path: str, conditional: _Conditional, concurrency: int,
                     remaining[0] -= 1
                 headers = conditional.headers()
                 started = time.perf_counter()
-                answer = http.get(path, headers=headers)
+                status, _body, answer_headers = http.fetch("GET", path, headers=headers)
                 elapsed = (time.perf_counter() - started) * 1000
-                assert answer.status_code in expected, (path, answer.status_code)
-                conditional.saw(answer)
+                assert status in expected, (path, status)
+                conditional.saw(status, answer_headers.get("etag"))
                 with lock:
                     latencies.append(elapsed)
 
