@@ -27,6 +27,8 @@ from typing import Annotated
 
 import typer
 from pydantic import ValidationError
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session
 
 from cardsvc.db import Database
@@ -724,6 +726,12 @@ def main() -> None:
             raise
         typer.echo(f"error: SETTINGS_INVALID: {problem}", err=True)
         raise SystemExit(2) from None
+    except (DBAPIError, PoolTimeout) as error:  # as the API answers it (503), for any command
+        cause = type(getattr(error, "orig", None) or error).__name__
+        typer.echo(f"error: DATABASE_UNAVAILABLE: the database could not complete the command"
+                   f" ({cause}); check CARDSVC_DATABASE_URL and that the database is running",
+                   err=True)
+        raise SystemExit(1) from None
 
 
 if __name__ == "__main__":

@@ -32,7 +32,7 @@ from sqlalchemy.exc import DBAPIError, DisconnectionError
 from sqlalchemy.orm import Session, sessionmaker
 
 from cardsvc.models import SEALER_INFO
-from cardsvc.settings import Settings
+from cardsvc.settings import Settings, normalize_url
 
 __all__ = ["Database", "RetryTransaction", "normalize_url"]
 
@@ -53,27 +53,6 @@ _RETURNED_AT = "cardsvc_returned_at"
 # How long a transaction waits for its turn (Database.transact) before it runs anyway: the
 # gate only orders work, so nothing can ever deadlock on it.
 ADMISSION_WAIT_SECONDS = 2.0
-
-
-def normalize_url(url: str) -> str:
-    """Route plain ``postgresql://`` URLs to psycopg 3, and write libpq's multi-host form
-    (``user@host1:5432,host2:5432/db``) as SQLAlchemy reads it (``user@/db?host=host1:5432
-    &host=host2:5432``)."""
-    for prefix in ("postgresql://", "postgres://"):
-        if url.startswith(prefix):
-            url = "postgresql+psycopg://" + url[len(prefix):]
-    if not url.startswith("postgresql"):
-        return url
-    scheme, _, rest = url.partition("://")
-    authority_end = min((i for i in (rest.find("/"), rest.find("?")) if i >= 0),
-                        default=len(rest))
-    authority, tail = rest[:authority_end], rest[authority_end:]
-    userinfo, at, hostlist = authority.rpartition("@")
-    if "," not in hostlist:
-        return url
-    path, _, query = tail.partition("?")
-    hosts = "&".join(f"host={host}" for host in hostlist.split(",") if host)
-    return f"{scheme}://{userinfo}{at}{path or '/'}?{hosts}" + (f"&{query}" if query else "")
 
 
 def _is_transient(error: DBAPIError) -> bool:

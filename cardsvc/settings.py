@@ -13,6 +13,8 @@ from typing import Any, Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 from schemas.credential import MAX_CREDENTIAL_LIFETIME_SECONDS
 
@@ -22,11 +24,38 @@ __all__ = [
     "ServeSettings",
     "Settings",
     "get_settings",
+    "normalize_url",
     "settings_problem",
     "variable",
 ]
 
 DEFAULT_OFFLINE_LIMIT_FEN = 20_000  # 200 yuan on a card unless the officer sets another
+
+
+def normalize_url(url: str) -> str:
+    """Route plain ``postgresql://`` URLs to psycopg 3, and write libpq's multi-host form
+    (``user@host1:5432,host2:5432/db``) as SQLAlchemy reads it (``user@/db?host=host1:5432
+    &host=host2:5432``)."""
+    for prefix in ("postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            url = "postgresql+psycopg://" + url[len(prefix):]
+    if not url.startswith("postgresql"):
+        return url
+    scheme, _, rest = url.partition("://")
+    authority_end = min((i for i in (rest.find("/"), rest.find("?")) if i >= 0),
+                        default=len(rest))
+    authority, tail = rest[:authority_end], rest[authority_end:]
+    userinfo, at, hostlist = authority.rpartition("@")
+    if "," not in hostlist:
+        return url
+    path, _, query = tail.partition("?")
+    hosts = "&".join(f"host={host}" for host in hostlist.split(",") if host)
+    return f"{scheme}://{userinfo}{at}{path or '/'}?{hosts}" + (f"&{query}" if query else "")
+
+
+# The databases the authority runs on (docs/DESIGN.md): anything else is refused when the
+# settings are read, not when a command first connects.
+_DATABASES = ("sqlite", "postgresql")
 
 
 class Settings(BaseSettings):
@@ -142,10 +171,10 @@ class Settings(BaseSettings):
                                     " portrait accepted at enrolment.")
     request_max_bytes: int = Field(default=4 * 1024 * 1024, gt=0, description="The largest"
                                    " request body accepted.")
-    db_pool_size: int = Field(default=10, gt=0, description="Database connections per"
+    db_pool_size: int = Field(default=10, gt=0, le=1000, description="Database connections per"
                               " worker (PostgreSQL).")
     db_concurrent_transactions: int = Field(
-        default=4, gt=0, description="Transactions one worker runs at once on PostgreSQL;"
+        default=4, gt=0, le=1000, description="Transactions one worker runs at once on PostgreSQL;"
         " the others wait their turn (a few at once keep the cores busy, more only queue"
         " for Python's lock and the audit chain's head).")
     charges_on_loop: bool = Field(default=True, description="Make accepted online charges"
@@ -154,6 +183,21 @@ class Settings(BaseSettings):
                                   " the general path.")
     log_format: Literal["json", "text"] = Field(default="json", description="One log line"
                                                  " per event: JSON objects or plain words.")
+
+    @field_validator("database_url")
+    @classmethod
+    def _a_database_we_run_on(cls, value: str | None) -> str | None:
+        # The message never repeats the URL: it may hold the database's password.
+        if not value:
+            return None  # unset or empty: SQLite in the data dir
+        try:
+            backend = make_url(normalize_url(value)).get_backend_name()
+        except (ArgumentError, ValueError):
+            raise ValueError("not a database URL (sqlite:///PATH or postgresql://…)") from None
+        if backend not in _DATABASES:
+            raise ValueError("only SQLite (sqlite:///PATH) and PostgreSQL (postgresql://…)"
+                             " are supported")
+        return value
 
     @field_validator("kid_prefix")
     @classmethod

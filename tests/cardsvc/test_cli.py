@@ -19,7 +19,7 @@ from cardsvc.cli import app
 from cardsvc.db import Database
 from cardsvc.roles import Role
 from cardsvc.services.officers import authenticate
-from cardsvc.settings import get_settings
+from cardsvc.settings import Settings, get_settings
 
 
 @pytest.fixture
@@ -167,6 +167,16 @@ _PASSPHRASE = "a-passphrase-that-must-never-be-printed"
                            "CARDSVC_PAY_HANDLES_OUTSTANDING_MAX": "40"},
      ["CARDSVC_PAY_HANDLES_OUTSTANDING_MAX"]),
     (("init",), {"CARDSVC_ISSUER": "Yiwu"}, ["CARDSVC_ISSUER"]),
+    (("serve",), {"CARDSVC_DB_POOL_SIZE": "99999999999999999999"}, ["CARDSVC_DB_POOL_SIZE"]),
+    # a URL of a database we do not run on, or no URL at all, its password never repeated
+    (("audit", "verify"), {"CARDSVC_DATABASE_URL": f"mysql://u:{_PASSPHRASE}@db/x"},
+     ["CARDSVC_DATABASE_URL"]),
+    (("init",), {"CARDSVC_DATABASE_URL": f"https://u:{_PASSPHRASE}@db/x"},
+     ["CARDSVC_DATABASE_URL"]),
+    (("serve",), {"CARDSVC_DATABASE_URL": f"{_PASSPHRASE} is not a url"},
+     ["CARDSVC_DATABASE_URL"]),
+    (("audit", "verify"), {"CARDSVC_DATABASE_URL": f"postgresql://u:{_PASSPHRASE}@db:x/y"},
+     ["CARDSVC_DATABASE_URL"]),
 ])
 def test_a_setting_that_cannot_be_used_is_named_without_a_traceback_or_a_secret(
         tmp_path: Path, command: tuple[str, ...], bad: dict[str, str], named: list[str]) -> None:
@@ -178,3 +188,26 @@ def test_a_setting_that_cannot_be_used_is_named_without_a_traceback_or_a_secret(
     assert done.returncode == 2, said
     assert "SETTINGS_INVALID" in done.stderr and all(name in done.stderr for name in named)
     assert "Traceback" not in said and _PASSPHRASE not in said
+
+
+@pytest.mark.parametrize("command", [("init",), ("audit", "verify"), ("serve", "--port", "9")])
+def test_a_database_that_does_not_answer_is_named_without_a_traceback_or_its_password(
+        tmp_path: Path, command: tuple[str, ...]) -> None:
+    """Exit 1 and DATABASE_UNAVAILABLE (the API's 503 code), whatever the command; the
+    URL (and its password) is not printed."""
+    unreachable = f"postgresql://u:{_PASSPHRASE}@127.0.0.1:1/cardsvc"  # port 1: refused
+    done = run_cli("cardsvc", *command, "--data-dir", str(tmp_path / "data"),
+                   env=clean_env(CARDSVC_KEY_PASSPHRASE="x", CARDSVC_DATABASE_URL=unreachable))
+    said = done.stdout + done.stderr
+    assert done.returncode == 1, said
+    assert "DATABASE_UNAVAILABLE" in done.stderr
+    assert "Traceback" not in said and _PASSPHRASE not in said
+
+
+@pytest.mark.parametrize("url", [
+    "postgresql://u:p@db1:5432,db2:5433/cardsvc",  # libpq's multi-host form
+    "postgres://u@db/cardsvc", "postgresql+psycopg://u@db/cardsvc",
+    "sqlite:////var/lib/cardsvc/cardsvc.db", "",
+])
+def test_the_database_urls_we_run_on_are_accepted(url: str) -> None:
+    assert Settings(database_url=url).database_url == (url or None)
