@@ -272,7 +272,7 @@ class LoadGenerator:
         birth_date = f"19{50 + serial % 50}-0{1 + serial % 9}-1{serial % 9}"
         person = self._call(client, "enrol", "POST", "/v1/persons", ok=(201,),
                             headers=self.admin, json={
-                                "surname": f"LOAD {self._run_tag} {serial}",
+                                "surname": "LOAD",
                                 "given_names": "Test", "nationality": self.nationality,
                                 "birth_date": birth_date,
                                 "sex": "MFX"[serial % 3], "confirm_new": True,

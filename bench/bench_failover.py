@@ -164,7 +164,7 @@ def _till(url: str, admin_token: str, cards: int) -> _Till:
 
 def _card(client: httpx.Client, serial: int) -> _Card:
     person = client.post("/v1/persons", json={
-        "surname": f"FAILOVER {serial}", "given_names": "Bench", "nationality": "KEN",
+        "surname": "FAILOVER", "given_names": "Bench", "nationality": "KEN",
         "birth_date": "1990-02-03", "sex": "F", "confirm_new": True,
         "passport": {"number": f"F{serial:07d}", "country": "KEN", "expires": "2035-01-01"}})
     issued = client.post("/v1/cards", json={

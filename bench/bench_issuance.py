@@ -36,6 +36,7 @@ from keys import Ed25519Signer
 _TESTS = Path(__file__).resolve().parent.parent / "tests"
 sys.path[:0] = [str(_TESTS / "cardsvc"), str(_TESTS)]  # cardsvc_kit builds on the test kit
 from cardsvc_kit import provision_request, server_env  # noqa: E402
+from kit.names import in_letters  # noqa: E402
 from kit.postgres import pg_create, pg_drop, pg_url, unique_name  # noqa: E402
 from kit.processes import CardsvcServer  # noqa: E402
 
@@ -56,7 +57,7 @@ class _Counter:
 
 def _operation(client: httpx.Client, n: int, prefix: str) -> None:
     person = client.post("/v1/persons", json={
-        "surname": f"BENCH{prefix}", "given_names": f"Holder {n}", "nationality": "NGA",
+        "surname": "BENCH", "given_names": f"Holder {in_letters(n)}", "nationality": "NGA",
         "birth_date": f"19{60 + n % 40:02d}-0{1 + n % 9}-1{n % 10}", "sex": "F",
         "confirm_new": True,
         "passport": {"number": f"{prefix}{n:08d}", "country": "NGA", "expires": "2032-01-01"}})

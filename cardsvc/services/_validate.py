@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import unicodedata
 from datetime import date
 
 from cardsvc._countries import is_country
@@ -24,9 +25,24 @@ def clean_text(value: str, *, field: str, max_len: int, allow_empty: bool = Fals
     return text
 
 
+# What a passport's visual zone prints in a name besides letters and marks of any script
+# (ICAO 9303 allows national characters): spaces and the joiners real names carry, among
+# them the interpunct of names written in Chinese and Malaysia's "A/L", "S/O".
+_NAME_PUNCTUATION = frozenset(" -'\u2019\u02bc\u02bb.,\u00b7\u2027\u30fb/()")
+
+
 def clean_name(value: str, *, field: str, allow_empty: bool = False) -> str:
-    # Names are kept as printed (case and diacritics too); credentials allow 128 characters.
-    return clean_text(value, field=field, max_len=128, allow_empty=allow_empty)
+    """A name as printed in the passport (case and diacritics kept; credentials allow 128
+    characters). Digits, the machine-readable zone's filler ``<`` and other symbols or
+    markup are refused: they are typing or copying slips, and a name goes on to every
+    counter and every system that reads the card."""
+    text = clean_text(value, field=field, max_len=128, allow_empty=allow_empty)
+    if not all(char in _NAME_PUNCTUATION or unicodedata.category(char)[0] in "LM"
+               for char in text):
+        raise Invalid("INVALID_" + field.upper(),
+                      f"{field} holds a digit or a symbol: type the name as printed in the"
+                      " passport's visual zone (letters, spaces and - ' . , \u00b7 / ( ))")
+    return text
 
 
 def clean_passport_number(value: str) -> str:

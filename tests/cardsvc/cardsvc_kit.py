@@ -19,6 +19,7 @@ from typing import Any
 import psycopg
 from fastapi.testclient import TestClient
 from kit.clock import NOW, Clock
+from kit.names import in_letters
 from kit.postgres import conninfo, pg_create, pg_drop, pg_url, unique_name
 from kit.processes import PYTHON
 from PIL import Image
@@ -210,7 +211,7 @@ class Authority:
     def enrol(self, expect: int = 201, **overrides: Any) -> dict[str, Any]:
         n = next(_person_counter)
         body: dict[str, Any] = {
-            "surname": f"TESTER{_letters(n)}", "given_names": "Alex", "nationality": "NGA",
+            "surname": f"TESTER{in_letters(n)}", "given_names": "Alex", "nationality": "NGA",
             "birth_date": "1985-03-02", "sex": "M",
             "passport": {"number": f"P{n:07d}", "country": "NGA", "expires": "2031-01-01"},
             "confirm_new": True,
@@ -266,15 +267,6 @@ class Authority:
         assert answer.status_code == expect, answer.text
 
 
-def _letters(n: int) -> str:
-    out = ""
-    while True:
-        n, rest = divmod(n, 26)
-        out = chr(65 + rest) + out
-        if n == 0:
-            return out
-
-
 @contextmanager
 def authority_from(template: Template, tmp: Path) -> Iterator[Authority]:
     data_dir, url = template.copy(tmp)
@@ -311,6 +303,3 @@ def server_env(database_url: str | None) -> dict[str, str]:
 
 def b64(raw: bytes) -> str:
     return base64.b64encode(raw).decode("ascii")
-
-
-

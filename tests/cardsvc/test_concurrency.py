@@ -11,6 +11,7 @@ from typing import TypeVar
 import pytest
 from cardsvc_kit import Authority
 from federation_kit import NATIONAL_FINGERPRINT, federation, federation_jwt, yiwu
+from kit.names import in_letters
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
@@ -89,7 +90,7 @@ def test_simultaneous_enrolments_of_different_people_get_distinct_codes(
     def enrol(i: int) -> str:
         # Same nationality and birth date: every code comes from one sequence row.
         return database.transact(lambda session: persons.enrol_person(
-            session, details=persons.PersonDetails(f"TWIN{i}", "Same", "IND",
+            session, details=persons.PersonDetails(f"TWIN{in_letters(i)}", "Same", "IND",
                                                    date(1995, 5, 5), "F"),
             passport=persons.PassportDetails(f"T{i:08d}", "IND", date(2031, 1, 1)),
             actor=Actor.cli(), now=authority.clock(), confirm_new=True,
@@ -117,7 +118,7 @@ def test_simultaneous_enrolments_in_a_federation_stay_in_the_city_block(
 
     def enrol(i: int) -> str:
         return database.transact(lambda session: persons.enrol_person(
-            session, details=persons.PersonDetails(f"BLOCK{i}", "Same", "IND",
+            session, details=persons.PersonDetails(f"BLOCK{in_letters(i)}", "Same", "IND",
                                                    date(1995, 5, 5), "F"),
             passport=persons.PassportDetails(f"B{i:08d}", "IND", date(2031, 1, 1)),
             actor=Actor.cli(), now=authority.clock(), confirm_new=True,
@@ -144,7 +145,7 @@ def test_hundred_simultaneous_revocations_match_the_status_list(authority: Autho
         numbers = []
         for i in range(110):
             person = persons.enrol_person(
-                session, details=persons.PersonDetails(f"HOLDER{i}", "Test", "KEN",
+                session, details=persons.PersonDetails(f"HOLDER{in_letters(i)}", "Test", "KEN",
                                                        date(1980, 1, 1 + i % 28), "F"),
                 passport=persons.PassportDetails(f"K{i:08d}", "KEN", date(2031, 1, 1)),
                 actor=Actor.cli(), now=now, confirm_new=True,

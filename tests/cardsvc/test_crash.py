@@ -12,6 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 from cardsvc_kit import server_env
+from kit.names import in_letters
 from kit.postgres import pg_create, pg_drop, pg_url, unique_name
 from kit.processes import CardsvcServer
 from sqlalchemy import select
@@ -45,7 +46,8 @@ def _issue_until_stopped(url: str, token: str, stop: threading.Event, worker: in
             n += 1
             try:
                 person = client.post("/v1/persons", json={
-                    "surname": f"CRASH{worker}X{n}", "given_names": "Test", "nationality": "GHA",
+                    "surname": f"CRASH{in_letters(worker)}X{in_letters(n)}",
+                    "given_names": "Test", "nationality": "GHA",
                     "birth_date": "1991-02-03", "sex": "F", "confirm_new": True,
                     "passport": {"number": f"C{worker}{n:06d}", "country": "GHA",
                                  "expires": "2031-01-01"}})

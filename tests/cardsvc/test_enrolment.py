@@ -155,6 +155,9 @@ def test_a_passport_cannot_belong_to_two_people(authority: Authority) -> None:
     ({"surname": "A\u0000B"}, "VALIDATION_FAILED"),
     ({"surname": "A\u200eB"}, "INVALID_SURNAME"),
     ({"surname": "   "}, "VALIDATION_FAILED"),
+    ({"surname": "OKONKWO<<CHIAMAKA"}, "INVALID_SURNAME"),  # the MRZ, not the printed name
+    ({"surname": "<b>Lan</b>"}, "INVALID_SURNAME"),
+    ({"given_names": "Holder 12"}, "INVALID_GIVEN_NAMES"),
     ({"link_to": "12345"}, "VALIDATION_FAILED"),
     ({"link_to": "933566198503020012"}, "PERSON_NOT_FOUND"),  # bad check character
     ({"link_to": "933566198503020011"}, "PERSON_NOT_FOUND"),

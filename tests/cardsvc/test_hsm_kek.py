@@ -21,6 +21,7 @@ from typing import Any
 import httpx
 import pytest
 from cardsvc_kit import portrait_bytes
+from kit.names import in_letters
 from kit.processes import PYTHON, CardsvcServer, clean_env, run_cli
 
 MODULE = "/usr/lib/softhsm/libsofthsm2.so"
@@ -80,7 +81,8 @@ def _init(env: dict[str, str], data: Path, keys: str) -> dict[str, str]:
 
 def _enrol(url: str, admin: dict[str, str], number: str) -> dict[str, Any]:
     person = httpx.post(url + "/v1/persons", headers=admin, timeout=30, json={
-        "surname": "ADEYEMI", "given_names": "FOLA " + number[-2:], "nationality": "NGA",
+        "surname": "ADEYEMI", "given_names": "FOLA " + in_letters(int(number[-2:])),
+        "nationality": "NGA",
         "birth_date": f"1990-0{1 + int(number[-1]) % 9}-1{number[-1]}",
         "sex": "F", "confirm_new": True,
         "passport": {"number": number, "country": "NGA", "expires": "2032-01-31"},

@@ -7,7 +7,9 @@ import pytest
 from cardsvc._countries import COUNTRIES, numeric_code
 from cardsvc.services._foreigner_code import check_character, is_valid_foreigner_code
 from cardsvc.services._names import name_key, name_similarity
+from cardsvc.services._validate import clean_name
 from cardsvc.services.cards import luhn_check_digit, normalize_provisioning_code
+from cardsvc.services.errors import Invalid
 from cardsvc.services.persons import DUPLICATE_THRESHOLD
 
 
@@ -46,6 +48,25 @@ def test_luhn(body: str, digit: str) -> None:
 ])
 def test_provisioning_code_normalization(typed: str, normalized: str | None) -> None:
     assert normalize_provisioning_code(typed) == normalized
+
+
+@pytest.mark.parametrize("printed", [
+    "Nguyễn Thị", "李 小龙", "玛丽·居里", "MUTHU A/L SAMY", "O'Brien-Née", "O’Neill",
+    "St. John", "Ṣàlàkọ́", "अनिल", "สมชาย", "Иванова", "محمد", "ʻAkau", "García (de León)",
+])
+def test_names_as_printed_in_any_script_are_kept(printed: str) -> None:
+    assert clean_name(printed, field="surname") == printed
+
+
+@pytest.mark.parametrize("slip", [
+    "OKONKWO<<CHIAMAKA",  # the machine-readable line, not the printed name
+    "Holder 12", "Lan٣",  # digits, in any script
+    "<b>Lan</b>", "Ali&Co", "x@y", "a_b", "a;b", 'a"b', "a=b", "a\\b", "a{b}", "a*", "a#1",
+])
+def test_digits_symbols_and_markup_in_a_name_are_refused(slip: str) -> None:
+    with pytest.raises(Invalid) as refused:
+        clean_name(slip, field="given_names")
+    assert refused.value.code == "INVALID_GIVEN_NAMES"
 
 
 @pytest.mark.parametrize(("a", "b", "alike"), [

@@ -15,6 +15,7 @@ import httpx
 import pytest
 from cardsvc_kit import Authority, device_key
 from fastapi.testclient import TestClient
+from kit.names import in_letters
 from kit.processes import CardsvcServer, clean_env, run_cli
 
 from cardsvc.api import create_app
@@ -112,8 +113,9 @@ def test_sigterm_finishes_what_is_in_flight_and_loses_nothing(tmp_path: Path) ->
                     return
                 try:
                     answer = client.post("/v1/persons", json={
-                        "surname": f"GRACE{'ABCDEFGHIJ'[worker]}", "given_names": f"N{n}",
-                        "nationality": "NGA", "birth_date": "1991-02-03", "sex": "F",
+                        "surname": f"GRACE{in_letters(worker)}",
+                        "given_names": f"N{in_letters(n)}", "nationality": "NGA",
+                        "birth_date": "1991-02-03", "sex": "F",
                         "passport": {"number": f"G{worker}{n:06d}", "country": "NGA",
                                      "expires": "2031-01-01"}, "confirm_new": True})
                 except httpx.TransportError:

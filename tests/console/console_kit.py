@@ -20,6 +20,7 @@ import httpx
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from kit.clock import NOW, Clock
+from kit.names import in_letters
 from kit.postgres import pg_create, pg_drop, pg_url, unique_name
 from kit.processes import CardsvcServer, clean_env, run_cli
 from PIL import Image, ImageDraw
@@ -86,7 +87,7 @@ class Authority:
         def work(session: Any) -> None:
             for number in range(count):
                 enrol_person(
-                    session, details=PersonDetails(f"TRADER{number:03d}", "Seed", "TUR",
+                    session, details=PersonDetails(f"TRADER{in_letters(number)}", "Seed", "TUR",
                                                    date(1950 + number, 1, 1), "F"),
                     passport=PassportDetails(f"S{number:07d}", "TUR", date(2032, 1, 1)),
                     actor=Actor.cli(), now=self.clock.now, issuer=self.settings.issuer)

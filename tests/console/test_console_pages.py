@@ -292,6 +292,8 @@ def test_enrol_form_reports_every_field_problem_at_once_and_saves_nothing(
     ("passport_expires", "2031-02-30", "INVALID_DATE"),
     ("surname", "A" * 129, "INVALID_SURNAME"),
     ("given_names", "Bad\u0000Name", "INVALID_GIVEN_NAMES"),
+    ("surname", "OKONKWO<<CHIAMAKA", "INVALID_SURNAME"),  # copied from the MRZ
+    ("given_names", "Lan 2", "INVALID_GIVEN_NAMES"),
 ])
 def test_enrol_field_checks(authority: Authority, field: str, value: str, code: str) -> None:
     client = authority.signed_in("registrar")

@@ -14,6 +14,7 @@ from typing import Any
 
 import httpx
 import pytest
+from kit.names import in_letters
 from kit.net import free_port, serving
 from kit.processes import CardsvcServer, clean_env
 from test_national_cli import PASSPHRASE, City, _add, _city, _run
@@ -92,7 +93,7 @@ def test_cities_sync_the_list_and_allocate_in_their_blocks(
 ) -> None:
     yiwu, hangzhou, national, pin = federation_env
     # Yiwu ran alone before: three people of one prefix.
-    before = [_enrol(yiwu, f"EARLY{n}", f"E{n:07d}") for n in range(3)]
+    before = [_enrol(yiwu, f"EARLY{in_letters(n)}", f"E{n:07d}") for n in range(3)]
     assert [_sequence(code) for code in before] == [1, 2, 3]
     exit_code, output = _run("federation", "highest-sequence", "--data-dir", str(yiwu.data_dir))
     assert (exit_code, output.strip()) == (0, "3")
@@ -117,7 +118,7 @@ def test_cities_sync_the_list_and_allocate_in_their_blocks(
 
         # The same prefix in both cities: never the same code.
         assert _sequence(_enrol(yiwu, "LATER", "L0000001")) == 4
-        hangzhou_codes = [_enrol(hangzhou, f"HZ{n}", f"H{n:07d}") for n in range(2)]
+        hangzhou_codes = [_enrol(hangzhou, f"HZ{in_letters(n)}", f"H{n:07d}") for n in range(2)]
         assert [_sequence(code) for code in hangzhou_codes] == [101, 102]
 
         # A wrong pin: refused, exit 1, the held list unchanged.
@@ -146,7 +147,8 @@ def test_a_city_without_a_block_allocates_nothing(
                                      "--url", url)
             assert exit_code == 0, output
         assert "CN-HZ is not on the list" in output
-        assert [_sequence(_enrol(yiwu, f"YW{n}", f"Y{n:07d}")) for n in range(2)] == [1, 2]
+        assert [_sequence(_enrol(yiwu, f"YW{in_letters(n)}", f"Y{n:07d}"))
+                for n in range(2)] == [1, 2]
         for city in (yiwu, hangzhou):
             with pytest.raises(DomainError) as refused:
                 _enrol(city, "ONEMORE", f"Z{city.code[3:]}00001")

@@ -22,6 +22,7 @@ import httpx
 import psycopg
 import pytest
 from kit.clock import NOW, Clock, RealClock
+from kit.names import in_letters
 from kit.net import serving
 from kit.postgres import PG_ADMIN, pg_create, pg_drop, pg_url
 from kit.processes import CardsvcServer
@@ -201,7 +202,7 @@ class PayWorld:
              entitlements: tuple[str, ...] = ("payment",)) -> PayCard:
         n = next(_serial)
         person = self.http.post("/v1/persons", headers=self.admin, json={
-            "surname": f"BUYER{_letters(n)}", "given_names": "Ade", "nationality": "NGA",
+            "surname": f"BUYER{in_letters(n)}", "given_names": "Ade", "nationality": "NGA",
             "birth_date": "1984-05-06", "sex": "F", "confirm_new": True,
             "passport": {"number": f"PY{secrets.token_hex(4).upper()}", "country": "NGA",
                          "expires": "2032-01-01"}})
@@ -277,15 +278,6 @@ def _no_fsync_per_commit(database: Database) -> None:
     @event.listens_for(database.engine, "connect")
     def _relax(dbapi_connection: Any, _record: Any) -> None:
         dbapi_connection.execute("PRAGMA synchronous=NORMAL")
-
-
-def _letters(n: int) -> str:
-    out = ""
-    while True:
-        n, rest = divmod(n, 26)
-        out = chr(65 + rest) + out
-        if n == 0:
-            return out
 
 
 @contextmanager
