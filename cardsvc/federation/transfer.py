@@ -43,12 +43,14 @@ from sqlalchemy.orm import Session
 from cardsvc.db import Database
 from cardsvc.federation.interauth import InterauthClaims, InterauthClient
 from cardsvc.models import AuditHead, Passport, Person, PersonTransfer, Portrait
+from cardsvc.services import _validate as check
 from cardsvc.services._foreigner_code import get_person
 from cardsvc.services._locking import for_update
 from cardsvc.services._names import name_key
 from cardsvc.services.audit import Actor, append_audit
 from cardsvc.services.cards import change_card_state
 from cardsvc.services.errors import Conflict, DomainError, Invalid, NotFound, Unavailable
+from cardsvc.services.portraits import NormalizedPortrait, check_normalized_portrait
 from keys.ed25519 import Signer, verify_signature
 from keys.jws import sign_compact
 from schemas._jose import (
@@ -66,9 +68,11 @@ from schemas.trust_list import KeyState
 __all__ = [
     "BUNDLE_TYP",
     "TRANSFERRED",
+    "MovedPerson",
     "TransferOutcome",
     "abort_outgoing",
     "commit_outgoing",
+    "moved_person",
     "prepare_outgoing",
     "run_abort",
     "run_transfer",
@@ -79,6 +83,8 @@ BUNDLE_TYP = "fmc-person-bundle+jwt"
 TRANSFERRED = "transferred"  # the reason every card of a moved person is revoked with
 TRANSFERS_PATH = "/v1/interauth/transfers"
 _TRANSFER_ID = r"^[A-Za-z0-9_-]{8,64}$"
+_MAX_PASSPORTS = 100  # a lifetime of passport changes, with room to spare
+_MAX_PORTRAIT_BYTES = 1 << 20  # a normalized portrait is 480 x 640 at most: ~30-60 KB
 
 
 def _check_transfer_id(unverified: str) -> str:
@@ -298,43 +304,123 @@ def _start(session: Session, *, transfer_id: str, from_city: str, code: str,
     return TransferOutcome(transfer_id, "preparing", from_city, code)
 
 
+@dataclass(frozen=True, slots=True)
+class MovedPassport:
+    number: str
+    country: str
+    expires: date
+    current: bool
+    surname: str
+    given_names: str
+
+
+@dataclass(frozen=True, slots=True)
+class MovedPerson:
+    """A bundle's person, every value checked here as this city checks its own."""
+
+    foreigner_code: str
+    surname: str
+    given_names: str
+    nationality: str
+    birth_date: date
+    sex: str
+    portrait: NormalizedPortrait | None
+    passports: tuple[MovedPassport, ...]
+
+
+def _field(unverified: Any, key: str, kind: type[Any]) -> Any:
+    value = unverified.get(key) if isinstance(unverified, dict) else None
+    if type(value) is not kind:
+        raise Invalid("TRANSFER_BUNDLE_INVALID", f"the bundle's {key} is not a {kind.__name__}")
+    return value
+
+
+def _day(unverified: Any, key: str) -> date:
+    try:
+        return date.fromisoformat(_field(unverified, key, str))
+    except ValueError:
+        raise Invalid("TRANSFER_BUNDLE_INVALID", f"the bundle's {key} is not a date") from None
+
+
+def _printed(unverified: Any, key: str, *, allow_empty: bool) -> str:
+    # The rule every verifier applies to a signed name (no hidden characters, 128 at most),
+    # not this city's stricter typing rule: a name the old city enrolled before that rule
+    # still moves with its holder.
+    return check.clean_text(_field(unverified, key, str), field=key, max_len=128,
+                            allow_empty=allow_empty)
+
+
+def moved_person(unverified_person: Any, *, today: date) -> MovedPerson:
+    """The person of a bundle another city signed, checked as an enrolment here is (names
+    as every verifier reads them, countries, dates, sex, passport numbers, one current
+    passport among at most 100, a portrait decoded under this city's limits whose digest
+    is computed here). The old city's signature says who sent it, not that it is sound:
+    a city with a bug or a thief of its key must not write what this city would refuse.
+    Invalid TRANSFER_BUNDLE_INVALID, naming the first value refused."""
+    try:
+        passports = _field(unverified_person, "passports", list)
+        if not 1 <= len(passports) <= _MAX_PASSPORTS:
+            raise Invalid("TRANSFER_BUNDLE_INVALID",
+                          f"a person moves with 1 to {_MAX_PASSPORTS} passports")
+        history = tuple(MovedPassport(
+            check.clean_passport_number(_field(p, "number", str)),
+            check.country(_field(p, "country", str), field="passport country"),
+            _day(p, "expires"), _field(p, "current", bool),
+            _printed(p, "surname", allow_empty=False),
+            _printed(p, "given_names", allow_empty=True)) for p in passports)
+        if sum(p.current for p in history) != 1:
+            raise Invalid("TRANSFER_BUNDLE_INVALID", "a person moves with one current passport")
+        portrait = None
+        unverified_portrait = unverified_person.get("portrait")
+        if unverified_portrait is not None:
+            try:
+                jpeg = base64.b64decode(_field(unverified_portrait, "jpeg", str), validate=True)
+            except ValueError:
+                raise Invalid("TRANSFER_BUNDLE_INVALID", "the portrait is not base64") from None
+            portrait = check_normalized_portrait(
+                jpeg, unverified_digest=unverified_person.get("portrait_digest"),
+                max_bytes=_MAX_PORTRAIT_BYTES)
+        return MovedPerson(
+            _check_code(unverified_person.get("foreigner_code")),
+            _printed(unverified_person, "surname", allow_empty=False),
+            _printed(unverified_person, "given_names", allow_empty=True),
+            check.country(_field(unverified_person, "nationality", str), field="nationality"),
+            check.birth_date(_day(unverified_person, "birth_date"), today=today),
+            check.sex(_field(unverified_person, "sex", str)), portrait, history)
+    except Invalid as error:
+        if error.code == "TRANSFER_BUNDLE_INVALID":
+            raise
+        raise Invalid("TRANSFER_BUNDLE_INVALID",
+                      f"the bundle's person is refused here: {error.detail}") from None
+
+
 def _create_person(session: Session, *, row: PersonTransfer, bundle: str,
                    payload: dict[str, Any], now: datetime, jti: str | None) -> None:
     """Step 2: the person under the same code, with its passport history, no card."""
-    person_data = payload["person"]
+    moved = moved_person(payload["person"], today=now.date())
+    if moved.foreigner_code != row.foreigner_code:
+        raise Invalid("TRANSFER_BUNDLE_INVALID", "the bundle names another person")
     try:
-        code = _check_code(person_data["foreigner_code"])
-        if code != row.foreigner_code:
-            raise Invalid("TRANSFER_BUNDLE_INVALID", "the bundle names another person")
-        person = Person(foreigner_code=code, surname=str(person_data["surname"]),
-                        given_names=str(person_data["given_names"]),
-                        nationality=str(person_data["nationality"]),
-                        birth_date=date.fromisoformat(person_data["birth_date"]),
-                        sex=str(person_data["sex"]),
-                        name_key=name_key(person_data["surname"], person_data["given_names"]),
+        person = Person(foreigner_code=moved.foreigner_code, surname=moved.surname,
+                        given_names=moved.given_names, nationality=moved.nationality,
+                        birth_date=moved.birth_date, sex=moved.sex,
+                        name_key=name_key(moved.surname, moved.given_names),
                         portrait_digest=None, created_at=now, updated_at=now,
                         created_by=row.officer_id, state="transfer_pending", moved_to=None)
         session.add(person)
         session.flush()
-        for p in person_data["passports"]:
-            session.add(Passport(person_id=person.id, number=str(p["number"]),
-                                 country=str(p["country"]),
-                                 expires=date.fromisoformat(p["expires"]),
-                                 is_current=bool(p["current"]), surname=str(p["surname"]),
-                                 given_names=str(p["given_names"]), added_at=now,
+        for p in moved.passports:
+            session.add(Passport(person_id=person.id, number=p.number, country=p.country,
+                                 expires=p.expires, is_current=p.current, surname=p.surname,
+                                 given_names=p.given_names, added_at=now,
                                  added_by=row.officer_id))
-        portrait = person_data.get("portrait")
-        digest = person_data.get("portrait_digest")
-        if portrait is not None and isinstance(digest, str):
-            if session.get(Portrait, digest) is None:
-                session.add(Portrait(digest=digest, person_id=person.id,
-                                     jpeg=base64.b64decode(portrait["jpeg"], validate=True),
-                                     width=int(portrait["width"]),
-                                     height=int(portrait["height"]), created_at=now))
-            person.portrait_digest = digest
+        if moved.portrait is not None:
+            if session.get(Portrait, moved.portrait.digest) is None:
+                session.add(Portrait(digest=moved.portrait.digest, person_id=person.id,
+                                     jpeg=moved.portrait.jpeg, width=moved.portrait.width,
+                                     height=moved.portrait.height, created_at=now))
+            person.portrait_digest = moved.portrait.digest
         session.flush()
-    except (KeyError, TypeError, ValueError) as exc:
-        raise Invalid("TRANSFER_BUNDLE_INVALID", "the bundle's person is malformed") from exc
     except IntegrityError as exc:
         raise Conflict("PASSPORT_ALREADY_ENROLLED", "a passport of this person belongs to"
                        " another person here") from exc
@@ -342,11 +428,11 @@ def _create_person(session: Session, *, row: PersonTransfer, bundle: str,
     session.flush()
     append_audit(session, actor=Actor.for_officer_id(row.officer_id or 0)
                  if row.officer_id else Actor.cli(),
-                 action="interauth.transfer.prepared", subject=code,
+                 action="interauth.transfer.prepared", subject=moved.foreigner_code,
                  details={"direction": "in", "from": row.peer_city,
                           "transfer_id": row.transfer_id, "jti": jti,
                           "peer_audit_head": payload.get("audit_head"),
-                          "passports": len(person_data["passports"])}, now=now)
+                          "passports": len(moved.passports)}, now=now)
 
 
 def _committed(session: Session, *, row: PersonTransfer, ack: dict[str, Any], now: datetime,

@@ -4,16 +4,23 @@ lost answer on either step, both audit chains."""
 
 from __future__ import annotations
 
+import base64
+import io
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from datetime import date
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from cardsvc_kit import device_key
+from cardsvc_kit import device_key, portrait_bytes
 from city_pair_kit import CityPair, CityTemplate, audit_of, city_pair
+from PIL import Image
 
+from cardsvc.federation.transfer import moved_person
+from cardsvc.services.errors import Invalid
+from cardsvc.services.portraits import normalize_portrait
 from schemas import b64url_encode
 from schemas.provisioning import refresh_proof_message
 
@@ -191,3 +198,120 @@ def _hz_signer(pair: CityPair) -> Any:
     return pair.hz.database.transact(lambda session: interchange_signer(
         session, keyring=pair.hz.client.app.state.context.keyring,  # type: ignore[attr-defined]
         issuer="CN-HZ", now=pair.clock()), readonly=True)
+
+
+# --- a bundle is checked as an enrolment here, whoever signed it --------------------------
+
+def _good_person() -> dict[str, Any]:
+    portrait = normalize_portrait(portrait_bytes("PNG"), max_bytes=2_000_000)
+    return {
+        "foreigner_code": "933566198503020011", "surname": "OKAFOR", "given_names": "Chinedu",
+        "nationality": "NGA", "birth_date": "1985-03-02", "sex": "M",
+        "portrait_digest": portrait.digest,
+        "portrait": {"jpeg": base64.b64encode(portrait.jpeg).decode(), "width": 1, "height": 1},
+        "passports": [
+            {"number": "MV1234567", "country": "NGA", "expires": "2031-01-01", "current": True,
+             "surname": "OKAFOR", "given_names": "Chinedu"},
+            {"number": "A0000001", "country": "NGA", "expires": "2019-01-01", "current": False,
+             "surname": "OKAFOR", "given_names": "Chinedu"}]}
+
+
+def _jpeg(size: tuple[int, int]) -> str:
+    out = io.BytesIO()
+    Image.new("RGB", size, (120, 90, 60)).save(out, "JPEG")
+    return base64.b64encode(out.getvalue()).decode()
+
+
+def _with(change: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
+    person = _good_person()
+    change(person)
+    return person
+
+
+def _set(path: str, value: Any) -> Callable[[dict[str, Any]], None]:
+    def change(person: dict[str, Any]) -> None:
+        *parents, last = path.split(".")
+        target: Any = person
+        for key in parents:
+            target = target[int(key)] if key.isdigit() else target[key]
+        target[last] = value
+    return change
+
+
+def _other_portrait(person: dict[str, Any]) -> None:  # another photo's digest kept
+    person["portrait"]["jpeg"] = _jpeg((480, 640))
+
+
+HOSTILE_PEOPLE = [
+    ("surname with a bidi override", _set("surname", "\u202eROFAKO")),
+    ("surname with an escape sequence", _set("surname", "OKAFOR\x1b[2J")),
+    ("surname of 5,000 characters", _set("surname", "A" * 5000)),
+    ("surname not a string", _set("surname", {"$ne": ""})),
+    ("empty surname", _set("surname", "")),
+    ("unknown nationality", _set("nationality", "XXX")),
+    ("birth date in the future", _set("birth_date", "2999-01-01")),
+    ("birth date not a date", _set("birth_date", "yesterday")),
+    ("sex outside M F X", _set("sex", "Q")),
+    ("another foreigner code's shape", _set("foreigner_code", "12345")),
+    ("passport number as a path", _set("passports.0.number", "../../etc")),
+    ("passport country unknown", _set("passports.0.country", "ZZZ")),
+    ("passport current not a boolean", _set("passports.0.current", "yes")),
+    ("two current passports", _set("passports.1.current", True)),
+    ("no current passport", _set("passports.0.current", False)),
+    ("no passport", _set("passports", [])),
+    ("ten thousand passports", _set("passports", [_good_person()["passports"][1]] * 10_000)),
+    ("passport name with a zero-width joiner", _set("passports.1.surname", "OKA\u200dFOR")),
+    ("portrait digest of another photo", _other_portrait),
+    ("portrait not base64", _set("portrait.jpeg", "not base64!")),
+    ("portrait a PNG", _set("portrait.jpeg", base64.b64encode(portrait_bytes("PNG")).decode())),
+    ("portrait random bytes", _set("portrait.jpeg", base64.b64encode(b"\xff\xd8" + b"x" * 500)
+                                   .decode())),
+    ("portrait larger than a normalized one", _set("portrait.jpeg", _jpeg((1200, 1600)))),
+    ("portrait without a digest", _set("portrait_digest", None)),
+]
+
+
+@pytest.mark.parametrize("person", [p for _, p in HOSTILE_PEOPLE],
+                         ids=[name for name, _ in HOSTILE_PEOPLE])
+def test_a_bundle_person_this_city_would_refuse_is_refused(person: Any) -> None:
+    with pytest.raises(Invalid) as refused:
+        moved_person(_with(person), today=date(2027, 1, 15))
+    assert refused.value.code == "TRANSFER_BUNDLE_INVALID"
+
+
+def test_a_sound_bundle_person_is_kept_as_sent() -> None:
+    person = _good_person()
+    person["given_names"] = "Chinedu 2"  # enrolled before names refused digits: still moves
+    moved = moved_person(person, today=date(2027, 1, 15))
+    assert (moved.surname, moved.given_names, len(moved.passports)) == ("OKAFOR", "Chinedu 2", 2)
+    assert moved.portrait is not None and moved.portrait.digest == person["portrait_digest"]
+    assert moved.portrait.jpeg == base64.b64decode(person["portrait"]["jpeg"])
+
+
+@pytest.mark.parametrize("name", ["surname with a bidi override",
+                                  "portrait digest of another photo", "no current passport"])
+def test_attack_a_trusted_city_sends_a_person_this_city_would_refuse(
+        cities: CityPair, monkeypatch: pytest.MonkeyPatch, name: str) -> None:
+    """The old city's signature verifies (a bug there, or a thief of its interchange key):
+    the move is refused and nothing of the person is written here."""
+    import cardsvc.federation.transfer as transfer
+
+    change = dict(HOSTILE_PEOPLE)[name]
+    honest = transfer._bundle_payload
+
+    def hostile(*args: Any, **kwargs: Any) -> dict[str, Any]:
+        payload = honest(*args, **kwargs)
+        portrait = normalize_portrait(portrait_bytes("PNG"), max_bytes=2_000_000)
+        payload["person"] |= {"portrait_digest": portrait.digest, "portrait": {
+            "jpeg": base64.b64encode(portrait.jpeg).decode(), "width": 1, "height": 1}}
+        change(payload["person"])
+        return payload
+
+    monkeypatch.setattr(transfer, "_bundle_payload", hostile)
+    person, _ = _yiwu_card_holder(cities)
+    code = person["foreigner_code"]
+    refused = _transfer(cities, code, expect=422, transfer_id="move-hostile")
+    assert refused["code"] == "TRANSFER_BUNDLE_INVALID"
+    assert cities.hz.client.get(f"/v1/persons/{code}",
+                                headers=cities.hz.admin).status_code == 404
+    assert audit_of(cities.hz, "interauth.transfer.prepared") == []
