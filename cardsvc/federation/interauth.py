@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import secrets
 import time
 from collections.abc import Callable
@@ -73,6 +74,7 @@ __all__ = [
     "InterauthClient",
     "InterauthReplay",
     "body_hash",
+    "peer_code",
     "remember_interauth",
     "sign_interauth_request",
     "verify_interauth_request",
@@ -83,6 +85,7 @@ AUTH_SCHEME = "FMC-Interauth"
 MAX_LIFETIME_SECONDS = 60
 CLOCK_SKEW_SECONDS = 10  # a caller's clock a little ahead is tolerated, no more
 MAX_TOKEN_CHARS = 4096
+_PEER_CODE = re.compile(r"^[A-Z][A-Z0-9_]{0,63}$")
 _HEADER_MEMBERS = frozenset({"alg", "typ", "kid"})
 _CLAIMS = ("iss", "aud", "iat", "exp", "jti", "htm", "htu", "bsh", "officer", "reason")
 _METHODS = frozenset({"GET", "POST", "PUT", "DELETE", "PATCH"})
@@ -342,3 +345,14 @@ class InterauthClient:
         return self.request("DELETE", callee_code, path, None, reason=reason,
                             officer_id=officer_id, timeout=timeout)
 
+
+def peer_code(response: httpx.Response) -> str:
+    """The refusal code another city answered with, or its HTTP status when what it said
+    is not a code (escape sequences, a novel, an object): shown to officers, audited."""
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    code = body.get("code") if isinstance(body, dict) else None
+    return code if isinstance(code, str) and _PEER_CODE.match(code) else str(
+        response.status_code)

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import threading
 from collections import deque
 from collections.abc import Mapping
@@ -34,7 +35,8 @@ import httpx
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from cardsvc.federation.interauth import InterauthClaims, InterauthClient
+from cardsvc._countries import is_country
+from cardsvc.federation.interauth import InterauthClaims, InterauthClient, peer_code
 from cardsvc.models import InterchangeKeyRecord
 from cardsvc.services import _validate as check
 from cardsvc.services.audit import Actor, append_audit
@@ -47,7 +49,9 @@ from cardsvc.services.persons import (
 )
 from cardsvc.services.trust import Keyring
 from schemas._jose import b64url_encode, dump_json
+from schemas.credential import FOREIGNER_CODE_PATTERN
 from schemas.federation import IssuerState
+from schemas.text import has_hidden_characters
 
 __all__ = [
     "LOOKUP_PATH",
@@ -182,8 +186,12 @@ class LookupMatch:
                 "matched_by": self.matched_by, "score": self.score}
 
     @staticmethod
-    def from_payload(unverified: Any) -> LookupMatch:
-        """Another city's answer, checked for shape (it is signed transport, not trust)."""
+    def from_payload(unverified: Any, *, cities: frozenset[str]) -> LookupMatch:
+        """Another city's answer about one person, each value checked as this city would
+        hold it (the answering city says who it is, not that its data is sound): a
+        foreigner code, names as every verifier reads them, a date, a country, a city of
+        the federation (``cities``), a known state and match kind, a digest's shape, a
+        score from 0 to 100. ValueError otherwise."""
         if not isinstance(unverified, Mapping):
             raise ValueError("a match is an object")
         texts = ("foreigner_code", "surname", "given_names", "birth_date", "nationality",
@@ -192,14 +200,30 @@ class LookupMatch:
                    for k in texts):
             raise ValueError("a match lacks a field")
         digest, score = unverified.get("portrait_digest"), unverified.get("score")
-        if (digest is not None and not isinstance(digest, str)) or \
-                not isinstance(score, int | float):
+        if (digest is not None and not (isinstance(digest, str) and _DIGEST.match(digest))) \
+                or not isinstance(score, int | float) or isinstance(score, bool) \
+                or not 0 <= score <= 100:  # NaN and infinities too
             raise ValueError("bad portrait digest or score")
+        if not _FOREIGNER_CODE.match(unverified["foreigner_code"]) \
+                or any(len(unverified[k]) > 128 or has_hidden_characters(unverified[k])
+                       for k in ("surname", "given_names")) \
+                or not is_country(unverified["nationality"]) \
+                or unverified["holding_city"] not in cities \
+                or unverified["state"] not in _STATES \
+                or unverified["matched_by"] not in _MATCHED_BY:
+            raise ValueError("a match holds a value this city would not")
+        date.fromisoformat(unverified["birth_date"])  # ValueError when it is not a date
         return LookupMatch(
             unverified["foreigner_code"], unverified["surname"], unverified["given_names"],
             unverified["birth_date"], unverified["nationality"], digest,
             unverified["holding_city"], unverified["state"], unverified["matched_by"],
             float(score))
+
+
+_FOREIGNER_CODE = re.compile(FOREIGNER_CODE_PATTERN)
+_DIGEST = re.compile(r"^[A-Za-z0-9_-]{22}$")  # base64url of PORTRAIT_DIGEST_BYTES (16)
+_STATES = frozenset({"active", "transfer_pending", "moved"})
+_MATCHED_BY = frozenset({"passport", "name"})
 
 
 class LookupRateLimit:
@@ -296,18 +320,19 @@ def _ask(client: InterauthClient, city: str, query: LookupQuery, officer_id: int
         return CityAnswer(city, "not_checked")
     jti = response.request.extensions.get("interauth_jti")
     digest = b64url_encode(hashlib.sha256(response.content).digest())
+    if response.status_code != 200:
+        return CityAnswer(city, "refused", code=peer_code(response), jti=jti,
+                          answer_sha256=digest)
     try:
         body = response.json()
     except ValueError:
         body = None
-    if response.status_code != 200:
-        code = body.get("code") if isinstance(body, dict) else None
-        return CityAnswer(city, "refused", code=str(code or response.status_code), jti=jti,
-                          answer_sha256=digest)
+    cities = frozenset(entry.code for entry in client.federation.issuers)
     try:
         if not isinstance(body, dict) or not isinstance(body.get("matches"), list):
             raise ValueError("no matches")
-        matches = [LookupMatch.from_payload(m) for m in body["matches"][:MAX_MATCHES]]
+        matches = [LookupMatch.from_payload(m, cities=cities)
+                   for m in body["matches"][:MAX_MATCHES]]
     except ValueError:
         return CityAnswer(city, "refused", code="BAD_ANSWER", jti=jti, answer_sha256=digest)
     return CityAnswer(city, "answered", matches, jti=jti, answer_sha256=digest)

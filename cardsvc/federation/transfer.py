@@ -41,7 +41,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from cardsvc.db import Database
-from cardsvc.federation.interauth import InterauthClaims, InterauthClient
+from cardsvc.federation.interauth import InterauthClaims, InterauthClient, peer_code
 from cardsvc.models import AuditHead, Passport, Person, PersonTransfer, Portrait
 from cardsvc.services import _validate as check
 from cardsvc.services._foreigner_code import get_person
@@ -83,6 +83,7 @@ BUNDLE_TYP = "fmc-person-bundle+jwt"
 TRANSFERRED = "transferred"  # the reason every card of a moved person is revoked with
 TRANSFERS_PATH = "/v1/interauth/transfers"
 _TRANSFER_ID = r"^[A-Za-z0-9_-]{8,64}$"
+_CARD_NUMBER = re.compile(r"^[0-9A-Z]{8,24}$")
 _MAX_PASSPORTS = 100  # a lifetime of passport changes, with room to spare
 _MAX_PORTRAIT_BYTES = 1 << 20  # a normalized portrait is 480 x 640 at most: ~30-60 KB
 
@@ -435,7 +436,7 @@ def _create_person(session: Session, *, row: PersonTransfer, bundle: str,
                           "passports": len(moved.passports)}, now=now)
 
 
-def _committed(session: Session, *, row: PersonTransfer, ack: dict[str, Any], now: datetime,
+def _committed(session: Session, *, row: PersonTransfer, revoked_there: list[str], now: datetime,
                jti: str | None) -> None:
     person = get_person(session, foreigner_code=row.foreigner_code, lock=True)
     person.state, person.updated_at = "active", now
@@ -446,15 +447,36 @@ def _committed(session: Session, *, row: PersonTransfer, ack: dict[str, Any], no
                  subject=row.foreigner_code,
                  details={"direction": "in", "from": row.peer_city,
                           "transfer_id": row.transfer_id, "jti": jti,
-                          "revoked_there": ack.get("revoked_cards", [])}, now=now)
+                          "revoked_there": revoked_there}, now=now)
 
 
 def _peer_error(response: httpx.Response) -> DomainError:
-    try:
-        code = str(response.json().get("code"))
-    except (ValueError, AttributeError):
-        code = str(response.status_code)
+    code = peer_code(response)
     return Conflict("TRANSFER_REFUSED", f"the other city refused: {code}", peer_code=code)
+
+
+def _bundle_of(response: httpx.Response) -> str:
+    """The signed bundle the old city answered with ("" when it sent none: refused as
+    TRANSFER_BUNDLE_INVALID when verified)."""
+    try:
+        answer = response.json()
+    except ValueError:
+        return ""
+    bundle = answer.get("bundle") if isinstance(answer, dict) else None
+    return bundle if isinstance(bundle, str) else ""
+
+
+def _revoked_there(response: httpx.Response) -> list[str]:
+    """The card numbers the old city says it revoked, for this city's audit: what is not
+    a card number is left out, and at most 100 (the old city's answer is data)."""
+    try:
+        ack = response.json()
+    except ValueError:
+        return []
+    numbers = ack.get("revoked_cards") if isinstance(ack, dict) else None
+    if not isinstance(numbers, list):
+        return []
+    return [n for n in numbers if isinstance(n, str) and _CARD_NUMBER.match(n)][:100]
 
 
 def _unreachable(outcome: TransferOutcome) -> Unavailable:
@@ -485,7 +507,7 @@ def run_transfer(
             refusal = _peer_error(response)
             database.transact(lambda session: _mark(session, transfer_id, "aborted", clock()))
             raise refusal
-        bundle = str(response.json().get("bundle", ""))
+        bundle = _bundle_of(response)
         payload = verify_person_bundle(bundle, federation=client.federation,
                                        from_city=from_city, to_city=own_city,
                                        transfer_id=transfer_id)
@@ -509,14 +531,15 @@ def run_transfer(
             raise _unreachable(outcome) from None
         if response.status_code != 200:
             raise _peer_error(response)
-        ack = response.json()
+        revoked_there = _revoked_there(response)
         jti = response.request.extensions.get("interauth_jti")
 
         def finish(session: Session) -> TransferOutcome:
             row = _transfer(session, transfer_id)
             assert row is not None
             if row.state == "prepared":
-                _committed(session, row=row, ack=ack, now=clock(), jti=jti)
+                _committed(session, row=row, revoked_there=revoked_there, now=clock(),
+                           jti=jti)
             return _outcome(row)
 
         outcome = database.transact(finish)

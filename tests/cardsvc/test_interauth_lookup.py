@@ -9,11 +9,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from cardsvc_kit import Authority
 from city_pair_kit import CityPair, CityTemplate, audit_of, city_pair
 from console_kit import csrf_of, portrait
 
+from cardsvc.federation.lookup import LookupMatch
 from schemas.federation import IssuerState
 
 PASSPORT = {"number": "YW1234567", "country": "NGA", "expires": "2031-01-01"}
@@ -193,3 +195,77 @@ def test_the_console_enrolment_shows_known_in_another_city(cities: CityPair) -> 
     assert answer.status_code == 409, answer.text[:500]
     assert 'data-testid="known-elsewhere"' in answer.text
     assert person["foreigner_code"] in answer.text and "CN-YW" in answer.text
+
+
+# --- another city's answer is data this city checks -------------------------------------
+
+CITIES = frozenset({"CN-YW", "CN-HZ"})
+GOOD_MATCH = {"foreigner_code": "933566198503020011", "surname": "OKAFOR",
+              "given_names": "Chinedu", "birth_date": "1985-03-02", "nationality": "NGA",
+              "portrait_digest": "A" * 22, "holding_city": "CN-YW", "state": "active",
+              "matched_by": "passport", "score": 100.0}
+
+HOSTILE_MATCHES = [
+    ("not an object", ["a"]),
+    ("foreigner code of another shape", {"foreigner_code": "1; DROP TABLE persons"}),
+    ("surname with a bidi override", {"surname": "\u202eROFAKO"}),
+    ("given names with an escape sequence", {"given_names": "Chi\x1b[2Jnedu"}),
+    ("surname of 150 characters", {"surname": "A" * 150}),
+    ("surname not a string", {"surname": ["OKAFOR"]}),
+    ("birth date not a date", {"birth_date": "1985-13-45"}),
+    ("unknown nationality", {"nationality": "XXX"}),
+    ("holding city outside the federation", {"holding_city": "EVIL-CITY"}),
+    ("unknown state", {"state": "<b>wanted</b>"}),
+    ("unknown match kind", {"matched_by": "guess"}),
+    ("portrait digest of another shape", {"portrait_digest": "../../etc/passwd"}),
+    ("score above 100", {"score": 1e9}),
+    ("score not a number", {"score": float("nan")}),
+    ("score a boolean", {"score": True}),
+]
+
+
+@pytest.mark.parametrize("change", [c for _, c in HOSTILE_MATCHES],
+                         ids=[name for name, _ in HOSTILE_MATCHES])
+def test_a_match_this_city_would_not_hold_is_refused(change: Any) -> None:
+    unverified = change if isinstance(change, list) else GOOD_MATCH | change
+    with pytest.raises(ValueError):
+        LookupMatch.from_payload(unverified, cities=CITIES)
+
+
+def test_a_sound_match_is_kept_as_sent() -> None:
+    match = LookupMatch.from_payload(GOOD_MATCH | {"portrait_digest": None}, cities=CITIES)
+    assert match.to_payload() == GOOD_MATCH | {"portrait_digest": None}
+
+
+def _answering_as(pair: CityPair, monkeypatch: pytest.MonkeyPatch, status: int,
+                  body: Any) -> None:
+    """Yiwu's answers to lookups replaced (a bug there, or a man in the middle)."""
+    honest = pair.transport.handle_request
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        answer = honest(request)
+        if request.url.host == "yw.test" and request.url.path.endswith("/person-lookups"):
+            return httpx.Response(status, json=body, request=request)
+        return answer
+
+    monkeypatch.setattr(pair.transport, "handle_request", handle)
+
+
+@pytest.mark.parametrize(("status", "body", "code"), [
+    (200, {"matches": [GOOD_MATCH | {"surname": "\u202eROFAKO"}]}, "BAD_ANSWER"),
+    (200, {"matches": [GOOD_MATCH | {"holding_city": "EVIL-CITY"}]}, "BAD_ANSWER"),
+    (409, {"code": "\x1b[31mACCEPTED\x1b[0m"}, "409"),
+    (409, {"code": "X" * 5000}, "409"),
+    (409, {"code": {"nested": 1}}, "409"),
+    (403, {"code": "INTERAUTH_CALLER_SUSPENDED"}, "INTERAUTH_CALLER_SUSPENDED"),
+], ids=["hidden characters in a name", "a city outside the federation", "escape codes as the"
+        " refusal's code", "a 5,000-character code", "a code that is not text", "a sound code"])
+def test_attack_another_city_answers_a_lookup_with_what_this_city_would_not_hold(
+        cities: CityPair, monkeypatch: pytest.MonkeyPatch, status: int, body: Any,
+        code: str) -> None:
+    _answering_as(cities, monkeypatch, status, body)
+    found = _lookup(cities.hz, {"passport": {"number": "YW1234567", "country": "NGA"}})
+    assert found["cities"] == [{"city": "CN-YW", "status": "refused", "code": code,
+                                "matches": []}]
+    assert json_details(audit_of(cities.hz, "interauth.lookup.sent"))[0]["status"] == \
+        "refused"

@@ -315,3 +315,51 @@ def test_attack_a_trusted_city_sends_a_person_this_city_would_refuse(
     assert cities.hz.client.get(f"/v1/persons/{code}",
                                 headers=cities.hz.admin).status_code == 404
     assert audit_of(cities.hz, "interauth.transfer.prepared") == []
+
+
+def _old_city_answering(pair: CityPair, monkeypatch: pytest.MonkeyPatch, path_end: str,
+                        answer: Callable[[httpx.Request], httpx.Response]) -> None:
+    """Yiwu's answers on one step replaced (a bug there, or whoever answers in its place)."""
+    honest = pair.transport.handle_request
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        if request.url.host == "yw.test" and request.url.path.endswith(path_end):
+            honest(request)  # Yiwu did the step; its answer is what the attacker chose
+            return answer(request)
+        return honest(request)
+
+    monkeypatch.setattr(pair.transport, "handle_request", handle)
+
+
+@pytest.mark.parametrize(("status", "body", "code", "peer_code"), [
+    (200, ["bundle"], "TRANSFER_BUNDLE_INVALID", None),
+    (200, {"bundle": {"$ne": ""}}, "TRANSFER_BUNDLE_INVALID", None),
+    (200, "not an object", "TRANSFER_BUNDLE_INVALID", None),
+    (409, {"code": "\x1b[32mCOMMITTED\x1b[0m"}, "TRANSFER_REFUSED", "409"),
+    (409, {"code": "Y" * 5000}, "TRANSFER_REFUSED", "409"),
+    (409, ["PERSON_NOT_FOUND"], "TRANSFER_REFUSED", "409"),
+], ids=["a list", "a bundle that is not text", "a string", "escape codes as the code",
+        "a 5,000-character code", "a code that is not in an object"])
+def test_attack_the_old_city_answers_prepare_with_what_is_not_an_answer(
+        cities: CityPair, monkeypatch: pytest.MonkeyPatch, status: int, body: Any,
+        code: str, peer_code: str | None) -> None:
+    person, _ = _yiwu_card_holder(cities)
+    _old_city_answering(cities, monkeypatch, "/transfers",
+                        lambda request: httpx.Response(status, json=body, request=request))
+    refused = _transfer(cities, person["foreigner_code"], expect=422 if status == 200 else 409,
+                        transfer_id="move-garbled")
+    assert (refused["code"], refused.get("peer_code")) == (code, peer_code)
+    assert cities.hz.client.get(f"/v1/persons/{person['foreigner_code']}",
+                                headers=cities.hz.admin).status_code == 404
+
+
+def test_attack_the_old_city_acknowledges_a_commit_with_garbage_for_the_audit(
+        cities: CityPair, monkeypatch: pytest.MonkeyPatch) -> None:
+    person, _ = _yiwu_card_holder(cities)
+    hostile = ["<script>", "Z" * 5000, {"a": 1}, None] + [f"{n:016d}" for n in range(500)]
+    _old_city_answering(cities, monkeypatch, "/commit", lambda request: httpx.Response(
+        200, json={"revoked_cards": hostile}, request=request))
+    assert _transfer(cities, person["foreigner_code"])["state"] == "committed"
+    [committed] = audit_of(cities.hz, "interauth.transfer.committed")
+    recorded = json.loads(committed["details"])["revoked_there"]
+    assert recorded == [f"{n:016d}" for n in range(100)]
