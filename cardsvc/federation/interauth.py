@@ -73,6 +73,7 @@ __all__ = [
     "InterauthClaims",
     "InterauthClient",
     "InterauthReplay",
+    "answer_object",
     "body_hash",
     "peer_code",
     "remember_interauth",
@@ -346,13 +347,19 @@ class InterauthClient:
                             officer_id=officer_id, timeout=timeout)
 
 
-def peer_code(response: httpx.Response) -> str:
-    """The refusal code another city answered with, or its HTTP status when what it said
-    is not a code (escape sequences, a novel, an object): shown to officers, audited."""
+def answer_object(response: httpx.Response) -> dict[str, Any] | None:
+    """Another city's answer as a JSON object, or None when it is not one (not JSON, a
+    list, a string): each member is then still data to check where it is read."""
     try:
         body = response.json()
     except ValueError:
-        body = None
-    code = body.get("code") if isinstance(body, dict) else None
+        return None
+    return body if isinstance(body, dict) else None
+
+
+def peer_code(response: httpx.Response) -> str:
+    """The refusal code another city answered with, or its HTTP status when what it said
+    is not a code (escape sequences, a novel, an object): shown to officers, audited."""
+    code = (answer_object(response) or {}).get("code")
     return code if isinstance(code, str) and _PEER_CODE.match(code) else str(
         response.status_code)

@@ -41,7 +41,12 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from cardsvc.db import Database
-from cardsvc.federation.interauth import InterauthClaims, InterauthClient, peer_code
+from cardsvc.federation.interauth import (
+    InterauthClaims,
+    InterauthClient,
+    answer_object,
+    peer_code,
+)
 from cardsvc.models import AuditHead, Passport, Person, PersonTransfer, Portrait
 from cardsvc.services import _validate as check
 from cardsvc.services._foreigner_code import get_person
@@ -50,6 +55,7 @@ from cardsvc.services._names import name_key
 from cardsvc.services.audit import Actor, append_audit
 from cardsvc.services.cards import change_card_state
 from cardsvc.services.errors import Conflict, DomainError, Invalid, NotFound, Unavailable
+from cardsvc.services.persons import PassportDetails, PersonDetails
 from cardsvc.services.portraits import NormalizedPortrait, check_normalized_portrait
 from keys.ed25519 import Signer, verify_signature
 from keys.jws import sign_compact
@@ -307,11 +313,9 @@ def _start(session: Session, *, transfer_id: str, from_city: str, code: str,
 
 @dataclass(frozen=True, slots=True)
 class MovedPassport:
-    number: str
-    country: str
-    expires: date
+    passport: PassportDetails
     current: bool
-    surname: str
+    surname: str  # as printed in this passport
     given_names: str
 
 
@@ -320,11 +324,7 @@ class MovedPerson:
     """A bundle's person, every value checked here as this city checks its own."""
 
     foreigner_code: str
-    surname: str
-    given_names: str
-    nationality: str
-    birth_date: date
-    sex: str
+    details: PersonDetails
     portrait: NormalizedPortrait | None
     passports: tuple[MovedPassport, ...]
 
@@ -364,9 +364,9 @@ def moved_person(unverified_person: Any, *, today: date) -> MovedPerson:
             raise Invalid("TRANSFER_BUNDLE_INVALID",
                           f"a person moves with 1 to {_MAX_PASSPORTS} passports")
         history = tuple(MovedPassport(
-            check.clean_passport_number(_field(p, "number", str)),
-            check.country(_field(p, "country", str), field="passport country"),
-            _day(p, "expires"), _field(p, "current", bool),
+            PassportDetails(check.clean_passport_number(_field(p, "number", str)),
+                            check.country(_field(p, "country", str), field="passport country"),
+                            _day(p, "expires")), _field(p, "current", bool),
             _printed(p, "surname", allow_empty=False),
             _printed(p, "given_names", allow_empty=True)) for p in passports)
         if sum(p.current for p in history) != 1:
@@ -381,13 +381,12 @@ def moved_person(unverified_person: Any, *, today: date) -> MovedPerson:
             portrait = check_normalized_portrait(
                 jpeg, unverified_digest=unverified_person.get("portrait_digest"),
                 max_bytes=_MAX_PORTRAIT_BYTES)
-        return MovedPerson(
-            _check_code(unverified_person.get("foreigner_code")),
+        return MovedPerson(_check_code(unverified_person.get("foreigner_code")), PersonDetails(
             _printed(unverified_person, "surname", allow_empty=False),
             _printed(unverified_person, "given_names", allow_empty=True),
             check.country(_field(unverified_person, "nationality", str), field="nationality"),
             check.birth_date(_day(unverified_person, "birth_date"), today=today),
-            check.sex(_field(unverified_person, "sex", str)), portrait, history)
+            check.sex(_field(unverified_person, "sex", str))), portrait, history)
     except Invalid as error:
         if error.code == "TRANSFER_BUNDLE_INVALID":
             raise
@@ -401,18 +400,20 @@ def _create_person(session: Session, *, row: PersonTransfer, bundle: str,
     moved = moved_person(payload["person"], today=now.date())
     if moved.foreigner_code != row.foreigner_code:
         raise Invalid("TRANSFER_BUNDLE_INVALID", "the bundle names another person")
+    details = moved.details
     try:
-        person = Person(foreigner_code=moved.foreigner_code, surname=moved.surname,
-                        given_names=moved.given_names, nationality=moved.nationality,
-                        birth_date=moved.birth_date, sex=moved.sex,
-                        name_key=name_key(moved.surname, moved.given_names),
+        person = Person(foreigner_code=moved.foreigner_code, surname=details.surname,
+                        given_names=details.given_names, nationality=details.nationality,
+                        birth_date=details.birth_date, sex=details.sex,
+                        name_key=name_key(details.surname, details.given_names),
                         portrait_digest=None, created_at=now, updated_at=now,
                         created_by=row.officer_id, state="transfer_pending", moved_to=None)
         session.add(person)
         session.flush()
         for p in moved.passports:
-            session.add(Passport(person_id=person.id, number=p.number, country=p.country,
-                                 expires=p.expires, is_current=p.current, surname=p.surname,
+            session.add(Passport(person_id=person.id, number=p.passport.number,
+                                 country=p.passport.country, expires=p.passport.expires,
+                                 is_current=p.current, surname=p.surname,
                                  given_names=p.given_names, added_at=now,
                                  added_by=row.officer_id))
         if moved.portrait is not None:
@@ -458,22 +459,14 @@ def _peer_error(response: httpx.Response) -> DomainError:
 def _bundle_of(response: httpx.Response) -> str:
     """The signed bundle the old city answered with ("" when it sent none: refused as
     TRANSFER_BUNDLE_INVALID when verified)."""
-    try:
-        answer = response.json()
-    except ValueError:
-        return ""
-    bundle = answer.get("bundle") if isinstance(answer, dict) else None
+    bundle = (answer_object(response) or {}).get("bundle")
     return bundle if isinstance(bundle, str) else ""
 
 
 def _revoked_there(response: httpx.Response) -> list[str]:
     """The card numbers the old city says it revoked, for this city's audit: what is not
     a card number is left out, and at most 100 (the old city's answer is data)."""
-    try:
-        ack = response.json()
-    except ValueError:
-        return []
-    numbers = ack.get("revoked_cards") if isinstance(ack, dict) else None
+    numbers = (answer_object(response) or {}).get("revoked_cards")
     if not isinstance(numbers, list):
         return []
     return [n for n in numbers if isinstance(n, str) and _CARD_NUMBER.match(n)][:100]

@@ -45,6 +45,7 @@ from sqlalchemy import insert, or_, select
 from sqlalchemy.orm import Session
 
 from cardsvc.db import Database
+from cardsvc.federation.interauth import answer_object
 from cardsvc.payments._idempotency import Answer, request_hash
 from cardsvc.payments._paycode import pay_code_replay_key, verify_any_status
 from cardsvc.payments.charges import OfflinePayment, _sale_challenge
@@ -322,13 +323,8 @@ def _charge_body(fwd: _Forward) -> dict[str, Any]:
 
 
 def _problem(response: httpx.Response) -> dict[str, Any]:
-    try:
-        body = response.json()
-    except ValueError:
-        body = None
-    if not isinstance(body, dict):
-        body = {"status": response.status_code, "code": "ISSUER_ANSWER_INVALID"}
-    return body
+    return answer_object(response) or {"status": response.status_code,
+                                       "code": "ISSUER_ANSWER_INVALID"}
 
 
 def forward_charge(
@@ -355,14 +351,16 @@ def forward_charge(
         else:
             status = response.status_code
             if status in (200, 201):
-                claims = federation()
+                claims, body = federation(), answer_object(response)
                 if claims is None:
                     error = "no federation list held"
+                elif body is None:
+                    error = "the issuer's answer is not a JSON object"
                 else:
                     try:
                         return database.transact(partial(
-                            complete_forward, g=fwd.g, body=response.json(),
-                            federation=claims, now=clock()))
+                            complete_forward, g=fwd.g, body=body, federation=claims,
+                            now=clock()))
                     except _BadIssuerAnswer as bad:
                         error = str(bad)
             elif 400 <= status < 500 and status not in _RETRYABLE_4XX:
@@ -447,7 +445,7 @@ def forward_uploads(
     claims = federation()
     if response.status_code != 200 or claims is None:
         return done
-    results = response.json().get("results", [])
+    results = (answer_object(response) or {}).get("results", [])
     for result in results if isinstance(results, list) else []:
         g = result.get("g") if isinstance(result, dict) else None
         if not isinstance(g, str) or g not in {row.g for row in pending}:

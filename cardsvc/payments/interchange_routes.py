@@ -38,7 +38,7 @@ from cardsvc.api._context import AppContext
 from cardsvc.api.deps import Ctx, InterauthCaller, roles
 from cardsvc.api.errors import PROBLEM_MEDIA_TYPE
 from cardsvc.api.routes._common import problems
-from cardsvc.federation.interauth import InterauthClient
+from cardsvc.federation.interauth import InterauthClient, answer_object
 from cardsvc.models import InterchangeKeyRecord, Officer
 from cardsvc.payments import forwarding, interchange
 from cardsvc.payments._idempotency import Answer, transact_settling_races
@@ -405,7 +405,8 @@ def reconcile_with(request: Request, ctx: Ctx, _officer: Reader, day: Day,
         raise Unavailable("ISSUER_UNREACHABLE", f"{peer}: {type(failure).__name__}") from None
     if answer.status_code != 200:
         raise Unavailable("ISSUER_UNREACHABLE", f"{peer} answered {answer.status_code}")
-    return reconcile(ours, unverified_peer_jwt=str(answer.json().get("jwt", "")),
+    jwt = (answer_object(answer) or {}).get("jwt")
+    return reconcile(ours, unverified_peer_jwt=jwt if isinstance(jwt, str) else "",
                      federation=claims)
 
 

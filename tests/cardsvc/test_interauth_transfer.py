@@ -283,7 +283,8 @@ def test_a_sound_bundle_person_is_kept_as_sent() -> None:
     person = _good_person()
     person["given_names"] = "Chinedu 2"  # enrolled before names refused digits: still moves
     moved = moved_person(person, today=date(2027, 1, 15))
-    assert (moved.surname, moved.given_names, len(moved.passports)) == ("OKAFOR", "Chinedu 2", 2)
+    assert (moved.details.surname, moved.details.given_names, len(moved.passports)) == (
+        "OKAFOR", "Chinedu 2", 2)
     assert moved.portrait is not None and moved.portrait.digest == person["portrait_digest"]
     assert moved.portrait.jpeg == base64.b64decode(person["portrait"]["jpeg"])
 

@@ -19,7 +19,12 @@ from two_cities_kit import HZ, YW, TwoCities, accept, two_cities
 
 from cardsvc.federation import held_federation
 from cardsvc.models import Officer
-from cardsvc.payments.forwarding import ForwardPolicy, open_forward, resume_forwards
+from cardsvc.payments.forwarding import (
+    CHARGE_PATH,
+    ForwardPolicy,
+    open_forward,
+    resume_forwards,
+)
 from cardsvc.payments.interchange_models import ForwardedCharge, InterchangeCharge
 from cardsvc.payments.merchants import terminal_of
 from cardsvc.payments.models import LedgerAccount, LedgerEntry
@@ -39,7 +44,7 @@ def _cities(request: pytest.FixtureRequest,
 
 @pytest.fixture
 def cities(_cities: TwoCities) -> Iterator[TwoCities]:
-    _cities.link.down, _cities.link.lose_answers = False, 0
+    _cities.link.down, _cities.link.lose_answers, _cities.link.garbled = False, 0, None
     _cities.link.sent.clear()
     yield _cities
     _cities.ledgers_ok()
@@ -225,6 +230,37 @@ def test_charged_but_unanswered_is_reversed_by_the_void(cities: TwoCities) -> No
         InterchangeCharge, (YW, g)).state, readonly=True)
     assert record == "reversed"
     assert _account_total(cities.yw, f"merchant:{till.merchant_id}") == 0
+
+
+@pytest.mark.parametrize("garbled", [b"<html>502</html>", b"[1, 2]", b'"charged"',
+                                     b'{"receipt": 5}', b'{"receipt": "a.b.c"}'],
+                         ids=["not JSON", "a list", "a string", "a receipt that is not text",
+                              "a receipt that does not verify"])
+def test_attack_the_issuer_answers_a_forwarded_charge_with_garbage(
+        cities: TwoCities, monkeypatch: pytest.MonkeyPatch, garbled: bytes) -> None:
+    """Hangzhou charged, then Yiwu read garbage as its answer (a bug there, or a man in
+    the middle): never a 500, the merchant is not credited, the void reverses the charge."""
+    card = _hz_card(cities)
+    till = cities.yw.terminal()
+    monkeypatch.setattr(cities.link, "garbled", (CHARGE_PATH, 201, garbled))
+    answer = cities.yw.charge(till, cities.hz.pay_code(card), 400, key="garbled")
+    assert answer.status_code == 503, answer.text
+    assert _forward_rows(cities)[f"{YW}:{till.terminal_id}:garbled"] == "void"
+    assert cities.hz.balance(card.card_number) == 10_000  # charged, then reversed
+    assert _account_total(cities.yw, f"merchant:{till.merchant_id}") == 0
+    cities.ledgers_ok()
+
+
+@pytest.mark.parametrize("garbled", [b"<html>502</html>", b"[1, 2]", b'{"jwt": 5}',
+                                     b'{"jwt": "a.b.c"}'],
+                         ids=["not JSON", "a list", "a report that is not text",
+                              "a report that does not verify"])
+def test_attack_the_other_city_answers_the_daily_report_with_garbage(
+        cities: TwoCities, monkeypatch: pytest.MonkeyPatch, garbled: bytes) -> None:
+    monkeypatch.setattr(cities.link, "garbled",
+                        ("/v1/interauth/interchange-report", 200, garbled))
+    result = _report(cities.yw, HZ, "interchange-reconcile")
+    assert (result["reconciled"], result["code"], result["breaks"]) == (False, "MALFORMED", [])
 
 
 def test_a_yiwu_card_at_a_yiwu_terminal_stays_a_same_city_charge(cities: TwoCities) -> None:

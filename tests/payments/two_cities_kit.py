@@ -38,12 +38,14 @@ YW, HZ = "CN-YW", "CN-HZ"
 class FaultyLink:
     """Leg B with injected faults: ``down`` (nothing reaches Hangzhou), ``lose_answers``
     (the next N requests reach Hangzhou and are done there, but their answers are lost:
-    a timeout after the issuer committed)."""
+    a timeout after the issuer committed), ``garbled`` (path, status, body: requests to
+    that path are done at Hangzhou, and Yiwu reads that status and body as the answer)."""
 
     def __init__(self, client: InterauthClient) -> None:
         self.client = client
         self.down = False
         self.lose_answers = 0
+        self.garbled: tuple[str, int, bytes] | None = None
         self.sent: list[tuple[str, str | None]] = []
 
     def post(self, callee_code: str, path: str, json_body: dict[str, Any], *,
@@ -57,6 +59,10 @@ class FaultyLink:
         if self.lose_answers:
             self.lose_answers -= 1
             raise httpx.ReadTimeout("injected: the answer was lost")
+        if self.garbled is not None and path == self.garbled[0]:
+            _, status, body = self.garbled
+            return httpx.Response(status, content=body, request=response.request,
+                                  headers={"content-type": "application/json"})
         return response
 
 
