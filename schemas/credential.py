@@ -29,6 +29,7 @@ from schemas.codes import Malformed
 from schemas.text import has_hidden_characters
 
 __all__ = [
+    "CARD_NUMBER_PATTERN",
     "CLAIMS",
     "CREDENTIAL_TYP",
     "FOREIGNER_CODE_PATTERN",
@@ -38,6 +39,7 @@ __all__ = [
     "ONE_USE_PAY_LIFETIME_SECONDS",
     "PAY_HANDLE_BYTES",
     "PORTRAIT_DIGEST_BYTES",
+    "PORTRAIT_DIGEST_PATTERN",
     "Credential",
     "Entitlement",
     "Purpose",
@@ -48,6 +50,7 @@ __all__ = [
 CREDENTIAL_TYP = "fmc"
 # "9", province, nationality, birth date, sequence, check character (docs/DESIGN.md section 3).
 FOREIGNER_CODE_PATTERN = r"^9[0-9]{16}[0-9X]$"
+CARD_NUMBER_PATTERN = r"^[0-9A-Z]{8,24}$"
 MAX_INFLATED_PAYLOAD = 4096  # a credential is a few hundred bytes; anything larger is refused
 
 
@@ -108,6 +111,8 @@ _ENTITLEMENT_CODES = {
 }
 _ENTITLEMENT_BY_CODE = {code: ent for ent, code in _ENTITLEMENT_CODES.items()}
 PORTRAIT_DIGEST_BYTES = 16  # SHA-256 truncated to 128 bits: second preimages stay out of reach
+# base64url without padding of PORTRAIT_DIGEST_BYTES: how a digest is named (``pd``, paths)
+PORTRAIT_DIGEST_PATTERN = r"^[A-Za-z0-9_-]{22}$"
 
 
 # The claim registry: short wire name -> meaning.
@@ -146,7 +151,7 @@ _ALLOWED = {
 # A one-use pay credential (P13.3): ``ph`` replaces ``cn``, ``ol`` is required.
 _ONE_USE_PAY = frozenset((_REQUIRED - {"cn"}) | {"ph", "ol"})
 _PURPOSES = {p.value: p for p in Purpose}
-_CARD_RE = re.compile(r"^[0-9A-Z]{8,24}$")
+_CARD_RE = re.compile(CARD_NUMBER_PATTERN)
 _CODE_RE = re.compile(FOREIGNER_CODE_PATTERN)
 _DATE_RE = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")
 _ALPHA3_RE = re.compile(r"^[A-Z]{3}$")

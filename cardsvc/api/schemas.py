@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from cardsvc.roles import Role
 from cardsvc.services.cards import MAX_OFFLINE_LIMIT_FEN
-from schemas.credential import FOREIGNER_CODE_PATTERN
+from schemas.credential import CARD_NUMBER_PATTERN, FOREIGNER_CODE_PATTERN
 
 __all__ = [
     "AuditEntryOut",
@@ -117,7 +117,7 @@ class ProvisionIn(_In):
 
 
 class RefreshIn(_In):
-    card_number: Annotated[str, StringConstraints(pattern=r"^[0-9A-Z]{8,24}$")]
+    card_number: Annotated[str, StringConstraints(pattern=CARD_NUMBER_PATTERN)]
     device_key: B64Url
     time: int = Field(ge=0, le=2**40, description="request time, seconds since the epoch")
     proof: B64Url = Field(description="device signature over refresh_proof_message")

@@ -49,7 +49,7 @@ from cardsvc.services.persons import (
 )
 from cardsvc.services.trust import Keyring
 from schemas._jose import b64url_encode, dump_json
-from schemas.credential import FOREIGNER_CODE_PATTERN
+from schemas.credential import FOREIGNER_CODE_PATTERN, PORTRAIT_DIGEST_PATTERN
 from schemas.federation import IssuerState
 from schemas.text import has_hidden_characters
 
@@ -221,7 +221,7 @@ class LookupMatch:
 
 
 _FOREIGNER_CODE = re.compile(FOREIGNER_CODE_PATTERN)
-_DIGEST = re.compile(r"^[A-Za-z0-9_-]{22}$")  # base64url of PORTRAIT_DIGEST_BYTES (16)
+_DIGEST = re.compile(PORTRAIT_DIGEST_PATTERN)
 _STATES = frozenset({"active", "transfer_pending", "moved"})
 _MATCHED_BY = frozenset({"passport", "name"})
 

@@ -67,7 +67,7 @@ from schemas._jose import (
     split_compact,
 )
 from schemas.codes import FmcError
-from schemas.credential import FOREIGNER_CODE_PATTERN
+from schemas.credential import CARD_NUMBER_PATTERN, FOREIGNER_CODE_PATTERN
 from schemas.federation import FederationClaims, IssuerState
 from schemas.trust_list import KeyState
 
@@ -89,7 +89,7 @@ BUNDLE_TYP = "fmc-person-bundle+jwt"
 TRANSFERRED = "transferred"  # the reason every card of a moved person is revoked with
 TRANSFERS_PATH = "/v1/interauth/transfers"
 _TRANSFER_ID = r"^[A-Za-z0-9_-]{8,64}$"
-_CARD_NUMBER = re.compile(r"^[0-9A-Z]{8,24}$")
+_CARD_NUMBER = re.compile(CARD_NUMBER_PATTERN)
 _MAX_PASSPORTS = 100  # a lifetime of passport changes, with room to spare
 _MAX_PORTRAIT_BYTES = 1 << 20  # a normalized portrait is 480 x 640 at most: ~30-60 KB
 
@@ -395,9 +395,9 @@ def moved_person(unverified_person: Any, *, today: date) -> MovedPerson:
 
 
 def _create_person(session: Session, *, row: PersonTransfer, bundle: str,
-                   payload: dict[str, Any], now: datetime, jti: str | None) -> None:
+                   payload: dict[str, Any], moved: MovedPerson, now: datetime,
+                   jti: str | None) -> None:
     """Step 2: the person under the same code, with its passport history, no card."""
-    moved = moved_person(payload["person"], today=now.date())
     if moved.foreigner_code != row.foreigner_code:
         raise Invalid("TRANSFER_BUNDLE_INVALID", "the bundle names another person")
     details = moved.details
@@ -504,14 +504,16 @@ def run_transfer(
         payload = verify_person_bundle(bundle, federation=client.federation,
                                        from_city=from_city, to_city=own_city,
                                        transfer_id=transfer_id)
+        # Checked (the portrait decoded) before the transaction, not under its write lock.
+        moved = moved_person(payload["person"], today=clock().date())
         jti = response.request.extensions.get("interauth_jti")
 
         def store(session: Session) -> TransferOutcome:
             row = _transfer(session, transfer_id)
             assert row is not None
             if row.state == "preparing":
-                _create_person(session, row=row, bundle=bundle, payload=payload, now=clock(),
-                               jti=jti)
+                _create_person(session, row=row, bundle=bundle, payload=payload, moved=moved,
+                               now=clock(), jti=jti)
             return _outcome(row)
 
         outcome = database.transact(store)

@@ -6,10 +6,10 @@ from fastapi import Response
 from pydantic import BaseModel
 
 from cardsvc.api.errors import PROBLEM_MEDIA_TYPE
+from schemas.credential import CARD_NUMBER_PATTERN
 
 __all__ = ["CARD_NUMBER_PATTERN", "json_answer", "problems"]
 
-CARD_NUMBER_PATTERN = r"^[0-9A-Z]{8,24}$"
 
 
 def problems(*statuses: int) -> dict[int | str, dict[str, object]]:

@@ -27,7 +27,7 @@ from cardsvc.roles import Role
 from cardsvc.services import persons
 from cardsvc.services.audit import Actor
 from cardsvc.services.errors import Conflict, Invalid
-from schemas.credential import FOREIGNER_CODE_PATTERN
+from schemas.credential import FOREIGNER_CODE_PATTERN, PORTRAIT_DIGEST_PATTERN
 
 __all__ = ["router"]
 
@@ -172,7 +172,7 @@ def set_portrait(
 @router.get("/portraits/{digest}", response_class=Response, responses={
     200: {"content": {"image/jpeg": {}}, "description": "the portrait"}, **_PROBLEMS})
 def get_portrait(
-    digest: Annotated[str, Path(pattern=r"^[A-Za-z0-9_-]{22}$")], ctx: Ctx,
+    digest: Annotated[str, Path(pattern=PORTRAIT_DIGEST_PATTERN)], ctx: Ctx,
     _officer: Annotated[Officer, Depends(roles(Role.terminal, Role.verifier, *_READERS))],
 ) -> Response:
     """The JPEG whose digest a credential carries (check it against the digest)."""
